@@ -1,0 +1,80 @@
+"""Recording throughput against a plain forward pass of the model body, on the same batches, in one run.
+
+    python benchmarks/record.py [--tokens 131072] [--batch-size 32] [--dtype bfloat16]
+
+Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
+the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
+forward and for recording, and their ratio (target >= 0.85). The stream is as long as a typical recording
+(the first windows of a recording are the costly ones: every window enters every unit's empty slots, so a
+short stream would mostly time that warm-up); the plain pass runs before and after recording and their mean
+is compared, so drift of the machine's speed affects both alike. A warm-up batch of each runs first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from itertools import islice
+
+import numpy as np
+import torch
+
+from ns_dspy.corpus import open_corpus
+from ns_dspy.models import load_subject
+from ns_dspy.recording import RecordConfig, Recorder
+from ns_dspy.recording.windows import iter_windows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--tokens", type=int, default=131_072)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args()
+
+    subject = load_subject(args.model, dtype=args.dtype, device=args.device)
+    config = RecordConfig(model=args.model, layers="all", batch_size=args.batch_size, window=args.window,
+                          dtype=args.dtype)
+    stream = iter_windows(open_corpus("default").documents(), subject.encode, args.window)
+    windows = np.stack(list(islice(stream, args.tokens // args.window)))
+    batches = [windows[i:i + args.batch_size] for i in range(0, len(windows), args.batch_size)]
+    n_tokens = windows.size
+    prefix = torch.tensor(subject.prefix_ids, dtype=torch.long)
+    device = subject.device
+
+    def plain(batches=batches) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for b in batches:
+                ids = torch.cat([prefix.expand(len(b), -1), torch.from_numpy(b)], 1).to(device)
+                subject.body(input_ids=ids, use_cache=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def recording(batches=batches) -> float:
+        recorder = Recorder(subject, config)
+        start = time.perf_counter()
+        for i, b in enumerate(batches):
+            recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
+    plain(batches[:1]), recording(batches[:1])  # warm-up
+    before, rec, after = plain(), recording(), plain()
+    tp, tr = 2 * n_tokens / (before + after), n_tokens / rec
+    print(f"model {args.model}  dtype {args.dtype}  device {device}  threads {torch.get_num_threads()}")
+    print(f"{len(batches)} batches x {args.batch_size} windows x {args.window} tokens = {n_tokens} tokens; "
+          f"{n_units} units tracked (top {config.top_k}, random {config.random_k})")
+    print(f"plain body forward : {tp:8.0f} tok/s  (before {n_tokens / before:.0f}, after {n_tokens / after:.0f})")
+    print(f"recording          : {tr:8.0f} tok/s")
+    print(f"ratio recording/plain = {tr / tp:.3f}  (target >= 0.85)")
+
+
+if __name__ == "__main__":
+    main()

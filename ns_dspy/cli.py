@@ -1,0 +1,189 @@
+"""``ns-dspy``: the command line. Each option's help comes from the config dataclass field it sets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import add_options, from_options
+from .errors import NsDspyError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("ns_dspy")
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+    from .recording import RecordConfig, record
+
+    config = from_options(RecordConfig, args)
+    path = record(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    store = ExemplarStore.open(path)
+    m = store.manifest
+    print(f"{store.describe()}\nrecorded {m['tokens_recorded']:,} tokens in {m['seconds']} s "
+          f"({m['tokens_per_second']:,} tok/s)")
+    return 0
+
+
+def _use_color(mode: str) -> bool:
+    if mode == "auto":
+        return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return mode == "always"
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+    from .show import render_exemplar
+    from .types import UnitId
+
+    store = ExemplarStore.open(args.store)
+    unit = UnitId.parse(args.unit)
+    stats = store.stats(unit)
+    exemplars = store.exemplars(unit, args.split, args.kind)[: args.n]
+    scale = stats["max"] if args.kind != "negative" else -stats["min"]
+    if args.kind == "negative":
+        for ex in exemplars:
+            ex.activations = -ex.activations
+    color = _use_color(args.color)
+    print(f"unit {unit} of {store.manifest.get('model', {}).get('name', '?')} ({store.manifest.get('hookpoint')}): "
+          f"max {stats['max']:.3g}, mean {stats['mean']:.3g}, active on {stats['frequency']:.1%} of tokens")
+    print(f"{len(exemplars)} {args.kind} exemplars from {args.split}; highlighted: >= 25% of max"
+          + ("" if color else " as \u00abtoken\u00bb"))
+    for i, ex in enumerate(exemplars, 1):
+        peak = ex.activations.max() if len(ex.activations) else 0.0
+        print(f"\n#{i} window {ex.window}  max {peak * (-1 if args.kind == 'negative' else 1):.3g}")
+        print(render_exemplar(ex, scale, color=color))
+    return 0
+
+
+def _cmd_units(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+
+    store = ExemplarStore.open(args.store)
+    print(store.describe())
+    layers = store.layers if args.layer is None else [args.layer]
+    print(f"{'unit':>9} {'frequency':>9} {'max':>8} {'mean':>8} {'std':>8}")
+    for layer in layers:
+        units, stats = store.layer_units(layer), store.layer_stats(layer)
+        order = sorted(range(len(units)), key=lambda i: -stats[args.sort][i])[: args.n]
+        for i in order:
+            print(f"{layer:>4}:{units[i]:<4} {stats['frequency'][i]:>9.3f} {stats['max'][i]:>8.3g} "
+                  f"{stats['mean'][i]:>8.3g} {stats['std'][i]:>8.3g}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+    from .exemplars.interop import export_jsonl
+    from .types import parse_units
+
+    store = ExemplarStore.open(args.store)
+    units = parse_units(args.units) if args.units else None
+    n = export_jsonl(store, args.out, units)
+    print(f"wrote {n} units to {args.out}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+    from .exemplars.interop import import_jsonl, import_neuron_records
+
+    fn = import_jsonl if args.format == "jsonl" else import_neuron_records
+    path = fn(Path(args.source), args.out, overwrite=args.overwrite, model=args.model, hookpoint=args.hookpoint)
+    print(ExemplarStore.open(path).describe())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), tokens=args.tokens, layers=args.layers, progress=not args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .recording import RecordConfig
+
+    parser = argparse.ArgumentParser(prog="ns-dspy", description=__doc__.splitlines()[0].split(": ", 1)[-1]
+                                     + " NeuronScope: explain language-model neurons.")
+    parser.add_argument("--version", action="version", version=f"ns-dspy {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("record", help="record unit activations over a corpus into an exemplar store",
+                       description="Stream a corpus through the subject model and keep each unit's top, random "
+                                   "and negative windows, split into train/valid/test. Rerun to resume.")
+    add_options(p, RecordConfig)
+    p.add_argument("--out", required=True, help="exemplar store directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("show", help="print a unit's exemplars with activating tokens highlighted")
+    p.add_argument("store", help="exemplar store directory")
+    p.add_argument("unit", help="LAYER:INDEX, e.g. 5:123")
+    p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="which split (default: train)")
+    p.add_argument("--kind", default="top", choices=["top", "random", "negative"], help="exemplar kind (default: top)")
+    p.add_argument("-n", type=int, default=5, help="how many exemplars (default: 5)")
+    p.add_argument("--color", default="auto", choices=["auto", "always", "never"], help="ANSI colour (default: auto)")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("units", help="list a store's units with their activation statistics")
+    p.add_argument("store", help="exemplar store directory")
+    p.add_argument("--layer", type=int, default=None, help="only this layer")
+    p.add_argument("--sort", default="frequency", choices=["frequency", "max", "mean", "std"],
+                   help="sort key (default: frequency, the paper's choice)")
+    p.add_argument("-n", type=int, default=10, help="units per layer (default: 10)")
+    p.set_defaults(func=_cmd_units)
+
+    p = sub.add_parser("export", help="export a store's units as JSONL activation records")
+    p.add_argument("store", help="exemplar store directory")
+    p.add_argument("out", help="JSONL file to write")
+    p.add_argument("--units", default="", help="LAYER:INDEX list (default: all units)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import", help="build a store from JSONL records or OpenAI NeuronRecord JSON")
+    p.add_argument("source", help="a .jsonl file, or NeuronRecord .json file/folder")
+    p.add_argument("out", help="exemplar store directory to create")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "neuron-records"], help="input format")
+    p.add_argument("--model", default="unknown", help="name of the model the records came from")
+    p.add_argument("--hookpoint", default="unknown", help="what the units are (e.g. mlp, an SAE name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at OUT")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
+                       description="Record the offline default model (gemma-3-270m) on the default corpus and "
+                                   "show its most frequently active neurons. Reuses finished work in --out.")
+    p.add_argument("--out", default="ns-dspy-demo", help="working directory (default: ./ns-dspy-demo)")
+    p.add_argument("--tokens", type=int, default=32_768, help="tokens to record (default: 32768)")
+    p.add_argument("--layers", default="6,12", help="layers to record (default: 6,12)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except NsDspyError as err:
+        print(f"ns-dspy: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ns-dspy: interrupted; finished work is kept - rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The exemplar store: a unit's top, random and negative windows, already split into train/valid/test.
+
+On-disk format (``format: ns-dspy-exemplars``, ``version: 1``), a directory::
+
+    manifest.json            format, version, model, hookpoint, corpus, record config, layers, counts
+    strings.json             the store's token table: list of token strings
+    windows.npy              (W, T) int32, indices into strings.json; -1 pads windows shorter than T
+    window_split.npy         (W,) int8, 0=train 1=valid 2=test: every window belongs to exactly one split
+    token_ids.npy            (W, T) int64 subject-tokenizer ids (only when recorded, -1 pads)
+    layer_<L>/units.npy      (U,) int64 channel indices of the recorded units
+    layer_<L>/stats.npz      per-unit mean, std, max, min, frequency (fraction of tokens > 0)
+    layer_<L>/<split>_<kind>_windows.npy   (U, k) int64 rows of windows.npy, best first, -1 = empty slot
+    layer_<L>/<split>_<kind>_acts.npy      (U, k, T) float16 or float32 per-token activations
+
+Arrays are plain ``.npy``/``.npz`` read with ``allow_pickle=False``. The directory is built under a temporary
+name and renamed into place, so an interrupted write leaves no store at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, atomic_write_json
+from ..errors import StoreError
+from ..types import KINDS, SPLITS, Exemplar, UnitId
+
+__all__ = ["FORMAT", "VERSION", "LayerData", "ExemplarStore", "write_store"]
+
+FORMAT = "ns-dspy-exemplars"
+VERSION = 1
+
+
+@dataclass
+class LayerData:
+    """Everything stored for one layer. ``slots[(split, kind)] = (windows (U, k) int64, acts (U, k, T))``."""
+
+    units: np.ndarray
+    slots: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _compact_float(acts: np.ndarray) -> np.ndarray:
+    """float16 when every value fits, else float32."""
+    acts = np.asarray(acts, dtype=np.float32)
+    finite = acts[np.isfinite(acts)]
+    return acts.astype(np.float16) if finite.size == 0 or np.abs(finite).max() < 6.0e4 else acts
+
+
+def write_store(path: str | Path, *, manifest: dict, strings: list[str], windows: np.ndarray,
+                window_split: np.ndarray, layers: dict[int, LayerData], token_ids: np.ndarray | None = None,
+                overwrite: bool = False) -> Path:
+    """Write a complete store atomically. Raises StoreError if ``path`` exists and not ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreError(f"{path} already exists: choose another --out or pass --overwrite")
+    if path.exists() and not (path / "manifest.json").exists():
+        raise StoreError(f"{path} exists and is not an exemplar store: refusing to overwrite it")
+    if windows.ndim != 2 or window_split.shape != (windows.shape[0],):
+        raise ValueError("windows must be (W, T) and window_split (W,)")
+    manifest = {**manifest, "format": FORMAT, "version": VERSION, "window": int(windows.shape[1]),
+                "n_windows": int(windows.shape[0]), "splits": list(SPLITS), "kinds": list(KINDS),
+                "layers": {str(layer): {"n_units": int(len(d.units)),
+                                        "counts": {f"{s}_{k}": int(w.shape[1]) for (s, k), (w, _) in d.slots.items()}}
+                           for layer, d in sorted(layers.items())}}
+    try:
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            (tmp / "strings.json").write_text(json.dumps(strings, ensure_ascii=False), encoding="utf-8")
+            np.save(tmp / "windows.npy", windows.astype(np.int32))
+            np.save(tmp / "window_split.npy", window_split.astype(np.int8))
+            if token_ids is not None:
+                np.save(tmp / "token_ids.npy", token_ids.astype(np.int64))
+            for layer, data in layers.items():
+                d = tmp / f"layer_{layer}"
+                d.mkdir()
+                np.save(d / "units.npy", np.asarray(data.units, dtype=np.int64))
+                np.savez(d / "stats.npz", **{k: np.asarray(v, dtype=np.float64) for k, v in data.stats.items()})
+                for (split, kind), (win, acts) in data.slots.items():
+                    if acts.shape[:2] != win.shape or acts.shape[2] != windows.shape[1]:
+                        raise ValueError(f"layer {layer} {split}/{kind}: acts {acts.shape} vs windows {win.shape}")
+                    np.save(d / f"{split}_{kind}_windows.npy", win.astype(np.int64))
+                    np.save(d / f"{split}_{kind}_acts.npy", _compact_float(acts))
+            atomic_write_json(tmp / "manifest.json", manifest)  # last: its presence marks a complete store
+    except OSError as err:
+        raise StoreError(f"cannot write store {path}: {err.strerror or err}") from None
+    return path
+
+
+class ExemplarStore:
+    """Read access to a store. Open with :meth:`open`; arrays are memory-mapped and loaded lazily."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.manifest = path, manifest
+
+    @classmethod
+    def open(cls, path: str | Path) -> "ExemplarStore":
+        path = Path(path)
+        if not path.is_dir():
+            raise StoreError(f"no exemplar store at {path}: record one with `ns-dspy record --out {path}`")
+        mpath = path / "manifest.json"
+        if not mpath.is_file():
+            partial = path.with_name(path.name + ".partial")
+            hint = f" (an unfinished recording is at {partial}: rerun the same record command)" if partial.exists() else ""
+            raise StoreError(f"{path} is not an exemplar store: manifest.json is missing{hint}")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{path} is corrupt: manifest.json is unreadable ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise StoreError(f"{path} is not an ns-dspy exemplar store (manifest format is "
+                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        if manifest.get("version") != VERSION:
+            raise StoreError(f"{path} has store version {manifest.get('version')}; this ns-dspy reads version "
+                             f"{VERSION}: re-record it or upgrade ns-dspy")
+        store = cls(path, manifest)
+        store._check()
+        return store
+
+    def _load(self, rel: str) -> np.ndarray:
+        try:
+            return np.load(self.path / rel, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({err})") from None
+
+    def _check(self) -> None:
+        windows = self.windows
+        if windows.shape != (self.manifest["n_windows"], self.manifest["window"]):
+            raise StoreError(f"{self.path} is corrupt: windows.npy has shape {windows.shape}")
+        if self.window_split.shape != (windows.shape[0],):
+            raise StoreError(f"{self.path} is corrupt: window_split.npy does not match windows.npy")
+        for layer in self.layers:
+            n = self.manifest["layers"][str(layer)]["n_units"]
+            if self._load(f"layer_{layer}/units.npy").shape != (n,):
+                raise StoreError(f"{self.path} is corrupt: layer_{layer}/units.npy does not hold {n} units")
+
+    # -- tables -----------------------------------------------------------------------------------------
+    @cached_property
+    def strings(self) -> list[str]:
+        try:
+            return json.loads((self.path / "strings.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{self.path} is corrupt: strings.json is unreadable ({err})") from None
+
+    @cached_property
+    def windows(self) -> np.ndarray:
+        return self._load("windows.npy")
+
+    @cached_property
+    def window_split(self) -> np.ndarray:
+        return self._load("window_split.npy")
+
+    @cached_property
+    def token_ids(self) -> np.ndarray | None:
+        return self._load("token_ids.npy") if (self.path / "token_ids.npy").exists() else None
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(int(layer) for layer in self.manifest["layers"])
+
+    def layer_units(self, layer: int) -> np.ndarray:
+        if str(layer) not in self.manifest["layers"]:
+            raise StoreError(f"layer {layer} is not in {self.path}: it holds layers {self.layers}")
+        return self._load(f"layer_{layer}/units.npy")
+
+    def units(self, layer: int | None = None) -> list[UnitId]:
+        layers = self.layers if layer is None else [layer]
+        return [UnitId(lay, int(i)) for lay in layers for i in self.layer_units(lay)]
+
+    def _row(self, unit: UnitId) -> int:
+        units = self.layer_units(unit.layer)
+        row = np.searchsorted(units, unit.index)
+        if row >= len(units) or units[row] != unit.index:
+            shown = f"{units[0]}..{units[-1]}" if len(units) else "none"
+            raise StoreError(f"unit {unit} was not recorded in {self.path} (layer {unit.layer} holds {len(units)} "
+                             f"units, {shown}): record it or pick another")
+        return int(row)
+
+    def stats(self, unit: UnitId) -> dict[str, float]:
+        row = self._row(unit)
+        try:
+            with np.load(self.path / f"layer_{unit.layer}/stats.npz", allow_pickle=False) as z:
+                return {k: float(z[k][row]) for k in z.files}
+        except (OSError, ValueError, KeyError) as err:
+            raise StoreError(f"{self.path} is corrupt: layer_{unit.layer}/stats.npz ({err})") from None
+
+    def layer_stats(self, layer: int) -> dict[str, np.ndarray]:
+        self.layer_units(layer)
+        with np.load(self.path / f"layer_{layer}/stats.npz", allow_pickle=False) as z:
+            return {k: np.array(z[k]) for k in z.files}
+
+    # -- exemplars --------------------------------------------------------------------------------------
+    def exemplars(self, unit: UnitId, split: str, kind: str = "top") -> list[Exemplar]:
+        """The unit's ``kind`` exemplars of ``split``, best first (top/negative) or in sample order (random)."""
+        if split not in SPLITS:
+            raise StoreError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        if kind not in KINDS:
+            raise StoreError(f"unknown exemplar kind {kind!r}: use one of {', '.join(KINDS)}")
+        row = self._row(unit)
+        name = f"layer_{unit.layer}/{split}_{kind}"
+        if not (self.path / f"{name}_windows.npy").exists():
+            return []
+        rows, acts = self._load(f"{name}_windows.npy")[row], self._load(f"{name}_acts.npy")[row]
+        strings, out = self.strings, []
+        for slot, w in enumerate(rows):
+            if w < 0:
+                continue
+            ids = self.windows[w]
+            n = int((ids >= 0).sum())
+            tok_ids = None if self.token_ids is None else [int(t) for t in self.token_ids[w][:n]]
+            act = np.asarray(acts[slot][:n], dtype=np.float32)
+            if not np.isfinite(act).all():
+                raise StoreError(f"{self.path} is corrupt: non-finite activations for unit {unit} ({split}/{kind})")
+            out.append(Exemplar(tokens=[strings[i] for i in ids[:n]], activations=act, window=int(w),
+                                kind=kind, split=split, token_ids=tok_ids))
+        return out
+
+    def describe(self) -> str:
+        m = self.manifest
+        n_units = sum(v["n_units"] for v in m["layers"].values())
+        return (f"{self.path}: model {m.get('model', {}).get('name', '?')}, hookpoint {m.get('hookpoint', '?')}, "
+                f"{n_units} units in layers {self.layers}, {m['n_windows']} windows of {m['window']} tokens")

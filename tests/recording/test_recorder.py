@@ -1,0 +1,204 @@
+"""Recording on tiny real models, checked against activations recomputed with a plain forward hook."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ns_dspy.corpus import open_corpus
+from ns_dspy.errors import CorpusError, ModelError, RecordingError, StoreError
+from ns_dspy.exemplars import ExemplarStore
+from ns_dspy.models import load_subject
+from ns_dspy.recording import RecordConfig, Recorder, record
+from ns_dspy.types import SPLITS, UnitId
+
+
+def _config(model, corpus, **kw):
+    base = dict(model=str(model), corpus=str(corpus), layers="0,2", tokens=1600, window=8, top_k=10,
+                random_k=6, negative_k=3, batch_size=5, dtype="float32", device="cpu")
+    base.update(kw)
+    return RecordConfig(**base)
+
+
+def _record(model, corpus, out, **kw):
+    return ExemplarStore.open(record(_config(model, corpus, **kw), out, progress=False))
+
+
+def _true_acts(model_dir, store: ExemplarStore, unit: UnitId, window: int, module: str) -> np.ndarray:
+    subject = load_subject(str(model_dir), dtype="float32", device="cpu")
+    seen = {}
+    mod = subject.model.get_submodule(module.format(layer=unit.layer))
+    handle = mod.register_forward_pre_hook(lambda _m, args: seen.__setitem__("x", args[0]))
+    ids = subject.prefix_ids + [int(t) for t in store.token_ids[window]]
+    with torch.no_grad():
+        subject.model(input_ids=torch.tensor([ids]))
+    handle.remove()
+    return seen["x"][0, len(subject.prefix_ids):, unit.index].numpy()
+
+
+def test_stored_activations_equal_a_plain_forward(tiny_llama, text_corpus, tmp_path):
+    store = _record(tiny_llama, text_corpus, tmp_path / "s")
+    assert store.manifest["model"]["prefix_ids"] == [0]  # <bos> fed, never recorded
+    for unit in (UnitId(0, 3), UnitId(2, 41)):
+        for kind in ("top", "random", "negative"):
+            for ex in store.exemplars(unit, "valid", kind):
+                truth = _true_acts(tiny_llama, store, unit, ex.window, "model.layers.{layer}.mlp.down_proj")
+                np.testing.assert_allclose(ex.activations, truth, rtol=2e-3, atol=2e-3)
+    # top exemplars are ordered by their peak and beat every random window of the same split
+    top = store.exemplars(UnitId(0, 3), "train", "top")
+    peaks = [e.max_activation for e in top]
+    assert peaks == sorted(peaks, reverse=True) and len(top) == 4
+    assert min(peaks) >= max(e.max_activation for e in store.exemplars(UnitId(0, 3), "train", "random"))
+
+
+def test_gpt2_mlp_neurons_are_the_c_proj_input(tiny_gpt2, text_corpus, tmp_path):
+    store = _record(tiny_gpt2, text_corpus, tmp_path / "s", layers="1")
+    assert store.manifest["model"]["prefix_ids"] == []
+    unit = UnitId(1, 100)
+    ex = store.exemplars(unit, "test", "top")[0]
+    truth = _true_acts(tiny_gpt2, store, unit, ex.window, "transformer.h.{layer}.mlp.c_proj")
+    np.testing.assert_allclose(ex.activations, truth, rtol=2e-3, atol=2e-3)
+    assert len(store.layer_units(1)) == 128
+
+
+def test_splits_never_share_a_window(tiny_llama, text_corpus, tmp_path):
+    store = _record(tiny_llama, text_corpus, tmp_path / "s")
+    by_split = {s: set() for s in SPLITS}
+    for unit in store.units():
+        for split in SPLITS:
+            for kind in ("top", "random", "negative"):
+                for ex in store.exemplars(unit, split, kind):
+                    by_split[split].add(ex.window)
+                    assert SPLITS[store.window_split[ex.window]] == split
+    assert all(by_split.values())
+    assert not (by_split["train"] & by_split["valid"]) and not (by_split["train"] & by_split["test"])
+    assert not (by_split["valid"] & by_split["test"])
+
+
+def test_deterministic_batch_independent_and_selection_consistent(tiny_llama, text_corpus, tmp_path):
+    a = _record(tiny_llama, text_corpus, tmp_path / "a")
+    b = _record(tiny_llama, text_corpus, tmp_path / "b", batch_size=7)
+    c = _record(tiny_llama, text_corpus, tmp_path / "c", layers="", neurons="2:41,0:3")
+    d = _record(tiny_llama, text_corpus, tmp_path / "d", seed=1)
+    for unit in (UnitId(0, 3), UnitId(2, 41)):
+        for split in SPLITS:
+            wa = [e.window for e in a.exemplars(unit, split, "top")]
+            assert wa == [e.window for e in b.exemplars(unit, split, "top")]
+            ta = [e.text for e in a.exemplars(unit, split, "top")]
+            assert ta == [e.text for e in c.exemplars(unit, split, "top")]
+    assert c.units() == [UnitId(0, 3), UnitId(2, 41)]
+    assert not np.array_equal(a.window_split, d.window_split) or a.windows.shape != d.windows.shape
+
+
+def test_interrupted_recording_resumes_to_the_same_store(tiny_llama, text_corpus, tmp_path, monkeypatch):
+    full = _record(tiny_llama, text_corpus, tmp_path / "full")
+    out = tmp_path / "resumed"
+    calls = {"n": 0}
+    original = Recorder.process
+
+    def flaky(self, ids, tokens):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return original(self, ids, tokens)
+
+    monkeypatch.setattr(Recorder, "process", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        record(_config(tiny_llama, text_corpus, checkpoint_every=1e-9), out, progress=False)
+    assert not out.exists() and (tmp_path / "resumed.partial" / "state.safetensors").exists()
+    monkeypatch.setattr(Recorder, "process", original)
+    processed = {"n": 0}
+    monkeypatch.setattr(Recorder, "process", lambda self, i, t: (processed.__setitem__("n", processed["n"] + 1),
+                                                                   original(self, i, t))[1])
+    resumed = ExemplarStore.open(record(_config(tiny_llama, text_corpus), out, progress=False))
+    assert processed["n"] == 40 - 11  # 200 windows in batches of 5; 11 were checkpointed
+    assert not (tmp_path / "resumed.partial").exists()
+    for unit in full.units():
+        for split in SPLITS:
+            for kind in ("top", "random", "negative"):
+                x, y = full.exemplars(unit, split, kind), resumed.exemplars(unit, split, kind)
+                assert [e.text for e in x] == [e.text for e in y]
+                for ex, ey in zip(x, y):
+                    np.testing.assert_array_equal(ex.activations, ey.activations)
+
+
+def test_checkpoint_with_other_settings_is_refused(tiny_llama, text_corpus, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    monkeypatch.setattr(Recorder, "process", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        record(_config(tiny_llama, text_corpus, checkpoint_every=1e-9), out, progress=False)
+    # the interrupt hit the first batch, before any checkpoint: nothing to refuse yet
+    monkeypatch.undo()
+    calls = {"n": 0}
+    original = Recorder.process
+
+    def stop_later(self, ids, tokens):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, ids, tokens)
+
+    monkeypatch.setattr(Recorder, "process", stop_later)
+    with pytest.raises(KeyboardInterrupt):
+        record(_config(tiny_llama, text_corpus, checkpoint_every=1e-9), out, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="other settings"):
+        record(_config(tiny_llama, text_corpus, top_k=12), out, progress=False)
+
+
+def test_resid_hookpoint_and_sae_encoder(tiny_llama, text_corpus, tmp_path):
+    torch.manual_seed(0)
+    W, b = torch.randn(32, 20), torch.randn(20) * 0.1
+    save_file({"W_enc": W, "b_enc": b}, str(tmp_path / "sae_1.safetensors"))
+    store = _record(tiny_llama, text_corpus, tmp_path / "s", layers="1", hookpoint="resid",
+                    encoder=str(tmp_path / "sae_{layer}.safetensors"))
+    assert len(store.layer_units(1)) == 20
+    unit = UnitId(1, 7)
+    ex = store.exemplars(unit, "train", "top")[0]
+    subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
+    ids = subject.prefix_ids + [int(t) for t in store.token_ids[ex.window]]
+    with torch.no_grad():
+        hidden = subject.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[2][0, 1:]
+    np.testing.assert_allclose(ex.activations, torch.relu(hidden @ W + b)[:, 7].numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_forward_stops_after_the_deepest_layer(tiny_llama, text_corpus):
+    subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
+    ran = []
+    subject.model.model.layers[2].register_forward_pre_hook(lambda *_: ran.append(2))
+    rec = Recorder(subject, _config(tiny_llama, text_corpus, layers="1"))
+    rec.process(np.arange(2), np.array([subject.encode("the cat sat on the mat ok")[:8]] * 2))
+    assert ran == []
+
+
+def test_user_mistakes_are_one_line_errors_and_write_nothing(tiny_llama, text_corpus, tmp_path):
+    with pytest.raises(ModelError, match="layer 7 does not exist|model has layers"):
+        record(_config(tiny_llama, text_corpus, layers="7"), tmp_path / "a", progress=False)
+    with pytest.raises(ModelError, match="unit 0:64 does not exist"):
+        record(_config(tiny_llama, text_corpus, layers="0", neurons="60-64"), tmp_path / "b", progress=False)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    with pytest.raises(CorpusError):
+        record(_config(tiny_llama, empty), tmp_path / "c", progress=False)
+    short = tmp_path / "short.txt"
+    short.write_text("hi")
+    with pytest.raises(CorpusError, match="no full window"):
+        record(_config(tiny_llama, short), tmp_path / "d", progress=False)
+    save_file({"W_enc": torch.randn(64, 4), "b_enc": torch.full((4,), float("nan"))}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(RecordingError, match="non-finite"):
+        record(_config(tiny_llama, text_corpus, layers="0", encoder=str(tmp_path / "nan.safetensors"),
+                       hookpoint="model.layers.{layer}.mlp.down_proj:input"), tmp_path / "e", progress=False)
+    assert not any((tmp_path / n).exists() for n in "abcde")
+    (tmp_path / "f").mkdir()
+    with pytest.raises(StoreError, match="already exists"):
+        record(_config(tiny_llama, text_corpus), tmp_path / "f", progress=False)
+
+
+def test_source_is_read_lazily(tiny_llama, text_corpus, tmp_path):
+    source = open_corpus(str(text_corpus))
+    subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
+    store = ExemplarStore.open(Recorder(subject, _config(tiny_llama, text_corpus, tokens=80)).record(
+        source, tmp_path / "s", progress=False))
+    assert store.manifest["windows_recorded"] == 10

@@ -1,0 +1,68 @@
+"""The command line, run in-process through ``main`` on a tiny real model."""
+
+from __future__ import annotations
+
+import pytest
+
+from ns_dspy.cli import build_parser, main
+
+
+def _record(tiny_llama, text_corpus, out, *extra):
+    return main(["record", "--model", str(tiny_llama), "--corpus", str(text_corpus), "--layers", "0,1",
+                 "--tokens", "800", "--window", "8", "--top-k", "6", "--random-k", "3", "--dtype", "float32",
+                 "--out", str(out), "--quiet", *extra])
+
+
+def test_record_show_units_export_import(tiny_llama, text_corpus, tmp_path, capsys):
+    store = tmp_path / "store"
+    assert _record(tiny_llama, text_corpus, store) == 0
+    assert "128 units in layers [0, 1]" in capsys.readouterr().out
+    assert main(["show", str(store), "1:5", "-n", "2", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "unit 1:5" in out and "\u00ab" in out and out.count("#") == 2
+    assert main(["show", str(store), "1:5", "--color", "always", "--split", "valid"]) == 0
+    assert "\x1b[48;5;" in capsys.readouterr().out
+    assert main(["units", str(store), "--layer", "0", "-n", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 3
+    assert main(["export", str(store), str(tmp_path / "r.jsonl"), "--units", "0:1,1:5"]) == 0
+    assert main(["import", str(tmp_path / "r.jsonl"), str(tmp_path / "imported")]) == 0
+    assert "2 units in layers [0, 1]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "/nonexistent/store", "1:5"], "no exemplar store at /nonexistent/store"),
+    (["record", "--model", "no-such-model", "--layers", "1", "--out", "x"], "unknown model 'no-such-model'"),
+    (["record", "--layers", "1", "--split", "0.5,0.5", "--out", "x"], "--split"),
+    (["record", "--layers", "1", "--tokens", "0", "--out", "x"], "--tokens must be positive"),
+    (["record", "--neurons", "5:x", "--out", "x"], "bad unit '5:x'"),
+])
+def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("ns-dspy: error:")
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_unit_and_corpus(tiny_llama, text_corpus, tmp_path, capsys):
+    store = tmp_path / "store"
+    assert _record(tiny_llama, text_corpus, store) == 0
+    capsys.readouterr()
+    assert main(["show", str(store), "0:999"]) == 2
+    assert "unit 0:999 was not recorded" in capsys.readouterr().err
+    assert _record(tiny_llama, tmp_path / "missing.jsonl", tmp_path / "s2") == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    assert _record(tiny_llama, text_corpus, store) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_help_everywhere(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"record", "show", "units", "export", "import", "demo"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--top-k" in out and "top-activating windows kept per unit" in out

