@@ -1,6 +1,6 @@
 """Recording throughput against a plain forward pass of the model body, on the same batches, in one run.
 
-    python benchmarks/record.py [--tokens 131072] [--batch-size 32] [--dtype bfloat16]
+    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype bfloat16]
 
 Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
 the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
@@ -28,7 +28,7 @@ from ns_dspy.recording.windows import iter_windows
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--tokens", type=int, default=131_072)
+    ap.add_argument("--tokens", type=int, default=204_800, help="as many as a default recording (~200k)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--dtype", default="bfloat16")

@@ -1,0 +1,79 @@
+"""The simulator contract: predict a unit's per-token activation from an explanation.
+
+A simulator reads an explanation and a text (an exemplar's tokens) and predicts, for every token, the
+expected value of the unit's activation on the 0..10 scale of Bills et al. (2023). The score of an
+explanation is the correlation of these predictions with the true activations (``ns_dspy.scoring``).
+
+Implementations register by ``kind`` where they are defined; :func:`build_simulator` builds one from a spec
+string ``KIND[:ARG]`` such as ``prompted:gemma-3-270m`` or ``endpoint:http://127.0.0.1:8000/v1@my-model``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..types import Exemplar
+
+__all__ = ["Simulator", "build_simulator", "simulator_kinds", "BINS"]
+
+BINS = 11
+"""Activations are predicted as a distribution over the integer bins 0..10."""
+
+
+class Simulator(ABC):
+    """Predicts per-token activations from explanations.
+
+    Contract:
+      * :meth:`simulate` returns ``preds[i][j]``: a float32 array with one expected value in [0, 10] per token
+        of ``exemplars[j]``, for ``explanations[i]``. Work is batched across both lists.
+      * Deterministic: the same inputs give the same predictions (no sampling), so they can be cached under
+        :attr:`cache_key`, which names everything that changes predictions (model, adapter, prompt version).
+      * Exemplars may carry only token strings (imported from another tool's tokenizer); every simulator must
+        handle them, aligning by text where it needs its own tokens.
+      * One call at a time per instance unless a subclass documents otherwise.
+    """
+
+    registry: ClassVar[dict[str, type["Simulator"]]] = {}
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            Simulator.registry[cls.kind] = cls
+
+    @property
+    @abstractmethod
+    def cache_key(self) -> str:
+        """A string naming everything that changes this simulator's predictions."""
+
+    @abstractmethod
+    def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
+        """Expected activation (0..10) per token, for every (explanation, exemplar) pair."""
+
+    @classmethod
+    def from_spec(cls, arg: str, **options) -> "Simulator":
+        """Build from the part of a spec after ``KIND:``; subclasses override."""
+        raise ConfigError(f"simulator kind {cls.kind!r} cannot be built from a spec")
+
+    def close(self) -> None:
+        """Release resources (servers, sessions); the default does nothing."""
+
+
+def simulator_kinds() -> list[str]:
+    return sorted(Simulator.registry)
+
+
+def build_simulator(spec: str, **options) -> Simulator:
+    """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``."""
+    kind, _, arg = spec.partition(":")
+    try:
+        cls = Simulator.registry[kind]
+    except KeyError:
+        raise ConfigError(f"unknown simulator {spec!r}: use one of {', '.join(simulator_kinds())} "
+                          "as KIND[:ARG]") from None
+    return cls.from_spec(arg, **options)
