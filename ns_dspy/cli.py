@@ -99,6 +99,35 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .exemplars import ExemplarStore
+    from .scoring import HeldOut, score
+    from .simulators import CachedSimulator, build_simulator
+    from .types import UnitId
+
+    store = ExemplarStore.open(args.store)
+    unit = UnitId.parse(args.unit)
+    heldout = HeldOut.from_store(store, unit, args.split, kinds=args.kinds.split(","))
+    simulator = build_simulator(args.simulator, dtype=args.dtype, device=args.device)
+    if not args.no_cache:
+        simulator = CachedSimulator(simulator)
+    try:
+        result = score(simulator, [args.explanation], heldout)[0]
+    finally:
+        simulator.close()
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in result.parts.items())
+    flag = "  [constant predictions: no correlation]" if result.constant else ""
+    print(f"unit {unit}, {args.split}: score {result.value:.3f}{flag}\n"
+          f"pooled Pearson r over {result.correlation.n} tokens of {len(heldout.exemplars)} exemplars ({parts}); "
+          f"simulator {args.simulator}")
+    for n, (ex, pred) in enumerate(zip(heldout.exemplars[: args.table], result.predictions), 1):
+        print(f"\nexemplar {n} ({ex.kind}, window {ex.window}): true max {ex.max_activation:.3g}")
+        print(f"  {'token':<20} {'true':>8} {'predicted':>10}")
+        for tok, true, p in zip(ex.tokens, ex.activations, pred):
+            print(f"  {tok!r:<20} {true:>8.3f} {p:>10.2f}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -107,6 +136,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .recording import RecordConfig
+    from .simulators.base import DEFAULT_SIMULATOR
 
     parser = argparse.ArgumentParser(prog="ns-dspy", description=__doc__.splitlines()[0].split(": ", 1)[-1]
                                      + " NeuronScope: explain language-model neurons.")
@@ -154,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hookpoint", default="unknown", help="what the units are (e.g. mlp, an SAE name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at OUT")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("score", help="score an explanation of a unit with a simulator",
+                       description="Simulate the unit's held-out exemplars from the explanation and print the "
+                                   "pooled Pearson correlation with the true activations, and a per-token table.")
+    p.add_argument("store", help="exemplar store directory")
+    p.add_argument("unit", help="LAYER:INDEX, e.g. 5:123")
+    p.add_argument("explanation", help="the explanation to score")
+    p.add_argument("--simulator", default=DEFAULT_SIMULATOR,
+                   help=f"KIND[:ARG]: prompted:MODEL, finetuned:ADAPTER_DIR, endpoint:URL@MODEL, keyword "
+                        f"(default: {DEFAULT_SIMULATOR})")
+    p.add_argument("--split", default="test", choices=["valid", "test"], help="held-out split (default: test)")
+    p.add_argument("--kinds", default="top,random", help="exemplar kinds pooled (default: top,random)")
+    p.add_argument("--table", type=int, default=2, help="exemplars shown token by token (default: 2)")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
+    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
                        description="Record the offline default model (gemma-3-270m) on the default corpus and "

@@ -66,3 +66,30 @@ def test_help_everywhere(capsys):
         assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--top-k" in out and "top-activating windows kept per unit" in out
+
+
+def test_score_prints_score_and_token_table(tiny_llama, text_corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    assert _record(tiny_llama, text_corpus, store) == 0
+    capsys.readouterr()
+    from ns_dspy.exemplars import ExemplarStore
+    from ns_dspy.types import UnitId
+
+    first_ex = ExemplarStore.open(store).exemplars(UnitId(1, 5), "test", "top")[0]
+    word = max((t.strip() for t in first_ex.tokens if t.strip().isalpha()), key=len)
+    assert main(["score", str(store), "1:5", f"the word {word}", "--simulator", "keyword", "--table", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("unit 1:5, test: score ") and "constant" not in out and "top" in out and "random" in out
+    table = out.split("predicted\n")[1].strip().splitlines()
+    assert len(table) == len(first_ex.tokens) and any(line.endswith("10.00") for line in table)
+    args = ["score", str(store), "1:5", "the cat", "--simulator", f"prompted:{tiny_llama}", "--dtype", "float32",
+            "--device", "cpu", "--split", "valid", "--table", "0"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "unit 1:5, valid: score" in first
+    assert (tmp_path / "cache" / "simulations.sqlite").exists()
+    assert main(args) == 0  # served from the cache: same result
+    assert capsys.readouterr().out == first
+    assert main(["score", str(store), "1:5", "x", "--simulator", "warp:9"]) == 2
+    assert "unknown simulator 'warp:9'" in capsys.readouterr().err

@@ -19,7 +19,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import Exemplar
 
-__all__ = ["Simulator", "build_simulator", "simulator_kinds", "BINS"]
+__all__ = ["Simulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
+
+DEFAULT_SIMULATOR = "prompted:gemma-3-270m"
+"""The offline default until a trained adapter ships: it runs anywhere but barely responds to explanations."""
 
 BINS = 11
 """Activations are predicted as a distribution over the integer bins 0..10."""

@@ -1,0 +1,105 @@
+"""Held-out data and the score of explanations on it.
+
+Explanations are *selected* on ``valid`` and *reported* on ``test``. :class:`HeldOut` is built only for those
+two splits (train is what the explainer saw), carries its split, and every :class:`Score` says which split it
+came from; :func:`select` accepts only valid data and :func:`report` only test data, so the two cannot be
+swapped by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..simulators.base import Simulator
+from ..types import Exemplar, UnitId
+from .correlation import Correlation, pooled
+
+__all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic"]
+
+HELD_OUT_SPLITS = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A unit's exemplars of one held-out split, top and random together."""
+
+    unit: UnitId
+    split: str
+    exemplars: tuple[Exemplar, ...]
+
+    def __post_init__(self) -> None:
+        if self.split not in HELD_OUT_SPLITS:
+            raise ConfigError(f"explanations are scored on valid or test data, not {self.split!r}")
+        if not self.exemplars:
+            raise ConfigError(f"unit {self.unit} has no {self.split} exemplars to score on")
+
+    @classmethod
+    def from_store(cls, store, unit: UnitId, split: str, kinds: Sequence[str] = ("top", "random")) -> "HeldOut":
+        exemplars = tuple(ex for kind in kinds for ex in store.exemplars(unit, split, kind))
+        return cls(unit, split, exemplars)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(ex.tokens) for ex in self.exemplars)
+
+
+@dataclass(frozen=True)
+class Score:
+    """An explanation's score on one held-out split: pooled r, with per-kind parts (top / random)."""
+
+    explanation: str
+    split: str
+    correlation: Correlation
+    predictions: tuple[np.ndarray, ...]
+
+    @property
+    def value(self) -> float:
+        return self.correlation.r
+
+    @property
+    def constant(self) -> bool:
+        return self.correlation.constant
+
+    @property
+    def parts(self) -> dict[str, float]:
+        return {k: c.r for k, c in self.correlation.parts.items()}
+
+
+def score(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> list[Score]:
+    """Score every explanation on ``heldout`` with one batched simulator call."""
+    preds = simulator.simulate(list(explanations), list(heldout.exemplars))
+    trues = [ex.activations for ex in heldout.exemplars]
+    kinds = [ex.kind for ex in heldout.exemplars]
+    return [Score(e, heldout.split, pooled(p, trues, kinds), tuple(p)) for e, p in zip(explanations, preds)]
+
+
+def select(simulator: Simulator, explanations: Sequence[str], valid: HeldOut) -> list[Score]:
+    """Scores on validation data, best first: what refinement and optimizers select with."""
+    if valid.split != "valid":
+        raise ConfigError(f"selection uses valid data, got {valid.split!r}: test data is only for reporting")
+    return sorted(score(simulator, explanations, valid), key=lambda s: -s.value)
+
+
+def report(simulator: Simulator, explanation: str, test: HeldOut) -> Score:
+    """The score to report for a chosen explanation, on test data only."""
+    if test.split != "test":
+        raise ConfigError(f"reported scores use test data, got {test.split!r}")
+    return score(simulator, [explanation], test)[0]
+
+
+def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> Score:
+    """The neuron-level score of several explanations (one per semantic mode): simulate each, take the
+    per-token maximum, correlate with the truth. One number, comparable with a single explanation's score."""
+    if not explanations:
+        raise ConfigError(f"no explanations to score for unit {heldout.unit}")
+    preds = simulator.simulate(list(explanations), list(heldout.exemplars))
+    combined = [np.max(np.stack([preds[i][j] for i in range(len(explanations))]), axis=0)
+                for j in range(len(heldout.exemplars))]
+    trues = [ex.activations for ex in heldout.exemplars]
+    label = " | ".join(explanations)
+    return Score(label, heldout.split, pooled(combined, trues, [ex.kind for ex in heldout.exemplars]),
+                 tuple(combined))
