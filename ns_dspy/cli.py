@@ -128,14 +128,75 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary_table(records) -> str:
+    lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
+    for r in records:
+        if r.status == "done":
+            best = max(r.trace.get("finals", []), key=lambda f: f.get("valid") or -1, default={})
+            text = best.get("explanation", "")
+            lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
+                         f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
+        else:
+            lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
+                         f"{r.seconds or 0:>6.0f}  {r.error}")
+    done = [r for r in records if r.status == "done"]
+    if done:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
+                     f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
+    return "\n".join(lines)
+
+
+def default_run_path(store: str, config) -> Path:
+    mode = "baseline" if config.baseline else ("explain" if config.refine else "norefine")
+    return Path(str(Path(store)).rstrip("/") + f".{mode}.sqlite")
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .agents import ClusterConfig
+    from .exemplars import ExemplarStore
+    from .lms import check_endpoint, make_lm
+    from .program import ExplainConfig
+    from .runs import RunStore
+    from .runs.build import build_program
+    from .runs.runner import explain_units
+    from .types import parse_units
+
+    config = from_options(ExplainConfig, args, cluster=from_options(ClusterConfig, args))
+    store = ExemplarStore.open(args.store)
+    units = parse_units(args.neurons)
+    for unit in units:
+        store.stats(unit)
+    check_endpoint(args.lm)
+    run_config = {"explain": config.to_dict(), "lm": args.lm, "temperature": args.temperature,
+                  "simulator": args.simulator, "embedder": args.embedder, "store": str(Path(args.store).resolve())}
+    run = RunStore(args.run or default_run_path(args.store, config), run_config)
+    lm = make_lm(args.lm, temperature=args.temperature)
+    program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
+                            device=args.device)
+    try:
+        records = explain_units(program, store, units, run, lm, concurrency=args.concurrency,
+                                progress=not args.quiet)
+    finally:
+        program.simulator.close()
+    print(_summary_table(records))
+    print(f"run stored in {run.path}")
+    return 0 if any(r.status == "done" for r in records) else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), tokens=args.tokens, layers=args.layers, progress=not args.quiet)
+    return run_demo(Path(args.out), tokens=args.tokens, layers=args.layers, units=args.units,
+                    iterations=args.iterations, candidates=args.candidates, explain=not args.record_only,
+                    progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .recording import RecordConfig
+    from .agents import ClusterConfig
+    from .lms.factory import DEFAULT_LM
+    from .program import ExplainConfig
     from .simulators.base import DEFAULT_SIMULATOR
 
     parser = argparse.ArgumentParser(prog="ns-dspy", description=__doc__.splitlines()[0].split(": ", 1)[-1]
@@ -202,12 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
     p.set_defaults(func=_cmd_score)
 
+    p = sub.add_parser("explain", help="explain units with NeuronScope (hypothesis, decomposition, clustering, "
+                                       "refinement) and store every trace",
+                       description="Explain units of an exemplar store. Finished units are stored as they "
+                                   "complete; rerun the same command to resume.")
+    p.add_argument("--store", required=True, help="exemplar store directory")
+    p.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:123,9:77")
+    p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
+    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM: local:NAME|PATH.gguf, openai:MODEL, endpoint:URL@MODEL "
+                                                  f"(default: {DEFAULT_LM})")
+    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
+    p.add_argument("--simulator", default=DEFAULT_SIMULATOR, help=f"simulator spec (default: {DEFAULT_SIMULATOR})")
+    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
+    p.add_argument("--concurrency", type=int, default=1, help="units explained at once (default: 1)")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
+    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_options(p, ExplainConfig, skip=("cluster",))
+    add_options(p, ClusterConfig)
+    p.set_defaults(func=_cmd_explain)
+
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
-                       description="Record the offline default model (gemma-3-270m) on the default corpus and "
-                                   "show its most frequently active neurons. Reuses finished work in --out.")
+                       description="Record gemma-3-270m on the default corpus, pick the units with the sharpest "
+                                   "peaks and explain them on the offline stack. Reuses finished work in --out.")
     p.add_argument("--out", default="ns-dspy-demo", help="working directory (default: ./ns-dspy-demo)")
     p.add_argument("--tokens", type=int, default=32_768, help="tokens to record (default: 32768)")
     p.add_argument("--layers", default="6,12", help="layers to record (default: 6,12)")
+    p.add_argument("--units", type=int, default=2, help="units to explain (default: 2)")
+    p.add_argument("--iterations", type=int, default=2, help="refinement iterations (default: 2)")
+    p.add_argument("--candidates", type=int, default=2, help="refinement candidates per iteration (default: 2)")
+    p.add_argument("--record-only", action="store_true", help="stop after recording")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -1,8 +1,12 @@
 """``ns-dspy demo``: the whole path on the offline defaults, in one command on a fresh machine.
 
-It records every MLP neuron of a few layers of gemma-3-270m over the default corpus, then shows the
-most frequently active neurons (the paper explains those) with their top train exemplars. Finished work in
-the output directory is reused, so a second run starts where the first stopped.
+1. Record every MLP neuron of a few layers of gemma-3-270m over the default corpus.
+2. Pick the units with the sharpest peaks (highest (max - mean) / std): they have a recognisable trigger.
+3. Explain them with NeuronScope on the offline stack (Qwen2.5-Coder-1.5B-Instruct in process, the MiniLM
+   embedder, the default simulator) with small settings, and print the summary table.
+
+Finished work in the output directory (the recording, each explained neuron) is reused, so a second run
+starts where the first stopped.
 """
 
 from __future__ import annotations
@@ -11,37 +15,53 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .exemplars import ExemplarStore
 from .recording import RecordConfig, record
 from .show import render_exemplar
 from .types import UnitId
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "peaked_units"]
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: Path, *, tokens: int, layers: str, progress: bool = True, per_layer: int = 3) -> int:
+def peaked_units(store: ExemplarStore, n: int) -> list[UnitId]:
+    """The ``n`` units with the highest peak z-score, (max - mean) / std, over all layers."""
+    scored = []
+    for layer in store.layers:
+        st, idx = store.layer_stats(layer), store.layer_units(layer)
+        z = (st["max"] - st["mean"]) / np.maximum(st["std"], 1e-6)
+        scored += [(float(z[i]), UnitId(layer, int(idx[i]))) for i in range(len(idx))]
+    return [u for _, u in sorted(scored, key=lambda t: (-t[0], t[1]))[:n]]
+
+
+def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations: int = 2, candidates: int = 2,
+             explain: bool = True, progress: bool = True) -> int:
     store_path = out / "store"
     if (store_path / "manifest.json").exists():
         log.info("reusing the recording in %s", store_path)
     else:
-        config = RecordConfig(layers=layers, tokens=tokens)
-        record(config, store_path, progress=progress)
+        record(RecordConfig(layers=layers, tokens=tokens), store_path, progress=progress)
     store = ExemplarStore.open(store_path)
-    print(store.describe())
     m = store.manifest
-    print(f"recorded {m['tokens_recorded']:,} tokens at {m['tokens_per_second']:,} tok/s; corpus: "
+    print(f"{store.describe()}\nrecorded {m['tokens_recorded']:,} tokens at {m['tokens_per_second']:,} tok/s; corpus: "
           + ", ".join(s["name"] for s in m["corpus"].get("sources", [])))
+    chosen = peaked_units(store, units)
     color = sys.stdout.isatty()
-    for layer in store.layers:
-        units, stats = store.layer_units(layer), store.layer_stats(layer)
-        order = sorted(range(len(units)), key=lambda i: -stats["frequency"][i])[:per_layer]
-        for i in order:
-            unit = UnitId(layer, int(units[i]))
-            top = store.exemplars(unit, "train", "top")[:1]
-            print(f"\nneuron {unit}: active on {stats['frequency'][i]:.1%} of tokens, max {stats['max'][i]:.3g}")
-            if top:
-                print("  " + render_exemplar(top[0], float(stats["max"][i]), color=color))
-    print(f"\nNext: ns-dspy show {store_path} {store.units()[0]}  |  ns-dspy units {store_path}")
-    return 0
+    for unit in chosen:
+        stats = store.stats(unit)
+        top = store.exemplars(unit, "train", "top")[:1]
+        print(f"\nneuron {unit}: max {stats['max']:.3g}, active on {stats['frequency']:.1%} of tokens")
+        if top:
+            print("  " + render_exemplar(top[0], stats["max"], color=color))
+    if not explain:
+        return 0
+    from .cli import main as cli_main
+
+    print(f"\nexplaining {len(chosen)} neurons ({iterations} refinement iterations x {candidates} candidates)")
+    argv = ["explain", "--store", str(store_path), "--neurons", ",".join(map(str, chosen)),
+            "--run", str(out / "run.sqlite"), "--iterations", str(iterations), "--candidates", str(candidates),
+            "--max-exemplars", "10"] + ([] if progress else ["--quiet"])
+    return cli_main(argv)

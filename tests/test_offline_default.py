@@ -51,11 +51,35 @@ def test_bf16_recording_matches_fp32(gemma, tmp_path):
 
 def test_demo_runs_and_reuses_its_work(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet", "--record-only"]) == 0
     printed = capsys.readouterr().out
-    assert "2048 units in layers [3]" in printed and "neuron 3:" in printed
+    assert "2048 units in layers [3]" in printed and printed.count("neuron 3:") == 2
     store = ExemplarStore.open(out / "store")
     mtime = (out / "store" / "manifest.json").stat().st_mtime
-    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--tokens", "1024", "--layers", "3", "--quiet", "--record-only"]) == 0
     assert (out / "store" / "manifest.json").stat().st_mtime == mtime
     assert store.exemplars(UnitId(3, 0), "train", "top")
+
+
+def test_explain_end_to_end_on_the_offline_stack(gemma, tmp_path, capsys):
+    """One neuron, 2 iterations x 2 candidates: Qwen2.5-Coder-1.5B in process, MiniLM, prompted gemma-3-270m."""
+    from ns_dspy.demo import peaked_units
+    from ns_dspy.runs import RunStore
+
+    store_path = record(RecordConfig(layers="3", neurons="0-127", tokens=4096, top_k=10, random_k=5, batch_size=16),
+                        tmp_path / "store", subject=gemma, progress=False)
+    unit = peaked_units(ExemplarStore.open(store_path), 1)[0]
+    argv = ["explain", "--store", str(store_path), "--neurons", str(unit), "--run", str(tmp_path / "run.sqlite"),
+            "--iterations", "2", "--candidates", "2", "--max-exemplars", "5", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{unit}" in out and "done" in out and "mean over 1 units" in out
+    (rec,) = RunStore(tmp_path / "run.sqlite").records()
+    assert rec.status == "done" and rec.number >= 1 and rec.lm_tokens > 0
+    trace = rec.trace
+    assert trace["raw_explanation"] and trace["conditions"] and len(trace["clusters"]) == rec.number
+    assert all(c["members"] and c["representative"] in c["members"] for c in trace["clusters"])
+    assert all(np.isfinite(f["test"]) and np.isfinite(f["valid"]) for f in trace["finals"])
+    assert all(len(c["trajectory"]) >= 1 for c in trace["clusters"])
+    assert main(argv) == 0  # resumed: the finished neuron is not redone
+    assert len(RunStore(tmp_path / "run.sqlite").records()) == 1

@@ -1,0 +1,114 @@
+"""Text the agents read and write: exemplars with activating tokens marked, scored histories, LM output clean-up.
+
+Exemplars are shown as the paper's explainer sees them: one numbered line per text window, the tokens on
+which the neuron fires strongly wrapped in ``<<`` ``>>`` (a run of consecutive activating tokens shares one
+pair), newlines and tabs written as ``\\n`` / ``\\t`` escapes so every exemplar stays on one line, and the
+window's maximum activation in front.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..types import Exemplar
+
+__all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output"]
+
+MARK_OPEN, MARK_CLOSE = "<<", ">>"
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _escape(token: str) -> str:
+    return token.translate(_ESCAPES)
+
+
+def _window(lengths: list[int], center: int, budget: int) -> tuple[int, int]:
+    """Token range ``[lo, hi)`` around ``center`` whose text fits ``budget`` characters, mostly left context
+    (an activation depends only on the tokens before it)."""
+    lo, hi, used = center, center + 1, lengths[center]
+    while lo > 0 and used + lengths[lo - 1] <= budget * 3 // 4:
+        lo -= 1
+        used += lengths[lo]
+    while hi < len(lengths) and used + lengths[hi] <= budget:
+        used += lengths[hi]
+        hi += 1
+    while lo > 0 and used + lengths[lo - 1] <= budget:
+        lo -= 1
+        used += lengths[lo]
+    return lo, hi
+
+
+def _render(tokens: Sequence[str], active: np.ndarray) -> str:
+    """Tokens joined, each run of active tokens in one pair of marks; spaces at a run's edges stay outside."""
+    out, i, n = [], 0, len(tokens)
+    while i < n:
+        if not active[i]:
+            out.append(_escape(tokens[i]))
+            i += 1
+            continue
+        j = i
+        while j < n and active[j]:
+            j += 1
+        run = "".join(tokens[i:j])
+        core = run.strip(" ")
+        if core:
+            left = run[: len(run) - len(run.lstrip(" "))]
+            right = run[len(run.rstrip(" ")):]
+            out.append(f"{left}{MARK_OPEN}{_escape(core)}{MARK_CLOSE}{right}")
+        else:  # a run of bare spaces: show it, marked
+            out.append(f"{MARK_OPEN}{run}{MARK_CLOSE}")
+        i = j
+    return "".join(out)
+
+
+def format_exemplars(exemplars: Sequence[Exemplar], *, max_exemplars: int = 20, threshold: float = 0.3,
+                     max_chars: int = 600) -> str:
+    """One numbered line per exemplar, strongest first, activating tokens marked.
+
+    Args:
+        exemplars: the windows to show; the ``max_exemplars`` with the highest maximum activation are kept.
+        threshold: a token is marked when its activation is positive and at least ``threshold`` times the
+            maximum activation over the shown exemplars.
+        max_chars: a longer window is cut to about this many characters around its most active token,
+            keeping mostly the text before it; cuts are shown as ``...``.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    shown = sorted((ex for ex in exemplars if ex.tokens), key=lambda ex: -ex.max_activation)[:max_exemplars]
+    top = max((ex.max_activation for ex in shown), default=0.0)
+    lines = []
+    for k, ex in enumerate(shown, 1):
+        acts = ex.activations
+        active = (acts > 0) & (acts >= threshold * top) if top > 0 else np.zeros(len(acts), dtype=bool)
+        lo, hi = _window([len(_escape(t)) for t in ex.tokens], int(np.argmax(acts)), max_chars)
+        text = _render(ex.tokens[lo:hi], active[lo:hi])
+        text = ("..." if lo > 0 else "") + text + ("..." if hi < len(ex.tokens) else "")
+        lines.append(f"{k}. (max activation {ex.max_activation:.2f}) {text}")
+    return "\n".join(lines)
+
+
+def format_history(history: Sequence[tuple[str, float]], *, limit: int | None = None) -> str:
+    """Explanations with their scores, best first (ties keep their order), at most ``limit`` of them."""
+    ranked = sorted(history, key=lambda item: -item[1])[:limit]
+    return "\n".join(f"{k}. score {score:.3f}: {' '.join(text.split())}" for k, (text, score) in enumerate(ranked, 1))
+
+
+_MARKER = re.compile(r"\[\[\s*##\s*[^\]#]*?\s*##\s*\]\]")
+_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.S)
+_LABEL = re.compile(r"^(?:(?:new|refined|improved|final|raw)\s+)?(?:explanation|interpretation|description)\s*:\s*",
+                    re.I)
+
+
+def clean_output(text: object) -> str:
+    """An LM's free-text field without leaked ``[[ ## field ## ]]`` markers, code fences, a leading
+    ``Explanation:`` label or enclosing quotes."""
+    s = _MARKER.sub(" ", str(text or "")).strip()
+    if m := _FENCE.match(s):
+        s = m.group(1).strip()
+    s = _LABEL.sub("", s).strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
+        s = s[1:-1].strip()
+    return s

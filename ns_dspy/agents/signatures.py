@@ -1,0 +1,69 @@
+"""The agents' prompts, one DSPy Signature each; the class docstring is the instruction the LM reads.
+
+Written for this project after the roles in NeuronScope (Liu et al.), Section 2 and Appendix F: a
+recall-oriented hypothesis, a split into atomic conditions, and a refinement step that reads a scored
+history. Optimizers (``ns_dspy.optimize``) may rewrite these instructions; the field names are the contract.
+"""
+
+from __future__ import annotations
+
+import dspy
+
+__all__ = ["Hypothesize", "Decompose", "Refine"]
+
+
+class Hypothesize(dspy.Signature):
+    """You are studying one neuron inside a language model. You are given text excerpts, one per line, on
+    which the neuron activates. Tokens where it activates strongly are wrapped in << and >>; a run of consecutive
+    activating tokens shares one pair. Newlines inside an excerpt are written as \\n. An excerpt with no
+    marked tokens is one where the neuron stays quiet.
+
+    Describe what in the text makes the neuron fire. The neuron reads text left to right, token by token,
+    so its activation on a token can depend only on that token and the tokens before it, never on later
+    ones.
+
+    Aim for recall, not a tidy summary: this description will later be split into separate conditions and
+    tested one by one, so keep EVERY plausible cue rather than choosing one. Neurons often respond to
+    several unrelated things; name each one you see - particular words or word pieces, punctuation or
+    symbols, grammatical roles, topics, formats such as code or lists, positions such as the start of a
+    line - and say which marked tokens each covers and in what context. Be concrete: quote the tokens."""
+
+    exemplars: str = dspy.InputField(desc="numbered excerpts, activating tokens wrapped in << >>")
+    explanation: str = dspy.OutputField(desc="a description that names every plausible cue for the activations")
+
+
+class Decompose(dspy.Signature):
+    """Split a description of when a language-model neuron activates into its independent activation
+    conditions.
+
+    Each condition must be atomic (exactly one cue or context) and falsifiable (one could check it on a
+    given piece of text). Write each as a complete standalone sentence that starts with "This neuron
+    activates when ...". Keep the meaning and the concrete details (quoted tokens, contexts) of the
+    original: split and normalise, do not summarise, generalise or add new ideas. Merge nothing that the
+    description keeps apart, and do not repeat a condition. If there is only one meaning, return only one
+    condition.
+
+    Give the conditions as a JSON array of strings."""
+
+    explanation: str = dspy.InputField(desc="a description of when the neuron activates")
+    conditions: list[str] = dspy.OutputField(
+        desc='JSON array of sentences, each starting "This neuron activates when"')
+
+
+class Refine(dspy.Signature):
+    """You are improving a natural-language explanation of when one language-model neuron activates. Each
+    explanation was scored by a simulator that reads it and predicts the neuron's activation on every token
+    of held-out text; the score is the correlation of those predictions with the real activations (higher
+    is better, 1 is perfect).
+
+    The history lists earlier explanations with their scores, best first. Treat it as an optimisation
+    trajectory: see what the better explanations have that the worse ones lack, then write a new
+    explanation by making a meaningful improvement to the best one - make it more specific about which
+    tokens activate and in which context, drop parts that would predict activation where there is none,
+    or add a cue it misses. Excerpts, when given, show activating tokens wrapped in << >>.
+
+    Return only the new explanation text: one or two sentences, no preamble, no score, no commentary."""
+
+    history: str = dspy.InputField(desc="earlier explanations with their scores, best first")
+    exemplars: str = dspy.InputField(desc="excerpts with activating tokens marked, or a note that none are given")
+    explanation: str = dspy.OutputField(desc="the new explanation, nothing else")

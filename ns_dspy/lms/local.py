@@ -1,0 +1,254 @@
+"""An in-process llama.cpp chat model behind DSPy 3.4's engine contract.
+
+DSPy 3.4 lets ``dspy.LM`` delegate one attempt to an engine object (``dspy.clients.engines.base.Engine``):
+``complete(dspy.lm15.Request) -> dspy.lm15.Response``, ``stream(request)`` yielding lm15 stream events, and
+``close()``. DSPy keeps everything around the attempt (its cache, retries, history, callbacks, usage tracking)
+and asks a canonical engine for one candidate per call, so ``n=3`` is three calls. :class:`LlamaCppEngine`
+renders the request with the model's own chat template (llama-cpp-python's ``create_chat_completion``) and
+reports the prompt and completion token counts in ``Response.usage``. Build one LM with
+:func:`ns_dspy.lms.make_lm` (``local:NAME`` or ``local:/path/model.gguf``) rather than by hand.
+
+llama-cpp-python is an optional dependency (``pip install 'ns-dspy[local]'``), imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .assets import LMError
+
+__all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 512
+"""Used when a request sets no ``max_tokens``: without a cap a looping small model runs to the context's end."""
+
+# Request.config knobs that map one to one onto create_chat_completion's arguments.
+_DIRECT = ("temperature", "top_p", "top_k", "seed", "frequency_penalty", "presence_penalty")
+# llama.cpp-only sampling knobs a caller may pass in Config.extensions.
+_EXTENSIONS = frozenset({"min_p", "typical_p", "repeat_penalty", "tfs_z", "mirostat_mode", "mirostat_tau",
+                         "mirostat_eta"})
+# Knobs this engine cannot honour: refused rather than dropped (lm15's rule for every provider).
+_UNSUPPORTED = ("tool_choice", "reasoning", "cache", "service_tier", "user_id", "store", "logprobs",
+                "probabilities")
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_call", "function_call": "tool_call"}
+
+
+def require_llama_cpp() -> None:
+    """Raise :class:`LMError` with the install hint unless llama-cpp-python is importable (without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LMError("the local LM needs llama-cpp-python: pip install 'ns-dspy[local]'")
+
+
+def _import_llama():
+    try:
+        from llama_cpp import Llama
+    except ImportError as err:
+        raise LMError("the local LM needs llama-cpp-python: pip install 'ns-dspy[local]'") from err
+    return Llama
+
+
+@dataclass(frozen=True)
+class LlamaCppSettings:
+    """How the GGUF is loaded; everything that changes outputs apart from the request itself."""
+
+    model_path: str
+    """A GGUF chat model (its chat template is read from the file's metadata)."""
+    n_ctx: int = 8192
+    """Context window in tokens (prompt + completion)."""
+    n_threads: int | None = None
+    """CPU threads; None means ``os.cpu_count()``."""
+    seed: int = 0
+    """Seed of the sampler's generator at load. Requests without their own seed continue that generator, so
+    repeated calls (DSPy's ``n``) give different samples while a fresh process replays the same sequence."""
+    n_gpu_layers: int = 0
+    """Layers offloaded to a GPU when llama.cpp was built with one (-1: all)."""
+    chat_format: str | None = None
+    """Override the chat template by llama-cpp-python's format name; None uses the GGUF's own template."""
+
+    def __post_init__(self):
+        if self.n_ctx < 256:
+            raise ValueError(f"n_ctx must be at least 256, got {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be positive, got {self.n_threads}")
+
+
+class LlamaCppEngine:
+    """A DSPy 3.4 engine running a GGUF chat model in this process.
+
+    Contract: thread-safe (one lock serialises every use of the llama.cpp context, which is not re-entrant; DSPy
+    may call from its parallel executor's threads); the model loads on the first call, not at construction;
+    ``close()`` frees it and a later call loads it again. Request options the engine cannot honour (tools,
+    logprobs, provider prompt caching, ...) raise ``dspy.lm15.UnsupportedFeatureError``; a prompt longer than
+    the context raises ``dspy.lm15.ContextLengthError``.
+    """
+
+    # Capability hints DSPy's adapters read from a custom engine (dspy.clients.capabilities). With them,
+    # JSONAdapter (ChatAdapter's fallback) sends the signature's JSON schema, which llama.cpp enforces with a
+    # grammar: even a small model then returns parseable fields.
+    supports_response_schema = True
+    supports_function_calling = False
+    supports_reasoning = False
+    supported_params = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "frequency_penalty",
+                                  "presence_penalty", "response_format"})
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0,
+                 n_gpu_layers: int = 0, chat_format: str | None = None):
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise LMError(f"no GGUF file at {path}: give local:NAME of a registered LM or an existing .gguf path")
+        require_llama_cpp()  # fail at construction with the install hint, not inside DSPy's call wrapper
+        self.settings = LlamaCppSettings(str(path.resolve()), n_ctx=n_ctx, n_threads=n_threads, seed=seed,
+                                         n_gpu_layers=n_gpu_layers, chat_format=chat_format)
+        self._llama = None
+        self._lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    def __repr__(self) -> str:
+        return f"LlamaCppEngine({Path(self.settings.model_path).name!r}, n_ctx={self.settings.n_ctx})"
+
+    # --- DSPy engine contract -------------------------------------------------------------------------------
+    def complete(self, request) -> Any:
+        """One chat completion for a ``dspy.lm15.Request``; returns a ``dspy.lm15.Response``."""
+        from dspy.clients.engines.base import validate_request
+
+        validate_request(request)
+        messages = _chat_messages(request)
+        options = _options(request)
+        with self._lock:
+            llama = self._load()
+            start = time.perf_counter()
+            try:
+                out = llama.create_chat_completion(messages=messages, **options)
+            except ValueError as err:
+                if "exceed context window" in str(err):
+                    from dspy.lm15 import ContextLengthError
+
+                    raise ContextLengthError(f"{err} (raise n_ctx or shorten the prompt)", provider="local") from err
+                raise
+            seconds = time.perf_counter() - start
+        usage = out.get("usage") or {}
+        log.debug("local LM: %s prompt + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
+                  usage.get("completion_tokens"), seconds)
+        return _response(request.model, out)
+
+    def stream(self, request) -> Iterator[Any]:
+        """The completed response replayed as lm15 stream events (llama.cpp reports usage only when done)."""
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        with self._lock:
+            llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
+
+    # --- saving a program with this LM (dspy.LM.dump_state calls these) ---------------------------------------
+    def dump_state(self) -> dict:
+        return asdict(self.settings)
+
+    @classmethod
+    def load_state(cls, state: dict) -> "LlamaCppEngine":
+        state = dict(state)
+        return cls(state.pop("model_path"), **state)
+
+    # --- internals ----------------------------------------------------------------------------------------
+    def _load(self):
+        if self._llama is None:
+            Llama = _import_llama()
+            s = self.settings
+            start = time.perf_counter()
+            self._llama = Llama(model_path=s.model_path, n_ctx=s.n_ctx, n_threads=s.n_threads or os.cpu_count(),
+                                seed=s.seed, n_gpu_layers=s.n_gpu_layers, chat_format=s.chat_format, verbose=False)
+            self.load_seconds = time.perf_counter() - start
+            log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
+        return self._llama
+
+
+def _text(parts) -> str:
+    from dspy.lm15 import TextPart
+
+    if isinstance(parts, str):
+        return parts
+    if not all(isinstance(p, TextPart) for p in parts):
+        from dspy.lm15 import UnsupportedFeatureError
+
+        kinds = sorted({type(p).__name__ for p in parts if not isinstance(p, TextPart)})
+        raise UnsupportedFeatureError(f"the local LM takes text only, got {', '.join(kinds)}", provider="local")
+    return "\n".join(p.text for p in parts)
+
+
+def _chat_messages(request) -> list[dict]:
+    """OpenAI-style messages for the chat template; lm15's ``developer`` role is a system message here."""
+    from dspy.lm15 import UnsupportedFeatureError
+
+    if request.tools:
+        raise UnsupportedFeatureError("the local LM does not call tools", provider="local")
+    messages = [] if request.system is None else [{"role": "system", "content": _text(request.system)}]
+    for m in request.messages:
+        if m.role == "tool":
+            raise UnsupportedFeatureError("the local LM does not take tool results", provider="local")
+        messages.append({"role": "system" if m.role == "developer" else m.role, "content": _text(m.parts)})
+    return messages
+
+
+def _options(request) -> dict:
+    from dspy.lm15 import UnsupportedFeatureError
+
+    config = request.config
+    refused = [name for name in _UNSUPPORTED if getattr(config, name) is not None]
+    unknown = sorted(set(config.extensions or {}) - _EXTENSIONS)
+    if refused or unknown:
+        raise UnsupportedFeatureError(f"the local LM cannot honour {', '.join(refused + unknown)}",
+                                      provider="local")
+    options: dict[str, Any] = {"max_tokens": config.max_tokens or DEFAULT_MAX_TOKENS}
+    options.update({name: getattr(config, name) for name in _DIRECT if getattr(config, name) is not None})
+    options.update(config.extensions or {})
+    if config.stop:
+        options["stop"] = list(config.stop)
+    if config.response_format is not None:
+        options["response_format"] = _response_format(config.response_format)
+    return options
+
+
+def _response_format(fmt: dict) -> dict:
+    """lm15's OpenAI-shaped response_format -> llama-cpp-python's (a JSON grammar, optionally from a schema)."""
+    kind = fmt.get("type")
+    if kind == "json_schema":  # lm15 keeps the schema at the top level; OpenAI's wire nests it in "json_schema"
+        schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            from dspy.lm15 import InvalidRequestError
+
+            raise InvalidRequestError("response_format json_schema carries no schema", provider="local")
+        return {"type": "json_object", "schema": schema}
+    if kind in ("json_object", "text"):
+        return {"type": kind}
+    from dspy.lm15 import UnsupportedFeatureError
+
+    raise UnsupportedFeatureError(f"the local LM cannot honour response_format type {kind!r}", provider="local")
+
+
+def _response(model: str, out: dict):
+    from dspy.lm15 import Message, Response, TextPart, Usage
+
+    choice = out["choices"][0]
+    usage = out.get("usage") or {}
+    return Response(
+        id=out.get("id") or f"local-{uuid.uuid4().hex[:12]}",
+        model=model,
+        message=Message.assistant([TextPart(choice["message"].get("content") or "")]),
+        finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"),
+        usage=Usage(input_tokens=usage.get("prompt_tokens"), output_tokens=usage.get("completion_tokens")),
+    )

@@ -1,0 +1,5 @@
+"""Runs: the persistent, resumable record of explained neurons."""
+
+from .store import NeuronRecord, RunStore
+
+__all__ = ["NeuronRecord", "RunStore"]

@@ -1,0 +1,138 @@
+"""The run store: every explained neuron's full trace, written atomically as it completes.
+
+A SQLite file (default ``RUN.sqlite``). ``meta`` holds the run's configuration and its fingerprint; each row of
+``neurons`` is one unit: its status (``done`` or ``failed``), the one-line error of a failure, the headline
+numbers, and ``trace``: a JSON document with everything the program did (exemplars shown, raw explanation,
+atomic conditions, clusters and members, every refinement candidate with its score, final explanations with
+valid and test scores, LM tokens and cost, wall time). A row is written in one transaction, so a killed run
+keeps every finished neuron and never half of one; rerunning skips units already ``done``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from ..types import UnitId
+
+__all__ = ["RunStore", "NeuronRecord"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS neurons (
+    unit TEXT PRIMARY KEY, layer INTEGER NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    error TEXT, number INTEGER, score_valid REAL, score_test REAL, baseline_test REAL,
+    lm_tokens INTEGER, lm_cost REAL, seconds REAL, finished TEXT NOT NULL, trace TEXT NOT NULL
+);
+"""
+FORMAT = "ns-dspy-run"
+VERSION = 1
+
+
+@dataclass
+class NeuronRecord:
+    """One unit's row. ``score_*`` are the neuron-level (polysemantic) scores; ``number`` its cluster count."""
+
+    unit: UnitId
+    status: str
+    error: str | None
+    number: int | None
+    score_valid: float | None
+    score_test: float | None
+    baseline_test: float | None
+    lm_tokens: int | None
+    lm_cost: float | None
+    seconds: float | None
+    trace: dict[str, Any]
+
+
+class RunStore:
+    """Open or create a run file. ``config`` (a JSON-able dict) is stored on creation; reopening with another
+    config is refused, so one run never mixes settings."""
+
+    def __init__(self, path: str | Path, config: dict | None = None):
+        self.path = Path(path)
+        exists = self.path.exists()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory: give a run file, e.g. {self.path}/run.sqlite")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if exists:
+                self._check_format()
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} is not an ns-dspy run file ({err}): choose another --run") from None
+        stored = self.meta().get("config")
+        if config is not None:
+            canonical = json.loads(json.dumps(config, sort_keys=True, default=str))
+            if stored is None:
+                self._set_meta(format=FORMAT, version=VERSION, config=canonical,
+                               created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            elif stored != canonical:
+                changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+                raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
+                                 "rerun with the same options to resume, or give a new --run")
+
+    def _check_format(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            raise StoreError(f"{self.path} is not an ns-dspy run file: choose another --run")
+        if "meta" in tables:
+            row = self._db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+            if row and json.loads(row[0]) != FORMAT:
+                raise StoreError(f"{self.path} is not an ns-dspy run file: choose another --run")
+
+    def _set_meta(self, **items: Any) -> None:
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [(k, json.dumps(v, sort_keys=True, default=str)) for k, v in items.items()])
+
+    def meta(self) -> dict[str, Any]:
+        with self._lock:
+            return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def done(self) -> set[UnitId]:
+        with self._lock:
+            rows = self._db.execute("SELECT layer, idx FROM neurons WHERE status='done'").fetchall()
+        return {UnitId(layer, idx) for layer, idx in rows}
+
+    def put(self, record: NeuronRecord) -> None:
+        """Write one unit's row atomically (replacing an earlier failure of the same unit)."""
+        row = (str(record.unit), record.unit.layer, record.unit.index, record.status, record.error, record.number,
+               record.score_valid, record.score_test, record.baseline_test, record.lm_tokens, record.lm_cost,
+               record.seconds, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               json.dumps(record.trace, ensure_ascii=False, default=_jsonable))
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO neurons VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def records(self) -> list[NeuronRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT layer, idx, status, error, number, score_valid, score_test, "
+                                    "baseline_test, lm_tokens, lm_cost, seconds, trace FROM neurons "
+                                    "ORDER BY layer, idx").fetchall()
+        return [NeuronRecord(UnitId(r[0], r[1]), *r[2:11], trace=json.loads(r[11])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, UnitId):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from ns_dspy.agents import clean_output, format_exemplars, format_history
+from ns_dspy.types import Exemplar
+
+
+def ex(pairs, **kw):
+    return Exemplar(tokens=[t for t, _ in pairs], activations=np.array([a for _, a in pairs], dtype=np.float32), **kw)
+
+
+def test_marks_tokens_at_threshold_and_merges_runs():
+    text = format_exemplars([ex([("The", 0), (" New", 4), (" York", 3), (" team", 0.5), (" won", 10)])],
+                            threshold=0.3)
+    assert text == "1. (max activation 10.00) The <<New York>> team <<won>>"
+
+
+def test_threshold_is_relative_to_the_max_over_shown_exemplars():
+    strong = ex([("a", 10), (" b", 0)])
+    weak = ex([("c", 2), (" d", 4)])
+    lines = format_exemplars([weak, strong], threshold=0.3).splitlines()
+    assert lines[0].startswith("1. (max activation 10.00) <<a>> b")  # strongest first
+    assert lines[1] == "2. (max activation 4.00) c <<d>>"  # 2 < 0.3 * 10 <= 4
+
+
+def test_zero_and_negative_activations_are_never_marked():
+    text = format_exemplars([ex([("x", 0), (" y", -3)]), ex([("p", 1), (" q", 0)])], threshold=1.0)
+    assert "<<x>>" not in text and "<<y>>" not in text and "<<p>>" in text
+
+
+def test_newlines_are_escaped_and_lines_stay_one_per_exemplar():
+    text = format_exemplars([ex([("def", 0), (" f", 0), (":\n", 5), ("\t", 0), ("return", 0)]),
+                             ex([("a\nb", 1)])])
+    assert text.splitlines() == ["1. (max activation 5.00) def f<<:\\n>>\\treturn",
+                                 "2. (max activation 1.00) a\\nb"]
+
+
+def test_keeps_the_strongest_max_exemplars():
+    exemplars = [ex([(f"w{i}", float(i))]) for i in range(1, 6)]
+    lines = format_exemplars(exemplars, max_exemplars=2).splitlines()
+    assert [line.split(") ")[1] for line in lines] == ["<<w5>>", "<<w4>>"]
+
+
+def test_long_windows_are_cut_around_the_most_active_token():
+    tokens = [(f" t{i:02d}", 0.0) for i in range(60)]
+    tokens[40] = (" HOT", 9.0)
+    text = format_exemplars([ex(tokens)], max_chars=40)
+    body = text.split(") ", 1)[1]
+    assert "<<HOT>>" in body and body.startswith("...") and body.endswith("...")
+    assert " t39" in body and len(body) < 60  # mostly left context kept
+
+
+def test_threshold_validated():
+    with pytest.raises(ValueError):
+        format_exemplars([], threshold=0)
+
+
+def test_history_ranked_best_first():
+    text = format_history([("low one", 0.1), ("high  one\n", 0.7), ("mid", 0.4)])
+    assert text.splitlines() == ["1. score 0.700: high one", "2. score 0.400: mid", "3. score 0.100: low one"]
+    assert format_history([("a", 0.1), ("b", 0.7)], limit=1) == "1. score 0.700: b"
+
+
+@pytest.mark.parametrize("raw", ["Fires on cats.", "[[ ## explanation ## ]]\nFires on cats.\n\n[[ ## completed ## ]]",
+                                 "```\nFires on cats.\n```", "Explanation: Fires on cats.", '"Fires on cats."'])
+def test_clean_output(raw):
+    assert clean_output(raw) == "Fires on cats."

