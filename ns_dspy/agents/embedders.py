@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ConfigError
+from ..registry import Pluggable
 
 __all__ = ["Embedder", "MiniLMEmbedder", "OpenAIEmbedder", "build_embedder", "embedder_kinds", "normalise_rows",
            "DEFAULT_EMBEDDER"]
@@ -30,7 +31,7 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-class Embedder(ABC):
+class Embedder(Pluggable, ABC):
     """Maps texts to vectors.
 
     Contract:
@@ -42,12 +43,7 @@ class Embedder(ABC):
     """
 
     registry: ClassVar[dict[str, type["Embedder"]]] = {}
-    kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.kind:
-            Embedder.registry[cls.kind] = cls
+    plugin = "embedder"
 
     @property
     @abstractmethod
@@ -59,27 +55,20 @@ class Embedder(ABC):
         """``(len(texts), d)`` float32, rows L2-normalised."""
 
     @classmethod
-    def from_spec(cls, arg: str) -> "Embedder":
-        """Build from the part of a spec after ``KIND:``; subclasses override."""
-        return cls(arg) if arg else cls()
+    def from_spec(cls, arg: str, **options) -> "Embedder":
+        return cls(arg, **options) if arg else cls(**options)
 
     def __deepcopy__(self, memo) -> "Embedder":
         return self
 
 
 def embedder_kinds() -> list[str]:
-    return sorted(Embedder.registry)
+    return Embedder.kinds()
 
 
 def build_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     """``KIND[:ARG]`` -> an embedder, e.g. ``minilm`` or ``openai:text-embedding-3-large``."""
-    kind, _, arg = spec.partition(":")
-    try:
-        cls = Embedder.registry[kind]
-    except KeyError:
-        raise ConfigError(f"unknown embedder {spec!r}: use one of {', '.join(embedder_kinds())} "
-                          "as KIND[:ARG]") from None
-    return cls.from_spec(arg)
+    return Embedder.build(spec)
 
 
 @functools.lru_cache(maxsize=4)

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..registry import Pluggable
 from ..types import Exemplar
 
 __all__ = ["Simulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
@@ -28,7 +28,7 @@ BINS = 11
 """Activations are predicted as a distribution over the integer bins 0..10."""
 
 
-class Simulator(ABC):
+class Simulator(Pluggable, ABC):
     """Predicts per-token activations from explanations.
 
     Contract:
@@ -42,12 +42,7 @@ class Simulator(ABC):
     """
 
     registry: ClassVar[dict[str, type["Simulator"]]] = {}
-    kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.kind:
-            Simulator.registry[cls.kind] = cls
+    plugin = "simulator"
 
     @property
     @abstractmethod
@@ -58,25 +53,14 @@ class Simulator(ABC):
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
         """Expected activation (0..10) per token, for every (explanation, exemplar) pair."""
 
-    @classmethod
-    def from_spec(cls, arg: str, **options) -> "Simulator":
-        """Build from the part of a spec after ``KIND:``; subclasses override."""
-        raise ConfigError(f"simulator kind {cls.kind!r} cannot be built from a spec")
-
     def close(self) -> None:
         """Release resources (servers, sessions); the default does nothing."""
 
 
 def simulator_kinds() -> list[str]:
-    return sorted(Simulator.registry)
+    return Simulator.kinds()
 
 
 def build_simulator(spec: str, **options) -> Simulator:
     """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``."""
-    kind, _, arg = spec.partition(":")
-    try:
-        cls = Simulator.registry[kind]
-    except KeyError:
-        raise ConfigError(f"unknown simulator {spec!r}: use one of {', '.join(simulator_kinds())} "
-                          "as KIND[:ARG]") from None
-    return cls.from_spec(arg, **options)
+    return Simulator.build(spec, **options)
