@@ -12,6 +12,7 @@ same agents.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import dspy
@@ -25,6 +26,8 @@ from .simulators.base import Simulator
 from .types import Exemplar
 
 __all__ = ["ExplainConfig", "NeuronScope"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,16 +71,20 @@ class NeuronScope(dspy.Module):
         if self.config.baseline:
             return self._baseline(train, valid)
         raw = self.hypothesis(exemplars=train).explanation
+        log.info("%s: raw explanation of %d words", valid.unit, len(raw.split()))
         conditions = self.decomposition(explanation=raw).conditions
         clustered = self.clustering(conditions=conditions)
+        log.info("%s: %d atomic conditions in %d clusters", valid.unit, len(conditions), len(clustered.clusters))
         scorer = valid_scorer(self.simulator, valid)
         clusters = []
-        for cluster in clustered.clusters:
+        for k, cluster in enumerate(clustered.clusters, 1):
             entry = {"members": list(cluster.members), "representative": cluster.representative}
             if self.config.refine:
                 refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train)
                 entry.update(explanation=refined.explanation, valid=refined.score,
                              history=[list(h) for h in refined.history], trajectory=list(refined.trajectory))
+                log.info("%s: cluster %d/%d refined, valid %s (%s)", valid.unit, k, len(clustered.clusters),
+                         " -> ".join(f"{v:.3f}" for v in refined.trajectory), refined.stopped)
             else:
                 entry.update(explanation=cluster.representative, valid=scorer([cluster.representative])[0])
             clusters.append(entry)
