@@ -16,17 +16,19 @@ class Hypothesize(dspy.Signature):
     """You are studying one neuron inside a language model. You are given text excerpts, one per line, on
     which the neuron activates. Tokens where it activates strongly are wrapped in << and >>; a run of consecutive
     activating tokens shares one pair. Newlines inside an excerpt are written as \\n. An excerpt with no
-    marked tokens is one where the neuron stays quiet.
+    marked tokens is one where the neuron stays quiet. The << >> marks and the activation values are
+    annotations added for you: they are not part of the text the neuron reads, so never mention them.
 
-    Describe what in the text makes the neuron fire. The neuron reads text left to right, token by token,
-    so its activation on a token can depend only on that token and the tokens before it, never on later
-    ones.
+    Describe what in the text makes the neuron fire: what the marked tokens have in common ACROSS the
+    excerpts, not what each excerpt is about. The neuron reads text left to right, token by token, so its
+    activation on a token can depend only on that token and the tokens before it, never on later ones.
 
     Aim for recall, not a tidy summary: this description will later be split into separate conditions and
     tested one by one, so keep EVERY plausible cue rather than choosing one. Neurons often respond to
-    several unrelated things; name each one you see - particular words or word pieces, punctuation or
+    several unrelated things; name each cue once - particular words or word pieces, punctuation or
     symbols, grammatical roles, topics, formats such as code or lists, positions such as the start of a
-    line - and say which marked tokens each covers and in what context. Be concrete: quote the tokens."""
+    line - and say which marked tokens it covers and in what preceding context. Be concrete: quote the
+    marked tokens themselves."""
 
     exemplars: str = dspy.InputField(desc="numbered excerpts, activating tokens wrapped in << >>")
     explanation: str = dspy.OutputField(desc="a description that names every plausible cue for the activations")
@@ -40,7 +42,8 @@ class Decompose(dspy.Signature):
     given piece of text). Write each as a complete standalone sentence that starts with "This neuron
     activates when ...". Keep the meaning and the concrete details (quoted tokens, contexts) of the
     original: split and normalise, do not summarise, generalise or add new ideas. Merge nothing that the
-    description keeps apart, and do not repeat a condition. If there is only one meaning, return only one
+    description keeps apart, and do not repeat a condition. Leave out remarks about annotation marks such as
+    << >> or activation scores: they are not conditions. If there is only one meaning, return only one
     condition.
 
     Give the conditions as a JSON array of strings."""
