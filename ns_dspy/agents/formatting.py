@@ -2,8 +2,9 @@
 
 Exemplars are shown as the paper's explainer sees them: one numbered line per text window, the tokens on
 which the neuron fires strongly wrapped in ``<<`` ``>>`` (a run of consecutive activating tokens shares one
-pair), newlines and tabs written as ``\\n`` / ``\\t`` escapes so every exemplar stays on one line, and the
-window's maximum activation in front.
+pair), newlines and tabs written as ``\\n`` / ``\\t`` escapes so every exemplar stays on one line, strongest
+first. No activation values are printed: small explainer models quoted them as if they were part of the text
+("activates when a maximum activation of 0.89 is mentioned"), and the order already carries the strength.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def format_exemplars(exemplars: Sequence[Exemplar], *, max_exemplars: int = 20, 
         lo, hi = _window([len(_escape(t)) for t in ex.tokens], int(np.argmax(acts)), max_chars)
         text = _render(ex.tokens[lo:hi], active[lo:hi])
         text = ("..." if lo > 0 else "") + text + ("..." if hi < len(ex.tokens) else "")
-        lines.append(f"{k}. (max activation {ex.max_activation:.2f}) {text}")
+        lines.append(f"{k}. {text}")
     return "\n".join(lines)
 
 

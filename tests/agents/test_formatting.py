@@ -12,15 +12,15 @@ def ex(pairs, **kw):
 def test_marks_tokens_at_threshold_and_merges_runs():
     text = format_exemplars([ex([("The", 0), (" New", 4), (" York", 3), (" team", 0.5), (" won", 10)])],
                             threshold=0.3)
-    assert text == "1. (max activation 10.00) The <<New York>> team <<won>>"
+    assert text == "1. The <<New York>> team <<won>>"
 
 
 def test_threshold_is_relative_to_the_max_over_shown_exemplars():
     strong = ex([("a", 10), (" b", 0)])
     weak = ex([("c", 2), (" d", 4)])
     lines = format_exemplars([weak, strong], threshold=0.3).splitlines()
-    assert lines[0].startswith("1. (max activation 10.00) <<a>> b")  # strongest first
-    assert lines[1] == "2. (max activation 4.00) c <<d>>"  # 2 < 0.3 * 10 <= 4
+    assert lines[0].startswith("1. <<a>> b")  # strongest first
+    assert lines[1] == "2. c <<d>>"  # 2 < 0.3 * 10 <= 4
 
 
 def test_zero_and_negative_activations_are_never_marked():
@@ -31,21 +31,21 @@ def test_zero_and_negative_activations_are_never_marked():
 def test_newlines_are_escaped_and_lines_stay_one_per_exemplar():
     text = format_exemplars([ex([("def", 0), (" f", 0), (":\n", 5), ("\t", 0), ("return", 0)]),
                              ex([("a\nb", 1)])])
-    assert text.splitlines() == ["1. (max activation 5.00) def f<<:\\n>>\\treturn",
-                                 "2. (max activation 1.00) a\\nb"]
+    assert text.splitlines() == ["1. def f<<:\\n>>\\treturn",
+                                 "2. a\\nb"]
 
 
 def test_keeps_the_strongest_max_exemplars():
     exemplars = [ex([(f"w{i}", float(i))]) for i in range(1, 6)]
     lines = format_exemplars(exemplars, max_exemplars=2).splitlines()
-    assert [line.split(") ")[1] for line in lines] == ["<<w5>>", "<<w4>>"]
+    assert [line.split(". ", 1)[1] for line in lines] == ["<<w5>>", "<<w4>>"]
 
 
 def test_long_windows_are_cut_around_the_most_active_token():
     tokens = [(f" t{i:02d}", 0.0) for i in range(60)]
     tokens[40] = (" HOT", 9.0)
     text = format_exemplars([ex(tokens)], max_chars=40)
-    body = text.split(") ", 1)[1]
+    body = text.split(". ", 1)[1]
     assert "<<HOT>>" in body and body.startswith("...") and body.endswith("...")
     assert " t39" in body and len(body) < 60  # mostly left context kept
 

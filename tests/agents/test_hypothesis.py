@@ -25,8 +25,8 @@ def test_prompt_carries_the_signature_and_marked_exemplars(scripted):
         result = HypothesisAgent()(exemplars=exemplars())
     assert result.explanation == "Cats."  # leaked markers stripped
     prompt = engine.prompts[0]
-    assert "1. (max activation 6.00) My <<cat>> purrs" in prompt
-    assert "2. (max activation 4.00) A <<kitten>>." in prompt
+    assert "1. My <<cat>> purrs" in prompt
+    assert "2. A <<kitten>>." in prompt
     assert "keep EVERY plausible cue" in prompt  # the docstring is the instruction
     assert Hypothesize.__doc__.split()[0] in prompt
 
