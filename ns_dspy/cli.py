@@ -170,10 +170,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     check_endpoint(args.lm)
     run_config = {"explain": config.to_dict(), "lm": args.lm, "temperature": args.temperature,
                   "simulator": args.simulator, "embedder": args.embedder, "store": str(Path(args.store).resolve())}
-    run = RunStore(args.run or default_run_path(args.store, config), run_config)
+    run_path = args.run or default_run_path(args.store, config)
+    if args.program:  # a compiled program makes another run (by default another run file)
+        from .optimize import read_manifest
+
+        run_config["program"] = {"path": str(Path(args.program).resolve()),
+                                 "state_sha256": read_manifest(args.program)["state_sha256"]}
+        run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
+    run = RunStore(run_path, run_config)
     lm = make_lm(args.lm, temperature=args.temperature)
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
-                            device=args.device)
+                            device=args.device, program=args.program)
     try:
         records = explain_units(program, store, units, run, lm, concurrency=args.concurrency,
                                 progress=not args.quiet)
@@ -182,6 +189,53 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     print(_summary_table(records))
     print(f"run stored in {run.path}")
     return 0 if any(r.status == "done" for r in records) else 1
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .agents import ClusterConfig
+    from .errors import ConfigError
+    from .exemplars import ExemplarStore
+    from .lms import check_endpoint, make_lm
+    from .optimize import check_options, compile_neurons, neuron_sets, parse_options
+    from .program import ExplainConfig
+    from .runs.build import build_program
+    from .types import parse_units
+
+    config = from_options(ExplainConfig, args, cluster=from_options(ClusterConfig, args))
+    options = parse_options(args.opt)
+    try:
+        fractions = [float(x) for x in args.split.split(",")]
+    except ValueError:
+        raise ConfigError(f"bad --split {args.split!r}: write three shares TRAIN,VAL,TEST, "
+                          "e.g. 0.5,0.25,0.25") from None
+    if not args.out.endswith(".json"):
+        raise ConfigError(f"--out {args.out}: a compiled program is saved as DSPy JSON state; name it *.json")
+    check_options(args.optimizer, options, reflection_lm=args.reflection_lm)  # before any model is loaded
+    store = ExemplarStore.open(args.store)
+    units = parse_units(args.neurons) if args.neurons else None
+    sets = neuron_sets(store, units, n_neurons=args.n_neurons or 12, fractions=fractions, seed=args.seed,
+                       max_exemplars=config.max_exemplars)
+    for spec in filter(None, (args.lm, args.reflection_lm)):
+        check_endpoint(spec)
+    lm = make_lm(args.lm, temperature=args.temperature, cache=True)  # cached: a re-run makes no LM call
+    reflection = make_lm(args.reflection_lm, temperature=1.0, cache=True) if args.reflection_lm else None
+    program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
+                            device=args.device)
+    provenance = {"lm": args.lm, "reflection_lm": args.reflection_lm, "simulator": args.simulator,
+                  "embedder": args.embedder, "store": str(Path(args.store).resolve())}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # DSPy's optimizers print their progress
+            _, report = compile_neurons(program, sets, lm, optimizer=args.optimizer, out=args.out, options=options,
+                                        reflection_lm=reflection, optimize_decomposition=args.optimize_decomposition,
+                                        num_threads=args.threads, provenance=provenance)
+    finally:
+        program.simulator.close()
+    print(report.table())
+    print(f"compiled program saved to {report.path} (manifest {report.manifest_path.name}); "
+          f"use it with ns-dspy explain --program {report.path}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -279,9 +333,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
     p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
+                                                   "the run file then defaults to STORE.explain.NAME.sqlite")
     add_options(p, ExplainConfig, skip=("cluster",))
     add_options(p, ClusterConfig)
     p.set_defaults(func=_cmd_explain)
+
+    from .optimize.compile import optimizer_names
+
+    p = sub.add_parser("compile", help="optimise the agents' prompts with a DSPy optimizer against the simulator "
+                                       "score",
+                       description="Split neurons into compile-train, compile-val and test sets, optimise the "
+                                   "Hypothesis and Refinement predictors (and Decomposition on request) with a "
+                                   "DSPy optimizer, and save the program as DSPy JSON state plus a manifest. "
+                                   "Prints the test neurons' scores before and after. LM calls are cached: "
+                                   "rerunning the same command costs no LM call.")
+    p.add_argument("--store", required=True, help="exemplar store directory")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--neurons", default=None, help="LAYER:INDEX units to split, e.g. 5:123,9:77,...")
+    which.add_argument("--n-neurons", type=int, default=None, help="units drawn (seeded) from the store (default: 12)")
+    p.add_argument("--split", default="0.5,0.25,0.25", help="shares of the neurons for compile-train, compile-val "
+                                                          "and test (default: 0.5,0.25,0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the neuron draw and split (default: 0)")
+    p.add_argument("--optimizer", required=True, help=f"one of {', '.join(optimizer_names())}")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the DSPy optimizer, repeatable, e.g. --opt num_trials=8 (int, float, bool, "
+                        "none or text)")
+    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM spec, as for explain (default: {DEFAULT_LM})")
+    p.add_argument("--reflection-lm", default=None, help="GEPA's reflection LM spec (required with gepa)")
+    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
+    p.add_argument("--simulator", default=DEFAULT_SIMULATOR, help=f"simulator spec (default: {DEFAULT_SIMULATOR})")
+    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
+    p.add_argument("--threads", type=int, default=4, help="threads of dspy.Evaluate and the optimizer (default: 4)")
+    p.add_argument("--optimize-decomposition", action="store_true", help="optimise the Decomposition predictor too")
+    p.add_argument("--out", required=True, help="the compiled program to write (NAME.json, and NAME.manifest.json)")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
+    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
+    add_options(p, ExplainConfig, skip=("cluster",))
+    add_options(p, ClusterConfig)
+    p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
                        description="Record gemma-3-270m on the default corpus, pick the units with the sharpest "

@@ -1,0 +1,168 @@
+"""A toy world for compiling NeuronScope: a store of seven units with known trigger words, a scripted LM that
+explains better when shown demos or told to, an exact word embedder, and a fake OpenAI chat server that
+answers with the same script (for the CLI, through ``--lm endpoint:URL@toy``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import dspy
+import numpy as np
+from dspy.lm15 import Usage
+
+from ns_dspy.agents import ClusterConfig, Embedder
+from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
+from ns_dspy.lms.scripted import ScriptedEngine, chat_answer
+from ns_dspy.program import ExplainConfig, NeuronScope
+from ns_dspy.simulators import KeywordSimulator
+
+WORDS = ["The", " dog", " ran", " and", " a", " cat", " sat", " on", " mat", " today", " big", " red"]
+TRIGGERS = [{" dog": 5.0, " cat": 3.0}, {" mat": 4.0}, {" ran": 5.0, " sat": 2.0}, {" today": 4.0},
+            {" big": 3.0, " red": 5.0}, {" a": 4.0}, {}]  # units 0:0 .. 0:6; 0:6 never fires
+NOISE = "the and"  # what the scripted LM adds when it has no demo to follow: both words occur, neither fires
+
+
+class WordEmbedder(Embedder):
+    """One axis per toy word (and one shared): exact, so conditions about one word cluster together."""
+
+    kind = "toy-words"
+    name = "toy-words"
+
+    @classmethod
+    def from_spec(cls, arg, **options):
+        return cls()
+
+    def embed(self, texts):
+        vocab = [w.strip().lower() for w in WORDS]
+        rows = np.array([[float(w in re.findall(r"\w+", t.lower())) for w in vocab] + [0.1] for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def toy_store(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 48
+    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(n)])
+    split = np.array([0, 1, 2] * (n // 3))
+    acts = np.zeros((len(TRIGGERS), n, 6), dtype=np.float32)
+    for u, triggers in enumerate(TRIGGERS):
+        for w in range(n):
+            for t, s in enumerate(windows[w]):
+                acts[u, w, t] = triggers.get(WORDS[s], 0.0)
+    acts[-1] = -0.5
+    slots = {}
+    for s, name in enumerate(["train", "valid", "test"]):
+        rows = np.flatnonzero(split == s)
+        top = np.stack([rows[np.argsort(-acts[u, rows].max(1), kind="stable")][:8] for u in range(len(TRIGGERS))])
+        rest = np.stack([np.setdiff1d(rows, top[u])[:4] for u in range(len(TRIGGERS))])
+        slots[(name, "top")] = (top, np.stack([acts[u, top[u]] for u in range(len(TRIGGERS))]))
+        slots[(name, "random")] = (rest, np.stack([acts[u, rest[u]] for u in range(len(TRIGGERS))]))
+    layer = LayerData(units=np.arange(len(TRIGGERS)), slots=slots,
+                      stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
+    return ExemplarStore.open(write_store(tmp_path / "store", manifest={"model": {"name": "toy"}}, strings=WORDS,
+                                          windows=windows, window_split=split, layers={0: layer}))
+
+
+def _field(text: str, name: str) -> str:
+    return text.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0].split("Respond with")[0]
+
+
+def responder(prompt, request):
+    """The toy explainer. Hypothesis: the marked words, plus NOISE unless demos are in the prompt or the
+    instruction says "trigger words only" (what the optimizers' prompts are answered with), so a compiled
+    program explains better. Decomposition: one condition per word (each its own mode). Refinement:
+    the best explanation so far, unchanged. Anything else (an optimizer's own prompts): every field asked for.
+    No word of the fixed phrasing is a toy word, so the keyword simulator reads only the words named."""
+    last = request.messages[-1].text or ""
+    asked = [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", last.split("Respond with")[-1]) if f != "completed"]
+    if "[[ ## history ## ]]" in last:
+        best = _field(last, "history").strip().splitlines()[0]
+        return {"explanation": re.sub(r"^\W*\d*\W*(score[^:]*:)?\s*", "", best).split(" (score")[0]}
+    if asked == ["conditions"]:
+        words = re.findall(r"\w+", _field(last, "explanation").split(":")[-1])
+        return {"conditions": [f"This neuron fires for {w}" for w in dict.fromkeys(words)]}
+    if "[[ ## exemplars ## ]]" in last and asked == ["explanation"]:
+        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", _field(last, "exemplars")))
+        taught = len(request.messages) > 1 or "trigger words only" in prompt  # shown demos, or told what to do
+        return {"explanation": "fires for: " + " ".join(marked) + ("" if taught else " " + NOISE)}
+    if "Respond with a JSON object" in last:  # e.g. GEPA's reflection, through DSPy's JSONAdapter
+        asked = re.findall(r"`(\w+)`", last.split("Respond with a JSON object")[-1])
+        return json.dumps({name: f"Name the neuron's trigger words only ({name})." for name in asked})
+    return {name: f"Name the neuron's trigger words only ({name})." for name in asked} or "ok"
+
+
+class CountingEngine(ScriptedEngine):
+    """The scripted engine reporting 7 prompt + 3 completion tokens per call, so token accounting shows."""
+
+    def complete(self, request):
+        return dataclasses.replace(super().complete(request),
+                                   usage=Usage(input_tokens=7, output_tokens=3, total_tokens=10))
+
+
+def toy_lm(cache=True):
+    engine = CountingEngine([], default=responder)
+    return dspy.LM("local/toy-scripted", engine=engine, cache=cache), engine
+
+
+def toy_program(**kw):
+    kw = {"candidates": 1, "iterations": 1, "max_exemplars": 6, "cluster": ClusterConfig(noise="singleton"), **kw}
+    cfg = ExplainConfig(**kw)
+    return NeuronScope(KeywordSimulator(), WordEmbedder(), cfg)
+
+
+class ToyChatServer:
+    """``POST /v1/chat/completions`` answered by :func:`responder` (7 prompt + 3 completion tokens each);
+    ``GET /v1/models`` lists one model. ``calls`` counts the chat requests."""
+
+    def __init__(self):
+        self.calls = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._send({"object": "list", "data": [{"id": "toy", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                server.calls += 1
+                messages = body.get("messages", [])
+                system = "".join(m["content"] for m in messages if m["role"] == "system")
+                rest = [SimpleNamespace(text=m["content"]) for m in messages if m["role"] != "system"]
+                answer = responder(system + "\n" + "\n".join(m.text for m in rest), SimpleNamespace(messages=rest))
+                text = chat_answer(**answer) if isinstance(answer, dict) else str(answer)
+                self._send({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "toy",
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+
+            def _send(self, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
