@@ -246,12 +246,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     progress=not args.quiet)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .recording import RecordConfig
+def _add_simulator_options(p: argparse.ArgumentParser) -> None:
+    from .simulators.base import DEFAULT_SIMULATOR
+
+    p.add_argument("--simulator", default=DEFAULT_SIMULATOR,
+                   help=f"KIND[:ARG]: prompted:MODEL, finetuned:ADAPTER_DIR, endpoint:URL@MODEL, keyword "
+                        f"(default: {DEFAULT_SIMULATOR})")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
+    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
+
+
+def _add_program_options(p: argparse.ArgumentParser) -> None:
+    """What builds a NeuronScope program: LM, simulator, embedder, ExplainConfig and ClusterConfig."""
     from .agents import ClusterConfig
     from .lms.factory import DEFAULT_LM
     from .program import ExplainConfig
-    from .simulators.base import DEFAULT_SIMULATOR
+
+    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM: local:NAME|PATH.gguf, openai:MODEL, endpoint:URL@MODEL "
+                                                  f"(default: {DEFAULT_LM})")
+    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
+    _add_simulator_options(p)
+    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
+    add_options(p, ExplainConfig, skip=("cluster",))
+    add_options(p, ClusterConfig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .recording import RecordConfig
 
     parser = argparse.ArgumentParser(prog="ns-dspy", description=__doc__.splitlines()[0].split(": ", 1)[-1]
                                      + " NeuronScope: explain language-model neurons.")
@@ -306,14 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", help="exemplar store directory")
     p.add_argument("unit", help="LAYER:INDEX, e.g. 5:123")
     p.add_argument("explanation", help="the explanation to score")
-    p.add_argument("--simulator", default=DEFAULT_SIMULATOR,
-                   help=f"KIND[:ARG]: prompted:MODEL, finetuned:ADAPTER_DIR, endpoint:URL@MODEL, keyword "
-                        f"(default: {DEFAULT_SIMULATOR})")
+    _add_simulator_options(p)
     p.add_argument("--split", default="test", choices=["valid", "test"], help="held-out split (default: test)")
     p.add_argument("--kinds", default="top,random", help="exemplar kinds pooled (default: top,random)")
     p.add_argument("--table", type=int, default=2, help="exemplars shown token by token (default: 2)")
-    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
-    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
     p.set_defaults(func=_cmd_score)
 
@@ -324,19 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="exemplar store directory")
     p.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:123,9:77")
     p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
-    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM: local:NAME|PATH.gguf, openai:MODEL, endpoint:URL@MODEL "
-                                                  f"(default: {DEFAULT_LM})")
-    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
-    p.add_argument("--simulator", default=DEFAULT_SIMULATOR, help=f"simulator spec (default: {DEFAULT_SIMULATOR})")
-    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
     p.add_argument("--concurrency", type=int, default=1, help="units explained at once (default: 1)")
-    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
-    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
                                                    "the run file then defaults to STORE.explain.NAME.sqlite")
-    add_options(p, ExplainConfig, skip=("cluster",))
-    add_options(p, ClusterConfig)
+    _add_program_options(p)
     p.set_defaults(func=_cmd_explain)
 
     from .optimize.compile import optimizer_names
@@ -359,18 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the DSPy optimizer, repeatable, e.g. --opt num_trials=8 (int, float, bool, "
                         "none or text)")
-    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM spec, as for explain (default: {DEFAULT_LM})")
     p.add_argument("--reflection-lm", default=None, help="GEPA's reflection LM spec (required with gepa)")
-    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
-    p.add_argument("--simulator", default=DEFAULT_SIMULATOR, help=f"simulator spec (default: {DEFAULT_SIMULATOR})")
-    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
     p.add_argument("--threads", type=int, default=4, help="threads of dspy.Evaluate and the optimizer (default: 4)")
     p.add_argument("--optimize-decomposition", action="store_true", help="optimise the Decomposition predictor too")
     p.add_argument("--out", required=True, help="the compiled program to write (NAME.json, and NAME.manifest.json)")
-    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
-    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
-    add_options(p, ExplainConfig, skip=("cluster",))
-    add_options(p, ClusterConfig)
+    _add_program_options(p)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
