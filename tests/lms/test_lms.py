@@ -14,10 +14,10 @@ import socket
 import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dspy
 import pytest
+from fake_chat import FakeChatServer
 
 from ns_dspy.lms import (DEFAULT_LM, LlamaCppEngine, LMAsset, LMError, check_endpoint, lm_asset_names, lm_usage,
                          make_lm, parse_endpoint)
@@ -35,58 +35,12 @@ def _reset_dspy():
 
 
 # --- a fake OpenAI chat server ------------------------------------------------------------------------------------
-class FakeChatServer:
-    """``POST /v1/chat/completions`` answers ``ANSWER`` (or ``status`` with an error); ``GET /v1/models`` lists
-    one model. Records every request body and Authorization header."""
-
-    def __init__(self, status: int = 200):
-        self.status, self.bodies, self.auth = status, [], []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                server.bodies.append(body)
-                server.auth.append(self.headers.get("Authorization"))
-                if server.status != 200:
-                    self._send(server.status, {"error": {"message": "the fake server fails on purpose",
-                                                         "type": "server_error", "code": server.status}})
-                    return
-                self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": ANSWER}}],
-                                 "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}})
-
-            def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+def _fixed_answer(status: int = 200):
+    """The fake server's answer: ``ANSWER``, or an error with ``status``."""
+    if status == 200:
+        return lambda body: ANSWER
+    return lambda body: (status, {"error": {"message": "the fake server fails on purpose", "type": "server_error",
+                                            "code": status}})
 
 
 def _unused_port() -> int:
@@ -159,7 +113,7 @@ def test_default_is_the_offline_qwen():
 # --- the endpoint LM against a fake server ------------------------------------------------------------------------
 def test_endpoint_lm_sends_max_tokens_and_counts_usage(caplog, capsys):
     caplog.set_level(logging.DEBUG)
-    with FakeChatServer() as server:
+    with FakeChatServer(_fixed_answer()) as server:
         spec = f"endpoint:{server.url}@fake"
         check_endpoint(spec)
         lm = make_lm(spec, api_key=SECRET, temperature=0.3, max_tokens=77, cache=False)
@@ -178,7 +132,7 @@ def test_endpoint_lm_sends_max_tokens_and_counts_usage(caplog, capsys):
 
 def test_endpoint_failure_does_not_reveal_the_key(caplog, capsys):
     caplog.set_level(logging.DEBUG)
-    with FakeChatServer(status=500) as server:
+    with FakeChatServer(_fixed_answer(500)) as server:
         lm = make_lm(f"endpoint:{server.url}@fake", api_key=SECRET, cache=False, num_retries=0)
         with pytest.raises(Exception) as err, dspy.context(lm=lm):
             dspy.Predict("question -> answer")(question="Capital of France?")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import dspy
+from fake_chat import FakeChatServer
 import numpy as np
 from dspy.lm15 import Usage
 
@@ -114,55 +113,15 @@ def toy_program(**kw):
     return NeuronScope(KeywordSimulator(), WordEmbedder(), cfg)
 
 
-class ToyChatServer:
-    """``POST /v1/chat/completions`` answered by :func:`responder` (7 prompt + 3 completion tokens each);
-    ``GET /v1/models`` lists one model. ``calls`` counts the chat requests."""
+def _toy_answer(body: dict) -> str:
+    """Answer a chat request the way :func:`responder` answers the scripted LM."""
+    messages = body.get("messages", [])
+    system = "".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [SimpleNamespace(text=m["content"]) for m in messages if m["role"] != "system"]
+    answer = responder(system + "\n" + "\n".join(m.text for m in rest), SimpleNamespace(messages=rest))
+    return chat_answer(**answer) if isinstance(answer, dict) else str(answer)
 
-    def __init__(self):
-        self.calls = 0
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._send({"object": "list", "data": [{"id": "toy", "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                server.calls += 1
-                messages = body.get("messages", [])
-                system = "".join(m["content"] for m in messages if m["role"] == "system")
-                rest = [SimpleNamespace(text=m["content"]) for m in messages if m["role"] != "system"]
-                answer = responder(system + "\n" + "\n".join(m.text for m in rest), SimpleNamespace(messages=rest))
-                text = chat_answer(**answer) if isinstance(answer, dict) else str(answer)
-                self._send({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "toy",
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
-
-            def _send(self, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+def ToyChatServer() -> FakeChatServer:
+    """A local chat server answered by :func:`responder` (7 prompt + 3 completion tokens per call)."""
+    return FakeChatServer(_toy_answer, model="toy", usage=(7, 3))
