@@ -75,8 +75,10 @@ def test_explain_end_to_end_on_the_offline_stack(gemma, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{unit}" in out and "done" in out and "mean over 1 units" in out
     (rec,) = RunStore(tmp_path / "run.sqlite").records()
-    assert rec.status == "done" and rec.number >= 1 and rec.lm_tokens > 0
+    assert rec.status == "done" and rec.number >= 1
     trace = rec.trace
+    usage = trace["lm_usage"]  # fresh calls spend tokens; an identical earlier run is served by DSPy's cache
+    assert usage["calls"] + usage["cached_calls"] >= 3 and (usage["calls"] == 0) == (rec.lm_tokens == 0)
     assert trace["raw_explanation"] and trace["conditions"] and len(trace["clusters"]) == rec.number
     assert all(c["members"] and c["representative"] in c["members"] for c in trace["clusters"])
     assert all(np.isfinite(f["test"]) and np.isfinite(f["valid"]) for f in trace["finals"])
