@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import tarfile

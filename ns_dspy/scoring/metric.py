@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 
 from ..simulators.base import Simulator
 from ..types import Exemplar
