@@ -36,21 +36,13 @@ class Shown(list):
         return f"<{len(self)} train exemplars>"
 
 
-@dataclass(frozen=True, repr=False)
-class Held(HeldOut):
-    """A :class:`HeldOut` whose repr is one line, as DSPy writes examples into its logs."""
-
-    def __repr__(self) -> str:
-        return f"<{len(self.exemplars)} {self.split} exemplars of {self.unit}>"
-
-
 def neuron_example(store, unit: UnitId, *, max_exemplars: int = 20) -> dspy.Example | None:
     """The example of one neuron, or None (logged) when it has no activation in its train exemplars."""
     train = Shown(store.exemplars(unit, "train", "top")[:max_exemplars])
     if not any(ex.max_activation > 0 for ex in train):
         log.info("skipping unit %s: no activation in its train exemplars", unit)
         return None
-    valid = Held.from_store(store, unit, "valid")
+    valid = HeldOut.from_store(store, unit, "valid")
     return dspy.Example(train=train, valid=valid, unit=str(unit)).with_inputs("train", "valid")
 
 
@@ -116,7 +108,7 @@ def neuron_sets(store, units: Sequence[UnitId] | None = None, *, n_neurons: int 
     sets = NeuronSets(train=examples[:n_train], val=examples[n_train:n_train + n_val],
                       test=examples[n_train + n_val:], seed=seed, skipped=skipped)
     for example in sets.test:  # test data for reporting, on the test neurons only (never inputs)
-        example["test"] = Held.from_store(store, UnitId.parse(example.unit), "test")
+        example["test"] = HeldOut.from_store(store, UnitId.parse(example.unit), "test")
     log.info("neurons: %d compile-train, %d compile-val, %d test (seed %d, %d skipped)", len(sets.train),
              len(sets.val), len(sets.test), seed, len(skipped))
     return sets

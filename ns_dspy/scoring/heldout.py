@@ -23,9 +23,10 @@ __all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic"]
 HELD_OUT_SPLITS = ("valid", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HeldOut:
-    """A unit's exemplars of one held-out split, top and random together."""
+    """A unit's exemplars of one held-out split, top and random together. Its repr is one line (DSPy writes
+    examples that carry it into logs and prompts)."""
 
     unit: UnitId
     split: str
@@ -41,6 +42,9 @@ class HeldOut:
     def from_store(cls, store, unit: UnitId, split: str, kinds: Sequence[str] = ("top", "random")) -> "HeldOut":
         exemplars = tuple(ex for kind in kinds for ex in store.exemplars(unit, split, kind))
         return cls(unit, split, exemplars)
+
+    def __repr__(self) -> str:
+        return f"<{len(self.exemplars)} {self.split} exemplars of {self.unit}>"
 
     @property
     def n_tokens(self) -> int:
