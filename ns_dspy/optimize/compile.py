@@ -28,11 +28,11 @@ import dspy
 from dspy.utils.usage_tracker import UsageTracker
 
 from ..errors import ConfigError
-from ..runs.runner import LockedSimulator
+from ..simulators.base import LockedSimulator
 from ..scoring import FeedbackMetric, SimulatorMetric, polysemantic
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "register", "optimizer_names", "parse_options", "check_options",
-           "compile_program", "evaluate_program", "Evaluation", "SharedSimulator", "SharedUsage", "TRAINABLE",
+           "compile_program", "evaluate_program", "Evaluation", "SharedUsage", "TRAINABLE",
            "OPTIONAL_TRAINABLE", "trainable_modules"]
 
 log = logging.getLogger(__name__)
@@ -160,15 +160,9 @@ register(OptimizerSpec("gepa", lambda: dspy.GEPA, defaults={"auto": "light"}, ad
 
 
 # --- shared clients -------------------------------------------------------------------------------------------
-class SharedSimulator(LockedSimulator):
-    """A simulator behind one lock that every copy of a program shares (``copy.deepcopy`` returns it)."""
-
-    def __deepcopy__(self, memo) -> "SharedSimulator":
-        return self
-
-
-def _share(simulator) -> SharedSimulator:
-    return simulator if isinstance(simulator, SharedSimulator) else SharedSimulator(simulator)
+def _share(simulator) -> LockedSimulator:
+    """One lock for every copy of a program: simulators are never copied (``copy.deepcopy`` returns them)."""
+    return simulator if isinstance(simulator, LockedSimulator) else LockedSimulator(simulator)
 
 
 class SharedUsage(UsageTracker):

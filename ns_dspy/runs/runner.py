@@ -22,31 +22,13 @@ from ..exemplars import ExemplarStore
 from ..lms import lm_usage
 from ..program import NeuronScope
 from ..scoring import HeldOut, polysemantic, report
-from ..simulators.base import Simulator
+from ..simulators.base import LockedSimulator
 from ..types import Exemplar, UnitId
 from .store import NeuronRecord, RunStore
 
-__all__ = ["explain_units", "explain_unit", "LockedSimulator"]
+__all__ = ["explain_units", "explain_unit"]
 
 log = logging.getLogger(__name__)
-
-
-class LockedSimulator(Simulator):
-    """Serialises calls to a simulator shared by worker threads (one model, one forward at a time)."""
-
-    def __init__(self, inner: Simulator):
-        self.inner, self._lock = inner, threading.Lock()
-
-    @property
-    def cache_key(self) -> str:
-        return self.inner.cache_key
-
-    def simulate(self, explanations, exemplars):
-        with self._lock:
-            return self.inner.simulate(explanations, exemplars)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _exemplar_trace(exemplars: Sequence[Exemplar]) -> list[dict]:

@@ -8,7 +8,7 @@ so that no (simulator, explanation, text) is ever simulated twice.
 """
 
 from . import endpoint, finetuned, keyword, prompted  # noqa: F401  (register the backends)
-from .base import BINS, DEFAULT_SIMULATOR, Simulator, build_simulator, simulator_kinds
+from .base import BINS, DEFAULT_SIMULATOR, LockedSimulator, Simulator, build_simulator, simulator_kinds
 from .cache import CachedSimulator, SimulationCache
 from .endpoint import EndpointError, EndpointSimulator
 from .finetuned import FinetunedSimulator
@@ -16,5 +16,5 @@ from .keyword import KeywordSimulator
 from .prompted import PromptedSimulator
 
 __all__ = ["BINS", "DEFAULT_SIMULATOR", "CachedSimulator", "EndpointError", "EndpointSimulator",
-           "FinetunedSimulator", "KeywordSimulator", "PromptedSimulator", "SimulationCache", "Simulator",
+           "FinetunedSimulator", "KeywordSimulator", "LockedSimulator", "PromptedSimulator", "SimulationCache", "Simulator",
            "build_simulator", "simulator_kinds"]

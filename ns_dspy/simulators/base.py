@@ -10,6 +10,7 @@ string ``KIND[:ARG]`` such as ``prompted:gemma-3-270m`` or ``endpoint:http://127
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -19,7 +20,7 @@ import numpy as np
 from ..registry import Pluggable
 from ..types import Exemplar
 
-__all__ = ["Simulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
+__all__ = ["Simulator", "LockedSimulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
 
 DEFAULT_SIMULATOR = "prompted:gemma-3-270m"
 """The offline default until a trained adapter ships: it runs anywhere but barely responds to explanations."""
@@ -38,7 +39,10 @@ class Simulator(Pluggable, ABC):
         :attr:`cache_key`, which names everything that changes predictions (model, adapter, prompt version).
       * Exemplars may carry only token strings (imported from another tool's tokenizer); every simulator must
         handle them, aligning by text where it needs its own tokens.
-      * One call at a time per instance unless a subclass documents otherwise.
+      * One call at a time per instance unless a subclass documents otherwise (wrap it in
+        :class:`LockedSimulator` to share it between threads).
+      * A simulator is a client, like an LM: it holds a model, a cache file or a session, and is never
+        copied (``copy.deepcopy`` returns it), so copying a program shares its simulator.
     """
 
     registry: ClassVar[dict[str, type["Simulator"]]] = {}
@@ -55,6 +59,27 @@ class Simulator(Pluggable, ABC):
 
     def close(self) -> None:
         """Release resources (servers, sessions); the default does nothing."""
+
+    def __deepcopy__(self, memo) -> "Simulator":
+        return self
+
+
+class LockedSimulator(Simulator):
+    """Serialises calls to a simulator shared by threads (one model, one forward at a time)."""
+
+    def __init__(self, inner: Simulator):
+        self.inner, self._lock = inner, threading.Lock()
+
+    @property
+    def cache_key(self) -> str:
+        return self.inner.cache_key
+
+    def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
+        with self._lock:
+            return self.inner.simulate(explanations, exemplars)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def simulator_kinds() -> list[str]:

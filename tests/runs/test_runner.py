@@ -115,3 +115,13 @@ def test_lm_failure_is_a_per_unit_message(tmp_path):
     record = explain_units(_program(), store, [UnitId(0, 1)], RunStore(tmp_path / "r.sqlite", {}), lm,
                            progress=False)[0]
     assert record.status == "failed" and "endpoint down" in record.error and "\n" not in record.error
+
+
+def test_copied_programs_share_their_simulator():
+    from ns_dspy.simulators import LockedSimulator
+
+    program = _program()
+    assert copy.deepcopy(program).simulator is program.simulator
+    assert program.deepcopy().simulator is program.simulator
+    locked = LockedSimulator(KeywordSimulator())
+    assert copy.deepcopy(locked) is locked and locked.cache_key == KeywordSimulator().cache_key
