@@ -252,10 +252,8 @@ class Recorder:
                 if time.perf_counter() - last_ckpt > c.checkpoint_every:
                     self.save_checkpoint(partial, fingerprint, done, windows)
                     last_ckpt = time.perf_counter()
-        except (KeyboardInterrupt, RecordingError):
+        finally:
             bar.close()
-            raise
-        bar.close()
         if done == 0:
             raise CorpusError(f"corpus {source.describe().get('location', c.corpus)} yields no full window of "
                               f"{c.window} tokens: give more text or a smaller --window")
