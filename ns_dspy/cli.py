@@ -238,6 +238,14 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = write_report(args.run, args.out, neurons=args.neurons, exemplars=args.exemplars)
+    print(f"report of {args.run} written to {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -374,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the compiled program to write (NAME.json, and NAME.manifest.json)")
     _add_program_options(p)
     p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run file",
+                       description="One HTML page (no network needed) for a run file written by ns-dspy explain: "
+                                   "config, summary, and per neuron the exemplars as a heat map, conditions by "
+                                   "mode, refinement trajectories, final explanations and scores.")
+    p.add_argument("run", help="run file written by ns-dspy explain (e.g. STORE.explain.sqlite)")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--neurons", default=None, help="only these LAYER:INDEX units (default: all)")
+    p.add_argument("--exemplars", type=int, default=0, help="exemplars shown per neuron (default: 0 = all)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
                        description="Record gemma-3-270m on the default corpus, pick the units with the sharpest "

@@ -1,0 +1,93 @@
+"""Reading a finished (or running) run file without changing it: for reports and analyses.
+
+:class:`~ns_dspy.runs.RunStore` creates a file that does not exist and adds its tables to an empty one, which
+is right for ``ns-dspy explain`` but wrong for a reader: a typo must not leave an empty run behind. This
+opens the file read-only and refuses anything that is not an ns-dspy run with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from ..types import UnitId
+from .store import FORMAT, NeuronRecord
+
+__all__ = ["RunData", "read_run", "run_mode"]
+
+
+@dataclass
+class RunData:
+    """A run file's contents: ``meta`` (format, version, created, ``config``) and its neurons, by unit."""
+
+    path: Path
+    meta: dict[str, Any]
+    records: list[NeuronRecord] = field(default_factory=list)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta.get("config") or {}
+
+    @property
+    def mode(self) -> str:
+        return run_mode(self.config)
+
+    @property
+    def done(self) -> list[NeuronRecord]:
+        return [r for r in self.records if r.status == "done"]
+
+    @property
+    def failed(self) -> list[NeuronRecord]:
+        return [r for r in self.records if r.status != "done"]
+
+    def by_unit(self) -> dict[UnitId, NeuronRecord]:
+        return {r.unit: r for r in self.records}
+
+
+def run_mode(config: dict[str, Any]) -> str:
+    """``refine`` (NeuronScope), ``norefine`` (the paper's ablation) or ``baseline`` (single pass)."""
+    explain = config.get("explain") or {}
+    if explain.get("baseline"):
+        return "baseline"
+    return "refine" if explain.get("refine", True) else "norefine"
+
+
+def read_run(path: str | Path) -> RunData:
+    """Every row of the run file at ``path``; :class:`StoreError` for a missing, foreign or corrupt file."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a run file: give the .sqlite file ns-dspy explain wrote "
+                         f"(default STORE.explain.sqlite)")
+    if not path.is_file():
+        raise StoreError(f"no run file at {path}: give the .sqlite file ns-dspy explain wrote (its --run)")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open run file {path}: {err}") from None
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "neurons"} <= tables:
+            raise StoreError(f"{path} is not an ns-dspy run file (no meta and neurons tables)")
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{path} is not an ns-dspy run file (format {meta.get('format')!r})")
+        rows = db.execute("SELECT layer, idx, status, error, number, score_valid, score_test, baseline_test, "
+                          "lm_tokens, lm_cost, seconds, trace FROM neurons ORDER BY layer, idx").fetchall()
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path} is not an ns-dspy run file ({err})") from None
+    except (json.JSONDecodeError, TypeError) as err:
+        raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err})") from None
+    finally:
+        db.close()
+    records = []
+    for r in rows:
+        try:
+            trace = json.loads(r[11])
+        except (json.JSONDecodeError, TypeError) as err:
+            raise StoreError(f"{path} is corrupt: the trace of unit {r[0]}:{r[1]} is not JSON ({err})") from None
+        records.append(NeuronRecord(UnitId(r[0], r[1]), *r[2:11], trace=trace))
+    return RunData(path, meta, records)

@@ -1,0 +1,175 @@
+"""The HTML report of real run files: escaping, the numbers against the run file, every section, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ATTR_BREAK, LM_INJECTION, SCRIPT_LINE
+from dom import parse
+
+from ns_dspy.cli import main
+from ns_dspy.errors import StoreError
+from ns_dspy.report import render_report, write_report
+from ns_dspy.report.data import mean_trajectories, neuron_trajectory
+from ns_dspy.report.html import num
+from ns_dspy.report.page import SCRIPT
+from ns_dspy.runs.read import read_run
+
+
+@pytest.fixture(scope="module")
+def pages(runs):
+    return {mode: parse(render_report(path)) for mode, path in runs.items()}
+
+
+def test_corpus_and_lm_markup_is_text_never_markup(pages):
+    for mode, page in pages.items():
+        nodes = list(page.iter())
+        assert [n.text() for n in nodes if n.tag == "script"] == [SCRIPT]  # ours only
+        assert not [n for n in nodes if n.tag == "img"]
+        handlers = [(n.tag, k) for n in nodes for k in n.attrs if k.startswith("on")]
+        assert handlers == [], mode
+        text = page.text()
+        assert SCRIPT_LINE in text  # the run config's note: a string from the run file
+        if mode == "baseline":
+            assert LM_INJECTION in text
+    refine = pages["refine"]
+    tokens = refine.find_all("span", class_="tok")
+    assert SCRIPT_LINE in [t.text() for t in tokens] and ATTR_BREAK in [t.text() for t in tokens]
+    tips = [t.attrs["title"] for t in tokens]
+    assert any(tip.startswith(repr(ATTR_BREAK)) for tip in tips)  # the attribute held; nothing broke out of it
+    assert LM_INJECTION in refine.find("section", data_unit="0:1").text()
+
+
+def test_summary_and_final_scores_are_the_run_files_numbers(runs, pages):
+    for mode, path in runs.items():
+        run, page = read_run(path), pages[mode]
+        rows = [r for r in page.find("table", id="summary").find_all("tr") if "data-unit" in r.attrs]
+        assert [r.attrs["data-unit"] for r in rows] == [str(r.unit) for r in run.records]
+        for row, record in zip(rows, run.records):
+            cell = {td.attrs["data-col"]: td.text() for td in row.find_all("td")}
+            assert cell["status"] == record.status
+            assert cell["valid"] == num(record.score_valid) and cell["test"] == num(record.score_test)
+            assert cell["number"] == (str(record.number) if record.number is not None else "\u2013")
+            if record.status != "done":
+                assert cell["text"] == record.error
+            section = page.find("section", data_unit=str(record.unit))
+            finals = record.trace.get("finals") or []
+            shown = [r for r in section.find_all("tr") if "data-final" in r.attrs]
+            assert len(shown) == len(finals)
+            for tr, final in zip(shown, finals):
+                got = {td.attrs.get("data-col"): td.text() for td in tr.find_all("td")}
+                assert got["valid"] == num(final["valid"]) and got["test"] == num(final["test"])
+                assert final["explanation"] in tr.text()
+            if finals:
+                poly = record.trace["polysemantic"]
+                assert section.find("td", data_col="poly-test").text() == num(poly["test"]) == num(record.score_test)
+                assert section.find("td", data_col="poly-valid").text() == num(poly["valid"])
+        done = run.done
+        cards = {c.attrs["data-card"]: c.find("b").text() for c in page.find_all("div", class_="card")}
+        assert cards["mean score test"] == num(sum(r.score_test for r in done) / len(done))
+        assert cards["mean Number"] == num(sum(r.number for r in done) / len(done), 2)
+        assert cards["neurons"] == f"{len(done)} done / {len(run.records) - len(done)} failed"
+
+
+def test_heat_map_intensity_and_tooltips_follow_the_activations(runs, pages):
+    record = next(r for r in read_run(runs["refine"]).records if r.status == "done")
+    shown = record.trace["exemplars_shown"]
+    scale = max(max(ex["activations"]) for ex in shown)
+    section = pages["refine"].find("section", data_unit=str(record.unit))
+    spans = section.find_all("span", class_="tok")
+    flat = [(t, a) for ex in shown for t, a in zip(ex["tokens"], ex["activations"])]
+    assert len(spans) == len(flat)
+    for span, (tok, act) in zip(spans, flat):
+        assert span.attrs["title"] == f"{tok!r}: {act:.4g}"
+        style = span.attrs.get("style", "")
+        if act == 0:
+            assert style == ""
+        else:
+            rgb = "255,127,14" if act > 0 else "31,119,180"
+            assert style == f"background:rgba({rgb},{min(1.0, abs(act) / scale):.2f})"
+    assert any(a < 0 for _, a in flat) and any(a == scale for _, a in flat)
+
+
+def test_modes_trajectories_and_candidates(runs, pages):
+    record = read_run(runs["refine"]).by_unit()
+    record = next(r for r in record.values() if r.status == "done")
+    section = pages["refine"].find("section", data_unit=str(record.unit))
+    modes = [d for d in section.find_all("div", class_="mode")]
+    clusters = record.trace["clusters"]
+    assert len(modes) == len(clusters) == record.number
+    for mode, cluster in zip(modes, clusters):
+        assert [li.text().replace("representative", "") for li in mode.find_all("li")] == cluster["members"]
+        assert mode.find("li", class_="rep").text().startswith(cluster["representative"])
+        points = mode.find("svg").find_all("circle")
+        assert len(points) == len(cluster["trajectory"])
+        assert [p.find("title").text().rsplit(" ", 1)[1] for p in points] == [num(v) for v in cluster["trajectory"]]
+        ranked = mode.find("table", class_="hist").find_all("tr")[1:]
+        assert len(ranked) == len(cluster["history"])
+        for rank, (tr, (text, score)) in enumerate(zip(ranked, cluster["history"]), 1):
+            assert [td.text() for td in tr.find_all("td")][:2] == [str(rank), num(score)] and text in tr.text()
+        final_rows = [tr for tr in ranked if "final" in tr.text()]
+        assert final_rows and cluster["explanation"] in final_rows[0].text()
+    # the run-level convergence chart (Figure 2a): one series per layer, the mean of the neurons' trajectories
+    curves = mean_trajectories(read_run(runs["refine"]).records)
+    chart = pages["refine"].find("svg")
+    assert len(chart.find_all("path")) == len(curves)
+    (ys, n), = curves.values()
+    assert ys == neuron_trajectory(record) and n == 1
+
+
+def test_ablation_and_baseline_pages(runs, pages):
+    assert not pages["norefine"].find_all("table", class_="hist") and not pages["norefine"].find_all("svg")
+    base = read_run(runs["baseline"])
+    record = next(r for r in base.records if r.status == "done")
+    table = pages["baseline"].find("section", data_unit=str(record.unit)).find("table", class_="hist")
+    rows = table.find_all("tr")[1:]
+    candidates = sorted(record.trace["baseline_candidates"], key=lambda c: -c[1])
+    assert [tr.find("td").text() for tr in rows] == [num(s) for _, s in candidates]
+    chosen = [tr for tr in rows if tr.text().endswith("chosen")]
+    assert len(chosen) == 1 and record.trace["finals"][0]["explanation"] in chosen[0].text()
+
+
+def test_failed_neuron_shows_its_error(runs, pages):
+    failed = [r for r in read_run(runs["refine"]).records if r.status == "failed"]
+    assert failed
+    for r in failed:
+        section = pages["refine"].find("section", data_unit=str(r.unit))
+        assert "failed" in section.attrs["class"].split()
+        assert section.find("p", class_="err").text() == f"failed: {r.error}"
+
+
+def test_cli_writes_the_report_atomically_and_filters(runs, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs["refine"]), "--out", str(out), "--neurons", "0:1", "--exemplars", "2"]) == 0
+    assert "written to" in capsys.readouterr().out
+    page = parse(out.read_text(encoding="utf-8"))
+    assert [s.attrs["data-unit"] for s in page.find_all("section")] == ["0:1"]
+    assert len([d for d in page.find_all("div", class_="ex")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.sqlite", "no run file at"),
+    (lambda d: d, "is a directory"),
+    (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "is not an ns-dspy run file"),
+    (lambda d: (d / "empty.sqlite").write_bytes(b"") or d / "empty.sqlite", "is not an ns-dspy run file"),
+])
+def test_user_mistakes_are_one_line_errors(make, message, tmp_path, capsys):
+    run = make(tmp_path)
+    out = tmp_path / "keep.html"
+    out.write_text("previous report")
+    assert main(["report", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ns-dspy: error:") and message in err and len(err.splitlines()) == 1
+    assert out.read_text() == "previous report"  # an error never clobbers the old report
+    assert not (tmp_path / "missing.sqlite").exists()  # reading never creates a run file
+
+
+def test_unknown_neuron_and_bad_out(runs, tmp_path, capsys):
+    assert main(["report", str(runs["refine"]), "--out", str(tmp_path / "r.html"), "--neurons", "7:7"]) == 2
+    assert "unit 7:7 is not in run" in capsys.readouterr().err
+    assert main(["report", str(runs["refine"]), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    (tmp_path / "r.html").write_text("not a database")
+    with pytest.raises(StoreError, match="not an ns-dspy run file"):
+        write_report(tmp_path / "r.html", tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
