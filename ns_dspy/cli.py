@@ -153,22 +153,21 @@ def default_run_path(store: str, config) -> Path:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .agents import ClusterConfig
     from .exemplars import ExemplarStore
     from .lms import check_endpoint, make_lm
-    from .program import ExplainConfig
     from .runs import RunStore
     from .runs.build import build_program
+    from .runs.config_file import program_config
     from .runs.runner import explain_units
     from .types import parse_units
 
-    config = from_options(ExplainConfig, args, cluster=from_options(ClusterConfig, args))
+    config, temperature = program_config(args)  # --config FILE, overridden by options given on the command line
     store = ExemplarStore.open(args.store)
     units = parse_units(args.neurons)
     for unit in units:
         store.stats(unit)
     check_endpoint(args.lm)
-    run_config = {"explain": config.to_dict(), "lm": args.lm, "temperature": args.temperature,
+    run_config = {"explain": config.to_dict(), "lm": args.lm, "temperature": temperature,
                   "simulator": args.simulator, "embedder": args.embedder, "store": str(Path(args.store).resolve())}
     run_path = args.run or default_run_path(args.store, config)
     if args.program:  # a compiled program makes another run (by default another run file)
@@ -178,7 +177,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                                  "state_sha256": read_manifest(args.program)["state_sha256"]}
         run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
     run = RunStore(run_path, run_config)
-    lm = make_lm(args.lm, temperature=args.temperature)
+    lm = make_lm(args.lm, temperature=temperature)
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
                             device=args.device, program=args.program)
     try:
@@ -244,6 +243,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = write_report(args.run, args.out, neurons=args.neurons, exemplars=args.exemplars)
     print(f"report of {args.run} written to {out} ({out.stat().st_size:,} bytes)")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep.command import run_sweep
+
+    return run_sweep(args)
+
+
+def _add_config_option(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` (an explain configuration, e.g. a sweep's best.json); options given on the command line
+    override it. Call after every option is added: it makes them all remember whether they were given."""
+    from .config import track_explicit
+
+    p.add_argument("--config", default=None, help="explain configuration file (.json/.toml/.yaml, e.g. the best.json "
+                                                  "of ns-dspy sweep); options given on the command line override it")
+    track_explicit(p)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -354,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
                                                    "the run file then defaults to STORE.explain.NAME.sqlite")
     _add_program_options(p)
+    _add_config_option(p)
     p.set_defaults(func=_cmd_explain)
 
     from .optimize.compile import optimizer_names
@@ -393,6 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exemplars", type=int, default=0, help="exemplars shown per neuron (default: 0 = all)")
     p.set_defaults(func=_cmd_report)
 
+    from .sweep.command import add_sweep_options
+
+    p = sub.add_parser("sweep", help="tune HDBSCAN and refinement settings with optuna on a fixed set of neurons",
+                       description="Optuna searches clustering (HDBSCAN, distance) and refinement settings and the LM "
+                                   "temperature for the best mean valid score over the sweep neurons; LM work is "
+                                   "cached in the study's database, so clustering-only trials cost no LM call. "
+                                   "Workers sharing --storage and --study join one study; rerun to resume. Writes "
+                                   "the best configuration (for ns-dspy explain --config) and the top trials.")
+    add_sweep_options(p)
+    _add_program_options(p)
+    _add_config_option(p)
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
                        description="Record gemma-3-270m on the default corpus, pick the units with the sharpest "
                                    "peaks and explain them on the offline stack. Reuses finished work in --out.")
@@ -413,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock"):
+    for noisy in ("httpx", "urllib3", "filelock", "LiteLLM"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)

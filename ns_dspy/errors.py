@@ -7,7 +7,7 @@ non-zero; anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["NsDspyError", "ConfigError", "CorpusError", "ModelError", "StoreError", "RecordingError"]
+__all__ = ["NsDspyError", "ConfigError", "CorpusError", "ModelError", "StoreError", "RecordingError", "StudyError"]
 
 
 class NsDspyError(Exception):
@@ -34,3 +34,7 @@ class StoreError(NsDspyError):
 
 class RecordingError(NsDspyError):
     """Recording met bad data, e.g. NaN activations."""
+
+
+class StudyError(NsDspyError):
+    """An optuna study's storage cannot be opened or reached, or a study holds other settings."""

@@ -1,0 +1,117 @@
+"""A toy world for sweeps, small enough that a trial takes a fraction of a second and clear enough that the
+settings being swept change the score for known reasons.
+
+Store: units 0:0 (fires on ' dog' 5 and ' cat' 3), 0:1 (' red' 5, ' big' 3), 0:2 (' mat' 4) and 0:3 (never
+fires: skipped by the sweep). Explainer (a local OpenAI-compatible chat server, so worker processes reach it
+too, with 7 prompt + 3 completion tokens per call): the hypothesis names the marked words - plus the noise
+word "and" when the LM's temperature is above 1 (a hot LM rambles) -, the decomposition gives two conditions
+per word, refinement proposes the best explanation so far. Embedder: one axis per word, so the conditions of
+one word coincide and HDBSCAN's ``min_cluster_size`` decides whether each word is a mode of its own (2) or
+everything collapses into one mode (3 or more) - which the keyword simulator scores lower.
+
+Importing this module registers the embedder kind ``sweep-words``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fake_chat (also in worker processes)
+
+from fake_chat import FakeChatServer  # noqa: E402
+
+from ns_dspy.agents import Embedder  # noqa: E402
+from ns_dspy.exemplars import ExemplarStore, LayerData, write_store  # noqa: E402
+from ns_dspy.lms.scripted import chat_answer  # noqa: E402
+
+WORDS = ["The", " dog", " cat", " ran", " sat", " on", " mat", " and", " a", " red", " big", " today"]
+TRIGGERS = [{" dog": 5.0, " cat": 3.0}, {" red": 5.0, " big": 3.0}, {" mat": 4.0}, {}]
+NOISE = "and"
+UNITS = "0:0,0:1,0:2"
+
+
+class SweepWordEmbedder(Embedder):
+    """One axis per toy word, plus a small shared one; counts the texts it embedded."""
+
+    kind = "sweep-words"
+    name = "sweep-words"
+    embedded = 0
+
+    @classmethod
+    def from_spec(cls, arg, **options):
+        return cls()
+
+    def embed(self, texts):
+        SweepWordEmbedder.embedded += len(texts)
+        vocab = [w.strip().lower() for w in WORDS]
+        rows = np.array([[float(w in re.findall(r"\w+", t.lower())) for w in vocab] + [0.1] for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_store(path: Path) -> ExemplarStore:
+    rng = np.random.default_rng(0)
+    n = 48
+    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(n)])
+    split = np.array([0, 1, 2] * (n // 3))
+    acts = np.zeros((len(TRIGGERS), n, 6), dtype=np.float32)
+    for u, triggers in enumerate(TRIGGERS):
+        for w in range(n):
+            for t, s in enumerate(windows[w]):
+                acts[u, w, t] = triggers.get(WORDS[s], 0.0)
+    acts[-1] = -0.5
+    slots = {}
+    for s, name in enumerate(["train", "valid", "test"]):
+        rows = np.flatnonzero(split == s)
+        top = np.stack([rows[np.argsort(-acts[u, rows].max(1), kind="stable")][:8] for u in range(len(TRIGGERS))])
+        rest = np.stack([np.setdiff1d(rows, top[u])[:4] for u in range(len(TRIGGERS))])
+        slots[(name, "top")] = (top, np.stack([acts[u, top[u]] for u in range(len(TRIGGERS))]))
+        slots[(name, "random")] = (rest, np.stack([acts[u, rest[u]] for u in range(len(TRIGGERS))]))
+    layer = LayerData(units=np.arange(len(TRIGGERS)), slots=slots,
+                      stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
+    return ExemplarStore.open(write_store(path, manifest={"model": {"name": "toy"}}, strings=WORDS, windows=windows,
+                                          window_split=split, layers={0: layer}))
+
+
+def _field(text: str, name: str) -> str:
+    return text.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0].split("Respond with")[0]
+
+
+def answer(body: dict) -> str:
+    """The toy explainer's answer to one chat request (see the module docstring)."""
+    last = (body.get("messages") or [{}])[-1].get("content") or ""
+    asked = [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", last.split("Respond with")[-1]) if f != "completed"]
+    hot = float(body.get("temperature") or 0.0) > 1.0
+    if "[[ ## history ## ]]" in last:
+        best = _field(last, "history").strip().splitlines()[0]
+        best = re.sub(r"^\W*\d*\W*(score[^:]*:)?\s*", "", best).split(" (score")[0]
+        return chat_answer(explanation=best)
+    if asked == ["conditions"]:
+        words = re.findall(r"\w+", _field(last, "explanation").split(":")[-1])
+        conditions = [c for w in dict.fromkeys(words) for c in (f"This neuron fires for {w}",
+                                                                 f"This neuron fires when {w} appears")]
+        return chat_answer(conditions=conditions)
+    if "[[ ## exemplars ## ]]" in last and asked == ["explanation"]:
+        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", _field(last, "exemplars")))
+        return chat_answer(explanation="fires for: " + " ".join(marked) + (f" {NOISE}" if hot else ""))
+    return chat_answer(**{name: "ok" for name in asked}) if asked else "ok"
+
+
+class ToyServer(FakeChatServer):
+    """The toy explainer behind a local chat server; ``delay`` seconds per answer make trials last."""
+
+    def __init__(self, delay: float = 0.0):
+        def slow(body):
+            if delay:
+                time.sleep(delay)
+            return answer(body)
+
+        super().__init__(slow, model="toy", usage=(7, 3))
+
+    @property
+    def lm(self) -> str:
+        return f"endpoint:{self.url}@toy"
