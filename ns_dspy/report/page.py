@@ -45,6 +45,7 @@ font-size:11px;border-radius:8px;padding:0 6px;margin-left:4px;background:#e7ecf
 max-width:760px}.chart .grid{stroke:#eceff2}.chart .axis{stroke:#888}.chart .tick{font-size:11px;fill:#555}
 .chart .lab{font-size:12px;fill:#333}.chart .ct{font-size:12px;font-weight:600}details>summary{cursor:pointer;
 color:var(--muted);margin:4px 0}.raw{white-space:pre-wrap;background:var(--bg2);padding:6px 8px;border-radius:4px}
+.clamp{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}
 .legend span{display:inline-block;width:60px;height:10px;vertical-align:middle}#filter{padding:4px 8px;width:320px}
 """
 
@@ -148,7 +149,8 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
                  ("valid", num(r.score_valid), "n", r.score_valid), ("test", num(r.score_test), "n", r.score_test),
                  ("tokens", esc(r.lm_tokens or 0), "n", r.lm_tokens or 0),
                  ("seconds", esc(f"{r.seconds or 0:.0f}"), "n", r.seconds or 0),
-                 ("text", esc(text), "err" if r.status != "done" else "", text)]
+                 ("text", f'<div class="clamp" title="{esc(text)}">{esc(text)}</div>', "err" if r.status != "done"
+                  else "", text)]
         tds = "".join(f'<td data-col="{name}" class="{cls}" data-v="{esc("" if v is None else v)}">{shown}</td>'
                       for name, shown, cls, v in cells)
         out.append(f'<tr data-unit="{esc(r.unit)}" data-search="{_search(r)}">{tds}</tr>')

@@ -1,0 +1,216 @@
+"""The analysis step (Table 1, Figure 2a/2b, Table 3, summary) on real run files made by the program with a
+scripted explainer, the keyword simulator and a bag-of-words embedder; every number is recomputed here from
+the run files through the run store's own reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import BagOfWordsEmbedder
+from paper_analysis import analyze, main, mean_se, pca2, spread
+from PIL import Image
+
+from ns_dspy.agents import ClusterConfig
+from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
+from ns_dspy.lms.scripted import scripted_lm
+from ns_dspy.program import ExplainConfig, NeuronScope
+from ns_dspy.report.data import padded
+from ns_dspy.runs import RunStore
+from ns_dspy.runs.runner import explain_units
+from ns_dspy.simulators import KeywordSimulator
+from ns_dspy.types import UnitId
+
+WORDS = ["The", " dog", " ran", " and", " a", " cat", " sat", " on", " mat", " today", " big", " red"]
+TRIGGERS = {UnitId(0, 1): {" dog": 5.0, " cat": 3.0}, UnitId(0, 2): {" red": 4.0, " big": 2.0},
+            UnitId(3, 1): {" mat": 4.0, " sat": 4.0, " on": 1.0}, UnitId(3, 2): {}}  # 3:2 never fires
+
+
+def toy_store(path):
+    rng = np.random.default_rng(1)
+    n = 60
+    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(n)])
+    split = np.array([0, 1, 2] * (n // 3))
+    layers = {}
+    for layer in (0, 3):
+        units = [u for u in TRIGGERS if u.layer == layer]
+        acts = np.zeros((len(units), n, 6), dtype=np.float32)
+        for k, u in enumerate(units):
+            for w in range(n):
+                for t, s in enumerate(windows[w]):
+                    acts[k, w, t] = TRIGGERS[u].get(WORDS[s], 0.0 if TRIGGERS[u] else -0.2)
+        slots = {}
+        for s, name in enumerate(["train", "valid", "test"]):
+            rows = np.flatnonzero(split == s)
+            top = np.stack([rows[np.argsort(-acts[k, rows].max(1), kind="stable")][:8] for k in range(len(units))])
+            rest = np.stack([np.setdiff1d(rows, top[k])[:5] for k in range(len(units))])
+            slots[(name, "top")] = (top, np.stack([acts[k, top[k]] for k in range(len(units))]))
+            slots[(name, "random")] = (rest, np.stack([acts[k, rest[k]] for k in range(len(units))]))
+        layers[layer] = LayerData(units=np.array([u.index for u in units]), slots=slots,
+                                  stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2)),
+                                         "std": acts.std((1, 2)), "min": acts.min((1, 2)),
+                                         "frequency": (acts > 0).mean((1, 2))})
+    return ExemplarStore.open(write_store(path, manifest={"model": {"name": "toy-model"}}, strings=WORDS,
+                                          windows=windows, window_split=split, layers=layers))
+
+
+def explain(store, path, explainer, **flags):
+    lm, _ = explainer
+    cfg = ExplainConfig(candidates=2, iterations=3, max_exemplars=5, baseline_k=3, cluster=ClusterConfig(), **flags)
+    run = RunStore(path, {"explain": cfg.to_dict(), "lm": "scripted", "temperature": 0.7, "simulator": "keyword",
+                          "embedder": BagOfWordsEmbedder.kind, "store": str(store.path)})
+    explain_units(NeuronScope(KeywordSimulator(), BagOfWordsEmbedder(), cfg), store, list(TRIGGERS), run, lm,
+                  progress=False)
+    records = run.records()
+    run.close()
+    return records
+
+
+@pytest.fixture
+def runs(tmp_path, explainer):
+    store = toy_store(tmp_path / "store")
+    paths = {m: tmp_path / f"{m}.sqlite" for m in ("refine", "norefine", "baseline")}
+    records = {"refine": explain(store, paths["refine"], explainer),
+               "norefine": explain(store, paths["norefine"], explainer, refine=False),
+               "baseline": explain(store, paths["baseline"], explainer, baseline=True)}
+    return paths, records
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_table1_and_gains_are_the_run_files_means(runs, tmp_path):
+    paths, records = runs
+    out = tmp_path / "results"
+    analyze(paths, out, command="python experiments/paper.py run toy.toml")
+    rows = _read_csv(out / "table1.csv")
+    assert {(r["layer"], r["mode"]) for r in rows} == {(str(layer), m) for layer in (0, 3)
+                                                      for m in ("refine", "norefine", "baseline")}
+    for r in rows:
+        done = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status == "done"]
+        failed = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status != "done"]
+        assert int(r["neurons"]) == len(done) and int(r["failed"]) == len(failed)
+        assert float(r["score_test"]) == pytest.approx(np.mean([x.score_test for x in done]))
+        assert float(r["score_valid"]) == pytest.approx(np.mean([x.score_valid for x in done]))
+        assert float(r["number"]) == pytest.approx(np.mean([x.number for x in done]))
+        if len(done) > 1:
+            se = np.std([x.score_test for x in done], ddof=1) / np.sqrt(len(done))
+            assert float(r["score_test_se"]) == pytest.approx(se)
+        assert r["model"] == "toy-model"  # read from the store the runs name
+    assert [r for r in rows if r["layer"] == "3" and r["mode"] == "refine"][0]["failed"] == "1"  # 3:2 never fires
+    t1 = json.loads((out / "table1.json").read_text())
+    ref = {x.unit: x for x in records["refine"]}
+    for gain in t1["gains"]:
+        pairs = [(ref[x.unit], x) for x in records["norefine"]
+                 if x.unit.layer == gain["layer"] and x.status == "done" and ref[x.unit].status == "done"]
+        assert gain["paired_neurons"] == len(pairs) > 0
+        assert gain["gain_test"] == pytest.approx(np.mean([a.score_test - b.score_test for a, b in pairs]))
+        # the same deterministic explainer in both runs: identical decompositions and modes, so equal Number
+        assert gain["same_modes"] == len(pairs) and all(a.number == b.number for a, b in pairs)
+    md = (out / "table1.md").read_text()
+    assert "NeuronScope (w/o Refinement)" in md and "| Layer | paired neurons |" in md
+
+
+def test_figure2a_is_the_mean_carried_forward_trajectory(runs, tmp_path):
+    paths, records = runs
+    out = tmp_path / "results"
+    analyze(paths, out)
+    rows = _read_csv(out / "figure2a.csv")
+    for layer in (0, 3):
+        done = [x for x in records["refine"] if x.unit.layer == layer and x.status == "done"]
+        per_neuron = [np.mean([padded(c["trajectory"], 4) for c in x.trace["clusters"]], axis=0) for x in done]
+        expected = np.mean(per_neuron, axis=0)
+        got = [float(r["mean_valid"]) for r in rows if r["layer"] == str(layer)]
+        assert got == pytest.approx(expected.tolist()) and len(got) == 3 + 1  # iterations 0..3
+        assert all(b >= a - 1e-12 for a, b in zip(got, got[1:]))  # the best so far never falls
+        assert {r["neurons"] for r in rows if r["layer"] == str(layer)} == {str(len(done))}
+    image = Image.open(out / "figure2a.png")
+    assert image.format == "PNG" and image.size[0] > 400 and np.asarray(image.convert("L")).std() > 10
+
+
+def test_figure2b_projects_the_conditions_with_their_cluster_labels(runs, tmp_path):
+    paths, records = runs
+    out = tmp_path / "results"
+    analyze(paths, out)
+    f2b = json.loads((out / "figure2b.json").read_text())
+    done = [x for x in records["refine"] if x.status == "done"]
+    chosen = min(done, key=lambda x: (-x.number, -len(x.trace["conditions"]), x.unit))
+    assert f2b["unit"] == str(chosen.unit)
+    assert [p["condition"] for p in f2b["points"]] == chosen.trace["conditions"]
+    assert [p["cluster"] for p in f2b["points"]] == chosen.trace["labels"]
+    assert sum(p["representative"] for p in f2b["points"]) == chosen.number
+    vectors = BagOfWordsEmbedder().embed(chosen.trace["conditions"])
+    coords, ratios = pca2(vectors)
+    assert np.allclose([[p["x"], p["y"]] for p in f2b["points"]], coords)
+    assert ratios[0] >= ratios[1] and f2b["explained_variance"] == pytest.approx(ratios)
+    # PCA preserves what it keeps: the 2-D distances never exceed the full ones
+    full = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+    flat = np.linalg.norm(coords[:, None] - coords[None], axis=2)
+    assert (flat <= full + 1e-5).all()
+    assert Image.open(out / "figure2b.png").format == "PNG"
+    # a neuron named on purpose, and one that is not there
+    analyze(paths, out, figure2b_neuron="0:2")
+    assert json.loads((out / "figure2b.json").read_text())["unit"] == "0:2"
+    with pytest.raises(Exception, match="3:2 is not a finished neuron"):
+        analyze(paths, out, figure2b_neuron="3:2")
+
+
+def test_table3_sets_baseline_and_neuronscope_side_by_side(runs, tmp_path):
+    paths, records = runs
+    out = tmp_path / "results"
+    analyze(paths, out, table3_rows=2, command="python experiments/paper.py run x.toml")
+    t3 = json.loads((out / "table3.json").read_text())
+    base = {x.unit: x for x in records["baseline"] if x.status == "done"}
+    ours = {x.unit: x for x in records["refine"] if x.status == "done"}
+    assert [r["unit"] for r in t3] == [str(u) for u in sorted(set(base) & set(ours))]
+    for r in t3:
+        unit = UnitId.parse(r["unit"])
+        assert r["baseline"] == base[unit].trace["finals"][0]["explanation"]
+        assert r["baseline_test"] == pytest.approx(base[unit].score_test)
+        assert r["neuronscope"] == [f["explanation"] for f in ours[unit].trace["finals"]]
+        assert r["neuronscope_test"] == pytest.approx(ours[unit].score_test)
+    md = (out / "table3.md").read_text()
+    assert md.count("\n| ") == 2  # two rows below the header
+    shown = [line.split(" | ")[0].strip("| ") for line in md.splitlines()[2:4]]
+    assert {s.split(" / ")[0] for s in shown} == {"0", "3"}  # spread over both layers
+    summary = (out / "summary.md").read_text()
+    assert "python experiments/paper.py run x.toml" in summary
+    assert "keyword" in summary  # the simulator caveat
+    b = np.mean([r["baseline_test"] for r in t3])
+    assert f"mean test score baseline {b:.3f}" in summary
+
+
+def test_summary_holds_the_table1_numbers(runs, tmp_path):
+    paths, records = runs
+    out = tmp_path / "results"
+    analyze(paths, out, command="CMD", config_text="name = 'toy'")
+    summary = (out / "summary.md").read_text()
+    done = [x for x in records["refine"] if x.unit.layer == 0 and x.status == "done"]
+    mean, se = mean_se([x.score_test for x in done])
+    assert f"| toy-model | 0 | NeuronScope | {mean:.3f} ± {se:.3f} |" in summary
+    assert "![Figure 2a](figure2a.png)" in summary and "![Figure 2b](figure2b.png)" in summary
+    assert "name = 'toy'" in summary and "3:2" in summary  # the configuration and the failure are listed
+
+
+def test_analysis_cli_and_mistakes(runs, tmp_path, capsys):
+    paths, _ = runs
+    out = tmp_path / "cli"
+    assert main(["--refine", str(paths["refine"]), "--out", str(out)]) == 0
+    assert (out / "table1.csv").exists() and (out / "figure2a.png").exists()
+    assert "(needs both runs)" in (out / "table3.md").read_text()
+    assert main(["--refine", str(paths["norefine"]), "--out", str(out)]) == 2  # an ablation given as refine
+    assert "is a norefine run, given as refine" in capsys.readouterr().err
+    assert main(["--baseline", str(tmp_path / "nope.sqlite"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no run file at" in err and len(err.splitlines()) == 1
+    assert main(["--out", str(out)]) == 2
+
+
+def test_spread_takes_every_layer_first():
+    rows = [{"unit": f"{layer}:{i}", "layer": layer} for layer in (1, 5, 9) for i in range(4)]
+    assert [r["unit"] for r in spread(rows, 4)] == ["1:0", "1:1", "5:0", "9:0"]
+    assert len(spread(rows, 100)) == 12
