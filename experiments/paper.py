@@ -51,7 +51,8 @@ IGNORED_RECORD_KEYS = ("checkpoint_every", "device", "batch_size")
 
 
 def _paths(cfg: ExperimentConfig, work: str | None, results: str | None) -> tuple[Path, Path]:
-    return (Path(work) if work else HERE / "work" / cfg.name), (Path(results) if results else HERE / "results" / cfg.name)
+    return (Path(work) if work else HERE / "work" / cfg.name,
+            Path(results) if results else HERE / "results" / cfg.name)
 
 
 def _store_path(cfg: ExperimentConfig, work: Path) -> Path:
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None, *, lm=None, embedder=None) -> int:
         p.add_argument("--results", default=None, help="folder for the results (default: experiments/results/NAME)")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the plan and what is done; load nothing")
-            p.add_argument("--modes", default=None, help=f"only these modes, e.g. refine (default: the config's)")
+            p.add_argument("--modes", default=None, help="only these modes, e.g. refine (default: the config's)")
             p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,8 +120,9 @@ def table1_markdown(t1: dict) -> str:
     lines = ["| Model | Layer | Method | Score (test) ↑ | Score (valid) | Number | neurons (failed) |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in t1["rows"]:
-        lines.append(f"| {_md_cell(r['model'])} | {r['layer']} | {r['method']} | {_pm(r['score_test'], r['score_test_se'])} "
-                     f"| {fmt(r['score_valid'])} | {_pm(r['number'], r['number_se'], 2)} | {r['neurons']} ({r['failed']}) |")
+        lines.append(f"| {_md_cell(r['model'])} | {r['layer']} | {r['method']} | "
+                     f"{_pm(r['score_test'], r['score_test_se'])} | {fmt(r['score_valid'])} | "
+                     f"{_pm(r['number'], r['number_se'], 2)} | {r['neurons']} ({r['failed']}) |")
     if t1["gains"]:
         lines += ["", "Refinement gain on the same neurons (NeuronScope minus w/o Refinement, paired):", "",
                   "| Layer | paired neurons | same modes in both runs | gain test | gain valid | improved on test |",
@@ -278,8 +280,8 @@ def spread(rows: list[dict], n: int) -> list[dict]:
 def table3_markdown(rows: list[dict], n: int) -> str:
     if not rows:
         return "(no neuron finished in both the baseline and the NeuronScope run)"
-    lines = ["| Layer / Neuron | Description by single-pass baseline | test | Description by NeuronScope (one per mode) "
-             "| test |", "|---|---|---:|---|---:|"]
+    lines = ["| Layer / Neuron | Description by single-pass baseline | test | Description by NeuronScope "
+             "(one per mode) | test |", "|---|---|---:|---|---:|"]
     for r in spread(rows, n):
         ours = "<br>".join(f"[{k}] {_md_cell(e)} (test {fmt(t)})"
                            for k, (e, t) in enumerate(zip(r["neuronscope"], r["neuronscope_test_each"]), 1))
@@ -311,7 +313,8 @@ def _caveats(runs: dict[str, RunData]) -> list[str]:
 
 
 def _runs_table(runs: dict[str, RunData]) -> str:
-    lines = ["| method | run file | neurons done | failed | LM tokens | wall time (min) |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| method | run file | neurons done | failed | LM tokens | wall time (min) |",
+             "|---|---|---:|---:|---:|---:|"]
     for mode, run in runs.items():
         lines.append(f"| {METHODS[mode]} | `{run.path}` | {len(run.done)} | {len(run.failed)} | "
                      f"{sum(r.lm_tokens or 0 for r in run.records):,} | "
@@ -455,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table3-rows", type=int, default=8, help="neurons in the Markdown Table 3")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    command = " ".join(["python", "experiments/paper_analysis.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "experiments/paper_analysis.py", *(argv if argv is not None else sys.argv[1:])])
     try:
         analyze({m: getattr(args, m) for m in METHODS}, args.out, model=args.model, command=command,
                 figure2a_neurons=args.figure2a_neurons, figure2b_neuron=args.figure2b_neuron,

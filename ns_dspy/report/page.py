@@ -289,7 +289,8 @@ def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
     parts.append(_exemplars(trace, exemplars))
     if trace.get("raw_explanation"):
         parts.append('<h3>Raw explanation (Hypothesis agent)</h3>'
-                     f'<details><summary>show</summary><div class="raw">{esc(trace["raw_explanation"])}</div></details>')
+                     f'<details><summary>show</summary><div class="raw">{esc(trace["raw_explanation"])}</div>'
+                     "</details>")
     parts.append(_modes(trace, finals))
     parts.append(_baseline(trace, finals))
     cls = "neuron" + ("" if record.status == "done" else " failed")

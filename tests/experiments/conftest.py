@@ -1,69 +1,20 @@
-"""The experiment scripts (experiments/ is not a package: its folder goes on sys.path), a scripted explainer that
-reads the marks in its prompt, and a deterministic bag-of-words embedder."""
+"""Fixtures of the experiment tests. experiments/ is not a package: its folder goes on sys.path."""
 
 from __future__ import annotations
 
 import copy
-import re
 import sys
-import zlib
 from pathlib import Path
 
 import dspy
-import numpy as np
 import pytest
 from dspy.dsp.utils.settings import DEFAULT_CONFIG
 
-from ns_dspy.agents import Embedder
 from ns_dspy.lms.scripted import scripted_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 
-
-class BagOfWordsEmbedder(Embedder):
-    """Words hashed (crc32) into 32 dimensions: deterministic across processes, similar texts are close."""
-
-    kind = "experiments-test-bow"
-    name = "experiments-test-bow"
-
-    @classmethod
-    def from_spec(cls, arg, **options):
-        return cls()
-
-    def embed(self, texts):
-        rows = np.full((len(texts), 33), 0.05, dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                if word not in {"this", "neuron", "activates", "on", "the", "word", "tokens"}:
-                    rows[i, zlib.crc32(word.encode()) % 32] += 1.0
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def _field(prompt: str, name: str) -> str:
-    return prompt.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0].strip()
-
-
-class MarkReader:
-    """A scripted explainer: the hypothesis names the words marked << >> in the excerpts, the decomposition
-    makes two conditions per word (a mode each, for the embedder below), and each refinement proposal keeps one word of the best explanation so far
-    (a different one per call). Deterministic, so two runs over the same neurons get the same answers."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, prompt: str, request):
-        self.calls += 1
-        if "[[ ## history ## ]]" in prompt:
-            best = _field(prompt, "history").splitlines()[0] if _field(prompt, "history") else ""
-            words = re.findall(r"'([^']+)'", best) or re.findall(r"\w+", best)[-2:] or ["x"]
-            return {"explanation": f"the word '{words[self.calls % len(words)]}'"}
-        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-            words = re.findall(r"'([^']+)'", _field(prompt, "explanation")) or ["x"]
-            return {"conditions": [c for w in words for c in (f"This neuron activates on the word '{w}'",
-                                                              f"This neuron activates on '{w}' tokens")]}
-        marked = [m.strip() for m in re.findall(r"<<(.*?)>>", prompt) if m.strip()]
-        top = [w for w, _ in sorted(((w, marked.count(w)) for w in set(marked)), key=lambda t: (-t[1], t[0]))][:3]
-        return {"explanation": "tokens " + ", ".join(f"'{w}'" for w in top or ["x"])}
+from experiment_world import MarkReader  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

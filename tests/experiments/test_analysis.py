@@ -9,13 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import BagOfWordsEmbedder
+from experiment_world import BagOfWordsEmbedder
 from paper_analysis import analyze, main, mean_se, pca2, spread
 from PIL import Image
 
 from ns_dspy.agents import ClusterConfig
 from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
-from ns_dspy.lms.scripted import scripted_lm
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.report.data import padded
 from ns_dspy.runs import RunStore

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import BagOfWordsEmbedder
+from experiment_world import BagOfWordsEmbedder
 from paper import main
 from paper_config import load_config
 

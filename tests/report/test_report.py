@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ATTR_BREAK, LM_INJECTION, SCRIPT_LINE
-from dom import parse
+from report_world import ATTR_BREAK, LM_INJECTION, SCRIPT_LINE
+from html_tree import parse
 
 from ns_dspy.cli import main
 from ns_dspy.errors import StoreError

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ATTR_BREAK, LM_INJECTION, SCRIPT_LINE
-from dom import parse
+from report_world import ATTR_BREAK, LM_INJECTION, SCRIPT_LINE
+from html_tree import parse
 from headless_chromium import dump_dom, ensure_chromium, screenshot
 from PIL import Image
 
