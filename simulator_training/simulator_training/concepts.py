@@ -1,0 +1,485 @@
+"""Synthetic units: concepts whose activation on real text is known by construction, with explanations.
+
+Each :class:`Concept` maps every word of a :class:`~simulator_training.text.Pool` to an activation in 0..10
+and carries several natural descriptions of itself. Six families cover what real neurons respond to:
+
+* ``semantic``: word lists of one meaning (animals, colours, kinship, money, ...);
+* ``word``: one specific word ("the word 'of'"), function words and frequent content words;
+* ``spelling``: suffixes, prefixes, capitalisation, digits, hyphens, length;
+* ``syntax``: parts of speech from the Brown tags, and words in a syntactic context ("nouns after 'the'");
+* ``position``: place in the sentence or line, quotes and brackets, punctuation;
+* ``code``: Python keywords, literals, comments, definitions, operators.
+
+Targets are graded where the description says so ("strongest on X, weaker on Y"), and :func:`pair` makes
+two-concept units (polysemantic neurons). Explanations are written from the descriptions in varied styles by
+:func:`explanations`; some name example words, most do not.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .text import Pool
+
+__all__ = ["Concept", "all_concepts", "pair", "explanations", "FAMILIES"]
+
+FAMILIES = ("semantic", "word", "spelling", "syntax", "position", "code")
+
+
+@dataclass
+class Concept:
+    name: str
+    family: str
+    descriptions: list[str]
+    values: Callable[[Pool], np.ndarray] = field(repr=False)
+    source: str = "any"  # which windows show it: prose, code or any
+    weak: str | None = None  # description of a weaker second component, if graded
+
+    def word_values(self, pool: Pool) -> np.ndarray:
+        return np.asarray(self.values(pool), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+def _lex(pool: Pool, pred: Callable[[str], bool]) -> np.ndarray:
+    """bool per word: ``pred`` on its lower-cased form (evaluated once per distinct form)."""
+    table = np.fromiter((pred(w) for w in pool.lowers), dtype=bool, count=len(pool.lowers))
+    return table[pool.lower_id]
+
+
+def _raw(pool: Pool, pred: Callable[[str], bool]) -> np.ndarray:
+    table = np.fromiter((pred(w) for w in pool.raws), dtype=bool, count=len(pool.raws))
+    return table[pool.raw_id]
+
+
+def _tags(pool: Pool, tags: set[str], ids: np.ndarray | None = None) -> np.ndarray:
+    wanted = np.fromiter((t in tags for t in pool.tags), dtype=bool, count=len(pool.tags))
+    ids = pool.tag_id if ids is None else ids
+    return np.where(ids >= 0, wanted[np.maximum(ids, 0)], False)
+
+
+def _neighbour(pool: Pool, ids: np.ndarray, words: set[str]) -> np.ndarray:
+    wanted = np.fromiter((w in words for w in pool.lowers), dtype=bool, count=len(pool.lowers))
+    return np.where(ids >= 0, wanted[np.maximum(ids, 0)], False)
+
+
+def _v(mask: np.ndarray, value: float = 10.0) -> np.ndarray:
+    return mask.astype(np.float32) * value
+
+
+def _forms(words: str) -> set[str]:
+    """A word list with simple plurals added."""
+    out = set()
+    for w in words.split():
+        out.add(w)
+        out.add(w + "es" if w.endswith(("s", "sh", "ch", "x")) else (w[:-1] + "ies" if w.endswith("y") and w[-2] not in "aeiou" else w + "s"))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- semantic
+
+SEMANTIC = {
+    "animals": ("dog cat horse cow pig sheep goat bird fish lion tiger bear wolf fox deer rabbit mouse rat snake "
+                "chicken duck eagle owl monkey elephant mule bull calf pony hound puppy", [
+                    "names of animals", "words for animals, wild or domestic", "mentions of creatures such as pets and livestock"]),
+    "colours": ("red blue green yellow black white brown gray grey pink purple orange golden silver scarlet crimson "
+                "violet pale dark", ["colour words", "words naming colours", "colors and shades"]),
+    "kinship": ("mother father brother sister son daughter wife husband uncle aunt cousin grandmother grandfather "
+                "parent child children baby family mom dad niece nephew", [
+                    "family members and kinship terms", "words for relatives", "kinship relations like parents and siblings"]),
+    "body": ("head hand hands eye eyes face arm arms leg legs foot feet heart finger fingers mouth nose ear ears "
+             "shoulder knee skin hair lips teeth tooth neck chest back", [
+                 "parts of the human body", "body-part words", "anatomy words such as limbs and facial features"]),
+    "numbers": ("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred "
+                "thousand million dozen", ["number words spelled out", "numerals written as words", "counting words"]),
+    "time_units": ("second minute hour day week month year decade century morning evening night afternoon today "
+                   "tomorrow yesterday", ["units and periods of time", "words about time spans", "time expressions like days and years"]),
+    "weekdays_months": ("monday tuesday wednesday thursday friday saturday sunday january february march april june "
+                        "july august september october november december", [
+                            "names of weekdays and months", "calendar names", "days of the week and months of the year"]),
+    "money": ("money dollar dollars cent cents price prices cost costs pay paid tax taxes budget income profit bank "
+              "loan debt fund funds salary wage wages cash", [
+                  "money and finance", "financial terms", "words about payment, prices and funds"]),
+    "food": ("food bread meat milk butter cheese egg eggs sugar salt coffee tea wine beer dinner lunch breakfast meal "
+             "soup cake fruit apple apples potatoes rice", ["food and drink", "words for meals and things people eat", "edible things and beverages"]),
+    "emotion": ("love hate fear anger joy happy sad afraid angry glad sorrow grief pleasure happiness anxiety "
+                "proud ashamed lonely jealous delight", ["emotions and feelings", "words expressing feelings", "affective states such as fear or joy"]),
+    "weather": ("rain snow wind storm sun sunshine cloud clouds weather fog ice cold heat warm hot thunder "
+                "lightning frost", ["weather words", "words about weather and temperature", "meteorological conditions"]),
+    "buildings": ("house home room door window wall floor roof kitchen church school hospital office building "
+                  "hotel apartment hall library barn", ["buildings and rooms", "words for buildings and their parts", "architecture: houses, rooms, doors"]),
+    "vehicles": ("car cars truck bus train plane ship boat automobile wagon bicycle airplane aircraft vessel "
+                 "jeep taxi", ["vehicles", "means of transport", "words for cars, boats, trains and planes"]),
+    "clothing": ("shirt dress coat hat shoes shoe jacket suit skirt trousers pants gloves tie boots uniform "
+                 "sweater clothes clothing collar", ["clothing", "items of clothing", "garments and things people wear"]),
+    "military": ("army soldier soldiers war battle troops officer enemy weapon weapons gun guns military navy "
+                 "attack fight captain general rifle", ["military and war", "words about armies and fighting", "warfare vocabulary"]),
+    "religion": ("god church faith prayer lord christ jesus holy spirit religion religious bible sin heaven "
+                 "priest worship divine soul", ["religion", "religious vocabulary", "words about faith, God and worship"]),
+    "law": ("law court judge jury trial crime criminal police lawyer attorney guilty sentence prison legal "
+            "case evidence witness arrest", ["law and crime", "legal vocabulary", "courts, police and crime"]),
+    "politics": ("government president congress senate election vote votes party democrat republican governor "
+                 "senator political policy state legislature minister", ["politics and government", "political vocabulary", "elections, parties and officials"]),
+    "science": ("science scientific theory experiment data energy atom atoms molecule cells temperature pressure "
+                "chemical physics laboratory research measurement", ["science and research", "scientific vocabulary", "experiments, physics and chemistry terms"]),
+    "music_art": ("music song songs piano singer dance art artist painting poem poetry novel theatre theater "
+                  "orchestra jazz opera concert", ["music and the arts", "artistic vocabulary", "songs, paintings, poems and performances"]),
+    "sports": ("game games team player players ball baseball football golf coach season score league win won "
+               "race champion", ["sports", "sports vocabulary", "games, teams and players"]),
+    "nature": ("tree trees forest river mountain mountains sea ocean lake hill hills grass flower flowers field "
+               "fields valley island stone rock", ["nature and landscape", "natural features like rivers and trees", "outdoor scenery words"]),
+    "education": ("school student students teacher teachers college university class classes education lesson "
+                  "study learning professor course degree", ["education", "school and university vocabulary", "words about teaching and learning"]),
+    "health": ("doctor doctors hospital patient patients disease illness medicine nurse health treatment sick "
+               "pain cancer drug drugs surgery", ["health and medicine", "medical vocabulary", "illness, doctors and treatment"]),
+    "countries": ("america american england english france french germany german russia russian china chinese "
+                  "japan japanese italy italian europe european africa african britain british cuba", [
+                      "countries and nationalities", "names of nations and their adjectives", "geopolitical place names"]),
+    "cities": ("york chicago boston washington london paris moscow atlanta dallas philadelphia texas california "
+               "rome berlin tokyo", ["cities and US states", "place names of cities", "geographic names of cities and states"]),
+    "motion_verbs": ("walk walked walking run ran running go went going come came coming move moved moving climb "
+                     "jumped rushed hurried drove", ["verbs of motion", "words describing movement", "going, coming and moving"]),
+    "speech_verbs": ("say said says tell told asked ask answered replied shouted whispered spoke speak called "
+                     "cried explained", ["verbs of speaking", "speech verbs like said and told", "words introducing what someone said"]),
+    "cognition": ("think thought know knew believe believed understand understood remember forget idea mind "
+                  "realize decided wonder guess", ["verbs and nouns of thinking", "mental activity: knowing, believing, remembering", "cognition words"]),
+    "size": ("big large small little huge tiny great vast enormous short tall long wide narrow giant", [
+        "size adjectives", "words about how big or small something is", "dimension words like large and tiny"]),
+    "evaluation": ("good bad best worst better worse excellent poor fine terrible wonderful nice perfect awful "
+                   "beautiful ugly", ["evaluative adjectives", "words judging quality", "praise and criticism words like good and bad"]),
+    "negation": ("not no never none nothing nobody neither nor without cannot nowhere", [
+        "negation words", "words that negate", "negative words like never and nothing"]),
+    "quantity": ("all some many much more most few several every each any both enough less least", [
+        "quantifiers", "words for amounts", "quantity words like many, few and every"]),
+    "water": ("water river sea ocean lake rain wet swim boat ship shore beach wave waves stream pool", [
+        "water and the sea", "things to do with water", "rivers, seas and swimming"]),
+    "light": ("light bright dark shadow sun lamp shine shining glow candle fire flame darkness dim", [
+        "light and darkness", "words about light", "brightness, shadows and flames"]),
+    "sound": ("sound noise voice loud quiet silence silent music ring rang bell heard hear listen", [
+        "sound and hearing", "words about noise and sound", "hearing, voices and silence"]),
+    "occupations": ("teacher doctor lawyer farmer worker workers driver engineer writer clerk manager secretary "
+                    "artist nurse pilot sailor banker", ["occupations", "job titles", "words naming professions"]),
+    "materials": ("wood iron steel glass paper stone gold silver plastic cotton leather metal brick concrete "
+                  "rubber wool", ["materials and substances", "what things are made of", "materials such as wood and metal"]),
+    "furniture": ("chair chairs table tables bed beds desk sofa couch shelf cabinet bench lamp carpet", [
+        "furniture", "household furniture", "chairs, tables, beds and the like"]),
+    "death": ("death dead die died dying kill killed murder funeral grave corpse buried bury", [
+        "death and killing", "words about dying", "mortality vocabulary"]),
+    "communication": ("letter letters phone telephone message news newspaper radio television book books magazine "
+                      "report mail", ["media and communication", "ways of sending information", "letters, newspapers, radio"]),
+    "computing": ("file files function functions module class object objects value values string list dict "
+                  "error errors argument arguments method methods", ["programming concepts", "software vocabulary", "words about code: functions, modules, values"]),
+}
+
+
+def _semantic() -> list[Concept]:
+    out = []
+    for name, (words, descs) in SEMANTIC.items():
+        forms = _forms(words)
+        source = "code" if name == "computing" else "prose"
+        out.append(Concept(f"semantic:{name}", "semantic", descs,
+                           (lambda f: lambda p: _v(_lex(p, f.__contains__) & ~p.code))(forms), source))
+    # graded: strongest on one list, weaker on a related one
+    graded = [("animals", "food", "animals, and more weakly food"), ("kinship", "emotion", "family, and more weakly feelings"),
+              ("military", "death", "war, and more weakly death"), ("weather", "water", "weather, and more weakly water")]
+    for strong, weak, _ in graded:
+        a, b = _forms(SEMANTIC[strong][0]), _forms(SEMANTIC[weak][0]) - _forms(SEMANTIC[strong][0])
+        out.append(Concept(f"semantic:{strong}>{weak}", "semantic", SEMANTIC[strong][1][:2],
+                           (lambda a, b: lambda p: np.maximum(_v(_lex(p, a.__contains__)), _v(_lex(p, b.__contains__), 4.0)) * ~p.code)(a, b),
+                           "prose", weak=SEMANTIC[weak][1][0]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- single words
+
+FUNCTION_WORDS = ("the of and to a in that is was he for it with as his on be at by i this had not are but from "
+                  "or have an they which one you were her all she there would their we him been has when who will "
+                  "more no if out so said what up its about into than them can only other new some could these two "
+                  "may then do first any my now such like our over me even most made after also did many before "
+                  "must through back where much your way well down should because each just those how too very "
+                  "still own see long here between both under never same another while last might us off since "
+                  "against again without however upon yet though although whether until shall").split()
+
+
+def _words(pool: Pool, n_content: int = 240) -> list[Concept]:
+    """One unit per word: the function words above and the most frequent other words of the prose."""
+    counts = np.bincount(pool.lower_id[~pool.code], minlength=len(pool.lowers))
+    order = np.argsort(-counts)
+    chosen = [w for w in FUNCTION_WORDS if w in pool.lower_index]
+    content = []
+    for i in order:
+        w = pool.lowers[i]
+        if counts[i] < 40 or len(content) >= n_content:
+            break
+        if w.isalpha() and len(w) > 2 and w not in FUNCTION_WORDS:
+            content.append(w)
+    out = []
+    for w in chosen + content:
+        descs = [f'the word "{w}"', f'occurrences of "{w}"', f'the token "{w}" (any capitalisation)']
+        out.append(Concept(f"word:{w}", "word", descs,
+                           (lambda i: lambda p: _v((p.lower_id == i) & ~p.code))(pool.lower_index[w]), "prose"))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- spelling
+
+SUFFIXES = {"ing": "words ending in -ing", "ed": "words ending in -ed", "ly": "words ending in -ly",
+            "tion": "words ending in -tion", "ness": "words ending in -ness", "ment": "words ending in -ment",
+            "er": "words ending in -er", "est": "words ending in -est", "ful": "words ending in -ful",
+            "less": "words ending in -less", "able": "words ending in -able or -ible", "ity": "words ending in -ity",
+            "ous": "words ending in -ous", "al": "words ending in -al", "ive": "words ending in -ive",
+            "ize": "words ending in -ize or -ise", "ship": "words ending in -ship", "ism": "words ending in -ism",
+            "ist": "words ending in -ist", "ance": "words ending in -ance or -ence"}
+ALT = {"able": ("able", "ible"), "ize": ("ize", "ise", "ized", "ised"), "ance": ("ance", "ence")}
+PREFIXES = {"un": "words beginning with the prefix un-", "re": "words beginning with re-",
+            "dis": "words beginning with dis-", "pre": "words beginning with pre-",
+            "over": "words beginning with over-", "inter": "words beginning with inter-",
+            "th": "words that start with the letters th", "st": "words that start with the letters st",
+            "wh": "words that start with wh"}
+
+
+def _spelling() -> list[Concept]:
+    out = []
+    for suf, desc in SUFFIXES.items():
+        ends = ALT.get(suf, (suf,))
+        pred = (lambda ends: lambda w: w.isalpha() and len(w) > max(len(e) for e in ends) + 2 and w.endswith(ends))(ends)
+        out.append(Concept(f"spelling:-{suf}", "spelling",
+                           [desc, f"words with the suffix -{suf}", f"any word whose spelling ends in \"{suf}\""],
+                           (lambda pred: lambda p: _v(_lex(p, pred) & ~p.code))(pred), "prose"))
+    for pre, desc in PREFIXES.items():
+        pred = (lambda pre: lambda w: w.isalpha() and len(w) > len(pre) + 2 and w.startswith(pre))(pre)
+        out.append(Concept(f"spelling:{pre}-", "spelling", [desc, f"words spelled with \"{pre}\" at the start"],
+                           (lambda pred: lambda p: _v(_lex(p, pred) & ~p.code))(pred), "prose"))
+    out += [
+        Concept("spelling:capitalised-mid", "spelling",
+                ["capitalised words in the middle of a sentence", "words starting with a capital letter that are not sentence-initial"],
+                lambda p: _v(_raw(p, lambda w: w[:1].isupper() and w[1:].islower()) & (p.pos > 0) & ~p.code), "prose"),
+        Concept("spelling:allcaps", "spelling", ["words written in all capital letters", "upper-case words and acronyms"],
+                lambda p: _v(_raw(p, lambda w: len(w) > 1 and w.isalpha() and w.isupper())), "any"),
+        Concept("spelling:digits", "spelling", ["numbers written with digits", "tokens containing digits"],
+                lambda p: _v(_raw(p, lambda w: any(c.isdigit() for c in w)) & ~p.code), "prose"),
+        Concept("spelling:hyphen", "spelling", ["hyphenated compound words", "words joined with a hyphen"],
+                lambda p: _v(_raw(p, lambda w: "-" in w.strip("-") and any(c.isalpha() for c in w)) & ~p.code), "prose"),
+        Concept("spelling:long", "spelling", ["very long words (ten letters or more)", "long multi-syllable words"],
+                lambda p: _v(_lex(p, lambda w: w.isalpha() and len(w) >= 10) & ~p.code), "prose"),
+        Concept("spelling:apostrophe", "spelling", ["contractions and possessives with an apostrophe", "words containing an apostrophe, like don't or John's"],
+                lambda p: _v(_raw(p, lambda w: "'" in w and any(c.isalpha() for c in w)) & ~p.code), "prose"),
+        Concept("spelling:double", "spelling", ["words with a doubled letter", "words containing a repeated letter such as ll, ss or ee"],
+                lambda p: _v(_lex(p, lambda w: w.isalpha() and any(a == b for a, b in zip(w, w[1:]))) & ~p.code), "prose"),
+    ]
+    return out
+
+
+# ----------------------------------------------------------------------------------------- syntax
+
+POS = {
+    "nouns": ({"nn"}, ["singular common nouns", "nouns", "common nouns in the singular"]),
+    "plural_nouns": ({"nns"}, ["plural nouns", "nouns in the plural", "plural common nouns"]),
+    "proper_nouns": ({"np", "np$", "nps"}, ["proper nouns", "names of people and places", "proper names"]),
+    "base_verbs": ({"vb"}, ["verbs in the base form", "infinitive verbs", "bare verb forms"]),
+    "past_verbs": ({"vbd"}, ["past-tense verbs", "verbs in the simple past", "past tense verb forms"]),
+    "gerunds": ({"vbg"}, ["present participles and gerunds", "-ing verb forms", "verbs in the progressive"]),
+    "participles": ({"vbn"}, ["past participles", "perfect or passive participles", "past participle verb forms"]),
+    "third_person": ({"vbz"}, ["third-person singular present verbs", "verbs like runs or says", "present-tense verbs with -s"]),
+    "adjectives": ({"jj"}, ["adjectives", "descriptive adjectives", "words that modify nouns"]),
+    "comparatives": ({"jjr", "rbr"}, ["comparative adjectives and adverbs", "comparatives like bigger or more", "comparison words"]),
+    "superlatives": ({"jjt", "jjs", "rbt"}, ["superlatives", "superlative adjectives like biggest", "superlative forms"]),
+    "adverbs": ({"rb"}, ["adverbs", "manner and degree adverbs", "adverbial words"]),
+    "prepositions": ({"in"}, ["prepositions", "prepositions like in, on and of", "words that begin prepositional phrases"]),
+    "articles": ({"at"}, ["articles", "the articles a, an and the", "determiners that are articles"]),
+    "conjunctions": ({"cc"}, ["coordinating conjunctions", "and, or, but", "conjunctions joining clauses"]),
+    "subordinators": ({"cs"}, ["subordinating conjunctions", "words like because, if, that, while introducing clauses", "subordinators"]),
+    "subject_pronouns": ({"pps", "ppss"}, ["subject pronouns", "personal pronouns as subjects", "pronouns like he, she, they, I"]),
+    "object_pronouns": ({"ppo"}, ["object pronouns", "pronouns like him, them, me", "objective-case pronouns"]),
+    "possessives": ({"pp$", "pp$$"}, ["possessive pronouns", "possessive determiners like his, her, their", "possessives"]),
+    "modals": ({"md", "md*"}, ["modal verbs", "modals like can, would, must", "auxiliary modal verbs"]),
+    "be_forms": ({"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}, ["forms of the verb to be", "is, was, were, be, been", "the copula be"]),
+    "have_forms": ({"hv", "hvd", "hvg", "hvn", "hvz"}, ["forms of the verb have", "has, had, have", "the auxiliary have"]),
+    "wh_words": ({"wdt", "wps", "wpo", "wrb", "wp$", "wql"}, ["wh-words", "question and relative words like who, which, when", "wh-pronouns and adverbs"]),
+    "numbers_pos": ({"cd", "od"}, ["cardinal and ordinal numbers", "numbers and ordinals", "number words and numerals"]),
+    "particles": ({"rp"}, ["verb particles", "particles like up, out, off after verbs", "phrasal-verb particles"]),
+}
+
+
+def _syntax() -> list[Concept]:
+    out = []
+    for name, (tags, descs) in POS.items():
+        out.append(Concept(f"syntax:{name}", "syntax", descs, (lambda t: lambda p: _v(_tags(p, t)))(tags), "prose"))
+    noun = {"nn", "nns"}
+    out += [
+        Concept("syntax:noun_after_article", "syntax",
+                ["nouns directly after an article", "the noun right after a or the", "article-noun pairs, firing on the noun"],
+                lambda p: _v(_tags(p, noun) & _tags(p, {"at"}, p.prev_tag)), "prose"),
+        Concept("syntax:verb_after_to", "syntax", ["verbs after the infinitive marker to", "infinitives: the verb in to + verb"],
+                lambda p: _v(_tags(p, {"vb"}) & _tags(p, {"to"}, p.prev_tag)), "prose"),
+        Concept("syntax:verb_after_modal", "syntax", ["the verb following a modal", "main verbs after can, will, would or must"],
+                lambda p: _v(_tags(p, {"vb", "be", "hv", "do"}) & _tags(p, {"md", "md*"}, p.prev_tag)), "prose"),
+        Concept("syntax:adj_before_noun", "syntax", ["adjectives placed before a noun", "attributive adjectives"],
+                lambda p: _v(_tags(p, {"jj"}) & _tags(p, noun, p.next_tag)), "prose"),
+        Concept("syntax:object_of_prep", "syntax", ["the noun or pronoun right after a preposition", "objects of prepositions"],
+                lambda p: _v(_tags(p, noun | {"ppo", "np"}) & _tags(p, {"in"}, p.prev_tag)), "prose"),
+        Concept("syntax:subject_verb", "syntax", ["verbs right after a subject pronoun", "the verb in 'he said', 'they went'"],
+                lambda p: _v(_tags(p, {"vbd", "vbz", "vb", "md"}) & _tags(p, {"pps", "ppss"}, p.prev_tag)), "prose"),
+    ]
+    return out
+
+
+# ----------------------------------------------------------------------------------------- position
+
+def _position() -> list[Concept]:
+    punct = lambda p, chars: _raw(p, lambda w: w in chars)  # noqa: E731
+    last_word = lambda p: (p.pos == p.group_len - 2) & ~p.code  # noqa: E731  (before the final punctuation)
+    return [
+        Concept("position:sentence_start", "position",
+                ["the first word of each sentence", "sentence-initial words", "the word that opens a sentence"],
+                lambda p: _v((p.pos == 0) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:second_word", "position", ["the second word of each sentence", "the word right after the sentence opener"],
+                lambda p: _v((p.pos == 1) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:sentence_end", "position", ["the last word of a sentence, before the full stop", "sentence-final words"],
+                lambda p: _v(last_word(p) & _lex(p, str.isalpha)), "prose"),
+        Concept("position:full_stop", "position", ["sentence-ending punctuation", "full stops, question marks and exclamation marks"],
+                lambda p: _v(punct(p, {".", "?", "!"}) & ~p.code), "prose"),
+        Concept("position:comma", "position", ["commas", "the comma character"], lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
+        Concept("position:after_comma", "position", ["the word right after a comma", "words following a comma"],
+                lambda p: _v(_neighbour(p, p.prev, {","}) & ~p.code), "prose"),
+        Concept("position:in_quotes", "position", ["words inside quotation marks", "quoted speech", "text between double quotes"],
+                lambda p: _v(p.quote & ~p.code), "prose"),
+        Concept("position:quote_marks", "position", ["quotation marks", "the double-quote character"],
+                lambda p: _v(punct(p, {'"'}) & ~p.code), "prose"),
+        Concept("position:in_parens", "position", ["words inside parentheses", "parenthetical text"],
+                lambda p: _v(p.paren & ~p.code), "prose"),
+        Concept("position:late_in_sentence", "position",
+                ["words late in long sentences, growing stronger the further into the sentence", "position in the sentence: rises toward the end"],
+                lambda p: np.where(p.code, 0.0, np.clip((p.pos - 4) / 2.5, 0, 10)), "prose"),
+        Concept("position:early_in_sentence", "position",
+                ["the first few words of a sentence, fading after the opening", "the start of sentences, strongest on the first word"],
+                lambda p: np.where(p.code, 0.0, np.clip(10 - 3 * p.pos, 0, 10)), "prose"),
+        Concept("position:line_start_code", "position", ["the first token of each line of code", "line-initial tokens in source code"],
+                lambda p: _v((p.pos == 0) & p.code), "code"),
+        Concept("position:line_end_code", "position", ["the last token of each line of code", "tokens that end a line in code"],
+                lambda p: _v((p.pos == p.group_len - 1) & p.code), "code"),
+        Concept("position:colon_semicolon", "position", ["colons and semicolons", "the characters : and ;"],
+                lambda p: _v(punct(p, {":", ";"}) & ~p.code), "prose"),
+    ]
+
+
+# ----------------------------------------------------------------------------------------- code
+
+KEYWORDS = {"def": "function definitions (the keyword def)", "return": "return statements", "import": "import statements",
+            "from": "the keyword from in imports", "class": "class definitions", "if": "if statements",
+            "else": "else and elif branches", "for": "for loops", "while": "while loops", "try": "try blocks",
+            "except": "exception handlers (except)", "with": "with statements", "yield": "the yield keyword",
+            "lambda": "lambda expressions", "none": "the constant None", "true": "the booleans True and False",
+            "self": "the name self", "not": "the keyword not", "raise": "raise statements", "in": "the keyword in",
+            "pass": "the pass statement", "assert": "assert statements", "is": "the keyword is",
+            "and": "the boolean operators and / or"}
+KW_ALIASES = {"else": {"else", "elif"}, "true": {"True", "False"}, "none": {"None"}, "and": {"and", "or"}}
+
+
+def _code() -> list[Concept]:
+    out = []
+    for kw, desc in KEYWORDS.items():
+        words = KW_ALIASES.get(kw, {kw})
+        out.append(Concept(f"code:{kw}", "code", [desc, f"the Python keyword {'/'.join(sorted(words))}", f"{desc} in Python code"],
+                           (lambda ws: lambda p: _v(_raw(p, ws.__contains__) & p.code))(words), "code"))
+    kind = lambda p, k: _tags(p, {f"code:{k}"})  # noqa: E731
+    after = lambda p, ws: _neighbour(p, p.prev, ws)  # noqa: E731
+    out += [
+        Concept("code:strings", "code", ["string literals in code", "text inside quotes in Python source", "quoted strings"],
+                lambda p: _v(kind(p, "string")), "code"),
+        Concept("code:comments", "code", ["comments in code", "text after a # sign", "Python comments"],
+                lambda p: _v(kind(p, "comment")), "code"),
+        Concept("code:numbers", "code", ["numeric literals in code", "numbers in source code"], lambda p: _v(kind(p, "number")), "code"),
+        Concept("code:func_name", "code", ["the name of a function being defined", "function names right after def"],
+                lambda p: _v(kind(p, "name") & after(p, {"def"})), "code"),
+        Concept("code:class_name", "code", ["the name of a class being defined", "class names after the class keyword"],
+                lambda p: _v(kind(p, "name") & after(p, {"class"})), "code"),
+        Concept("code:module_name", "code", ["module names in import statements", "the module after import or from"],
+                lambda p: _v(kind(p, "name") & after(p, {"import", "from"})), "code"),
+        Concept("code:attribute", "code", ["attribute names after a dot", "the member in obj.attr"],
+                lambda p: _v(kind(p, "name") & after(p, {"."})), "code"),
+        Concept("code:dunder", "code", ["dunder names like __init__", "double-underscore special names"],
+                lambda p: _v(_raw(p, lambda w: w.startswith("__") and w.endswith("__") and len(w) > 4) & p.code), "code"),
+        Concept("code:constants", "code", ["ALL_CAPS constant names in code", "upper-case identifiers"],
+                lambda p: _v(kind(p, "name") & _raw(p, lambda w: len(w) > 1 and w.isupper())), "code"),
+        Concept("code:assign", "code", ["the assignment operator =", "assignments in code, on the equals sign"],
+                lambda p: _v(_raw(p, {"=", "+=", "-="}.__contains__) & p.code), "code"),
+        Concept("code:compare", "code", ["comparison operators", "==, !=, <, > and friends in code"],
+                lambda p: _v(_raw(p, {"==", "!=", "<", ">", "<=", ">="}.__contains__) & p.code), "code"),
+        Concept("code:open_paren", "code", ["opening brackets in code", "(, [ and { in source code"],
+                lambda p: _v(_raw(p, {"(", "[", "{"}.__contains__) & p.code), "code"),
+        Concept("code:inside_call", "code", ["tokens inside brackets or call arguments", "everything within parentheses in code"],
+                lambda p: _v(p.paren & p.code & ~kind(p, "string")), "code"),
+        Concept("code:decorator", "code", ["decorators", "the @ sign and decorator name"],
+                lambda p: _v((_raw(p, {"@"}.__contains__) | after(p, {"@"})) & p.code), "code"),
+        Concept("code:call_name", "code", ["names of functions being called", "the function name right before an opening parenthesis"],
+                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"("})), "code"),
+    ]
+    return out
+
+
+def all_concepts(pool: Pool) -> list[Concept]:
+    """Every single-concept unit, in a fixed order."""
+    return _semantic() + _words(pool) + _spelling() + _syntax() + _position() + _code()
+
+
+# ----------------------------------------------------------------------------------------- pairs, texts
+
+def pair(a: Concept, b: Concept, weak: bool) -> Concept:
+    """A two-concept unit: ``a`` at full strength and ``b`` at full (or 60 %, ``weak``) strength."""
+    scale = 0.6 if weak else 1.0
+    return Concept(f"pair:{a.name}+{b.name}{'~' if weak else ''}", "two-concept", a.descriptions,
+                   lambda p: np.maximum(a.word_values(p), b.word_values(p) * scale),
+                   a.source if a.source == b.source else "any", weak=b.descriptions[0] + ("|weak" if weak else ""))
+
+
+STYLES = (
+    "{d}",
+    "{D}.",
+    "Fires on {d}.",
+    "This neuron activates on {d}.",
+    "Responds to {d}.",
+    "The neuron detects {d}; other tokens stay near zero.",
+    "Active for {d}",
+    "{D}, regardless of topic.",
+    "Tokens that are {d}.",
+    "Strong activation on {d}.",
+)
+TWO = (
+    "{a}; also {b}",
+    "{A} and {b}.",
+    "Two patterns: {a}, and {b}.",
+    "Fires on {a} as well as on {b}.",
+    "This neuron responds to {a} and separately to {b}.",
+)
+TWO_WEAK = (
+    "{A}, and more weakly {b}.",
+    "Strongest on {a}; weaker on {b}.",
+    "Mainly {a}, with smaller activations on {b}.",
+)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def explanations(concept: Concept, rng: random.Random, n: int = 6) -> list[str]:
+    """``n`` distinct natural explanations of ``concept`` in varied styles (seeded by ``rng``)."""
+    out: list[str] = []
+    for _ in range(n * 4):
+        d = rng.choice(concept.descriptions)
+        if concept.weak is None:
+            text = rng.choice(STYLES).format(d=d, D=_cap(d))
+        else:
+            b, _, flag = concept.weak.partition("|")
+            weak = flag == "weak" or concept.family == "semantic"
+            text = rng.choice(TWO_WEAK if weak else TWO).format(a=d, A=_cap(d), b=b)
+        if text not in out:
+            out.append(text)
+        if len(out) == n:
+            break
+    return out

@@ -1,0 +1,299 @@
+"""Training data for the simulator: (explanations, exemplars with targets on the 0..10 scale) per unit.
+
+A dataset is a folder::
+
+    manifest.json   format, version, tokenizer fingerprint, sources, units per split and family
+    train.jsonl     one unit per line: {"unit", "family", "explanations": [...],
+    valid.jsonl        "exemplars": [{"tokens": [...], "token_ids": [...], "targets": [...], "kind"}]}
+
+Splits are **by unit**: a validation unit is never trained on. Two sources write it:
+
+* :func:`build_synthetic`: the concepts of :mod:`simulator_training.concepts` over real labelled text, train
+  units on train text, validation units on text never trained on (:func:`simulator_training.text.text_split`);
+* :func:`from_run_store`: an ``ns-dspy explain`` run: each explained unit's final explanations x its held-out
+  (valid and test) exemplars, activations divided by the unit's maximum over the whole recording and clipped
+  to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
+  simulator's tokenizer (:func:`ns_dspy.simulators.finetuned.align_tokens`), so any simulator can learn from
+  any subject.
+
+:func:`merge` concatenates datasets (e.g. synthetic + real) for one training run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import sysconfig
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ns_dspy.atomic import atomic_dir, atomic_write_json
+from ns_dspy.errors import ConfigError
+from ns_dspy.simulators.finetuned import tokenizer_fingerprint
+
+from .concepts import FAMILIES, Concept, all_concepts, explanations, pair
+from .text import Pool
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DATA_FORMAT", "build_synthetic", "from_run_store", "merge", "read_units", "read_manifest",
+           "unit_split", "load_pool"]
+
+DATA_FORMAT = "ns-dspy-simulator-data"
+DATA_VERSION = 1
+SPLITS = ("train", "valid")
+
+
+def unit_split(name: str, valid_share: float, seed: int = 0) -> str:
+    h = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big") / 2 ** 64
+    return "valid" if h < valid_share else "train"
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder} is not a simulator dataset (no manifest.json): make one with build-data") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}): rebuild the dataset with build-data") from None
+    if manifest.get("format") != DATA_FORMAT or manifest.get("version") != DATA_VERSION:
+        raise ConfigError(f"{folder} is not a version-{DATA_VERSION} {DATA_FORMAT} folder: rebuild it with build-data")
+    return manifest
+
+
+def read_units(folder: str | Path, split: str) -> list[dict]:
+    """All units of one split (``train`` or ``valid``) of a dataset folder."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    read_manifest(folder)
+    path = Path(folder) / f"{split}.jsonl"
+    units = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                unit = json.loads(line)
+                for ex in unit["exemplars"]:
+                    if not (len(ex["tokens"]) == len(ex["targets"]) == len(ex["token_ids"])):
+                        raise ValueError("tokens, token_ids and targets differ in length")
+                if not unit["explanations"]:
+                    raise ValueError("no explanation")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ConfigError(f"{path}:{n} is not a unit record ({err}): rebuild the dataset") from None
+            units.append(unit)
+    return units
+
+
+def _write(out: str | Path, units: dict[str, list[dict]], manifest: dict, overwrite: bool) -> Path:
+    counts = {s: dict(sorted(Counter(u["family"] for u in units[s]).items())) for s in SPLITS}
+    manifest = {"format": DATA_FORMAT, "version": DATA_VERSION, **manifest, "units": counts,
+                "exemplars": {s: sum(len(u["exemplars"]) for u in units[s]) for s in SPLITS}}
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            for split in SPLITS:
+                with (tmp / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+                    for unit in units[split]:
+                        f.write(json.dumps(unit, ensure_ascii=False) + "\n")
+            atomic_write_json(tmp / "manifest.json", manifest)
+    except FileExistsError:
+        raise ConfigError(f"{out} already exists: choose another folder or pass --overwrite") from None
+    return Path(out)
+
+
+# ----------------------------------------------------------------------------------------- synthetic
+
+def load_pool(tokenizer, cache: Path | None = None, *, window: int = 64, progress: bool = True,
+              max_code_chars: int = 12_000) -> Pool:
+    """The labelled text pool for ``tokenizer``: Brown with its tags and the interpreter's standard-library
+    code (the default corpus's sources), cached in ``cache`` when given (it takes ~1 min to build)."""
+    from ns_dspy.corpus.brown import fetch_brown
+    from ns_dspy.corpus.stdlib import stdlib_files
+
+    from .text import build_pool, code_documents, prose_documents
+
+    key = f"{tokenizer_fingerprint(tokenizer)['fingerprint'][:16]}-w{window}"
+    if cache is not None and (cache / key / "pool.json").is_file():
+        return Pool.load(cache / key)
+    docs = prose_documents(fetch_brown())
+    root = Path(sysconfig.get_paths()["stdlib"])
+    sources = []
+    for path in stdlib_files(root):
+        text = path.read_text(encoding="utf-8", errors="replace")[:max_code_chars]
+        sources.append((path.relative_to(root).as_posix(), text[: text.rfind("\n") + 1]))
+    docs += code_documents(sources)
+    pool = build_pool(docs, tokenizer, window=window, progress=progress)
+    if cache is not None:
+        with atomic_dir(cache / key, overwrite=True) as tmp:
+            pool.save(tmp)
+    return pool
+
+
+def _select(pool: Pool, parts: list[np.ndarray], candidates: np.ndarray, n_top: int, n_random: int,
+            rng: np.random.Generator) -> list[tuple[int, str]]:
+    """Windows for one unit: ``n_top`` among those where it fires most (split evenly between its parts, so
+    both modes of a two-concept unit are shown), then ``n_random`` from all candidates."""
+    chosen: list[tuple[int, str]] = []
+    taken: set[int] = set()
+    per = [n_top // len(parts) + (1 if k < n_top % len(parts) else 0) for k in range(len(parts))]
+    for values, n in zip(parts, per):
+        act = pool.token_values(values, candidates)
+        hits = (act > 0).sum(1)
+        strength = act.max(1) * np.sqrt(hits)
+        firing = np.flatnonzero(strength > 0)
+        if len(firing) < max(2, n // 2):
+            return []
+        pool_size = min(len(firing), 4 * n)
+        best = firing[np.argsort(-strength[firing], kind="stable")[:pool_size]]
+        for i in rng.permutation(best):
+            w = int(candidates[i])
+            if w not in taken and n > 0:
+                chosen.append((w, "top"))
+                taken.add(w)
+                n -= 1
+    for i in rng.permutation(len(candidates)):
+        if sum(1 for _, k in chosen if k == "random") >= n_random:
+            break
+        w = int(candidates[i])
+        if w not in taken:
+            chosen.append((w, "random"))
+            taken.add(w)
+    return chosen
+
+
+def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: str, n_top: int, n_random: int,
+                 n_explanations: int, rng: np.random.Generator, prng: random.Random) -> dict | None:
+    candidates = pool.windows(text, concept.source)
+    picked = _select(pool, parts, candidates, n_top, n_random, rng)
+    if not picked:
+        return None
+    values = np.maximum.reduce(parts) if len(parts) > 1 else parts[0]
+    exemplars = []
+    for w, kind in picked:
+        ids, tokens = pool.tokens(w)
+        targets = pool.token_values(values, np.asarray([w]))[0, :len(ids)]
+        exemplars.append({"tokens": tokens, "token_ids": ids, "targets": [round(float(t), 2) for t in targets],
+                          "kind": kind})
+    return {"unit": concept.name, "family": concept.family,
+            "explanations": explanations(concept, prng, n_explanations), "exemplars": exemplars}
+
+
+def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Pool | None = None,
+                    valid_share: float = 0.2, n_top: int = 8, n_random: int = 4, valid_top: int = 10,
+                    valid_random: int = 5, pairs_train: int = 400, pairs_valid: int = 60, n_explanations: int = 6,
+                    seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
+                    overwrite: bool = False) -> Path:
+    """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
+    windows from train text, validation units from eval text; two-concept units pair units of the same split."""
+    pool = pool or load_pool(tokenizer, progress=progress)
+    concepts = [c for c in all_concepts(pool) if c.family in families]
+    rng, prng = np.random.default_rng(seed), random.Random(seed)
+    units: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
+    for concept in tqdm(concepts, desc="synthetic units", disable=not progress, unit="unit"):
+        split = unit_split(concept.name, valid_share, seed)
+        values = concept.word_values(pool)
+        text = "eval" if split == "valid" else "train"
+        top, rand = (valid_top, valid_random) if split == "valid" else (n_top, n_random)
+        record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng)
+        if record is None:
+            log.info("%s: too rare in %s text, skipped", concept.name, text)
+            continue
+        units[split].append(record)
+        kept[split].append((concept, values))
+    for split, n_pairs in (("train", pairs_train), ("valid", pairs_valid)):
+        pool_split = kept[split]
+        text = "eval" if split == "valid" else "train"
+        top, rand = (valid_top, valid_random) if split == "valid" else (n_top, n_random)
+        made, tries = 0, 0
+        while made < n_pairs and tries < n_pairs * 5 and len(pool_split) > 1:
+            tries += 1
+            (a, va), (b, vb) = prng.sample(pool_split, 2)
+            if a.family == b.family == "word" and prng.random() < 0.7:
+                continue  # keep pairs varied: mostly across families
+            weak = prng.random() < 0.3
+            concept = pair(a, b, weak)
+            record = _unit_record(pool, concept, [va, vb * (0.6 if weak else 1.0)], text, top, rand,
+                                  n_explanations, rng, prng)
+            if record is not None:
+                units[split].append(record)
+                made += 1
+    manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
+                "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
+                "text": pool.meta}
+    return _write(out, units, manifest, overwrite)
+
+
+# ----------------------------------------------------------------------------------------- real runs
+
+def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | Path | None = None,
+                   valid_share: float = 0.2, seed: int = 0, overwrite: bool = False) -> Path:
+    """A dataset from an ``ns-dspy explain`` run (see the module docstring). ``store_path`` defaults to the
+    exemplar store recorded in the run's configuration."""
+    from ns_dspy.exemplars import ExemplarStore
+    from ns_dspy.runs import RunStore
+
+    if not Path(run_path).is_file():
+        raise ConfigError(f"run store {run_path} does not exist: give the RUN.sqlite that ns-dspy explain wrote")
+    run = RunStore(run_path)
+    meta = run.meta()
+    store_path = store_path or (meta.get("config") or {}).get("store") or meta.get("store")
+    if not store_path:
+        raise ConfigError(f"{run_path} does not name its exemplar store: pass --store")
+    store = ExemplarStore.open(store_path)
+    units: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    tokenizer_name = (store.manifest.get("model") or {}).get("name") if isinstance(store.manifest.get("model"), dict) \
+        else store.manifest.get("model")
+    for rec in run.records():
+        if rec.status != "done":
+            continue
+        finals = [f["explanation"] for f in rec.trace.get("finals", []) if f.get("explanation")]
+        if not finals:
+            continue
+        peak = store.stats(rec.unit).get("max", 0.0)
+        if not peak or peak <= 0:
+            continue
+        exemplars = []
+        for split in ("valid", "test"):
+            for kind in ("top", "random"):
+                for ex in store.exemplars(rec.unit, split, kind):
+                    if ex.token_ids is None:
+                        raise ConfigError(f"{store_path} keeps no token ids: re-record it with this ns_dspy")
+                    targets = np.clip(ex.activations / peak * 10.0, 0.0, 10.0)
+                    exemplars.append({"tokens": list(ex.tokens), "token_ids": [int(i) for i in ex.token_ids],
+                                      "targets": [round(float(t), 2) for t in targets], "kind": kind})
+        split = unit_split(str(rec.unit), valid_share, seed)
+        units[split].append({"unit": str(rec.unit), "family": "recorded", "explanations": finals,
+                             "exemplars": exemplars})
+    if not units["train"] and not units["valid"]:
+        raise ConfigError(f"{run_path} has no finished unit with explanations: run ns-dspy explain first")
+    manifest = {"source": "run", "run": str(Path(run_path).resolve()), "store": str(Path(store_path).resolve()),
+                "tokenizer_name": tokenizer_name, "seed": seed, "valid_share": valid_share}
+    return _write(out, units, manifest, overwrite)
+
+
+def merge(out: str | Path, folders: list[str | Path], *, overwrite: bool = False) -> Path:
+    """One dataset from several (unit names are prefixed with the source folder's name when they clash)."""
+    units: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    seen: set[str] = set()
+    sources = []
+    for folder in folders:
+        sources.append(read_manifest(folder))
+        for split in SPLITS:
+            for unit in read_units(folder, split):
+                if unit["unit"] in seen:
+                    unit = {**unit, "unit": f"{Path(folder).name}/{unit['unit']}"}
+                seen.add(unit["unit"])
+                units[split].append(unit)
+    return _write(out, units, {"source": "merged", "parts": sources}, overwrite)
+
+
+def iter_pairs(units: list[dict]) -> Iterator[tuple[int, int]]:
+    for u, unit in enumerate(units):
+        for e in range(len(unit["exemplars"])):
+            yield u, e

@@ -1,0 +1,116 @@
+"""Labelled text, synthetic concepts and datasets on a tiny pool (no network, no model)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ns_dspy.corpus.brown import detokenize_brown, tagged_text
+from ns_dspy.errors import ConfigError
+
+from simulator_training.concepts import all_concepts, explanations, pair
+from simulator_training.data import build_synthetic, read_manifest, read_units
+from simulator_training.text import Pool
+
+from tiny_text import brown_files
+
+
+def test_brown_words_keep_spans_tags_and_sentences():
+    tagged = brown_files(1)["ca00"]
+    text, words = tagged_text(tagged)
+    assert text == detokenize_brown(tagged)
+    assert all(text[w.start:w.end] == w.word for w in words)
+    assert [w.word for w in words][:4] == ["The", "cat", "sat", "on"]
+    assert words[2].tag == "vbd"
+    assert words[0].sentence == 0 and words[6].sentence == 0 and words[7].sentence == 1  # "The dog ..." opens the second sentence
+    assert '"' in [w.word for w in words]  # `` and '' become double quotes
+
+
+def _concept(pool, name):
+    return next(c for c in all_concepts(pool) if c.name == name)
+
+
+def _fires_on(pool, concept):
+    """The words (as text) of the tokens where the concept is active, over all windows."""
+    values = concept.word_values(pool)
+    acts = pool.token_values(values, np.arange(pool.n_windows))
+    words = pool.word[np.arange(pool.n_windows)][acts > 0]
+    return {pool.raws[pool.raw_id[w]] for w in words}
+
+
+def test_tokens_stand_for_the_last_token_of_their_word(tiny_pool, tiny_tokenizer):
+    for w in range(min(20, tiny_pool.n_windows)):
+        ids, tokens = tiny_pool.tokens(w)
+        for t, word in enumerate(tiny_pool.word[w, :len(ids)]):
+            if word >= 0 and not tiny_pool.spread[word]:
+                raw = tiny_pool.raws[tiny_pool.raw_id[word]]
+                assert raw.endswith(tokens[t].strip()) or tokens[t].strip().endswith(raw[-1]), (raw, tokens[t])
+
+
+def test_concepts_fire_where_defined(tiny_pool):
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "word:the")) == {"The", "the"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "syntax:past_verbs")) == {"sat", "chased", "said", "fell",
+                                                                            "opened", "closed"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:def")) == {"def"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:func_name")) == {"add", "upper"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "semantic:animals")) == {"cat", "dog", "horse"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "spelling:-ly")) == {"quickly", "slowly", "early"}
+    comments = _concept(tiny_pool, "code:comments")  # spread: every token of the comment fires
+    values = comments.word_values(tiny_pool)
+    acts = tiny_pool.token_values(values, np.arange(tiny_pool.n_windows))
+    assert (acts > 0).sum() > len(_fires_on(tiny_pool, comments))
+
+
+def test_pairs_and_graded_values(tiny_pool):
+    a, b = _concept(tiny_pool, "semantic:animals"), _concept(tiny_pool, "code:def")
+    weak = pair(a, b, weak=True).word_values(tiny_pool)
+    assert set(np.unique(weak)) == {0.0, 6.0, 10.0}
+    late = _concept(tiny_pool, "position:late_in_sentence").word_values(tiny_pool)
+    assert len(np.unique(late)) > 3  # graded, not binary
+    texts = explanations(pair(a, b, weak=True), random.Random(0), n=4)
+    assert len(set(texts)) == 4 and all(b.descriptions[0] in t for t in texts)
+
+
+def test_dataset_splits_by_unit_and_by_text(tiny_pool, tiny_tokenizer, tmp_path):
+    out = build_synthetic(tmp_path / "data", tiny_tokenizer, tokenizer_name="tiny", pool=tiny_pool,
+                          valid_share=0.3, n_top=3, n_random=2, valid_top=3, valid_random=2, pairs_train=5,
+                          pairs_valid=3, progress=False)
+    train, valid = read_units(out, "train"), read_units(out, "valid")
+    assert train and valid
+    assert not {u["unit"] for u in train} & {u["unit"] for u in valid}
+    eval_windows = {tuple(tiny_pool.tokens(w)[0]) for w in tiny_pool.windows("eval")}
+    train_windows = {tuple(tiny_pool.tokens(w)[0]) for w in tiny_pool.windows("train")}
+    for unit in valid:
+        assert all(tuple(ex["token_ids"]) in eval_windows for ex in unit["exemplars"])
+    for unit in train:
+        assert all(tuple(ex["token_ids"]) in train_windows for ex in unit["exemplars"])
+        assert any(max(ex["targets"]) > 0 for ex in unit["exemplars"] if ex["kind"] == "top")
+    manifest = read_manifest(out)
+    assert sum(manifest["units"]["train"].values()) == len(train)
+    assert "two-concept" in manifest["units"]["train"]
+
+
+def test_pool_round_trips(tiny_pool, tmp_path):
+    tiny_pool.save(tmp_path / "pool")
+    back = Pool.load(tmp_path / "pool")
+    assert np.array_equal(back.word, tiny_pool.word) and back.lowers == tiny_pool.lowers
+    assert back.tokens(3) == tiny_pool.tokens(3)
+
+
+def test_malformed_datasets_are_one_line_errors(tmp_path, tiny_pool, tiny_tokenizer):
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        read_units(tmp_path, "train")
+    out = build_synthetic(tmp_path / "d", tiny_tokenizer, tokenizer_name="tiny", pool=tiny_pool, n_top=2,
+                          n_random=1, valid_top=2, valid_random=1, pairs_train=0, pairs_valid=0, progress=False)
+    (out / "train.jsonl").write_text('{"unit": "x", "family": "word", "explanations": [], "exemplars": []}\n')
+    with pytest.raises(ConfigError, match=r"train.jsonl:1 .*no explanation"):
+        read_units(out, "train")
+    with pytest.raises(ConfigError, match="already exists"):
+        build_synthetic(out, tiny_tokenizer, tokenizer_name="tiny", pool=tiny_pool, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
+    with pytest.raises(ConfigError, match="rebuild"):
+        read_manifest(out)
