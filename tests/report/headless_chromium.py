@@ -42,12 +42,15 @@ def _apt_prefix() -> list[str] | None:
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"{' '.join(cmd[:3])} timed out after {timeout:.0f} s")
 
 
 def ensure_chromium(timeout: float = 900) -> tuple[str | None, str]:
-    """``(path, "")`` of a Chromium binary, installing Debian's package if needed; ``(None, reason)`` if that
-    cannot be done here. Raises ``RuntimeError`` when an install that should work fails (a real problem)."""
+    """``(path, "")`` of a Chromium binary, installing Debian's package if needed; ``(None, reason)`` when it
+    cannot be installed here (no apt, not root, or apt-get failed: the reason quotes apt's error)."""
     found = find_chromium()
     if found:
         return found, ""
@@ -68,15 +71,16 @@ def ensure_chromium(timeout: float = 900) -> tuple[str | None, str]:
         if result.returncode != 0:  # a fresh machine has no (or stale) package lists
             update = _run(prefix + ["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=600"], timeout)
             if update.returncode != 0:
-                raise RuntimeError(f"apt-get update failed ({update.returncode}): {update.stderr.strip()[-400:]}")
+                return None, f"apt-get update failed ({update.returncode}): {_last(update.stderr)}"
             result = _run(install, timeout)
         if result.returncode != 0:
-            raise RuntimeError(f"apt-get install chromium failed ({result.returncode}): "
-                               f"{result.stderr.strip()[-400:]}")
+            return None, f"apt-get install {' '.join(PACKAGES)} failed ({result.returncode}): {_last(result.stderr)}"
     found = find_chromium()
-    if not found:
-        raise RuntimeError("apt-get installed chromium but no chromium binary is on PATH")
-    return found, ""
+    return (found, "") if found else (None, f"apt-get installed {PACKAGES[0]} but none of {NAMES} is on PATH")
+
+
+def _last(text: str) -> str:
+    return " ".join(text.strip().splitlines()[-3:])[-400:]
 
 
 def _flags(profile: Path) -> list[str]:
