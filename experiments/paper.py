@@ -164,7 +164,9 @@ def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path,
             done = sum(r.status == "done" for r in records)
             log.info("%s: %d done, %d failed (%.0f s)", mode, done, len(records) - done, time.perf_counter() - start)
             open_runs[mode].close()
-            write_report(runs[mode], work / "reports" / f"{mode}.html")
+            # every exemplar the explainer saw for a small run; 5 per neuron keeps a paper-scale page openable
+            shown = 0 if len(units) <= 50 else 5
+            write_report(runs[mode], work / "reports" / f"{mode}.html", exemplars=shown)
     finally:
         simulator.close()
     return runs

@@ -313,10 +313,11 @@ def _caveats(runs: dict[str, RunData]) -> list[str]:
 
 
 def _runs_table(runs: dict[str, RunData]) -> str:
-    lines = ["| method | run file | neurons done | failed | LM tokens | wall time (min) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| method | run file | created | neurons done | failed | LM tokens | wall time (min) |",
+             "|---|---|---|---:|---:|---:|---:|"]
     for mode, run in runs.items():
-        lines.append(f"| {METHODS[mode]} | `{run.path}` | {len(run.done)} | {len(run.failed)} | "
+        lines.append(f"| {METHODS[mode]} | `{run.path}` | {run.meta.get('created', '?')} | {len(run.done)} | "
+                     f"{len(run.failed)} | "
                      f"{sum(r.lm_tokens or 0 for r in run.records):,} | "
                      f"{sum(r.seconds or 0 for r in run.records) / 60:.1f} |")
     failures = [(mode, r) for mode, run in runs.items() for r in run.failed]
@@ -417,7 +418,7 @@ def analyze(run_paths: dict[str, str | Path], out: str | Path, *, model: str = "
 
     caveats = _caveats(runs)
     summary = [f"# {title}: the paper's Table 1, Figure 2a, Figure 2b and Table 3, measured", "",
-               "Made by:", "", "```bash", command or "(library call)", "```", "",
+               "Made by:", "", "```bash", command or "(library call)", "```", "", _provenance(), "",
                "## Runs", "", _runs_table(runs), "",
                "## Table 1: Score and Number, with and without refinement", "",
                "Score: the neuron-level (polysemantic) Pearson correlation on the held-out test split, mean ± "
@@ -434,6 +435,25 @@ def analyze(run_paths: dict[str, str | Path], out: str | Path, *, model: str = "
         summary += ["## Configuration", "", "```toml", config_text.rstrip(), "```", ""]
     atomic_write_text(out / "summary.md", "\n".join(summary))
     return written
+
+
+def _provenance() -> str:
+    """When and with what the analysis ran (the runs' own dates are in the runs table)."""
+    import os
+    import platform
+    import subprocess
+    from datetime import datetime, timezone
+
+    from ns_dspy import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return (f"Analysed {datetime.now(timezone.utc).isoformat(timespec='seconds')} with ns-dspy {__version__}"
+            f"{f' (git {commit})' if commit else ''}, Python {platform.python_version()}, {platform.system()} "
+            f"{platform.machine()}, {os.cpu_count()} CPUs.")
 
 
 def _model_name(runs: dict[str, RunData]) -> str:
