@@ -213,3 +213,27 @@ def test_spread_takes_every_layer_first():
     rows = [{"unit": f"{layer}:{i}", "layer": layer} for layer in (1, 5, 9) for i in range(4)]
     assert [r["unit"] for r in spread(rows, 4)] == ["1:0", "1:1", "5:0", "9:0"]
     assert len(spread(rows, 100)) == 12
+
+
+def test_a_cached_explainer_gives_the_ablation_the_same_modes(tmp_path):
+    """Why Table 1 can compare the modes at all: the refine run goes first, and with DSPy's LM cache (on by
+    default for ns-dspy's LMs) the ablation gets the same hypotheses and decompositions without one LM call."""
+    import dspy
+    from experiment_world import MarkReader
+
+    from ns_dspy.lms.scripted import ScriptedEngine
+
+    saved = dspy.cache
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    try:
+        engine = ScriptedEngine([], default=MarkReader())
+        lm = dspy.LM("local/scripted", engine=engine, cache=True)
+        store = toy_store(tmp_path / "store")
+        refine = explain(store, tmp_path / "refine.sqlite", (lm, engine))
+        calls = len(engine.prompts)
+        ablation = explain(store, tmp_path / "norefine.sqlite", (lm, engine), refine=False)
+    finally:
+        dspy.cache = saved
+    assert calls > 0 and len(engine.prompts) == calls
+    for a, b in zip(refine, ablation):
+        assert a.trace.get("conditions") == b.trace.get("conditions") and a.number == b.number
