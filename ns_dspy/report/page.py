@@ -175,6 +175,10 @@ def _exemplars(trace: dict, limit: int | None) -> str:
     if not shown:
         return ""
     scale = max((max(ex["activations"], default=0.0) for ex in shown), default=0.0)
+    what = "the highest shown"
+    if scale <= 0:  # nothing positive (a failed or dead unit): scale by the largest magnitude instead
+        scale = max((abs(a) for ex in shown for a in ex["activations"]), default=0.0)
+        what = "the largest magnitude shown; no activation is positive"
     items = []
     for k, ex in enumerate(shown[: limit] if limit else shown, 1):
         peak = max(ex["activations"], default=0.0)
@@ -185,7 +189,7 @@ def _exemplars(trace: dict, limit: int | None) -> str:
     hidden = len(shown) - len(items)
     note = f" ({hidden} more not shown: --exemplars)" if hidden > 0 else ""
     return (f'<h3>Top train exemplars shown to the explainer ({len(shown)}){esc(note)}</h3>'
-            f'<p class="muted legend">Background: activation / {num(scale)} (the highest shown) '
+            f'<p class="muted legend">Background: activation / {num(scale)} ({what}) '
             '<span style="background:linear-gradient(90deg,rgba(255,127,14,0),rgba(255,127,14,1))"></span> '
             'negative: <span style="background:linear-gradient(90deg,rgba(31,119,180,0),rgba(31,119,180,1))">'
             '</span> &middot; hover a token for its value.</p>' + "".join(first) + more)

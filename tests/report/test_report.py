@@ -89,6 +89,16 @@ def test_heat_map_intensity_and_tooltips_follow_the_activations(runs, pages):
     assert any(a < 0 for _, a in flat) and any(a == scale for _, a in flat)
 
 
+def test_a_unit_that_never_fires_is_drawn_by_magnitude(runs, pages):
+    record = next(r for r in read_run(runs["refine"]).records if r.status == "failed")
+    acts = [a for ex in record.trace["exemplars_shown"] for a in ex["activations"]]
+    assert max(acts) < 0
+    spans = pages["refine"].find("section", data_unit=str(record.unit)).find_all("span", class_="tok")
+    scale = max(abs(a) for a in acts)
+    assert [s.attrs.get("style", "") for s in spans] == [
+        f"background:rgba(31,119,180,{abs(a) / scale:.2f})" for a in acts]  # blue, not invisible
+
+
 def test_modes_trajectories_and_candidates(runs, pages):
     record = read_run(runs["refine"]).by_unit()
     record = next(r for r in record.values() if r.status == "done")
