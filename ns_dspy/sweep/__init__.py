@@ -12,9 +12,9 @@ from .cached import CachedDecomposition, CachedEmbedder, CachedHypothesis, Cache
 from .objective import Evaluator, NeuronResult, Objective, SweepNeuron, TrialError, sweep_neurons
 from .space import DEFAULT_SPACE, Param, SearchSpace, apply_params, default_space, load_space
 from .storage import open_storage, public_url, storage_url
-from .study import choose, counts, open_study, run_worker, test_report
+from .study import choose, counts, open_study, run_worker, score_on_test
 
 __all__ = ["DEFAULT_SPACE", "CachedDecomposition", "CachedEmbedder", "CachedHypothesis", "CachedRefinement",
            "Evaluator", "Ledger", "NeuronResult", "Objective", "Param", "SearchSpace", "SweepNeuron", "TrialError",
            "WorkCache", "apply_params", "choose", "counts", "default_space", "digest", "load_space", "open_storage",
-           "open_study", "public_url", "run_worker", "storage_url", "sweep_neurons", "test_report"]
+           "open_study", "public_url", "run_worker", "storage_url", "sweep_neurons", "score_on_test"]

@@ -39,7 +39,8 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                                                    "study (default: sweep)")
     p.add_argument("--n-trials", type=int, default=20, help="finished trials the study should have, counted over "
                                                           "all workers and earlier runs (default: 20)")
-    p.add_argument("--timeout", type=float, default=None, help="this worker starts no trial after so many seconds")
+    p.add_argument("--timeout", type=float, default=None, help="this worker starts no new trial once so many seconds "
+                                                               "have passed (checked after each trial)")
     p.add_argument("--tokens-objective", action="store_true", help="also minimise the LM tokens a configuration "
                                                                   "costs: a Pareto front (no pruning then)")
     p.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="optuna sampler (default: tpe)")
@@ -108,7 +109,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from .report import format_table, trial_rows, write_outputs
     from .space import load_space
     from .storage import open_storage, public_url
-    from .study import choose, counts, open_study, run_worker, test_looks, test_report
+    from .study import choose, counts, open_study, run_worker, looks_at_test, score_on_test
 
     base, temperature = program_config(args)
     space = load_space(args.space, base)
@@ -154,7 +155,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         c = counts(study)
         rows = trial_rows(study)
         print(format_table(rows[: args.top]))
-        state = ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
+        state = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no trial yet"
         print(f"study {args.study!r} in {shown}: {state}; this worker ran {summary.ran} trial(s) in {summary.seconds:.0f} s")
         finished = c.get("complete", 0) + c.get("pruned", 0)
         if summary.stopped == "timeout" or finished < args.n_trials:
@@ -167,8 +168,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         if best is None:
             print("no trial completed: nothing to export")
             return 1
-        report = test_report(study, best, store, program.simulator, neurons)
-        looks = test_looks(study)
+        report = score_on_test(study, best, store, program.simulator, neurons)
+        looks = looks_at_test(study)
         record = best.user_attrs["config"]
         from ..agents import ClusterConfig
         from ..program import ExplainConfig

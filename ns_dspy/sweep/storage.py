@@ -14,7 +14,9 @@ another worker marks FAIL once it has missed its heartbeats for :data:`GRACE_PER
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import warnings
 from pathlib import Path
 
 from ..errors import StudyError
@@ -47,8 +49,8 @@ def public_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
+    except Exception:  # malformed: drop whatever user info it has
+        return re.sub(r"//[^/]*@", "//", url)
 
 
 def _check_sqlite(path: str | None, shown: str) -> None:
@@ -107,8 +109,6 @@ def open_storage(text: str):
         if not parsed.database:
             raise StudyError(f"storage {shown} names no database: write {_FORMS}")
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    import warnings
-
     import optuna
 
     try:

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import StudyError
 from ..scoring import HeldOut, polysemantic
 
-__all__ = ["SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "test_report", "counts",
+__all__ = ["SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "score_on_test", "counts",
            "SETTINGS_ATTR"]
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,13 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     from ..sweep.cache import digest
 
     canonical = {**settings, "digest": digest(settings)}
-    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
-                                directions=directions, load_if_exists=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                                    directions=directions, load_if_exists=True)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         if study.get_trials(deepcopy=False):
@@ -122,14 +127,14 @@ def run_worker(study, objective, n_trials: int, *, timeout: float | None = None,
             if finished + c.get("running", 0) >= n_trials:
                 stopped = "others_running"
                 break
-            if timeout is not None and time.monotonic() - start >= timeout:
-                stopped = "timeout"
-                break
             study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
             trial = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.last_number), None)
             if trial is not None:
                 ran += not trial.user_attrs.get("surplus")
                 _log_trial(trial)
+            if timeout is not None and time.monotonic() - start >= timeout:  # as optuna's: checked after a trial
+                stopped = "timeout"
+                break
     finally:
         optuna.logging.set_verbosity(verbosity)
         bar.close()
@@ -165,7 +170,7 @@ def choose(study):
     return max(complete, key=lambda t: (t.values[0], -t.user_attrs.get("lm_tokens", 0), -t.number))
 
 
-def test_report(study, trial, store, simulator, neurons) -> dict[str, Any]:
+def score_on_test(study, trial, store, simulator, neurons) -> dict[str, Any]:
     """The chosen trial's explanations scored on the sweep neurons' test data - once per study and trial.
 
     A neuron that failed in that trial scores 0 on test as on valid. Returns ``{"trial", "test", "valid",
@@ -187,6 +192,6 @@ def test_report(study, trial, store, simulator, neurons) -> dict[str, Any]:
     return {**report, "scored_now": True}
 
 
-def test_looks(study) -> list[int]:
+def looks_at_test(study) -> list[int]:
     """Trials whose explanations were scored on test in this study (one per chosen configuration)."""
     return sorted(int(k.split(":", 1)[1]) for k in study.user_attrs if k.startswith("test:"))

@@ -14,7 +14,10 @@ from sweep_world import UNITS, ToyServer, make_store
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))  # the simulation cache
+    saved = dspy.cache
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # explain's LM cache: nothing shared
     yield
+    dspy.cache = saved
     dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
 
 
