@@ -10,7 +10,8 @@ pruned) count towards it, whoever ran them and however often the sweep was inter
 trial only while finished + running trials are fewer than ``n_trials``; should two workers start the last
 trial at the same moment, the later trial (by number) is given back unrun: it is marked FAIL with the user
 attribute ``surplus`` and ignored everywhere. An interrupted trial (Ctrl-C) is marked FAIL by optuna and does
-not count; a worker killed outright leaves a RUNNING trial that heartbeats turn into FAIL after the grace period.
+not count. A worker killed outright leaves a RUNNING trial: a worker starting on the same machine marks it
+FAIL at once (its process is gone), and on other machines heartbeats do so after the grace period.
 
 **Choosing and reporting.** The chosen trial is the best complete one: highest mean valid score (with the
 tokens objective, the Pareto-optimal trial with the highest score; fewer LM tokens, then the earlier trial,
@@ -23,6 +24,8 @@ only read afterwards.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +99,33 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     return study
 
 
+def fail_abandoned(study) -> list[int]:
+    """Mark FAIL the RUNNING trials of dead workers of this machine (a worker killed outright, e.g. ``kill -9``),
+    so a rerun need not wait for their heartbeats to go stale. Other machines' trials are left to heartbeats."""
+    from optuna.trial import TrialState
+
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        where, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if where != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study.tell(t.number, state=TrialState.FAIL)
+        failed.append(t.number)
+    if failed:
+        log.info("trial(s) %s of a worker that died on this machine marked failed", ", ".join(map(str, failed)))
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class WorkerSummary:
     ran: int
@@ -109,6 +139,7 @@ def run_worker(study, objective, n_trials: int, *, timeout: float | None = None,
     from tqdm.auto import tqdm
 
     start, ran, stopped = time.monotonic(), 0, "done"
+    fail_abandoned(study)
     c = counts(study)
     finished = c.get("complete", 0) + c.get("pruned", 0)
     if finished:

@@ -1,0 +1,126 @@
+"""Sweeps across processes: two real worker processes (``ns-dspy sweep`` each) share one study on a real
+PostgreSQL server, and a worker interrupted with Ctrl-C leaves a study that the same command finishes.
+
+Workers are separate Python processes running the CLI's ``main``; the bootstrap only imports the toy world
+first, so that they know its embedder. They reach the toy LM server of the test process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from pg_server import PostgresServer, Unavailable
+from sweep_world import UNITS, ToyServer
+
+from ns_dspy.cli import main
+
+HERE = Path(__file__).resolve().parent
+BOOT = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import sweep_world; from ns_dspy.cli import main; "
+        "sys.exit(main(sys.argv[1:]))")
+# temperature as a range: every trial asks the LM again, so trials last (the server sleeps per answer)
+SLOW_SPACE = {"cluster": {"min_cluster_size": {"low": 2, "high": 4}, "metric": ["euclidean", "cosine"]},
+              "temperature": {"low": 0.1, "high": 0.9}}
+
+
+def _argv(store, server, space: Path, *extra: str) -> list[str]:
+    return ["sweep", "--store", str(store.path), "--lm", server.lm, "--simulator", "keyword", "--embedder",
+            "sweep-words", "--neurons", UNITS, "--no-refine", "--space", str(space), "-q", *extra]
+
+
+def _worker(argv: list[str], tmp_path: Path) -> subprocess.Popen:
+    env = {**__import__("os").environ, "NS_DSPY_CACHE": str(tmp_path / "cache")}
+    return subprocess.Popen([sys.executable, "-c", BOOT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+@pytest.fixture
+def postgres():
+    try:
+        server = PostgresServer()
+    except Unavailable as why:
+        pytest.skip(f"no PostgreSQL server for this test: {why}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_two_workers_share_one_study_on_postgresql(postgres, store, tmp_path):
+    url = postgres.create_database("sweeps")
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SLOW_SPACE))
+    n_trials = 8
+    start = time.perf_counter()
+    with ToyServer(delay=0.1) as server:
+        argv = _argv(store, server, space, "--storage", url, "--study", "shared", "--n-trials", str(n_trials),
+                     "--pruner", "none")
+        workers = [_worker([*argv, "--seed", str(seed)], tmp_path) for seed in (1, 2)]
+        outputs = [w.communicate(timeout=300) for w in workers]
+    seconds = time.perf_counter() - start
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="shared", storage=url)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == n_trials  # the study's total, not each worker's
+    others = [t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE]
+    assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("surplus") for t in others)
+    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in finished}
+    assert pids == {w.pid for w in workers}, "both worker processes ran trials of the one study"
+    printed = [out for out, _ in outputs]
+    assert any("chosen: trial" in out for out in printed)  # the last worker to finish reported
+    assert all(f"study 'shared' in {url}" in out for out in printed)
+    best = json.loads((tmp_path / "store.sweep.shared" / "best.json").read_text())["tuned"]
+    assert best["storage"] == url and best["trial"] in {t.number for t in finished}
+    assert [k for k in study.user_attrs if k.startswith("test:")] == [f"test:{best['trial']}"]
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        kinds = dict(conn.execute(sa.text("SELECT kind, count(*) FROM ns_dspy_sweep_cache GROUP BY kind")).all())
+    engine.dispose()
+    assert kinds["hypothesis"] >= 3 and kinds["embedding"] > 0  # the work cache lives in the shared database
+    print(f"two workers, {n_trials} trials on PostgreSQL: {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_an_interrupted_sweep_resumes(store, tmp_path, capsys, caplog, sig):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SLOW_SPACE))
+    storage = f"sqlite:///{store.path}.sweep.sqlite"
+    n_trials = 6
+    with ToyServer(delay=0.05) as server:
+        argv = _argv(store, server, space, "--n-trials", str(n_trials), "--pruner", "none", "--seed", "3")
+        worker = _worker(argv, tmp_path)
+        deadline = time.monotonic() + 120
+        complete = []
+        while not complete and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+            try:
+                complete = optuna.load_study(study_name="sweep", storage=storage).get_trials(
+                    states=(optuna.trial.TrialState.COMPLETE,))
+            except Exception:  # the study does not exist yet
+                continue
+        assert complete and worker.poll() is None, "the worker finished a trial and is still running"
+        worker.send_signal(sig)
+        out, err = worker.communicate(timeout=60)
+        if sig == signal.SIGINT:
+            assert worker.returncode == 130 and "interrupted; finished work is kept" in err, err[-2000:]
+        else:
+            assert worker.returncode == -signal.SIGKILL
+        states = [t.state for t in optuna.load_study(study_name="sweep", storage=storage).trials]
+        kept, left_running = states.count(optuna.trial.TrialState.COMPLETE), states.count(optuna.trial.TrialState.RUNNING)
+        assert 1 <= kept < n_trials and left_running <= (sig == signal.SIGKILL)  # Ctrl-C: optuna marks it FAIL
+        caplog.set_level("INFO", logger="ns_dspy.sweep.study")
+        assert main(argv) == 0  # the same command again: a killed worker's RUNNING trial is marked failed first
+        assert ("of a worker that died on this machine marked failed" in caplog.text) == bool(left_running)
+    printed = capsys.readouterr().out
+    assert f"this worker ran {n_trials - kept} trial(s)" in printed and "chosen: trial" in printed
+    states = [t.state for t in optuna.load_study(study_name="sweep", storage=storage).trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == n_trials and optuna.trial.TrialState.RUNNING not in states
