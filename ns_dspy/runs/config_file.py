@@ -12,9 +12,9 @@ A JSON (or TOML / YAML) document::
 
 ``explain`` holds :class:`~ns_dspy.program.ExplainConfig` fields with ``cluster`` holding
 :class:`~ns_dspy.agents.ClusterConfig` fields; any field may be left out (it keeps its default). ``lm`` holds
-the explainer LM's ``temperature``. ``tuned`` is provenance (which sweep, trial, scores, LM, simulator and
-embedder produced it): it changes nothing, but explain warns when it is run with another LM, simulator or
-embedder than the configuration was tuned with. ``format`` and ``version`` may be left out of a hand-written
+the explainer LM's ``temperature``. ``tuned`` is provenance (which sweep, trial, scores, LM, simulator,
+embedder and compiled program produced it): it changes nothing, but explain warns when it is run with another
+LM, simulator, embedder or program than the configuration was tuned with. ``format`` and ``version`` may be left out of a hand-written
 file. Unknown keys are refused, so a typo never passes silently.
 
 Precedence when a command reads a file: options given on the command line > the file > the defaults.
@@ -166,6 +166,12 @@ def program_config(args: argparse.Namespace):
         tuned, here = file.tuned.get(option), getattr(args, option, None)
         if tuned is not None and here is not None and tuned != here:
             log.warning("%s was tuned with --%s %s; this run uses %s", path, option, tuned, here)
+    tuned, here = file.tuned.get("program"), getattr(args, "program", None)
+    if "program" in file.tuned and (tuned or here) and (not tuned or not here
+                                                        or Path(tuned).resolve() != Path(here).resolve()):
+        log.warning("%s was tuned with %s; this run uses %s", path,
+                    f"--program {tuned}" if tuned else "no compiled program",
+                    f"--program {here}" if here else "none")
     return config, temperature
 
 

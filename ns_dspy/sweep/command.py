@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -98,35 +99,16 @@ def _check(args, base, temperature, space) -> None:
     space.check(base, temperature)
 
 
-def run_sweep(args: argparse.Namespace) -> int:
-    from ..exemplars import ExemplarStore
-    from ..lms import check_endpoint, make_lm
-    from ..runs.build import build_program
-    from ..runs.config_file import program_config, write_config_file
-    from ..types import parse_units
-    from .cache import WorkCache, digest
-    from .objective import Evaluator, Objective, config_record, sweep_neurons
-    from .report import format_table, trial_rows, write_outputs
-    from .space import load_space
-    from .storage import open_storage, public_url
-    from .study import choose, counts, open_study, run_worker, looks_at_test, score_on_test
+def _settings(args, base, temperature, space, neurons) -> dict:
+    """What must match for a worker to join a study (see :func:`ns_dspy.sweep.study.open_study`)."""
+    from .cache import digest
+    from .objective import config_record
 
-    base, temperature = program_config(args)
-    space = load_space(args.space, base)
-    _check(args, base, temperature, space)
-    store = ExemplarStore.open(args.store)
-    units = parse_units(args.neurons) if args.neurons else None
-    neurons = sweep_neurons(store, units, n_neurons=args.n_neurons, seed=args.neuron_seed)
     program_state = None
     if args.program:
         from ..optimize import read_manifest
 
-        program_state = read_manifest(args.program)["state_sha256"]
-    check_endpoint(args.lm)
-    storage = open_storage(args.storage or str(args.store).rstrip("/") + ".sweep.sqlite")
-    shown = public_url(storage.url)
-    objectives = ["valid"] + (["lm_tokens"] if args.tokens_objective else [])
-    directions = ["maximize"] + (["minimize"] if args.tokens_objective else [])
+        program_state = read_manifest(args.program)["state_sha256"]  # a missing program: one line, no model loaded
     base_record = config_record(base, temperature)
     for name in space.names:  # swept settings are not part of the base
         if name == "temperature":
@@ -135,64 +117,102 @@ def run_sweep(args: argparse.Namespace) -> int:
             base_record["explain"]["cluster"].pop(name.split(".", 1)[1])
         else:
             base_record["explain"].pop(name)
-    settings = {"version": 1, "space": space.to_dict(), "neurons": [str(n.unit) for n in neurons],
-                "data": digest([n.key for n in neurons]), "base": base_record, "objectives": objectives,
-                "lm": args.lm, "simulator": args.simulator, "embedder": args.embedder, "program": program_state}
-    pruner = _pruner(args, len(neurons)) if not args.tokens_objective else None
+    return {"version": 1, "space": space.to_dict(), "neurons": [str(n.unit) for n in neurons],
+            "data": digest([n.key for n in neurons]), "base": base_record,
+            "objectives": ["valid"] + (["lm_tokens"] if args.tokens_objective else []), "lm": args.lm,
+            "simulator": args.simulator, "embedder": args.embedder, "program": program_state}
+
+
+def _out_dir(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    return Path(f"{str(args.store).rstrip('/')}.sweep.{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.study)}")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from ..exemplars import ExemplarStore
+    from ..lms import check_endpoint, make_lm
+    from ..runs.build import build_program
+    from ..runs.config_file import program_config
+    from ..types import parse_units
+    from .cache import WorkCache
+    from .objective import Evaluator, Objective, sweep_neurons
+    from .space import load_space
+    from .storage import open_storage, public_url
+    from .study import open_study, run_worker
+
+    base, temperature = program_config(args)
+    space = load_space(args.space, base)
+    _check(args, base, temperature, space)
+    store = ExemplarStore.open(args.store)
+    neurons = sweep_neurons(store, parse_units(args.neurons) if args.neurons else None, n_neurons=args.n_neurons,
+                            seed=args.neuron_seed)
+    settings = _settings(args, base, temperature, space, neurons)
+    check_endpoint(args.lm)
+    storage = open_storage(args.storage or str(args.store).rstrip("/") + ".sweep.sqlite")
+    directions = ["maximize"] + (["minimize"] if args.tokens_objective else [])
+    pruner = None if args.tokens_objective else _pruner(args, len(neurons))
     study = open_study(storage, args.study, settings, sampler=_sampler(args), pruner=pruner, directions=directions)
-    out = Path(args.out or f"{str(args.store).rstrip('/')}.sweep.{args.study}")
-    log.info("study %r in %s: %d sweep neurons, %d parameters (%s)", args.study, shown, len(neurons),
-             len(space.names), ", ".join(space.names))
+    log.info("study %r in %s: %d sweep neurons, %d parameters (%s)", args.study, public_url(storage.url),
+             len(neurons), len(space.names), ", ".join(space.names))
 
     lm = make_lm(args.lm, temperature=temperature, cache=False)  # the work cache is the reuse layer
     program = build_program(base, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
                             device=args.device, program=args.program)
     try:
-        cache = WorkCache(storage.engine)
-        objective = Objective(Evaluator(program, cache, lm, args.lm), space, base, temperature, neurons,
-                              tokens=args.tokens_objective, prune=args.pruner != "none", n_trials=args.n_trials)
+        objective = Objective(Evaluator(program, WorkCache(storage.engine), lm, args.lm), space, base, temperature,
+                              neurons, tokens=args.tokens_objective, prune=args.pruner != "none",
+                              n_trials=args.n_trials)
         summary = run_worker(study, objective, args.n_trials, timeout=args.timeout, progress=not args.quiet)
-        c = counts(study)
-        rows = trial_rows(study)
-        print(format_table(rows[: args.top]))
-        state = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no trial yet"
-        print(f"study {args.study!r} in {shown}: {state}; this worker ran {summary.ran} trial(s) in {summary.seconds:.0f} s")
-        finished = c.get("complete", 0) + c.get("pruned", 0)
-        if summary.stopped == "timeout" or finished < args.n_trials:
-            print(f"{finished} of {args.n_trials} trials finished: rerun the same command to go on")
-            return 0
-        if c.get("running", 0):
-            print("other workers are still running trials; the last one to finish reports the chosen configuration")
-            return 0
-        best = choose(study)
-        if best is None:
-            print("no trial completed: nothing to export")
-            return 1
-        report = score_on_test(study, best, store, program.simulator, neurons)
-        looks = looks_at_test(study)
-        record = best.user_attrs["config"]
-        from ..agents import ClusterConfig
-        from ..program import ExplainConfig
-
-        explain = dict(record["explain"])
-        config = ExplainConfig(**{**explain, "cluster": ClusterConfig(**explain["cluster"])})
-        tuned = {"study": args.study, "storage": shown, "trial": best.number, "valid": report["valid"],
-                 "test": report["test"], "objectives": objectives, "lm_tokens": best.user_attrs.get("lm_tokens"),
-                 "neurons": settings["neurons"], "lm": args.lm, "simulator": args.simulator, "embedder": args.embedder,
-                 "program": str(Path(args.program).resolve()) if args.program else None, "params": best.params}
-        best_path = write_config_file(out / "best.json", config, record["temperature"], tuned)
-        from ..atomic import atomic_write_json
-
-        atomic_write_json(out / "space.json", space.to_dict())
-        how = "scored on test now" if report["scored_now"] else "its test score was computed once, earlier"
-        summary_line = (f"chosen: trial {best.number}, mean valid {report['valid']:.3f} -> test {report['test']:.3f} "
-                        f"over {len(neurons)} neurons ({how}; {len(looks)} chosen configuration(s) of this study "
-                        "looked at test)")
-        paths = write_outputs(out, rows, f"ns-dspy sweep {args.study!r}", summary_line)
-        print(summary_line)
-        print(f"best configuration: {best_path}  (ns-dspy explain --store {args.store} --neurons ... --config {best_path})")
-        print(f"table: {paths['csv']} and {paths['md']}")
-        print(f"dashboard: optuna-dashboard {shown}")
-        return 0
+        return _finish(args, study, summary, store, program.simulator, neurons, space, settings,
+                       public_url(storage.url))
     finally:
         program.simulator.close()
+
+
+def _finish(args, study, summary, store, simulator, neurons, space, settings, shown: str) -> int:
+    """Print the table; when the study is complete and idle, score the chosen trial on test (once) and export."""
+    from ..agents import ClusterConfig
+    from ..atomic import atomic_write_json
+    from ..program import ExplainConfig
+    from ..runs.config_file import write_config_file
+    from .report import format_table, trial_rows, write_outputs
+    from .study import choose, counts, looks_at_test, score_on_test
+
+    c = counts(study)
+    rows = trial_rows(study)
+    print(format_table(rows[: args.top]))
+    state = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no trial yet"
+    print(f"study {args.study!r} in {shown}: {state}; this worker ran {summary.ran} trial(s) in {summary.seconds:.0f} s")
+    finished = c.get("complete", 0) + c.get("pruned", 0)
+    if finished < args.n_trials:
+        print(f"{finished} of {args.n_trials} trials finished: rerun the same command to go on")
+        return 0
+    if c.get("running", 0):
+        print("other workers are still running trials; the last one to finish reports the chosen configuration")
+        return 0
+    best = choose(study)
+    if best is None:
+        print("no trial completed: nothing to export")
+        return 1
+    report = score_on_test(study, best, store, simulator, neurons)
+    record = best.user_attrs["config"]
+    explain = dict(record["explain"])
+    config = ExplainConfig(**{**explain, "cluster": ClusterConfig(**explain["cluster"])})
+    tuned = {"study": args.study, "storage": shown, "trial": best.number, "valid": report["valid"],
+             "test": report["test"], "objectives": settings["objectives"], "lm_tokens": best.user_attrs.get("lm_tokens"),
+             "neurons": settings["neurons"], "lm": args.lm, "simulator": args.simulator, "embedder": args.embedder,
+             "program": str(Path(args.program).resolve()) if args.program else None, "params": best.params}
+    out = _out_dir(args)
+    best_path = write_config_file(out / "best.json", config, record["temperature"], tuned)
+    atomic_write_json(out / "space.json", space.to_dict())
+    how = "scored on test now" if report["scored_now"] else "its test score was computed once, earlier"
+    line = (f"chosen: trial {best.number}, mean valid {report['valid']:.3f} -> test {report['test']:.3f} over "
+            f"{len(neurons)} neurons ({how}; {len(looks_at_test(study))} chosen configuration(s) of this study "
+            "looked at test)")
+    paths = write_outputs(out, rows, f"ns-dspy sweep {args.study!r}", line)
+    print(line)
+    print(f"best configuration: {best_path}  (ns-dspy explain --store {args.store} --neurons ... --config {best_path})")
+    print(f"table: {paths['csv']} and {paths['md']}")
+    print(f"dashboard: optuna-dashboard {shown}")
+    return 0

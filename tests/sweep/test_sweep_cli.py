@@ -142,6 +142,15 @@ def test_the_median_pruner_stops_bad_trials_early(store, server, sweep_argv, tmp
         assert t.intermediate_values[1] < best_at_1 and t.params["cluster.min_cluster_size"] > 2
 
 
+def test_hyperband_pruner_and_random_sampler_run(store, server, sweep_argv, tmp_path, capsys):
+    space = _space(tmp_path, {"cluster": {"min_cluster_size": {"low": 2, "high": 5}}})
+    assert main(sweep_argv("--n-trials", "5", "--space", space, "--no-refine", "--sampler", "random", "--pruner",
+                           "hyperband", "--study", "hb/1")) == 0
+    assert "chosen: trial" in capsys.readouterr().out and (tmp_path / "store.sweep.hb_1" / "best.json").exists()
+    study = _study(store, "hb/1")
+    assert sum(t.state.is_finished() for t in study.trials) == 5
+
+
 @pytest.mark.parametrize("extra, space, message", [
     ([], {"iterations": {"low": 3, "high": 1}}, "invalid range, low 3 is above high 1"),
     ([], {"cluster": {"distance": ["cosine"]}}, "unknown parameter 'cluster.distance'"),
