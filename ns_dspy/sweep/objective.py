@@ -35,6 +35,7 @@ from .cache import WorkCache
 from .cached import (CachedDecomposition, CachedEmbedder, CachedHypothesis, CachedRefinement, Ledger,
                      exemplars_digest, lm_identity)
 from .space import SearchSpace, apply_params
+from .study import SurplusTrial, is_surplus, process_space
 
 __all__ = ["SweepNeuron", "NeuronResult", "TrialError", "sweep_neurons", "Evaluator", "Objective"]
 
@@ -159,15 +160,15 @@ class Objective:
         self.evaluator, self.space, self.base, self.temperature = evaluator, space, base, temperature
         self.neurons, self.tokens, self.prune, self.n_trials = neurons, tokens, prune and not tokens, n_trials
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.process = process_space()
         self.last_number: int | None = None
 
     def __call__(self, trial):
         import optuna
 
-        from .study import SurplusTrial, is_surplus
-
         self.last_number = trial.number
         trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("process_space", self.process)
         if self.n_trials is not None and is_surplus(trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"trial {trial.number} not run: the study already has {self.n_trials} trials")

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import StudyError
@@ -99,15 +99,27 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     return study
 
 
+def process_space() -> str | None:
+    """Where this process's id means something: the machine's boot and its PID namespace (Linux), else None.
+    Two workers in one space can tell whether the other's process is alive; a hostname alone cannot (two
+    containers may share one)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
 def fail_abandoned(study) -> list[int]:
     """Mark FAIL the RUNNING trials of dead workers of this machine (a worker killed outright, e.g. ``kill -9``),
-    so a rerun need not wait for their heartbeats to go stale. Other machines' trials are left to heartbeats."""
+    so a rerun need not wait for their heartbeats to go stale. Trials of workers elsewhere (another machine,
+    container or boot) are left to heartbeats."""
     from optuna.trial import TrialState
 
-    host, failed = socket.gethostname(), []
+    here, failed = process_space(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        where, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if where != host or not pid.isdigit() or _alive(int(pid)):
+        pid = str(t.user_attrs.get("worker", "")).rpartition(":")[2]
+        if here is None or t.user_attrs.get("process_space") != here or not pid.isdigit() or _alive(int(pid)):
             continue
         study.tell(t.number, state=TrialState.FAIL)
         failed.append(t.number)
