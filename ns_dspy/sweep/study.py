@@ -45,12 +45,6 @@ class SurplusTrial(Exception):
     """A trial given back unrun because the study already has ``n_trials`` trials (a race between workers)."""
 
 
-def _states():
-    from optuna.trial import TrialState
-
-    return TrialState
-
-
 def counts(study) -> dict[str, int]:
     """Trials per state, surplus ones left out."""
     out: dict[str, int] = {}
@@ -63,7 +57,8 @@ def counts(study) -> dict[str, int]:
 
 def is_surplus(trial, n_trials: int) -> bool:
     """True when ``n_trials`` trials numbered below this one are finished or running."""
-    TrialState = _states()
+    from optuna.trial import TrialState
+
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     before = [t for t in trial.study.get_trials(deepcopy=False, states=live)
               if t.number < trial.number and not t.user_attrs.get("surplus")]
@@ -74,7 +69,7 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     """Create the study or join it; refuse one made with other settings (see the module docstring)."""
     import optuna
 
-    from ..sweep.cache import digest
+    from .cache import digest
 
     canonical = {**settings, "digest": digest(settings)}
     verbosity = optuna.logging.get_verbosity()
@@ -203,7 +198,8 @@ def _params_text(params: dict[str, Any]) -> str:
 
 def choose(study):
     """The chosen trial (see the module docstring), or None when no trial is complete."""
-    TrialState = _states()
+    from optuna.trial import TrialState
+
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return None
