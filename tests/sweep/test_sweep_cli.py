@@ -112,6 +112,24 @@ def test_studies_resume_and_count_finished_trials(store, server, sweep_argv, tmp
     assert "this worker ran 2 trial(s)" in capsys.readouterr().out and len(_complete(_study(store))) == 6
 
 
+def test_a_config_file_is_the_sweeps_base(store, server, sweep_argv, tmp_path, capsys):
+    from ns_dspy.agents import ClusterConfig
+    from ns_dspy.program import ExplainConfig
+    from ns_dspy.runs.config_file import write_config_file
+
+    base = write_config_file(tmp_path / "base.json", ExplainConfig(refine=False, max_exemplars=6,
+                                                                   cluster=ClusterConfig(noise="singleton")), 0.5)
+    space = _space(tmp_path, {"cluster": {"min_cluster_size": {"low": 2, "high": 3}}})
+    assert main(sweep_argv("--n-trials", "2", "--space", space, "--config", str(base), "--max-exemplars", "5")) == 0
+    capsys.readouterr()
+    for t in _study(store).trials:
+        config = t.user_attrs["config"]
+        assert config["temperature"] == 0.5 and config["explain"]["refine"] is False
+        assert config["explain"]["max_exemplars"] == 5  # the command line wins over the file
+        assert config["explain"]["cluster"]["noise"] == "singleton"
+        assert config["explain"]["cluster"]["min_cluster_size"] == t.params["cluster.min_cluster_size"]
+
+
 def test_tokens_objective_gives_a_pareto_front(store, server, sweep_argv, tmp_path, capsys):
     assert main(sweep_argv("--n-trials", "6", "--space", _space(tmp_path, SPACE), "--tokens-objective")) == 0
     capsys.readouterr()
