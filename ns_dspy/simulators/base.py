@@ -22,8 +22,9 @@ from ..types import Exemplar
 
 __all__ = ["Simulator", "LockedSimulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
 
-DEFAULT_SIMULATOR = "prompted:gemma-3-270m"
-"""The offline default until a trained adapter ships: it runs anywhere but barely responds to explanations."""
+DEFAULT_SIMULATOR = "finetuned:gemma-3-270m"
+"""The offline default: gemma-3-270m with the LoRA adapter and bin head trained by ``simulator_training/`` and
+shipped in the package (``ns_dspy/simulators/trained/gemma-3-270m``)."""
 
 BINS = 11
 """Activations are predicted as a distribution over the integer bins 0..10."""

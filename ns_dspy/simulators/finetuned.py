@@ -38,7 +38,7 @@ from ..errors import ConfigError, ModelError
 from ..types import Exemplar
 from .base import BINS, Simulator
 
-__all__ = ["FORMAT_VERSION", "FORMAT_NAME", "MANIFEST", "BIN_WORDS", "format_explanation", "build_input",
+__all__ = ["FORMAT_VERSION", "FORMAT_NAME", "MANIFEST", "BIN_WORDS", "SHIPPED_DIR", "shipped_adapters", "resolve_adapter", "format_explanation", "build_input",
            "align_tokens", "pad_batch", "forward_bins", "expected_bins", "tokenizer_fingerprint", "BinHead",
            "save_adapter", "FinetunedSimulator"]
 
@@ -54,6 +54,9 @@ HEAD_FILE = "bin_head.safetensors"
 
 BIN_WORDS = (" zero", " one", " two", " three", " four", " five", " six", " seven", " eight", " nine", " ten")
 """Bin ``b`` starts from the output-embedding row of ``BIN_WORDS[b]`` (its first sub-token if it splits)."""
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "trained"
+"""Adapters that ship with ns_dspy, one folder per name (``finetuned:gemma-3-270m``); see ``simulator_training/``."""
 
 _FINGERPRINT_IDS = 5000
 _FINGERPRINT_PROBE = "Neuron 7 fires on cats."
@@ -254,6 +257,25 @@ def save_adapter(model_with_peft: torch.nn.Module, bin_head: BinHead, out_dir: s
     return Path(out_dir)
 
 
+def shipped_adapters() -> list[str]:
+    """Names of the adapters shipped inside the package (``finetuned:NAME`` loads one)."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / MANIFEST).is_file())
+
+
+def resolve_adapter(arg: str | Path) -> Path:
+    """An adapter folder from ``finetuned:ARG``: an existing folder, else the name of a shipped adapter."""
+    folder = Path(arg).expanduser()
+    if not folder.exists() and str(arg) in shipped_adapters():
+        return SHIPPED_DIR / str(arg)
+    if not folder.exists():
+        shipped = ", ".join(shipped_adapters()) or "none"
+        raise ConfigError(f"adapter folder {arg} does not exist: give a folder written by save_adapter or a "
+                          f"shipped adapter name ({shipped})")
+    return folder
+
+
 def _read_manifest(folder: Path) -> dict:
     if not folder.is_dir():
         raise ConfigError(f"adapter folder {folder} does not exist: give a folder written by save_adapter")
@@ -339,7 +361,7 @@ class FinetunedSimulator(Simulator):
 
         from ..models.subject import load_subject
 
-        folder = Path(adapter_dir).expanduser()
+        folder = resolve_adapter(adapter_dir)
         manifest = _read_manifest(folder)
         trained_on = manifest.get("base_model", "?")
         subject = load_subject(base_model or trained_on, dtype=dtype, device=device)
@@ -368,7 +390,8 @@ class FinetunedSimulator(Simulator):
 
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> "FinetunedSimulator":
-        """``finetuned:ADAPTER_DIR``; options ``dtype``, ``device``, ``batch_size``, ``base_model``."""
+        """``finetuned:ADAPTER_DIR`` or ``finetuned:NAME`` of a shipped adapter; options ``dtype``, ``device``,
+        ``batch_size``, ``base_model``."""
         if not arg:
             raise ConfigError("give the adapter folder: finetuned:PATH")
         known = {k: v for k, v in options.items()
