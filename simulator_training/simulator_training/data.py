@@ -28,7 +28,6 @@ import random
 import sysconfig
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -292,8 +291,3 @@ def merge(out: str | Path, folders: list[str | Path], *, overwrite: bool = False
                 units[split].append(unit)
     return _write(out, units, {"source": "merged", "parts": sources}, overwrite)
 
-
-def iter_pairs(units: list[dict]) -> Iterator[tuple[int, int]]:
-    for u, unit in enumerate(units):
-        for e in range(len(unit["exemplars"])):
-            yield u, e
