@@ -64,7 +64,9 @@ class WorkCache:
                               sa.Column("key", sa.String(64), primary_key=True),
                               sa.Column("kind", sa.String(32), nullable=False),
                               sa.Column("value", sa.Text().with_variant(mysql.LONGTEXT(), "mysql"), nullable=False))
-        metadata.create_all(engine, checkfirst=True)
+        from .storage import retry_schema_race
+
+        retry_schema_race(lambda: metadata.create_all(engine, checkfirst=True))  # workers may start together
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         import sqlalchemy as sa

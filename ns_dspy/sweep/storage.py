@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 
 from ..errors import StudyError
 
-__all__ = ["storage_url", "open_storage", "public_url", "HEARTBEAT_INTERVAL", "GRACE_PERIOD"]
+__all__ = ["storage_url", "open_storage", "public_url", "retry_schema_race", "HEARTBEAT_INTERVAL", "GRACE_PERIOD"]
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,32 @@ def open_storage(text: str):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     import optuna
 
-    try:
+    def create():
         with warnings.catch_warnings():  # heartbeats are "experimental" in optuna, stable in practice
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
                                               grace_period=GRACE_PERIOD)
+
+    try:
+        return retry_schema_race(create)
     except (sa.exc.SQLAlchemyError, ImportError) as err:
         raise StudyError(f"cannot open study storage {shown}: {_first_line(err)}") from None
     except RuntimeError as err:  # e.g. a schema made by another optuna version
         raise StudyError(f"study storage {shown}: {_first_line(err)}") from None
+
+
+def retry_schema_race(create, attempts: int = 5):
+    """``create()``, again when it lost a race to create the same tables: workers starting together on a new
+    PostgreSQL database both run ``CREATE TABLE`` and one fails with a duplicate-key or already-exists error
+    (measured in tests/sweep/test_workers.py). The second attempt finds the tables made."""
+    import sqlalchemy as sa
+
+    for attempt in range(attempts):
+        try:
+            return create()
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError) as err:
+            text = str(getattr(err, "orig", err)).lower()
+            if attempt == attempts - 1 or not ("duplicate" in text or "already exists" in text):
+                raise
+            log.debug("lost a race creating tables (%s); again", _first_line(err))
+            time.sleep(0.2 * (attempt + 1))

@@ -102,10 +102,17 @@ def answer(body: dict) -> str:
 
 
 class ToyServer(FakeChatServer):
-    """The toy explainer behind a local chat server; ``delay`` seconds per answer make trials last."""
+    """The toy explainer behind a local chat server; ``delay`` seconds per answer make trials last. With
+    ``clients=N`` no request is answered before requests with N different API keys arrived (60 s at most), so
+    N worker processes, each given its own ``OPENAI_API_KEY``, are all inside a trial before any trial ends."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, clients: int = 0):
+        deadline = []  # set by the first request: the gate stays shut 60 s at most, in all
+
         def slow(body):
+            deadline.append(time.monotonic() + 60)
+            while len(set(self.auth)) < clients and time.monotonic() < deadline[0]:
+                time.sleep(0.02)
             if delay:
                 time.sleep(delay)
             return answer(body)
