@@ -128,16 +128,17 @@ def open_storage(text: str):
 
 def retry_schema_race(create, attempts: int = 5):
     """``create()``, again when it lost a race to create the same tables: workers starting together on a new
-    PostgreSQL database both run ``CREATE TABLE`` and one fails with a duplicate-key or already-exists error
-    (measured in tests/sweep/test_workers.py). The second attempt finds the tables made."""
+    database both create optuna's tables and stamp its schema version, and the loser fails with a duplicate-key,
+    unique-constraint or already-exists error (PostgreSQL and SQLite both, measured in tests/sweep). The next
+    attempt finds the tables made."""
     import sqlalchemy as sa
 
     for attempt in range(attempts):
         try:
             return create()
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError) as err:
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as err:
             text = str(getattr(err, "orig", err)).lower()
-            if attempt == attempts - 1 or not ("duplicate" in text or "already exists" in text):
+            if attempt == attempts - 1 or not any(w in text for w in ("duplicate", "already exists", "unique")):
                 raise
             log.debug("lost a race creating tables (%s); again", _first_line(err))
             time.sleep(0.2 * (attempt + 1))
