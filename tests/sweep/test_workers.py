@@ -145,7 +145,9 @@ def test_an_interrupted_sweep_resumes(store, tmp_path, capsys, caplog, sig):
     space.write_text(json.dumps(SLOW_SPACE))
     storage = f"sqlite:///{store.path}.sweep.sqlite"
     n_trials = 6
-    with ToyServer(delay=0.05) as server:
+    # ~3 s per trial (6 LM answers of 0.5 s): the signal lands inside a trial even on a loaded machine (with
+    # 0.05 s the worker could finish every trial before the signal arrived)
+    with ToyServer(delay=0.5) as server:
         argv = _argv(store, server, space, "--n-trials", str(n_trials), "--pruner", "none", "--seed", "3")
         worker = _worker(argv, tmp_path)
         deadline = time.monotonic() + 120
