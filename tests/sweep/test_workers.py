@@ -42,7 +42,10 @@ def _worker(argv: list[str], tmp_path: Path, key: str = "none") -> subprocess.Po
     env = {**os.environ, "NS_DSPY_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": key}
     out, err = tempfile.mkstemp(dir=tmp_path, suffix=".out")[1], tempfile.mkstemp(dir=tmp_path, suffix=".err")[1]
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", BOOT, *argv], stdout=stdout, stderr=stderr, env=env)
+        # a user's terminal delivers Ctrl-C; a test run started in the background (nohup, `cmd &`) inherits
+        # SIGINT ignored, and Python then keeps ignoring it: give the worker the default disposition back
+        proc = subprocess.Popen([sys.executable, "-c", BOOT, *argv], stdout=stdout, stderr=stderr, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.out, proc.err = Path(out), Path(err)
     return proc
 
