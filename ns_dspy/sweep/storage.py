@@ -71,7 +71,13 @@ def _check_sqlite(path: str | None, shown: str) -> None:
             if tables and "studies" not in tables:
                 raise StudyError(f"{file} is not an optuna study database (it holds {', '.join(sorted(tables)[:3])}"
                                  "): choose another --storage")
-            con.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer; kept by the file
+            try:
+                con.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer; kept by the file
+            except sqlite3.OperationalError as err:
+                # another worker is writing (changing the journal mode needs the file to itself): the file is
+                # a database in use, not a bad one; WAL is best effort and the next opener sets it
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
         finally:
             con.close()
     except sqlite3.DatabaseError as err:
