@@ -11,11 +11,10 @@ from types import SimpleNamespace
 
 import dspy
 from fake_chat import FakeChatServer
-import numpy as np
+from trigger_words import prompt_field, trigger_store, word_rows
 from dspy.lm15 import Usage
 
 from ns_dspy.agents import ClusterConfig, Embedder
-from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
 from ns_dspy.lms.scripted import ScriptedEngine, chat_answer
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.simulators import KeywordSimulator
@@ -37,37 +36,11 @@ class WordEmbedder(Embedder):
         return cls()
 
     def embed(self, texts):
-        vocab = [w.strip().lower() for w in WORDS]
-        rows = np.array([[float(w in re.findall(r"\w+", t.lower())) for w in vocab] + [0.1] for t in texts])
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+        return word_rows(texts, WORDS)
 
 
 def toy_store(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 48
-    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(n)])
-    split = np.array([0, 1, 2] * (n // 3))
-    acts = np.zeros((len(TRIGGERS), n, 6), dtype=np.float32)
-    for u, triggers in enumerate(TRIGGERS):
-        for w in range(n):
-            for t, s in enumerate(windows[w]):
-                acts[u, w, t] = triggers.get(WORDS[s], 0.0)
-    acts[-1] = -0.5
-    slots = {}
-    for s, name in enumerate(["train", "valid", "test"]):
-        rows = np.flatnonzero(split == s)
-        top = np.stack([rows[np.argsort(-acts[u, rows].max(1), kind="stable")][:8] for u in range(len(TRIGGERS))])
-        rest = np.stack([np.setdiff1d(rows, top[u])[:4] for u in range(len(TRIGGERS))])
-        slots[(name, "top")] = (top, np.stack([acts[u, top[u]] for u in range(len(TRIGGERS))]))
-        slots[(name, "random")] = (rest, np.stack([acts[u, rest[u]] for u in range(len(TRIGGERS))]))
-    layer = LayerData(units=np.arange(len(TRIGGERS)), slots=slots,
-                      stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
-    return ExemplarStore.open(write_store(tmp_path / "store", manifest={"model": {"name": "toy"}}, strings=WORDS,
-                                          windows=windows, window_split=split, layers={0: layer}))
-
-
-def _field(text: str, name: str) -> str:
-    return text.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0].split("Respond with")[0]
+    return trigger_store(tmp_path / "store", WORDS, TRIGGERS)
 
 
 def responder(prompt, request):
@@ -79,13 +52,13 @@ def responder(prompt, request):
     last = request.messages[-1].text or ""
     asked = [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", last.split("Respond with")[-1]) if f != "completed"]
     if "[[ ## history ## ]]" in last:
-        best = _field(last, "history").strip().splitlines()[0]
+        best = prompt_field(last, "history").strip().splitlines()[0]
         return {"explanation": re.sub(r"^\W*\d*\W*(score[^:]*:)?\s*", "", best).split(" (score")[0]}
     if asked == ["conditions"]:
-        words = re.findall(r"\w+", _field(last, "explanation").split(":")[-1])
+        words = re.findall(r"\w+", prompt_field(last, "explanation").split(":")[-1])
         return {"conditions": [f"This neuron fires for {w}" for w in dict.fromkeys(words)]}
     if "[[ ## exemplars ## ]]" in last and asked == ["explanation"]:
-        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", _field(last, "exemplars")))
+        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", prompt_field(last, "exemplars")))
         taught = len(request.messages) > 1 or "trigger words only" in prompt  # shown demos, or told what to do
         return {"explanation": "fires for: " + " ".join(marked) + ("" if taught else " " + NOISE)}
     if "Respond with a JSON object" in last:  # e.g. GEPA's reflection, through DSPy's JSONAdapter

@@ -19,14 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fake_chat (also in worker processes)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fake_chat and trigger_words (also in worker processes)
 
 from fake_chat import FakeChatServer  # noqa: E402
+from trigger_words import prompt_field, trigger_store, word_rows  # noqa: E402
 
 from ns_dspy.agents import Embedder  # noqa: E402
-from ns_dspy.exemplars import ExemplarStore, LayerData, write_store  # noqa: E402
+from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.lms.scripted import chat_answer  # noqa: E402
 
 WORDS = ["The", " dog", " cat", " ran", " sat", " on", " mat", " and", " a", " red", " big", " today"]
@@ -48,37 +48,11 @@ class SweepWordEmbedder(Embedder):
 
     def embed(self, texts):
         SweepWordEmbedder.embedded += len(texts)
-        vocab = [w.strip().lower() for w in WORDS]
-        rows = np.array([[float(w in re.findall(r"\w+", t.lower())) for w in vocab] + [0.1] for t in texts])
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+        return word_rows(texts, WORDS)
 
 
 def make_store(path: Path) -> ExemplarStore:
-    rng = np.random.default_rng(0)
-    n = 48
-    windows = np.array([rng.permutation(len(WORDS))[:6] for _ in range(n)])
-    split = np.array([0, 1, 2] * (n // 3))
-    acts = np.zeros((len(TRIGGERS), n, 6), dtype=np.float32)
-    for u, triggers in enumerate(TRIGGERS):
-        for w in range(n):
-            for t, s in enumerate(windows[w]):
-                acts[u, w, t] = triggers.get(WORDS[s], 0.0)
-    acts[-1] = -0.5
-    slots = {}
-    for s, name in enumerate(["train", "valid", "test"]):
-        rows = np.flatnonzero(split == s)
-        top = np.stack([rows[np.argsort(-acts[u, rows].max(1), kind="stable")][:8] for u in range(len(TRIGGERS))])
-        rest = np.stack([np.setdiff1d(rows, top[u])[:4] for u in range(len(TRIGGERS))])
-        slots[(name, "top")] = (top, np.stack([acts[u, top[u]] for u in range(len(TRIGGERS))]))
-        slots[(name, "random")] = (rest, np.stack([acts[u, rest[u]] for u in range(len(TRIGGERS))]))
-    layer = LayerData(units=np.arange(len(TRIGGERS)), slots=slots,
-                      stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
-    return ExemplarStore.open(write_store(path, manifest={"model": {"name": "toy"}}, strings=WORDS, windows=windows,
-                                          window_split=split, layers={0: layer}))
-
-
-def _field(text: str, name: str) -> str:
-    return text.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0].split("Respond with")[0]
+    return trigger_store(path, WORDS, TRIGGERS)
 
 
 def answer(body: dict) -> str:
@@ -87,16 +61,16 @@ def answer(body: dict) -> str:
     asked = [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", last.split("Respond with")[-1]) if f != "completed"]
     hot = float(body.get("temperature") or 0.0) > 1.0
     if "[[ ## history ## ]]" in last:
-        best = _field(last, "history").strip().splitlines()[0]
+        best = prompt_field(last, "history").strip().splitlines()[0]
         best = re.sub(r"^\W*\d*\W*(score[^:]*:)?\s*", "", best).split(" (score")[0]
         return chat_answer(explanation=best)
     if asked == ["conditions"]:
-        words = re.findall(r"\w+", _field(last, "explanation").split(":")[-1])
+        words = re.findall(r"\w+", prompt_field(last, "explanation").split(":")[-1])
         conditions = [c for w in dict.fromkeys(words) for c in (f"This neuron fires for {w}",
                                                                  f"This neuron fires when {w} appears")]
         return chat_answer(conditions=conditions)
     if "[[ ## exemplars ## ]]" in last and asked == ["explanation"]:
-        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", _field(last, "exemplars")))
+        marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", prompt_field(last, "exemplars")))
         return chat_answer(explanation="fires for: " + " ".join(marked) + (f" {NOISE}" if hot else ""))
     return chat_answer(**{name: "ok" for name in asked}) if asked else "ok"
 
