@@ -12,7 +12,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from .offline import offline_names, resolve_offline
 
-__all__ = ["Subject", "load_subject", "parse_dtype", "default_device"]
+__all__ = ["Subject", "load_subject", "parse_dtype", "default_device", "prefix_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ class Subject:
                 "vocab_size": len(self.tokenizer), "prefix_ids": self.prefix_ids}
 
 
-def _prefix_ids(tokenizer) -> list[int]:
+def prefix_ids(tokenizer) -> list[int]:
+    """The special tokens ``tokenizer`` puts before any text (e.g. ``<bos>``), found by encoding a probe."""
     probe = "hello"
     with_special = tokenizer(probe)["input_ids"]
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
@@ -101,4 +102,4 @@ def load_subject(name: str, *, dtype: str = "bfloat16", device: str | None = Non
         offline = " (no network: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelError(f"cannot load model {name!r}{offline}: {first}") from None
     model.to(device).eval().requires_grad_(False)
-    return Subject(name=name, model=model, tokenizer=tokenizer, prefix_ids=_prefix_ids(tokenizer))
+    return Subject(name=name, model=model, tokenizer=tokenizer, prefix_ids=prefix_ids(tokenizer))

@@ -302,7 +302,23 @@ POS = {
     "wh_words": ({"wdt", "wps", "wpo", "wrb", "wp$", "wql"}, ["wh-words", "question and relative words like who, which, when", "wh-pronouns and adverbs"]),
     "numbers_pos": ({"cd", "od"}, ["cardinal and ordinal numbers", "numbers and ordinals", "number words and numerals"]),
     "particles": ({"rp"}, ["verb particles", "particles like up, out, off after verbs", "phrasal-verb particles"]),
+    "determiners": ({"dt", "dti", "dts", "abn", "abx"}, ["determiners like this, that, these, some, all, both", "demonstrative and quantifying determiners", "determiners other than articles"]),
+    "existential_there": ({"ex"}, ["existential there, as in 'there is'", "the word there introducing existence", "there in there-is / there-are"]),
+    "infinitive_to": ({"to"}, ["the infinitive marker to", "to before a verb", "the to of an infinitive, not the preposition"]),
+    "qualifiers": ({"ql", "qlp"}, ["qualifiers like very, too, so, quite", "degree words that intensify", "intensifiers before adjectives"]),
+    "negators": ({"*"}, ["the negator not and n't", "negation particles", "not, n't and never"]),
+    "possessive_nouns": ({"nn$", "np$", "nns$"}, ["possessive nouns ending in 's", "nouns in the genitive", "possessive forms like John's"]),
+    "do_forms": ({"do", "dod", "doz", "do*", "dod*"}, ["forms of the verb do", "do, does, did", "the auxiliary do"]),
+    "reflexives": ({"ppl", "ppls"}, ["reflexive pronouns", "himself, herself, themselves", "pronouns ending in -self"]),
+    "post_determiners": ({"ap"}, ["post-determiners like many, few, other, next", "quantity words after determiners", "words like many, more, several, other"]),
 }
+
+
+BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
+HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
+NEXT_TO = ("the", "a", "of", "to", "in", "and", "was", "had", "would", "not", "very", "his", "my", "i", "he", "they",
+           "it", "is", "could", "will", "for", "with", "by", "from", "this", "no", "be", "have", "an", "their")
+BEFORE = ("of", "and", "to", "the", "is", "was", "that", "in", "which", "who")
 
 
 def _syntax() -> list[Concept]:
@@ -324,16 +340,57 @@ def _syntax() -> list[Concept]:
                 lambda p: _v(_tags(p, noun | {"ppo", "np"}) & _tags(p, {"in"}, p.prev_tag)), "prose"),
         Concept("syntax:subject_verb", "syntax", ["verbs right after a subject pronoun", "the verb in 'he said', 'they went'"],
                 lambda p: _v(_tags(p, {"vbd", "vbz", "vb", "md"}) & _tags(p, {"pps", "ppss"}, p.prev_tag)), "prose"),
+        Concept("syntax:noun_after_possessive", "syntax", ["nouns right after a possessive like his, her or their", "the possessed noun in 'his hand'"],
+                lambda p: _v(_tags(p, noun) & _tags(p, {"pp$"}, p.prev_tag)), "prose"),
+        Concept("syntax:predicate_adjective", "syntax", ["adjectives after a form of be", "predicate adjectives, as in 'was happy'"],
+                lambda p: _v(_tags(p, {"jj"}) & _tags(p, BE, p.prev_tag)), "prose"),
+        Concept("syntax:noun_before_of", "syntax", ["nouns followed by of", "the head noun in 'the end of', 'a lot of'"],
+                lambda p: _v(_tags(p, noun) & _neighbour(p, p.next, {"of"})), "prose"),
+        Concept("syntax:participle_after_have", "syntax", ["past participles after has, have or had", "the participle of a perfect tense"],
+                lambda p: _v(_tags(p, {"vbn", "ben"}) & _tags(p, HAVE, p.prev_tag)), "prose"),
+        Concept("syntax:participle_after_be", "syntax", ["past participles after a form of be", "passive participles, as in 'was taken'"],
+                lambda p: _v(_tags(p, {"vbn"}) & _tags(p, BE, p.prev_tag)), "prose"),
+        Concept("syntax:verb_before_object", "syntax", ["verbs directly followed by an article", "transitive verbs, right before their object's article"],
+                lambda p: _v(_tags(p, {"vb", "vbd", "vbz", "vbg"}) & _tags(p, {"at"}, p.next_tag)), "prose"),
+        Concept("syntax:adverb_before_adjective", "syntax", ["adverbs or qualifiers right before an adjective", "degree words modifying an adjective"],
+                lambda p: _v(_tags(p, {"rb", "ql"}) & _tags(p, {"jj"}, p.next_tag)), "prose"),
+        Concept("syntax:pronoun_after_verb", "syntax", ["object pronouns right after a verb", "him, her, them right after the verb"],
+                lambda p: _v(_tags(p, {"ppo"}) & _tags(p, {"vb", "vbd", "vbz", "vbg", "vbn"}, p.prev_tag)), "prose"),
     ]
+    # words in context: the word after / before a frequent word (fires on the neighbour, not on the word)
+    for w in NEXT_TO:
+        out.append(Concept(f"syntax:after_{w}", "syntax",
+                           [f'the word right after "{w}"', f'words that follow "{w}"', f'the token following each "{w}", not "{w}" itself'],
+                           (lambda w: lambda p: _v(_neighbour(p, p.prev, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
+    for w in BEFORE:
+        out.append(Concept(f"syntax:before_{w}", "syntax",
+                           [f'the word right before "{w}"', f'words followed by "{w}"', f'the token just before each "{w}", not "{w}" itself'],
+                           (lambda w: lambda p: _v(_neighbour(p, p.next, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
     return out
 
 
 # ----------------------------------------------------------------------------------------- position
 
+PUNCT = {  # one unit per mark for the mark itself, the word before it and the word after it
+    "period": ({"."}, ("full stop", "full stops (periods)")),
+    "question": ({"?"}, ("question mark", "question marks")),
+    "exclamation": ({"!"}, ("exclamation mark", "exclamation marks")),
+    "semicolon": ({";"}, ("semicolon", "semicolons")),
+    "colon": ({":"}, ("colon", "colons")),
+    "dash": ({"--"}, ("dash", "dashes (--)")),
+    "open_paren": ({"("}, ("opening parenthesis", "opening parentheses")),
+    "close_paren": ({")"}, ("closing parenthesis", "closing parentheses")),
+    "quote": ({'"'}, ("quotation mark", "double quotation marks")),
+    "comma": ({","}, ("comma", "commas")),
+}
+SAME_AS = {"position:mark_comma": "position:comma", "position:after_comma": "position:after_comma",
+           "position:mark_quote": "position:quote_marks"}  # made above under these names
+
+
 def _position() -> list[Concept]:
     punct = lambda p, chars: _raw(p, lambda w: w in chars)  # noqa: E731
     last_word = lambda p: (p.pos == p.group_len - 2) & ~p.code  # noqa: E731  (before the final punctuation)
-    return [
+    out = [
         Concept("position:sentence_start", "position",
                 ["the first word of each sentence", "sentence-initial words", "the word that opens a sentence"],
                 lambda p: _v((p.pos == 0) & ~p.code & _lex(p, str.isalpha)), "prose"),
@@ -364,7 +421,45 @@ def _position() -> list[Concept]:
                 lambda p: _v((p.pos == p.group_len - 1) & p.code), "code"),
         Concept("position:colon_semicolon", "position", ["colons and semicolons", "the characters : and ;"],
                 lambda p: _v(punct(p, {":", ";"}) & ~p.code), "prose"),
+        Concept("position:third_word", "position", ["the third word of each sentence", "the word in third place in a sentence"],
+                lambda p: _v((p.pos == 2) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:penultimate_word", "position", ["the second-to-last word of a sentence", "the word before the sentence-final word"],
+                lambda p: _v((p.pos == p.group_len - 3) & (p.pos > 0) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:sentence_edges", "position", ["the first and the last word of each sentence", "sentence boundaries: opening and closing words"],
+                lambda p: _v(((p.pos == 0) | last_word(p)) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:middle_of_sentence", "position", ["words in the middle of long sentences, away from both ends", "sentence-medial words"],
+                lambda p: _v((p.pos >= 4) & (p.pos <= p.group_len - 5) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:long_sentence", "position", ["every word of very long sentences (thirty words or more)", "tokens in long sentences"],
+                lambda p: _v((p.group_len >= 30) & ~p.code), "prose"),
+        Concept("position:short_sentence", "position", ["every word of short sentences (ten words or fewer)", "tokens in short sentences"],
+                lambda p: _v((p.group_len <= 10) & ~p.code), "prose"),
+        Concept("position:first_in_quote", "position", ["the first word inside quotation marks", "the word that opens a quotation"],
+                lambda p: _v(p.quote & _neighbour(p, p.prev, {'"'}) & ~p.code & _lex(p, str.isalpha)), "prose"),
+        Concept("position:line_colon_code", "position", ["the colon that ends a line of code", "block-opening colons in Python"],
+                lambda p: _v(_raw(p, {":"}.__contains__) & (p.pos == p.group_len - 1) & p.code), "code"),
+        Concept("position:second_token_code", "position", ["the second token of each line of code", "the token right after a line's first token in code"],
+                lambda p: _v((p.pos == 1) & p.code), "code"),
+        Concept("position:code_comma", "position", ["commas in code", "the comma separating arguments or items in source code"],
+                lambda p: _v(punct(p, {","}) & p.code), "code"),
+        Concept("position:code_close", "position", ["closing brackets in code", "), ] and } in source code"],
+                lambda p: _v(punct(p, {")", "]", "}"}) & p.code), "code"),
     ]
+    have = {c.name for c in out}
+    alnum = lambda w: any(c.isalnum() for c in w)  # noqa: E731
+    for key, (marks, (one, many)) in PUNCT.items():
+        made = {
+            "mark": ([many, f"the {one} character", f"every {one}"],
+                     lambda m: lambda p: _v(punct(p, m) & ~p.code)),
+            "before": ([f"the word right before a {one}", f"words followed by a {one}", f"the last word before each {one}, not the {one} itself"],
+                       lambda m: lambda p: _v(_neighbour(p, p.next, m) & ~p.code & _lex(p, alnum))),
+            "after": ([f"the word right after a {one}", f"words that follow a {one}", f"the first word after each {one}, not the {one} itself"],
+                      lambda m: lambda p: _v(_neighbour(p, p.prev, m) & ~p.code & _lex(p, alnum))),
+        }
+        for kind, (descs, values) in made.items():
+            name = f"position:{kind}_{key}"
+            if SAME_AS.get(name) not in have:
+                out.append(Concept(name, "position", descs, values(marks), "prose"))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- code
@@ -418,6 +513,18 @@ def _code() -> list[Concept]:
                 lambda p: _v((_raw(p, {"@"}.__contains__) | after(p, {"@"})) & p.code), "code"),
         Concept("code:call_name", "code", ["names of functions being called", "the function name right before an opening parenthesis"],
                 lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"("})), "code"),
+        Concept("code:loop_var", "code", ["loop variables, the name right after for", "the target name of a for loop"],
+                lambda p: _v(kind(p, "name") & after(p, {"for"})), "code"),
+        Concept("code:assigned_name", "code", ["the variable being assigned, right before =", "names on the left of an assignment"],
+                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"=", "+=", "-="})), "code"),
+        Concept("code:returned", "code", ["the first token of a returned expression", "what comes right after return"],
+                lambda p: _v(after(p, {"return"}) & p.code), "code"),
+        Concept("code:object_before_dot", "code", ["the object before a dot, as in obj.attr", "names right before an attribute access"],
+                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"."})), "code"),
+        Concept("code:exception_name", "code", ["exception classes after except or raise", "the error type in except and raise"],
+                lambda p: _v(kind(p, "name") & after(p, {"except", "raise"})), "code"),
+        Concept("code:alias", "code", ["alias names after as", "the name bound by as in imports and with statements"],
+                lambda p: _v(kind(p, "name") & after(p, {"as"})), "code"),
     ]
     return out
 

@@ -165,6 +165,33 @@ def _select(pool: Pool, parts: list[np.ndarray], candidates: np.ndarray, n_top: 
     return chosen
 
 
+class _Overlap:
+    """Pearson r between a concept's word activations and each validation concept's, on a fixed sample of
+    words (exact enough to find near-duplicates; all words would take gigabytes)."""
+
+    def __init__(self, pool: Pool, valid: list[Concept], seed: int, sample: int = 200_000):
+        n = len(pool.lower_id)
+        self.idx = np.sort(np.random.default_rng([seed, 7]).choice(n, size=min(sample, n), replace=False))
+        rows = [self._unit(c.word_values(pool)) for c in valid]
+        keep = [i for i, r in enumerate(rows) if r is not None]
+        self.names = [valid[i].name for i in keep]
+        self.matrix = np.stack([rows[i] for i in keep]) if keep else np.zeros((0, len(self.idx)), np.float32)
+
+    def _unit(self, values: np.ndarray) -> np.ndarray | None:
+        x = values[self.idx].astype(np.float64)
+        x = x - x.mean()
+        norm = np.linalg.norm(x)
+        return (x / norm).astype(np.float32) if norm > 0 else None
+
+    def twin(self, values: np.ndarray, max_r: float) -> str | None:
+        x = self._unit(values)
+        if x is None or not self.names:
+            return None
+        r = self.matrix @ x
+        best = int(np.argmax(r))
+        return self.names[best] if r[best] > max_r else None
+
+
 def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: str, n_top: int, n_random: int,
                  n_explanations: int, rng: np.random.Generator, prng: random.Random) -> dict | None:
     candidates = pool.windows(text, concept.source)
@@ -185,18 +212,27 @@ def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: st
 def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Pool | None = None,
                     valid_share: float = 0.2, n_top: int = 8, n_random: int = 4, valid_top: int = 10,
                     valid_random: int = 5, pairs_train: int = 400, pairs_valid: int = 60, n_explanations: int = 6,
-                    seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
+                    max_r: float = 0.8, seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
-    windows from train text, validation units from eval text; two-concept units pair units of the same split."""
+    windows from train text, validation units from eval text; two-concept units pair units of the same split.
+    A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
+    same concept under another name, e.g. "semicolons" next to "colons and semicolons") is left out, so
+    validation measures concepts never trained on; the manifest lists what was left out and why."""
     pool = pool or load_pool(tokenizer, progress=progress)
     concepts = [c for c in all_concepts(pool) if c.family in families]
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
+    overlap = _Overlap(pool, [c for c in concepts if unit_split(c.name, valid_share, seed) == "valid"], seed)
+    dropped: dict[str, str] = {}
     for concept in tqdm(concepts, desc="synthetic units", disable=not progress, unit="unit"):
         split = unit_split(concept.name, valid_share, seed)
         values = concept.word_values(pool)
+        if split == "train" and (twin := overlap.twin(values, max_r)) is not None:
+            log.info("%s: r > %.2f with validation unit %s over the text, not trained on", concept.name, max_r, twin)
+            dropped[concept.name] = twin
+            continue
         text = "eval" if split == "valid" else "train"
         top, rand = (valid_top, valid_random) if split == "valid" else (n_top, n_random)
         record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng)
@@ -224,7 +260,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                 made += 1
     manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
-                "text": pool.meta}
+                "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
     return _write(out, units, manifest, overwrite)
 
 

@@ -167,7 +167,7 @@ def load_base(config: TrainConfig, device: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ns_dspy.models.offline import resolve_offline
-    from ns_dspy.models.subject import Subject, _prefix_ids
+    from ns_dspy.models.subject import Subject, prefix_ids
 
     source = str(resolve_offline(config.base_model) or config.base_model)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -178,7 +178,7 @@ def load_base(config: TrainConfig, device: str | None = None):
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load {config.base_model!r} in 4-bit: {str(err).splitlines()[0]}") from None
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    return Subject(name=config.base_model, model=model, tokenizer=tokenizer, prefix_ids=_prefix_ids(tokenizer))
+    return Subject(name=config.base_model, model=model, tokenizer=tokenizer, prefix_ids=prefix_ids(tokenizer))
 
 
 def _lr_factor(step: int, config: TrainConfig) -> float:
