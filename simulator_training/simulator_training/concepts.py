@@ -10,6 +10,11 @@ and carries several natural descriptions of itself. Six families cover what real
 * ``position``: place in the sentence or line, quotes and brackets, punctuation;
 * ``code``: Python keywords, literals, comments, definitions, operators.
 
+Every unit is causal, as a neuron of a left-to-right language model is: its value at a word depends on that
+word and the words before it only ("the word after a comma", never "the word before a comma" or "the last word
+of a sentence"). The simulator reads the text left to right too, so a unit that looks ahead could only be
+guessed from statistics, and a subject neuron could not compute it either.
+
 Targets are graded where the description says so ("strongest on X, weaker on Y"), and :func:`pair` makes
 two-concept units (polysemantic neurons). Explanations are written from the descriptions in varied styles by
 :func:`explanations`; some name example words, most do not.
@@ -318,7 +323,6 @@ BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
 HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
 NEXT_TO = ("the", "a", "of", "to", "in", "and", "was", "had", "would", "not", "very", "his", "my", "i", "he", "they",
            "it", "is", "could", "will", "for", "with", "by", "from", "this", "no", "be", "have", "an", "their")
-BEFORE = ("of", "and", "to", "the", "is", "was", "that", "in", "which", "who")
 
 
 def _syntax() -> list[Concept]:
@@ -334,8 +338,6 @@ def _syntax() -> list[Concept]:
                 lambda p: _v(_tags(p, {"vb"}) & _tags(p, {"to"}, p.prev_tag)), "prose"),
         Concept("syntax:verb_after_modal", "syntax", ["the verb following a modal", "main verbs after can, will, would or must"],
                 lambda p: _v(_tags(p, {"vb", "be", "hv", "do"}) & _tags(p, {"md", "md*"}, p.prev_tag)), "prose"),
-        Concept("syntax:adj_before_noun", "syntax", ["adjectives placed before a noun", "attributive adjectives"],
-                lambda p: _v(_tags(p, {"jj"}) & _tags(p, noun, p.next_tag)), "prose"),
         Concept("syntax:object_of_prep", "syntax", ["the noun or pronoun right after a preposition", "objects of prepositions"],
                 lambda p: _v(_tags(p, noun | {"ppo", "np"}) & _tags(p, {"in"}, p.prev_tag)), "prose"),
         Concept("syntax:subject_verb", "syntax", ["verbs right after a subject pronoun", "the verb in 'he said', 'they went'"],
@@ -344,34 +346,30 @@ def _syntax() -> list[Concept]:
                 lambda p: _v(_tags(p, noun) & _tags(p, {"pp$"}, p.prev_tag)), "prose"),
         Concept("syntax:predicate_adjective", "syntax", ["adjectives after a form of be", "predicate adjectives, as in 'was happy'"],
                 lambda p: _v(_tags(p, {"jj"}) & _tags(p, BE, p.prev_tag)), "prose"),
-        Concept("syntax:noun_before_of", "syntax", ["nouns followed by of", "the head noun in 'the end of', 'a lot of'"],
-                lambda p: _v(_tags(p, noun) & _neighbour(p, p.next, {"of"})), "prose"),
         Concept("syntax:participle_after_have", "syntax", ["past participles after has, have or had", "the participle of a perfect tense"],
                 lambda p: _v(_tags(p, {"vbn", "ben"}) & _tags(p, HAVE, p.prev_tag)), "prose"),
         Concept("syntax:participle_after_be", "syntax", ["past participles after a form of be", "passive participles, as in 'was taken'"],
                 lambda p: _v(_tags(p, {"vbn"}) & _tags(p, BE, p.prev_tag)), "prose"),
-        Concept("syntax:verb_before_object", "syntax", ["verbs directly followed by an article", "transitive verbs, right before their object's article"],
-                lambda p: _v(_tags(p, {"vb", "vbd", "vbz", "vbg"}) & _tags(p, {"at"}, p.next_tag)), "prose"),
-        Concept("syntax:adverb_before_adjective", "syntax", ["adverbs or qualifiers right before an adjective", "degree words modifying an adjective"],
-                lambda p: _v(_tags(p, {"rb", "ql"}) & _tags(p, {"jj"}, p.next_tag)), "prose"),
+        Concept("syntax:noun_after_adjective", "syntax", ["nouns right after an adjective", "the noun in 'old house', 'long road'"],
+                lambda p: _v(_tags(p, noun) & _tags(p, {"jj"}, p.prev_tag)), "prose"),
+        Concept("syntax:adjective_after_qualifier", "syntax", ["adjectives right after very, too or so", "the adjective in 'very old'"],
+                lambda p: _v(_tags(p, {"jj"}) & _tags(p, {"ql"}, p.prev_tag)), "prose"),
+        Concept("syntax:article_after_verb", "syntax", ["articles right after a verb", "the a or the that opens a verb's object"],
+                lambda p: _v(_tags(p, {"at"}) & _tags(p, {"vb", "vbd", "vbz", "vbg"}, p.prev_tag)), "prose"),
         Concept("syntax:pronoun_after_verb", "syntax", ["object pronouns right after a verb", "him, her, them right after the verb"],
                 lambda p: _v(_tags(p, {"ppo"}) & _tags(p, {"vb", "vbd", "vbz", "vbg", "vbn"}, p.prev_tag)), "prose"),
     ]
-    # words in context: the word after / before a frequent word (fires on the neighbour, not on the word)
+    # words in context: the word after a frequent word (fires on the neighbour, not on the word)
     for w in NEXT_TO:
         out.append(Concept(f"syntax:after_{w}", "syntax",
                            [f'the word right after "{w}"', f'words that follow "{w}"', f'the token following each "{w}", not "{w}" itself'],
                            (lambda w: lambda p: _v(_neighbour(p, p.prev, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
-    for w in BEFORE:
-        out.append(Concept(f"syntax:before_{w}", "syntax",
-                           [f'the word right before "{w}"', f'words followed by "{w}"', f'the token just before each "{w}", not "{w}" itself'],
-                           (lambda w: lambda p: _v(_neighbour(p, p.next, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
     return out
 
 
 # ----------------------------------------------------------------------------------------- position
 
-PUNCT = {  # one unit per mark for the mark itself, the word before it and the word after it
+PUNCT = {  # one unit per mark for the mark itself and one for the word after it
     "period": ({"."}, ("full stop", "full stops (periods)")),
     "question": ({"?"}, ("question mark", "question marks")),
     "exclamation": ({"!"}, ("exclamation mark", "exclamation marks")),
@@ -389,23 +387,20 @@ SAME_AS = {"position:mark_comma": "position:comma", "position:after_comma": "pos
 
 def _position() -> list[Concept]:
     punct = lambda p, chars: _raw(p, lambda w: w in chars)  # noqa: E731
-    last_word = lambda p: (p.pos == p.group_len - 2) & ~p.code  # noqa: E731  (before the final punctuation)
     out = [
         Concept("position:sentence_start", "position",
                 ["the first word of each sentence", "sentence-initial words", "the word that opens a sentence"],
                 lambda p: _v((p.pos == 0) & ~p.code & _lex(p, str.isalpha)), "prose"),
         Concept("position:second_word", "position", ["the second word of each sentence", "the word right after the sentence opener"],
                 lambda p: _v((p.pos == 1) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:sentence_end", "position", ["the last word of a sentence, before the full stop", "sentence-final words"],
-                lambda p: _v(last_word(p) & _lex(p, str.isalpha)), "prose"),
-        Concept("position:full_stop", "position", ["sentence-ending punctuation", "full stops, question marks and exclamation marks"],
+        Concept("position:full_stop", "position", ["sentence-ending punctuation", "full stops, question marks and exclamation marks", "the marks . ? and !"],
                 lambda p: _v(punct(p, {".", "?", "!"}) & ~p.code), "prose"),
-        Concept("position:comma", "position", ["commas", "the comma character"], lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
-        Concept("position:after_comma", "position", ["the word right after a comma", "words following a comma"],
+        Concept("position:comma", "position", ["commas", "the comma character", "the , token"], lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
+        Concept("position:after_comma", "position", ["the word right after a comma", "words following a comma", "the word after ,"],
                 lambda p: _v(_neighbour(p, p.prev, {","}) & ~p.code), "prose"),
         Concept("position:in_quotes", "position", ["words inside quotation marks", "quoted speech", "text between double quotes"],
                 lambda p: _v(p.quote & ~p.code), "prose"),
-        Concept("position:quote_marks", "position", ["quotation marks", "the double-quote character"],
+        Concept("position:quote_marks", "position", ["quotation marks", "the double-quote character", 'the " token'],
                 lambda p: _v(punct(p, {'"'}) & ~p.code), "prose"),
         Concept("position:in_parens", "position", ["words inside parentheses", "parenthetical text"],
                 lambda p: _v(p.paren & ~p.code), "prose"),
@@ -417,28 +412,18 @@ def _position() -> list[Concept]:
                 lambda p: np.where(p.code, 0.0, np.clip(10 - 3 * p.pos, 0, 10)), "prose"),
         Concept("position:line_start_code", "position", ["the first token of each line of code", "line-initial tokens in source code"],
                 lambda p: _v((p.pos == 0) & p.code), "code"),
-        Concept("position:line_end_code", "position", ["the last token of each line of code", "tokens that end a line in code"],
-                lambda p: _v((p.pos == p.group_len - 1) & p.code), "code"),
         Concept("position:colon_semicolon", "position", ["colons and semicolons", "the characters : and ;"],
                 lambda p: _v(punct(p, {":", ";"}) & ~p.code), "prose"),
         Concept("position:third_word", "position", ["the third word of each sentence", "the word in third place in a sentence"],
                 lambda p: _v((p.pos == 2) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:penultimate_word", "position", ["the second-to-last word of a sentence", "the word before the sentence-final word"],
-                lambda p: _v((p.pos == p.group_len - 3) & (p.pos > 0) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:sentence_edges", "position", ["the first and the last word of each sentence", "sentence boundaries: opening and closing words"],
-                lambda p: _v(((p.pos == 0) | last_word(p)) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:middle_of_sentence", "position", ["words in the middle of long sentences, away from both ends", "sentence-medial words"],
-                lambda p: _v((p.pos >= 4) & (p.pos <= p.group_len - 5) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:long_sentence", "position", ["every word of very long sentences (thirty words or more)", "tokens in long sentences"],
-                lambda p: _v((p.group_len >= 30) & ~p.code), "prose"),
-        Concept("position:short_sentence", "position", ["every word of short sentences (ten words or fewer)", "tokens in short sentences"],
-                lambda p: _v((p.group_len <= 10) & ~p.code), "prose"),
         Concept("position:first_in_quote", "position", ["the first word inside quotation marks", "the word that opens a quotation"],
                 lambda p: _v(p.quote & _neighbour(p, p.prev, {'"'}) & ~p.code & _lex(p, str.isalpha)), "prose"),
-        Concept("position:line_colon_code", "position", ["the colon that ends a line of code", "block-opening colons in Python"],
-                lambda p: _v(_raw(p, {":"}.__contains__) & (p.pos == p.group_len - 1) & p.code), "code"),
         Concept("position:second_token_code", "position", ["the second token of each line of code", "the token right after a line's first token in code"],
                 lambda p: _v((p.pos == 1) & p.code), "code"),
+        Concept("position:late_words", "position", ["words from the tenth word of a sentence on", "every word after the first nine of a sentence"],
+                lambda p: _v((p.pos >= 9) & ~p.code), "prose"),
+        Concept("position:code_colon", "position", ["colons in code", "the : character in Python source"],
+                lambda p: _v(punct(p, {":"}) & p.code), "code"),
         Concept("position:code_comma", "position", ["commas in code", "the comma separating arguments or items in source code"],
                 lambda p: _v(punct(p, {","}) & p.code), "code"),
         Concept("position:code_close", "position", ["closing brackets in code", "), ] and } in source code"],
@@ -447,12 +432,12 @@ def _position() -> list[Concept]:
     have = {c.name for c in out}
     alnum = lambda w: any(c.isalnum() for c in w)  # noqa: E731
     for key, (marks, (one, many)) in PUNCT.items():
+        sym = " ".join(sorted(marks))
         made = {
-            "mark": ([many, f"the {one} character", f"every {one}"],
+            "mark": ([many, f"the {one} character", f"every {one}", f"the {sym} token"],
                      lambda m: lambda p: _v(punct(p, m) & ~p.code)),
-            "before": ([f"the word right before a {one}", f"words followed by a {one}", f"the last word before each {one}, not the {one} itself"],
-                       lambda m: lambda p: _v(_neighbour(p, p.next, m) & ~p.code & _lex(p, alnum))),
-            "after": ([f"the word right after a {one}", f"words that follow a {one}", f"the first word after each {one}, not the {one} itself"],
+            "after": ([f"the word right after a {one}", f"words that follow a {one}", f"the first word after each {one}, not the {one} itself",
+                       f"the word after {sym}"],
                       lambda m: lambda p: _v(_neighbour(p, p.prev, m) & ~p.code & _lex(p, alnum))),
         }
         for kind, (descs, values) in made.items():
@@ -511,16 +496,14 @@ def _code() -> list[Concept]:
                 lambda p: _v(p.paren & p.code & ~kind(p, "string")), "code"),
         Concept("code:decorator", "code", ["decorators", "the @ sign and decorator name"],
                 lambda p: _v((_raw(p, {"@"}.__contains__) | after(p, {"@"})) & p.code), "code"),
-        Concept("code:call_name", "code", ["names of functions being called", "the function name right before an opening parenthesis"],
-                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"("})), "code"),
         Concept("code:loop_var", "code", ["loop variables, the name right after for", "the target name of a for loop"],
                 lambda p: _v(kind(p, "name") & after(p, {"for"})), "code"),
-        Concept("code:assigned_name", "code", ["the variable being assigned, right before =", "names on the left of an assignment"],
-                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"=", "+=", "-="})), "code"),
+        Concept("code:first_argument", "code", ["the first token inside an opening bracket in code", "the first argument of a call"],
+                lambda p: _v(after(p, {"("}) & p.code), "code"),
+        Concept("code:assigned_value", "code", ["the first token after = in an assignment", "the value being assigned, right after ="],
+                lambda p: _v(after(p, {"="}) & p.code), "code"),
         Concept("code:returned", "code", ["the first token of a returned expression", "what comes right after return"],
                 lambda p: _v(after(p, {"return"}) & p.code), "code"),
-        Concept("code:object_before_dot", "code", ["the object before a dot, as in obj.attr", "names right before an attribute access"],
-                lambda p: _v(kind(p, "name") & _neighbour(p, p.next, {"."})), "code"),
         Concept("code:exception_name", "code", ["exception classes after except or raise", "the error type in except and raise"],
                 lambda p: _v(kind(p, "name") & after(p, {"except", "raise"})), "code"),
         Concept("code:alias", "code", ["alias names after as", "the name bound by as in imports and with statements"],

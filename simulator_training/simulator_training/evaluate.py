@@ -84,7 +84,9 @@ def _balanced_sample(units: list[dict], n: int, rng: random.Random) -> list[dict
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Means per family and overall: ``single`` (all one-concept units), ``two-concept``, ``all``."""
+    """Means per family and overall: ``single`` (all one-concept units), ``balanced`` (the mean of the
+    single-concept families' means, so no family outweighs the others by its number of units),
+    ``two-concept``, ``all``."""
     def stats(sub):
         r = np.array([x["r"] for x in sub], dtype=float)
         s = np.array([x["r_shuffled"] for x in sub], dtype=float)
@@ -94,6 +96,11 @@ def summarise(rows: list[dict]) -> dict:
     families = sorted({x["family"] for x in rows})
     out = {"families": {f: stats([x for x in rows if x["family"] == f]) for f in families}}
     out["single"] = stats([x for x in rows if x["family"] != "two-concept"])
+    singles = [v for f, v in out["families"].items() if f != "two-concept"]
+    out["balanced"] = {"units": sum(v["units"] for v in singles),  # one vote per single-concept family
+                       "r": round(float(np.mean([v["r"] for v in singles])), 4) if singles else None,
+                       "r_shuffled": round(float(np.mean([v["r_shuffled"] for v in singles])), 4) if singles else None,
+                       "r_min": min((v["r_min"] for v in singles), default=None)}
     out["two-concept"] = stats([x for x in rows if x["family"] == "two-concept"])
     out["all"] = stats(rows)
     return out
@@ -112,7 +119,9 @@ def markdown(results: dict[str, dict]) -> str:
     for f in rows:
         first = results[names[0]]["families"].get(f, {})
         lines.append(f"| {f} | {first.get('units', 0)} | " + " | ".join(cell(results[n]["families"].get(f)) for n in names) + " |")
-    for key in ("single", "two-concept", "all"):
+    for key in ("single", "balanced", "two-concept", "all"):
+        if key not in results[names[0]]:
+            continue  # a summary written before "balanced" existed
         first = results[names[0]][key]
         lines.append(f"| **{key}** | {first['units']} | " + " | ".join(cell(results[n][key]) for n in names) + " |")
     return "\n".join(lines) + "\n"

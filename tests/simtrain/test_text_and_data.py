@@ -122,9 +122,9 @@ def test_words_in_context_and_punctuation_units_fire_on_the_neighbour(tiny_pool)
     assert _fires_on(tiny_pool, _concept(tiny_pool, "syntax:predicate_adjective")) == {"happy", "sad"}
     assert _fires_on(tiny_pool, _concept(tiny_pool, "position:mark_open_paren")) == {"("}
     assert _fires_on(tiny_pool, _concept(tiny_pool, "position:after_open_paren")) == {"slowly"}
-    assert _fires_on(tiny_pool, _concept(tiny_pool, "position:before_comma")) == {"early"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "position:after_comma")) == {"and"}
     assert _fires_on(tiny_pool, _concept(tiny_pool, "code:loop_var")) == {"name"}
-    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:object_before_dot")) == {"os", "name", "text"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:first_argument")) == {"a", "'.'", "name", "text", ")"}
     names = [c.name for c in all_concepts(tiny_pool)]
     assert len(names) == len(set(names))
     assert "position:mark_comma" not in names  # the same unit as position:comma
@@ -152,3 +152,51 @@ def test_training_units_that_duplicate_a_validation_unit_are_left_out(tiny_pool,
     everything = build_synthetic(tmp_path / "all", tiny_tokenizer, max_r=1.01, **kwargs)
     assert read_manifest(everything)["left_out_near_valid"] == {}
     assert set(dropped) <= {u["unit"] for u in read_units(everything, "train")}
+
+
+def _truncated(doc, k):
+    """``doc`` cut after its ``k``-th word (mid-sentence or mid-line): what a causal unit sees up to there."""
+    from simulator_training.text import Doc
+
+    end = doc.spans[k - 1][1]
+    return Doc(doc.text[:end], doc.source, doc.spans[:k], doc.tags[:k], doc.group[:k], doc.quote[:k],
+               doc.paren[:k], doc.spread[:k])
+
+
+def _causal_mismatches(full, cut, sizes, cut_sizes, concepts_full, concepts_cut):
+    bad = []
+    for name, concept in concepts_full.items():
+        if name not in concepts_cut:
+            continue
+        a, b = concept.word_values(full), concepts_cut[name].word_values(cut)
+        fa = fb = 0
+        for n, k in zip(sizes, cut_sizes):
+            if not np.array_equal(a[fa:fa + k], b[fb:fb + k]):
+                bad.append(name)
+                break
+            fa, fb = fa + n, fb + k
+    return bad
+
+
+def test_every_unit_is_causal(tiny_tokenizer):
+    """A unit's value at a word may depend only on the text up to that word, as a left-to-right model's neuron
+    does: cutting every document in the middle of a sentence or line changes no value before the cut."""
+    from simulator_training.concepts import Concept, _v
+    from simulator_training.text import build_pool, code_documents, prose_documents
+
+    from tiny_text import CODE
+
+    docs = prose_documents(brown_files()) + code_documents([(f"m{k}.py", c * 3) for k, c in enumerate(CODE)], min_words=5)
+    cut_docs = [(key, _truncated(doc, len(doc.spans) // 2 + 1)) for key, doc in docs]
+    assert any(d.group[-1] == full.group[len(d.group)] for (_, d), (_, full) in zip(cut_docs, docs))  # mid-group
+    kw = dict(window=24, min_tokens=8, eval_share=0.3, progress=False)
+    full, cut = build_pool(docs, tiny_tokenizer, **kw), build_pool(cut_docs, tiny_tokenizer, **kw)
+    sizes, cut_sizes = [len(d.spans) for _, d in docs], [len(d.spans) for _, d in cut_docs]
+    by_name = lambda pool: {c.name: c for c in all_concepts(pool)}  # noqa: E731
+    concepts_full, concepts_cut = by_name(full), by_name(cut)
+    assert len(set(concepts_full) & set(concepts_cut)) > 150
+    assert _causal_mismatches(full, cut, sizes, cut_sizes, concepts_full, concepts_cut) == []
+    # the check catches units that look ahead
+    ahead = {"before_a_word": Concept("before_a_word", "position", ["x"], lambda p: _v(p.next >= 0)),
+             "sentence_end": Concept("sentence_end", "position", ["x"], lambda p: _v(p.pos == p.group_len - 2))}
+    assert sorted(_causal_mismatches(full, cut, sizes, cut_sizes, ahead, ahead)) == ["before_a_word", "sentence_end"]

@@ -115,8 +115,10 @@ def test_evaluate_scores_correct_against_shuffled(data):
     word = summary["families"]["word"]  # "the word X" names the word: the keyword simulator reads it
     assert word["r"] > word["r_shuffled"] + 0.15
     assert all(r["explanation"] != r["shuffled"] for r in rows)
+    singles = [v["r"] for f, v in summary["families"].items() if f != "two-concept"]
+    assert summary["balanced"]["r"] == pytest.approx(np.mean(singles), abs=1e-3)
     table = markdown({"keyword": summary})
-    assert "| word |" in table and "**all**" in table
+    assert "| word |" in table and "**all**" in table and "**balanced**" in table
 
 
 def test_cli_trains_evaluates_and_reports_bad_input(tiny_llama, data, tmp_path, capsys):
