@@ -33,6 +33,7 @@ _MEMBER = re.compile(r"^package/c([a-r])\d\d$")
 _NO_SPACE_BEFORE = {",", ".", ";", ":", "?", "!", ")", "]", "}", "%", "''", "n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}
 _NO_SPACE_AFTER = {"(", "[", "{", "``"}
 _QUOTES = {"``": '"', "''": '"'}
+_DOUBLED = {";", "?", "!"}
 
 
 def detokenize_brown(tagged: str) -> str:
@@ -103,6 +104,9 @@ def _join(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
         if w == "." and out and out[-1].endswith("."):
             spans.append((-1, -1))
             continue  # "Jr. ." -> "Jr."
+        if w in _DOUBLED and out and out[-1] == w:
+            spans.append((-1, -1))
+            continue  # the package repeats a sentence's final ; ? ! at every line break ("relations;/. ;/.")
         if w == "'":
             closing = single_open
             single_open = not single_open

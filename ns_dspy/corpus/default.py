@@ -6,7 +6,7 @@ Sources (see ``sources.json`` in the cache for licences and sizes):
 * ``python-doc``: the Python documentation's reST sources, Debian package ``python3.11-doc``;
 * ``stdlib``: the running interpreter's standard-library code (capped) and ``pydoc_data`` reference topics.
 
-The first use builds ``cache_dir("corpus", "default-v1")`` atomically; later uses only read it (no
+The first use builds ``cache_dir("corpus", DEFAULT_VERSION)`` atomically; later uses only read it (no
 subprocess, no network). A source that cannot be fetched is skipped with a warning; to retry it, delete the
 cache directory.
 """
@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_CORPUS", "DEFAULT_VERSION", "DEFAULT_SOURCES", "DefaultCorpu
 logger = logging.getLogger(__name__)
 
 DEFAULT_CORPUS = "default"
-DEFAULT_VERSION = "default-v1"
+DEFAULT_VERSION = "default-v2"  # v2: Brown's repeated ; ? ! removed
 DEFAULT_SOURCES = ("brown", "python-doc", "stdlib")
 MIN_BYTES = 5_000_000
 MIX_SEED = 0
@@ -43,7 +43,7 @@ SOURCES_FILE = "sources.json"
 
 
 def default_corpus_dir() -> Path:
-    """Where the default corpus is cached: ``$NS_DSPY_CACHE/corpus/default-v1``."""
+    """Where the default corpus is cached: ``$NS_DSPY_CACHE/corpus/DEFAULT_VERSION``."""
     return cache_dir("corpus") / DEFAULT_VERSION
 
 

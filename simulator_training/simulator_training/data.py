@@ -112,11 +112,12 @@ def load_pool(tokenizer, cache: Path | None = None, *, window: int = 64, progres
     """The labelled text pool for ``tokenizer``: Brown with its tags and the interpreter's standard-library
     code (the default corpus's sources), cached in ``cache`` when given (it takes ~1 min to build)."""
     from ns_dspy.corpus.brown import fetch_brown
+    from ns_dspy.corpus.default import DEFAULT_VERSION
     from ns_dspy.corpus.stdlib import stdlib_files
 
     from .text import build_pool, code_documents, prose_documents
 
-    key = f"{tokenizer_fingerprint(tokenizer)['fingerprint'][:16]}-w{window}"
+    key = f"{tokenizer_fingerprint(tokenizer)['fingerprint'][:16]}-w{window}-{DEFAULT_VERSION}"  # the text's version
     if cache is not None and (cache / key / "pool.json").is_file():
         return Pool.load(cache / key)
     docs = prose_documents(fetch_brown())

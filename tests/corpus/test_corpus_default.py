@@ -23,7 +23,7 @@ def forbid_subprocess(monkeypatch):
 
 @pytest.fixture(scope="module")
 def stdlib_corpus(tmp_path_factory):
-    return assemble_default_corpus(tmp_path_factory.mktemp("c") / "default-v1", sources=("stdlib",))
+    return assemble_default_corpus(tmp_path_factory.mktemp("c") / default_mod.DEFAULT_VERSION, sources=("stdlib",))
 
 
 def test_stdlib_source_assembles(stdlib_corpus):
@@ -53,10 +53,10 @@ def test_open_default_uses_cache(stdlib_corpus, tmp_path, monkeypatch):
     import shutil
 
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path))
-    shutil.copytree(stdlib_corpus, tmp_path / "corpus" / "default-v1")
+    shutil.copytree(stdlib_corpus, tmp_path / "corpus" / default_mod.DEFAULT_VERSION)
     forbid_subprocess(monkeypatch)
     src = open_corpus("default")
-    assert isinstance(src, DefaultCorpus) and src.root == tmp_path / "corpus" / "default-v1"
+    assert isinstance(src, DefaultCorpus) and src.root == tmp_path / "corpus" / default_mod.DEFAULT_VERSION
     assert next(iter(src.documents()))
 
 
