@@ -281,6 +281,8 @@ def _spelling() -> list[Concept]:
 
 # ----------------------------------------------------------------------------------------- syntax
 
+BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
+HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
 POS = {
     "nouns": ({"nn"}, ["singular common nouns", "nouns", "common nouns in the singular"]),
     "plural_nouns": ({"nns"}, ["plural nouns", "nouns in the plural", "plural common nouns"]),
@@ -302,8 +304,8 @@ POS = {
     "object_pronouns": ({"ppo"}, ["object pronouns", "pronouns like him, them, me", "objective-case pronouns"]),
     "possessives": ({"pp$", "pp$$"}, ["possessive pronouns", "possessive determiners like his, her, their", "possessives"]),
     "modals": ({"md", "md*"}, ["modal verbs", "modals like can, would, must", "auxiliary modal verbs"]),
-    "be_forms": ({"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}, ["forms of the verb to be", "is, was, were, be, been", "the copula be"]),
-    "have_forms": ({"hv", "hvd", "hvg", "hvn", "hvz"}, ["forms of the verb have", "has, had, have", "the auxiliary have"]),
+    "be_forms": (BE, ["forms of the verb to be", "is, was, were, be, been", "the copula be"]),
+    "have_forms": (HAVE, ["forms of the verb have", "has, had, have", "the auxiliary have"]),
     "wh_words": ({"wdt", "wps", "wpo", "wrb", "wp$", "wql"}, ["wh-words", "question and relative words like who, which, when", "wh-pronouns and adverbs"]),
     "numbers_pos": ({"cd", "od"}, ["cardinal and ordinal numbers", "numbers and ordinals", "number words and numerals"]),
     "particles": ({"rp"}, ["verb particles", "particles like up, out, off after verbs", "phrasal-verb particles"]),
@@ -319,8 +321,6 @@ POS = {
 }
 
 
-BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
-HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
 NEXT_TO = ("the", "a", "of", "to", "in", "and", "was", "had", "would", "not", "very", "his", "my", "i", "he", "they",
            "it", "is", "could", "will", "for", "with", "by", "from", "this", "no", "be", "have", "an", "their")
 
@@ -381,8 +381,7 @@ PUNCT = {  # one unit per mark for the mark itself and one for the word after it
     "quote": ({'"'}, ("quotation mark", "double quotation marks")),
     "comma": ({","}, ("comma", "commas")),
 }
-SAME_AS = {"position:mark_comma": "position:comma", "position:after_comma": "position:after_comma",
-           "position:mark_quote": "position:quote_marks"}  # made above under these names
+SAME_AS = {"position:mark_comma": "position:comma", "position:mark_quote": "position:quote_marks"}  # made above
 
 
 def _position() -> list[Concept]:
@@ -442,7 +441,7 @@ def _position() -> list[Concept]:
         }
         for kind, (descs, values) in made.items():
             name = f"position:{kind}_{key}"
-            if SAME_AS.get(name) not in have:
+            if name not in have and SAME_AS.get(name) not in have:
                 out.append(Concept(name, "position", descs, values(marks), "prose"))
     return out
 

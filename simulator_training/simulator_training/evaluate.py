@@ -120,8 +120,6 @@ def markdown(results: dict[str, dict]) -> str:
         first = results[names[0]]["families"].get(f, {})
         lines.append(f"| {f} | {first.get('units', 0)} | " + " | ".join(cell(results[n]["families"].get(f)) for n in names) + " |")
     for key in ("single", "balanced", "two-concept", "all"):
-        if key not in results[names[0]]:
-            continue  # a summary written before "balanced" existed
         first = results[names[0]][key]
         lines.append(f"| **{key}** | {first['units']} | " + " | ".join(cell(results[n][key]) for n in names) + " |")
     return "\n".join(lines) + "\n"
