@@ -380,6 +380,8 @@ PUNCT = {  # one unit per mark for the mark itself and one for the word after it
     "close_paren": ({")"}, ("closing parenthesis", "closing parentheses")),
     "quote": ({'"'}, ("quotation mark", "double quotation marks")),
     "comma": ({","}, ("comma", "commas")),
+    "apostrophe": ({"'"}, ("apostrophe", "apostrophes")),
+    "ampersand": ({"&"}, ("ampersand", "ampersands")),
 }
 SAME_AS = {"position:mark_comma": "position:comma", "position:mark_quote": "position:quote_marks"}  # made above
 
@@ -394,12 +396,12 @@ def _position() -> list[Concept]:
                 lambda p: _v((p.pos == 1) & ~p.code & _lex(p, str.isalpha)), "prose"),
         Concept("position:full_stop", "position", ["sentence-ending punctuation", "full stops, question marks and exclamation marks", "the marks . ? and !"],
                 lambda p: _v(punct(p, {".", "?", "!"}) & ~p.code), "prose"),
-        Concept("position:comma", "position", ["commas", "the comma character", "the , token"], lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
-        Concept("position:after_comma", "position", ["the word right after a comma", "words following a comma", "the word after ,"],
+        Concept("position:comma", "position", mark_descriptions(("comma", "commas"), {","}), lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
+        Concept("position:after_comma", "position", after_descriptions(("comma", "commas"), {","}, "word"),
                 lambda p: _v(_neighbour(p, p.prev, {","}) & ~p.code), "prose"),
         Concept("position:in_quotes", "position", ["words inside quotation marks", "quoted speech", "text between double quotes"],
                 lambda p: _v(p.quote & ~p.code), "prose"),
-        Concept("position:quote_marks", "position", ["quotation marks", "the double-quote character", 'the " token'],
+        Concept("position:quote_marks", "position", mark_descriptions(("double quotation mark", "quotation marks"), {'"'}),
                 lambda p: _v(punct(p, {'"'}) & ~p.code), "prose"),
         Concept("position:in_parens", "position", ["words inside parentheses", "parenthetical text"],
                 lambda p: _v(p.paren & ~p.code), "prose"),
@@ -427,22 +429,98 @@ def _position() -> list[Concept]:
                 lambda p: _v(punct(p, {","}) & p.code), "code"),
         Concept("position:code_close", "position", ["closing brackets in code", "), ] and } in source code"],
                 lambda p: _v(punct(p, {")", "]", "}"}) & p.code), "code"),
+        # several marks at once, or one mark in one context: frequent marks (commas above all) fire here too
+        Concept("position:punctuation", "position", ["punctuation marks", "any punctuation: , . ; : ? and !",
+                                                     "commas, full stops and other punctuation"],
+                lambda p: _v(punct(p, {",", ".", ";", ":", "?", "!", "--"}) & ~p.code), "prose"),
+        Concept("position:comma_period", "position", ["commas and full stops", "the marks , and .", "every comma and every period"],
+                lambda p: _v(punct(p, {",", "."}) & ~p.code), "prose"),
+        Concept("position:comma_in_quotes", "position", ["commas inside quotation marks", "commas in quoted speech",
+                                                         "the , token within dialogue"],
+                lambda p: _v(punct(p, {","}) & p.quote & ~p.code), "prose"),
+        Concept("position:comma_after_name", "position", ["commas right after a proper name", "the comma that follows a name, as in 'John,'"],
+                lambda p: _v(punct(p, {","}) & _tags(p, {"np", "np$", "nps"}, p.prev_tag) & ~p.code), "prose"),
+        Concept("position:comma_early", "position", ["commas among the first ten words of a sentence", "early commas in a sentence"],
+                lambda p: _v(punct(p, {","}) & (p.pos < 10) & ~p.code), "prose"),
+        Concept("position:comma_in_parens", "position", ["commas inside parentheses", "the , token within parenthetical text"],
+                lambda p: _v(punct(p, {","}) & p.paren & ~p.code), "prose"),
+        Concept("position:parens", "position", ["parentheses, opening and closing", "the ( and ) tokens", "round brackets"],
+                lambda p: _v(punct(p, {"(", ")"}) & ~p.code), "prose"),
+        Concept("position:quote_or_paren", "position", ["quotation marks and parentheses", 'the tokens " ( and )'],
+                lambda p: _v(punct(p, {'"', "(", ")"}) & ~p.code), "prose"),
     ]
+    out += _counting()
     have = {c.name for c in out}
     alnum = lambda w: any(c.isalnum() for c in w)  # noqa: E731
-    for key, (marks, (one, many)) in PUNCT.items():
-        sym = " ".join(sorted(marks))
+    for key, (marks, names) in PUNCT.items():
         made = {
-            "mark": ([many, f"the {one} character", f"every {one}", f"the {sym} token"],
-                     lambda m: lambda p: _v(punct(p, m) & ~p.code)),
-            "after": ([f"the word right after a {one}", f"words that follow a {one}", f"the first word after each {one}, not the {one} itself",
-                       f"the word after {sym}"],
+            "mark": (mark_descriptions(names, marks), lambda m: lambda p: _v(punct(p, m) & ~p.code)),
+            "after": (after_descriptions(names, marks, "word"),
                       lambda m: lambda p: _v(_neighbour(p, p.prev, m) & ~p.code & _lex(p, alnum))),
         }
         for kind, (descs, values) in made.items():
             name = f"position:{kind}_{key}"
             if name not in have and SAME_AS.get(name) not in have:
                 out.append(Concept(name, "position", descs, values(marks), "prose"))
+    return out
+
+
+def _quoted(sym: str) -> str:
+    return f'"{sym}"' if "'" in sym else f"'{sym}'"
+
+
+def mark_descriptions(names: tuple[str, str], marks: set[str], where: str = "") -> list[str]:
+    """Ways to say "fires on this mark": by its name, by the symbol itself, and by both."""
+    one, many = names
+    sym = " ".join(sorted(marks))
+    shown = " and ".join(_quoted(m) for m in sorted(marks))
+    return [f"{many}{where}", f"the {one} character{where}", f"every {one}{where}", f"the {sym} token{where}",
+            f"{shown} tokens{where}", f"the {one} ({sym}){where}"]
+
+
+def after_descriptions(names: tuple[str, str], marks: set[str], item: str, where: str = "") -> list[str]:
+    """Ways to say "fires on whatever follows this mark", never on the mark itself."""
+    one, _ = names
+    sym = " ".join(sorted(marks))
+    a = "an" if one[0] in "aeiou" else "a"
+    return [f"the {item} right after {a} {one}{where}", f"{item}s that follow {a} {one}{where}",
+            f"the first {item} after each {one}, not the {one} itself{where}", f"the {item} after {sym}{where}",
+            f"the {item} following {_quoted(sym)}{where}"]
+
+
+ORDINALS = {3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth", 12: "twelfth",
+            15: "fifteenth", 20: "twentieth"}
+CARDINALS = {3: "three", 4: "four", 5: "five", 6: "six", 8: "eight", 11: "eleven", 14: "fourteen", 19: "nineteen"}
+
+
+def _counting() -> list[Concept]:
+    """Place in the sentence or code line by count: the n-th word, the first n words, words from the n-th on."""
+    out = []
+    for n in (4, 5, 6):
+        nth = ORDINALS[n]
+        out.append(Concept(f"position:word_{n}", "position", [f"the {nth} word of each sentence", f"the word in {nth} place in a sentence",
+                                                              f"word number {n} of every sentence"],
+                           (lambda n: lambda p: _v((p.pos == n - 1) & ~p.code & _lex(p, str.isalpha)))(n), "prose"))
+    for n in (3, 5, 8):
+        many = CARDINALS[n]
+        out.append(Concept(f"position:first_{n}_words", "position", [f"the first {many} words of each sentence",
+                                                                     f"words among the first {many} of a sentence",
+                                                                     f"the opening {many} words of a sentence"],
+                           (lambda n: lambda p: _v((p.pos < n) & ~p.code))(n), "prose"))
+    for n in (5, 7, 12, 15, 20):
+        nth = ORDINALS[n]
+        out.append(Concept(f"position:from_word_{n}", "position", [f"words from the {nth} word of a sentence on",
+                                                                   f"every word after the first {CARDINALS[n - 1]} of a sentence",
+                                                                   f"words deep into a sentence, from its {nth} word onward"],
+                           (lambda n: lambda p: _v((p.pos >= n - 1) & ~p.code))(n), "prose"))
+    out += [
+        Concept("position:third_token_code", "position", ["the third token of each line of code", "the token in third place on a code line"],
+                lambda p: _v((p.pos == 2) & p.code), "code"),
+        Concept("position:late_in_line_code", "position", ["tokens from the sixth on in a line of code", "every token after the first five of a code line"],
+                lambda p: _v((p.pos >= 5) & p.code), "code"),
+        Concept("position:first_tokens_code", "position", ["the first three tokens of each line of code", "the opening tokens of a code line"],
+                lambda p: _v((p.pos < 3) & p.code), "code"),
+    ]
     return out
 
 
@@ -458,9 +536,48 @@ KEYWORDS = {"def": "function definitions (the keyword def)", "return": "return s
             "and": "the boolean operators and / or"}
 KW_ALIASES = {"else": {"else", "elif"}, "true": {"True", "False"}, "none": {"None"}, "and": {"and", "or"}}
 
+CODE_MARKS = {  # symbols of Python source: one unit for the symbol, and for those in AFTER_CODE_MARKS the token after it
+    "equals": ({"="}, ("equals sign", "equals signs")),
+    "double_equals": ({"=="}, ("double equals sign", "equality operators")),
+    "not_equal": ({"!="}, ("not-equal operator", "not-equal operators")),
+    "plus": ({"+"}, ("plus sign", "plus signs")),
+    "minus": ({"-"}, ("minus sign", "minus signs")),
+    "star": ({"*"}, ("asterisk", "asterisks")),
+    "double_star": ({"**"}, ("double asterisk", "double asterisks")),
+    "percent": ({"%"}, ("percent sign", "percent signs")),
+    "slash": ({"/", "//"}, ("slash", "slashes")),
+    "less": ({"<", "<="}, ("less-than sign", "less-than signs")),
+    "greater": ({">", ">="}, ("greater-than sign", "greater-than signs")),
+    "open_square": ({"["}, ("opening square bracket", "opening square brackets")),
+    "close_square": ({"]"}, ("closing square bracket", "closing square brackets")),
+    "open_brace": ({"{"}, ("opening curly brace", "opening curly braces")),
+    "close_brace": ({"}"}, ("closing curly brace", "closing curly braces")),
+    "open_paren": ({"("}, ("opening parenthesis", "opening parentheses")),
+    "close_paren": ({")"}, ("closing parenthesis", "closing parentheses")),
+    "dot": ({"."}, ("dot", "dots")),
+    "at": ({"@"}, ("at sign", "at signs")),
+    "pipe": ({"|"}, ("vertical bar", "vertical bars")),
+    "plus_equals": ({"+="}, ("plus-equals operator", "+= augmented assignments")),
+}
+AFTER_CODE_MARKS = ("comma", "open_square", "close_paren", "double_equals", "plus", "percent", "star", "open_brace")
+
+
+def _code_marks() -> list[Concept]:
+    where = " in code"
+    marks = dict(CODE_MARKS, comma=({","}, ("comma", "commas")))
+    out = []
+    for key, (chars, names) in marks.items():
+        on = lambda m: lambda p: _v(_raw(p, m.__contains__) & p.code)  # noqa: E731
+        after = lambda m: lambda p: _v(_neighbour(p, p.prev, m) & p.code)  # noqa: E731
+        if key in CODE_MARKS:
+            out.append(Concept(f"code:mark_{key}", "code", mark_descriptions(names, chars, where), on(chars), "code"))
+        if key in AFTER_CODE_MARKS:
+            out.append(Concept(f"code:after_{key}", "code", after_descriptions(names, chars, "token", where), after(chars), "code"))
+    return out
+
 
 def _code() -> list[Concept]:
-    out = []
+    out = _code_marks()
     for kw, desc in KEYWORDS.items():
         words = KW_ALIASES.get(kw, {kw})
         out.append(Concept(f"code:{kw}", "code", [desc, f"the Python keyword {'/'.join(sorted(words))}", f"{desc} in Python code"],

@@ -130,6 +130,25 @@ def test_words_in_context_and_punctuation_units_fire_on_the_neighbour(tiny_pool)
     assert "position:mark_comma" not in names  # the same unit as position:comma
 
 
+def test_symbol_and_counting_units(tiny_pool):
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:mark_plus")) == {"+"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:after_plus")) == {"b"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:mark_equals")) == {"="}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:mark_dot")) == {"."}  # not the prose full stops
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "code:after_comma")) == {"b"}
+    assert _fires_on(tiny_pool, _concept(tiny_pool, "position:word_4")) == {"on", "the", "market", "and"}
+    first, late = (_concept(tiny_pool, n).word_values(tiny_pool) > 0 for n in ("position:first_5_words", "position:from_word_5"))
+    prose = ~tiny_pool.code
+    assert np.array_equal(first | late, prose) and np.array_equal(first & late, prose & (tiny_pool.pos == 4))
+    comma = _concept(tiny_pool, "position:comma")
+    assert any("," in d for d in comma.descriptions) and any("comma" in d for d in comma.descriptions)
+    after = [c for c in all_concepts(tiny_pool) if ":after_" in c.name]
+    assert {"position:after_open_paren", "code:after_star"} <= {c.name for c in after}
+    for concept in after:
+        for d in concept.descriptions:  # not "a opening parenthesis", "a asterisk"
+            assert not any(f" a {v}" in f" {d}" for v in "aeiou"), d
+
+
 def test_training_units_that_duplicate_a_validation_unit_are_left_out(tiny_pool, tiny_tokenizer, tmp_path):
     kwargs = dict(tokenizer_name="tiny", pool=tiny_pool, valid_share=0.3, n_top=3, n_random=2, valid_top=3,
                   valid_random=2, pairs_train=0, pairs_valid=0, progress=False)
