@@ -7,8 +7,11 @@ and carries several natural descriptions of itself. Six families cover what real
 * ``word``: one specific word ("the word 'of'"), function words and frequent content words;
 * ``spelling``: suffixes, prefixes, capitalisation, digits, hyphens, length;
 * ``syntax``: parts of speech from the Brown tags, and words in a syntactic context ("nouns after 'the'");
-* ``position``: place in the sentence or line, quotes and brackets, punctuation;
-* ``code``: Python keywords, literals, comments, definitions, operators.
+* ``position``: place in the sentence or line (by count, too), quotes and brackets, punctuation marks and
+  the word after each;
+* ``code``: Python keywords, literals, comments, definitions, operators, and symbols with the token after them.
+
+Marks and symbols are described by name, by the symbol itself and by both ("commas", "the , token").
 
 Every unit is causal, as a neuron of a left-to-right language model is: its value at a word depends on that
 word and the words before it only ("the word after a comma", never "the word before a comma" or "the last word
@@ -565,10 +568,10 @@ AFTER_CODE_MARKS = ("comma", "open_square", "close_paren", "double_equals", "plu
 def _code_marks() -> list[Concept]:
     where = " in code"
     marks = dict(CODE_MARKS, comma=({","}, ("comma", "commas")))
+    on = lambda m: lambda p: _v(_raw(p, m.__contains__) & p.code)  # noqa: E731
+    after = lambda m: lambda p: _v(_neighbour(p, p.prev, m) & p.code)  # noqa: E731
     out = []
     for key, (chars, names) in marks.items():
-        on = lambda m: lambda p: _v(_raw(p, m.__contains__) & p.code)  # noqa: E731
-        after = lambda m: lambda p: _v(_neighbour(p, p.prev, m) & p.code)  # noqa: E731
         if key in CODE_MARKS:
             out.append(Concept(f"code:mark_{key}", "code", mark_descriptions(names, chars, where), on(chars), "code"))
         if key in AFTER_CODE_MARKS:
