@@ -75,6 +75,16 @@ def _neighbour(pool: Pool, ids: np.ndarray, words: set[str]) -> np.ndarray:
     return np.where(ids >= 0, wanted[np.maximum(ids, 0)], False)
 
 
+def _is(pool: Pool, chars: set[str]) -> np.ndarray:
+    """bool per word: its raw spelling is one of ``chars`` (a mark or symbol; case matters)."""
+    return _raw(pool, chars.__contains__)
+
+
+def _after(pool: Pool, words: set[str]) -> np.ndarray:
+    """bool per word: the word before it is one of ``words`` (lower-cased)."""
+    return _neighbour(pool, pool.prev, words)
+
+
 def _v(mask: np.ndarray, value: float = 10.0) -> np.ndarray:
     return mask.astype(np.float32) * value
 
@@ -366,7 +376,7 @@ def _syntax() -> list[Concept]:
     for w in NEXT_TO:
         out.append(Concept(f"syntax:after_{w}", "syntax",
                            [f'the word right after "{w}"', f'words that follow "{w}"', f'the token following each "{w}", not "{w}" itself'],
-                           (lambda w: lambda p: _v(_neighbour(p, p.prev, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
+                           (lambda w: lambda p: _v(_after(p, {w}) & _lex(p, str.isalpha) & ~p.code))(w), "prose"))
     return out
 
 
@@ -390,7 +400,6 @@ SAME_AS = {"position:mark_comma": "position:comma", "position:mark_quote": "posi
 
 
 def _position() -> list[Concept]:
-    punct = lambda p, chars: _raw(p, lambda w: w in chars)  # noqa: E731
     out = [
         Concept("position:sentence_start", "position",
                 ["the first word of each sentence", "sentence-initial words", "the word that opens a sentence"],
@@ -398,14 +407,14 @@ def _position() -> list[Concept]:
         Concept("position:second_word", "position", ["the second word of each sentence", "the word right after the sentence opener"],
                 lambda p: _v((p.pos == 1) & ~p.code & _lex(p, str.isalpha)), "prose"),
         Concept("position:full_stop", "position", ["sentence-ending punctuation", "full stops, question marks and exclamation marks", "the marks . ? and !"],
-                lambda p: _v(punct(p, {".", "?", "!"}) & ~p.code), "prose"),
-        Concept("position:comma", "position", mark_descriptions(("comma", "commas"), {","}), lambda p: _v(punct(p, {","}) & ~p.code), "prose"),
-        Concept("position:after_comma", "position", after_descriptions(("comma", "commas"), {","}, "word"),
-                lambda p: _v(_neighbour(p, p.prev, {","}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {".", "?", "!"}) & ~p.code), "prose"),
+        Concept("position:comma", "position", mark_descriptions(PUNCT["comma"][1], PUNCT["comma"][0]), lambda p: _v(_is(p, {","}) & ~p.code), "prose"),
+        Concept("position:after_comma", "position", after_descriptions(PUNCT["comma"][1], PUNCT["comma"][0], "word"),
+                lambda p: _v(_after(p, {","}) & ~p.code), "prose"),
         Concept("position:in_quotes", "position", ["words inside quotation marks", "quoted speech", "text between double quotes"],
                 lambda p: _v(p.quote & ~p.code), "prose"),
         Concept("position:quote_marks", "position", mark_descriptions(("double quotation mark", "quotation marks"), {'"'}),
-                lambda p: _v(punct(p, {'"'}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {'"'}) & ~p.code), "prose"),
         Concept("position:in_parens", "position", ["words inside parentheses", "parenthetical text"],
                 lambda p: _v(p.paren & ~p.code), "prose"),
         Concept("position:late_in_sentence", "position",
@@ -417,49 +426,49 @@ def _position() -> list[Concept]:
         Concept("position:line_start_code", "position", ["the first token of each line of code", "line-initial tokens in source code"],
                 lambda p: _v((p.pos == 0) & p.code), "code"),
         Concept("position:colon_semicolon", "position", ["colons and semicolons", "the characters : and ;"],
-                lambda p: _v(punct(p, {":", ";"}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {":", ";"}) & ~p.code), "prose"),
         Concept("position:third_word", "position", ["the third word of each sentence", "the word in third place in a sentence"],
                 lambda p: _v((p.pos == 2) & ~p.code & _lex(p, str.isalpha)), "prose"),
         Concept("position:first_in_quote", "position", ["the first word inside quotation marks", "the word that opens a quotation"],
-                lambda p: _v(p.quote & _neighbour(p, p.prev, {'"'}) & ~p.code & _lex(p, str.isalpha)), "prose"),
+                lambda p: _v(p.quote & _after(p, {'"'}) & ~p.code & _lex(p, str.isalpha)), "prose"),
         Concept("position:second_token_code", "position", ["the second token of each line of code", "the token right after a line's first token in code"],
                 lambda p: _v((p.pos == 1) & p.code), "code"),
         Concept("position:late_words", "position", ["words from the tenth word of a sentence on", "every word after the first nine of a sentence"],
                 lambda p: _v((p.pos >= 9) & ~p.code), "prose"),
         Concept("position:code_colon", "position", ["colons in code", "the : character in Python source"],
-                lambda p: _v(punct(p, {":"}) & p.code), "code"),
+                lambda p: _v(_is(p, {":"}) & p.code), "code"),
         Concept("position:code_comma", "position", ["commas in code", "the comma separating arguments or items in source code"],
-                lambda p: _v(punct(p, {","}) & p.code), "code"),
+                lambda p: _v(_is(p, {","}) & p.code), "code"),
         Concept("position:code_close", "position", ["closing brackets in code", "), ] and } in source code"],
-                lambda p: _v(punct(p, {")", "]", "}"}) & p.code), "code"),
+                lambda p: _v(_is(p, {")", "]", "}"}) & p.code), "code"),
         # several marks at once, or one mark in one context: frequent marks (commas above all) fire here too
         Concept("position:punctuation", "position", ["punctuation marks", "any punctuation: , . ; : ? and !",
                                                      "commas, full stops and other punctuation"],
-                lambda p: _v(punct(p, {",", ".", ";", ":", "?", "!", "--"}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {",", ".", ";", ":", "?", "!", "--"}) & ~p.code), "prose"),
         Concept("position:comma_period", "position", ["commas and full stops", "the marks , and .", "every comma and every period"],
-                lambda p: _v(punct(p, {",", "."}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {",", "."}) & ~p.code), "prose"),
         Concept("position:comma_in_quotes", "position", ["commas inside quotation marks", "commas in quoted speech",
                                                          "the , token within dialogue"],
-                lambda p: _v(punct(p, {","}) & p.quote & ~p.code), "prose"),
+                lambda p: _v(_is(p, {","}) & p.quote & ~p.code), "prose"),
         Concept("position:comma_after_name", "position", ["commas right after a proper name", "the comma that follows a name, as in 'John,'"],
-                lambda p: _v(punct(p, {","}) & _tags(p, {"np", "np$", "nps"}, p.prev_tag) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {","}) & _tags(p, {"np", "np$", "nps"}, p.prev_tag) & ~p.code), "prose"),
         Concept("position:comma_early", "position", ["commas among the first ten words of a sentence", "early commas in a sentence"],
-                lambda p: _v(punct(p, {","}) & (p.pos < 10) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {","}) & (p.pos < 10) & ~p.code), "prose"),
         Concept("position:comma_in_parens", "position", ["commas inside parentheses", "the , token within parenthetical text"],
-                lambda p: _v(punct(p, {","}) & p.paren & ~p.code), "prose"),
+                lambda p: _v(_is(p, {","}) & p.paren & ~p.code), "prose"),
         Concept("position:parens", "position", ["parentheses, opening and closing", "the ( and ) tokens", "round brackets"],
-                lambda p: _v(punct(p, {"(", ")"}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {"(", ")"}) & ~p.code), "prose"),
         Concept("position:quote_or_paren", "position", ["quotation marks and parentheses", 'the tokens " ( and )'],
-                lambda p: _v(punct(p, {'"', "(", ")"}) & ~p.code), "prose"),
+                lambda p: _v(_is(p, {'"', "(", ")"}) & ~p.code), "prose"),
     ]
     out += _counting()
     have = {c.name for c in out}
     alnum = lambda w: any(c.isalnum() for c in w)  # noqa: E731
     for key, (marks, names) in PUNCT.items():
         made = {
-            "mark": (mark_descriptions(names, marks), lambda m: lambda p: _v(punct(p, m) & ~p.code)),
+            "mark": (mark_descriptions(names, marks), lambda m: lambda p: _v(_is(p, m) & ~p.code)),
             "after": (after_descriptions(names, marks, "word"),
-                      lambda m: lambda p: _v(_neighbour(p, p.prev, m) & ~p.code & _lex(p, alnum))),
+                      lambda m: lambda p: _v(_after(p, m) & ~p.code & _lex(p, alnum))),
         }
         for kind, (descs, values) in made.items():
             name = f"position:{kind}_{key}"
@@ -567,9 +576,9 @@ AFTER_CODE_MARKS = ("comma", "open_square", "close_paren", "double_equals", "plu
 
 def _code_marks() -> list[Concept]:
     where = " in code"
-    marks = dict(CODE_MARKS, comma=({","}, ("comma", "commas")))
-    on = lambda m: lambda p: _v(_raw(p, m.__contains__) & p.code)  # noqa: E731
-    after = lambda m: lambda p: _v(_neighbour(p, p.prev, m) & p.code)  # noqa: E731
+    marks = dict(CODE_MARKS, comma=PUNCT["comma"])
+    on = lambda m: lambda p: _v(_is(p, m) & p.code)  # noqa: E731
+    after = lambda m: lambda p: _v(_after(p, m) & p.code)  # noqa: E731
     out = []
     for key, (chars, names) in marks.items():
         if key in CODE_MARKS:
@@ -584,9 +593,8 @@ def _code() -> list[Concept]:
     for kw, desc in KEYWORDS.items():
         words = KW_ALIASES.get(kw, {kw})
         out.append(Concept(f"code:{kw}", "code", [desc, f"the Python keyword {'/'.join(sorted(words))}", f"{desc} in Python code"],
-                           (lambda ws: lambda p: _v(_raw(p, ws.__contains__) & p.code))(words), "code"))
+                           (lambda ws: lambda p: _v(_is(p, ws) & p.code))(words), "code"))
     kind = lambda p, k: _tags(p, {f"code:{k}"})  # noqa: E731
-    after = lambda p, ws: _neighbour(p, p.prev, ws)  # noqa: E731
     out += [
         Concept("code:strings", "code", ["string literals in code", "text inside quotes in Python source", "quoted strings"],
                 lambda p: _v(kind(p, "string")), "code"),
@@ -594,39 +602,39 @@ def _code() -> list[Concept]:
                 lambda p: _v(kind(p, "comment")), "code"),
         Concept("code:numbers", "code", ["numeric literals in code", "numbers in source code"], lambda p: _v(kind(p, "number")), "code"),
         Concept("code:func_name", "code", ["the name of a function being defined", "function names right after def"],
-                lambda p: _v(kind(p, "name") & after(p, {"def"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"def"})), "code"),
         Concept("code:class_name", "code", ["the name of a class being defined", "class names after the class keyword"],
-                lambda p: _v(kind(p, "name") & after(p, {"class"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"class"})), "code"),
         Concept("code:module_name", "code", ["module names in import statements", "the module after import or from"],
-                lambda p: _v(kind(p, "name") & after(p, {"import", "from"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"import", "from"})), "code"),
         Concept("code:attribute", "code", ["attribute names after a dot", "the member in obj.attr"],
-                lambda p: _v(kind(p, "name") & after(p, {"."})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"."})), "code"),
         Concept("code:dunder", "code", ["dunder names like __init__", "double-underscore special names"],
                 lambda p: _v(_raw(p, lambda w: w.startswith("__") and w.endswith("__") and len(w) > 4) & p.code), "code"),
         Concept("code:constants", "code", ["ALL_CAPS constant names in code", "upper-case identifiers"],
                 lambda p: _v(kind(p, "name") & _raw(p, lambda w: len(w) > 1 and w.isupper())), "code"),
         Concept("code:assign", "code", ["the assignment operator =", "assignments in code, on the equals sign"],
-                lambda p: _v(_raw(p, {"=", "+=", "-="}.__contains__) & p.code), "code"),
+                lambda p: _v(_is(p, {"=", "+=", "-="}) & p.code), "code"),
         Concept("code:compare", "code", ["comparison operators", "==, !=, <, > and friends in code"],
-                lambda p: _v(_raw(p, {"==", "!=", "<", ">", "<=", ">="}.__contains__) & p.code), "code"),
+                lambda p: _v(_is(p, {"==", "!=", "<", ">", "<=", ">="}) & p.code), "code"),
         Concept("code:open_paren", "code", ["opening brackets in code", "(, [ and { in source code"],
-                lambda p: _v(_raw(p, {"(", "[", "{"}.__contains__) & p.code), "code"),
+                lambda p: _v(_is(p, {"(", "[", "{"}) & p.code), "code"),
         Concept("code:inside_call", "code", ["tokens inside brackets or call arguments", "everything within parentheses in code"],
                 lambda p: _v(p.paren & p.code & ~kind(p, "string")), "code"),
         Concept("code:decorator", "code", ["decorators", "the @ sign and decorator name"],
-                lambda p: _v((_raw(p, {"@"}.__contains__) | after(p, {"@"})) & p.code), "code"),
+                lambda p: _v((_is(p, {"@"}) | _after(p, {"@"})) & p.code), "code"),
         Concept("code:loop_var", "code", ["loop variables, the name right after for", "the target name of a for loop"],
-                lambda p: _v(kind(p, "name") & after(p, {"for"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"for"})), "code"),
         Concept("code:first_argument", "code", ["the first token inside an opening bracket in code", "the first argument of a call"],
-                lambda p: _v(after(p, {"("}) & p.code), "code"),
+                lambda p: _v(_after(p, {"("}) & p.code), "code"),
         Concept("code:assigned_value", "code", ["the first token after = in an assignment", "the value being assigned, right after ="],
-                lambda p: _v(after(p, {"="}) & p.code), "code"),
+                lambda p: _v(_after(p, {"="}) & p.code), "code"),
         Concept("code:returned", "code", ["the first token of a returned expression", "what comes right after return"],
-                lambda p: _v(after(p, {"return"}) & p.code), "code"),
+                lambda p: _v(_after(p, {"return"}) & p.code), "code"),
         Concept("code:exception_name", "code", ["exception classes after except or raise", "the error type in except and raise"],
-                lambda p: _v(kind(p, "name") & after(p, {"except", "raise"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"except", "raise"})), "code"),
         Concept("code:alias", "code", ["alias names after as", "the name bound by as in imports and with statements"],
-                lambda p: _v(kind(p, "name") & after(p, {"as"})), "code"),
+                lambda p: _v(kind(p, "name") & _after(p, {"as"})), "code"),
     ]
     return out
 
