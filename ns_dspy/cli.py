@@ -17,6 +17,17 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("ns_dspy")
 
 
+def _positive_int(text: str) -> int:
+    """argparse ``type=`` of counts that must be at least 1 (argparse turns the error into a usage line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive: give an integer of at least 1")
+    return value
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from .exemplars import ExemplarStore
     from .recording import RecordConfig, record
@@ -144,11 +155,19 @@ def _summary_table(records) -> str:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
                      f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
+        stats = [r.trace["statistical"] for r in done if isinstance(r.trace.get("statistical"), dict)
+                 and r.trace["statistical"].get("test") is not None]
+        if stats and len(stats) == len(done) and any(r.trace.get("method") != "stats" for r in done):
+            lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
+                         f"valid {mean([s['valid'] for s in stats]):.3f}, test {mean([s['test'] for s in stats]):.3f}")
     return "\n".join(lines)
 
 
 def default_run_path(store: str, config) -> Path:
-    mode = "baseline" if config.baseline else ("explain" if config.refine else "norefine")
+    if config.method == "stats":
+        mode = "stats"
+    else:
+        mode = "baseline" if config.baseline else ("explain" if config.refine else "norefine")
     return Path(str(Path(store)).rstrip("/") + f".{mode}.sqlite")
 
 
@@ -176,8 +195,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         run_config["program"] = {"path": str(Path(args.program).resolve()),
                                  "state_sha256": read_manifest(args.program)["state_sha256"]}
         run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
+    lm = None if config.method == "stats" else make_lm(args.lm, temperature=temperature)  # checked before the run
     run = RunStore(run_path, run_config)
-    lm = make_lm(args.lm, temperature=temperature)
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
                             device=args.device, program=args.program)
     try:
@@ -269,6 +288,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     progress=not args.quiet)
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import format_checks, run_checks
+
+    checks = run_checks(lm=args.lm, simulator=args.simulator,
+                        progress=None if args.quiet else lambda name: print(f"checking {name} ...", file=sys.stderr))
+    print(format_checks(checks))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 def _add_simulator_options(p: argparse.ArgumentParser) -> None:
     from .simulators.base import DEFAULT_SIMULATOR
 
@@ -317,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("unit", help="LAYER:INDEX, e.g. 5:123")
     p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="which split (default: train)")
     p.add_argument("--kind", default="top", choices=["top", "random", "negative"], help="exemplar kind (default: top)")
-    p.add_argument("-n", type=int, default=5, help="how many exemplars (default: 5)")
+    p.add_argument("-n", type=_positive_int, default=5, help="how many exemplars (default: 5)")
     p.add_argument("--color", default="auto", choices=["auto", "always", "never"], help="ANSI colour (default: auto)")
     p.set_defaults(func=_cmd_show)
 
@@ -326,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=None, help="only this layer")
     p.add_argument("--sort", default="frequency", choices=["frequency", "max", "mean", "std"],
                    help="sort key (default: frequency, the paper's choice)")
-    p.add_argument("-n", type=int, default=10, help="units per layer (default: 10)")
+    p.add_argument("-n", type=_positive_int, default=10, help="units per layer (default: 10)")
     p.set_defaults(func=_cmd_units)
 
     p = sub.add_parser("export", help="export a store's units as JSONL activation records")
@@ -364,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="exemplar store directory")
     p.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:123,9:77")
     p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
-    p.add_argument("--concurrency", type=int, default=1, help="units explained at once (default: 1)")
+    p.add_argument("--concurrency", type=_positive_int, default=1, help="units explained at once (default: 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
                                                    "the run file then defaults to STORE.explain.NAME.sqlite")
@@ -434,6 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-only", action="store_true", help="stop after recording")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("doctor", help="check this machine before a long run: CPU, llama.cpp, torch, caches, endpoints",
+                       description="Report what a run needs, each item with its fix: the CPU's features, whether "
+                                   "the llama.cpp library decodes on this CPU (checked in a child process), torch's "
+                                   "device and bf16 support, the offline model, LM, simulator, embedder and corpus "
+                                   "caches, and the endpoints in --lm / --simulator. Builds nothing. Exits 1 when "
+                                   "something needed is broken.")
+    p.add_argument("--lm", default=None, help="the explainer LM to check (default: the offline default)")
+    p.add_argument("--simulator", default=None, help="the simulator to check (default: the offline default)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_doctor)
     return parser
 
 

@@ -7,7 +7,17 @@ valid data; test scores are computed by the caller (``ns_dspy.runs.runner``) aft
 
 Flags run the paper's ablation (``refine=False``: the cluster representatives are final) and a single-pass
 baseline (``baseline=True``: one explanation, the best of ``baseline_k`` hypotheses on valid) through the
-same agents.
+same agents. ``method="stats"`` is the statistical explainer: no LM, an explanation written from the train
+exemplars' token statistics alone (:mod:`ns_dspy.agents.evidence`), the best of its candidates on valid.
+
+``train`` holds the unit's train top exemplars and, optionally, its train random ones (``kind == "random"``):
+the agents see the top ones as marked excerpts, a few random ones as quiet text, and the token statistics of
+both. Beyond the paper, by default the agents read that statistics table, the Refinement agent sees each of the
+best history entries' missed tokens and false alarms on valid (``feedback``); optionally each mode's history
+starts with the statistical explanation too (``seed_stats``): refinement then never ends below it on valid,
+but a whole-neuron word list can then win every mode. Every method's trace carries the statistical
+explanation and its valid score (``trace["statistical"]``; the runner adds its test score), so each run
+compares itself with the no-LM row on the same data.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import dspy
 
 from .agents import (ClusterConfig, ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
+from .agents.evidence import statistical_explanations, token_evidence
 from .config import opt
 from .errors import ConfigError
 from .scoring import HeldOut, polysemantic
@@ -30,8 +41,13 @@ __all__ = ["ExplainConfig", "NeuronScope"]
 log = logging.getLogger(__name__)
 
 
+METHODS = ("neuronscope", "stats")
+
+
 @dataclass
 class ExplainConfig:
+    method: str = opt("neuronscope", "neuronscope (the agents), or stats: no LM, an explanation written from the "
+                                     "train exemplars' token statistics, the best of its candidates on valid")
     max_exemplars: int = opt(20, "top train exemplars shown to the Hypothesis agent")
     refine: bool = opt(True, "run the Refinement agent (--no-refine: the paper's ablation)")
     baseline: bool = opt(False, "single-pass baseline instead: one explanation, best of --baseline-k on valid")
@@ -40,12 +56,20 @@ class ExplainConfig:
     iterations: int = opt(5, "refinement iterations at most")
     patience: int = opt(1, "iterations without improvement before refinement stops")
     min_delta: float = opt(1e-3, "improvement of the valid score that counts")
+    statistics: bool = opt(True, "show the agents the train exemplars' token statistics (--no-statistics: "
+                                 "excerpts only, as in the paper)")
+    feedback: bool = opt(True, "show the Refinement agent the tokens its best explanations miss and over-predict "
+                                "on valid (--no-feedback: scores only, as in the paper)")
+    seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
+                                  "(refinement then never ends below it on valid, but modes may converge on it)")
     cluster: ClusterConfig = field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
 
     def __post_init__(self) -> None:
         for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown --method {self.method!r}: use one of {', '.join(METHODS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,17 +83,25 @@ class NeuronScope(dspy.Module):
         super().__init__()
         self.config = config or ExplainConfig()
         self.simulator = simulator
-        self.hypothesis = HypothesisAgent(max_exemplars=self.config.max_exemplars)
+        c = self.config
+        self.hypothesis = HypothesisAgent(max_exemplars=c.max_exemplars, statistics=c.statistics)
         self.decomposition = DecompositionAgent()
-        self.clustering = ClusteringAgent(embedder, self.config.cluster)
-        self.refinement = RefinementAgent(candidates=self.config.candidates, iterations=self.config.iterations,
-                                          patience=self.config.patience, min_delta=self.config.min_delta)
+        self.clustering = ClusteringAgent(embedder, c.cluster)
+        self.refinement = RefinementAgent(candidates=c.candidates, iterations=c.iterations, patience=c.patience,
+                                          min_delta=c.min_delta, feedback=c.feedback, statistics=c.statistics)
 
     def forward(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         if valid.split != "valid":
             raise ConfigError(f"NeuronScope selects on valid data, got {valid.split!r}")
+        stats = self._statistical(train, valid)  # no LM: the row every method is compared with
+        if self.config.method == "stats":
+            return stats
+        statistical = {"explanation": stats.explanations[0], "valid": stats.polysemantic}
         if self.config.baseline:
-            return self._baseline(train, valid)
+            pred = self._baseline(train, valid)
+            pred.trace["statistical"] = statistical
+            return pred
+        seeds = stats.explanations if self.config.refine and self.config.seed_stats else ()
         raw = self.hypothesis(exemplars=train).explanation
         log.info("%s: raw explanation of %d words", valid.unit, len(raw.split()))
         conditions = self.decomposition(explanation=raw).conditions
@@ -80,7 +112,8 @@ class NeuronScope(dspy.Module):
         for k, cluster in enumerate(clustered.clusters, 1):
             entry = {"members": list(cluster.members), "representative": cluster.representative}
             if self.config.refine:
-                refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train)
+                refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train,
+                                          seeds=seeds)
                 entry.update(explanation=refined.explanation, valid=refined.score,
                              history=[list(h) for h in refined.history], trajectory=list(refined.trajectory))
                 log.info("%s: cluster %d/%d refined, valid %s (%s)", valid.unit, k, len(clustered.clusters),
@@ -92,7 +125,24 @@ class NeuronScope(dspy.Module):
         combined = polysemantic(self.simulator, explanations, valid)
         trace = {"raw_explanation": raw, "conditions": list(conditions), "labels": list(clustered.cluster_labels),
                  "clusters": clusters}
+        trace["statistical"] = statistical
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace)
+
+    def _statistical(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
+        """The statistical explainer: candidates from the token statistics of ``train``, the best on valid."""
+        from .agents.errors import AgentError
+
+        top = [ex for ex in train if ex.kind != "random"]
+        evidence = token_evidence(top, [ex for ex in train if ex.kind == "random"])
+        candidates = statistical_explanations(evidence)
+        if not candidates:
+            raise AgentError("unit has no activation in its train exemplars: nothing to explain")
+        scores = valid_scorer(self.simulator, valid)(candidates)
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        trace = {"method": "stats", "statistics": evidence.table(),
+                 "stats_candidates": [[c, v] for c, v in zip(candidates, scores)],
+                 "statistical": {"explanation": candidates[best], "valid": scores[best]}}
+        return dspy.Prediction(explanations=[candidates[best]], polysemantic=scores[best], trace=trace)
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

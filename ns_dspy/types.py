@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SPLITS", "KINDS", "UnitId", "Exemplar", "parse_units"]
+__all__ = ["SPLITS", "KINDS", "UNIT_LIMIT", "UnitId", "Exemplar", "parse_units", "unit_range_problem"]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 """``train`` is shown to the explainer, ``valid`` selects explanations, ``test`` is only for reporting."""
@@ -17,7 +17,19 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 KINDS: tuple[str, ...] = ("top", "random", "negative")
 """Exemplar kinds: top-activating windows, a uniform random sample of windows, most negative windows."""
 
+UNIT_LIMIT = 2**32
+"""Layers and unit indices are below this: a unit is packed into one 64-bit key (``layer << 32 | index``)."""
+
 _UNIT_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def unit_range_problem(layer: int, index: int) -> str | None:
+    """What is wrong with a unit's ``layer`` / ``index`` integers (one line), or None when both are in range."""
+    for name, value in (("layer", layer), ("index", index)):
+        if not 0 <= value < UNIT_LIMIT:
+            shown = str(value) if abs(value) < 2**100 else f"{'-' if value < 0 else ''}2^{abs(value).bit_length() - 1}+"
+            return f"{name} {shown} is out of range: layers and indices are 0 .. {UNIT_LIMIT - 1} (2^32 - 1)"
+    return None
 
 
 @dataclass(frozen=True, order=True)
@@ -35,8 +47,17 @@ class UnitId:
         """Parse ``"L:N"``, e.g. ``"5:123"``."""
         m = _UNIT_RE.match(text)
         if not m:
-            raise ConfigError(f"bad unit {text!r}: write LAYER:INDEX, e.g. 5:123")
+            raise ConfigError(f"bad unit {_short(text)!r}: write LAYER:INDEX, e.g. 5:123")
+        for name, digits in zip(("layer", "index"), m.groups()):
+            # more digits than 2^32 has is out of range (and int() refuses over 4300 digits): test the length first
+            if len(digits.lstrip("0")) > 10 or int(digits) >= UNIT_LIMIT:
+                raise ConfigError(f"bad unit {_short(text)!r}: the {name} is out of range; layers and indices are "
+                                  f"0 .. {UNIT_LIMIT - 1} (2^32 - 1)")
         return cls(int(m.group(1)), int(m.group(2)))
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_units(text: str) -> list[UnitId]:

@@ -1,4 +1,4 @@
-"""Stage 1: a recall-oriented raw explanation of a neuron from its top-activating train exemplars."""
+"""Stage 1: a recall-oriented raw explanation of a neuron from its train exemplars and their token statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dspy.utils.exceptions import AdapterParseError
 
 from ..types import Exemplar
 from .errors import AgentError
+from .evidence import token_evidence
 from .formatting import clean_output, format_exemplars
 from .signatures import Hypothesize
 
@@ -16,20 +17,27 @@ __all__ = ["HypothesisAgent"]
 
 
 class HypothesisAgent(dspy.Module):
-    """``forward(exemplars) -> Prediction(explanation)``: one raw explanation that keeps every plausible cue.
+    """``forward(exemplars) -> Prediction(explanation, statistics)``: one raw explanation that keeps every
+    plausible cue.
 
     Uses the LM in ``dspy.settings`` (set it with ``dspy.context(lm=...)``). Only train exemplars may be
-    shown: valid and test windows are what explanations are scored on.
+    shown: valid and test windows are what explanations are scored on. ``exemplars`` are the unit's train top
+    windows and, optionally, its train random windows (``kind == "random"``): the strongest ``max_exemplars``
+    top windows are shown with their activating tokens marked, then up to ``max_quiet`` random ones (mostly
+    quiet text), and the token statistics of all of them (:func:`~ns_dspy.agents.evidence.token_evidence`).
 
     Args:
         max_exemplars, threshold, max_chars: how exemplars are shown (see :func:`format_exemplars`).
+        max_quiet: random (quiet) windows shown after the top ones.
+        statistics: show the token statistics table (False: the paper's prompt, excerpts only).
         chain_of_thought: let the LM reason before answering (``dspy.ChainOfThought``).
     """
 
     def __init__(self, *, max_exemplars: int = 20, threshold: float = 0.3, max_chars: int = 600,
-                 chain_of_thought: bool = False):
+                 max_quiet: int = 5, statistics: bool = True, chain_of_thought: bool = False):
         super().__init__()
         self.max_exemplars, self.threshold, self.max_chars = max_exemplars, threshold, max_chars
+        self.max_quiet, self.statistics = max_quiet, statistics
         self.hypothesize = (dspy.ChainOfThought if chain_of_thought else dspy.Predict)(Hypothesize)
 
     def forward(self, exemplars: Sequence[Exemplar], *, config: dict | None = None) -> dspy.Prediction:
@@ -38,15 +46,18 @@ class HypothesisAgent(dspy.Module):
         held_out = sorted({ex.split for ex in exemplars} - {"train"})
         if held_out:
             raise AgentError(f"the hypothesis agent is shown train exemplars only, got {'/'.join(held_out)} ones")
-        if not any(ex.max_activation > 0 for ex in exemplars):
+        top = [ex for ex in exemplars if ex.kind != "random"]
+        quiet = [ex for ex in exemplars if ex.kind == "random"]
+        if not any(ex.max_activation > 0 for ex in top):
             raise AgentError("unit has no activation in its train exemplars: nothing to explain")
-        text = format_exemplars(exemplars, max_exemplars=self.max_exemplars, threshold=self.threshold,
-                                max_chars=self.max_chars)
+        shown = sorted(top, key=lambda ex: -ex.max_activation)[: self.max_exemplars] + quiet[: self.max_quiet]
+        text = format_exemplars(shown, max_exemplars=len(shown), threshold=self.threshold, max_chars=self.max_chars)
+        table = token_evidence(top, quiet).table() if self.statistics else "(not given)"
         try:
-            result = self.hypothesize(exemplars=text, config=dict(config or {}))
+            result = self.hypothesize(exemplars=text, statistics=table, config=dict(config or {}))
         except AdapterParseError as err:
             raise AgentError(f"the hypothesis LM's answer could not be parsed ({err.adapter_name})") from err
         explanation = clean_output(result.explanation)
         if not explanation:
             raise AgentError("the hypothesis LM returned an empty explanation")
-        return dspy.Prediction(explanation=explanation)
+        return dspy.Prediction(explanation=explanation, statistics=table)

@@ -19,6 +19,7 @@ import dspy
 from ..errors import ConfigError
 from ..types import Exemplar
 from .errors import AgentError
+from .evidence import token_evidence
 from .formatting import clean_output, format_exemplars, format_history
 from .signatures import Refine
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # ns_dspy.simulators imports torch: keep it out of `import ns
     from ..scoring import HeldOut
     from ..simulators.base import Simulator
 
-__all__ = ["RefinementAgent", "ScoreFn", "valid_scorer"]
+__all__ = ["RefinementAgent", "ScoreFn", "ValidScorer", "valid_scorer"]
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,36 @@ ScoreFn = Callable[[list[str]], Sequence[float]]
 """Scores explanations (one batched call; higher is better), e.g. pooled Pearson r on valid data."""
 
 NO_EXEMPLARS = "(no excerpts given)"
+NO_STATISTICS = "(no statistics given)"
 
 
-def valid_scorer(simulator: "Simulator", valid: "HeldOut") -> ScoreFn:
-    """A score function over ``valid`` data: pooled Pearson r per explanation, in the order given, one
-    batched simulator call per use (:func:`ns_dspy.scoring.select` refuses test data)."""
-    from ..scoring import select
+class ValidScorer:
+    """A score function over ``valid`` data: pooled Pearson r per explanation, in the order given, one batched
+    simulator call per use (:func:`ns_dspy.scoring.select` refuses test data). It keeps each explanation's
+    per-token predictions, so :meth:`feedback` can name the tokens it missed and its false alarms."""
 
-    def score(explanations: list[str]) -> list[float]:
-        values = {s.explanation: s.value for s in select(simulator, explanations, valid)}
-        return [values[e] for e in explanations]
+    def __init__(self, simulator: "Simulator", valid: "HeldOut"):
+        self.simulator, self.valid = simulator, valid
+        self._scores: dict = {}
 
-    return score
+    def __call__(self, explanations: list[str]) -> list[float]:
+        from ..scoring import select
+
+        for s in select(self.simulator, explanations, self.valid):
+            self._scores[s.explanation] = s
+        return [self._scores[e].value for e in explanations]
+
+    def feedback(self, explanation: str, n: int = 3) -> tuple[list[str], list[str]] | None:
+        """(missed, false alarms): up to ``n`` valid tokens of each, in context; None if not scored here."""
+        from ..scoring.metric import error_tokens
+
+        result = self._scores.get(explanation)
+        return None if result is None else error_tokens(result, self.valid.exemplars, n)
+
+
+def valid_scorer(simulator: "Simulator", valid: "HeldOut") -> ValidScorer:
+    """:class:`ValidScorer` of ``simulator`` on ``valid``."""
+    return ValidScorer(simulator, valid)
 
 
 def _key(text: str) -> str:
@@ -64,17 +83,24 @@ class RefinementAgent(dspy.Module):
         min_delta: the smallest rise that counts as an improvement.
         max_history: the best this many history entries are shown to the LM.
         max_exemplars: train exemplars shown as evidence when ``exemplars`` is given.
+        feedback: under the best ``feedback_entries`` history entries, show the valid tokens each missed and
+            its false alarms (from the score function's ``feedback``, when it has one); False is the paper's
+            refinement, which sees scores only.
+        statistics: show the token statistics of the train exemplars (when ``exemplars`` is given).
 
     The prediction holds ``explanation`` and ``score`` (the best), ``history`` (every scored
     ``(explanation, score)``, best first, the seed included), ``trajectory`` (``[0]`` the seed's score,
     ``[t]`` the best after iteration ``t``; it never decreases and has one entry per iteration that scored
     something), ``failures`` (LM calls that failed) and ``stopped`` (why the loop ended: ``iterations``,
     ``converged``, ``no_new_candidates`` or ``lm_failed``). An explanation already in the history (same text
-    up to case, spacing and final punctuation) is never scored again.
+    up to case, spacing and final punctuation) is never scored again. ``seeds`` given to :meth:`forward` join
+    the history before the first iteration (e.g. the statistical explanation), so the result never scores
+    below any of them on valid.
     """
 
     def __init__(self, *, candidates: int = 8, iterations: int = 5, patience: int = 1, min_delta: float = 1e-3,
-                 temperature: float = 1.0, max_history: int = 16, max_exemplars: int = 10):
+                 temperature: float = 1.0, max_history: int = 16, max_exemplars: int = 10, feedback: bool = True,
+                 feedback_entries: int = 3, statistics: bool = True):
         super().__init__()
         for name, value, least in (("candidates", candidates, 1), ("iterations", iterations, 0),
                                    ("patience", patience, 1), ("max_history", max_history, 1)):
@@ -84,6 +110,7 @@ class RefinementAgent(dspy.Module):
             raise ConfigError(f"refinement min_delta must be >= 0, got {min_delta}")
         self.candidates, self.iterations, self.patience, self.min_delta = candidates, iterations, patience, min_delta
         self.temperature, self.max_history, self.max_exemplars = temperature, max_history, max_exemplars
+        self.feedback, self.feedback_entries, self.statistics = feedback, feedback_entries, statistics
         self.refine = dspy.Predict(Refine)
 
     @staticmethod
@@ -94,14 +121,32 @@ class RefinementAgent(dspy.Module):
                              "it must return one finite number per explanation")
         return values
 
-    def _propose(self, history: list[tuple[str, float]], evidence: str, iteration: int) -> tuple[list[str], int]:
+    def _shown_history(self, history: list[tuple[str, float]], score: ScoreFn) -> str:
+        errors = getattr(score, "feedback", None) if self.feedback else None
+        if errors is None:
+            return format_history(history, limit=self.max_history)
+        ranked = sorted(history, key=lambda item: -item[1])[: self.max_history]
+        lines = []
+        for k, (text, value) in enumerate(ranked, 1):
+            lines.append(f"{k}. score {value:.3f}: {' '.join(text.split())}")
+            found = errors(text) if k <= self.feedback_entries else None
+            if found:
+                missed, false = found
+                if missed:
+                    lines.append("   missed: " + "; ".join(missed))
+                if false:
+                    lines.append("   false alarms: " + "; ".join(false))
+        return "\n".join(lines)
+
+    def _propose(self, history: list[tuple[str, float]], evidence: str, statistics: str, iteration: int,
+                 score: ScoreFn) -> tuple[list[str], int]:
         """Up to ``candidates`` proposals and the number of LM calls that failed."""
-        shown = format_history(history, limit=self.max_history)
+        shown = self._shown_history(history, score)
         proposals, failed = [], 0
         for k in range(self.candidates):
             config = {"rollout_id": iteration * self.candidates + k, "temperature": self.temperature}
             try:
-                answer = self.refine(history=shown, exemplars=evidence, config=config)
+                answer = self.refine(history=shown, exemplars=evidence, statistics=statistics, config=config)
                 proposals.append(clean_output(answer.explanation))
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1
@@ -109,19 +154,29 @@ class RefinementAgent(dspy.Module):
                             str(err).splitlines()[0] if str(err) else type(err).__name__)
         return proposals, failed
 
-    def forward(self, seed: str, score: ScoreFn, exemplars: Sequence[Exemplar] | None = None) -> dspy.Prediction:
+    def forward(self, seed: str, score: ScoreFn, exemplars: Sequence[Exemplar] | None = None,
+                seeds: Sequence[str] = ()) -> dspy.Prediction:
         seed = clean_output(seed)
         if not seed:
             raise AgentError("no seed explanation to refine")
-        if exemplars and any(ex.split == "test" for ex in exemplars):
-            raise AgentError("test exemplars cannot be shown to the refinement agent: they are for reporting only")
-        evidence = (format_exemplars(exemplars, max_exemplars=self.max_exemplars)
-                    if exemplars and any(ex.max_activation > 0 for ex in exemplars) else NO_EXEMPLARS)
-        history = [(seed, self._scores(score, [seed])[0])]
+        if exemplars and any(ex.split != "train" for ex in exemplars):
+            raise AgentError("only train exemplars can be shown to the refinement agent: valid data selects and "
+                             "test data is for reporting only")
+        top = [ex for ex in exemplars or () if ex.kind != "random"]
+        evidence = (format_exemplars(top, max_exemplars=self.max_exemplars)
+                    if any(ex.max_activation > 0 for ex in top) else NO_EXEMPLARS)
+        statistics = (token_evidence(top, [ex for ex in exemplars or () if ex.kind == "random"]).table()
+                      if self.statistics and evidence != NO_EXEMPLARS else NO_STATISTICS)
+        start = [seed]
         seen = {_key(seed)}
+        for extra in (clean_output(e) for e in seeds):
+            if extra and _key(extra) not in seen:
+                seen.add(_key(extra))
+                start.append(extra)
+        history = sorted(zip(start, self._scores(score, start)), key=lambda item: -item[1])
         trajectory, failures, stale, stopped = [history[0][1]], 0, 0, "iterations"
         for iteration in range(1, self.iterations + 1):
-            proposals, failed = self._propose(history, evidence, iteration)
+            proposals, failed = self._propose(history, evidence, statistics, iteration, score)
             failures += failed
             if failed == self.candidates:
                 stopped = "lm_failed"

@@ -28,9 +28,14 @@ class Hypothesize(dspy.Signature):
     several unrelated things; name each cue once - particular words or word pieces, punctuation or
     symbols, grammatical roles, topics, formats such as code or lists, positions such as the start of a
     line - and say which marked tokens it covers and in what preceding context. Be concrete: quote the
-    marked tokens themselves."""
+    marked tokens themselves.
+
+    Token statistics computed from the same excerpts come with them: the tokens that carry the most
+    activation, the tokens just before the peaks and frequent tokens on which the neuron stays quiet. Use them
+    to find what is common across excerpts; the numbers are annotations for you, never part of the answer."""
 
     exemplars: str = dspy.InputField(desc="numbered excerpts, activating tokens wrapped in << >>")
+    statistics: str = dspy.InputField(desc="token statistics of the same excerpts")
     explanation: str = dspy.OutputField(desc="a description that names every plausible cue for the activations")
 
 
@@ -63,10 +68,15 @@ class Refine(dspy.Signature):
     trajectory: see what the better explanations have that the worse ones lack, then write a new
     explanation by making a meaningful improvement to the best one - make it more specific about which
     tokens activate and in which context, drop parts that would predict activation where there is none,
-    or add a cue it misses. Excerpts, when given, show activating tokens wrapped in << >>.
+    or add a cue it misses. Under the best explanations the history may name the tokens each one missed (the
+    neuron fired, the explanation predicted nothing; the token is in [[ ]] after a few tokens of context) and its
+    false alarms (predicted activity where the neuron stayed quiet): add a missed cue, drop or narrow a cue that
+    causes false alarms. Excerpts, when given, show activating tokens wrapped in << >>; token statistics of the
+    training excerpts show which tokens carry the activation.
 
     Return only the new explanation text: one or two sentences, no preamble, no score, no commentary."""
 
-    history: str = dspy.InputField(desc="earlier explanations with their scores, best first")
+    history: str = dspy.InputField(desc="earlier explanations with their scores, best first, some with their errors")
     exemplars: str = dspy.InputField(desc="excerpts with activating tokens marked, or a note that none are given")
+    statistics: str = dspy.InputField(desc="token statistics of the training excerpts, or a note that none are given")
     explanation: str = dspy.OutputField(desc="the new explanation, nothing else")

@@ -55,7 +55,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError, StoreError
 from ..recording.windows import uniform_keys
-from ..types import KINDS, SPLITS, Exemplar, UnitId
+from ..types import KINDS, SPLITS, Exemplar, UnitId, unit_range_problem
 from .store import ExemplarStore, LayerData, write_store
 
 __all__ = ["FORMAT", "VERSION", "export_jsonl", "import_jsonl", "import_neuron_records", "write_exemplars"]
@@ -134,6 +134,9 @@ def _json_lines(path: Path) -> Iterator[tuple[str, object]]:
                 except json.JSONDecodeError as err:
                     raise StoreError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno}): "
                                      "fix or remove that line") from None
+                except ValueError as err:  # e.g. an integer of over 4300 digits
+                    raise StoreError(f"{path}:{lineno}: unreadable JSON ({str(err).splitlines()[0]}): "
+                                     "fix or remove that line") from None
     except FileNotFoundError:
         raise StoreError(f"no such file: {path}") from None
     except UnicodeDecodeError:
@@ -153,6 +156,10 @@ def _record(obj, where: str, kind: str | None = None) -> _Record:
         raise StoreError(f'{where}: "activations" must be a list of numbers, one per token')
     if len(tokens) != len(acts):
         raise StoreError(f"{where}: {len(tokens)} tokens but {len(acts)} activations: give one activation per token")
+    big = [i for i, a in enumerate(acts) if isinstance(a, int) and abs(a) > _F32_MAX]  # float() would overflow
+    if big:
+        raise StoreError(f"{where}: activation {big[0]} is a {len(str(abs(acts[big[0]])))}-digit integer: "
+                         "activations must be finite float32 numbers")
     arr = np.asarray(acts, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(arr) | (np.abs(arr) > _F32_MAX))
     if bad.size:
@@ -167,18 +174,28 @@ def _record(obj, where: str, kind: str | None = None) -> _Record:
     return _Record(tokens, arr.astype(np.float32), kind, split)
 
 
+def _unit_in_range(layer: int, index: int, where: str) -> UnitId:
+    problem = unit_range_problem(layer, index)
+    if problem:
+        raise StoreError(f"{where}: unit {problem}: fix that record")
+    return UnitId(layer, index)
+
+
 def _unit_of(obj: dict, where: str) -> UnitId:
     unit = obj.get("unit")
     if isinstance(unit, str):
         try:
             return UnitId.parse(unit)
-        except ConfigError:
-            raise StoreError(f'{where}: bad "unit" {unit!r}: write "LAYER:INDEX", e.g. "5:123"') from None
+        except ConfigError as err:
+            if "out of range" in str(err):  # LAYER:INDEX, but too large
+                raise StoreError(f"{where}: {err}: fix that record") from None
+            shown = unit if len(unit) <= 40 else unit[:40] + "..."
+            raise StoreError(f'{where}: bad "unit" {shown!r}: write "LAYER:INDEX", e.g. "5:123"') from None
     if isinstance(unit, list) and len(unit) == 2 and all(_is_int(x) for x in unit):
-        return UnitId(*unit)
+        return _unit_in_range(*unit, where)
     layer, index = obj.get("layer"), obj.get("index", obj.get("neuron"))
     if unit is None and _is_int(layer) and _is_int(index):
-        return UnitId(layer, index)
+        return _unit_in_range(layer, index, where)
     raise StoreError(f'{where}: no unit: give "unit": "LAYER:INDEX", or "layer" and "index" integers')
 
 
@@ -389,6 +406,8 @@ def _json_objects(path: Path) -> Iterator[tuple[str, object]]:
     except json.JSONDecodeError as err:
         raise StoreError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); a file of one record per line "
                          "must be named .jsonl") from None
+    except ValueError as err:  # e.g. an integer of over 4300 digits
+        raise StoreError(f"{path}: unreadable JSON ({str(err).splitlines()[0]}): fix that file") from None
     if isinstance(obj, list):
         yield from ((f"{path} record {i}", o) for i, o in enumerate(obj))
     else:
@@ -407,7 +426,7 @@ def _neuron_record(obj, where: str) -> tuple[UnitId, list[_Record]]:
     if not isinstance(nid, dict) or not (_is_int(nid.get("layer_index")) and _is_int(nid.get("neuron_index"))):
         raise StoreError(f'{where}: not a NeuronRecord: it needs "neuron_id": '
                          '{"layer_index": int, "neuron_index": int}')
-    unit = UnitId(nid["layer_index"], nid["neuron_index"])
+    unit = _unit_in_range(nid["layer_index"], nid["neuron_index"], where)
     key = "most_positive_activation_records"
     out = [_record(r, f"{where} {key}[{i}]", "top") for i, r in enumerate(_records_list(obj, key, where))]
     rand = [(f"random_sample[{i}]", r) for i, r in enumerate(_records_list(obj, "random_sample", where))]

@@ -19,6 +19,9 @@ name and renamed into place, so an interrupted write leaves no store at all.
 from __future__ import annotations
 
 import json
+import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +30,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import StoreError
-from ..types import KINDS, SPLITS, Exemplar, UnitId
+from ..types import KINDS, SPLITS, UNIT_LIMIT, Exemplar, UnitId
 
 __all__ = ["FORMAT", "VERSION", "LayerData", "ExemplarStore", "write_store"]
 
@@ -49,6 +52,48 @@ def _compact_float(acts: np.ndarray) -> np.ndarray:
     acts = np.asarray(acts, dtype=np.float32)
     finite = acts[np.isfinite(acts)]
     return acts.astype(np.float16) if finite.size == 0 or np.abs(finite).max() < 6.0e4 else acts
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _json_kind(value) -> str:
+    """``value``'s JSON type in words, with a short excerpt: for one-line messages about a manifest."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+    text = json.dumps(value, default=str)
+    return kind if value is None else f"{kind} ({text if len(text) <= 30 else text[:30] + '...'})"
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_LAYER_KEY = re.compile(r"0|[1-9][0-9]*")
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the fields of a store's manifest that readers rely on (one line), or None."""
+    for key in ("n_windows", "window"):
+        if key not in manifest:
+            return f'"{key}" is missing'
+        if not _is_count(manifest[key]):
+            return f'"{key}" must be a non-negative integer, got {_json_kind(manifest[key])}'
+    layers = manifest.get("layers")
+    if not isinstance(layers, dict):
+        return ('"layers" must be an object mapping each layer number to {"n_units": N}, got '
+                + ("nothing" if "layers" not in manifest else _json_kind(layers)))
+    for key, value in layers.items():
+        if not _LAYER_KEY.fullmatch(key) or int(key) >= UNIT_LIMIT:
+            return f'"layers" has the key {json.dumps(key)[:40]}: keys are layer numbers such as "3"'
+        if not isinstance(value, dict) or not _is_count(value.get("n_units")):
+            return (f'"layers"."{key}" must be an object with "n_units": a non-negative integer, got '
+                    f"{_json_kind(value)}")
+    if "model" in manifest and not isinstance(manifest["model"], dict):
+        return f'"model" must be an object such as {{"name": "gemma-3-270m"}}, got {_json_kind(manifest["model"])}'
+    return None
 
 
 def write_store(path: str | Path, *, manifest: dict, strings: list[str], windows: np.ndarray,
@@ -116,20 +161,29 @@ class ExemplarStore:
         if manifest.get("version") != VERSION:
             raise StoreError(f"{path} has store version {manifest.get('version')}; this ns-dspy reads version "
                              f"{VERSION}: re-record it or upgrade ns-dspy")
+        problem = _manifest_problem(manifest)
+        if problem:
+            raise StoreError(f"{mpath} is corrupt: {problem}; fix it or re-record (re-import) the store")
         store = cls(path, manifest)
         store._check()
         return store
 
     def _load(self, rel: str) -> np.ndarray:
         try:
-            return np.load(self.path / rel, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({err})") from None
+            array = np.load(self.path / rel, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({_one_line(err)})") from None
+        if not isinstance(array, np.ndarray):  # e.g. an .npz archive under an .npy name
+            raise StoreError(f"{self.path} is corrupt: {rel} is not a .npy array")
+        return array
 
     def _check(self) -> None:
         windows = self.windows
         if windows.shape != (self.manifest["n_windows"], self.manifest["window"]):
-            raise StoreError(f"{self.path} is corrupt: windows.npy has shape {windows.shape}")
+            raise StoreError(f"{self.path} is corrupt: windows.npy has shape {windows.shape}, the manifest says "
+                             f"({self.manifest['n_windows']}, {self.manifest['window']})")
+        if windows.dtype.kind not in "iu":
+            raise StoreError(f"{self.path} is corrupt: windows.npy holds {windows.dtype}, not integer token ids")
         if self.window_split.shape != (windows.shape[0],):
             raise StoreError(f"{self.path} is corrupt: window_split.npy does not match windows.npy")
         for layer in self.layers:
@@ -141,9 +195,12 @@ class ExemplarStore:
     @cached_property
     def strings(self) -> list[str]:
         try:
-            return json.loads((self.path / "strings.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise StoreError(f"{self.path} is corrupt: strings.json is unreadable ({err})") from None
+            strings = json.loads((self.path / "strings.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:  # ValueError: bad UTF-8 or JSON
+            raise StoreError(f"{self.path} is corrupt: strings.json is unreadable ({_one_line(err)})") from None
+        if not isinstance(strings, list) or not all(isinstance(t, str) for t in strings):
+            raise StoreError(f"{self.path} is corrupt: strings.json must be a list of token strings")
+        return strings
 
     @cached_property
     def windows(self) -> np.ndarray:
@@ -155,7 +212,13 @@ class ExemplarStore:
 
     @cached_property
     def token_ids(self) -> np.ndarray | None:
-        return self._load("token_ids.npy") if (self.path / "token_ids.npy").exists() else None
+        if not (self.path / "token_ids.npy").exists():
+            return None
+        ids = self._load("token_ids.npy")
+        if ids.shape != self.windows.shape:
+            raise StoreError(f"{self.path} is corrupt: token_ids.npy has shape {ids.shape}, windows.npy "
+                             f"{self.windows.shape}")
+        return ids
 
     @property
     def layers(self) -> list[int]:
@@ -181,16 +244,26 @@ class ExemplarStore:
 
     def stats(self, unit: UnitId) -> dict[str, float]:
         row = self._row(unit)
-        try:
-            with np.load(self.path / f"layer_{unit.layer}/stats.npz", allow_pickle=False) as z:
-                return {k: float(z[k][row]) for k in z.files}
-        except (OSError, ValueError, KeyError) as err:
-            raise StoreError(f"{self.path} is corrupt: layer_{unit.layer}/stats.npz ({err})") from None
+        return {k: float(v[row]) for k, v in self.layer_stats(unit.layer).items()}
 
     def layer_stats(self, layer: int) -> dict[str, np.ndarray]:
-        self.layer_units(layer)
-        with np.load(self.path / f"layer_{layer}/stats.npz", allow_pickle=False) as z:
-            return {k: np.array(z[k]) for k in z.files}
+        """Every per-unit statistic of ``layer``: name -> (U,) array, in the order of :meth:`layer_units`."""
+        n = len(self.layer_units(layer))
+        rel = f"layer_{layer}/stats.npz"
+        try:
+            archive = np.load(self.path / rel, allow_pickle=False)
+            if isinstance(archive, np.ndarray):
+                raise ValueError("an .npy array, not an .npz archive")
+            with archive as z:
+                stats = {k: np.array(z[k]) for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({_one_line(err)}): "
+                             "re-record (re-import) the store") from None
+        for name, values in stats.items():
+            if values.shape != (n,) or values.dtype.kind not in "biuf":
+                raise StoreError(f"{self.path} is corrupt: {rel} holds {name!r} as {values.dtype} of shape "
+                                 f"{values.shape}, not one number for each of the layer's {n} units")
+        return stats
 
     # -- exemplars --------------------------------------------------------------------------------------
     def exemplars(self, unit: UnitId, split: str, kind: str = "top") -> list[Exemplar]:
@@ -203,13 +276,25 @@ class ExemplarStore:
         name = f"layer_{unit.layer}/{split}_{kind}"
         if not (self.path / f"{name}_windows.npy").exists():
             return []
-        rows, acts = self._load(f"{name}_windows.npy")[row], self._load(f"{name}_acts.npy")[row]
+        all_rows, all_acts = self._load(f"{name}_windows.npy"), self._load(f"{name}_acts.npy")
+        n_units, (n_windows, width) = len(self.layer_units(unit.layer)), self.windows.shape
+        if (all_rows.ndim != 2 or all_rows.shape[0] != n_units or all_rows.dtype.kind not in "iu"
+                or all_acts.shape != (*all_rows.shape, width)):
+            raise StoreError(f"{self.path} is corrupt: {name}_windows.npy {all_rows.dtype} {all_rows.shape} and "
+                             f"{name}_acts.npy {all_acts.shape} do not fit {n_units} units and windows of {width}")
+        rows, acts = all_rows[row], all_acts[row]
         strings, out = self.strings, []
         for slot, w in enumerate(rows):
             if w < 0:
                 continue
+            if w >= n_windows:
+                raise StoreError(f"{self.path} is corrupt: {name}_windows.npy gives unit {unit} window {int(w)}, "
+                                 f"but windows.npy holds {n_windows} windows (0..{n_windows - 1})")
             ids = self.windows[w]
             n = int((ids >= 0).sum())
+            if n and (ids[:n].min() < 0 or ids[:n].max() >= len(strings)):
+                raise StoreError(f"{self.path} is corrupt: window {int(w)} of windows.npy holds a token id outside "
+                                 f"0..{len(strings) - 1} (strings.json) or a -1 pad before its end")
             tok_ids = None if self.token_ids is None else [int(t) for t in self.token_ids[w][:n]]
             act = np.asarray(acts[slot][:n], dtype=np.float32)
             if not np.isfinite(act).all():

@@ -122,6 +122,7 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     locate, model = _local_model(arg)
     require_llama_cpp()  # before a first use downloads a GGUF that could not run
     engine = _shared_engine(locate(), engine_options)
+    engine.check()  # a library that cannot decode on this CPU is one error line now, not a crash later
     return dspy.LM(model, engine=engine, temperature=temperature, max_tokens=max_tokens, **kw)
 
 

@@ -8,7 +8,9 @@ renders the request with the model's own chat template (llama-cpp-python's ``cre
 reports the prompt and completion token counts in ``Response.usage``. Build one LM with
 :func:`ns_dspy.lms.make_lm` (``local:NAME`` or ``local:/path/model.gguf``) rather than by hand.
 
-llama-cpp-python is an optional dependency (``pip install 'ns-dspy[local]'``), imported on first use.
+llama-cpp-python is an optional dependency (``pip install -r requirements/local.txt`` builds it for any x86-64
+CPU), imported on first use, and only after :func:`~ns_dspy.lms.guard.check_llama_cpp` has seen a child process
+load the model and decode with it: a library that would die with SIGILL becomes one error line, not a crash.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .assets import LMError
+from .guard import check_llama_cpp, load_kwargs, quiet_openmp, weight_buffers
 
 __all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp"]
 
@@ -41,6 +44,8 @@ _EXTENSIONS = frozenset({"min_p", "typical_p", "repeat_penalty", "tfs_z", "miros
 _UNSUPPORTED = ("tool_choice", "reasoning", "cache", "service_tier", "user_id", "store", "logprobs",
                 "probabilities")
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_call", "function_call": "tool_call"}
+INSTALL_HINT = ("the local LM needs llama-cpp-python: pip install -r requirements/local.txt from the ns-dspy "
+                "checkout (a build for any x86-64 CPU), or pip install 'ns-dspy[local]'")
 
 
 def require_llama_cpp() -> None:
@@ -48,14 +53,15 @@ def require_llama_cpp() -> None:
     import importlib.util
 
     if importlib.util.find_spec("llama_cpp") is None:
-        raise LMError("the local LM needs llama-cpp-python: pip install 'ns-dspy[local]'")
+        raise LMError(INSTALL_HINT)
 
 
 def _import_llama():
+    quiet_openmp()  # before the library's OpenMP runtime loads
     try:
         from llama_cpp import Llama
     except ImportError as err:
-        raise LMError("the local LM needs llama-cpp-python: pip install 'ns-dspy[local]'") from err
+        raise LMError(INSTALL_HINT) from err
     return Llama
 
 
@@ -68,7 +74,8 @@ class LlamaCppSettings:
     n_ctx: int = 8192
     """Context window in tokens (prompt + completion)."""
     n_threads: int | None = None
-    """CPU threads; None means ``os.cpu_count()``."""
+    """CPU threads; None means ``os.cpu_count()``. llama.cpp's OpenMP threads sleep at barriers
+    (``OMP_WAIT_POLICY=PASSIVE`` unless set) so they do not starve torch's in the same process."""
     seed: int = 0
     """Seed of the sampler's generator at load. Requests without their own seed continue that generator, so
     repeated calls (DSPy's ``n``) give different samples while a fresh process replays the same sequence."""
@@ -164,14 +171,26 @@ class LlamaCppEngine:
         state = dict(state)
         return cls(state.pop("model_path"), **state)
 
+    def check(self) -> dict:
+        """Raise :class:`LMError` (one line) unless the llama.cpp library loads this model and decodes on this
+        CPU, checked in a child process (:func:`~ns_dspy.lms.guard.check_llama_cpp`; cached after a pass)."""
+        s = self.settings
+        return check_llama_cpp(s.model_path, n_ctx=s.n_ctx, n_threads=self._threads(), n_gpu_layers=s.n_gpu_layers,
+                               chat_format=s.chat_format)
+
     # --- internals ----------------------------------------------------------------------------------------
+    def _threads(self) -> int:
+        return self.settings.n_threads or os.cpu_count() or 1
+
     def _load(self):
         if self._llama is None:
-            Llama = _import_llama()
             s = self.settings
+            verdict = self.check()
+            Llama = _import_llama()
             start = time.perf_counter()
-            self._llama = Llama(model_path=s.model_path, n_ctx=s.n_ctx, n_threads=s.n_threads or os.cpu_count(),
-                                seed=s.seed, n_gpu_layers=s.n_gpu_layers, chat_format=s.chat_format, verbose=False)
+            with weight_buffers(verdict.get("extra_buffers", True)):
+                self._llama = Llama(model_path=s.model_path,
+                                    **load_kwargs(s.n_ctx, self._threads(), s.seed, s.n_gpu_layers, s.chat_format))
             self.load_seconds = time.perf_counter() - start
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama

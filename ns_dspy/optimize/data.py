@@ -38,8 +38,9 @@ class Shown(list):
 
 def neuron_example(store, unit: UnitId, *, max_exemplars: int = 20) -> dspy.Example | None:
     """The example of one neuron, or None (logged) when it has no activation in its train exemplars."""
-    train = Shown(store.exemplars(unit, "train", "top")[:max_exemplars])
-    if not any(ex.max_activation > 0 for ex in train):
+    top = store.exemplars(unit, "train", "top")[:max_exemplars]
+    train = Shown(top + store.exemplars(unit, "train", "random"))  # top and quiet windows, as explain shows them
+    if not any(ex.max_activation > 0 for ex in top):
         log.info("skipping unit %s: no activation in its train exemplars", unit)
         return None
     valid = HeldOut.from_store(store, unit, "valid")

@@ -96,8 +96,10 @@ class TopK:
         self.acts[unit, slot] = acts.unit_rows(col, unit).to(self.acts.dtype)
 
     def sorted_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """(windows (units, k), acts (units, k, T) float32), best first, empty slots last."""
-        order = self.values.argsort(dim=1, descending=True, stable=True)
+        """(windows (units, k), acts (units, k, T) float32), best first, empty slots last; equal scores in
+        window order (not in the order they arrived, which depends on the batch size)."""
+        by_window = self.windows.argsort(dim=1, stable=True)
+        order = by_window.gather(1, self.values.gather(1, by_window).argsort(dim=1, descending=True, stable=True))
         windows = self.windows.gather(1, order)
         acts = self.acts.gather(1, order.unsqueeze(2).expand_as(self.acts))
         return windows.cpu().numpy(), acts.float().cpu().numpy()

@@ -15,6 +15,7 @@ from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from ..runs.read import RunData, read_run
 from ..types import parse_units
+from .data import check_traces
 from .page import render_page
 
 __all__ = ["render_report", "write_report"]
@@ -36,6 +37,7 @@ def render_report(run: str | Path | RunData, *, neurons: str | None = None, exem
         records = [r for r in records if r.unit in set(wanted)]
     if exemplars is not None and exemplars < 0:
         raise ConfigError(f"--exemplars must be >= 0 (0 = all), got {exemplars}")
+    check_traces(data.path, records)
     return render_page(data, records=records, exemplars=exemplars or None)
 
 

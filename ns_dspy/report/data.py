@@ -2,12 +2,121 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
+from ..errors import StoreError
 from ..runs import NeuronRecord
 
-__all__ = ["best_final", "padded", "neuron_trajectory", "mean_trajectories", "cluster_of_conditions"]
+__all__ = ["best_final", "padded", "neuron_trajectory", "mean_trajectories", "cluster_of_conditions", "trace_problem",
+           "check_traces"]
+
+
+# -- the shape of a stored trace --------------------------------------------------------------------------
+def _kind(value) -> str:
+    """``value``'s JSON type in words with a short excerpt, for one-line messages."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+    text = json.dumps(value, default=str)
+    return kind if value is None else f"{kind} ({text if len(text) <= 30 else text[:30] + '...'})"
+
+
+def _is_num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_pair(value) -> bool:
+    """``[text, score]``: a refinement history entry or a baseline candidate."""
+    return isinstance(value, list) and len(value) == 2 and _is_num(value[1])
+
+
+def _where(key: str, problem: str) -> str:
+    return f"{key}{problem}" if problem.startswith("[") else f"{key} {problem}"
+
+
+_Check = Callable[[object], "str | None"]
+
+
+def _number(value) -> str | None:
+    return None if _is_num(value) else f"must be a number or null, got {_kind(value)}"
+
+
+def _list_of(ok: Callable[[object], bool], each: str) -> _Check:
+    def check(value):
+        if not isinstance(value, list):
+            return f"must be a list, each {each}, got {_kind(value)}"
+        bad = next((i for i, item in enumerate(value) if not ok(item)), None)
+        return None if bad is None else f"[{bad}] must be {each}, got {_kind(value[bad])}"
+    return check
+
+
+def _object(fields: dict[str, _Check], required: tuple[str, ...] = ()) -> _Check:
+    def check(value):
+        if not isinstance(value, dict):
+            return f"must be an object, got {_kind(value)}"
+        for key in required:
+            if key not in value:
+                return f'needs "{key}"'
+        for key, field_check in fields.items():
+            problem = None if value.get(key) is None else field_check(value[key])
+            if problem:
+                return _where(f'."{key}"', problem)
+        return None
+    return check
+
+
+def _list_of_objects(fields: dict[str, _Check], required: tuple[str, ...] = ()) -> _Check:
+    each = _object(fields, required)
+
+    def check(value):
+        if not isinstance(value, list):
+            return f"must be a list of objects, got {_kind(value)}"
+        for i, item in enumerate(value):
+            problem = each(item)
+            if problem:
+                return f"[{i}]{problem}" if problem.startswith(".") else f"[{i}] {problem}"
+        return None
+    return check
+
+
+_TRACE: dict[str, _Check] = {
+    "finals": _list_of_objects({"valid": _number, "test": _number}),
+    "polysemantic": _object({"valid": _number, "test": _number}),
+    "lm_usage": _object({}),
+    "exemplars_shown": _list_of_objects({"tokens": _list_of(lambda t: isinstance(t, str), "a string"),
+                                         "activations": _list_of(_is_num, "a number")},
+                                        required=("tokens", "activations")),
+    "conditions": _list_of(lambda c: isinstance(c, str), "a string"),
+    "labels": _list_of(lambda x: isinstance(x, int) and not isinstance(x, bool), "an integer"),
+    "clusters": _list_of_objects({"members": _list_of(lambda m: isinstance(m, str), "a string"),
+                                  "trajectory": _list_of(_is_num, "a number"), "valid": _number,
+                                  "history": _list_of(_is_pair, "a [text, score] pair")}),
+    "baseline_candidates": _list_of(_is_pair, "a [text, score] pair"),
+}
+"""What the report and the analyses read from a trace (a key that is absent or null is fine); other keys are
+passed over."""
+
+
+def trace_problem(trace) -> str | None:
+    """What is wrong with the parts of a stored trace that the report reads (one line), or None."""
+    if not isinstance(trace, dict):
+        return f"the trace must be an object, got {_kind(trace)}"
+    for key, check in _TRACE.items():
+        problem = None if trace.get(key) is None else check(trace[key])
+        if problem:
+            return _where(f'"{key}"', problem)
+    return None
+
+
+def check_traces(path: str | Path, records: Iterable[NeuronRecord]) -> None:
+    """Raise :class:`StoreError` naming the run file and the neuron when a record's trace is malformed."""
+    for record in records:
+        problem = trace_problem(record.trace)
+        if problem:
+            raise StoreError(f"{path}: the stored trace of neuron {record.unit} is malformed: {problem}; explain "
+                             "that neuron again into a new --run, or leave it out with --neurons")
 
 
 def best_final(record: NeuronRecord) -> dict:

@@ -56,6 +56,28 @@ def run_mode(config: dict[str, Any]) -> str:
     return "refine" if explain.get("refine", True) else "norefine"
 
 
+_COLUMNS = ("status", "error", "number", "score_valid", "score_test", "baseline_test", "lm_tokens", "lm_cost",
+            "seconds")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _column_problem(row: tuple) -> str | None:
+    """What is wrong with the columns of a ``neurons`` row (layer, idx, status, ..., seconds), or None."""
+    for name, value in zip(_COLUMNS, row[2:11]):
+        if name == "status":
+            ok = isinstance(value, str)
+        elif name == "error":
+            ok = value is None or isinstance(value, str)
+        else:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok:
+            return f"its {name} is {str(value)[:30]!r}"
+    return None
+
+
 def read_run(path: str | Path) -> RunData:
     """Every row of the run file at ``path``; :class:`StoreError` for a missing, foreign or corrupt file."""
     path = Path(path)
@@ -79,15 +101,26 @@ def read_run(path: str | Path) -> RunData:
                           "lm_tokens, lm_cost, seconds, trace FROM neurons ORDER BY layer, idx").fetchall()
     except sqlite3.DatabaseError as err:
         raise StoreError(f"{path} is not an ns-dspy run file ({err})") from None
-    except (json.JSONDecodeError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # ValueError: JSONDecodeError, or an integer of over 4300 digits
         raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err})") from None
     finally:
         db.close()
+    config = meta.get("config") or {}
+    if not isinstance(config, dict) or not isinstance(config.get("explain") or {}, dict):
+        raise StoreError(f"{path} is corrupt: its meta config is not a JSON object (with an \"explain\" object)")
     records = []
     for r in rows:
+        if not (_is_int(r[0]) and _is_int(r[1]) and r[0] >= 0 and r[1] >= 0):
+            raise StoreError(f"{path} is corrupt: a neurons row has layer {str(r[0])[:20]!r} and index "
+                             f"{str(r[1])[:20]!r}, not two non-negative integers")
+        problem = _column_problem(r)
+        if problem:
+            raise StoreError(f"{path} is corrupt: in the row of unit {r[0]}:{r[1]}, {problem}")
         try:
             trace = json.loads(r[11])
-        except (json.JSONDecodeError, TypeError) as err:
+        except (ValueError, TypeError) as err:
             raise StoreError(f"{path} is corrupt: the trace of unit {r[0]}:{r[1]} is not JSON ({err})") from None
+        if not isinstance(trace, dict):
+            raise StoreError(f"{path} is corrupt: the trace of unit {r[0]}:{r[1]} is not a JSON object")
         records.append(NeuronRecord(UnitId(r[0], r[1]), *r[2:11], trace=trace))
     return RunData(path, meta, records)

@@ -41,10 +41,11 @@ def explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm) -
     unit_lm = lm.copy() if hasattr(lm, "copy") else lm
     trace: dict = {"unit": str(unit)}
     try:
-        train = store.exemplars(unit, "train", "top")[: program.config.max_exemplars]
+        top = store.exemplars(unit, "train", "top")
+        train = top + store.exemplars(unit, "train", "random")  # the agents' evidence: top and quiet windows
         valid = HeldOut.from_store(store, unit, "valid")
         test = HeldOut.from_store(store, unit, "test")
-        trace["exemplars_shown"] = _exemplar_trace(train)
+        trace["exemplars_shown"] = _exemplar_trace(top[: program.config.max_exemplars])
         with dspy.context(lm=unit_lm):
             pred = program(train=train, valid=valid)
         trace.update(pred.trace)
@@ -52,15 +53,20 @@ def explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm) -
                   for e in pred.explanations]
         for entry, cluster in zip(finals, pred.trace.get("clusters", [])):
             entry["valid"] = cluster.get("valid")
-        if program.config.baseline:
+        single = program.config.baseline or program.config.method == "stats"
+        if single:
             finals[0]["valid"] = pred.polysemantic
+        statistical = trace.get("statistical")
+        if statistical:  # the no-LM row beside every method, on the same test data
+            statistical["test"] = (finals[0]["test"] if program.config.method == "stats"
+                                   else report(program.simulator, statistical["explanation"], test).value)
         poly_test = polysemantic(program.simulator, pred.explanations, test).value
         trace.update(finals=finals, polysemantic={"valid": pred.polysemantic, "test": poly_test})
         usage = lm_usage(unit_lm)
         trace["lm_usage"] = usage
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]
         return NeuronRecord(unit, "done", None, len(pred.explanations), pred.polysemantic, poly_test,
-                            poly_test if program.config.baseline else None, tokens, cost,
+                            poly_test if single else None, tokens, cost,
                             round(time.perf_counter() - start, 2), trace)
     except Exception as err:  # one unit's failure never stops the run
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -3,7 +3,8 @@
 The score of an explanation is the Pearson correlation between simulated and true activations pooled over
 every token of every held-out exemplar (top and random together), not an average of per-exemplar
 correlations. Constant predictions (or constant truth) have no correlation: the score is 0 with a flag,
-never NaN.
+never NaN. Non-finite input (NaN or infinity, in predictions or truth) has no correlation either and is refused
+with a ValueError: it is a bug upstream (stores refuse non-finite activations, simulators predict 0..10).
 """
 
 from __future__ import annotations
@@ -29,29 +30,47 @@ class Correlation:
         return self.r
 
 
+def _finite(values: np.ndarray, what: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"{what} {bad[0]} of {values.size} is {values[bad[0]]} ({bad.size} non-finite): "
+                         "the correlation is defined on finite numbers only")
+
+
 def pearson(pred: np.ndarray, true: np.ndarray) -> Correlation:
-    """Pearson r of two equal-length 1-d arrays; 0 with ``constant=True`` when either is constant."""
+    """Pearson r of two equal-length 1-d arrays; 0 with ``constant=True`` when either is constant.
+
+    Raises ValueError for arrays of different lengths or with a NaN or infinite value."""
     x = np.asarray(pred, dtype=np.float64).ravel()
     y = np.asarray(true, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise ValueError(f"{x.size} predictions for {y.size} true activations")
+    _finite(x, "prediction")
+    _finite(y, "true activation")
     n = x.size
     if n < 2:
         return Correlation(0.0, n, constant=True)
+    # both sides divided by one common scale: r is unchanged, and squares of huge values cannot overflow
+    scale = max(np.abs(x).max(), np.abs(y).max(), 1e-300)
+    x, y = x / scale, y / scale
     dx, dy = x - x.mean(), y - y.mean()
     sx, sy = np.sqrt(dx @ dx), np.sqrt(dy @ dy)
-    scale = max(np.abs(x).max(), np.abs(y).max(), 1e-300)
-    if sx <= 1e-12 * scale * np.sqrt(n) or sy <= 1e-12 * scale * np.sqrt(n):
+    if sx <= 1e-12 * np.sqrt(n) or sy <= 1e-12 * np.sqrt(n):
         return Correlation(0.0, n, constant=True)
     return Correlation(float(np.clip((dx @ dy) / (sx * sy), -1.0, 1.0)), n)
 
 
 def pooled(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray], groups: Sequence[str] | None = None) -> Correlation:
-    """Correlation over all tokens of all pairs; with ``groups`` (one label per pair), also per group."""
+    """Correlation over all tokens of all pairs; with ``groups`` (one label per pair), also per group.
+
+    Raises ValueError like :func:`pearson` (a pair of different lengths, a NaN or infinite value)."""
     if len(preds) != len(trues):
         raise ValueError(f"{len(preds)} predictions for {len(trues)} exemplars")
     if not preds:
         return Correlation(0.0, 0, constant=True)
+    for j, (p, t) in enumerate(zip(preds, trues)):
+        if np.size(p) != np.size(t):
+            raise ValueError(f"exemplar {j}: {np.size(p)} predictions for {np.size(t)} true activations")
     total = pearson(np.concatenate(preds), np.concatenate(trues))
     if groups is None:
         return total

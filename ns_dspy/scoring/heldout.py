@@ -74,7 +74,12 @@ class Score:
 
 
 def score(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> list[Score]:
-    """Score every explanation on ``heldout`` with one batched simulator call."""
+    """Score every explanation on ``heldout`` with one batched simulator call. An empty (or blank) explanation
+    says nothing to simulate and is refused with :class:`ConfigError`."""
+    for text in explanations:
+        if isinstance(text, str) and not text.strip():
+            raise ConfigError(f"the explanation to score is {'blank' if text else 'empty'} ({text[:20]!r}): give "
+                              "a text that says what the unit responds to, e.g. \"the word 'dog'\"")
     preds = simulator.simulate(list(explanations), list(heldout.exemplars))
     trues = [ex.activations for ex in heldout.exemplars]
     kinds = [ex.kind for ex in heldout.exemplars]

@@ -14,7 +14,7 @@ from ..simulators.base import Simulator
 from ..types import Exemplar
 from .heldout import HeldOut, Score, polysemantic, select
 
-__all__ = ["SimulatorMetric", "FeedbackMetric", "feedback_text"]
+__all__ = ["SimulatorMetric", "FeedbackMetric", "feedback_text", "error_tokens"]
 
 
 class SimulatorMetric:
@@ -55,17 +55,44 @@ def _context(ex: Exemplar, i: int, width: int = 4) -> str:
     return f"{left}[[{ex.tokens[i]}]]".replace("\n", " ").strip()
 
 
-def feedback_text(result: Score, exemplars: Sequence[Exemplar], n: int = 5) -> str:
-    """A short report: the score and parts, then the most under-predicted and over-predicted tokens.
-
-    Both sides are scaled to [0, 1] (truth by its maximum, predictions by the 0..10 scale) before comparing.
-    """
-    truth_max = max((float(ex.activations.max()) for ex in exemplars), default=0.0) or 1.0
+def _errors(result: Score, exemplars: Sequence[Exemplar]) -> list[tuple[float, int, int]]:
+    """(truth - prediction, exemplar, token) for every token, most over-predicted first. Both sides are scaled to
+    [0, 1] (truth by its maximum, predictions by the 0..10 scale) before comparing."""
+    truth_max = max((float(ex.activations.max()) for ex in exemplars if len(ex.activations)), default=0.0) or 1.0
     rows = []
     for j, (ex, pred) in enumerate(zip(exemplars, result.predictions)):
         for i in range(len(ex.tokens)):
             rows.append((float(ex.activations[i]) / truth_max - float(pred[i]) / 10.0, j, i))
     rows.sort()
+    return rows
+
+
+def error_tokens(result: Score, exemplars: Sequence[Exemplar], n: int = 3,
+                 least: float = 0.25) -> tuple[list[str], list[str]]:
+    """The ``n`` most under-predicted and ``n`` most over-predicted tokens, each as a few tokens of context with
+    the token in ``[[ ]]``; only errors of at least ``least`` (on the [0, 1] scales of :func:`_errors`), and each
+    context once."""
+    rows = _errors(result, exemplars)
+
+    def pick(items):
+        out: list[str] = []
+        for err, j, i in items:
+            text = _context(exemplars[j], i)
+            if abs(err) >= least and text not in out:
+                out.append(text)
+            if len(out) == n:
+                break
+        return out
+
+    return pick(reversed(rows)), pick(rows)
+
+
+def feedback_text(result: Score, exemplars: Sequence[Exemplar], n: int = 5) -> str:
+    """A short report: the score and parts, then the most under-predicted and over-predicted tokens.
+
+    Both sides are scaled to [0, 1] (truth by its maximum, predictions by the 0..10 scale) before comparing.
+    """
+    rows = _errors(result, exemplars)
     parts = ", ".join(f"{k} {v:.2f}" for k, v in result.parts.items())
     lines = [f"Score {result.value:.3f} (pooled Pearson r over {result.correlation.n} tokens; {parts})."]
     if result.constant:

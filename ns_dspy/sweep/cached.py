@@ -52,8 +52,8 @@ class Ledger:
 
 
 def exemplars_digest(exemplars: Sequence) -> str:
-    """Digest of what exemplars show: their tokens and activations (4 decimals), in order."""
-    return digest([[list(ex.tokens), [round(float(a), 4) for a in ex.activations]] for ex in exemplars or ()])
+    """Digest of what exemplars show: their tokens, activations (4 decimals) and kind (top or random), in order."""
+    return digest([[list(ex.tokens), [round(float(a), 4) for a in ex.activations], ex.kind] for ex in exemplars or ()])
 
 
 def lm_identity(spec: str, lm) -> dict[str, Any]:
@@ -112,7 +112,8 @@ class CachedHypothesis(_Cached):
     def __call__(self, exemplars, *, config: dict | None = None) -> dspy.Prediction:
         agent = self.inner
         key = digest(self.kind, exemplars_digest(exemplars), agent.max_exemplars, agent.threshold, agent.max_chars,
-                     state_digest(agent.hypothesize), self.lm_key, dict(config or {}))
+                     agent.max_quiet, agent.statistics, state_digest(agent.hypothesize), self.lm_key,
+                     dict(config or {}))
         out = self._outcome(key, lambda: {"explanation": agent(exemplars=exemplars, config=config).explanation})
         return dspy.Prediction(explanation=out["explanation"])
 
@@ -131,7 +132,7 @@ class CachedDecomposition(_Cached):
 
 
 class CachedRefinement(_Cached):
-    """``(seed, score, exemplars=None) -> Prediction(explanation, score, history, ...)``.
+    """``(seed, score, exemplars=None, seeds=()) -> Prediction(explanation, score, history, ...)``.
 
     The score function is opaque, so what it scores on is part of the key: ``scored_on`` names the unit's
     valid data (a digest of it) and the simulator's ``cache_key``, bound when the wrapper is built for one
@@ -144,15 +145,15 @@ class CachedRefinement(_Cached):
         super().__init__(inner, cache, ledger, lm_key)
         self.scored_on = scored_on
 
-    def __call__(self, seed: str, score, exemplars=None) -> dspy.Prediction:
+    def __call__(self, seed: str, score, exemplars=None, seeds=()) -> dspy.Prediction:
         agent = self.inner
         settings = [agent.candidates, agent.iterations, agent.patience, agent.min_delta, agent.temperature,
-                    agent.max_history, agent.max_exemplars]
-        key = digest(self.kind, seed, exemplars_digest(exemplars), self.scored_on, settings,
+                    agent.max_history, agent.max_exemplars, agent.feedback, agent.feedback_entries, agent.statistics]
+        key = digest(self.kind, seed, list(seeds), exemplars_digest(exemplars), self.scored_on, settings,
                      state_digest(agent.refine), self.lm_key)
 
         def compute() -> dict[str, Any]:
-            pred = agent(seed=seed, score=score, exemplars=exemplars)
+            pred = agent(seed=seed, score=score, exemplars=exemplars, seeds=seeds)
             return {"explanation": pred.explanation, "score": float(pred.score),
                     "history": [[text, float(value)] for text, value in pred.history],
                     "trajectory": [float(v) for v in pred.trajectory], "failures": int(pred.failures),

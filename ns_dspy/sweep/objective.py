@@ -82,8 +82,9 @@ def sweep_neurons(store, units: list[UnitId] | None, *, n_neurons: int = 8, seed
     for unit in candidates:
         if wanted is not None and len(neurons) == wanted:
             break
-        train = store.exemplars(unit, "train", "top")
-        if not any(ex.max_activation > 0 for ex in train):
+        top = store.exemplars(unit, "train", "top")
+        train = top + store.exemplars(unit, "train", "random")  # the agents' evidence: top and quiet windows
+        if not any(ex.max_activation > 0 for ex in top):
             skipped.append(str(unit))
             continue
         valid = HeldOut.from_store(store, unit, "valid")
@@ -125,7 +126,7 @@ class Evaluator:
         lm = self.lm.copy(temperature=temperature)
         ledger = Ledger()
         program = self.program_for(config, neuron, ledger, lm)
-        train = neuron.train[: config.max_exemplars]
+        train = neuron.train  # the Hypothesis agent shows the strongest config.max_exemplars of the top ones
         try:
             with dspy.context(lm=lm):
                 pred = program(train=train, valid=neuron.valid)

@@ -154,9 +154,10 @@ def test_bad_score_function_and_arguments():
         RefinementAgent()(seed="cat", score=lambda es: [float("nan")])
     with pytest.raises(AgentError, match="no seed"):
         RefinementAgent()(seed="  ", score=Scorer())
-    test_split = [Exemplar(tokens=["a"], activations=np.ones(1, np.float32), split="test")]
-    with pytest.raises(AgentError, match="test exemplars"):
-        RefinementAgent()(seed="cat", score=Scorer(), exemplars=test_split)
+    for split in ("valid", "test"):
+        held_out = [Exemplar(tokens=["a"], activations=np.ones(1, np.float32), split=split)]
+        with pytest.raises(AgentError, match="only train exemplars"):
+            RefinementAgent()(seed="cat", score=Scorer(), exemplars=held_out)
     for bad in (dict(candidates=0), dict(iterations=-1), dict(patience=0), dict(min_delta=-1)):
         with pytest.raises(ConfigError):
             RefinementAgent(**bad)

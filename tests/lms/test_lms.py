@@ -185,6 +185,7 @@ def scripted_engine(tmp_path, monkeypatch):
     gguf.write_bytes(b"GGUF")
     monkeypatch.setattr(local_mod, "require_llama_cpp", lambda: None)
     monkeypatch.setattr(local_mod, "_import_llama", lambda: ScriptedLlama)
+    monkeypatch.setattr(local_mod, "check_llama_cpp", lambda *a, **k: {"ok": True})  # no real library to check
     return LlamaCppEngine(gguf, n_ctx=2048, seed=7)
 
 
@@ -268,9 +269,9 @@ def test_engine_needs_llama_cpp(tmp_path, monkeypatch):
     gguf.write_bytes(b"GGUF")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
-    with pytest.raises(LMError, match=re.escape("pip install 'ns-dspy[local]'")):
+    with pytest.raises(LMError, match=re.escape("pip install -r requirements/local.txt")):
         LlamaCppEngine(gguf)
-    with pytest.raises(LMError, match=re.escape("pip install 'ns-dspy[local]'")):
+    with pytest.raises(LMError, match=re.escape("pip install -r requirements/local.txt")):
         make_lm(f"local:{gguf}")
 
 

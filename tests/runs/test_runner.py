@@ -60,7 +60,8 @@ def _store(tmp_path):
 def responder(prompt, request):
     if "[[ ## history ## ]]" in prompt:  # refinement: sharpen the explanation of this mode
         history = prompt.split("[[ ## history ## ]]")[-1].split("[[ ##")[0]
-        return {"explanation": "the word dog" if "dog" in history else "the word cat"}
+        entries = "\n".join(line for line in history.splitlines() if ". score " in line)  # not the feedback
+        return {"explanation": "the word dog" if "dog" in entries else "the word cat"}
     if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1] and "[[ ## explanation ## ]]" in prompt:
         return {"conditions": ["This neuron activates on dogs and puppies", "This neuron activates when dog appears",
                                "This neuron activates on cats", "This neuron activates when a cat sits"]}
@@ -125,3 +126,34 @@ def test_copied_programs_share_their_simulator():
     assert program.deepcopy().simulator is program.simulator
     locked = LockedSimulator(KeywordSimulator())
     assert copy.deepcopy(locked) is locked and locked.cache_key == KeywordSimulator().cache_key
+
+
+def test_statistical_method_needs_no_lm_and_every_method_carries_its_row(tmp_path):
+    store = _store(tmp_path)
+    stats = explain_units(_program(method="stats"), store, [UnitId(0, 1), UnitId(0, 2)],
+                          RunStore(tmp_path / "s.sqlite", {}), None, progress=False)
+    by = {str(r.unit): r for r in stats}
+    rec = by["0:1"]
+    assert rec.status == "done" and rec.number == 1 and rec.lm_tokens == 0
+    assert rec.trace["finals"][0]["explanation"].startswith('the word')
+    assert rec.trace["statistical"]["test"] == pytest.approx(rec.score_test)
+    assert "peak in" in rec.trace["statistics"] and by["0:2"].status == "failed"
+    lm, _ = scripted_lm([responder] * 100)
+    full = explain_units(_program(), store, [UnitId(0, 1)], RunStore(tmp_path / "f.sqlite", {}), lm,
+                         progress=False)[0]
+    row = full.trace["statistical"]  # the same no-LM explanation and scores, beside NeuronScope's
+    assert row["explanation"] == rec.trace["finals"][0]["explanation"]
+    assert row["valid"] == pytest.approx(rec.score_valid) and row["test"] == pytest.approx(rec.score_test)
+
+
+def test_refinement_sees_the_statistics_and_its_errors_unless_turned_off(tmp_path):
+    store = _store(tmp_path)
+    for feedback, statistics in ((True, True), (False, False)):
+        lm, engine = scripted_lm([responder] * 100)
+        explain_units(_program(feedback=feedback, statistics=statistics), store, [UnitId(0, 1)],
+                      RunStore(tmp_path / f"{feedback}.sqlite", {}), lm, progress=False)
+        refine = [p for p in engine.prompts if "[[ ## history ## ]]" in p]
+        hypothesis = engine.prompts[0]
+        assert refine
+        assert any("   missed: " in p for p in refine) == feedback  # the cat mode misses the dogs
+        assert all(("peak in" in p) == statistics for p in refine + [hypothesis])

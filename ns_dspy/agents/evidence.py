@@ -1,0 +1,193 @@
+"""Token statistics of a unit's train exemplars: evidence the agents can read, and the statistical explainer.
+
+Small explainer LMs read a list of marked excerpts badly: they describe what one excerpt is about, quote the
+first excerpt, or count nothing. A compact table computed with numpy from the same train exemplars gives them
+what a careful reader would count by hand:
+
+- the tokens that carry the most activation: how often each is the window's peak, its mean activation where it
+  occurs against the unit's mean over quiet text, and the share of top windows it appears in;
+- the commonest tokens just before the peaks (an activation depends only on the tokens up to it);
+- frequent tokens of the random (quiet) windows that stay quiet: counter-examples.
+
+Tokens are grouped by their text without surrounding spaces, case-folded (``" The"`` and ``"the"`` are one
+token here). Activations are shown on the simulator's 0..10 scale of the unit's largest train activation, never
+as raw values. Everything is deterministic (ties by first appearance) and uses train exemplars only: valid data
+selects explanations and test data reports them.
+
+:func:`statistical_explanations` writes explanations from the table alone (no LM): the top carriers as a word
+list, the form the default simulator reads (``the words "X", "Y" and "Z"``). ``ns-dspy explain --method stats``
+selects one of them on valid data, so a table row can sit beside NeuronScope's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import Exemplar
+
+__all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list"]
+
+SCALE = 10.0
+
+
+def _key(token: str) -> str:
+    core = token.strip()
+    return (core or token).casefold()
+
+
+def _show(token: str) -> str:
+    core = token.strip() or token
+    return core.replace("\n", "\\n").replace("\t", "\\t").replace('"', "'")
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    token: str
+    """The token's commonest spelling (spaces stripped, newlines written ``\\n``)."""
+    peaks: int
+    """Top windows whose largest activation is on this token."""
+    mean: float
+    """Mean activation where the token occurs in the train windows (top and random), 0..10 scale."""
+    share: float
+    """Share of the top windows that contain the token."""
+    carried: float
+    """Share of all positive activation in the top windows that falls on this token."""
+    count: int
+    """Occurrences in the train windows (top and random)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    carriers: list[TokenRow]
+    """Tokens carrying the most activation, most first."""
+    before_peaks: list[tuple[str, int]]
+    """The commonest tokens right before a top window's peak, with counts."""
+    quiet: list[tuple[str, int, float]]
+    """Frequent tokens of the random windows whose mean activation (0..10) stays low: (token, count, mean)."""
+    baseline: float
+    """The unit's mean activation over the random windows' tokens, 0..10 scale."""
+    n_top: int
+    n_random: int
+
+    def table(self) -> str:
+        """The evidence as compact text for an LM prompt (no raw activation values)."""
+        if not self.carriers:
+            return "(no token statistics: the unit has no positive activation in its train excerpts)"
+        lines = [f"Computed over {self.n_top} top and {self.n_random} random training excerpts; activity on a 0-10 "
+                 f"scale of the neuron's strongest activation (typical text: {self.baseline:.1f}).",
+                 "Tokens that carry the most activation (token: peak token in N top excerpts; mean activity where "
+                 "it occurs; share of top excerpts containing it):"]
+        for row in self.carriers:
+            lines.append(f'- "{row.token}": peak in {row.peaks}; mean {row.mean:.1f}; in {row.share:.0%}')
+        if self.before_peaks:
+            lines.append("Tokens just before the peaks: "
+                         + ", ".join(f'"{t}" ({n}x)' for t, n in self.before_peaks))
+        if self.quiet:
+            lines.append("Frequent tokens on which the neuron stays quiet: "
+                         + ", ".join(f'"{t}" (mean {m:.1f})' for t, _, m in self.quiet))
+        return "\n".join(lines)
+
+
+def token_evidence(top: Sequence[Exemplar], random: Sequence[Exemplar] = (), *, limit: int = 8) -> Evidence:
+    """The evidence table of a unit from its train ``top`` and ``random`` exemplars (see the module docstring)."""
+    held_out = {ex.split for ex in (*top, *random)} - {"train"}
+    if held_out:
+        raise ValueError(f"token evidence uses train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    top = [ex for ex in top if ex.tokens]
+    random = [ex for ex in random if ex.tokens]
+    peak = max((ex.max_activation for ex in top), default=0.0)
+    if peak <= 0:
+        return Evidence([], [], [], 0.0, len(top), len(random))
+    scale = SCALE / peak
+
+    keys: dict[str, int] = {}
+    spellings: list[dict[str, int]] = []
+
+    def index(token: str) -> int:
+        k = _key(token)
+        i = keys.setdefault(k, len(keys))
+        if i == len(spellings):
+            spellings.append({})
+        shown = _show(token)
+        spellings[i][shown] = spellings[i].get(shown, 0) + 1
+        return i
+
+    top_ids = [np.array([index(t) for t in ex.tokens]) for ex in top]
+    random_ids = [np.array([index(t) for t in ex.tokens]) for ex in random]
+    n = len(keys)
+    total = np.zeros(n)
+    count = np.zeros(n)
+    carried = np.zeros(n)
+    peaks = np.zeros(n, dtype=int)
+    windows = np.zeros(n, dtype=int)
+    before: dict[int, int] = {}
+    for ids, ex in zip(top_ids, top):
+        acts = ex.activations.astype(np.float64) * scale
+        np.add.at(total, ids, acts)
+        np.add.at(count, ids, 1)
+        np.add.at(carried, ids, np.clip(acts, 0, None))
+        windows[np.unique(ids)] += 1
+        j = int(np.argmax(ex.activations))
+        if ex.activations[j] > 0:
+            peaks[ids[j]] += 1
+            if j > 0:
+                before[int(ids[j - 1])] = before.get(int(ids[j - 1]), 0) + 1
+    r_total, r_count = np.zeros(n), np.zeros(n)
+    for ids, ex in zip(random_ids, random):
+        acts = ex.activations.astype(np.float64) * scale
+        np.add.at(r_total, ids, acts)
+        np.add.at(r_count, ids, 1)
+    all_count = count + r_count
+    mean = (total + r_total) / np.maximum(all_count, 1)
+    baseline = float(r_total.sum() / r_count.sum()) if r_count.sum() else float(total.sum() / max(count.sum(), 1))
+    share_carried = carried / max(carried.sum(), 1e-12)
+
+    def spelling(i: int) -> str:
+        forms = spellings[i]
+        return max(forms, key=lambda s: (forms[s], -list(forms).index(s)))
+
+    order = sorted(range(n), key=lambda i: (-share_carried[i], i))
+    rows = [TokenRow(spelling(i), int(peaks[i]), round(float(mean[i]), 2), round(windows[i] / len(top), 3),
+                     round(float(share_carried[i]), 4), int(all_count[i]))
+            for i in order[:limit] if share_carried[i] > 0]
+    before_rows = [(spelling(i), c) for i, c in sorted(before.items(), key=lambda ic: (-ic[1], ic[0]))[:limit // 2]
+                   if c >= 2]
+    quiet_cut = baseline + 0.5
+    frequent = sorted((i for i in range(n) if r_count[i] >= 3), key=lambda i: (-r_count[i], i))
+    quiet = [(spelling(i), int(r_count[i]), round(float(r_total[i] / r_count[i]), 2))
+             for i in frequent if r_total[i] / r_count[i] <= quiet_cut and peaks[i] == 0][:limit // 2]
+    return Evidence(rows, before_rows, quiet, round(baseline, 2), len(top), len(random))
+
+
+def word_list(tokens: Sequence[str]) -> str:
+    """``the word "X"`` / ``the words "X" and "Y"`` / ``the words "X", "Y" and "Z"``."""
+    quoted = [f'"{t}"' for t in tokens]
+    if not quoted:
+        raise ValueError("no tokens to list")
+    if len(quoted) == 1:
+        return f"the word {quoted[0]}"
+    return f"the words {', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def statistical_explanations(evidence: Evidence, sizes: Sequence[int] = (1, 2, 3, 5, 8)) -> list[str]:
+    """Candidate explanations from the table alone: the top carriers as word lists of each size in ``sizes``
+    (as many as there are carriers), and the tokens that are most often the peak. Distinct, in that order;
+    empty when the unit has no carrier. A caller selects among them on valid data."""
+    carriers = [row.token for row in evidence.carriers if row.token.strip()]
+    out: list[str] = []
+    for k in sizes:
+        if k <= len(carriers):
+            text = word_list(carriers[:k])
+            if text not in out:
+                out.append(text)
+    by_peaks = [row.token for row in sorted(evidence.carriers, key=lambda r: -r.peaks) if row.peaks > 0]
+    if by_peaks:
+        text = word_list(by_peaks[:3])
+        if text not in out:
+            out.append(text)
+    if carriers and not out:
+        out.append(word_list(carriers))
+    return out

@@ -1,0 +1,320 @@
+"""Issue 18: no traceback on any bad input.
+
+Each test builds a bad input for real (a store made by ``ns-dspy import`` and then damaged the way a disk, an
+editor or another tool damages it; a run file written by the run store), runs the command line in-process
+through ``main`` and checks the project rule: exit 2, one line ``ns-dspy: error: ...`` naming what is wrong,
+no traceback, and nothing stored modified. Options that must be positive are refused by argparse (exit 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ns_dspy.cli import main
+from ns_dspy.runs import NeuronRecord, RunStore
+from ns_dspy.scoring import pearson, pooled
+from ns_dspy.types import UnitId
+
+WORDS = ["the", " dog", " ran", " and", " a", " cat", " sat", " on", " mat", " today"]
+
+
+def _records(unit: str) -> dict:
+    """One JSONL line: 12 top and 6 random exemplars of 6 tokens; the unit fires on ' dog' (5) and ' cat' (2)."""
+    rng = np.random.default_rng(sum(map(ord, unit)))
+    exemplars = []
+    for k in range(18):
+        tokens = [WORDS[i] for i in rng.integers(0, len(WORDS), 6)]
+        acts = [{" dog": 5.0, " cat": 2.0}.get(t, 0.0) + 0.01 * j for j, t in enumerate(tokens)]
+        exemplars.append({"kind": "top" if k < 12 else "random", "tokens": tokens, "activations": acts})
+    return {"unit": unit, "model": "toy", "hookpoint": "mlp", "exemplars": exemplars}
+
+
+@pytest.fixture
+def store(tmp_path, capsys) -> Path:
+    """A real store of units 0:1, 0:4 and 2:7, built by ``ns-dspy import``."""
+    src = tmp_path / "records.jsonl"
+    src.write_text("".join(json.dumps(_records(u)) + "\n" for u in ("0:1", "0:4", "2:7")), encoding="utf-8")
+    assert main(["import", str(src), str(tmp_path / "store")]) == 0
+    capsys.readouterr()
+    return tmp_path / "store"
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """Every file under ``path`` (or ``path`` itself) with the SHA-256 of its bytes."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def one_line_error(capsys, *needles: str) -> str:
+    """The command's stderr: exactly one ``ns-dspy: error:`` line holding every needle, and no traceback."""
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "Traceback" not in err + captured.out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ns-dspy: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def run_refused(capsys, argv: list[str], *needles: str, keep: list[Path] = ()) -> str:
+    """Run ``argv``; it must exit 2 with one error line naming ``needles`` and leave every ``keep`` unchanged."""
+    before = [snapshot(p) for p in keep]
+    assert main([str(a) for a in argv]) == 2
+    line = one_line_error(capsys, *needles)
+    assert [snapshot(p) for p in keep] == before
+    return line
+
+
+# -- unit numbers that do not fit ------------------------------------------------------------------------
+BIG = 2**32
+
+
+@pytest.mark.parametrize("line, needle", [
+    ({"unit": f"0:{BIG}"}, "index is out of range"),
+    ({"unit": f"{BIG}:3"}, "layer is out of range"),
+    ({"unit": "1:" + "9" * 30}, "index is out of range"),
+    ({"unit": [0, 2**64]}, "index 18446744073709551616 is out of range"),
+    ({"layer": 1, "neuron": 2**70}, "out of range"),
+])
+def test_import_refuses_a_unit_number_above_2_32(line, needle, tmp_path, capsys):
+    src = tmp_path / "big.jsonl"
+    good = {"unit": "0:1", "exemplars": [{"tokens": ["a", "b"], "activations": [1.0, 2.0]}]}
+    src.write_text(json.dumps(good) + "\n" + json.dumps({**good, "unit": None, **line}) + "\n")
+    out = tmp_path / "out"
+    run_refused(capsys, ["import", src, out], f"{src}:2", needle, "2^32", keep=[src])
+    assert not out.exists() and not list(tmp_path.glob("out*"))
+
+
+def test_import_of_neuron_records_refuses_a_neuron_index_above_2_32(tmp_path, capsys):
+    src = tmp_path / "neuron.json"
+    src.write_text(json.dumps({"neuron_id": {"layer_index": 0, "neuron_index": 2**40},
+                               "most_positive_activation_records": [{"tokens": ["a"], "activations": [1.0]}]}))
+    out = tmp_path / "out"
+    run_refused(capsys, ["import", src, out, "--format", "neuron-records"], str(src), "index", "out of range",
+                keep=[src])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("unit", [f"0:{BIG}", f"{2**70}:1", "0:" + "9" * 5000], ids=["index", "layer", "5000-digits"])
+def test_show_refuses_a_unit_number_above_2_32(unit, store, capsys):
+    line = run_refused(capsys, ["show", store, unit], "bad unit", "out of range", keep=[store])
+    assert len(line) < 300  # a 5000-digit number is not echoed whole
+
+
+# -- a damaged store -------------------------------------------------------------------------------------
+def test_truncated_stats_npz_in_show_and_units(store, capsys):
+    stats = store / "layer_0" / "stats.npz"
+    stats.write_bytes(stats.read_bytes()[: stats.stat().st_size // 2])
+    run_refused(capsys, ["show", store, "0:1"], str(store), "layer_0/stats.npz", keep=[store])
+    run_refused(capsys, ["units", store], str(store), "layer_0/stats.npz", keep=[store])
+    run_refused(capsys, ["units", store, "--layer", "0"], "layer_0/stats.npz", keep=[store])
+    assert main(["units", str(store), "--layer", "2"]) == 0  # the undamaged layer still reads
+
+
+def test_stats_npz_with_too_few_values(store, capsys):
+    np.savez(store / "layer_0" / "stats.npz", max=np.ones(1), mean=np.ones(1), std=np.ones(1), min=np.ones(1),
+             frequency=np.ones(1))
+    run_refused(capsys, ["show", store, "0:4"], "layer_0/stats.npz", "2 units", keep=[store])
+    run_refused(capsys, ["units", store], "layer_0/stats.npz", keep=[store])
+
+
+def _edit_manifest(store: Path, **changes) -> None:
+    path = store / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del manifest[key]
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"n_windows": None}, '"n_windows" is missing'),
+    ({"window": "64"}, '"window" must be a non-negative integer'),
+    ({"model": "gemma-3-270m"}, '"model" must be an object'),
+    ({"model": ["gemma"]}, '"model" must be an object'),
+    ({"layers": [0, 2]}, '"layers" must be an object'),
+    ({"layers": None}, '"layers" must be an object'),
+    ({"layers": {"0": 2, "2": {"n_units": 1}}}, '"layers"."0" must be an object with "n_units"'),
+    ({"layers": {"0": {"n_units": "2"}, "2": {"n_units": 1}}}, '"layers"."0" must be an object with "n_units"'),
+    ({"layers": {"zero": {"n_units": 2}}}, '"layers" has the key "zero"'),
+    ({"layers": {"00": {"n_units": 2}}}, '"layers" has the key "00"'),
+])
+@pytest.mark.parametrize("command", [["show", "0:1"], ["units"], ["export", "OUT"]])
+def test_malformed_manifest_is_one_line_naming_the_file(changes, needle, command, store, tmp_path, capsys):
+    _edit_manifest(store, **changes)
+    out = tmp_path / "export.jsonl"
+    argv = [command[0], store] + [out if a == "OUT" else a for a in command[1:]]
+    run_refused(capsys, argv, str(store / "manifest.json"), needle, keep=[store])
+    assert not out.exists()
+
+
+def _point_slot_at(store: Path, rel: str, window: int) -> None:
+    path = store / rel
+    rows = np.load(path)
+    rows[0, 0] = window
+    np.save(path, rows)
+
+
+@pytest.mark.parametrize("window", [10**6, 2**40])
+def test_window_index_out_of_range(window, store, tmp_path, capsys):
+    _point_slot_at(store, "layer_0/train_top_windows.npy", window)
+    run_refused(capsys, ["show", store, "0:1"], str(store), "layer_0/train_top_windows.npy", f"window {window}",
+                "windows.npy holds", keep=[store])
+    out = tmp_path / "e.jsonl"
+    run_refused(capsys, ["export", store, out], f"window {window}", keep=[store])
+    assert not out.exists() and not list(tmp_path.glob(".e.jsonl*"))
+
+
+def test_window_table_pointing_past_the_token_strings(store, capsys):
+    strings = json.loads((store / "strings.json").read_text())
+    (store / "strings.json").write_text(json.dumps(strings[:2]))
+    run_refused(capsys, ["show", store, "0:1"], "strings.json", keep=[store])
+
+
+def test_slot_arrays_of_the_wrong_shape(store, capsys):
+    acts = np.load(store / "layer_0" / "train_top_acts.npy")
+    np.save(store / "layer_0" / "train_top_acts.npy", acts[:, :1])
+    run_refused(capsys, ["show", store, "0:1"], "layer_0/train_top_acts.npy", keep=[store])
+
+
+# -- a malformed trace in a run file ---------------------------------------------------------------------
+def _run_file(path: Path, trace: dict) -> Path:
+    """A run file written by the run store: 0:1 done with a good trace, 0:4 done with ``trace``."""
+    run = RunStore(path, {"explain": {"refine": True}, "lm": "scripted", "simulator": "keyword"})
+    good = {"unit": "0:1", "finals": [{"explanation": "the word dog", "valid": 0.9, "test": 0.8}],
+            "clusters": [{"members": ["dogs"], "representative": "dogs", "explanation": "the word dog", "valid": 0.9,
+                          "history": [["the word dog", 0.9], ["dogs", 0.5]], "trajectory": [0.5, 0.9]}],
+            "conditions": ["dogs"], "labels": [0], "polysemantic": {"valid": 0.9, "test": 0.8},
+            "exemplars_shown": [{"window": 0, "tokens": ["a", " dog"], "activations": [0.0, 5.0]}],
+            "lm_usage": {"calls": 3}}
+    for unit, t in ((UnitId(0, 1), good), (UnitId(0, 4), {**good, "unit": "0:4", **trace})):
+        run.put(NeuronRecord(unit, "done", None, 1, 0.9, 0.8, None, 100, 0.0, 1.5, t))
+    run.close()
+    return path
+
+
+@pytest.mark.parametrize("trace, needle", [
+    ({"clusters": 5}, '"clusters" must be a list of objects'),
+    ({"clusters": [{"trajectory": 0.5}]}, '"clusters"[0]."trajectory" must be a list'),
+    ({"clusters": [{"history": [["a"]]}]}, '"clusters"[0]."history"[0] must be a [text, score] pair'),
+    ({"finals": [{"valid": "high"}]}, '"finals"[0]."valid" must be a number'),
+    ({"finals": {"valid": 1}}, '"finals" must be a list of objects'),
+    ({"labels": 3}, '"labels" must be a list'),
+    ({"exemplars_shown": [{"tokens": ["a"]}]}, '"exemplars_shown"[0] needs "activations"'),
+    ({"exemplars_shown": [{"tokens": ["a"], "activations": ["x"]}]}, '"exemplars_shown"[0]."activations"[0]'),
+    ({"polysemantic": [0.9]}, '"polysemantic" must be an object'),
+    ({"baseline_candidates": [["a", None]]}, '"baseline_candidates"[0]'),
+])
+def test_report_refuses_a_malformed_trace_naming_run_file_and_neuron(trace, needle, tmp_path, capsys):
+    run = _run_file(tmp_path / "store.explain.sqlite", trace)
+    out = tmp_path / "report.html"
+    run_refused(capsys, ["report", run, "--out", out], str(run), "neuron 0:4", needle, "--neurons", keep=[run])
+    assert not out.exists()
+    assert main(["report", str(run), "--out", str(out), "--neurons", "0:1"]) == 0  # the good neuron still reports
+    assert out.exists()
+
+
+def test_report_refuses_a_trace_that_is_not_an_object(tmp_path, capsys):
+    run = _run_file(tmp_path / "r.sqlite", {})
+    import sqlite3
+
+    with sqlite3.connect(run) as db:
+        db.execute("UPDATE neurons SET trace = '[1, 2]' WHERE idx = 4")
+    db.close()
+    run_refused(capsys, ["report", run, "--out", tmp_path / "r.html"], str(run), "unit 0:4", "not a JSON object",
+                keep=[run])
+
+
+# -- options that must be positive -----------------------------------------------------------------------
+@pytest.mark.parametrize("argv, option", [
+    (["explain", "--store", "S", "--neurons", "0:1", "--concurrency", "0"], "--concurrency"),
+    (["explain", "--store", "S", "--neurons", "0:1", "--concurrency", "-3"], "--concurrency"),
+    (["explain", "--store", "S", "--neurons", "0:1", "--concurrency", "two"], "--concurrency"),
+    (["show", "S", "0:1", "-n", "-1"], "-n"),
+    (["show", "S", "0:1", "-n", "0"], "-n"),
+    (["units", "S", "-n", "-5"], "-n"),
+])
+def test_counts_must_be_positive(argv, option, store, capsys):
+    argv = [str(store) if a == "S" else a for a in argv]
+    before = snapshot(store)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]  # argparse: the usage, then one error line
+    assert f"error: argument {option}" in line and ("positive" in line or "whole number" in line), line
+    assert snapshot(store) == before
+    assert not list(store.parent.glob("*.sqlite"))  # explain made no run file
+
+
+def test_positive_counts_still_work(store, capsys):
+    assert main(["show", str(store), "0:1", "-n", "1", "--color", "never"]) == 0
+    assert capsys.readouterr().out.count("\n#") == 1
+    assert main(["units", str(store), "-n", "1"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 2  # describe, header, one unit per layer
+
+
+# -- an empty explanation --------------------------------------------------------------------------------
+@pytest.mark.parametrize("explanation", ["", "   ", "\n\t"])
+def test_score_refuses_an_empty_explanation(explanation, store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    run_refused(capsys, ["score", store, "0:1", explanation, "--simulator", "keyword"], "explanation",
+                "empty" if not explanation else "blank", keep=[store])
+    assert not list((tmp_path / "cache").glob("**/*.sqlite")) or _cache_rows(tmp_path / "cache") == 0
+
+
+def _cache_rows(cache: Path) -> int:
+    import sqlite3
+
+    total = 0
+    for path in cache.glob("**/*.sqlite"):
+        with sqlite3.connect(path) as db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                total += db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        db.close()
+    return total
+
+
+def test_score_of_a_real_explanation_still_works(store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    assert main(["score", str(store), "0:1", "the word dog", "--simulator", "keyword", "--no-cache"]) == 0
+    assert capsys.readouterr().out.startswith("unit 0:1, test: score ")
+
+
+# -- the score's numeric core ----------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_pearson_and_pooled_refuse_non_finite_input(bad):
+    good = np.array([0.0, 1.0, 2.0, 3.0])
+    broken = good.copy()
+    broken[2] = bad
+    for pred, true in ((broken, good), (good, broken)):
+        with pytest.raises(ValueError, match="non-finite"):
+            pearson(pred, true)
+        with pytest.raises(ValueError, match="non-finite"):
+            pooled([pred[:2], pred[2:]], [true[:2], true[2:]], ["top", "random"])
+    with pytest.raises(ValueError, match="non-finite"):
+        pearson([bad], [1.0])  # even where a single token would give the constant 0
+
+
+def test_correlation_is_never_nan_for_huge_finite_values():
+    x = np.array([1e200, -1e200, 3e200, 2e200])
+    c = pearson(x, x * 0.5 + 1e199)
+    assert c.r == pytest.approx(1.0) and not c.constant
+    c = pooled([np.array([1e308, -1e308]), np.array([1e308])], [np.array([1e307, -1e307]), np.array([2e307])])
+    assert c.r == pytest.approx(np.corrcoef([1, -1, 1], [1, -1, 2])[0, 1]) and not c.constant
+
+
+def test_pooled_refuses_pairs_of_different_lengths():
+    with pytest.raises(ValueError, match="exemplar 1: 3 predictions for 2 true activations"):
+        pooled([np.zeros(2), np.arange(3.0)], [np.arange(2.0), np.zeros(2)])
