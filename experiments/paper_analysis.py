@@ -42,7 +42,8 @@ from ns_dspy.types import UnitId
 
 log = logging.getLogger("paper_analysis")
 
-METHODS = {"norefine": "NeuronScope (w/o Refinement)", "refine": "NeuronScope", "baseline": "single-pass baseline"}
+METHODS = {"norefine": "NeuronScope (w/o Refinement)", "refine": "NeuronScope", "baseline": "single-pass baseline",
+           "stats": "statistical explainer (no LM)"}
 
 
 # -- small statistics -------------------------------------------------------------------------------------------
@@ -86,6 +87,19 @@ def same_modes(a: NeuronRecord, b: NeuronRecord) -> bool:
             == [c.get("members") for c in b.trace.get("clusters") or []])
 
 
+def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[dict]:
+    """The statistical explainer's scores stored in the traces of the first run (refine first) that has them."""
+    for mode in ("refine", "norefine", "baseline"):
+        if mode not in runs:
+            continue
+        rows = [r.trace["statistical"] for r in runs[mode].records
+                if r.unit.layer == layer and r.status == "done" and isinstance(r.trace.get("statistical"), dict)
+                and r.trace["statistical"].get("test") is not None]
+        if rows:
+            return rows
+    return []
+
+
 def table1(runs: dict[str, RunData], model: str) -> dict:
     layers = sorted({r.unit.layer for run in runs.values() for r in run.records})
     rows, gains = [], []
@@ -103,6 +117,14 @@ def table1(runs: dict[str, RunData], model: str) -> dict:
                          "neurons": len(done), "failed": len(records) - len(done), "score_test": test,
                          "score_test_se": test_se, "score_valid": valid, "score_valid_se": valid_se,
                          "number": number, "number_se": number_se, "lm_tokens_per_neuron": tokens})
+        stats = _statistical_rows(runs, layer)
+        if stats:  # the no-LM explanation every run computes on the same neurons and data
+            test, test_se = mean_se([s["test"] for s in stats])
+            valid, valid_se = mean_se([s["valid"] for s in stats])
+            rows.append({"model": model, "layer": layer, "mode": "stats", "method": METHODS["stats"],
+                         "neurons": len(stats), "failed": 0, "score_test": test, "score_test_se": test_se,
+                         "score_valid": valid, "score_valid_se": valid_se, "number": 1.0, "number_se": 0.0,
+                         "lm_tokens_per_neuron": 0.0})
         if "refine" in runs and "norefine" in runs:
             ref, abl = runs["refine"].by_unit(), runs["norefine"].by_unit()
             pairs = [(ref[u], abl[u]) for u in sorted(ref) if u.layer == layer and u in abl

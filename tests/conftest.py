@@ -80,3 +80,27 @@ def text_corpus(tmp_path) -> Path:
         for i in range(40):
             f.write(json.dumps({"text": f"{TEXTS[i % len(TEXTS)]} Item {i} of the list."}) + "\n")
     return path
+
+
+@pytest.fixture
+def fake_llama_cpp(tmp_path, monkeypatch):
+    """``use(mode)``: a stand-in ``llama_cpp`` (tests/fake_llama.py) first on the path for this test. Afterwards
+    every module it imported is dropped and the real library's modules (if loaded) are put back, so no later
+    test can run the stand-in in process."""
+    import sys
+
+    from tests.fake_llama import llama_modules, make_library
+
+    real = llama_modules()
+
+    def use(mode: str):
+        folder = make_library(tmp_path / "fake-llama", mode)
+        monkeypatch.syspath_prepend(str(folder))
+        for name in llama_modules():
+            del sys.modules[name]
+        return folder
+
+    yield use
+    for name in llama_modules():
+        del sys.modules[name]
+    sys.modules.update(real)

@@ -6,7 +6,6 @@ import socket
 
 from ns_dspy.cli import main
 from ns_dspy.doctor import Check, format_checks, run_checks
-from tests.lms.test_guard import _fake_library, _use
 
 
 def _free_port() -> int:
@@ -15,9 +14,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_doctor_reports_each_item_and_checks_the_library_decodes(tmp_path, monkeypatch, capsys):
+def test_doctor_reports_each_item_and_checks_the_library_decodes(tmp_path, monkeypatch, capsys, fake_llama_cpp):
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
-    _use(monkeypatch, _fake_library(tmp_path, "ok"))
+    fake_llama_cpp("ok")
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     checks = run_checks(lm=f"local:{gguf}", simulator="keyword")

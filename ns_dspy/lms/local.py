@@ -187,6 +187,7 @@ class LlamaCppEngine:
             s = self.settings
             verdict = self.check()
             Llama = _import_llama()
+            _same_library(verdict)
             start = time.perf_counter()
             with weight_buffers(verdict.get("extra_buffers", True)):
                 self._llama = Llama(model_path=s.model_path,
@@ -194,6 +195,20 @@ class LlamaCppEngine:
             self.load_seconds = time.perf_counter() - start
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama
+
+
+def _same_library(verdict: dict) -> None:
+    """Refuse to load when the ``llama_cpp`` this process imported is not the library the guard checked (one
+    imported earlier from elsewhere on the path)."""
+    import sys
+
+    checked = (verdict.get("library") or {}).get("folder")
+    module = sys.modules.get("llama_cpp")
+    if checked and module is not None and getattr(module, "__file__", None):
+        loaded = Path(module.__file__).resolve().parent
+        if loaded != Path(checked).resolve():
+            raise LMError(f"llama_cpp was imported from {loaded} but the decode check ran {checked}: start a "
+                          "fresh process, with one llama-cpp-python installed")
 
 
 def _text(parts) -> str:

@@ -22,7 +22,8 @@ from .html import PALETTE, esc, heat_tokens, line_chart, num
 __all__ = ["render_page"]
 
 MODE_TITLES = {"refine": "NeuronScope (with refinement)", "norefine": "NeuronScope without refinement (ablation)",
-               "baseline": "single-pass baseline (best of k hypotheses on valid)"}
+               "baseline": "single-pass baseline (best of k hypotheses on valid)",
+               "stats": "statistical explainer (token statistics, no LM)"}
 
 CSS = """
 :root{--fg:#1d2125;--muted:#5f6b76;--line:#d8dde2;--bg2:#f5f7f9;--bad:#b42318}
@@ -131,6 +132,10 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
              ("mean score valid", num(_mean([r.score_valid for r in done]))),
              ("mean score test", num(_mean([r.score_test for r in done]))),
              ("LM tokens", f"{tokens:,}"), ("wall time", f"{seconds / 60:.1f} min")]
+    stats = [r.trace["statistical"] for r in done if isinstance(r.trace.get("statistical"), dict)
+             and isinstance(r.trace["statistical"].get("test"), (int, float))]
+    if stats and len(stats) == len(done) and run.mode != "stats":  # the no-LM row on the same neurons and data
+        cards.insert(4, ("statistical explainer: test", num(_mean([s["test"] for s in stats]))))
     out = ['<h2 id="summary-h">Summary</h2><div class="cards">']
     out += [f'<div class="card" data-card="{esc(name)}">{esc(name)}<b>{esc(value)}</b></div>' for name, value in cards]
     out.append('</div><p class="muted">Score: the neuron-level (polysemantic) Pearson correlation of the simulated '

@@ -49,8 +49,11 @@ class RunData:
 
 
 def run_mode(config: dict[str, Any]) -> str:
-    """``refine`` (NeuronScope), ``norefine`` (the paper's ablation) or ``baseline`` (single pass)."""
+    """``refine`` (NeuronScope), ``norefine`` (the paper's ablation), ``baseline`` (single pass) or ``stats``
+    (the statistical explainer)."""
     explain = config.get("explain") or {}
+    if explain.get("method") == "stats":
+        return "stats"
     if explain.get("baseline"):
         return "baseline"
     return "refine" if explain.get("refine", True) else "norefine"

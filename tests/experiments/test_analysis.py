@@ -88,7 +88,13 @@ def test_table1_and_gains_are_the_run_files_means(runs, tmp_path):
     analyze(paths, out, command="python experiments/paper.py run toy.toml")
     rows = _read_csv(out / "table1.csv")
     assert {(r["layer"], r["mode"]) for r in rows} == {(str(layer), m) for layer in (0, 3)
-                                                      for m in ("refine", "norefine", "baseline")}
+                                                      for m in ("refine", "norefine", "baseline", "stats")}
+    for r in [r for r in rows if r["mode"] == "stats"]:  # the no-LM row, from the refine run's traces
+        stats = [x.trace["statistical"]["test"] for x in records["refine"]
+                 if x.unit.layer == int(r["layer"]) and x.status == "done"]
+        assert int(r["neurons"]) == len(stats) and float(r["score_test"]) == pytest.approx(np.mean(stats))
+        assert float(r["lm_tokens_per_neuron"]) == 0
+    rows = [r for r in rows if r["mode"] != "stats"]
     for r in rows:
         done = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status == "done"]
         failed = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status != "done"]

@@ -12,74 +12,15 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from ns_dspy.lms import LlamaCppEngine, LMError
+from tests.fake_llama import make_library
 from ns_dspy.lms.guard import REINSTALL, check_llama_cpp, cpu_description, library_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
-
-FAKE = '''
-__version__ = "0.0-fake"
-import json, os, signal
-from . import llama_cpp as lib
-
-MODE = {mode!r}
-LOADS = os.environ.get("FAKE_LLAMA_LOADS")
-
-
-class Llama:
-    def __init__(self, model_path, **kw):
-        if LOADS:
-            with open(LOADS, "a") as f:
-                f.write(json.dumps({{"pid": os.getpid(), "extra": lib.llama_model_default_params().use_extra_bufts}})
-                        + "\\n")
-        if MODE == "sigill" or (MODE == "amx" and lib.llama_model_default_params().use_extra_bufts):
-            os.kill(os.getpid(), signal.SIGILL)
-
-    def tokenize(self, data):
-        return list(range(len(data.split())))
-
-    def eval(self, tokens):
-        pass
-
-    def sample(self, temp=0.0):
-        return 7
-
-    def create_chat_completion(self, messages, **options):
-        return {{"id": "x", "choices": [{{"index": 0, "finish_reason": "stop",
-                                          "message": {{"role": "assistant", "content": "fine"}}}}],
-                "usage": {{"prompt_tokens": 3, "completion_tokens": 1}}}}
-
-    def close(self):
-        pass
-
-
-def llama_print_system_info():
-    return b"CPU : AVX2 = 1 | FAKE = 1 |"
-'''
-
-PARAMS = '''
-class _Params:
-    use_extra_bufts = True
-
-
-def llama_model_default_params():
-    return _Params()
-'''
-
-
-def _fake_library(root: Path, mode: str) -> Path:
-    pkg = root / mode / "llama_cpp"
-    (pkg / "lib").mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent(FAKE.format(mode=mode)))
-    (pkg / "llama_cpp.py").write_text(PARAMS)
-    (pkg / "lib" / "libllama.so").write_bytes(mode.encode() * 100)  # what the fingerprint hashes
-    return root / mode
-
 
 @pytest.fixture
 def gguf(tmp_path):
@@ -94,14 +35,8 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _use(monkeypatch, folder: Path):
-    monkeypatch.syspath_prepend(str(folder))
-    for name in [m for m in sys.modules if m == "llama_cpp" or m.startswith("llama_cpp.")]:
-        monkeypatch.delitem(sys.modules, name)
-
-
-def test_a_library_that_dies_with_sigill_is_one_line_and_no_verdict(tmp_path, gguf, cache, monkeypatch):
-    _use(monkeypatch, _fake_library(tmp_path, "sigill"))
+def test_a_library_that_dies_with_sigill_is_one_line_and_no_verdict(tmp_path, gguf, cache, monkeypatch, fake_llama_cpp):
+    fake_llama_cpp("sigill")
     assert library_fingerprint()["version"] == "0.0-fake"
     with pytest.raises(LMError) as err:
         check_llama_cpp(gguf)
@@ -117,7 +52,7 @@ def test_broken_library_exits_2_with_one_line_from_the_commands(tmp_path, gguf, 
     from tests.runs.test_runner import _store
 
     store = _store(tmp_path)
-    fake = _fake_library(tmp_path, "sigill")
+    fake = make_library(tmp_path, "sigill")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)]), "NS_DSPY_CACHE": str(cache)}
     run = tmp_path / "run.sqlite"
     explain = subprocess.run([sys.executable, "-m", "ns_dspy.cli", "explain", "--store", str(store.path),
@@ -133,10 +68,10 @@ def test_broken_library_exits_2_with_one_line_from_the_commands(tmp_path, gguf, 
     assert any(line.startswith("FAIL llama.cpp decode:") and "SIGILL" in line for line in doctor.stdout.splitlines())
 
 
-def test_a_native_amx_build_falls_back_to_plain_weight_buffers(tmp_path, gguf, cache, monkeypatch):
+def test_a_native_amx_build_falls_back_to_plain_weight_buffers(tmp_path, gguf, cache, monkeypatch, fake_llama_cpp):
     loads = tmp_path / "loads.jsonl"
     monkeypatch.setenv("FAKE_LLAMA_LOADS", str(loads))
-    _use(monkeypatch, _fake_library(tmp_path, "amx"))
+    fake_llama_cpp("amx")
     verdict = check_llama_cpp(gguf)
     assert verdict["ok"] and verdict["extra_buffers"] is False and "SIGILL" in verdict["note"]
     engine = LlamaCppEngine(gguf, n_ctx=512)
@@ -152,10 +87,10 @@ def test_a_native_amx_build_falls_back_to_plain_weight_buffers(tmp_path, gguf, c
     assert lib.llama_model_default_params().use_extra_bufts is True  # the switch is restored after the load
 
 
-def test_a_pass_is_cached_per_library_and_cpu(tmp_path, gguf, cache, monkeypatch):
+def test_a_pass_is_cached_per_library_and_cpu(tmp_path, gguf, cache, monkeypatch, fake_llama_cpp):
     loads = tmp_path / "loads.jsonl"
     monkeypatch.setenv("FAKE_LLAMA_LOADS", str(loads))
-    _use(monkeypatch, _fake_library(tmp_path, "ok"))
+    fake_llama_cpp("ok")
     first = check_llama_cpp(gguf, n_threads=1)
     assert first["ok"] and first["extra_buffers"] and first["prompt_tokens"] > 10
     assert first["key"]["cpu"] == cpu_description()
@@ -163,7 +98,7 @@ def test_a_pass_is_cached_per_library_and_cpu(tmp_path, gguf, cache, monkeypatch
     assert len(loads.read_text().splitlines()) == 1  # the second check read the verdict
     check_llama_cpp(gguf, n_threads=2)
     assert len(loads.read_text().splitlines()) == 2  # other load settings: checked again
-    lib = tmp_path / "ok" / "llama_cpp" / "lib" / "libllama.so"
+    lib = tmp_path / "fake-llama" / "ok" / "llama_cpp" / "lib" / "libllama.so"
     lib.write_bytes(b"rebuilt")
     check_llama_cpp(gguf, n_threads=1)
     assert len(loads.read_text().splitlines()) == 3  # another build of the library: checked again

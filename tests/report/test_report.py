@@ -68,6 +68,8 @@ def test_summary_and_final_scores_are_the_run_files_numbers(runs, pages):
         assert cards["mean score test"] == num(sum(r.score_test for r in done) / len(done))
         assert cards["mean Number"] == num(sum(r.number for r in done) / len(done), 2)
         assert cards["neurons"] == f"{len(done)} done / {len(run.records) - len(done)} failed"
+        stats = [r.trace["statistical"]["test"] for r in done]  # every method carries the no-LM row
+        assert cards["statistical explainer: test"] == num(sum(stats) / len(stats))
 
 
 def test_heat_map_intensity_and_tooltips_follow_the_activations(runs, pages):

@@ -1,0 +1,256 @@
+"""Explanation quality on held-out real neurons, every method beside the simplest ones, on the same data.
+
+    python experiments/quality.py --store STORE --out experiments/results/quality-gemma-3-270m \
+        [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine]
+        [--iterations 2] [--candidates 2] [--simulator finetuned:gemma-3-270m]
+
+Neurons: ``--per-group`` chosen by peak z-score ((max - mean) / std, the demo's choice) and as many by
+activation frequency (the paper's choice), taken in turn from each layer of the store so that layers are spread;
+units listed in ``--exclude`` (e.g. a compiled program's training neurons) are never chosen. The list is written
+to ``OUT/neurons.json`` and reused on a rerun.
+
+Methods, all scored by the same simulator on each neuron's test split (top and random windows pooled):
+
+- ``stats``: the statistical explainer (``ns-dspy explain --method stats``): word lists of the tokens that
+  carry the activation in the train windows, the best on valid. No LM.
+- ``peak3``: ``the words "X", "Y" and "Z"``, the three commonest peak tokens of the train top windows.
+- ``shuffled``: another chosen neuron's ``stats`` explanation (a decoy: what an unrelated explanation scores).
+- ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
+  correlation token identity alone carries; no simulator involved).
+- LM methods (``--lm-methods``): ``baseline`` (single pass, best of 4 on valid), ``norefine`` (NeuronScope
+  without refinement) and ``refine`` (NeuronScope), through the same runner as ``ns-dspy explain``, with the
+  given refinement schedule; their run files in ``OUT/work/`` are resumed on a rerun, and their per-neuron LM
+  tokens and seconds are reported.
+
+Writes ``OUT/quality.json`` (per neuron and method) and ``OUT/summary.md`` (mean +- standard error per method and
+per neuron group, with the exact command). Test data is only ever reported: every selection uses valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ns_dspy.atomic import atomic_write_json, atomic_write_text
+from ns_dspy.types import UnitId, parse_units
+
+log = logging.getLogger("quality")
+
+NO_LM = ("stats", "peak3", "shuffled", "lookup")
+LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {}}
+TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
+          "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM)",
+          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope"}
+
+
+def choose(store, per_group: int, exclude: set[UnitId]) -> dict[str, list[UnitId]]:
+    """``per_group`` units by peak z-score and as many by frequency, round-robin over the store's layers."""
+    ranked: dict[str, dict[int, list[UnitId]]] = {"z-score": {}, "frequency": {}}
+    for layer in store.layers:
+        st, idx = store.layer_stats(layer), store.layer_units(layer)
+        ones = np.ones(len(idx))
+        z = (st["max"] - st.get("mean", 0 * ones)) / np.maximum(st.get("std", ones), 1e-6)
+        for group, key in (("z-score", z), ("frequency", st.get("frequency", 0 * ones))):
+            order = np.lexsort((idx, -key))
+            ranked[group][layer] = [UnitId(layer, int(idx[i])) for i in order]
+    chosen: dict[str, list[UnitId]] = {}
+    taken = set(exclude)
+    for group, by_layer in ranked.items():
+        picks, pos = [], {layer: 0 for layer in by_layer}
+        while len(picks) < per_group and any(pos[layer] < len(by_layer[layer]) for layer in by_layer):
+            for layer in sorted(by_layer):
+                if len(picks) == per_group:
+                    break
+                units = by_layer[layer]
+                while pos[layer] < len(units) and units[pos[layer]] in taken:
+                    pos[layer] += 1
+                if pos[layer] < len(units):
+                    picks.append(units[pos[layer]])
+                    taken.add(units[pos[layer]])
+                    pos[layer] += 1
+        chosen[group] = picks
+    return chosen
+
+
+def _key(token: str) -> str:
+    return (token.strip() or token).casefold()
+
+
+def lookup_score(train, test) -> float:
+    """Pooled Pearson r of a per-token lookup table (mean train activation of each token, the global train mean
+    for unseen tokens) against the test activations."""
+    from ns_dspy.scoring.correlation import pooled
+
+    sums, counts = Counter(), Counter()
+    for ex in train:
+        for tok, act in zip(ex.tokens, ex.activations):
+            sums[_key(tok)] += float(act)
+            counts[_key(tok)] += 1
+    default = sum(sums.values()) / max(sum(counts.values()), 1)
+    preds = [np.array([sums[_key(t)] / counts[_key(t)] if counts[_key(t)] else default for t in ex.tokens],
+                      np.float32) for ex in test.exemplars]
+    return pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r
+
+
+def peak_tokens(top, n: int = 3) -> list[str]:
+    counts, first = Counter(), {}
+    for ex in top:
+        if ex.max_activation > 0:
+            tok = ex.tokens[int(np.argmax(ex.activations))]
+            key = _key(tok)
+            counts[key] += 1
+            first.setdefault(key, (tok.strip() or tok).replace('"', "'"))
+    return [first[k] for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], list(first).index(kv[0])))[:n]]
+
+
+def mean_se(values) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    m = float(np.mean(values))
+    return m, (float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None)
+
+
+def _fmt(m, se) -> str:
+    if m is None:
+        return "-"
+    return f"{m:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True, help="an exemplar store (e.g. ns-dspy record --out ...)")
+    parser.add_argument("--out", required=True, help="results folder (OUT/work holds the run files)")
+    parser.add_argument("--per-group", type=int, default=8, help="neurons by z-score and by frequency (default 8)")
+    parser.add_argument("--exclude", default="", help="LAYER:INDEX units never chosen (e.g. compile's neurons)")
+    parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine (default: none)")
+    parser.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct", help="explainer LM")
+    parser.add_argument("--simulator", default="finetuned:gemma-3-270m", help="simulator spec")
+    parser.add_argument("--iterations", type=int, default=2, help="refinement iterations (default 2)")
+    parser.add_argument("--candidates", type=int, default=2, help="refinement candidates (default 2)")
+    parser.add_argument("--max-exemplars", type=int, default=10, help="top exemplars shown (default 10)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = "python experiments/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+
+    from ns_dspy.agents import ClusterConfig, build_embedder
+    from ns_dspy.exemplars import ExemplarStore
+    from ns_dspy.program import ExplainConfig, NeuronScope
+    from ns_dspy.runs import RunStore
+    from ns_dspy.runs.runner import explain_units
+    from ns_dspy.scoring import HeldOut, report, select
+    from ns_dspy.simulators import CachedSimulator, build_simulator
+
+    lm_methods = [m for m in args.lm_methods.split(",") if m]
+    unknown = [m for m in lm_methods if m not in LM_METHODS]
+    if unknown:
+        parser.error(f"unknown LM method {unknown[0]!r}: use {', '.join(LM_METHODS)}")
+    out = Path(args.out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    store = ExemplarStore.open(args.store)
+    listed = out / "neurons.json"
+    if listed.is_file():
+        groups = {g: parse_units(",".join(us)) if us else [] for g, us in json.loads(listed.read_text()).items()}
+    else:
+        groups = choose(store, args.per_group, set(parse_units(args.exclude)) if args.exclude else set())
+        atomic_write_json(listed, {g: [str(u) for u in us] for g, us in groups.items()})
+    units = [u for us in groups.values() for u in us]
+    group_of = {u: g for g, us in groups.items() for u in us}
+    simulator = CachedSimulator(build_simulator(args.simulator))
+    settings = dict(max_exemplars=args.max_exemplars, iterations=args.iterations, candidates=args.candidates,
+                    cluster=ClusterConfig())
+    results: dict[str, dict[str, dict]] = {str(u): {} for u in units}
+    try:
+        start = time.perf_counter()
+        stats_run = RunStore(work / "stats.sqlite", {"store": str(Path(args.store).resolve()),
+                                                      "simulator": args.simulator, "method": "stats"})
+        program = NeuronScope(simulator, None, ExplainConfig(method="stats", **settings))
+        records = {r.unit: r for r in explain_units(program, store, units, stats_run, None, progress=True)}
+        log.info("statistical explainer: %d neurons in %.0f s", len(records), time.perf_counter() - start)
+        stats_text = {u: (records[u].trace.get("finals") or [{}])[0].get("explanation") for u in units
+                      if records[u].status == "done"}
+        for i, unit in enumerate(units):
+            row = results[str(unit)]
+            rec = records[unit]
+            test = HeldOut.from_store(store, unit, "test")
+            valid = HeldOut.from_store(store, unit, "valid")
+            top = store.exemplars(unit, "train", "top")
+            train = top + store.exemplars(unit, "train", "random")
+            row["lookup"] = {"test": lookup_score(train, test)}
+            if rec.status == "done":
+                row["stats"] = {"explanation": stats_text[unit], "valid": rec.score_valid, "test": rec.score_test,
+                                "number": 1, "lm_tokens": 0, "seconds": rec.seconds}
+            peaks = peak_tokens(top)
+            if peaks:
+                from ns_dspy.agents.evidence import word_list
+
+                text = word_list(peaks)
+                row["peak3"] = {"explanation": text, "valid": select(simulator, [text], valid)[0].value,
+                                "test": report(simulator, text, test).value}
+            others = [u for u in units[i + 1:] + units[:i] if u in stats_text and stats_text[u] != stats_text.get(unit)]
+            if others:
+                decoy = stats_text[others[0]]
+                row["shuffled"] = {"explanation": decoy, "from": str(others[0]),
+                                   "test": report(simulator, decoy, test).value}
+        if lm_methods:
+            from ns_dspy.lms import make_lm
+
+            lm = make_lm(args.lm, temperature=0.7)
+            embedder = build_embedder("minilm")
+            for mode in lm_methods:
+                config = ExplainConfig(**settings, **LM_METHODS[mode])
+                run = RunStore(work / f"{mode}.sqlite", {"explain": config.to_dict(), "lm": args.lm,
+                                                          "simulator": args.simulator,
+                                                          "store": str(Path(args.store).resolve())})
+                for rec in explain_units(NeuronScope(simulator, embedder, config), store, units, run, lm):
+                    if rec.status == "done":
+                        results[str(rec.unit)][mode] = {
+                            "explanations": [f["explanation"] for f in rec.trace.get("finals", [])],
+                            "valid": rec.score_valid, "test": rec.score_test, "number": rec.number,
+                            "lm_tokens": rec.lm_tokens, "seconds": rec.seconds}
+                    else:
+                        results[str(rec.unit)][mode] = {"error": rec.error, "lm_tokens": rec.lm_tokens,
+                                                        "seconds": rec.seconds}
+    finally:
+        simulator.close()
+    methods = [m for m in ("lookup", "shuffled", "peak3", "stats", *lm_methods)]
+    lines = [f"# Explanation quality on {len(units)} held-out neurons of {store.manifest.get('model', {}).get('name', '?')}",
+             "", f"Command: `{command}`", "", f"Store: `{args.store}` ({store.describe().splitlines()[0]}); "
+             f"simulator `{args.simulator}`; scores are pooled Pearson r on each neuron's test split.", "",
+             "| method | all: test | z-score group | frequency group | Number | LM tokens / neuron | s / neuron | done |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    summary = {}
+    for m in methods:
+        cells = [results[str(u)].get(m, {}) for u in units]
+        done = [c for c in cells if c.get("test") is not None]
+        by_group = {g: mean_se([results[str(u)].get(m, {}).get("test") for u in us]) for g, us in groups.items()}
+        everyone = mean_se([c["test"] for c in done])
+        number, _ = mean_se([c.get("number") for c in done])
+        tokens, _ = mean_se([c.get("lm_tokens") for c in cells if "lm_tokens" in c])
+        seconds, _ = mean_se([c.get("seconds") for c in cells if "seconds" in c])
+        summary[m] = {"test": everyone[0], "test_se": everyone[1], "groups": by_group, "done": len(done)}
+        lines.append(f"| {TITLES[m]} | {_fmt(*everyone)} | {_fmt(*by_group.get('z-score', (None, None)))} | "
+                     f"{_fmt(*by_group.get('frequency', (None, None)))} | "
+                     f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
+                     f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
+    lines += ["", "Neurons: " + "; ".join(f"{g}: {', '.join(map(str, us))}" for g, us in groups.items())]
+    atomic_write_json(out / "quality.json", {"command": command, "neurons": {g: [str(u) for u in us]
+                                                                              for g, us in groups.items()},
+                                              "group_of": {str(u): g for u, g in group_of.items()},
+                                              "summary": summary, "results": results})
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""experiments/quality.py on a toy store whose unit fires on ' dog' (5) and ' cat' (3), with the keyword
+simulator: the no-LM methods, the neuron choice and a rerun that reuses the chosen neurons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from quality import choose, lookup_score, main, peak_tokens
+
+from ns_dspy.scoring import HeldOut
+from ns_dspy.types import UnitId
+from tests.runs.test_runner import _store
+
+
+def test_no_lm_methods_side_by_side(tmp_path, capsys):
+    store = _store(tmp_path)
+    out = tmp_path / "q"
+    assert main(["--store", str(store.path), "--out", str(out), "--per-group", "1", "--simulator", "keyword"]) == 0
+    data = json.loads((out / "quality.json").read_text())
+    assert data["neurons"] == {"z-score": ["0:1"], "frequency": ["0:2"]}
+    dog = data["results"]["0:1"]
+    assert dog["stats"]["explanation"].startswith("the word") and dog["stats"]["lm_tokens"] == 0
+    assert dog["stats"]["test"] > 0.5 and dog["peak3"]["test"] > 0.5
+    assert "stats" not in data["results"]["0:2"]  # never fires: no explanation, counted as not done
+    summary = (out / "summary.md").read_text()
+    assert "| statistical explainer (no LM) |" in summary and "Command: `python experiments/quality.py" in summary
+    (out / "neurons.json").write_text(json.dumps({"z-score": ["0:2"], "frequency": []}))
+    main(["--store", str(store.path), "--out", str(out), "--simulator", "keyword"])
+    assert json.loads((out / "quality.json").read_text())["neurons"] == {"z-score": ["0:2"], "frequency": []}
+
+
+def test_lookup_table_and_peak_tokens(tmp_path):
+    store = _store(tmp_path)
+    unit = UnitId(0, 1)
+    top = store.exemplars(unit, "train", "top")
+    train = top + store.exemplars(unit, "train", "random")
+    assert lookup_score(train, HeldOut.from_store(store, unit, "test")) == pytest.approx(1.0, abs=1e-6)  # by token
+    assert set(peak_tokens(top)) == {"dog", "cat"}  # the only tokens that ever peak
+    chosen = choose(store, 1, exclude={UnitId(0, 1)})
+    assert UnitId(0, 1) not in [u for us in chosen.values() for u in us]
