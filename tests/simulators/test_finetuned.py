@@ -112,7 +112,7 @@ def test_predictions_do_not_depend_on_batch_size(trained, loaded):
     loaded.batch_size = 4
     for row_a, row_b in zip(big, one):
         for pa, pb in zip(row_a, row_b):
-            np.testing.assert_allclose(pa, pb, atol=1e-5)
+            np.testing.assert_allclose(pa, pb, atol=1e-4)  # other batch shapes run other float32 kernels (0..10 scale)
     assert big[0][-1].shape == (0,)
 
 

@@ -101,7 +101,7 @@ def test_batch_size_independent_and_deterministic(tiny_llama):
     five = PromptedSimulator(subject, batch_size=5).simulate(EXPLANATIONS[:2], exemplars)
     again = PromptedSimulator(subject, batch_size=5).simulate(EXPLANATIONS[:2], exemplars)
     for a, b, c in zip(sum(one, []), sum(five, []), sum(again, [])):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=1e-4)  # other batch shapes run other float32 kernels (0..10 scale)
         np.testing.assert_array_equal(b, c)
 
 
