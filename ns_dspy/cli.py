@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from . import __version__
@@ -150,6 +151,9 @@ def _summary_table(records) -> str:
         else:
             lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
                          f"{r.seconds or 0:>6.0f}  {r.error}")
+    kinds = Counter(r.trace.get("failure") or "other" for r in records if r.status != "done")
+    if kinds:
+        lines.append(f"failed: {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
     done = [r for r in records if r.status == "done"]
     if done:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
@@ -195,13 +199,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         run_config["program"] = {"path": str(Path(args.program).resolve()),
                                  "state_sha256": read_manifest(args.program)["state_sha256"]}
         run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
-    lm = None if config.method == "stats" else make_lm(args.lm, temperature=temperature)  # checked before the run
+    lm = (None if config.method == "stats"  # checked before the run
+          else make_lm(args.lm, temperature=temperature, timeout=args.lm_timeout))
     run = RunStore(run_path, run_config)
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
                             device=args.device, program=args.program)
     try:
         records = explain_units(program, store, units, run, lm, concurrency=args.concurrency,
-                                progress=not args.quiet)
+                                progress=not args.quiet, neuron_budget_s=args.neuron_budget)
     finally:
         program.simulator.close()
     print(_summary_table(records))
@@ -393,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:123,9:77")
     p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
     p.add_argument("--concurrency", type=_positive_int, default=1, help="units explained at once (default: 1)")
+    p.add_argument("--lm-timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-call timeout of openai: and endpoint: LMs, each call retried twice with backoff "
+                        "(default: 120)")
+    p.add_argument("--neuron-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget per neuron, checked before each LM call; a neuron over it is stored "
+                        "as failed and retried by a rerun (default: none)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
                                                    "the run file then defaults to STORE.explain.NAME.sqlite")

@@ -4,7 +4,8 @@ Small local LMs answer a ``list[str]`` field in many shapes (a JSON array in a c
 ``{"claims": [...]}``, numbered lines, leaked ``[[ ## completed ## ]]`` markers) and sometimes loop on the
 list. :func:`parse_conditions` accepts all of these and always returns clean, deduplicated sentences that
 start with "This neuron ..."; :class:`DecompositionAgent` parses the raw LM text when DSPy's adapter cannot,
-retries once with a different rollout, and only then gives up on the neuron.
+retries once with a fresh sample (a rollout id of this attempt of the neuron, see
+:mod:`ns_dspy.agents.reliability`), and only then gives up on the neuron.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dspy.utils.exceptions import AdapterParseError
 
 from .errors import AgentError
 from .formatting import clean_output
+from .reliability import UnusableAnswer, check_budget, fresh_rollout
 from .signatures import Decompose
 
 __all__ = ["DecompositionAgent", "parse_conditions", "normalise_condition", "MAX_CONDITIONS"]
@@ -176,8 +178,9 @@ class DecompositionAgent(dspy.Module):
     """``forward(explanation) -> Prediction(conditions=list[str])``: atomic, falsifiable conditions.
 
     When the LM's answer cannot be used (DSPy cannot parse it and neither can :func:`parse_conditions`, or
-    no condition survives), the call is retried once with a different rollout at ``retry_temperature``;
-    a second failure raises :class:`AgentError` for this neuron.
+    no condition survives), the call is retried once with a fresh sample (a rollout id no first try and no
+    earlier attempt of the neuron used, so never a cached answer) at ``retry_temperature``; a second failure
+    raises :class:`~ns_dspy.agents.reliability.UnusableAnswer` (an :class:`AgentError`) for this neuron.
     """
 
     def __init__(self, *, max_conditions: int = MAX_CONDITIONS, max_chars: int = 500,
@@ -201,10 +204,12 @@ class DecompositionAgent(dspy.Module):
         if not explanation:
             raise AgentError("no explanation to decompose: the raw explanation is empty")
         problems = []
-        for config in ({}, {"rollout_id": 1, "temperature": self.retry_temperature}):
+        for config in ({}, {"rollout_id": fresh_rollout(), "temperature": self.retry_temperature}):
+            check_budget("decomposition")
             conditions, problem = self._attempt(explanation, config)
             if conditions:
                 return dspy.Prediction(conditions=conditions)
             log.info("decomposition attempt failed: %s", problem)
             problems.append(problem)
-        raise AgentError(f"the decomposition LM gave no usable conditions in 2 attempts ({'; then '.join(problems)})")
+        raise UnusableAnswer(f"the decomposition LM gave no usable conditions in 2 attempts "
+                             f"({'; then '.join(problems)})")

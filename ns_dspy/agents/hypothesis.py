@@ -11,6 +11,7 @@ from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
 from .formatting import clean_output, format_exemplars
+from .reliability import UnusableAnswer, check_budget, fresh_rollout
 from .signatures import Hypothesize
 
 __all__ = ["HypothesisAgent"]
@@ -26,18 +27,24 @@ class HypothesisAgent(dspy.Module):
     top windows are shown with their activating tokens marked, then up to ``max_quiet`` random ones (mostly
     quiet text), and the token statistics of all of them (:func:`~ns_dspy.agents.evidence.token_evidence`).
 
+    An answer that cannot be parsed or is empty is retried once with a fresh sample (see the module
+    docstring) at ``retry_temperature`` (or the call's own temperature); a second failure raises
+    :class:`UnusableAnswer` for this neuron.
+
     Args:
         max_exemplars, threshold, max_chars: how exemplars are shown (see :func:`format_exemplars`).
         max_quiet: random (quiet) windows shown after the top ones.
         statistics: show the token statistics table (False: the paper's prompt, excerpts only).
         chain_of_thought: let the LM reason before answering (``dspy.ChainOfThought``).
+        retry_temperature: temperature of the fresh sample when the call sets none.
     """
 
     def __init__(self, *, max_exemplars: int = 20, threshold: float = 0.3, max_chars: int = 600,
-                 max_quiet: int = 5, statistics: bool = True, chain_of_thought: bool = False):
+                 max_quiet: int = 5, statistics: bool = True, chain_of_thought: bool = False,
+                 retry_temperature: float = 1.0):
         super().__init__()
         self.max_exemplars, self.threshold, self.max_chars = max_exemplars, threshold, max_chars
-        self.max_quiet, self.statistics = max_quiet, statistics
+        self.max_quiet, self.statistics, self.retry_temperature = max_quiet, statistics, retry_temperature
         self.hypothesize = (dspy.ChainOfThought if chain_of_thought else dspy.Predict)(Hypothesize)
 
     def forward(self, exemplars: Sequence[Exemplar], *, config: dict | None = None) -> dspy.Prediction:
@@ -53,11 +60,19 @@ class HypothesisAgent(dspy.Module):
         shown = sorted(top, key=lambda ex: -ex.max_activation)[: self.max_exemplars] + quiet[: self.max_quiet]
         text = format_exemplars(shown, max_exemplars=len(shown), threshold=self.threshold, max_chars=self.max_chars)
         table = token_evidence(top, quiet).table() if self.statistics else "(not given)"
-        try:
-            result = self.hypothesize(exemplars=text, statistics=table, config=dict(config or {}))
-        except AdapterParseError as err:
-            raise AgentError(f"the hypothesis LM's answer could not be parsed ({err.adapter_name})") from err
-        explanation = clean_output(result.explanation)
-        if not explanation:
-            raise AgentError("the hypothesis LM returned an empty explanation")
-        return dspy.Prediction(explanation=explanation, statistics=table)
+        first = dict(config or {})
+        fresh = {**first, "rollout_id": fresh_rollout(first.get("rollout_id") or 0),
+                 "temperature": first.get("temperature") or self.retry_temperature}
+        problems = []
+        for call in (first, fresh):
+            check_budget("hypothesis")
+            try:
+                result = self.hypothesize(exemplars=text, statistics=table, config=call)
+            except AdapterParseError as err:
+                problems.append(f"answer could not be parsed ({err.adapter_name})")
+                continue
+            explanation = clean_output(result.explanation)
+            if explanation:
+                return dspy.Prediction(explanation=explanation, statistics=table)
+            problems.append("empty explanation")
+        raise UnusableAnswer(f"the hypothesis LM's answer could not be used in 2 attempts ({'; then '.join(problems)})")

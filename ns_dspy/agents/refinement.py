@@ -2,9 +2,11 @@
 
 The loop of the paper's Section 2.4 with Appendix B's settings (5 iterations, 8 candidates): keep a history
 of (explanation, valid score) ranked best first; each iteration asks the LM for ``candidates`` independent
-proposals from that history, scores the new ones in one batched call and keeps the best. The score
-function is injected: the program passes one that simulates on the unit's VALID split (test data is for
-reporting only), e.g. ``valid_scorer(simulator, valid)``.
+proposals from that history, scores the new ones in one batched call and keeps the best. When no proposal
+of an iteration can be used because the answers could not be parsed, one fresh sample is drawn (a rollout id
+of this attempt of the neuron, never a cached answer; see :mod:`ns_dspy.agents.reliability`) before the
+iteration counts as failed. The score function is injected: the program passes one that simulates on the
+unit's VALID split (test data is for reporting only), e.g. ``valid_scorer(simulator, valid)``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 
 from ..errors import ConfigError
 from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
 from .formatting import clean_output, format_exemplars, format_history
+from .reliability import check_budget, fresh_rollout
 from .signatures import Refine
 
 if TYPE_CHECKING:  # ns_dspy.simulators imports torch: keep it out of `import ns_dspy.agents`
@@ -77,7 +81,9 @@ class RefinementAgent(dspy.Module):
 
     Args:
         candidates: proposals asked for per iteration (independent LM calls with distinct ``rollout_id``s
-            at ``temperature``, so DSPy's cache cannot hand back one answer eight times).
+            at ``temperature``, so DSPy's cache cannot hand back one answer eight times). They are already
+            independent samples, so one unparsable candidate costs no retry; when every candidate of an
+            iteration failed and some could not be parsed, one fresh sample is drawn.
         iterations: most iterations.
         patience: stop after this many iterations in a row in which the best score rose by at most ``min_delta``.
         min_delta: the smallest rise that counts as an improvement.
@@ -142,16 +148,23 @@ class RefinementAgent(dspy.Module):
                  score: ScoreFn) -> tuple[list[str], int]:
         """Up to ``candidates`` proposals and the number of LM calls that failed."""
         shown = self._shown_history(history, score)
-        proposals, failed = [], 0
-        for k in range(self.candidates):
-            config = {"rollout_id": iteration * self.candidates + k, "temperature": self.temperature}
+        proposals, failed, unparsed = [], 0, 0
+        calls = [(k, {"rollout_id": iteration * self.candidates + k, "temperature": self.temperature})
+                 for k in range(self.candidates)]
+        while calls:
+            k, config = calls.pop(0)
+            check_budget("refinement")
             try:
                 answer = self.refine(history=shown, exemplars=evidence, statistics=statistics, config=config)
                 proposals.append(clean_output(answer.explanation))
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1
+                unparsed += isinstance(err, AdapterParseError)
                 log.warning("refinement candidate %d of iteration %d failed: %s", k + 1, iteration,
                             str(err).splitlines()[0] if str(err) else type(err).__name__)
+            if not calls and not proposals and unparsed and k < self.candidates:  # all failed: one fresh sample
+                calls.append((self.candidates, {"rollout_id": fresh_rollout(iteration * self.candidates),
+                                                "temperature": self.temperature or 1.0}))
         return proposals, failed
 
     def forward(self, seed: str, score: ScoreFn, exemplars: Sequence[Exemplar] | None = None,
@@ -178,7 +191,7 @@ class RefinementAgent(dspy.Module):
         for iteration in range(1, self.iterations + 1):
             proposals, failed = self._propose(history, evidence, statistics, iteration, score)
             failures += failed
-            if failed == self.candidates:
+            if not proposals:
                 stopped = "lm_failed"
                 break
             new = []

@@ -14,6 +14,13 @@ Spec kinds (``KIND:ARG``), each registered next to its builder:
     ``endpoint:http://127.0.0.1:8000/v1@my-model``. Sent through DSPy's litellm engine, which sends
     ``max_tokens``: DSPy's default engine sends ``max_completion_tokens``, which llama.cpp's server ignores (a
     call then runs until the context is full). The key is ``api_key=`` or ``$OPENAI_API_KEY`` or "none".
+
+``openai:`` and ``endpoint:`` LMs wait at most ``timeout=`` seconds per call (default
+:data:`DEFAULT_LM_TIMEOUT_S`; litellm's own default is 6000 s) and retry transient failures (timeouts, 429,
+5xx, dropped connections) ``num_retries=`` times (default :data:`DEFAULT_LM_RETRIES`) with DSPy's exponential
+backoff (1 s, 2 s, ...; a server's ``Retry-After`` wins). The timeout is one of the LM's settings, so it is
+part of DSPy's response-cache key: rerun with the same timeout to reuse cached answers. ``local:`` LMs run in
+process (bounded by ``max_tokens``) and ignore ``timeout``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import urllib.error
@@ -35,12 +43,18 @@ from urllib.parse import urlsplit, urlunsplit
 from .assets import DEFAULT_LM_ASSET, LMAsset, LMError, lm_asset_names, resolve_lm_asset
 from .local import LlamaCppEngine, require_llama_cpp
 
-__all__ = ["DEFAULT_LM", "make_lm", "lm_kinds", "lm_usage", "check_endpoint", "parse_endpoint"]
+__all__ = ["DEFAULT_LM", "DEFAULT_LM_RETRIES", "DEFAULT_LM_TIMEOUT_S", "make_lm", "lm_kinds", "lm_usage",
+           "check_endpoint", "parse_endpoint"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LM = f"local:{DEFAULT_LM_ASSET}"
 """The offline default explainer LM: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) in process via llama.cpp."""
+
+DEFAULT_LM_TIMEOUT_S = 120.0
+"""Seconds an ``openai:`` or ``endpoint:`` LM call may take before it fails (and is retried)."""
+DEFAULT_LM_RETRIES = 2
+"""Retries of a transient ``openai:`` / ``endpoint:`` failure, with exponential backoff."""
 
 _FORMS = ("local:NAME (one of {names}), local:/path/model.gguf, openai:MODEL (e.g. openai:gpt-4o), "
           "endpoint:URL@MODEL (e.g. endpoint:http://127.0.0.1:8000/v1@my-model)")
@@ -70,7 +84,8 @@ def _accepted() -> str:
 def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw):
     """A ``dspy.LM`` for ``spec`` (see the module docstring); ``kw`` goes to the builder (for ``local``:
     ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``; for the others: ``dspy.LM``
-    options such as ``cache``, ``num_retries``, ``api_key``)."""
+    options such as ``cache``, ``num_retries`` (default 2), ``timeout`` (seconds per call, default 120; None
+    means the default), ``api_key``)."""
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
     if builder is None or not sep or not arg:
@@ -79,6 +94,13 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
         raise LMError(f"temperature must be in [0, 2], got {temperature}")
     if max_tokens < 1:
         raise LMError(f"max_tokens must be positive, got {max_tokens}")
+    timeout = kw.pop("timeout", None)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise LMError(f"the LM timeout must be a positive number of seconds, got {timeout!r}")
+    if kind in ("openai", "endpoint"):  # a network call: bounded wait, bounded retries (local: in process)
+        kw["timeout"] = float(timeout) if timeout is not None else DEFAULT_LM_TIMEOUT_S
+        kw.setdefault("num_retries", DEFAULT_LM_RETRIES)
     return builder(arg, temperature=temperature, max_tokens=max_tokens, **kw)
 
 

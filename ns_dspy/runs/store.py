@@ -5,14 +5,26 @@ A SQLite file (default ``RUN.sqlite``). ``meta`` holds the run's configuration a
 numbers, and ``trace``: a JSON document with everything the program did (exemplars shown, raw explanation,
 atomic conditions, clusters and members, every refinement candidate with its score, final explanations with
 valid and test scores, LM tokens and cost, wall time). A row is written in one transaction, so a killed run
-keeps every finished neuron and never half of one; rerunning skips units already ``done``.
+keeps every finished neuron and never half of one; rerunning skips units already ``done``, and a ``failed``
+row never replaces a ``done`` one.
+
+Several processes may share one run file. ``claims`` holds the units being worked on: ``(unit, owner,
+expires_at)`` with ``owner`` = ``host:pid:random`` (one per :class:`RunStore` object) and ``expires_at`` in
+Unix seconds. :meth:`RunStore.claim` takes a unit in one ``BEGIN IMMEDIATE`` transaction, only if it is not
+``done`` and no other owner holds an unexpired claim; the holder renews its leases while it works
+(:meth:`~RunStore.renew`) and drops the claim when it writes the unit's row. A killed holder's lease simply
+expires, and the next process takes the unit over. Files made before claims existed get the table on open.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +33,7 @@ from typing import Any
 from ..errors import StoreError
 from ..types import UnitId
 
-__all__ = ["RunStore", "NeuronRecord"]
+__all__ = ["RunStore", "NeuronRecord", "DEFAULT_LEASE_S"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,9 +42,13 @@ CREATE TABLE IF NOT EXISTS neurons (
     error TEXT, number INTEGER, score_valid REAL, score_test REAL, baseline_test REAL,
     lm_tokens INTEGER, lm_cost REAL, seconds REAL, finished TEXT NOT NULL, trace TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (unit TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 FORMAT = "ns-dspy-run"
 VERSION = 1
+DEFAULT_LEASE_S = 900.0
+"""A claim's lease: generous (15 min), renewed while the unit is worked on; a killed holder's units are taken
+over when it runs out."""
 
 
 @dataclass
@@ -54,10 +70,12 @@ class NeuronRecord:
 
 class RunStore:
     """Open or create a run file. ``config`` (a JSON-able dict) is stored on creation; reopening with another
-    config is refused, so one run never mixes settings."""
+    config is refused, so one run never mixes settings. ``owner`` names this object's claims
+    (``host:pid:random``)."""
 
     def __init__(self, path: str | Path, config: dict | None = None):
         self.path = Path(path)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         exists = self.path.exists()
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a directory: give a run file, e.g. {self.path}/run.sqlite")
@@ -105,14 +123,69 @@ class RunStore:
             rows = self._db.execute("SELECT layer, idx FROM neurons WHERE status='done'").fetchall()
         return {UnitId(layer, idx) for layer, idx in rows}
 
-    def put(self, record: NeuronRecord) -> None:
-        """Write one unit's row atomically (replacing an earlier failure of the same unit)."""
-        row = (str(record.unit), record.unit.layer, record.unit.index, record.status, record.error, record.number,
+    def attempts(self) -> dict[UnitId, int]:
+        """The next attempt number of each unit that has failed so far (its failed row's ``trace["attempt"]``
+        + 1; 1 for rows written before attempts were counted)."""
+        with self._lock:
+            rows = self._db.execute("SELECT layer, idx, trace FROM neurons WHERE status!='done'").fetchall()
+        return {UnitId(layer, idx): int(json.loads(trace).get("attempt") or 0) + 1 for layer, idx, trace in rows}
+
+    def attempt(self, unit: UnitId) -> int:
+        """The next attempt number of ``unit``: 0 if it has no failed row (see :meth:`attempts`)."""
+        with self._lock:
+            row = self._db.execute("SELECT trace FROM neurons WHERE unit=? AND status!='done'", (str(unit),)).fetchone()
+        return 0 if row is None else int(json.loads(row[0]).get("attempt") or 0) + 1
+
+    def put(self, record: NeuronRecord) -> bool:
+        """Write one unit's row atomically (replacing an earlier failure of the same unit) and drop this owner's
+        claim on it. A row that is not ``done`` never replaces a ``done`` one: then nothing is written and
+        False is returned."""
+        unit = str(record.unit)
+        row = (unit, record.unit.layer, record.unit.index, record.status, record.error, record.number,
                record.score_valid, record.score_test, record.baseline_test, record.lm_tokens, record.lm_cost,
                record.seconds, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                json.dumps(record.trace, ensure_ascii=False, default=_jsonable))
         with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM claims WHERE unit=? AND owner=?", (unit, self.owner))
+            old = self._db.execute("SELECT status FROM neurons WHERE unit=?", (unit,)).fetchone()
+            if old is not None and old[0] == "done" and record.status != "done":
+                return False
             self._db.execute("INSERT OR REPLACE INTO neurons VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        return True
+
+    def claim(self, unit: UnitId, lease_s: float = DEFAULT_LEASE_S) -> bool:
+        """Take ``unit`` for ``lease_s`` seconds: True unless it is ``done`` or another owner holds an unexpired
+        claim on it (this owner's own claim is renewed). One ``BEGIN IMMEDIATE`` transaction, so of several
+        processes claiming one unit at once exactly one succeeds."""
+        key, now = str(unit), time.time()
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute("SELECT 1 FROM neurons WHERE unit=? AND status='done'", (key,)).fetchone():
+                return False
+            held = self._db.execute("SELECT owner, expires_at FROM claims WHERE unit=?", (key,)).fetchone()
+            if held is not None and held[0] != self.owner and held[1] > now:
+                return False
+            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now + lease_s))
+        return True
+
+    def renew(self, lease_s: float = DEFAULT_LEASE_S) -> int:
+        """Extend every claim this owner still holds to ``lease_s`` seconds from now; returns how many."""
+        with self._lock, self._db:
+            return self._db.execute("UPDATE claims SET expires_at=? WHERE owner=?",
+                                    (time.time() + lease_s, self.owner)).rowcount
+
+    def release(self, unit: UnitId) -> None:
+        """Drop this owner's claim on ``unit`` (if it still holds one)."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM claims WHERE unit=? AND owner=?", (str(unit), self.owner))
+
+    def claims(self) -> dict[UnitId, tuple[str, float]]:
+        """Unexpired claims: unit -> (owner, expires_at in Unix seconds)."""
+        with self._lock:
+            rows = self._db.execute("SELECT unit, owner, expires_at FROM claims WHERE expires_at > ?",
+                                    (time.time(),)).fetchall()
+        return {UnitId.parse(unit): (owner, expires) for unit, owner, expires in rows}
 
     def records(self) -> list[NeuronRecord]:
         with self._lock:
