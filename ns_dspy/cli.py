@@ -201,9 +201,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
     lm = (None if config.method == "stats"  # checked before the run
           else make_lm(args.lm, temperature=temperature, timeout=args.lm_timeout))
-    run = RunStore(run_path, run_config)
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
-                            device=args.device, program=args.program)
+                            device=args.device, program=args.program)  # a bad simulator or embedder: no run file
+    try:
+        run = RunStore(run_path, run_config)
+    except BaseException:
+        program.simulator.close()
+        raise
     try:
         records = explain_units(program, store, units, run, lm, concurrency=args.concurrency,
                                 progress=not args.quiet, neuron_budget_s=args.neuron_budget)

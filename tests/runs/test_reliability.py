@@ -285,3 +285,18 @@ def test_run_files_without_claims_get_the_table(tmp_path):
     assert run.claim(U, lease_s=5) and set(run.claims()) == {U}
     assert run.put(_record("done")) and run.claims() == {} and run.done() == {U}
     assert run.attempts() == {} and run.records()[0].score_valid == 0.5
+
+
+def test_a_typo_in_the_simulator_or_embedder_leaves_no_run_file(tmp_path, capsys):
+    from ns_dspy.cli import main
+    from tests.runs.test_runner import _store
+
+    store = _store(tmp_path)
+    run = tmp_path / "run.sqlite"
+    for bad in (["--simulator", "keywrd"], ["--simulator", "keyword", "--embedder", "nope"]):
+        assert main(["explain", "--store", str(store.path), "--neurons", "0:1", "--method", "stats", "--run",
+                     str(run), "-q", *bad]) == 2
+        assert not run.exists()
+    assert main(["explain", "--store", str(store.path), "--neurons", "0:1", "--method", "stats", "--run", str(run),
+                 "-q", "--simulator", "keyword"]) == 0  # the corrected command is not refused
+    assert "statistical" not in capsys.readouterr().err
