@@ -312,7 +312,9 @@ def _add_simulator_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simulator", default=DEFAULT_SIMULATOR,
                    help=f"KIND[:ARG]: prompted:MODEL, finetuned:ADAPTER_DIR, endpoint:URL@MODEL, keyword "
                         f"(default: {DEFAULT_SIMULATOR})")
-    p.add_argument("--dtype", default="bfloat16", help="dtype of a local simulator model (default: bfloat16)")
+    p.add_argument("--dtype", default="auto", help="dtype of a local simulator model: auto (bfloat16 where the device "
+                                               "runs it natively, else float32), bfloat16, float16 or float32 "
+                                               "(default: auto)")
     p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
 
 

@@ -77,16 +77,37 @@ def check_torch() -> Iterator[Check]:
     cuda = torch.cuda.is_available()
     where = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} device(s))" if cuda else "cpu only"
     yield Check("ok", "torch", f"{torch.__version__}, {where}, {torch.get_num_threads()} threads")
+    from .models.subject import resolve_dtype
+
+    device = "cuda" if cuda else "cpu"
+    auto = resolve_dtype("auto", device)
     try:
-        a = torch.randn(64, 64, dtype=torch.bfloat16)
-        bf16 = bool(torch.isfinite(a @ a).all())
+        speed = {dt: _matmul_gflops(torch, dt, device) for dt in (torch.float32, torch.bfloat16)}
     except RuntimeError as err:  # pragma: no cover - depends on the build
-        bf16 = False
-        yield Check("warn", "torch bf16", f"bfloat16 matmul failed ({str(err).splitlines()[0]})",
+        yield Check("warn", "torch bf16", f"a bfloat16 matmul failed ({str(err).splitlines()[0]})",
                     "record and simulate with --dtype float32")
-    if bf16:
-        fast = "" if cuda else " (CPU: recording and simulation use it by default)"
-        yield Check("ok", "torch bf16", "bfloat16 matmul runs" + fast)
+        return
+    ratio = speed[torch.bfloat16] / max(speed[torch.float32], 1e-9)
+    detail = (f"matmul on {device}: float32 {speed[torch.float32]:.1f}, bfloat16 {speed[torch.bfloat16]:.1f} "
+              f"GFLOP/s; --dtype auto uses {auto}")
+    if auto == "bfloat16" and ratio < 0.5:
+        yield Check("warn", "torch bf16", detail + ", which is slower here", "pass --dtype float32")
+    else:
+        yield Check("ok", "torch bf16", detail)
+
+
+def _matmul_gflops(torch, dtype, device: str, seconds: float = 0.3) -> float:
+    import time
+
+    a = torch.randn(512, 512, dtype=dtype, device=device)
+    a @ a
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ a
+        n += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
 def check_llama_cpp(lm: str | None) -> Iterator[Check]:

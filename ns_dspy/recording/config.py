@@ -55,7 +55,8 @@ class RecordConfig:
     split: str = opt("0.4,0.3,0.3", "train,valid,test fractions of windows; every exemplar kind is split alike")
     seed: int = opt(0, "seed of the split and the random sample")
     batch_size: int = opt(32, "windows per forward pass")
-    dtype: str = opt("bfloat16", "model dtype for recording: bfloat16, float16 or float32")
+    dtype: str = opt("auto", "model dtype for recording: auto (bfloat16 where the device runs it natively - a GPU, "
+                             "an AVX512-BF16/AMX CPU - else float32), bfloat16, float16 or float32")
     device: str = opt("", "torch device (default: cuda if available, else cpu)")
     checkpoint_every: float = opt(120.0, "seconds between resumable checkpoints")
 

@@ -11,7 +11,7 @@ __all__ = ["build_program"]
 
 
 def build_program(config: ExplainConfig, *, simulator: str, embedder: str, cache: bool = True,
-                  dtype: str = "bfloat16", device: str | None = None, program: str | None = None) -> NeuronScope:
+                  dtype: str = "auto", device: str | None = None, program: str | None = None) -> NeuronScope:
     """``program``: a compiled program's JSON state, loaded after checking that it was compiled for this
     configuration (see :func:`ns_dspy.optimize.load_compiled`)."""
     if program is not None:

@@ -353,7 +353,7 @@ class FinetunedSimulator(Simulator):
         return self._cache_key
 
     @classmethod
-    def from_pretrained(cls, adapter_dir: str | Path, *, base_model: str | None = None, dtype: str = "bfloat16",
+    def from_pretrained(cls, adapter_dir: str | Path, *, base_model: str | None = None, dtype: str = "auto",
                         device: str | None = None, batch_size: int = 16) -> "FinetunedSimulator":
         """Load an adapter folder onto its base model (``base_model`` overrides the manifest's name; it must
         have the same tokenizer)."""

@@ -87,7 +87,7 @@ class PromptedSimulator(Simulator):
         unknown = sorted(set(options) - set(_SPEC_OPTIONS))
         if unknown:
             log.warning("prompted simulator ignores options %s (it takes %s)", unknown, ", ".join(_SPEC_OPTIONS))
-        subject = load_subject(arg or DEFAULT_MODEL, dtype=options.get("dtype") or "bfloat16",
+        subject = load_subject(arg or DEFAULT_MODEL, dtype=options.get("dtype") or "auto",
                                device=options.get("device"))
         return cls(subject, batch_size=int(options.get("batch_size") or 16))
 
