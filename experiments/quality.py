@@ -128,7 +128,7 @@ def _fmt(m, se) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="an exemplar store (e.g. ns-dspy record --out ...)")
-    parser.add_argument("--out", required=True, help="results folder (OUT/work holds the run files)")
+    parser.add_argument("--out", required=True, help="results folder (OUT/work holds the run files, not committed)")
     parser.add_argument("--per-group", type=int, default=8, help="neurons by z-score and by frequency (default 8)")
     parser.add_argument("--exclude", default="", help="LAYER:INDEX units never chosen (e.g. compile's neurons)")
     parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine (default: none)")
