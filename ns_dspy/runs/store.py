@@ -9,11 +9,12 @@ keeps every finished neuron and never half of one; rerunning skips units already
 row never replaces a ``done`` one.
 
 Several processes may share one run file. ``claims`` holds the units being worked on: ``(unit, owner,
-expires_at)`` with ``owner`` = ``host:pid:random`` (one per :class:`RunStore` object) and ``expires_at`` in
+expires_at)`` with ``owner`` = ``host|process space|pid|random`` (one per :class:`RunStore` object) and ``expires_at`` in
 Unix seconds. :meth:`RunStore.claim` takes a unit in one ``BEGIN IMMEDIATE`` transaction, only if it is not
 ``done`` and no other owner holds an unexpired claim; the holder renews its leases while it works
-(:meth:`~RunStore.renew`) and drops the claim when it writes the unit's row. A killed holder's lease simply
-expires, and the next process takes the unit over. Files made before claims existed get the table on open.
+(:meth:`~RunStore.renew`) and drops the claim when it writes the unit's row. A killed holder's lease
+expires and the next process takes the unit over; a holder of this machine (same boot and PID namespace) whose
+process is gone is taken over at once. Files made before claims existed get the table on open.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..processes import pid_alive, process_space
 from ..types import UnitId
 
 __all__ = ["RunStore", "NeuronRecord", "DEFAULT_LEASE_S"]
@@ -75,7 +77,7 @@ class RunStore:
 
     def __init__(self, path: str | Path, config: dict | None = None):
         self.path = Path(path)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = f"{socket.gethostname()}|{process_space() or '-'}|{os.getpid()}|{secrets.token_hex(4)}"
         exists = self.path.exists()
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a directory: give a run file, e.g. {self.path}/run.sqlite")
@@ -83,10 +85,10 @@ class RunStore:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
             if exists:
                 self._check_format()
-            self._db.executescript(SCHEMA)
+            _retry_locked(lambda: self._db.executescript(SCHEMA))
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not an ns-dspy run file ({err}): choose another --run") from None
         stored = self.meta().get("config")
@@ -164,7 +166,7 @@ class RunStore:
             if self._db.execute("SELECT 1 FROM neurons WHERE unit=? AND status='done'", (key,)).fetchone():
                 return False
             held = self._db.execute("SELECT owner, expires_at FROM claims WHERE unit=?", (key,)).fetchone()
-            if held is not None and held[0] != self.owner and held[1] > now:
+            if held is not None and held[0] != self.owner and held[1] > now and not _dead_here(held[0]):
                 return False
             self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (key, self.owner, now + lease_s))
         return True
@@ -197,6 +199,30 @@ class RunStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _retry_locked(step, seconds: float = 60.0):
+    """Run ``step``, retrying while SQLite says the database is locked: switching a new file to WAL or creating
+    its tables while another process or thread opens it fails at once with "database is locked", whatever the
+    busy timeout."""
+    deadline, wait = time.monotonic() + seconds, 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 0.5)
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether a claim's owner was a process of this machine's boot and PID namespace that no longer exists (killed
+    outright, or interrupted): its claims are taken over at once instead of when their lease runs out."""
+    parts = owner.split("|")
+    if len(parts) != 4 or parts[1] == "-" or parts[1] != process_space() or not parts[2].isdigit():
+        return False
+    return not pid_alive(int(parts[2]))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -35,7 +35,8 @@ from .cache import WorkCache
 from .cached import (CachedDecomposition, CachedEmbedder, CachedHypothesis, CachedRefinement, Ledger,
                      exemplars_digest, lm_identity)
 from .space import SearchSpace, apply_params
-from .study import SurplusTrial, is_surplus, process_space
+from ..processes import process_space
+from .study import SurplusTrial, is_surplus
 
 __all__ = ["SweepNeuron", "NeuronResult", "TrialError", "sweep_neurons", "Evaluator", "Objective"]
 

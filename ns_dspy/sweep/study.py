@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import StudyError
 from ..scoring import HeldOut, polysemantic
+from ..processes import pid_alive, process_space
 
 __all__ = ["SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "score_on_test", "counts",
            "SETTINGS_ATTR"]
@@ -94,17 +95,6 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     return study
 
 
-def process_space() -> str | None:
-    """Where this process's id means something: the machine's boot and its PID namespace (Linux), else None.
-    Two workers in one space can tell whether the other's process is alive; a hostname alone cannot (two
-    containers may share one)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:
-        return None
-
-
 def fail_abandoned(study) -> list[int]:
     """Mark FAIL the RUNNING trials of dead workers of this machine (a worker killed outright, e.g. ``kill -9``),
     so a rerun need not wait for their heartbeats to go stale. Trials of workers elsewhere (another machine,
@@ -114,23 +104,13 @@ def fail_abandoned(study) -> list[int]:
     here, failed = process_space(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = str(t.user_attrs.get("worker", "")).rpartition(":")[2]
-        if here is None or t.user_attrs.get("process_space") != here or not pid.isdigit() or _alive(int(pid)):
+        if here is None or t.user_attrs.get("process_space") != here or not pid.isdigit() or pid_alive(int(pid)):
             continue
         study.tell(t.number, state=TrialState.FAIL)
         failed.append(t.number)
     if failed:
         log.info("trial(s) %s of a worker that died on this machine marked failed", ", ".join(map(str, failed)))
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

@@ -300,3 +300,20 @@ def test_a_typo_in_the_simulator_or_embedder_leaves_no_run_file(tmp_path, capsys
     assert main(["explain", "--store", str(store.path), "--neurons", "0:1", "--method", "stats", "--run", str(run),
                  "-q", "--simulator", "keyword"]) == 0  # the corrected command is not refused
     assert "statistical" not in capsys.readouterr().err
+
+
+def test_a_claim_of_a_dead_process_of_this_machine_is_taken_over_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.sqlite"
+    RunStore(path, CFG).close()  # the file exists with its config
+    code = ("import sys; from ns_dspy.runs import RunStore; from ns_dspy.types import UnitId; "
+            f"r = RunStore({str(path)!r}); assert r.claim(UnitId(0, 0), lease_s=3600); print(r.owner)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # it exited holding an hour-long claim
+    mine = RunStore(path, CFG)
+    assert U in mine.claims() and mine.claims()[U][0] == done.stdout.strip()
+    assert mine.claim(U, lease_s=60)  # its process is gone: taken over now, not in an hour
+    live = RunStore(path, CFG)
+    assert not live.claim(U, lease_s=60)  # a live holder (this process) is still respected
