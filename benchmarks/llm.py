@@ -105,7 +105,7 @@ def main() -> None:
                         help="spinning processes for the contention runs (0: skip them)")
     args = parser.parse_args()
     from ns_dspy.lms.assets import resolve_lm_asset
-    from ns_dspy.lms.guard import cpu_description
+    from ns_dspy.machine import cpu_description
 
     spec = args.model.removeprefix("local:")
     model = str(resolve_lm_asset(spec) or Path(spec).expanduser())

@@ -37,7 +37,7 @@ from ns_dspy.errors import ConfigError, NsDspyError
 from ns_dspy.report.data import cluster_of_conditions, mean_trajectories, neuron_trajectory
 from ns_dspy.report.html import PALETTE
 from ns_dspy.runs import NeuronRecord
-from ns_dspy.runs.read import RunData, read_run
+from ns_dspy.runs.read import RunData, read_run, statistical_row
 from ns_dspy.types import UnitId
 
 log = logging.getLogger("paper_analysis")
@@ -92,9 +92,8 @@ def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[dict]:
     for mode in ("refine", "norefine", "baseline"):
         if mode not in runs:
             continue
-        rows = [r.trace["statistical"] for r in runs[mode].records
-                if r.unit.layer == layer and r.status == "done" and isinstance(r.trace.get("statistical"), dict)
-                and r.trace["statistical"].get("test") is not None]
+        rows = [row for r in runs[mode].records if r.unit.layer == layer
+                for row in [statistical_row(r)] if row is not None]
         if rows:
             return rows
     return []

@@ -39,8 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ns_dspy.atomic import atomic_write_json, atomic_write_text
-from ns_dspy.types import UnitId, parse_units
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from paper_analysis import _pm, mean_se  # noqa: E402
+
+from ns_dspy.agents.evidence import token_key, word_list  # noqa: E402
+from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 log = logging.getLogger("quality")
 
@@ -80,10 +85,6 @@ def choose(store, per_group: int, exclude: set[UnitId]) -> dict[str, list[UnitId
     return chosen
 
 
-def _key(token: str) -> str:
-    return (token.strip() or token).casefold()
-
-
 def lookup_score(train, test) -> float:
     """Pooled Pearson r of a per-token lookup table (mean train activation of each token, the global train mean
     for unseen tokens) against the test activations."""
@@ -92,10 +93,10 @@ def lookup_score(train, test) -> float:
     sums, counts = Counter(), Counter()
     for ex in train:
         for tok, act in zip(ex.tokens, ex.activations):
-            sums[_key(tok)] += float(act)
-            counts[_key(tok)] += 1
+            sums[token_key(tok)] += float(act)
+            counts[token_key(tok)] += 1
     default = sum(sums.values()) / max(sum(counts.values()), 1)
-    preds = [np.array([sums[_key(t)] / counts[_key(t)] if counts[_key(t)] else default for t in ex.tokens],
+    preds = [np.array([sums[token_key(t)] / counts[token_key(t)] if counts[token_key(t)] else default for t in ex.tokens],
                       np.float32) for ex in test.exemplars]
     return pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r
 
@@ -105,24 +106,10 @@ def peak_tokens(top, n: int = 3) -> list[str]:
     for ex in top:
         if ex.max_activation > 0:
             tok = ex.tokens[int(np.argmax(ex.activations))]
-            key = _key(tok)
+            key = token_key(tok)
             counts[key] += 1
             first.setdefault(key, (tok.strip() or tok).replace('"', "'"))
     return [first[k] for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], list(first).index(kv[0])))[:n]]
-
-
-def mean_se(values) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    m = float(np.mean(values))
-    return m, (float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None)
-
-
-def _fmt(m, se) -> str:
-    if m is None:
-        return "-"
-    return f"{m:.3f}" + (f" ± {se:.3f}" if se is not None else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
                                 "number": 1, "lm_tokens": 0, "seconds": rec.seconds}
             peaks = peak_tokens(top)
             if peaks:
-                from ns_dspy.agents.evidence import word_list
-
                 text = word_list(peaks)
                 row["peak3"] = {"explanation": text, "valid": select(simulator, [text], valid)[0].value,
                                 "test": report(simulator, text, test).value}
@@ -238,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens, _ = mean_se([c.get("lm_tokens") for c in cells if "lm_tokens" in c])
         seconds, _ = mean_se([c.get("seconds") for c in cells if "seconds" in c])
         summary[m] = {"test": everyone[0], "test_se": everyone[1], "groups": by_group, "done": len(done)}
-        lines.append(f"| {TITLES[m]} | {_fmt(*everyone)} | {_fmt(*by_group.get('z-score', (None, None)))} | "
-                     f"{_fmt(*by_group.get('frequency', (None, None)))} | "
+        lines.append(f"| {TITLES[m]} | {_pm(*everyone)} | {_pm(*by_group.get('z-score', (None, None)))} | "
+                     f"{_pm(*by_group.get('frequency', (None, None)))} | "
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
     lines += ["", "Neurons: " + "; ".join(f"{g}: {', '.join(map(str, us))}" for g, us in groups.items())]

@@ -141,6 +141,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _summary_table(records) -> str:
+    from .runs.read import statistical_rows
+
     lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
     for r in records:
         if r.status == "done":
@@ -159,9 +161,8 @@ def _summary_table(records) -> str:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
                      f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
-        stats = [r.trace["statistical"] for r in done if isinstance(r.trace.get("statistical"), dict)
-                 and r.trace["statistical"].get("test") is not None]
-        if stats and len(stats) == len(done) and any(r.trace.get("method") != "stats" for r in done):
+        stats = statistical_rows(done)
+        if stats and any(r.trace.get("method") != "stats" for r in done):
             lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
                          f"valid {mean([s['valid'] for s in stats]):.3f}, test {mean([s['test'] for s in stats]):.3f}")
     return "\n".join(lines)

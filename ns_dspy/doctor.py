@@ -54,7 +54,7 @@ def _version(dist: str) -> str | None:
 
 # --- checks ---------------------------------------------------------------------------------------------------
 def check_cpu() -> Iterator[Check]:
-    from .lms.guard import cpu_description
+    from .machine import cpu_description
 
     cpu = cpu_description()
     flags = set(cpu["flags"])

@@ -7,7 +7,10 @@ non-zero; anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["NsDspyError", "ConfigError", "CorpusError", "ModelError", "StoreError", "RecordingError", "StudyError"]
+import json
+
+__all__ = ["NsDspyError", "ConfigError", "CorpusError", "ModelError", "StoreError", "RecordingError", "StudyError",
+           "json_kind"]
 
 
 class NsDspyError(Exception):
@@ -38,3 +41,11 @@ class RecordingError(NsDspyError):
 
 class StudyError(NsDspyError):
     """An optuna study's storage cannot be opened or reached, or a study holds other settings."""
+
+
+def json_kind(value) -> str:
+    """``value``'s JSON type in words with a short excerpt, for one-line messages about a file's contents."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+    text = json.dumps(value, default=str)
+    return kind if value is None else f"{kind} ({text if len(text) <= 30 else text[:30] + '...'})"

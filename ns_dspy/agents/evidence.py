@@ -28,12 +28,13 @@ import numpy as np
 
 from ..types import Exemplar
 
-__all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list"]
+__all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key"]
 
 SCALE = 10.0
 
 
-def _key(token: str) -> str:
+def token_key(token: str) -> str:
+    """How tokens are grouped: the text without surrounding spaces (a whitespace token as itself), case-folded."""
     core = token.strip()
     return (core or token).casefold()
 
@@ -107,7 +108,7 @@ def token_evidence(top: Sequence[Exemplar], random: Sequence[Exemplar] = (), *, 
     spellings: list[dict[str, int]] = []
 
     def index(token: str) -> int:
-        k = _key(token)
+        k = token_key(token)
         i = keys.setdefault(k, len(keys))
         if i == len(spellings):
             spellings.append({})

@@ -10,7 +10,7 @@ first. No activation values are printed: small explainer models quoted them as i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -91,10 +91,16 @@ def format_exemplars(exemplars: Sequence[Exemplar], *, max_exemplars: int = 20, 
     return "\n".join(lines)
 
 
-def format_history(history: Sequence[tuple[str, float]], *, limit: int | None = None) -> str:
-    """Explanations with their scores, best first (ties keep their order), at most ``limit`` of them."""
+def format_history(history: Sequence[tuple[str, float]], *, limit: int | None = None,
+                   notes: Callable[[int, str], Sequence[str]] | None = None) -> str:
+    """Explanations with their scores, best first (ties keep their order), at most ``limit`` of them;
+    ``notes(rank, text)`` gives lines shown indented under an entry (rank 1 is the best)."""
     ranked = sorted(history, key=lambda item: -item[1])[:limit]
-    return "\n".join(f"{k}. score {score:.3f}: {' '.join(text.split())}" for k, (text, score) in enumerate(ranked, 1))
+    lines = []
+    for k, (text, score) in enumerate(ranked, 1):
+        lines.append(f"{k}. score {score:.3f}: {' '.join(text.split())}")
+        lines += [f"   {note}" for note in (notes(k, text) if notes else ())]
+    return "\n".join(lines)
 
 
 _MARKER = re.compile(r"\[\[\s*##\s*[^\]#]*?\s*##\s*\]\]")

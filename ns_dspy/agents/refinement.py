@@ -129,42 +129,36 @@ class RefinementAgent(dspy.Module):
 
     def _shown_history(self, history: list[tuple[str, float]], score: ScoreFn) -> str:
         errors = getattr(score, "feedback", None) if self.feedback else None
-        if errors is None:
-            return format_history(history, limit=self.max_history)
-        ranked = sorted(history, key=lambda item: -item[1])[: self.max_history]
-        lines = []
-        for k, (text, value) in enumerate(ranked, 1):
-            lines.append(f"{k}. score {value:.3f}: {' '.join(text.split())}")
-            found = errors(text) if k <= self.feedback_entries else None
-            if found:
-                missed, false = found
-                if missed:
-                    lines.append("   missed: " + "; ".join(missed))
-                if false:
-                    lines.append("   false alarms: " + "; ".join(false))
-        return "\n".join(lines)
+
+        def notes(rank: int, text: str) -> list[str]:
+            found = errors(text) if errors is not None and rank <= self.feedback_entries else None
+            if not found:
+                return []
+            missed, false = found
+            return ([f"missed: {'; '.join(missed)}"] if missed else []) + \
+                ([f"false alarms: {'; '.join(false)}"] if false else [])
+
+        return format_history(history, limit=self.max_history, notes=notes)
 
     def _propose(self, history: list[tuple[str, float]], evidence: str, statistics: str, iteration: int,
                  score: ScoreFn) -> tuple[list[str], int]:
         """Up to ``candidates`` proposals and the number of LM calls that failed."""
         shown = self._shown_history(history, score)
         proposals, failed, unparsed = [], 0, 0
-        calls = [(k, {"rollout_id": iteration * self.candidates + k, "temperature": self.temperature})
-                 for k in range(self.candidates)]
-        while calls:
-            k, config = calls.pop(0)
+        calls = [(k, iteration * self.candidates + k, self.temperature) for k in range(self.candidates)]
+        for k, rollout, temperature in calls:
             check_budget("refinement")
             try:
-                answer = self.refine(history=shown, exemplars=evidence, statistics=statistics, config=config)
+                answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
+                                     config={"rollout_id": rollout, "temperature": temperature})
                 proposals.append(clean_output(answer.explanation))
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1
                 unparsed += isinstance(err, AdapterParseError)
                 log.warning("refinement candidate %d of iteration %d failed: %s", k + 1, iteration,
                             str(err).splitlines()[0] if str(err) else type(err).__name__)
-            if not calls and not proposals and unparsed and k < self.candidates:  # all failed: one fresh sample
-                calls.append((self.candidates, {"rollout_id": fresh_rollout(iteration * self.candidates),
-                                                "temperature": self.temperature or 1.0}))
+            if k == self.candidates - 1 and not proposals and unparsed:  # all failed: one fresh sample
+                calls.append((self.candidates, fresh_rollout(iteration * self.candidates), self.temperature or 1.0))
         return proposals, failed
 
     def forward(self, seed: str, score: ScoreFn, exemplars: Sequence[Exemplar] | None = None,

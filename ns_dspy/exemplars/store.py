@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir, atomic_write_json
-from ..errors import StoreError
+from ..errors import StoreError, json_kind
 from ..types import KINDS, SPLITS, UNIT_LIMIT, Exemplar, UnitId
 
 __all__ = ["FORMAT", "VERSION", "LayerData", "ExemplarStore", "write_store"]
@@ -59,14 +59,6 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _json_kind(value) -> str:
-    """``value``'s JSON type in words, with a short excerpt: for one-line messages about a manifest."""
-    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
-    text = json.dumps(value, default=str)
-    return kind if value is None else f"{kind} ({text if len(text) <= 30 else text[:30] + '...'})"
-
-
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -80,19 +72,19 @@ def _manifest_problem(manifest: dict) -> str | None:
         if key not in manifest:
             return f'"{key}" is missing'
         if not _is_count(manifest[key]):
-            return f'"{key}" must be a non-negative integer, got {_json_kind(manifest[key])}'
+            return f'"{key}" must be a non-negative integer, got {json_kind(manifest[key])}'
     layers = manifest.get("layers")
     if not isinstance(layers, dict):
         return ('"layers" must be an object mapping each layer number to {"n_units": N}, got '
-                + ("nothing" if "layers" not in manifest else _json_kind(layers)))
+                + ("nothing" if "layers" not in manifest else json_kind(layers)))
     for key, value in layers.items():
         if not _LAYER_KEY.fullmatch(key) or int(key) >= UNIT_LIMIT:
             return f'"layers" has the key {json.dumps(key)[:40]}: keys are layer numbers such as "3"'
         if not isinstance(value, dict) or not _is_count(value.get("n_units")):
             return (f'"layers"."{key}" must be an object with "n_units": a non-negative integer, got '
-                    f"{_json_kind(value)}")
+                    f"{json_kind(value)}")
     if "model" in manifest and not isinstance(manifest["model"], dict):
-        return f'"model" must be an object such as {{"name": "gemma-3-270m"}}, got {_json_kind(manifest["model"])}'
+        return f'"model" must be an object such as {{"name": "gemma-3-270m"}}, got {json_kind(manifest["model"])}'
     return None
 
 

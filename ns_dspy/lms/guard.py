@@ -25,7 +25,6 @@ import importlib.machinery
 import json
 import logging
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -34,12 +33,13 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_json
+from ..machine import cpu_description
 from ..paths import cache_dir
 from .assets import LMError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_llama_cpp", "library_fingerprint", "cpu_description", "REINSTALL", "PROBE_PROMPT",
+__all__ = ["check_llama_cpp", "library_fingerprint", "REINSTALL", "PROBE_PROMPT",
            "load_kwargs", "quiet_openmp", "weight_buffers"]
 
 REINSTALL = ("reinstall it for any x86-64 CPU with: pip install --no-cache-dir --force-reinstall "
@@ -125,21 +125,6 @@ def library_fingerprint() -> dict:
             if line.startswith("__version__"):
                 version = line.split("=", 1)[1].strip().strip("\"'")
     return {"version": version, "folder": str(folder), "libraries": libs, "sha256": digest.hexdigest()}
-
-
-def cpu_description() -> dict:
-    """This CPU's model name and feature flags (Linux ``/proc/cpuinfo``; elsewhere ``platform``)."""
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    return {"machine": platform.machine(), "model": model, "flags": flags}
 
 
 def _verdict_path(key: dict) -> Path:

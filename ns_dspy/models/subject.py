@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, ModelError
+from ..machine import cpu_description
 from .offline import offline_names, resolve_offline
 
 __all__ = ["Subject", "load_subject", "parse_dtype", "resolve_dtype", "fast_bf16", "default_device", "prefix_ids"]
@@ -28,16 +29,7 @@ def fast_bf16(device: str) -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device != "cpu":
         return True
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(set(cpu_description()["flags"]) & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def resolve_dtype(name: str, device: str) -> str:

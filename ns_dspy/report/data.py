@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, json_kind
 from ..runs import NeuronRecord
 
 __all__ = ["best_final", "padded", "neuron_trajectory", "mean_trajectories", "cluster_of_conditions", "trace_problem",
@@ -15,14 +14,6 @@ __all__ = ["best_final", "padded", "neuron_trajectory", "mean_trajectories", "cl
 
 
 # -- the shape of a stored trace --------------------------------------------------------------------------
-def _kind(value) -> str:
-    """``value``'s JSON type in words with a short excerpt, for one-line messages."""
-    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
-    text = json.dumps(value, default=str)
-    return kind if value is None else f"{kind} ({text if len(text) <= 30 else text[:30] + '...'})"
-
-
 def _is_num(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -40,22 +31,22 @@ _Check = Callable[[object], "str | None"]
 
 
 def _number(value) -> str | None:
-    return None if _is_num(value) else f"must be a number or null, got {_kind(value)}"
+    return None if _is_num(value) else f"must be a number or null, got {json_kind(value)}"
 
 
 def _list_of(ok: Callable[[object], bool], each: str) -> _Check:
     def check(value):
         if not isinstance(value, list):
-            return f"must be a list, each {each}, got {_kind(value)}"
+            return f"must be a list, each {each}, got {json_kind(value)}"
         bad = next((i for i, item in enumerate(value) if not ok(item)), None)
-        return None if bad is None else f"[{bad}] must be {each}, got {_kind(value[bad])}"
+        return None if bad is None else f"[{bad}] must be {each}, got {json_kind(value[bad])}"
     return check
 
 
 def _object(fields: dict[str, _Check], required: tuple[str, ...] = ()) -> _Check:
     def check(value):
         if not isinstance(value, dict):
-            return f"must be an object, got {_kind(value)}"
+            return f"must be an object, got {json_kind(value)}"
         for key in required:
             if key not in value:
                 return f'needs "{key}"'
@@ -72,7 +63,7 @@ def _list_of_objects(fields: dict[str, _Check], required: tuple[str, ...] = ()) 
 
     def check(value):
         if not isinstance(value, list):
-            return f"must be a list of objects, got {_kind(value)}"
+            return f"must be a list of objects, got {json_kind(value)}"
         for i, item in enumerate(value):
             problem = each(item)
             if problem:
@@ -102,7 +93,7 @@ passed over."""
 def trace_problem(trace) -> str | None:
     """What is wrong with the parts of a stored trace that the report reads (one line), or None."""
     if not isinstance(trace, dict):
-        return f"the trace must be an object, got {_kind(trace)}"
+        return f"the trace must be an object, got {json_kind(trace)}"
     for key, check in _TRACE.items():
         problem = None if trace.get(key) is None else check(trace[key])
         if problem:

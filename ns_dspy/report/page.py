@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from .. import __version__
 from ..runs import NeuronRecord
-from ..runs.read import RunData
+from ..runs.read import RunData, statistical_rows
 from .data import best_final, cluster_of_conditions, mean_trajectories, neuron_trajectory
 from .html import PALETTE, esc, heat_tokens, line_chart, num
 
@@ -132,9 +132,8 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
              ("mean score valid", num(_mean([r.score_valid for r in done]))),
              ("mean score test", num(_mean([r.score_test for r in done]))),
              ("LM tokens", f"{tokens:,}"), ("wall time", f"{seconds / 60:.1f} min")]
-    stats = [r.trace["statistical"] for r in done if isinstance(r.trace.get("statistical"), dict)
-             and isinstance(r.trace["statistical"].get("test"), (int, float))]
-    if stats and len(stats) == len(done) and run.mode != "stats":  # the no-LM row on the same neurons and data
+    stats = statistical_rows(done)
+    if stats and run.mode != "stats":  # the no-LM row on the same neurons and data
         cards.insert(4, ("statistical explainer: test", num(_mean([s["test"] for s in stats]))))
     out = ['<h2 id="summary-h">Summary</h2><div class="cards">']
     out += [f'<div class="card" data-card="{esc(name)}">{esc(name)}<b>{esc(value)}</b></div>' for name, value in cards]

@@ -17,7 +17,7 @@ from ..errors import StoreError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
 
-__all__ = ["RunData", "read_run", "run_mode"]
+__all__ = ["RunData", "read_run", "run_mode", "statistical_row", "statistical_rows"]
 
 
 @dataclass
@@ -57,6 +57,22 @@ def run_mode(config: dict[str, Any]) -> str:
     if explain.get("baseline"):
         return "baseline"
     return "refine" if explain.get("refine", True) else "norefine"
+
+
+def statistical_row(record: NeuronRecord) -> dict | None:
+    """A done unit's statistical explainer (``explanation``, ``valid``, ``test``; every method's trace carries
+    it, the runner adding the test score), or None when the record has none with a numeric test score."""
+    row = record.trace.get("statistical") if record.status == "done" else None
+    test = row.get("test") if isinstance(row, dict) else None
+    return row if isinstance(test, (int, float)) and not isinstance(test, bool) else None
+
+
+def statistical_rows(records) -> list[dict] | None:
+    """The statistical rows of the done ``records``, or None unless every done record has one (a mean over
+    fewer units would not sit beside theirs)."""
+    done = [r for r in records if r.status == "done"]
+    rows = [row for row in map(statistical_row, done) if row is not None]
+    return rows if rows and len(rows) == len(done) else None
 
 
 _COLUMNS = ("status", "error", "number", "score_valid", "score_test", "baseline_test", "lm_tokens", "lm_cost",

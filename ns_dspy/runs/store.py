@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..processes import pid_alive, process_space
+from ..machine import pid_alive, process_space
 from ..types import UnitId
 
 __all__ = ["RunStore", "NeuronRecord", "DEFAULT_LEASE_S"]

@@ -35,7 +35,7 @@ from .cache import WorkCache
 from .cached import (CachedDecomposition, CachedEmbedder, CachedHypothesis, CachedRefinement, Ledger,
                      exemplars_digest, lm_identity)
 from .space import SearchSpace, apply_params
-from ..processes import process_space
+from ..machine import process_space
 from .study import SurplusTrial, is_surplus
 
 __all__ = ["SweepNeuron", "NeuronResult", "TrialError", "sweep_neurons", "Evaluator", "Objective"]

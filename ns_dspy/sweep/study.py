@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import StudyError
 from ..scoring import HeldOut, polysemantic
-from ..processes import pid_alive, process_space
+from ..machine import pid_alive, process_space
 
 __all__ = ["SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "score_on_test", "counts",
            "SETTINGS_ATTR"]

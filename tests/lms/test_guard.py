@@ -18,7 +18,8 @@ import pytest
 
 from ns_dspy.lms import LlamaCppEngine, LMError
 from tests.fake_llama import make_library
-from ns_dspy.lms.guard import REINSTALL, check_llama_cpp, cpu_description, library_fingerprint
+from ns_dspy.lms.guard import REINSTALL, check_llama_cpp, library_fingerprint
+from ns_dspy.machine import cpu_description
 
 ROOT = Path(__file__).resolve().parents[2]
 
