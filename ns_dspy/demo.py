@@ -31,7 +31,7 @@ def peaked_units(store: ExemplarStore, n: int) -> list[UnitId]:
     """The ``n`` units with the highest peak z-score, (max - mean) / std, over all layers."""
     scored = []
     for layer in store.layers:
-        st, idx = store.layer_stats(layer), store.layer_units(layer)
+        st, idx = store.layer_stats(layer, require=("max", "mean", "std")), store.layer_units(layer)
         z = (st["max"] - st["mean"]) / np.maximum(st["std"], 1e-6)
         scored += [(float(z[i]), UnitId(layer, int(idx[i]))) for i in range(len(idx))]
     return [u for _, u in sorted(scored, key=lambda t: (-t[0], t[1]))[:n]]
@@ -51,7 +51,7 @@ def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations:
     chosen = peaked_units(store, units)
     color = sys.stdout.isatty()
     for unit in chosen:
-        stats = store.stats(unit)
+        stats = store.stats(unit, require=("max", "frequency"))
         top = store.exemplars(unit, "train", "top")[:1]
         print(f"\nneuron {unit}: max {stats['max']:.3g}, active on {stats['frequency']:.1%} of tokens")
         if top:

@@ -318,3 +318,138 @@ def test_correlation_is_never_nan_for_huge_finite_values():
 def test_pooled_refuses_pairs_of_different_lengths():
     with pytest.raises(ValueError, match="exemplar 1: 3 predictions for 2 true activations"):
         pooled([np.zeros(2), np.arange(3.0)], [np.arange(2.0), np.zeros(2)])
+
+
+# -- a statistic missing from stats.npz ------------------------------------------------------------------
+def _drop_statistic(store: Path, name: str) -> None:
+    path = store / "layer_0" / "stats.npz"
+    with np.load(path) as z:
+        kept = {k: z[k] for k in z.files if k != name}
+    np.savez(path, **kept)
+
+
+def test_stats_npz_missing_a_statistic_that_show_and_units_need(store, capsys):
+    _drop_statistic(store, "frequency")
+    for argv in (["show", store, "0:1"], ["units", store], ["units", store, "--layer", "0"]):
+        run_refused(capsys, argv, str(store), "layer_0/stats.npz", "lacks 'frequency'", keep=[store])
+    assert main(["units", str(store), "--layer", "2"]) == 0  # the undamaged layer still reads
+
+
+def test_stats_npz_missing_only_what_show_does_not_use(store, capsys):
+    _drop_statistic(store, "std")
+    assert main(["show", str(store), "0:1", "--color", "never"]) == 0  # show prints no std
+    capsys.readouterr()
+    run_refused(capsys, ["units", store], "layer_0/stats.npz", "lacks 'std'", keep=[store])
+
+
+# -- layers and units the model does not have: refused from its config, before anything is loaded ------------
+@pytest.fixture
+def nothing_loads(monkeypatch, tmp_path):
+    """Loading a model, building (converting) the offline model or opening a corpus fails the test; the
+    offline model is not built in this test's cache."""
+    import ns_dspy.corpus
+    import ns_dspy.models.subject
+    from ns_dspy.models.offline import GemmaGGUF
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a model was loaded or converted, or a corpus opened, before the units were checked")
+
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(ns_dspy.models.subject, "load_subject", forbidden)
+    monkeypatch.setattr(ns_dspy.corpus, "open_corpus", forbidden)
+    monkeypatch.setattr(GemmaGGUF, "build", forbidden)
+
+
+@pytest.mark.parametrize("options, needle", [
+    (["--layers", "999"], "layer 999 does not exist: the model has layers 0..17"),
+    (["--layers", "3,18"], "layer 18 does not exist"),
+    (["--neurons", "5:2048"], "unit 5:2048 does not exist: layer 5 has 2048 units (0..2047) at hookpoint mlp"),
+    (["--layers", "2", "--neurons", "100,5000"], "unit 2:5000 does not exist"),
+    (["--layers", "3", "--neurons", "640", "--hookpoint", "resid"], "unit 3:640 does not exist: layer 3 has 640"),
+])
+def test_record_checks_layers_and_units_of_the_offline_model_before_converting_it(options, needle, nothing_loads,
+                                                                                    tmp_path, capsys):
+    import time
+
+    out = tmp_path / "store"
+    start = time.monotonic()
+    run_refused(capsys, ["record", "--out", out, *options], needle)
+    assert time.monotonic() - start < 10 and not out.exists() and not list(tmp_path.glob("store*"))
+    assert not (tmp_path / "empty-cache" / "models" / "gemma-3-270m").exists()  # nothing converted
+
+
+@pytest.mark.parametrize("model, options, needle", [
+    ("tiny_llama", ["--layers", "7"], "layer 7 does not exist: the model has layers 0..2"),
+    ("tiny_llama", ["--layers", "0", "--neurons", "60-64"], "unit 0:64 does not exist: layer 0 has 64 units"),
+    ("tiny_llama", ["--neurons", "2:32", "--hookpoint", "resid"], "unit 2:32 does not exist: layer 2 has 32 units"),
+    ("tiny_gpt2", ["--layers", "0,2"], "layer 2 does not exist: the model has layers 0..1"),
+    ("tiny_gpt2", ["--neurons", "1:128"], "unit 1:128 does not exist: layer 1 has 128 units"),
+])
+def test_record_checks_layers_and_units_of_a_model_folder_before_loading_it(model, options, needle, nothing_loads,
+                                                                            request, tmp_path, capsys):
+    folder = request.getfixturevalue(model)
+    capsys.readouterr()  # building the fixture's model may print progress
+    run_refused(capsys, ["record", "--model", folder, "--out", tmp_path / "s", *options], needle, keep=[folder])
+    assert not (tmp_path / "s").exists()
+
+
+def test_model_shapes_come_from_the_config_alone(nothing_loads, tiny_llama, tiny_gpt2, tmp_path):
+    import shutil
+
+    from ns_dspy.models.shape import ModelShape, model_shape
+
+    assert model_shape("gemma-3-270m") == ModelShape(18, 640, 2048)  # not built: its registered config
+    assert model_shape(str(tiny_llama)) == ModelShape(3, 32, 64)
+    assert model_shape(str(tiny_gpt2)) == ModelShape(2, 32, 128)  # GPT-2: n_inner unset = 4 x n_embd
+    built = tmp_path / "empty-cache" / "models" / "gemma-3-270m"  # once built, its own config.json is read
+    built.mkdir(parents=True)
+    shutil.copy(tiny_llama / "config.json", built / "config.json")
+    (built / "ns_dspy_source.json").write_text("{}")
+    assert model_shape("gemma-3-270m") == ModelShape(3, 32, 64)
+    assert model_shape(str(tmp_path)) is None  # not a model folder: loading it says so
+    assert model_shape("no-such-model") is None
+
+
+# -- configuration files: every value is type-checked, also where the command line overrides it ----------
+@pytest.mark.parametrize("content, option, needle", [
+    ({"explain": {"candidates": "four"}}, ["--candidates", "4"], "explain.candidates must be int, got 'four'"),
+    ({"explain": {"refine": "yes"}}, ["--no-refine"], "explain.refine must be bool, got 'yes'"),
+    ({"explain": {"cluster": {"min_cluster_size": 2.5}}}, ["--min-cluster-size", "3"],
+     "explain.cluster.min_cluster_size must be int, got 2.5"),
+    ({"explain": {"min_delta": "small"}}, ["--min-delta", "0.01"], "explain.min_delta must be float"),
+    ({"lm": {"temperature": "hot"}}, ["--temperature", "0.5"], "lm.temperature must be a number"),
+])
+@pytest.mark.parametrize("command", ["explain", "sweep"])
+def test_config_file_values_of_the_wrong_type_are_refused_when_the_option_is_given_too(content, option, needle,
+                                                                                      command, store, tmp_path,
+                                                                                      capsys):
+    config = tmp_path / "best.json"
+    config.write_text(json.dumps(content))
+    run = tmp_path / "run.sqlite"
+    extra = (["--run", run, "--method", "stats"] if command == "explain"
+             else ["--storage", tmp_path / "study.sqlite", "--n-trials", "1"])
+    run_refused(capsys, [command, "--store", store, "--neurons", "0:1", "--config", config, *option,
+                         "--simulator", "keyword", *extra], str(config), needle, keep=[store, config])
+    assert not run.exists() and not (tmp_path / "study.sqlite").exists()
+
+
+# -- a bad LM, temperature or missing key leaves no run file, so the corrected command runs ---------------
+def test_bad_lm_settings_leave_no_run_file_and_the_corrected_command_runs(store, tmp_path, capsys, monkeypatch):
+    from fake_chat import FakeChatServer
+    from fault_lm import FaultyExplainer  # registers --embedder fault-words
+
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run = tmp_path / "run.sqlite"
+    with FakeChatServer(FaultyExplainer(rate=0.0)) as server:
+        base = ["explain", "--store", store, "--neurons", "0:1", "--run", run, "--simulator", "keyword",
+                "--embedder", "fault-words", "--candidates", "1", "--iterations", "1", "-q"]
+        good = f"endpoint:{server.url}@fake"
+        for bad, needle in ((["--lm", "endpont:" + server.url], "unknown LM spec"),
+                            (["--lm", "openai:gpt-4o"], "needs an API key"),
+                            (["--lm", good, "--temperature", "5"], "temperature must be in [0, 2], got 5.0"),
+                            (["--lm", good, "--lm-timeout", "0"], "timeout must be a positive number")):
+            run_refused(capsys, base + bad, needle, keep=[store])
+            assert not run.exists()
+        assert main([str(a) for a in base + ["--lm", good]]) == 0
+    assert "0:1 done" in " ".join(capsys.readouterr().out.split())

@@ -22,6 +22,7 @@ import json
 import re
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,8 @@ __all__ = ["FORMAT", "VERSION", "LayerData", "ExemplarStore", "write_store"]
 
 FORMAT = "ns-dspy-exemplars"
 VERSION = 1
+STATS = ("mean", "std", "max", "min", "frequency")
+"""The per-unit statistics ``layer_<L>/stats.npz`` holds (a recorded or imported store has all of them)."""
 
 
 @dataclass
@@ -234,12 +237,14 @@ class ExemplarStore:
                              f"units, {shown}): record it or pick another")
         return int(row)
 
-    def stats(self, unit: UnitId) -> dict[str, float]:
+    def stats(self, unit: UnitId, require: Sequence[str] = ()) -> dict[str, float]:
+        """The unit's statistics (see :meth:`layer_stats`, ``require`` included)."""
         row = self._row(unit)
-        return {k: float(v[row]) for k, v in self.layer_stats(unit.layer).items()}
+        return {k: float(v[row]) for k, v in self.layer_stats(unit.layer, require).items()}
 
-    def layer_stats(self, layer: int) -> dict[str, np.ndarray]:
-        """Every per-unit statistic of ``layer``: name -> (U,) array, in the order of :meth:`layer_units`."""
+    def layer_stats(self, layer: int, require: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Every per-unit statistic of ``layer``: name -> (U,) array, in the order of :meth:`layer_units`.
+        ``require``: names that must be there (of :data:`STATS`); one missing is a one-line :class:`StoreError`."""
         n = len(self.layer_units(layer))
         rel = f"layer_{layer}/stats.npz"
         try:
@@ -255,6 +260,11 @@ class ExemplarStore:
             if values.shape != (n,) or values.dtype.kind not in "biuf":
                 raise StoreError(f"{self.path} is corrupt: {rel} holds {name!r} as {values.dtype} of shape "
                                  f"{values.shape}, not one number for each of the layer's {n} units")
+        missing = [name for name in require if name not in stats]
+        if missing:
+            raise StoreError(f"{self.path} is corrupt: {rel} lacks {', '.join(repr(m) for m in missing)} (it holds "
+                             f"{', '.join(repr(k) for k in stats) or 'nothing'}; a store keeps {', '.join(STATS)}): "
+                             "re-record (re-import) the store")
         return stats
 
     # -- exemplars --------------------------------------------------------------------------------------

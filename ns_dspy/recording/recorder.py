@@ -297,10 +297,18 @@ class Recorder:
 
 def record(config: RecordConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
            subject: Subject | None = None, source: TextSource | None = None) -> Path:
-    """Load the model and corpus named by ``config`` (unless given) and record into the store ``out``."""
+    """Load the model and corpus named by ``config`` (unless given) and record into the store ``out``.
+
+    Layers and units are checked against the model's config first (:mod:`ns_dspy.models.shape`), before the
+    corpus is opened or the model is converted, downloaded or loaded."""
     from ..corpus import open_corpus
+    from ..models.shape import check_units, model_shape
     from ..models.subject import load_subject
 
+    if subject is None:
+        shape = model_shape(config.model)
+        if shape is not None:
+            check_units(config, shape)
     source = source or open_corpus(config.corpus, text_field=config.text_field)
     subject = subject or load_subject(config.model, dtype=config.dtype, device=config.device or None)
     return Recorder(subject, config).record(source, out, overwrite=overwrite, progress=progress)

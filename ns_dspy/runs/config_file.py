@@ -121,8 +121,8 @@ def read_config_file(path: str | Path) -> ConfigFile:
     return ConfigFile(Path(path), dict(explain), None if temperature is None else float(temperature), dict(tuned))
 
 
-def _typed(cls, values: dict[str, Any], where: str):
-    """``cls(**values)`` after checking each value's type against the field's default (ints accepted as floats)."""
+def _check_types(cls, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with each value's type checked against the field's default (ints accepted as floats)."""
     defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.init and f.default is not dataclasses.MISSING}
     for name, value in values.items():
         kind = type(defaults.get(name))
@@ -130,6 +130,13 @@ def _typed(cls, values: dict[str, Any], where: str):
             kind is float and isinstance(value, int) and not isinstance(value, bool))
         if name in defaults and not ok:
             raise ConfigError(f"{where}.{name} must be {kind.__name__}, got {value!r}")
+    return values
+
+
+def _typed(cls, values: dict[str, Any], where: str):
+    """``cls(**values)`` after :func:`_check_types`."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.init and f.default is not dataclasses.MISSING}
+    _check_types(cls, values, where)
     return cls(**{k: (float(v) if isinstance(defaults.get(k), float) else v) for k, v in values.items()})
 
 
@@ -150,6 +157,9 @@ def program_config(args: argparse.Namespace):
     file = read_config_file(path)
     cluster_values = dict(file.explain.get("cluster", {}))
     explain_values = {k: v for k, v in file.explain.items() if k != "cluster"}
+    # every value of the file is checked, also those the command line overrides: a broken file is never half-used
+    _check_types(ClusterConfig, cluster_values, f"{path}: explain.cluster")
+    _check_types(ExplainConfig, explain_values, f"{path}: explain")
     for cls, values in ((ClusterConfig, cluster_values), (ExplainConfig, explain_values)):
         for name in _field_names(cls) - {"cluster"}:
             if (name in given or name not in values) and hasattr(args, name):

@@ -161,7 +161,8 @@ def test_endpoint_lms_get_a_timeout_and_bounded_retries_and_a_hung_call_fails_in
     with FakeChatServer(reply) as server:
         spec = f"endpoint:{server.url}@fake"
         lm = make_lm(spec)
-        assert lm.kwargs["timeout"] == 120 and lm.num_retries == 2  # litellm's own default would be 6000 s
+        assert lm.kwargs["timeout"] == 120  # litellm's own default would be 6000 s
+        assert lm.retry.retries == 3 and lm.num_retries == 0  # ns-dspy's bounded retries, not DSPy's own
         assert make_lm("openai:gpt-4o", api_key="sk-test").kwargs["timeout"] == 120
         with pytest.raises(LMError, match="timeout must be a positive number"):
             make_lm(spec, timeout=0)
@@ -175,6 +176,45 @@ def test_endpoint_lms_get_a_timeout_and_bounded_retries_and_a_hung_call_fails_in
             assert time.monotonic() - start < 2.5
         finally:
             release.set()
+
+
+def test_retries_wait_a_bounded_time_whatever_the_server_says_and_count_each_failure():
+    from dspy.utils.exceptions import LMInvalidRequestError, LMServerError
+
+    from ns_dspy.lms import lm_usage
+    from ns_dspy.lms.retry import RetryPolicy
+
+    policy = RetryPolicy()
+    waits = [policy.delay(n) for n in range(40)]
+    assert 0.25 <= waits[0] <= 0.5 and all(w <= policy.max_s for w in waits) and max(waits) >= policy.max_s / 2
+    assert policy.delay(0, retry_after=3600) == policy.max_s and policy.delay(3, retry_after=0.1) == 0.1
+    assert policy.worst_case_s(120) == 4 * 120 + 3 * policy.max_s
+
+    script: list = []
+
+    def reply(body):
+        return script.pop(0) if script else "hello"
+
+    with FakeChatServer(reply) as server:
+        lm = make_lm(f"endpoint:{server.url}@fake", cache=False, timeout=5)
+        lm.retry = RetryPolicy(retries=2, base_s=0.05, max_s=0.2)
+        # a rate limiter asking for an hour, then a server error: both retried after at most max_s
+        script[:] = [(429, {"error": {"message": "slow down"}}, {"Retry-After": "3600"}),
+                     (503, {"error": {"message": "busy"}})]
+        start = time.monotonic()
+        assert lm("hi") == ["hello"] and time.monotonic() - start < 2 and server.calls == 3
+        assert lm_usage(lm)["faults"] == {"rate_limit": 1, "server_error": 1}
+        assert lm.copy().faults == {}  # a copy (a neuron in the runner) counts its own
+        # retries are bounded: three server errors and the call fails
+        script[:] = [(500, {"error": {"message": "boom"}})] * 3
+        with pytest.raises(LMServerError):
+            lm("again")
+        assert server.calls == 6 and lm.faults["server_error"] == 4
+        # a request the server refuses is not retried
+        script[:] = [(400, {"error": {"message": "bad request"}})]
+        with pytest.raises(LMInvalidRequestError):
+            lm("bad")
+        assert server.calls == 7 and sum(lm.faults.values()) == 5
 
 
 def test_explain_cli_passes_lm_timeout_and_neuron_budget(store, tmp_path, capsys):
