@@ -1,37 +1,44 @@
-"""Prompted simulation throughput against a plain forward pass of the model body, and against a naive loop.
+"""Local simulators' throughput against a plain forward of their base model over the same tokens, in one run.
 
-    python benchmarks/simulate.py [--explanations 4] [--exemplars 16] [--window 64] [--batch-size 16]
-                                  [--naive-pairs 6] [--dtype bfloat16]
+    python benchmarks/simulate.py [--backends finetuned,prompted,keyword] [--explanations 4] [--exemplars 48]
+                                  [--window 64] [--batch-size 16] [--rounds 3] [--store PATH] [--dtype auto]
 
-Simulates E explanations x N exemplars (windows of the default corpus, as token strings) with
-``PromptedSimulator`` on the offline default model (gemma-3-270m) and prints, measured in the same run:
+Simulates E explanations x N exemplars of ``--window`` tokens in one ``simulate`` call per backend, the default
+(``finetuned:gemma-3-270m``) first. The exemplars are windows of real text: the first N windows of an exemplar
+store (``--store``, by default ``experiments/work/quality/store`` when it exists and its windows have this
+length; they carry gemma-3-270m's token ids), else of the default corpus. For each backend it prints:
 
-1. prompt tokens/s of ``simulate`` (each explanation's prefix counted once, plus every pair's body tokens;
-   padding not counted) against a plain body forward over as many tokens in equal-shape batches
-   (batch-size x mean body length, ids taken from the prompts), and their ratio (target >= 0.8). The plain
-   pass runs before and after simulation and their mean is compared, so drift of the machine affects both;
-2. pairs/s of ``simulate`` against the naive loop - one full-model forward (full-vocabulary logits) per
-   (explanation, exemplar) pair over the whole prompt, reading the same slots - timed on the first
-   ``--naive-pairs`` pairs, and the speed-up; plus the largest difference between the two predictions.
+1. **simulated exemplar tokens/s** (E x N x window: every token of every pair, whatever else the backend runs)
+   against a **plain body forward of the base model** (loaded on its own, no adapter) over the same tokens:
+   each exemplar as ``<bos>`` + its ids, E times, in batches of ``--batch-size``; and their ratio (target
+   >= 0.8 for the default);
+2. the **speed-up over the naive loop** and the **largest difference** between the two predictions:
+   * finetuned: the naive loop is the path before the fast one: the LoRA unmerged (peft) and every pair's whole
+     input (explanation prefix + exemplar) run, in right-padded batches of the same size; all pairs;
+   * prompted: one full-model forward (full-vocabulary logits) per pair over its whole prompt, on the first
+     ``--naive-pairs`` pairs (it is slow); its exemplar count is ``--prompted-exemplars`` (the prompt holds
+     about 4 tokens per exemplar token). Its prompt tokens/s against the plain forward's tok/s is printed too.
+   * keyword: no model; tokens/s only.
 
-A warm-up call of each runs first. On a shared 2-core CPU the numbers are noisy.
+The measurements of one backend are interleaved (plain, simulate, naive, in a rotating order) for
+``--rounds`` rounds and the best time of each is kept, so a machine shared with other work (whose load
+average is printed) slows all of them alike. A warm-up call of each runs first.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ns_dspy.corpus import open_corpus
+from ns_dspy.machine import cpu_description
 from ns_dspy.models import load_subject
-from ns_dspy.recording.windows import iter_windows
-from ns_dspy.simulators.bins import expected_value
-from ns_dspy.simulators.prompt import encode_pieces, prompt_pieces
-from ns_dspy.simulators.prompted import PromptedSimulator
+from ns_dspy.models.subject import default_device, resolve_dtype
 from ns_dspy.types import Exemplar
 
 EXPLANATIONS = [
@@ -44,88 +51,178 @@ EXPLANATIONS = [
     "keywords of the Python language (def, return, import)",
     "words about the weather and the seasons",
 ]
+STORE = Path(__file__).resolve().parent.parent / "experiments" / "work" / "quality" / "store"
+
+
+def load_exemplars(subject, n: int, window: int, store: str | None) -> tuple[list[Exemplar], str]:
+    path = Path(store) if store else STORE
+    if path.is_dir():
+        from ns_dspy.exemplars.store import ExemplarStore
+
+        st = ExemplarStore.open(path)
+        if st.windows.shape[1] == window and st.token_ids is not None and len(st.windows) >= n:
+            strings = st.strings
+            out = []
+            for w in range(n):
+                ids = [int(t) for t in st.token_ids[w][:window]]
+                out.append(Exemplar(tokens=[strings[k] for k in st.windows[w]], activations=np.zeros(window),
+                                    token_ids=ids))
+            return out, f"store {path} (first {n} windows)"
+        if store:
+            raise SystemExit(f"{path}: needs >= {n} windows of {window} tokens with token ids")
+    from ns_dspy.corpus import open_corpus
+    from ns_dspy.recording.windows import iter_windows
+
+    windows = islice(iter_windows(open_corpus("default").documents(), subject.encode, window), n)
+    return [Exemplar(tokens=subject.token_strings(w.tolist()), activations=np.zeros(len(w)), token_ids=w.tolist())
+            for w in windows], "default corpus (first windows)"
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def rounds(n: int, named: dict) -> dict[str, tuple[float, object]]:
+    """Run every callable of ``named`` once per round, in a rotating order; keep each one's best time."""
+    best: dict[str, tuple[float, object]] = {}
+    names = list(named)
+    for r in range(n):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t, out = timed(named[name])
+            if name not in best or t < best[name][0]:
+                best[name] = (t, out)
+    return best
+
+
+def max_diff(preds, ref, pairs) -> float:
+    """Largest |preds[i][j] - ref[k]| over ``pairs[k] = (i, j)``."""
+    return max((float(np.abs(preds[i][j] - r).max()) for (i, j), r in zip(pairs, ref) if len(r)), default=0.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--backends", default="finetuned,prompted,keyword")
+    ap.add_argument("--adapter", default="gemma-3-270m", help="finetuned:ADAPTER (default: the shipped one)")
+    ap.add_argument("--model", default="gemma-3-270m", help="base model of the prompted backend")
     ap.add_argument("--explanations", type=int, default=4, help=f"at most {len(EXPLANATIONS)}")
-    ap.add_argument("--exemplars", type=int, default=16)
+    ap.add_argument("--exemplars", type=int, default=48)
+    ap.add_argument("--prompted-exemplars", type=int, default=16)
     ap.add_argument("--window", type=int, default=64, help="tokens per exemplar")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--naive-pairs", type=int, default=6, help="pairs timed with the naive loop (it is slow)")
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best time counts")
+    ap.add_argument("--naive-pairs", type=int, default=6, help="pairs timed with the prompted naive loop")
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--dtype", default="auto")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
-    subject = load_subject(args.model, dtype=args.dtype, device=args.device)
-    device = subject.device
-    windows = islice(iter_windows(open_corpus("default").documents(), subject.encode, args.window), args.exemplars)
-    exemplars = [Exemplar(tokens=subject.token_strings(w.tolist()), activations=np.zeros(len(w)), token_ids=None)
-                 for w in windows]
+    device = args.device or default_device()
+    dtype = resolve_dtype(args.dtype, device)
+    base = load_subject(args.model, dtype=dtype, device=device)
+    exemplars, source = load_exemplars(base, args.exemplars, args.window, args.store)
     explanations = EXPLANATIONS[:args.explanations]
-    sim = PromptedSimulator(subject, batch_size=args.batch_size)
-    n_prefix, n_body = sim.prompt_tokens(explanations, exemplars)
-    n_tokens, n_pairs = n_prefix + n_body, len(explanations) * len(exemplars)
+    print(f"cpu {cpu_description()['model']}  threads {torch.get_num_threads()}  device {device}  dtype {dtype}  "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"text: {source}; {len(explanations)} explanations x {len(exemplars)} exemplars of {args.window} tokens; "
+          f"batch {args.batch_size}; best of {args.rounds} interleaved rounds")
 
-    bodies = [encode_pieces(prompt_pieces("", ex.tokens), subject.encode)[1] for ex in exemplars]
-    width = round(n_body / n_pairs)
-    pool = np.concatenate([np.asarray(b) for b in bodies])
-    n_batches = max(1, round(n_tokens / (args.batch_size * width)))
-    flat = np.resize(pool, n_batches * args.batch_size * width)
-    batches = [torch.from_numpy(b.reshape(args.batch_size, width)) for b in np.split(flat, n_batches)]
+    def plain_forward(subject, exs, repeat: int):
+        """``<bos>`` + ids of each exemplar, ``repeat`` times, in batches; the exemplar tokens it covers."""
+        rows = [subject.prefix_ids + list(ex.token_ids) for ex in exs] * repeat
+        batches = [torch.tensor(rows[i:i + args.batch_size], device=subject.device)
+                   for i in range(0, len(rows), args.batch_size)]
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        def run():
+            with torch.inference_mode():
+                for b in batches:
+                    subject.body(input_ids=b, use_cache=False)
+        return run
 
-    def plain(batches=batches) -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for b in batches:
-                subject.body(input_ids=b.to(device), use_cache=False)
-        sync()
-        return time.perf_counter() - start
+    for backend in backends:
+        print()
+        if backend == "finetuned":
+            from ns_dspy.simulators.finetuned import FinetunedSimulator
 
-    def simulate(explanations=explanations, exemplars=exemplars) -> tuple[float, list]:
-        start = time.perf_counter()
-        preds = sim.simulate(explanations, exemplars)
-        sync()
-        return time.perf_counter() - start, preds
+            fast = FinetunedSimulator.from_pretrained(args.adapter, dtype=args.dtype, device=args.device,
+                                                      batch_size=args.batch_size)
+            naive = FinetunedSimulator.from_pretrained(args.adapter, dtype=args.dtype, device=args.device,
+                                                       batch_size=args.batch_size, merge=False)
+            naive.reuse_prefix = False
+            n_tok = len(explanations) * sum(len(ex.tokens) for ex in exemplars)
+            all_pairs = [(i, j) for i in range(len(explanations)) for j in range(len(exemplars))]
+            plain = plain_forward(base, exemplars, len(explanations))
+            plain_forward(base, exemplars[:2], 1)(), fast.simulate(explanations[:1], exemplars[:2])
+            naive.simulate(explanations[:1], exemplars[:2])  # warm-up
+            best = rounds(args.rounds, {"plain": plain,
+                                        "simulate": lambda: fast.simulate(explanations, exemplars),
+                                        "naive": lambda: naive.simulate(explanations, exemplars)})
+            (tp, _), (ts, preds), (tn, ref) = best["plain"], best["simulate"], best["naive"]
+            print(f"finetuned:{args.adapter} (default; LoRA merged, prefix KV reused, batched by length)  "
+                  f"cache key {fast.cache_key}")
+            print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s; base model, "
+                  f"{n_tok // args.window} rows of 1+{args.window})")
+            print(f"  simulate           : {n_tok / ts:8.0f} exemplar tok/s  ({ts:.1f} s)")
+            print(f"  ratio simulate/plain = {tp / ts:.3f}  (target >= 0.8)")
+            print(f"  naive loop         : {n_tok / tn:8.0f} exemplar tok/s  ({tn:.1f} s; LoRA unmerged, whole "
+                  f"inputs); speed-up {tn / ts:.2f}x")
+            print(f"  max |simulate - naive| over all {len(explanations) * len(exemplars)} pairs = "
+                  f"{max_diff(preds, [x for row in ref for x in row], all_pairs):.2e} (0..10 scale, {dtype})")
+            del fast, naive
+        elif backend == "prompted":
+            from ns_dspy.simulators.bins import expected_value
+            from ns_dspy.simulators.prompt import encode_pieces, prompt_pieces
+            from ns_dspy.simulators.prompted import PromptedSimulator
 
-    pairs = [(i, j) for i in range(len(explanations)) for j in range(len(exemplars))][:args.naive_pairs]
+            exs = exemplars[:args.prompted_exemplars]
+            sim = PromptedSimulator(base, batch_size=args.batch_size)
+            n_prefix, n_body = sim.prompt_tokens(explanations, exs)
+            n_tok = len(explanations) * sum(len(ex.tokens) for ex in exs)
+            plain = plain_forward(base, exs, len(explanations))
+            pairs = [(i, j) for i in range(len(explanations)) for j in range(len(exs))][:args.naive_pairs]
 
-    def naive(pairs=pairs) -> tuple[float, list]:
-        start, out = time.perf_counter(), []
-        with torch.inference_mode():
-            for i, j in pairs:
-                prefix, body, slots = encode_pieces(prompt_pieces(explanations[i], exemplars[j].tokens),
-                                                    subject.encode)
-                ids = torch.tensor([subject.prefix_ids + prefix + body], device=device)
-                logits = subject.model(input_ids=ids, use_cache=False).logits[0]
-                first = len(subject.prefix_ids) + len(prefix)
-                out.append(expected_value(logits[[first + s for s in slots]], sim.bin_ids, sim.bins))
-        sync()
-        return time.perf_counter() - start, out
+            def naive(pairs=pairs):
+                out = []
+                with torch.inference_mode():
+                    for i, j in pairs:
+                        prefix, body, slots = encode_pieces(prompt_pieces(explanations[i], exs[j].tokens),
+                                                            base.encode)
+                        ids = torch.tensor([base.prefix_ids + prefix + body], device=base.device)
+                        logits = base.model(input_ids=ids, use_cache=False).logits[0]
+                        first = len(base.prefix_ids) + len(prefix)
+                        out.append(expected_value(logits[[first + s for s in slots]], sim.bin_ids, sim.bins))
+                return out
 
-    plain(batches[:1]), simulate(explanations[:1], exemplars[:2]), naive(pairs[:1])  # warm-up
-    before, (t_sim, preds), after = plain(), simulate(), plain()
-    t_naive, naive_preds = naive()
-    tp, ts = 2 * n_tokens / (before + after), n_tokens / t_sim
-    diff = max(float(np.abs(preds[i][j] - ref).max()) for (i, j), ref in zip(pairs, naive_preds))
-    print(f"model {args.model}  dtype {args.dtype}  device {device}  threads {torch.get_num_threads()}  "
-          f"bins {sim.bins[0]}..{sim.bins[-1]}")
-    print(f"{len(explanations)} explanations x {len(exemplars)} exemplars of {args.window} tokens = {n_pairs} pairs; "
-          f"prompt tokens {n_tokens} (prefix {n_prefix // len(explanations)} per explanation, "
-          f"body {n_body // n_pairs} per pair); batch {args.batch_size}")
-    print(f"plain body forward : {tp:8.0f} tok/s  ({n_batches} batches of {args.batch_size} x {width}; "
-          f"before {n_tokens / before:.0f}, after {n_tokens / after:.0f})")
-    print(f"simulate           : {ts:8.0f} tok/s  ({t_sim:.1f} s)")
-    print(f"ratio simulate/plain = {ts / tp:.3f}  (target >= 0.8)")
-    print(f"pairs/s: simulate {n_pairs / t_sim:.2f}, naive loop {len(pairs) / t_naive:.3f} "
-          f"(full-logit forward per pair, {len(pairs)} pairs in {t_naive:.1f} s); "
-          f"speed-up {(n_pairs / t_sim) / (len(pairs) / t_naive):.1f}x")
-    print(f"max |simulate - naive| over those pairs = {diff:.3f} (0..10 scale; {args.dtype} rounding)")
+            plain_forward(base, exs[:2], 1)(), sim.simulate(explanations[:1], exs[:2]), naive(pairs[:1])  # warm-up
+            best = rounds(args.rounds, {"plain": plain, "simulate": lambda: sim.simulate(explanations, exs),
+                                        "naive": naive})
+            (tp, _), (ts, preds), (tn, ref) = best["plain"], best["simulate"], best["naive"]
+            n_pairs = len(explanations) * len(exs)
+            print(f"prompted:{args.model} ({len(exs)} exemplars; prompt tokens {n_prefix + n_body}: prefix "
+                  f"{n_prefix // len(explanations)} per explanation, body {n_body // n_pairs} per pair)")
+            print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s)")
+            print(f"  simulate           : {n_tok / ts:8.0f} exemplar tok/s  ({ts:.1f} s); prompt tokens "
+                  f"{(n_prefix + n_body) / ts:.0f} tok/s")
+            per_prompt = (n_prefix + n_body) / ts / (n_tok / tp)
+            print(f"  ratio simulate/plain = {tp / ts:.3f} per exemplar token; {per_prompt:.3f} per prompt token")
+            print(f"  naive loop         : {len(pairs) / tn:.3f} pairs/s (full-logit forward per pair, {len(pairs)} "
+                  f"pairs); simulate {n_pairs / ts:.2f} pairs/s; speed-up {(n_pairs / ts) / (len(pairs) / tn):.1f}x")
+            print(f"  max |simulate - naive| over those pairs = {max_diff(preds, ref, pairs):.2e} "
+                  f"(0..10 scale, {dtype})")
+        elif backend == "keyword":
+            from ns_dspy.simulators.keyword import KeywordSimulator
+
+            sim = KeywordSimulator()
+            n_tok = len(explanations) * sum(len(ex.tokens) for ex in exemplars)
+            t, _ = rounds(args.rounds, {"simulate": lambda: sim.simulate(explanations, exemplars)})["simulate"]
+            print(f"keyword (no model): {n_tok / t:8.0f} exemplar tok/s  ({t * 1000:.1f} ms)")
+        else:
+            raise SystemExit(f"unknown backend {backend!r}: use finetuned, prompted, keyword")
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

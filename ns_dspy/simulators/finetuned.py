@@ -8,6 +8,16 @@ and the body runs once over it. At every exemplar token ``t`` the final hidden s
 ``<= t``, as the neuron does) goes through :class:`BinHead` to 11 logits, one per activation bin 0..10; the
 prediction is the expected bin under their softmax. So one forward pass predicts every token of the text.
 
+:meth:`FinetunedSimulator.simulate` computes exactly that, faster (the same values up to float rounding;
+``tests/simulators/test_finetuned_fast.py`` holds it to the plain loop):
+
+* the LoRA is merged into the base weights at load (:meth:`FinetunedSimulator.from_pretrained`), so a forward
+  costs what the base model's does;
+* each explanation's prefix runs once per call and its KV cache is reused for all its exemplars: batches mix
+  explanations, their prefixes left-padded in the cache, and run only the exemplar tokens;
+* pairs are batched by exemplar length, each exemplar is aligned once (and remembered across calls), and
+  exemplars with the same simulator tokens run once.
+
 This module is the one definition of that format: ``simulator_training/`` imports :func:`format_explanation`,
 :func:`build_input`, :func:`pad_batch`, :func:`forward_bins` and :func:`save_adapter` from here, so the
 training objective and inference share one code path. Bump :data:`FORMAT_VERSION` whenever the input format
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -36,7 +47,7 @@ import torch
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import ConfigError, ModelError
 from ..types import Exemplar
-from .base import BINS, Simulator
+from .base import BINS, Simulator, check_options
 
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "MANIFEST", "BIN_WORDS", "SHIPPED_DIR", "shipped_adapters", "resolve_adapter", "format_explanation", "build_input",
            "align_tokens", "pad_batch", "forward_bins", "expected_bins", "tokenizer_fingerprint", "BinHead",
@@ -57,6 +68,9 @@ BIN_WORDS = (" zero", " one", " two", " three", " four", " five", " six", " seve
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "trained"
 """Adapters that ship with ns_dspy, one folder per name (``finetuned:gemma-3-270m``); see ``simulator_training/``."""
+
+_ALIGN_CACHE = 4096
+"""Exemplar alignments a simulator remembers across calls (oldest dropped first)."""
 
 _FINGERPRINT_IDS = 5000
 _FINGERPRINT_PROBE = "Neuron 7 fires on cats."
@@ -324,8 +338,11 @@ def _memory_digest(model: torch.nn.Module, bin_head: BinHead) -> str:
 class FinetunedSimulator(Simulator):
     """Simulates with a LoRA-adapted base LM and a bin head; ``finetuned:ADAPTER_DIR``.
 
-    Build it with :meth:`from_pretrained` (or inject an already loaded peft/merged model, e.g. in training).
-    ``batch_size`` (explanation, exemplar) pairs go through one right-padded forward pass.
+    Build it with :meth:`from_pretrained` (or inject an already loaded peft/merged model, e.g. in training: a
+    model handed in is never merged). ``batch_size`` (explanation, exemplar) pairs go through one forward pass:
+    their exemplar tokens after their explanations' cached prefixes, or, with ``reuse_prefix = False`` or where
+    the model's cache does not allow it (a prefix longer than a sliding window, a cache that is not a plain
+    dynamic one), their whole inputs right-padded.
     """
 
     kind = "finetuned"
@@ -343,10 +360,20 @@ class FinetunedSimulator(Simulator):
         self.device = next(model.parameters()).device
         self.bin_head = bin_head.to(self.device).eval()
         self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+        self.reuse_prefix = True
+        """Run each explanation's prefix once and reuse its KV cache (False: whole inputs, as in training)."""
         digest = weights_digest or _memory_digest(model, self.bin_head)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        # merged weights round differently from base + LoRA (float32: ~1e-6 of the scale; bf16: more)
+        merged = "" if hasattr(model, "peft_config") else "/merged"
         self._cache_key = (f"{self.kind}/v{FORMAT_VERSION}/{self.manifest.get('base_model', '?')}/"
-                           f"{digest[:16]}/{dtype}")
+                           f"{digest[:16]}/{dtype}{merged}")
+        body = _body(model)
+        params = inspect.signature(body.forward).parameters
+        self._cache_arg = next((a for a in ("cache", "past_key_values") if a in params), None)
+        self._text_config = body.config
+        self._aligned: dict = {}
+        self._warned_plain = False
 
     @property
     def cache_key(self) -> str:
@@ -354,17 +381,24 @@ class FinetunedSimulator(Simulator):
 
     @classmethod
     def from_pretrained(cls, adapter_dir: str | Path, *, base_model: str | None = None, dtype: str = "auto",
-                        device: str | None = None, batch_size: int = 16) -> "FinetunedSimulator":
+                        device: str | None = None, batch_size: int = 16, merge: bool = True) -> "FinetunedSimulator":
         """Load an adapter folder onto its base model (``base_model`` overrides the manifest's name; it must
-        have the same tokenizer)."""
+        have the same tokenizer).
+
+        ``merge`` (the default) folds the LoRA into the base weights for inference (peft ``merge_and_unload``):
+        a forward then costs exactly what the base model's does. The base is loaded in float32 for the merge
+        and cast to ``dtype`` afterwards, so a bf16 model rounds ``W + BA`` once. ``merge=False`` keeps the
+        peft model (adapter layers beside the frozen base), as in training.
+        """
         from peft import PeftModel
 
-        from ..models.subject import load_subject
+        from ..models.subject import default_device, parse_dtype, load_subject, resolve_dtype
 
         folder = resolve_adapter(adapter_dir)
         manifest = _read_manifest(folder)
         trained_on = manifest.get("base_model", "?")
-        subject = load_subject(base_model or trained_on, dtype=dtype, device=device)
+        target = resolve_dtype(dtype, device or default_device())
+        subject = load_subject(base_model or trained_on, dtype="float32" if merge else target, device=device)
         if tokenizer_fingerprint(subject.tokenizer) != manifest.get("tokenizer"):
             if base_model:
                 raise ModelError(f"base model {base_model!r} has another tokenizer than {trained_on!r}, which "
@@ -380,6 +414,8 @@ class FinetunedSimulator(Simulator):
         except (ValueError, KeyError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot apply adapter {folder} to {subject.name!r}: {first}") from None
+        if merge:
+            model = model.merge_and_unload().to(parse_dtype(target))
         model.eval()
         if base_model:
             manifest["base_model"] = base_model
@@ -391,11 +427,11 @@ class FinetunedSimulator(Simulator):
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> "FinetunedSimulator":
         """``finetuned:ADAPTER_DIR`` or ``finetuned:NAME`` of a shipped adapter; options ``dtype``, ``device``,
-        ``batch_size``, ``base_model``."""
+        ``batch_size``, ``base_model``, ``merge``."""
         if not arg:
             raise ConfigError("give the adapter folder: finetuned:PATH")
-        known = {k: v for k, v in options.items()
-                 if k in ("dtype", "device", "batch_size", "base_model") and v is not None}
+        check_options(cls.kind, options, ("dtype", "device", "batch_size", "base_model", "merge"))
+        known = {k: v for k, v in options.items() if v is not None}
         return cls.from_pretrained(arg, **known)
 
     def bin_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -403,19 +439,163 @@ class FinetunedSimulator(Simulator):
         return forward_bins(self.model, self.bin_head, input_ids, attention_mask)
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
+        explanations, exemplars = list(explanations), list(exemplars)
+        aligned = [self._align(ex) for ex in exemplars]
         encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        aligned = [align_tokens(self.tokenizer, ex.tokens, ex.token_ids) for ex in exemplars]
         heads = [build_input(encode, self.prefix_ids, e, [])[0] for e in explanations]
-        preds: list[list[np.ndarray]] = [[np.zeros(0, np.float32)] * len(exemplars) for _ in explanations]
-        jobs = [(i, j) for i in range(len(explanations)) for j in range(len(exemplars)) if exemplars[j].tokens]
-        jobs.sort(key=lambda ij: -(len(heads[ij[0]]) + len(aligned[ij[1]][0])))  # similar lengths together
+        # exemplars with the same simulator tokens (e.g. one text with and without its ids) run once
+        texts: dict[tuple[int, ...], int] = {}
+        text_of = [texts.setdefault(tuple(ids), len(texts)) if ex.tokens else -1
+                   for ex, (ids, _) in zip(exemplars, aligned)]
+        unique = [list(ids) for ids in texts]
+        jobs = [(i, u) for i in range(len(explanations)) for u in range(len(unique))]
+        values: dict[tuple[int, int], np.ndarray] = {}  # (i, u) -> prediction at every token of unique[u]
+        last: dict[int, float] = {}  # i -> prediction at the last token of the explanation prefix
         with torch.inference_mode():
-            for start in range(0, len(jobs), self.batch_size):
-                batch = jobs[start:start + self.batch_size]
-                inputs = [heads[i] + aligned[j][0] for i, j in batch]
-                ids, mask = pad_batch(inputs, self.pad_id, self.device)
-                values = expected_bins(self.bin_logits(ids, mask)).cpu().numpy()
-                for row, (i, j) in enumerate(batch):
-                    read = len(heads[i]) + np.asarray(aligned[j][1], dtype=np.int64)
-                    preds[i][j] = values[row, read].astype(np.float32)
+            if self.reuse_prefix and jobs:
+                jobs = self._simulate_cached(heads, unique, jobs, values, last)
+            self._simulate_full(heads, unique, jobs, values, last)
+        preds: list[list[np.ndarray]] = [[np.zeros(0, np.float32)] * len(exemplars) for _ in explanations]
+        for i in range(len(explanations)):
+            for j, u in enumerate(text_of):
+                if u < 0:
+                    continue
+                read = np.asarray(aligned[j][1], dtype=np.int64)
+                at = values[i, u][read.clip(min=0)] if len(unique[u]) else np.zeros(len(read), np.float32)
+                preds[i][j] = np.where(read < 0, np.float32(last[i]), at).astype(np.float32)
         return preds
+
+    # -- the two paths ----------------------------------------------------------------------------------
+
+    def _align(self, ex: Exemplar) -> tuple[list[int], list[int]]:
+        """:func:`align_tokens` of an exemplar, remembered across calls (refinement re-simulates the same
+        exemplars with every candidate)."""
+        ids = None if ex.token_ids is None else tuple(int(i) for i in ex.token_ids)
+        key = (tuple(ex.tokens), ids)
+        got = self._aligned.get(key)
+        if got is None:
+            got = align_tokens(self.tokenizer, ex.tokens, ex.token_ids)
+            if len(self._aligned) >= _ALIGN_CACHE:
+                self._aligned.pop(next(iter(self._aligned)))
+            self._aligned[key] = got
+        return got
+
+    def _simulate_full(self, heads: list[list[int]], texts: list[list[int]], jobs: list[tuple[int, int]],
+                       values: dict, last: dict) -> None:
+        """The plain path: every pair's whole input (explanation prefix + text) in right-padded batches."""
+        jobs = sorted(jobs, key=lambda iu: -(len(heads[iu[0]]) + len(texts[iu[1]])))  # similar lengths together
+        for start in range(0, len(jobs), self.batch_size):
+            batch = jobs[start:start + self.batch_size]
+            ids, mask = pad_batch([heads[i] + texts[u] for i, u in batch], self.pad_id, self.device)
+            out = expected_bins(self.bin_logits(ids, mask)).cpu().numpy()
+            for row, (i, u) in enumerate(batch):
+                n = len(heads[i])
+                values[i, u] = out[row, n:n + len(texts[u])].astype(np.float32)
+                last.setdefault(i, float(out[row, n - 1]))
+
+    def _simulate_cached(self, heads: list[list[int]], texts: list[list[int]], jobs: list[tuple[int, int]],
+                         values: dict, last: dict) -> list[tuple[int, int]]:
+        """The fast path; returns the jobs it cannot run (left to :meth:`_simulate_full`).
+
+        The prefixes of the call's explanations run once, together (right-padded), and keep their KV caches.
+        Pairs are then batched by text length, explanations mixed: every batch gets a fresh cache holding its
+        rows' prefixes, left-padded to the longest prefix of the call (the padding is masked), and runs only the
+        text's tokens, at positions ``len(prefix) + t``. Left padding keeps the distance between any two real
+        tokens in the cache equal to their distance in the whole input, so sliding-window layers mask the same
+        tokens as in :meth:`_simulate_full`.
+        """
+        prefixes = self._prefix_states({i: heads[i] for i in sorted({i for i, _ in jobs})})
+        for i, (_, value) in prefixes.items():
+            last[i] = value
+        rest = [(i, u) for i, u in jobs if i not in prefixes]
+        todo = [(i, u) for i, u in jobs if i in prefixes and texts[u]]
+        if not todo:
+            return rest
+        order = sorted(prefixes)
+        row_of = {i: r for r, i in enumerate(order)}
+        n_prefix = max(len(heads[i]) for i in order)
+        stacked = []  # per layer: (keys, values) of every explanation, (E, heads, n_prefix, dim), left-padded
+        for layer in range(len(prefixes[order[0]][0])):
+            k0, v0 = prefixes[order[0]][0][layer]
+            keys = k0.new_zeros((len(order), k0.shape[1], n_prefix, k0.shape[3]))
+            vals = v0.new_zeros((len(order), v0.shape[1], n_prefix, v0.shape[3]))
+            for r, i in enumerate(order):
+                k, v = prefixes[i][0][layer]
+                keys[r, :, n_prefix - k.shape[2]:] = k[0]
+                vals[r, :, n_prefix - v.shape[2]:] = v[0]
+            stacked.append((keys, vals))
+        todo.sort(key=lambda iu: (-len(texts[iu[1]]), iu[0], iu[1]))  # batch by length
+        body = _body(self.model)
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            width = max(len(texts[u]) for _, u in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), n_prefix + width), dtype=torch.long)
+            positions = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (i, u) in enumerate(batch):
+                x, p = texts[u], len(heads[i])
+                ids[row, :len(x)] = torch.tensor(x, dtype=torch.long)
+                mask[row, n_prefix - p:n_prefix + len(x)] = 1
+                positions[row] = torch.arange(p, p + width)
+            rows = torch.tensor([row_of[i] for i, _ in batch], device=self.device)
+            cache = self._new_cache()
+            for layer, (keys, vals) in enumerate(stacked):
+                cache.update(keys.index_select(0, rows), vals.index_select(0, rows), layer)
+            hidden = body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=positions.to(self.device), use_cache=True,
+                          **{self._cache_arg: cache}).last_hidden_state
+            out = expected_bins(self.bin_head(hidden)).cpu().numpy()
+            for row, (i, u) in enumerate(batch):
+                values[i, u] = out[row, :len(texts[u])].astype(np.float32)
+        return rest
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self._text_config)
+
+    def _prefix_states(self, heads: dict[int, list[int]]
+                       ) -> dict[int, tuple[list[tuple[torch.Tensor, torch.Tensor]], float]]:
+        """For each explanation ``i`` whose prefix the cache can hold whole: ``(per-layer (keys, values) of its
+        prefix, each (1, heads, len(prefix), dim); the prediction at its last token)``.
+
+        Explanations missing from the result run the plain path: all of them where the model's cache is not a
+        plain dynamic one (one KV tensor per layer), and those whose prefix is longer than a sliding window.
+        """
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+        if self._cache_arg is None:
+            return {}
+        layers = getattr(self._new_cache(), "layers", None)
+        if not layers or any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
+            self._note_plain("the model's KV cache is not a plain dynamic one")
+            return {}
+        limit = min((layer.sliding_window - 1 for layer in layers if isinstance(layer, DynamicSlidingWindowLayer)),
+                    default=None)
+        fits = [i for i, head in heads.items() if limit is None or len(head) <= limit]
+        if len(fits) < len(heads):
+            self._note_plain(f"an explanation prefix is longer than the sliding window ({limit + 1} tokens)")
+        out = {}
+        body = _body(self.model)
+        for start in range(0, len(fits), self.batch_size):
+            chunk = fits[start:start + self.batch_size]
+            ids, mask = pad_batch([heads[i] for i in chunk], self.pad_id, self.device)
+            cache = self._new_cache()
+            hidden = body(input_ids=ids, attention_mask=mask, use_cache=True,
+                          **{self._cache_arg: cache}).last_hidden_state
+            if any(getattr(layer, "keys", None) is None or layer.keys.ndim != 4 or layer.keys.shape[0] != len(chunk)
+                   or layer.keys.shape[2] != ids.shape[1] for layer in cache.layers):
+                self._note_plain("the model's KV cache does not hold the whole prefix")
+                return {}
+            lengths = [len(heads[i]) for i in chunk]
+            ends = torch.tensor(lengths, device=hidden.device) - 1
+            last = expected_bins(self.bin_head(hidden[torch.arange(len(chunk), device=hidden.device), ends]))
+            for row, (i, n) in enumerate(zip(chunk, lengths)):
+                out[i] = ([(layer.keys[row:row + 1, :, :n], layer.values[row:row + 1, :, :n])
+                           for layer in cache.layers], float(last[row]))
+        return out
+
+    def _note_plain(self, why: str) -> None:
+        if not self._warned_plain:
+            log.info("fine-tuned simulator: %s, so some inputs run whole (no prefix KV reuse)", why)
+            self._warned_plain = True
