@@ -55,7 +55,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     store = ExemplarStore.open(args.store)
     unit = UnitId.parse(args.unit)
-    stats = store.stats(unit)
+    stats = store.stats(unit, require=("max", "min", "mean", "frequency"))
     exemplars = store.exemplars(unit, args.split, args.kind)[: args.n]
     scale = stats["max"] if args.kind != "negative" else -stats["min"]
     if args.kind == "negative":
@@ -81,7 +81,7 @@ def _cmd_units(args: argparse.Namespace) -> int:
     layers = store.layers if args.layer is None else [args.layer]
     print(f"{'unit':>9} {'frequency':>9} {'max':>8} {'mean':>8} {'std':>8}")
     for layer in layers:
-        units, stats = store.layer_units(layer), store.layer_stats(layer)
+        units, stats = store.layer_units(layer), store.layer_stats(layer, require=("frequency", "max", "mean", "std"))
         order = sorted(range(len(units)), key=lambda i: -stats[args.sort][i])[: args.n]
         for i in order:
             print(f"{layer:>4}:{units[i]:<4} {stats['frequency'][i]:>9.3f} {stats['max'][i]:>8.3g} "
@@ -156,6 +156,12 @@ def _summary_table(records) -> str:
     kinds = Counter(r.trace.get("failure") or "other" for r in records if r.status != "done")
     if kinds:
         lines.append(f"failed: {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
+    faults = Counter()  # transient LM failures met while explaining (each retried, up to the retry limit), by kind
+    for r in records:
+        faults.update((r.trace.get("lm_usage") or {}).get("faults") or {})
+    if faults:
+        lines.append(f"LM call failures: {sum(faults.values())} "
+                     f"({', '.join(f'{k} {n}' for k, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0])))})")
     done = [r for r in records if r.status == "done"]
     if done:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
@@ -165,7 +171,34 @@ def _summary_table(records) -> str:
         if stats and any(r.trace.get("method") != "stats" for r in done):
             lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
                          f"valid {mean([s['valid'] for s in stats]):.3f}, test {mean([s['test'] for s in stats]):.3f}")
+    lines += _cost_table(records)
     return "\n".join(lines)
+
+
+def _cost_table(records) -> list[str]:
+    """Per neuron: LM prompt / completion tokens, simulated tokens and seconds by stage (and their means)."""
+    from .costs import STAGES
+    from .runs.read import cost_row
+
+    rows = [(r, c) for r in records if (c := cost_row(r)) is not None]
+    if not rows:
+        return []
+    short = {"hypothesis": "hyp s", "decomposition": "dec s", "clustering": "clu s", "refinement": "ref s",
+             "scoring": "score s"}
+    head = f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'simulated':>10} " + " ".join(f"{short[s]:>7}" for s in STAGES)
+
+    def line(label, c):
+        return (f"{label:>9} {c['lm_prompt_tokens']:>8.0f} {c['lm_completion_tokens']:>7.0f} "
+                f"{c['simulated_tokens']:>10.0f} " + " ".join(f"{c['seconds'][s]:>7.1f}" for s in STAGES))
+
+    out = ["", head] + [line(str(r.unit), c) for r, c in rows]
+    if len(rows) > 1:
+        n = len(rows)
+        mean = {k: sum(c[k] for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
+                                                            "simulated_tokens")}
+        mean["seconds"] = {s: sum(c["seconds"][s] for _, c in rows) / n for s in STAGES}
+        out.append(line("mean", mean))
+    return out
 
 
 def default_run_path(store: str, config) -> Path:
@@ -406,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
     p.add_argument("--concurrency", type=_positive_int, default=1, help="units explained at once (default: 1)")
     p.add_argument("--lm-timeout", type=float, default=None, metavar="SECONDS",
-                   help="per-call timeout of openai: and endpoint: LMs, each call retried twice with backoff "
-                        "(default: 120)")
+                   help="per-call timeout of openai: and endpoint: LMs; a call that times out or fails "
+                        "transiently (429, 5xx, a dropped connection) is retried 3 times, waiting at most 4 s "
+                        "before a retry (default: 120)")
     p.add_argument("--neuron-budget", type=float, default=None, metavar="SECONDS",
                    help="wall-clock budget per neuron, checked before each LM call; a neuron over it is stored "
                         "as failed and retried by a rerun (default: none)")

@@ -31,8 +31,10 @@ from .agents import (ClusterConfig, ClusteringAgent, DecompositionAgent, Embedde
                      RefinementAgent, valid_scorer)
 from .agents.evidence import statistical_explanations, token_evidence
 from .config import opt
+from .costs import stage
 from .errors import ConfigError
 from .scoring import HeldOut, polysemantic
+from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .types import Exemplar
 
@@ -62,12 +64,19 @@ class ExplainConfig:
                                 "on valid (--no-feedback: scores only, as in the paper)")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
+    racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, then half of the "
+                             "valid excerpts first (stages of at least 10) and drop the clear losers (--no-racing: "
+                             "every candidate on all of them)")
+    racing_delta: float = opt(0.05, "racing drops a candidate when its bootstrap chance of beating the leader is "
+                                    "below this (per stage)")
     cluster: ClusterConfig = field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
 
     def __post_init__(self) -> None:
         for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0.0 < self.racing_delta < 0.5:
+            raise ConfigError(f"--racing-delta must be in (0, 0.5), got {self.racing_delta}")
         if self.method not in METHODS:
             raise ConfigError(f"unknown --method {self.method!r}: use one of {', '.join(METHODS)}")
 
@@ -102,20 +111,26 @@ class NeuronScope(dspy.Module):
             pred.trace["statistical"] = statistical
             return pred
         seeds = stats.explanations if self.config.refine and self.config.seed_stats else ()
-        raw = self.hypothesis(exemplars=train).explanation
+        with stage("hypothesis"):
+            raw = self.hypothesis(exemplars=train).explanation
         log.info("%s: raw explanation of %d words", valid.unit, len(raw.split()))
-        conditions = self.decomposition(explanation=raw).conditions
-        clustered = self.clustering(conditions=conditions)
+        with stage("decomposition"):
+            conditions = self.decomposition(explanation=raw).conditions
+        with stage("clustering"):
+            clustered = self.clustering(conditions=conditions)
         log.info("%s: %d atomic conditions in %d clusters", valid.unit, len(conditions), len(clustered.clusters))
-        scorer = valid_scorer(self.simulator, valid)
+        scorer = valid_scorer(self.simulator, valid, self._racing())
         clusters = []
         for k, cluster in enumerate(clustered.clusters, 1):
             entry = {"members": list(cluster.members), "representative": cluster.representative}
             if self.config.refine:
-                refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train,
-                                          seeds=seeds)
+                with stage("refinement"):
+                    refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train,
+                                              seeds=seeds)
                 entry.update(explanation=refined.explanation, valid=refined.score,
                              history=[list(h) for h in refined.history], trajectory=list(refined.trajectory))
+                if refined.raced:
+                    entry["raced"] = dict(refined.raced)
                 log.info("%s: cluster %d/%d refined, valid %s (%s)", valid.unit, k, len(clustered.clusters),
                          " -> ".join(f"{v:.3f}" for v in refined.trajectory), refined.stopped)
             else:
@@ -127,6 +142,9 @@ class NeuronScope(dspy.Module):
                  "clusters": clusters}
         trace["statistical"] = statistical
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace)
+
+    def _racing(self) -> "Racing | None":
+        return Racing(delta=self.config.racing_delta) if self.config.racing else None
 
     def _statistical(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         """The statistical explainer: candidates from the token statistics of ``train``, the best on valid."""
@@ -146,10 +164,11 @@ class NeuronScope(dspy.Module):
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []
-        for k in range(self.config.baseline_k):
-            text = self.hypothesis(exemplars=train, config={"rollout_id": k}).explanation
-            if text not in drafts:
-                drafts.append(text)
+        with stage("hypothesis"):
+            for k in range(self.config.baseline_k):
+                text = self.hypothesis(exemplars=train, config={"rollout_id": k}).explanation
+                if text not in drafts:
+                    drafts.append(text)
         scores = valid_scorer(self.simulator, valid)(drafts)
         best = max(range(len(drafts)), key=lambda i: scores[i])
         trace = {"baseline_candidates": [[d, s] for d, s in zip(drafts, scores)]}

@@ -82,8 +82,8 @@ def _literal(text: str):
         for load in (json.loads, ast.literal_eval):
             try:
                 obj = load(candidate)
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                continue
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, SystemError):
+                continue  # SystemError: CPython 3.11's parser, racing another thread's on deep garbage
             if isinstance(obj, (list, tuple, dict)):
                 return obj
     body = re.sub(r"^```[\w-]*\s*", "", text).rstrip("` \n")
@@ -184,11 +184,12 @@ class DecompositionAgent(dspy.Module):
     """
 
     def __init__(self, *, max_conditions: int = MAX_CONDITIONS, max_chars: int = 500,
-                 retry_temperature: float = 1.0):
+                 retry_temperature: float = 1.0, max_tokens: int = 512):
         super().__init__()
         if max_conditions < 1:
             raise ValueError(f"max_conditions must be at least 1, got {max_conditions}")
         self.max_conditions, self.max_chars, self.retry_temperature = max_conditions, max_chars, retry_temperature
+        self.max_tokens = max_tokens  # the most tokens an answer may take (a list of short conditions)
         self.decompose = dspy.Predict(Decompose)
 
     def _attempt(self, explanation: str, config: dict) -> tuple[list[str], str]:
@@ -197,6 +198,8 @@ class DecompositionAgent(dspy.Module):
             problem = "no usable condition in the answer"
         except AdapterParseError as err:  # DSPy could not read the list: read the raw text ourselves
             raw, problem = err.lm_response, "answer not a list of conditions"
+        except SystemError as err:  # CPython 3.11's parser failing on garbage while another thread parses
+            raw, problem = None, f"answer could not be parsed ({err})"
         return parse_conditions(raw, max_conditions=self.max_conditions, max_chars=self.max_chars), problem
 
     def forward(self, explanation: str) -> dspy.Prediction:
@@ -204,7 +207,9 @@ class DecompositionAgent(dspy.Module):
         if not explanation:
             raise AgentError("no explanation to decompose: the raw explanation is empty")
         problems = []
-        for config in ({}, {"rollout_id": fresh_rollout(), "temperature": self.retry_temperature}):
+        for config in ({"max_tokens": self.max_tokens},
+                       {"rollout_id": fresh_rollout(), "temperature": self.retry_temperature,
+                        "max_tokens": self.max_tokens}):
             check_budget("decomposition")
             conditions, problem = self._attempt(explanation, config)
             if conditions:

@@ -37,13 +37,16 @@ class HypothesisAgent(dspy.Module):
         statistics: show the token statistics table (False: the paper's prompt, excerpts only).
         chain_of_thought: let the LM reason before answering (``dspy.ChainOfThought``).
         retry_temperature: temperature of the fresh sample when the call sets none.
+        max_tokens: the most tokens the answer may take, unless the call's ``config`` sets it (a raw
+            explanation is a paragraph; a small LM looping on a list would otherwise run to the LM's limit).
     """
 
     def __init__(self, *, max_exemplars: int = 20, threshold: float = 0.3, max_chars: int = 600,
                  max_quiet: int = 5, statistics: bool = True, chain_of_thought: bool = False,
-                 retry_temperature: float = 1.0):
+                 retry_temperature: float = 1.0, max_tokens: int = 512):
         super().__init__()
         self.max_exemplars, self.threshold, self.max_chars = max_exemplars, threshold, max_chars
+        self.max_tokens = max_tokens
         self.max_quiet, self.statistics, self.retry_temperature = max_quiet, statistics, retry_temperature
         self.hypothesize = (dspy.ChainOfThought if chain_of_thought else dspy.Predict)(Hypothesize)
 
@@ -60,7 +63,7 @@ class HypothesisAgent(dspy.Module):
         shown = sorted(top, key=lambda ex: -ex.max_activation)[: self.max_exemplars] + quiet[: self.max_quiet]
         text = format_exemplars(shown, max_exemplars=len(shown), threshold=self.threshold, max_chars=self.max_chars)
         table = token_evidence(top, quiet).table() if self.statistics else "(not given)"
-        first = dict(config or {})
+        first = {"max_tokens": self.max_tokens, **(config or {})}
         fresh = {**first, "rollout_id": fresh_rollout(first.get("rollout_id") or 0),
                  "temperature": first.get("temperature") or self.retry_temperature}
         problems = []
@@ -70,6 +73,9 @@ class HypothesisAgent(dspy.Module):
                 result = self.hypothesize(exemplars=text, statistics=table, config=call)
             except AdapterParseError as err:
                 problems.append(f"answer could not be parsed ({err.adapter_name})")
+                continue
+            except SystemError as err:  # CPython 3.11's parser failing on garbage while another thread parses
+                problems.append(f"answer could not be parsed ({err})")
                 continue
             explanation = clean_output(result.explanation)
             if explanation:

@@ -28,7 +28,10 @@ from .reliability import check_budget, fresh_rollout
 from .signatures import Refine
 
 if TYPE_CHECKING:  # ns_dspy.simulators imports torch: keep it out of `import ns_dspy.agents`
+    import numpy as np
+
     from ..scoring import HeldOut
+    from ..scoring.racing import Racing
     from ..simulators.base import Simulator
 
 __all__ = ["RefinementAgent", "ScoreFn", "ValidScorer", "valid_scorer"]
@@ -44,31 +47,107 @@ NO_STATISTICS = "(no statistics given)"
 
 class ValidScorer:
     """A score function over ``valid`` data: pooled Pearson r per explanation, in the order given, one batched
-    simulator call per use (:func:`ns_dspy.scoring.select` refuses test data). It keeps each explanation's
-    per-token predictions, so :meth:`feedback` can name the tokens it missed and its false alarms."""
+    simulator call per use. It keeps each explanation's per-exemplar predictions, so nothing is simulated twice,
+    :meth:`feedback` can name the tokens an explanation missed and its false alarms, and :meth:`race` can score
+    candidates on a share of the valid exemplars first (:mod:`ns_dspy.scoring.racing`) when ``racing`` is given.
+    ``simulated_tokens`` counts the tokens it had simulated (explanations x exemplar tokens)."""
 
-    def __init__(self, simulator: "Simulator", valid: "HeldOut"):
-        self.simulator, self.valid = simulator, valid
+    def __init__(self, simulator: "Simulator", valid: "HeldOut", racing: "Racing | None" = None):
+        from ..errors import ConfigError
+        from ..scoring.racing import stage_order
+
+        if valid.split != "valid":
+            raise ConfigError(f"selection uses valid data, got {valid.split!r}: test data is only for reporting")
+        self.simulator, self.valid, self.racing = simulator, valid, racing
+        self._kinds = [ex.kind for ex in valid.exemplars]
+        self._trues = [ex.activations for ex in valid.exemplars]
+        self._preds: dict[str, dict[int, "np.ndarray"]] = {}
         self._scores: dict = {}
+        self._order = stage_order(self._kinds, racing.seed) if racing else list(range(len(self._kinds)))
+        self.simulated_tokens = 0
+
+    @property
+    def size(self) -> int:
+        """The number of valid exemplars (a full score uses them all)."""
+        return len(self._trues)
+
+    def _simulate(self, explanations: Sequence[str], indices: Sequence[int]) -> None:
+        """Simulate what is missing of ``explanations`` x ``indices``: one call per distinct missing set."""
+        from ..scoring.heldout import simulate
+
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for text in dict.fromkeys(explanations):
+            have = self._preds.setdefault(text, {})
+            missing = tuple(i for i in indices if i not in have)
+            if missing:
+                groups.setdefault(missing, []).append(text)
+        for missing, texts in groups.items():
+            exemplars = [self.valid.exemplars[i] for i in missing]
+            preds = simulate(self.simulator, texts, exemplars)
+            self.simulated_tokens += len(texts) * sum(len(ex.tokens) for ex in exemplars)
+            for text, per in zip(texts, preds):
+                self._preds[text].update(zip(missing, per))
 
     def __call__(self, explanations: list[str]) -> list[float]:
-        from ..scoring import select
+        from ..scoring import Score, pooled
+        from ..scoring.heldout import check_explanations
 
-        for s in select(self.simulator, explanations, self.valid):
-            self._scores[s.explanation] = s
+        check_explanations(explanations)
+        everything = range(len(self._trues))
+        self._simulate(explanations, everything)
+        for text in explanations:
+            if text not in self._scores:
+                preds = tuple(self._preds[text][i] for i in everything)
+                self._scores[text] = Score(text, "valid", pooled(preds, self._trues, self._kinds), preds)
         return [self._scores[e].value for e in explanations]
 
+    def race(self, explanations: list[str], reference: str | None = None) -> list[tuple[float, int]]:
+        """Each explanation's ``(score, valid exemplars it was scored on)``: the full count for those that
+        survived the race (their score is the full valid score), fewer for those dropped early (their score is
+        the estimate on that share). ``reference``: the best explanation so far (scored on all valid data), which
+        every candidate must be able to beat. Without ``racing`` every explanation is scored in full."""
+        from ..scoring.heldout import check_explanations
+        from ..scoring.racing import _r, beat_probability, informative, moments
+
+        check_explanations(explanations)
+        n = len(self._trues)
+        partial: dict[str, tuple[float, int]] = {}
+        alive = list(dict.fromkeys(explanations))
+        sizes = self.racing.sizes(n) if self.racing else [n]
+        for step, k in enumerate(sizes[:-1]):
+            if len(alive) + (reference is not None) < 2:
+                break
+            idx = self._order[:k]
+            rivals = alive + ([reference] if reference is not None and reference not in alive else [])
+            self._simulate(rivals, idx)
+            kinds = [self._kinds[i] for i in idx]
+            trues = [self._trues[i] for i in idx]
+            m = {e: moments([self._preds[e][i] for i in idx], trues) for e in rivals}
+            point = {e: float(_r(m[e].sum(axis=0))) for e in rivals}
+            leader = max(rivals, key=lambda e: point[e])
+            survivors = []
+            for e in alive:
+                if e == leader or not informative(m[e]) or beat_probability(
+                        m[e], [m[leader]], kinds, margin=self.racing.epsilon, resamples=self.racing.resamples,
+                        seed=self.racing.seed + step) >= self.racing.delta:
+                    survivors.append(e)  # the leader, one this share cannot judge, or one that may still win
+                else:
+                    partial[e] = (point[e], k)
+            alive = survivors
+        full = dict(zip(alive, self(alive))) if alive else {}
+        return [(full[e], n) if e in full else partial[e] for e in explanations]
+
     def feedback(self, explanation: str, n: int = 3) -> tuple[list[str], list[str]] | None:
-        """(missed, false alarms): up to ``n`` valid tokens of each, in context; None if not scored here."""
+        """(missed, false alarms): up to ``n`` valid tokens of each, in context; None if not scored in full."""
         from ..scoring.metric import error_tokens
 
         result = self._scores.get(explanation)
         return None if result is None else error_tokens(result, self.valid.exemplars, n)
 
 
-def valid_scorer(simulator: "Simulator", valid: "HeldOut") -> ValidScorer:
-    """:class:`ValidScorer` of ``simulator`` on ``valid``."""
-    return ValidScorer(simulator, valid)
+def valid_scorer(simulator: "Simulator", valid: "HeldOut", racing: "Racing | None" = None) -> ValidScorer:
+    """:class:`ValidScorer` of ``simulator`` on ``valid`` (racing its candidates when ``racing`` is given)."""
+    return ValidScorer(simulator, valid, racing)
 
 
 def _key(text: str) -> str:
@@ -93,6 +172,8 @@ class RefinementAgent(dspy.Module):
             its false alarms (from the score function's ``feedback``, when it has one); False is the paper's
             refinement, which sees scores only.
         statistics: show the token statistics of the train exemplars (when ``exemplars`` is given).
+        max_tokens: the most tokens one proposal may take (an explanation is a sentence or two; a small LM that
+            rambles on costs seconds per token on a CPU).
 
     The prediction holds ``explanation`` and ``score`` (the best), ``history`` (every scored
     ``(explanation, score)``, best first, the seed included), ``trajectory`` (``[0]`` the seed's score,
@@ -106,7 +187,7 @@ class RefinementAgent(dspy.Module):
 
     def __init__(self, *, candidates: int = 8, iterations: int = 5, patience: int = 1, min_delta: float = 1e-3,
                  temperature: float = 1.0, max_history: int = 16, max_exemplars: int = 10, feedback: bool = True,
-                 feedback_entries: int = 3, statistics: bool = True):
+                 feedback_entries: int = 3, statistics: bool = True, max_tokens: int = 192):
         super().__init__()
         for name, value, least in (("candidates", candidates, 1), ("iterations", iterations, 0),
                                    ("patience", patience, 1), ("max_history", max_history, 1)):
@@ -117,6 +198,7 @@ class RefinementAgent(dspy.Module):
         self.candidates, self.iterations, self.patience, self.min_delta = candidates, iterations, patience, min_delta
         self.temperature, self.max_history, self.max_exemplars = temperature, max_history, max_exemplars
         self.feedback, self.feedback_entries, self.statistics = feedback, feedback_entries, statistics
+        self.max_tokens = max_tokens
         self.refine = dspy.Predict(Refine)
 
     @staticmethod
@@ -127,10 +209,29 @@ class RefinementAgent(dspy.Module):
                              "it must return one finite number per explanation")
         return values
 
-    def _shown_history(self, history: list[tuple[str, float]], score: ScoreFn) -> str:
+    def _score_new(self, score: ScoreFn, new: list[str], reference: str,
+                   raced: dict[str, int]) -> list[tuple[str, float]]:
+        """``(text, score)`` of new candidates; with a racing score function the clear losers are scored on a
+        share of the valid data only, and recorded in ``raced``."""
+        race = getattr(score, "race", None)
+        if race is None or getattr(score, "racing", None) is None:
+            return list(zip(new, self._scores(score, new)))
+        results = race(list(new), reference)
+        values = self._scores(lambda _: [v for v, _ in results], new)  # the same checks as full scores
+        for text, (_, k) in zip(new, results):
+            if k < score.size:
+                raced[text] = k
+        return list(zip(new, values))
+
+    def _shown_history(self, history: list[tuple[str, float]], score: ScoreFn,
+                       raced: dict[str, int] | None = None) -> str:
         errors = getattr(score, "feedback", None) if self.feedback else None
+        raced = raced or {}
 
         def notes(rank: int, text: str) -> list[str]:
+            if text in raced:
+                return [f"(estimated on {raced[text]} of {score.size} valid excerpts: clearly below the best, "
+                        "so not scored further)"]
             found = errors(text) if errors is not None and rank <= self.feedback_entries else None
             if not found:
                 return []
@@ -141,16 +242,17 @@ class RefinementAgent(dspy.Module):
         return format_history(history, limit=self.max_history, notes=notes)
 
     def _propose(self, history: list[tuple[str, float]], evidence: str, statistics: str, iteration: int,
-                 score: ScoreFn) -> tuple[list[str], int]:
+                 score: ScoreFn, raced: dict[str, int]) -> tuple[list[str], int]:
         """Up to ``candidates`` proposals and the number of LM calls that failed."""
-        shown = self._shown_history(history, score)
+        shown = self._shown_history(history, score, raced)
         proposals, failed, unparsed = [], 0, 0
         calls = [(k, iteration * self.candidates + k, self.temperature) for k in range(self.candidates)]
         for k, rollout, temperature in calls:
             check_budget("refinement")
             try:
                 answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
-                                     config={"rollout_id": rollout, "temperature": temperature})
+                                     config={"rollout_id": rollout, "temperature": temperature,
+                                             "max_tokens": self.max_tokens})
                 proposals.append(clean_output(answer.explanation))
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1
@@ -181,9 +283,14 @@ class RefinementAgent(dspy.Module):
                 seen.add(_key(extra))
                 start.append(extra)
         history = sorted(zip(start, self._scores(score, start)), key=lambda item: -item[1])
+        raced: dict[str, int] = {}  # candidates dropped by a race: the valid exemplars they were scored on
+
+        def best(entries: list[tuple[str, float]]) -> tuple[str, float]:
+            return next(item for item in entries if item[0] not in raced)
+
         trajectory, failures, stale, stopped = [history[0][1]], 0, 0, "iterations"
         for iteration in range(1, self.iterations + 1):
-            proposals, failed = self._propose(history, evidence, statistics, iteration, score)
+            proposals, failed = self._propose(history, evidence, statistics, iteration, score, raced)
             failures += failed
             if not proposals:
                 stopped = "lm_failed"
@@ -196,13 +303,14 @@ class RefinementAgent(dspy.Module):
             if not new:
                 stopped = "no_new_candidates"
                 break
-            before = history[0][1]
-            history = sorted(history + list(zip(new, self._scores(score, new))), key=lambda item: -item[1])
-            trajectory.append(history[0][1])
-            stale = 0 if history[0][1] > before + self.min_delta else stale + 1
+            before = best(history)[1]
+            history = sorted(history + self._score_new(score, new, best(history)[0], raced),
+                             key=lambda item: -item[1])
+            trajectory.append(best(history)[1])
+            stale = 0 if trajectory[-1] > before + self.min_delta else stale + 1
             if stale >= self.patience:
                 stopped = "converged"
                 break
-        best, best_score = history[0]
-        return dspy.Prediction(explanation=best, score=best_score, history=history, trajectory=trajectory,
-                               failures=failures, stopped=stopped)
+        chosen, chosen_score = best(history)
+        return dspy.Prediction(explanation=chosen, score=chosen_score, history=history, trajectory=trajectory,
+                               failures=failures, stopped=stopped, raced=raced)

@@ -85,6 +85,8 @@ _TRACE: dict[str, _Check] = {
                                   "trajectory": _list_of(_is_num, "a number"), "valid": _number,
                                   "history": _list_of(_is_pair, "a [text, score] pair")}),
     "baseline_candidates": _list_of(_is_pair, "a [text, score] pair"),
+    "cost": _object({"lm_prompt_tokens": _number, "lm_completion_tokens": _number, "simulated_tokens": _number,
+                     "seconds": _object({})}),
 }
 """What the report and the analyses read from a trace (a key that is absent or null is fine); other keys are
 passed over."""

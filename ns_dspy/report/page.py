@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from .. import __version__
 from ..runs import NeuronRecord
-from ..runs.read import RunData, statistical_rows
+from ..runs.read import RunData, cost_row, statistical_rows
 from .data import best_final, cluster_of_conditions, mean_trajectories, neuron_trajectory
 from .html import PALETTE, esc, heat_tokens, line_chart, num
 
@@ -132,6 +132,9 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
              ("mean score valid", num(_mean([r.score_valid for r in done]))),
              ("mean score test", num(_mean([r.score_test for r in done]))),
              ("LM tokens", f"{tokens:,}"), ("wall time", f"{seconds / 60:.1f} min")]
+    costs = [c for c in map(cost_row, records) if c is not None]
+    if costs:
+        cards.append(("simulated tokens / neuron", f"{sum(c['simulated_tokens'] for c in costs) / len(costs):,.0f}"))
     stats = statistical_rows(done)
     if stats and run.mode != "stats":  # the no-LM row on the same neurons and data
         cards.insert(4, ("statistical explainer: test", num(_mean([s["test"] for s in stats]))))
@@ -291,6 +294,12 @@ def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
              f"LM tokens {esc(record.lm_tokens or 0)} ({esc(usage.get('calls', 0))} calls, "
              f"{esc(usage.get('cached_calls', 0))} cached)", f"{esc(f'{record.seconds or 0:.0f}')} s"]
     parts = [head, f'<p class="muted">{" &middot; ".join(facts)}</p>']
+    cost = cost_row(record)
+    if cost is not None:
+        stages = ", ".join(f"{name} {secs:.1f} s" for name, secs in cost["seconds"].items())
+        parts.append(f'<p class="muted" data-cost>cost: LM {esc(cost["lm_prompt_tokens"])} prompt + '
+                     f'{esc(cost["lm_completion_tokens"])} completion tokens &middot; simulated '
+                     f'{esc(cost["simulated_tokens"])} tokens &middot; {esc(stages)}</p>')
     if record.status != "done":
         parts.append(f'<p class="err">failed: {esc(record.error)}</p>')
     parts.append(_finals(record))

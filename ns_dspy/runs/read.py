@@ -17,7 +17,7 @@ from ..errors import StoreError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
 
-__all__ = ["RunData", "read_run", "run_mode", "statistical_row", "statistical_rows"]
+__all__ = ["RunData", "cost_row", "read_run", "run_mode", "statistical_row", "statistical_rows"]
 
 
 @dataclass
@@ -65,6 +65,23 @@ def statistical_row(record: NeuronRecord) -> dict | None:
     row = record.trace.get("statistical") if record.status == "done" else None
     test = row.get("test") if isinstance(row, dict) else None
     return row if isinstance(test, (int, float)) and not isinstance(test, bool) else None
+
+
+def cost_row(record: NeuronRecord) -> dict | None:
+    """What the unit cost (the runner's ``trace["cost"]``, see :mod:`ns_dspy.costs`) with every number checked:
+    ``lm_prompt_tokens``, ``lm_completion_tokens``, ``simulated_tokens`` (ints) and ``seconds`` (stage ->
+    seconds); None when the record has none or it is malformed (run files from before, or edited by hand)."""
+    from ..costs import STAGES
+
+    cost = record.trace.get("cost") if isinstance(record.trace, dict) else None
+    if not isinstance(cost, dict):
+        return None
+    ints = {k: cost.get(k) for k in ("lm_prompt_tokens", "lm_completion_tokens", "simulated_tokens")}
+    seconds = cost.get("seconds")
+    if not all(_is_int(v) and v >= 0 for v in ints.values()) or not isinstance(seconds, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in seconds.values()):
+        return None
+    return {**ints, "seconds": {k: float(seconds.get(k, 0.0)) for k in STAGES}}
 
 
 def statistical_rows(records) -> list[dict] | None:

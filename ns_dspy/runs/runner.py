@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import dspy
 from tqdm.auto import tqdm
 
+from .. import costs
 from ..agents.reliability import ATTEMPT_KEY, BUDGET_KEY
 from ..errors import ConfigError, NsDspyError
 from ..exemplars import ExemplarStore
@@ -71,7 +72,19 @@ def _failure_kind(err: BaseException) -> str:
 def explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *, attempt: int = 0,
                  budget_s: float | None = None) -> NeuronRecord:
     """One unit's record, never an exception. ``attempt``: earlier failed runs of this unit (the agents' fresh
-    samples depend on it); ``budget_s``: its wall-clock budget (see the module docstring)."""
+    samples depend on it); ``budget_s``: its wall-clock budget (see the module docstring). Its trace's ``cost``
+    says what it cost: LM tokens, simulated tokens and seconds by stage (:mod:`ns_dspy.costs`)."""
+    with costs.metering() as meter:
+        record = _explain_unit(program, store, unit, lm, attempt=attempt, budget_s=budget_s)
+    usage = record.trace.get("lm_usage") or {}
+    record.trace["cost"] = {"lm_prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                            "lm_completion_tokens": int(usage.get("completion_tokens") or 0),
+                            **meter.to_dict(), "seconds_total": record.seconds}
+    return record
+
+
+def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *, attempt: int,
+                  budget_s: float | None) -> NeuronRecord:
     start = time.perf_counter()
     unit_lm = lm.copy() if hasattr(lm, "copy") else lm
     trace: dict = {"unit": str(unit), "attempt": attempt}

@@ -8,17 +8,19 @@ swapped by accident.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import costs
 from ..errors import ConfigError
 from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
 from .correlation import Correlation, pooled
 
-__all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic"]
+__all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic", "simulate", "check_explanations"]
 
 HELD_OUT_SPLITS = ("valid", "test")
 
@@ -73,14 +75,28 @@ class Score:
         return {k: c.r for k, c in self.correlation.parts.items()}
 
 
-def score(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> list[Score]:
-    """Score every explanation on ``heldout`` with one batched simulator call. An empty (or blank) explanation
-    says nothing to simulate and is refused with :class:`ConfigError`."""
+def check_explanations(explanations: Sequence[str]) -> None:
+    """An empty (or blank) explanation says nothing to simulate: refused with :class:`ConfigError`."""
     for text in explanations:
         if isinstance(text, str) and not text.strip():
             raise ConfigError(f"the explanation to score is {'blank' if text else 'empty'} ({text[:20]!r}): give "
                               "a text that says what the unit responds to, e.g. \"the word 'dog'\"")
-    preds = simulator.simulate(list(explanations), list(heldout.exemplars))
+
+
+def simulate(simulator: Simulator, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
+    """``simulator.simulate`` for scoring, metered: its tokens and seconds count towards the current neuron's
+    cost (:mod:`ns_dspy.costs`)."""
+    start = time.perf_counter()
+    preds = simulator.simulate(list(explanations), list(exemplars))
+    costs.simulated(len(explanations) * sum(len(ex.tokens) for ex in exemplars), time.perf_counter() - start)
+    return preds
+
+
+def score(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> list[Score]:
+    """Score every explanation on ``heldout`` with one batched simulator call. An empty (or blank) explanation
+    says nothing to simulate and is refused with :class:`ConfigError`."""
+    check_explanations(explanations)
+    preds = simulate(simulator, explanations, heldout.exemplars)
     trues = [ex.activations for ex in heldout.exemplars]
     kinds = [ex.kind for ex in heldout.exemplars]
     return [Score(e, heldout.split, pooled(p, trues, kinds), tuple(p)) for e, p in zip(explanations, preds)]
@@ -105,7 +121,7 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
     per-token maximum, correlate with the truth. One number, comparable with a single explanation's score."""
     if not explanations:
         raise ConfigError(f"no explanations to score for unit {heldout.unit}")
-    preds = simulator.simulate(list(explanations), list(heldout.exemplars))
+    preds = simulate(simulator, explanations, heldout.exemplars)
     combined = [np.max(np.stack([preds[i][j] for i in range(len(explanations))]), axis=0)
                 for j in range(len(heldout.exemplars))]
     trues = [ex.activations for ex in heldout.exemplars]

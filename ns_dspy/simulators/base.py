@@ -20,7 +20,7 @@ import numpy as np
 from ..registry import Pluggable
 from ..types import Exemplar
 
-__all__ = ["Simulator", "LockedSimulator", "build_simulator", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
+__all__ = ["Simulator", "LockedSimulator", "build_simulator", "check_options", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
 
 DEFAULT_SIMULATOR = "finetuned:gemma-3-270m"
 """The offline default: gemma-3-270m with the LoRA adapter and bin head trained by ``simulator_training/`` and
@@ -48,6 +48,10 @@ class Simulator(Pluggable, ABC):
 
     registry: ClassVar[dict[str, type["Simulator"]]] = {}
     plugin = "simulator"
+    run_options: ClassVar[str] = "use"
+    """What the run-level ``dtype`` / ``device`` options (every command passes them) mean to this kind: ``use``
+    (it runs a model in this process), ``ignore`` (it runs no model) or ``refuse`` (a server runs its model: a
+    value other than the default is a mistake, refused in one line)."""
 
     @property
     @abstractmethod
@@ -87,6 +91,29 @@ def simulator_kinds() -> list[str]:
     return Simulator.kinds()
 
 
+RUN_OPTIONS = ("dtype", "device")
+"""Options every command passes to every simulator; they set how a *local* model runs."""
+
+
 def build_simulator(spec: str, **options) -> Simulator:
-    """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``."""
+    """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``. The run-level options (``dtype``,
+    ``device``) reach a simulator as its kind's ``run_options`` says."""
+    impl = Simulator.registry.get(spec.partition(":")[0])
+    if impl is not None and impl.run_options != "use":
+        for name in RUN_OPTIONS:
+            value = options.pop(name, None)
+            if impl.run_options == "refuse" and value not in (None, "auto", ""):
+                from ..errors import ConfigError
+
+                raise ConfigError(f"--{name} {value} sets how a local simulator runs, but {impl.kind}: simulators "
+                                  f"run on their server: leave --{name} out")
     return Simulator.build(spec, **options)
+
+
+def check_options(kind: str, options: dict, allowed: Sequence[str]) -> None:
+    """One contract for every backend: an option it does not take is refused in one line, never dropped."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown {kind} simulator option(s) {', '.join(unknown)}: it takes {', '.join(allowed)}")

@@ -40,7 +40,7 @@ import openai
 
 from ..errors import ConfigError, NsDspyError
 from ..types import Exemplar
-from .base import BINS, Simulator
+from .base import BINS, Simulator, check_options
 from .prompt import PROMPT_VERSION, prompt_pieces, prompt_text
 
 __all__ = ["EndpointError", "EndpointSimulator", "ServerTokens", "parse_choice", "align_tokens",
@@ -233,6 +233,7 @@ class EndpointSimulator(Simulator):
     """
 
     kind: ClassVar[str] = "endpoint"
+    run_options: ClassVar[str] = "refuse"
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, top_logprobs: int = 15,
                  concurrency: int = 8, timeout: float = 60, retries: int = 4, style: str = "echo",
@@ -270,9 +271,7 @@ class EndpointSimulator(Simulator):
             raise ConfigError(f"bad endpoint simulator 'endpoint:{_public_url(url or arg)}': write "
                               "endpoint:URL@MODEL, e.g. endpoint:http://127.0.0.1:8000/v1@my-model")
         allowed = ("api_key", "top_logprobs", "concurrency", "timeout", "retries", "style", "backoff")
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ConfigError(f"unknown endpoint simulator option(s) {', '.join(unknown)}: use {', '.join(allowed)}")
+        check_options(cls.kind, options, allowed)
         return cls(url, model, **options)
 
     @property

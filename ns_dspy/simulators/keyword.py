@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..types import Exemplar
-from .base import Simulator
+from .base import Simulator, check_options
 
 __all__ = ["KeywordSimulator"]
 
@@ -22,6 +22,7 @@ _WORD = re.compile(r"[A-Za-z0-9_]+")
 
 class KeywordSimulator(Simulator):
     kind = "keyword"
+    run_options = "ignore"
 
     @property
     def cache_key(self) -> str:
@@ -29,6 +30,11 @@ class KeywordSimulator(Simulator):
 
     @classmethod
     def from_spec(cls, arg: str, **options) -> "KeywordSimulator":
+        check_options(cls.kind, options, ())
+        if arg:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"the keyword simulator takes no argument, got 'keyword:{arg}': write keyword")
         return cls()
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:

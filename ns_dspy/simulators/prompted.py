@@ -27,7 +27,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..models.subject import Subject, load_subject
 from ..types import Exemplar
-from .base import Simulator
+from .base import Simulator, check_options
 from .bins import bin_token_ids, expected_value
 from .prompt import PROMPT_VERSION, encode_pieces, prompt_pieces
 
@@ -84,9 +84,7 @@ class PromptedSimulator(Simulator):
     @classmethod
     def from_spec(cls, arg: str, **options) -> "PromptedSimulator":
         """``prompted[:MODEL]``: load MODEL (default gemma-3-270m); options ``dtype``, ``device``, ``batch_size``."""
-        unknown = sorted(set(options) - set(_SPEC_OPTIONS))
-        if unknown:
-            log.warning("prompted simulator ignores options %s (it takes %s)", unknown, ", ".join(_SPEC_OPTIONS))
+        check_options(cls.kind, options, _SPEC_OPTIONS)
         subject = load_subject(arg or DEFAULT_MODEL, dtype=options.get("dtype") or "auto",
                                device=options.get("device"))
         return cls(subject, batch_size=int(options.get("batch_size") or 16))

@@ -112,7 +112,7 @@ class CachedHypothesis(_Cached):
     def __call__(self, exemplars, *, config: dict | None = None) -> dspy.Prediction:
         agent = self.inner
         key = digest(self.kind, exemplars_digest(exemplars), agent.max_exemplars, agent.threshold, agent.max_chars,
-                     agent.max_quiet, agent.statistics, state_digest(agent.hypothesize), self.lm_key,
+                     agent.max_quiet, agent.statistics, agent.max_tokens, state_digest(agent.hypothesize), self.lm_key,
                      dict(config or {}))
         out = self._outcome(key, lambda: {"explanation": agent(exemplars=exemplars, config=config).explanation})
         return dspy.Prediction(explanation=out["explanation"])
@@ -126,7 +126,7 @@ class CachedDecomposition(_Cached):
     def __call__(self, explanation: str) -> dspy.Prediction:
         agent = self.inner
         key = digest(self.kind, explanation, agent.max_conditions, agent.max_chars, agent.retry_temperature,
-                     state_digest(agent.decompose), self.lm_key)
+                     agent.max_tokens, state_digest(agent.decompose), self.lm_key)
         out = self._outcome(key, lambda: {"conditions": list(agent(explanation=explanation).conditions)})
         return dspy.Prediction(conditions=list(out["conditions"]))
 
@@ -148,7 +148,8 @@ class CachedRefinement(_Cached):
     def __call__(self, seed: str, score, exemplars=None, seeds=()) -> dspy.Prediction:
         agent = self.inner
         settings = [agent.candidates, agent.iterations, agent.patience, agent.min_delta, agent.temperature,
-                    agent.max_history, agent.max_exemplars, agent.feedback, agent.feedback_entries, agent.statistics]
+                    agent.max_history, agent.max_exemplars, agent.feedback, agent.feedback_entries, agent.statistics,
+                    agent.max_tokens, repr(getattr(score, "racing", None))]
         key = digest(self.kind, seed, list(seeds), exemplars_digest(exemplars), self.scored_on, settings,
                      state_digest(agent.refine), self.lm_key)
 
@@ -157,12 +158,12 @@ class CachedRefinement(_Cached):
             return {"explanation": pred.explanation, "score": float(pred.score),
                     "history": [[text, float(value)] for text, value in pred.history],
                     "trajectory": [float(v) for v in pred.trajectory], "failures": int(pred.failures),
-                    "stopped": pred.stopped}
+                    "stopped": pred.stopped, "raced": dict(pred.raced)}
 
         out = self._outcome(key, compute)
         return dspy.Prediction(explanation=out["explanation"], score=out["score"],
                                history=[tuple(h) for h in out["history"]], trajectory=list(out["trajectory"]),
-                               failures=out["failures"], stopped=out["stopped"])
+                               failures=out["failures"], stopped=out["stopped"], raced=dict(out.get("raced") or {}))
 
 
 class CachedEmbedder(Embedder):

@@ -64,3 +64,32 @@ def test_config_reaches_the_lm_for_distinct_drafts(scripted):
                   for k in range(2)]
     assert drafts == ["Cats.", "Kittens."]
     assert [r.config.temperature for r in engine.requests] == [1.0, 1.0]
+
+
+def test_a_parser_system_error_is_an_unusable_answer_retried_fresh(scripted, monkeypatch):
+    """CPython 3.11's parser can raise SystemError when two threads parse deep garbage at once (seen with
+    --concurrency 8); the agent treats it like an unparsable answer: one fresh sample, then a one-line failure."""
+    import numpy as np
+
+    from ns_dspy.agents import HypothesisAgent
+    from ns_dspy.types import Exemplar
+
+    lm, engine = scripted([{"explanation": "first"}, {"explanation": "the word cat"}])
+    calls = []
+    agent = HypothesisAgent()
+    real = agent.hypothesize.forward
+
+    def flaky(**kwargs):
+        calls.append(kwargs.get("config"))
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=48, after=47)")
+        return real(**kwargs)
+
+    monkeypatch.setattr(agent.hypothesize, "forward", flaky)
+    ex = [Exemplar(tokens=["A", " cat"], activations=np.array([0, 5], np.float32))]
+    import dspy
+
+    with dspy.context(lm=lm):
+        out = agent(exemplars=ex)
+    assert out.explanation in ("first", "the word cat") and len(calls) == 2
+    assert calls[1]["rollout_id"] != (calls[0] or {}).get("rollout_id")

@@ -157,3 +157,57 @@ def test_refinement_sees_the_statistics_and_its_errors_unless_turned_off(tmp_pat
         assert refine
         assert any("   missed: " in p for p in refine) == feedback  # the cat mode misses the dogs
         assert all(("peak in" in p) == statistics for p in refine + [hypothesis])
+
+
+def test_every_neuron_records_its_cost_by_stage_and_the_summary_and_report_show_it(tmp_path):
+    from ns_dspy.cli import _summary_table
+    from ns_dspy.costs import STAGES
+    from ns_dspy.report import render_report
+
+    store = _store(tmp_path)
+    lm, _ = scripted_lm([responder] * 100)
+    run = RunStore(tmp_path / "run.sqlite", {"k": 1})
+    done = explain_units(_program(racing=False), store, [UnitId(0, 1)], run, lm, progress=False)[0]
+    cost = done.trace["cost"]
+    usage = done.trace["lm_usage"]
+    assert (cost["lm_prompt_tokens"], cost["lm_completion_tokens"]) == (usage["prompt_tokens"],
+                                                                        usage["completion_tokens"])
+    assert set(cost["seconds"]) <= set(STAGES) and {"hypothesis", "refinement", "scoring"} <= set(cost["seconds"])
+    valid = sum(len(ex.tokens) for kind in ("top", "random") for ex in store.exemplars(UnitId(0, 1), "valid", kind))
+    test = sum(len(ex.tokens) for kind in ("top", "random") for ex in store.exemplars(UnitId(0, 1), "test", kind))
+    scored = {h[0] for c in done.trace["clusters"] for h in c["history"]}
+    candidates = {c[0] for c in done.trace["stats_candidates"]} if "stats_candidates" in done.trace else set()
+    # every explanation scored on valid once (refinement histories, the statistical candidates, the combined
+    # modes), and on test the finals, the statistical row and the combined modes: a lower bound that must hold
+    assert cost["simulated_tokens"] >= valid * len(scored | candidates) + test * (len(done.trace["finals"]) + 1)
+    assert sum(cost["seconds"].values()) <= done.seconds + 0.5
+    table = _summary_table([done])
+    assert "simulated" in table and f"{cost['simulated_tokens']:>10}" in table
+    page = render_report(tmp_path / "run.sqlite")
+    assert "data-cost" in page and f"simulated {cost['simulated_tokens']} tokens" in page
+
+
+def test_racing_spends_fewer_simulated_tokens_on_the_same_choice(tmp_path):
+    store = _store(tmp_path)
+    results = {}
+    for racing in (False, True):
+        lm, _ = scripted_lm([responder] * 100)
+        run = RunStore(tmp_path / f"run-{racing}.sqlite", {"k": 1})
+        results[racing] = explain_units(_program(racing=racing), store, [UnitId(0, 1)], run, lm, progress=False)[0]
+    assert {f["explanation"] for f in results[True].trace["finals"]} == \
+        {f["explanation"] for f in results[False].trace["finals"]}
+    assert results[True].trace["cost"]["simulated_tokens"] <= results[False].trace["cost"]["simulated_tokens"]
+
+
+def test_every_agent_bounds_its_answer_length(tmp_path):
+    store = _store(tmp_path)
+    lm, engine = scripted_lm([responder] * 100)
+    run = RunStore(tmp_path / "run.sqlite", {"k": 1})
+    explain_units(_program(), store, [UnitId(0, 1)], run, lm, progress=False)
+    by_agent = {}
+    for prompt, request in zip(engine.prompts, engine.requests):
+        agent = ("refinement" if "[[ ## history ## ]]" in prompt else
+                 "decomposition" if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]
+                 else "hypothesis")
+        by_agent.setdefault(agent, set()).add(request.config.max_tokens)
+    assert by_agent == {"hypothesis": {512}, "decomposition": {512}, "refinement": {192}}

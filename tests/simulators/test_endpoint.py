@@ -234,3 +234,43 @@ def test_simulate_works_inside_a_running_event_loop(server):
     direct, nested = asyncio.run(main())
     np.testing.assert_array_equal(direct[0][0], nested[0][0])
     assert direct[0][0][1] > 8
+
+
+def test_every_command_reaches_the_endpoint_simulator_with_its_run_options(tmp_path, capsys, monkeypatch):
+    """The commands pass --dtype / --device to every simulator; an endpoint one runs on its server and must
+    accept the defaults (the README's own command failed on this), and refuse a concrete value in one line."""
+    from ns_dspy.cli import main
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.exemplars import LayerData, write_store
+    from ns_dspy.simulators import build_simulator
+
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    words = ["The", " cat", " sat", " on", " a", " mat", " dog", " ran"]
+    windows = np.array([[0, 1, 2, 3, 4, 5], [0, 6, 7, 3, 4, 5]] * 3)
+    acts = np.where(np.isin(windows, [1, 6]), 5.0, 0.0).astype(np.float32)[None]
+    slots = {(split, "top"): (np.array([[2 * s, 2 * s + 1]]), acts[:, [2 * s, 2 * s + 1]])
+             for s, split in enumerate(("train", "valid", "test"))}
+    layer = LayerData(units=np.array([0]), slots=slots, stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
+    store = write_store(tmp_path / "store", manifest={"model": {"name": "toy"}}, strings=words, windows=windows,
+                        window_split=np.array([0, 0, 1, 1, 2, 2]), layers={0: layer})
+    with FakeOpenAIServer() as server:
+        spec = f"endpoint:{server.url}@fake"
+        assert build_simulator(spec, dtype="auto", device=None).cache_key.startswith("endpoint|")
+        with pytest.raises(ConfigError, match="--dtype bfloat16 sets how a local simulator runs"):
+            build_simulator(spec, dtype="bfloat16", device=None)
+        assert main(["score", str(store), "0:0", "the words cat and dog", "--simulator", spec, "--table", "0"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("unit 0:0, test: score ") and float(out.split("score ")[1].split()[0]) > 0.5
+        assert main(["score", str(store), "0:0", "cat", "--simulator", spec, "--dtype", "float32"]) == 2
+        assert "leave --dtype out" in capsys.readouterr().err
+
+
+def test_every_backend_refuses_an_option_it_does_not_take_in_one_line():
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.simulators import build_simulator
+
+    for spec in ("keyword", "endpoint:http://127.0.0.1:9/v1@m", "prompted:gemma-3-270m", "finetuned:gemma-3-270m"):
+        with pytest.raises(ConfigError, match=r"unknown \w+ simulator option\(s\) batch_sise: it takes"):
+            build_simulator(spec, batch_sise=4)  # refused before any model is loaded
+    with pytest.raises(ConfigError, match="takes no argument"):
+        build_simulator("keyword:x")

@@ -1,0 +1,140 @@
+"""Racing: score candidate explanations on growing prefixes of the valid data and drop the clear losers early.
+
+Refinement scores every candidate on every valid exemplar, which is most of its simulation cost. A race scores
+all candidates on a small stratified share of the valid exemplars first, then only the ones that may still win
+on a larger share, and only the survivors on all of them (successive stages, as in racing algorithms for model
+selection). A candidate is dropped at a stage when a paired, stratified bootstrap over that stage's exemplars
+says it beats the stage's leader with probability below ``delta``; the leader is the best of the candidates
+and the reference (the incumbent best explanation, already scored on all valid data). With ``s`` stages before
+the full set, the chance of dropping the explanation that would have won on all valid data is about ``s *
+delta`` at most (one comparison per stage; the bootstrap's estimate of it, not an exact bound).
+
+The pooled Pearson r of the score is not a sum over exemplars, but its sufficient statistics are: each exemplar
+contributes (n, sum p, sum t, sum p^2, sum t^2, sum p t), so a bootstrap resample is a weighted sum of those rows,
+and thousands of resamples cost a matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["Racing", "stage_order", "beat_probability", "moments", "informative"]
+
+
+@dataclass(frozen=True)
+class Racing:
+    """How a race is run.
+
+    Args:
+        stages: shares of the valid exemplars scored before the full set, increasing, each in (0, 1).
+        delta: a candidate is dropped when its bootstrap probability of beating the leader by more than
+            ``epsilon`` is below this.
+        epsilon: the indifference zone: a candidate that can beat the leader by at most this much is not worth
+            scoring further (the race then picks an explanation within ``epsilon`` of the best, with probability
+            about ``1 - stages * delta``).
+        min_exemplars: a stage with fewer valid exemplars is skipped: on a handful of windows a bootstrap
+            cannot see what it has not sampled (a cue that occurs in none of them), and is overconfident.
+        resamples: bootstrap resamples per comparison.
+        seed: seeds the exemplar order and the resamples (a race is deterministic).
+    """
+
+    stages: tuple[float, ...] = (0.125, 0.25, 0.5)
+    delta: float = 0.05
+    epsilon: float = 0.0
+    min_exemplars: int = 10
+    resamples: int = 400
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        stages = tuple(float(s) for s in self.stages)
+        if any(not 0.0 < s < 1.0 for s in stages) or list(stages) != sorted(set(stages)):
+            raise ConfigError(f"racing stages must be increasing shares in (0, 1), got {self.stages!r}")
+        if not 0.0 < self.delta < 0.5:
+            raise ConfigError(f"racing delta must be in (0, 0.5), got {self.delta}")
+        if not 0.0 <= self.epsilon < 1.0:
+            raise ConfigError(f"racing epsilon must be in [0, 1), got {self.epsilon}")
+        if self.min_exemplars < 2:
+            raise ConfigError(f"racing min_exemplars must be at least 2, got {self.min_exemplars}")
+        if self.resamples < 50:
+            raise ConfigError(f"racing needs at least 50 bootstrap resamples, got {self.resamples}")
+        object.__setattr__(self, "stages", stages)
+
+    def sizes(self, n: int) -> list[int]:
+        """Exemplars scored at each stage, the last being all ``n``; stages too small to judge (under
+        ``min_exemplars``) or no smaller than the next are skipped."""
+        out: list[int] = []
+        for share in self.stages:
+            k = int(math.ceil(share * n))
+            if self.min_exemplars <= k < n and (not out or k > out[-1]):
+                out.append(k)
+        return out + [n]
+
+
+def stage_order(kinds: Sequence[str], seed: int = 0) -> list[int]:
+    """A permutation of the exemplar indices such that every prefix holds each kind (top, random) in about its
+    share of the whole: the kinds are shuffled apart and interleaved by their rank / count."""
+    rng = np.random.default_rng(seed)
+    keyed = []
+    for kind in dict.fromkeys(kinds):
+        members = [i for i, k in enumerate(kinds) if k == kind]
+        members = [members[j] for j in rng.permutation(len(members))]
+        keyed += [((r + 0.5) / len(members), kind, i) for r, i in enumerate(members)]
+    return [i for _, _, i in sorted(keyed)]
+
+
+def moments(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> np.ndarray:
+    """Per exemplar ``[n, sum p, sum t, sum p^2, sum t^2, sum p t]`` (float64, shape ``(len, 6)``); predictions
+    and truth are each divided by a common scale first, which leaves r unchanged."""
+    scale_t = max((float(np.abs(t).max()) for t in trues if np.size(t)), default=1.0) or 1.0
+    rows = []
+    for p, t in zip(preds, trues):
+        p = np.asarray(p, dtype=np.float64) / 10.0
+        t = np.asarray(t, dtype=np.float64) / scale_t
+        rows.append([p.size, p.sum(), t.sum(), p @ p, t @ t, p @ t])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def informative(m: np.ndarray) -> bool:
+    """Whether predictions with these :func:`moments` vary at all over the exemplars: an explanation that predicts
+    the same value on every token of a stage (its cue occurs in none of them) says nothing there and cannot be
+    judged on it."""
+    n, sp, _, spp, _, _ = m.sum(axis=0)
+    return bool(spp - sp * sp / n > 1e-9 * n)
+
+
+def _r(m: np.ndarray) -> np.ndarray:
+    """Pearson r from summed moments (last axis of size 6); 0 where either side is constant."""
+    n, sp, st, spp, stt, spt = np.moveaxis(m, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vp = spp - sp * sp / n
+        vt = stt - st * st / n
+        cov = spt - sp * st / n
+        r = cov / np.sqrt(vp * vt)
+    ok = (vp > 1e-12 * n) & (vt > 1e-12 * n)
+    return np.where(ok, np.clip(np.nan_to_num(r), -1.0, 1.0), 0.0)
+
+
+def _weights(kinds: Sequence[str], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap weights ``(resamples, len(kinds))``: each kind resampled with replacement within itself."""
+    w = np.zeros((resamples, len(kinds)))
+    for kind in dict.fromkeys(kinds):
+        idx = np.flatnonzero(np.asarray(kinds) == kind)
+        w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=resamples)
+    return w
+
+
+def beat_probability(candidate: np.ndarray, leaders: Sequence[np.ndarray], kinds: Sequence[str], *,
+                     margin: float = 0.0, resamples: int = 400, seed: int = 0) -> float:
+    """The bootstrap probability that ``candidate`` scores above every one of ``leaders`` by more than
+    ``margin`` (each a :func:`moments` array over the same exemplars, in the same order), with the exemplars
+    resampled within each kind and the same resample for all (a paired comparison). Ties count half."""
+    w = _weights(kinds, resamples, np.random.default_rng(seed))
+    mine = _r(w @ candidate) - margin
+    best = np.max(np.stack([_r(w @ m) for m in leaders]), axis=0)
+    return float(np.mean((mine > best) + 0.5 * (mine == best)))
