@@ -453,3 +453,40 @@ def test_bad_lm_settings_leave_no_run_file_and_the_corrected_command_runs(store,
             assert not run.exists()
         assert main([str(a) for a in base + ["--lm", good]]) == 0
     assert "0:1 done" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_huge_neuron_range_is_refused_before_anything_is_built(capsys):
+    import time
+
+    from ns_dspy.cli import main
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.recording.config import parse_int_set
+
+    start = time.perf_counter()
+    for text in ("0-99999999999", "0-4000000,5-4000000"):
+        with pytest.raises(ConfigError):
+            parse_int_set(text, "neurons")
+    assert time.perf_counter() - start < 1.0  # no set of 10^11 numbers was built
+    assert parse_int_set("0-99,512", "neurons") == list(range(100)) + [512]
+    assert main(["record", "--out", "/nonexistent/x", "--neurons", "0-99999999999", "--layers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "below 4294967296" in err
+
+
+def test_a_simulator_that_predicts_nan_is_one_line_not_a_traceback(store, capsys, monkeypatch):
+    import numpy as np
+
+    from ns_dspy.cli import main
+    from ns_dspy.simulators.keyword import KeywordSimulator
+
+    real = KeywordSimulator.simulate
+
+    def broken(self, explanations, exemplars):
+        out = real(self, explanations, exemplars)
+        out[0][0] = np.full_like(out[0][0], np.nan)
+        return out
+
+    monkeypatch.setattr(KeywordSimulator, "simulate", broken)
+    assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "non-finite activation" in err

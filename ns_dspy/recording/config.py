@@ -8,10 +8,15 @@ from dataclasses import asdict, dataclass
 from ..config import opt
 from ..errors import ConfigError, ModelError
 from ..models.offline import DEFAULT_MODEL
+from ..types import UNIT_LIMIT
 
 __all__ = ["RecordConfig", "parse_int_set"]
 
 _RANGE_RE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+MAX_SET = 1 << 22
+"""The most numbers a ``--layers`` / ``--neurons`` list may name (the widest MLPs have ~10^5 units)."""
 
 
 def parse_int_set(text: str, what: str) -> list[int]:
@@ -26,6 +31,11 @@ def parse_int_set(text: str, what: str) -> list[int]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise ConfigError(f"bad {what} range {part.strip()!r}: the end is below the start")
+        if hi >= UNIT_LIMIT:  # checked before the set is built: 0-99999999999 would fill the memory first
+            raise ConfigError(f"bad {what} range {part.strip()!r}: numbers must be below {UNIT_LIMIT} (2^32)")
+        if len(out) + hi - lo + 1 > MAX_SET:
+            raise ConfigError(f"bad {what} {text.strip()[:40]!r}: more than {MAX_SET:,} numbers; no model has that "
+                              "many layers or units")
         out.update(range(lo, hi + 1))
     if not out:
         raise ConfigError(f"no {what} given")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import costs
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
 from .correlation import Correlation, pooled
@@ -88,6 +88,12 @@ def simulate(simulator: Simulator, explanations: Sequence[str], exemplars: Seque
     cost (:mod:`ns_dspy.costs`)."""
     start = time.perf_counter()
     preds = simulator.simulate(list(explanations), list(exemplars))
+    for i, row in enumerate(preds):
+        for j, p in enumerate(row):
+            if not np.all(np.isfinite(p)):
+                raise ModelError(f"simulator {getattr(simulator, 'kind', type(simulator).__name__)} predicted a "
+                                 f"non-finite activation (NaN or infinity) for explanation {i + 1}, exemplar "
+                                 f"{j + 1}: it is broken (a simulator predicts 0..10); check its model or server")
     costs.simulated(len(explanations) * sum(len(ex.tokens) for ex in exemplars), time.perf_counter() - start)
     return preds
 
