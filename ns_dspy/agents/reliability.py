@@ -58,8 +58,9 @@ def fresh_rollout(salt: int = 0) -> int:
     return (current_attempt() + 1) * FRESH_STRIDE + int(salt) % FRESH_STRIDE
 
 
-def check_budget(stage: str) -> None:
-    """Raise :class:`OverBudget` if the neuron's budget (``dspy.context(ns_dspy_budget=...)``) is spent."""
+def check_budget(stage: str, ahead_s: float = 0.0) -> None:
+    """Raise :class:`OverBudget` if the neuron's budget (``dspy.context(ns_dspy_budget=...)``) is spent, or will
+    be in ``ahead_s`` seconds (a retry's wait)."""
     budget = dspy.settings.get(BUDGET_KEY)
-    if budget is not None and time.monotonic() > budget[0]:
+    if budget is not None and time.monotonic() + ahead_s > budget[0]:
         raise OverBudget(f"over its time budget ({budget[1]:g} s): stopped before the {stage} LM call")

@@ -124,6 +124,13 @@ class RetryingLM(dspy.LM):
             return None
         return 0.0 if kind == "timeout" else self.retry.delay(attempt, _retry_after(err))
 
+    @staticmethod
+    def _within_budget(wait: float) -> None:
+        """A retry is not started when the neuron's time budget (``--neuron-budget``) is spent by then."""
+        from ..agents.reliability import check_budget  # agents import lms: only at call time
+
+        check_budget("retried", ahead_s=wait)
+
     def __call__(self, prompt=None, *, messages=None, **kwargs):
         attempt = 0
         while True:
@@ -133,6 +140,7 @@ class RetryingLM(dspy.LM):
                 wait = self._failed(err, attempt)
                 if wait is None:
                     raise
+            self._within_budget(wait)
             time.sleep(wait)
             attempt += 1
 
@@ -145,6 +153,7 @@ class RetryingLM(dspy.LM):
                 wait = self._failed(err, attempt)
                 if wait is None:
                     raise
+            self._within_budget(wait)
             await asyncio.sleep(wait)
             attempt += 1
 

@@ -217,6 +217,25 @@ def test_retries_wait_a_bounded_time_whatever_the_server_says_and_count_each_fai
         assert server.calls == 7 and sum(lm.faults.values()) == 5
 
 
+def test_no_retry_starts_once_the_neurons_budget_would_be_spent_by_its_wait():
+    import dspy
+
+    from ns_dspy.agents.reliability import BUDGET_KEY, OverBudget
+    from ns_dspy.lms.retry import RetryPolicy
+
+    with FakeChatServer(lambda body: (500, {"error": {"message": "boom"}})) as server:
+        lm = make_lm(f"endpoint:{server.url}@fake", cache=False, timeout=5)
+        lm.retry = RetryPolicy(retries=3, base_s=1.0, max_s=2.0)
+        start = time.monotonic()
+        with dspy.context(**{BUDGET_KEY: (start + 0.5, 0.5)}), pytest.raises(OverBudget, match="retried LM call"):
+            lm("hi")
+        assert server.calls == 1 and time.monotonic() - start < 0.5  # the first wait alone would pass the budget
+        with pytest.raises(Exception, match="boom"):  # without a budget the retries run as before
+            lm.retry = RetryPolicy(retries=1, base_s=0.01, max_s=0.02)
+            lm("again")
+        assert server.calls == 3
+
+
 def test_explain_cli_passes_lm_timeout_and_neuron_budget(store, tmp_path, capsys):
     release = threading.Event()
 
@@ -236,9 +255,9 @@ def test_explain_cli_passes_lm_timeout_and_neuron_budget(store, tmp_path, capsys
             release.set()
         elapsed = time.monotonic() - start
     out = capsys.readouterr().out
-    # the hung call timed out after 1 s and was retried; then the neuron was over its 0.5 s budget
-    assert code == 1 and elapsed < 15 and server.calls == 2
-    assert "over its time budget (0.5 s): stopped before the decomposition LM call" in out
+    # the hung call timed out after 1 s; the neuron was then over its 0.5 s budget, so no retry was started
+    assert code == 1 and elapsed < 15 and server.calls == 1
+    assert "over its time budget (0.5 s): stopped before the retried LM call" in out
     assert "failed: 1 (budget 1)" in out.splitlines()
 
 
