@@ -6,6 +6,7 @@
 Both runs explain the same ``--neurons`` trigger-word neurons of a toy store with the keyword simulator and an
 exact word embedder, through the command line (``ns_dspy.cli.main``), each against its own fake
 OpenAI-compatible server on 127.0.0.1 (``tests/fault_lm.py``) whose valid answers take ``--latency`` seconds.
+The faulty run is made twice: with hedged LM calls (the default) and with ``--no-lm-hedge``.
 The faulty server fails a share ``--rate`` of calls, spread evenly over HTTP 500, HTTP 429 (``Retry-After:
 1``), a connection closed without an answer, a hang of ``--hang`` seconds (longer than ``--lm-timeout``) and
 garbage text no adapter can parse; which calls fail is drawn from ``--seed`` and each request's content. Each
@@ -52,7 +53,7 @@ def _line(text: str, prefix: str) -> str:
     return next((line[len(prefix):].strip() for line in text.splitlines() if line.startswith(prefix)), "-")
 
 
-def scenario(work: Path, args, rate: float) -> dict:
+def scenario(work: Path, args, rate: float, *extra: str) -> dict:
     """Explain ``args.neurons`` neurons against a server failing ``rate`` of its calls, then rerun."""
     work.mkdir(parents=True)
     os.environ["NS_DSPY_CACHE"] = str(work / "sim-cache")
@@ -62,7 +63,7 @@ def scenario(work: Path, args, rate: float) -> dict:
     result = {"rate": rate}
     with FakeChatServer(explainer) as server:
         argv = explain_argv(store.path, work / "run.sqlite", server.url, args.neurons, "--lm-timeout",
-                            str(args.lm_timeout), "--concurrency", str(args.concurrency))
+                            str(args.lm_timeout), "--concurrency", str(args.concurrency), *extra)
         for name in ("first", "rerun"):
             seconds, out = _explain(argv)
             records = RunStore(work / "run.sqlite").records()
@@ -94,11 +95,12 @@ def main_(argv: list[str] | None = None) -> None:
         _warm_up(Path(tmp) / "warm-up", args)
         clean = scenario(Path(tmp) / "fault-free", args, 0.0)
         faulty = scenario(Path(tmp) / "faulty", args, args.rate)
+        unhedged = scenario(Path(tmp) / "faulty-unhedged", args, args.rate, "--no-lm-hedge")
     n = args.neurons
     print(f"ns-dspy explain of {n} neurons, --concurrency {args.concurrency}, --lm-timeout {args.lm_timeout:g} s; "
           f"valid answers take {args.latency:g} s, hangs {args.hang:g} s; seed {args.seed}")
     print(f"{'run':<16} {'done':>6} {'wall s':>7} {'rerun done':>10} {'wall s':>7} {'total s':>8} {'LM calls':>9}")
-    for name, r in (("fault-free", clean), (f"{args.rate:.0%} faults", faulty)):
+    for name, r in (("fault-free", clean), (f"{args.rate:.0%} faults", faulty), ("  --no-lm-hedge", unhedged)):
         total = r["first"]["seconds"] + r["rerun"]["seconds"]
         print(f"{name:<16} {r['first']['done']:>3}/{n:<2} {r['first']['seconds']:>7.1f} {r['rerun']['done']:>7}/{n:<2} "
               f"{r['rerun']['seconds']:>7.1f} {total:>8.1f} {r['calls']:>9}")
@@ -106,14 +108,18 @@ def main_(argv: list[str] | None = None) -> None:
     print(f"faults injected: {sum(faulty['injected'].values())} ({injected})")
     print(f"summary of the faulty first run: failed: {faulty['first']['failed']}; "
           f"LM call failures: {faulty['first']['lm_failures']}")
-    for name, r in (("fault-free", clean), ("faulty", faulty)):
+    for name, r in (("fault-free", clean), ("faulty", faulty), ("unhedged faulty", unhedged)):
         for error in r["first"]["errors"]:
             print(f"failed in the {name} first run: {error[:160]}")
     first = faulty["first"]["seconds"] / clean["first"]["seconds"]
     total = (faulty["first"]["seconds"] + faulty["rerun"]["seconds"]) / clean["first"]["seconds"]
     print(f"wall time faulty / fault-free: first run {first:.2f}x, first run + rerun {total:.2f}x (target <= 2x)")
+    first = unhedged["first"]["seconds"] / clean["first"]["seconds"]
+    total = (unhedged["first"]["seconds"] + unhedged["rerun"]["seconds"]) / clean["first"]["seconds"]
+    print(f"  with --no-lm-hedge: first run {first:.2f}x, first run + rerun {total:.2f}x; "
+          f"its LM call failures: {unhedged['first']['lm_failures']}")
     if faulty["hangs"]:
-        print(f"hung calls: {len(faulty['hangs'])}, each given up by the client after "
+        print(f"hung calls: {len(faulty['hangs'])}, each given up by the client after "  # hedged or not
               f"{min(faulty['hangs']):.2f}-{max(faulty['hangs']):.2f} s (--lm-timeout {args.lm_timeout:g})")
 
 

@@ -34,10 +34,11 @@ import numpy as np
 
 from ns_dspy.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ns_dspy.errors import ConfigError, NsDspyError
-from ns_dspy.report.data import cluster_of_conditions, mean_trajectories, neuron_trajectory
+from ns_dspy.report.data import mean_trajectories, neuron_trajectory
 from ns_dspy.report.html import PALETTE
 from ns_dspy.runs import NeuronRecord
 from ns_dspy.runs.read import RunData, read_run, statistical_row
+from ns_dspy.trace import Statistical
 from ns_dspy.types import UnitId
 
 log = logging.getLogger("paper_analysis")
@@ -82,12 +83,11 @@ def _md_cell(text: object) -> str:
 # -- Table 1 ------------------------------------------------------------------------------------------------------
 def same_modes(a: NeuronRecord, b: NeuronRecord) -> bool:
     """Both runs decomposed and clustered this neuron identically (same conditions, same clusters)."""
-    return (a.trace.get("conditions") == b.trace.get("conditions")
-            and [c.get("members") for c in a.trace.get("clusters") or []]
-            == [c.get("members") for c in b.trace.get("clusters") or []])
+    ta, tb = a.typed_trace, b.typed_trace
+    return ta.conditions == tb.conditions and [m.members for m in ta.modes] == [m.members for m in tb.modes]
 
 
-def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[dict]:
+def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[Statistical]:
     """The statistical explainer's scores stored in the traces of the first run (refine first) that has them."""
     for mode in ("refine", "norefine", "baseline"):
         if mode not in runs:
@@ -118,8 +118,8 @@ def table1(runs: dict[str, RunData], model: str) -> dict:
                          "number": number, "number_se": number_se, "lm_tokens_per_neuron": tokens})
         stats = _statistical_rows(runs, layer)
         if stats:  # the no-LM explanation every run computes on the same neurons and data
-            test, test_se = mean_se([s["test"] for s in stats])
-            valid, valid_se = mean_se([s["valid"] for s in stats])
+            test, test_se = mean_se([s.test for s in stats])
+            valid, valid_se = mean_se([s.valid for s in stats])
             rows.append({"model": model, "layer": layer, "mode": "stats", "method": METHODS["stats"],
                          "neurons": len(stats), "failed": 0, "score_test": test, "score_test_se": test_se,
                          "score_valid": valid, "score_valid_se": valid_se, "number": 1.0, "number_se": 0.0,
@@ -214,8 +214,8 @@ def pick_figure2b(run: RunData, neuron: str = "") -> NeuronRecord | None:
         if record is None or record.status != "done":
             raise ConfigError(f"analysis.figure2b_neuron {neuron} is not a finished neuron of {run.path}")
         return record
-    candidates = [r for r in run.done if len(r.trace.get("conditions") or []) >= 2]
-    return min(candidates, key=lambda r: (-(r.number or 0), -len(r.trace["conditions"]), r.unit), default=None)
+    candidates = [r for r in run.done if len(r.typed_trace.conditions) >= 2]
+    return min(candidates, key=lambda r: (-(r.number or 0), -len(r.typed_trace.conditions), r.unit), default=None)
 
 
 def pca2(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
@@ -232,10 +232,10 @@ def pca2(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
 
 
 def figure2b(run: RunData, record: NeuronRecord, embedder) -> dict:
-    conditions = list(record.trace["conditions"])
-    labels = cluster_of_conditions(record.trace)
+    trace = record.typed_trace
+    conditions, labels = list(trace.conditions), trace.condition_modes()
     coords, ratios = pca2(embedder.embed(conditions))
-    reps = [c.get("representative") for c in record.trace.get("clusters") or []]
+    reps = [m.representative for m in trace.modes]
     return {"unit": str(record.unit), "embedder": embedder.name,
             "noise_policy": ((run.config.get("explain") or {}).get("cluster") or {}).get("noise"),
             "explained_variance": ratios, "points": [
@@ -276,12 +276,13 @@ def table3(runs: dict[str, RunData]) -> list[dict]:
         b, o = base[unit], ours[unit]
         if b.status != "done" or o.status != "done":
             continue
-        bf = (b.trace.get("finals") or [{}])[0]
-        rows.append({"unit": str(unit), "layer": unit.layer, "baseline": bf.get("explanation"),
+        b_finals, o_finals = b.typed_trace.finals, o.typed_trace.finals
+        rows.append({"unit": str(unit), "layer": unit.layer,
+                     "baseline": b_finals[0].explanation if b_finals else None,
                      "baseline_valid": b.score_valid, "baseline_test": b.score_test,
-                     "neuronscope": [f.get("explanation") for f in o.trace.get("finals") or []],
-                     "neuronscope_valid_each": [f.get("valid") for f in o.trace.get("finals") or []],
-                     "neuronscope_test_each": [f.get("test") for f in o.trace.get("finals") or []],
+                     "neuronscope": [f.explanation for f in o_finals],
+                     "neuronscope_valid_each": [f.valid for f in o_finals],
+                     "neuronscope_test_each": [f.test for f in o_finals],
                      "neuronscope_valid": o.score_valid, "neuronscope_test": o.score_test, "number": o.number})
     return rows
 

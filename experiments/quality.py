@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         program = NeuronScope(simulator, None, ExplainConfig(method="stats", **settings))
         records = {r.unit: r for r in explain_units(program, store, units, stats_run, None, progress=True)}
         log.info("statistical explainer: %d neurons in %.0f s", len(records), time.perf_counter() - start)
-        stats_text = {u: (records[u].trace.get("finals") or [{}])[0].get("explanation") for u in units
-                      if records[u].status == "done"}
+        stats_text = {u: records[u].typed_trace.finals[0].explanation for u in units
+                      if records[u].status == "done" and records[u].typed_trace.finals}
         for i, unit in enumerate(units):
             row = results[str(unit)]
             rec = records[unit]
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 for rec in explain_units(NeuronScope(simulator, embedder, config), store, units, run, lm):
                     if rec.status == "done":
                         results[str(rec.unit)][mode] = {
-                            "explanations": [f["explanation"] for f in rec.trace.get("finals", [])],
+                            "explanations": [f.explanation for f in rec.typed_trace.finals],
                             "valid": rec.score_valid, "test": rec.score_test, "number": rec.number,
                             "lm_tokens": rec.lm_tokens, "seconds": rec.seconds}
                     else:

@@ -146,19 +146,19 @@ def _summary_table(records) -> str:
     lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
     for r in records:
         if r.status == "done":
-            best = max(r.trace.get("finals", []), key=lambda f: f.get("valid") or -1, default={})
-            text = best.get("explanation", "")
+            best = r.typed_trace.best_final()
+            text = best.explanation if best else ""
             lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
                          f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
         else:
             lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
                          f"{r.seconds or 0:>6.0f}  {r.error}")
-    kinds = Counter(r.trace.get("failure") or "other" for r in records if r.status != "done")
+    kinds = Counter(r.typed_trace.failure or "other" for r in records if r.status != "done")
     if kinds:
         lines.append(f"failed: {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
     faults = Counter()  # transient LM failures met while explaining (each retried, up to the retry limit), by kind
     for r in records:
-        faults.update((r.trace.get("lm_usage") or {}).get("faults") or {})
+        faults.update(r.typed_trace.faults)
     if faults:
         lines.append(f"LM call failures: {sum(faults.values())} "
                      f"({', '.join(f'{k} {n}' for k, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0])))})")
@@ -168,9 +168,9 @@ def _summary_table(records) -> str:
         lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
                      f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
         stats = statistical_rows(done)
-        if stats and any(r.trace.get("method") != "stats" for r in done):
+        if stats and any(r.typed_trace.method != "stats" for r in done):
             lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
-                         f"valid {mean([s['valid'] for s in stats]):.3f}, test {mean([s['test'] for s in stats]):.3f}")
+                         f"valid {mean([s.valid for s in stats]):.3f}, test {mean([s.test for s in stats]):.3f}")
     lines += _cost_table(records)
     return "\n".join(lines)
 
@@ -179,6 +179,7 @@ def _cost_table(records) -> list[str]:
     """Per neuron: LM prompt / completion tokens, simulated tokens and seconds by stage (and their means)."""
     from .costs import STAGES
     from .runs.read import cost_row
+    from .trace import Cost
 
     rows = [(r, c) for r in records if (c := cost_row(r)) is not None]
     if not rows:
@@ -188,15 +189,15 @@ def _cost_table(records) -> list[str]:
     head = f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'simulated':>10} " + " ".join(f"{short[s]:>7}" for s in STAGES)
 
     def line(label, c):
-        return (f"{label:>9} {c['lm_prompt_tokens']:>8.0f} {c['lm_completion_tokens']:>7.0f} "
-                f"{c['simulated_tokens']:>10.0f} " + " ".join(f"{c['seconds'][s]:>7.1f}" for s in STAGES))
+        return (f"{label:>9} {c.lm_prompt_tokens:>8.0f} {c.lm_completion_tokens:>7.0f} "
+                f"{c.simulated_tokens:>10.0f} " + " ".join(f"{c.seconds[s]:>7.1f}" for s in STAGES))
 
     out = ["", head] + [line(str(r.unit), c) for r, c in rows]
     if len(rows) > 1:
         n = len(rows)
-        mean = {k: sum(c[k] for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
-                                                            "simulated_tokens")}
-        mean["seconds"] = {s: sum(c["seconds"][s] for _, c in rows) / n for s in STAGES}
+        mean = Cost(**{k: sum(getattr(c, k) for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
+                                                                            "simulated_tokens")},
+                    seconds={s: sum(c.seconds[s] for _, c in rows) / n for s in STAGES})
         out.append(line("mean", mean))
     return out
 
@@ -234,7 +235,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                                  "state_sha256": read_manifest(args.program)["state_sha256"]}
         run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
     lm = (None if config.method == "stats"  # checked before the run
-          else make_lm(args.lm, temperature=temperature, timeout=args.lm_timeout))
+          else make_lm(args.lm, temperature=temperature, timeout=args.lm_timeout, hedge=not args.no_lm_hedge))
     program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
                             device=args.device, program=args.program)  # a bad simulator or embedder: no run file
     try:
@@ -442,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-call timeout of openai: and endpoint: LMs; a call that times out or fails "
                         "transiently (429, 5xx, a dropped connection) is retried 3 times, waiting at most 4 s "
                         "before a retry (default: 120)")
+    p.add_argument("--no-lm-hedge", action="store_true",
+                   help="do not hedge slow openai:/endpoint: LM calls (by default a call without an answer "
+                        "for 2x the 90th percentile of recent answer times, at least 1 s, is sent once more "
+                        "and the first answer wins; at most 10%% of calls)")
     p.add_argument("--neuron-budget", type=float, default=None, metavar="SECONDS",
                    help="wall-clock budget per neuron, checked before each LM call; a neuron over it is stored "
                         "as failed and retried by a rerun (default: none)")

@@ -16,7 +16,7 @@ both. Beyond the paper, by default the agents read that statistics table, the Re
 best history entries' missed tokens and false alarms on valid (``feedback``); optionally each mode's history
 starts with the statistical explanation too (``seed_stats``): refinement then never ends below it on valid,
 but a whole-neuron word list can then win every mode. Every method's trace carries the statistical
-explanation and its valid score (``trace["statistical"]``; the runner adds its test score), so each run
+explanation and its valid score (``trace.statistical``; the runner adds its test score), so each run
 compares itself with the no-LM row on the same data.
 """
 
@@ -36,6 +36,7 @@ from .errors import ConfigError
 from .scoring import HeldOut, polysemantic
 from .scoring.racing import Racing
 from .simulators.base import Simulator
+from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
 __all__ = ["ExplainConfig", "NeuronScope"]
@@ -105,10 +106,10 @@ class NeuronScope(dspy.Module):
         stats = self._statistical(train, valid)  # no LM: the row every method is compared with
         if self.config.method == "stats":
             return stats
-        statistical = {"explanation": stats.explanations[0], "valid": stats.polysemantic}
+        statistical = Statistical(stats.explanations[0], stats.polysemantic)
         if self.config.baseline:
             pred = self._baseline(train, valid)
-            pred.trace["statistical"] = statistical
+            pred.trace.statistical = statistical
             return pred
         seeds = stats.explanations if self.config.refine and self.config.seed_stats else ()
         with stage("hypothesis"):
@@ -120,27 +121,25 @@ class NeuronScope(dspy.Module):
             clustered = self.clustering(conditions=conditions)
         log.info("%s: %d atomic conditions in %d clusters", valid.unit, len(conditions), len(clustered.clusters))
         scorer = valid_scorer(self.simulator, valid, self._racing())
-        clusters = []
+        modes = []
         for k, cluster in enumerate(clustered.clusters, 1):
-            entry = {"members": list(cluster.members), "representative": cluster.representative}
+            mode = Mode(members=list(cluster.members), representative=cluster.representative)
             if self.config.refine:
                 with stage("refinement"):
                     refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train,
                                               seeds=seeds)
-                entry.update(explanation=refined.explanation, valid=refined.score,
-                             history=[list(h) for h in refined.history], trajectory=list(refined.trajectory))
-                if refined.raced:
-                    entry["raced"] = dict(refined.raced)
+                mode.explanation, mode.valid = refined.explanation, refined.score
+                mode.history = [Candidate(text, score) for text, score in refined.history]
+                mode.trajectory, mode.raced = list(refined.trajectory), dict(refined.raced or {})
                 log.info("%s: cluster %d/%d refined, valid %s (%s)", valid.unit, k, len(clustered.clusters),
                          " -> ".join(f"{v:.3f}" for v in refined.trajectory), refined.stopped)
             else:
-                entry.update(explanation=cluster.representative, valid=scorer([cluster.representative])[0])
-            clusters.append(entry)
-        explanations = [c["explanation"] for c in clusters]
+                mode.explanation, mode.valid = cluster.representative, scorer([cluster.representative])[0]
+            modes.append(mode)
+        explanations = [m.explanation for m in modes]
         combined = polysemantic(self.simulator, explanations, valid)
-        trace = {"raw_explanation": raw, "conditions": list(conditions), "labels": list(clustered.cluster_labels),
-                 "clusters": clusters}
-        trace["statistical"] = statistical
+        trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
+                      modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace)
 
     def _racing(self) -> "Racing | None":
@@ -157,9 +156,9 @@ class NeuronScope(dspy.Module):
             raise AgentError("unit has no activation in its train exemplars: nothing to explain")
         scores = valid_scorer(self.simulator, valid)(candidates)
         best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
-        trace = {"method": "stats", "statistics": evidence.table(),
-                 "stats_candidates": [[c, v] for c, v in zip(candidates, scores)],
-                 "statistical": {"explanation": candidates[best], "valid": scores[best]}}
+        trace = Trace(method="stats", statistics=evidence.table(),
+                      stats_candidates=[Candidate(c, v) for c, v in zip(candidates, scores)],
+                      statistical=Statistical(candidates[best], scores[best]))
         return dspy.Prediction(explanations=[candidates[best]], polysemantic=scores[best], trace=trace)
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
@@ -171,5 +170,5 @@ class NeuronScope(dspy.Module):
                     drafts.append(text)
         scores = valid_scorer(self.simulator, valid)(drafts)
         best = max(range(len(drafts)), key=lambda i: scores[i])
-        trace = {"baseline_candidates": [[d, s] for d, s in zip(drafts, scores)]}
+        trace = Trace(baseline_candidates=[Candidate(d, s) for d, s in zip(drafts, scores)])
         return dspy.Prediction(explanations=[drafts[best]], polysemantic=scores[best], trace=trace)

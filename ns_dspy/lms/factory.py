@@ -86,7 +86,8 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
     """A ``dspy.LM`` for ``spec`` (see the module docstring); ``kw`` goes to the builder (for ``local``:
     ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``; for the others: ``dspy.LM``
     options such as ``cache``, ``num_retries`` (default 3), ``timeout`` (seconds per call, default 120; None
-    means the default), ``api_key``)."""
+    means the default), ``hedge`` (default True: slow calls are hedged, :mod:`ns_dspy.lms.retry`),
+    ``api_key``)."""
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
     if builder is None or not sep or not arg:
@@ -103,7 +104,8 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
         kw["timeout"] = float(timeout) if timeout is not None else DEFAULT_LM_TIMEOUT_S
         from .retry import RetryPolicy  # imports dspy: only when an LM is built
 
-        kw["retry"] = RetryPolicy(retries=kw.pop("num_retries", DEFAULT_LM_RETRIES))
+        kw["retry"] = RetryPolicy(retries=kw.pop("num_retries", DEFAULT_LM_RETRIES), hedge=kw.pop("hedge", True))
+    kw.pop("hedge", None)  # local: LMs run in process, nothing to hedge
     return builder(arg, temperature=temperature, max_tokens=max_tokens, **kw)
 
 

@@ -14,6 +14,15 @@ rate limiter answering ``Retry-After: 3600`` would stop a neuron for an hour). :
   is retried at once (the timeout was the wait).
 
 So one LM call costs at most ``(retries + 1) * timeout + retries * max_s`` (:meth:`RetryPolicy.worst_case_s`).
+
+A call that is merely slow is **hedged** (Dean and Barroso, "The Tail at Scale"): when a try has had no answer
+for ``hedge_factor`` times the 90th percentile of this LM's recent answer times (at least ``hedge_min_s``, and
+only once ``hedge_samples`` answers were timed), the same request is sent once more and the first answer wins;
+the other request is abandoned (it ends on its own within the timeout, and what it costs is counted as usual).
+A hung connection then costs about twice a normal answer instead of the whole timeout. At most ``hedge_share`` of
+tries are hedged, so a server that is slow for everyone gets at most 10% more requests, and no hedge is sent when
+its delay would reach the timeout. Answers faster than 50 ms (the response cache's) are not timed. A request
+outlived by its hedge is counted as ``slow`` in ``lm.faults``; ``hedge=False`` turns hedging off.
 Every transient failure met is counted by kind in ``lm.faults`` (a fresh counter per :meth:`RetryingLM.copy`,
 so per neuron in the runner); :func:`~ns_dspy.lms.factory.lm_usage` reports it, the run file keeps it in each
 neuron's trace and the summary of ``ns-dspy explain`` adds it up.
@@ -22,15 +31,17 @@ neuron's trace and the summary of ``ns-dspy explain`` adds it up.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import queue
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import dspy
 
-__all__ = ["RetryPolicy", "RetryingLM", "fault_kind", "DEFAULT_RETRY"]
+__all__ = ["RetryPolicy", "RetryingLM", "AnswerTimes", "fault_kind", "DEFAULT_RETRY"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,11 @@ class RetryPolicy:
     retries: int = 3
     base_s: float = 0.5
     max_s: float = 4.0
+    hedge: bool = True
+    hedge_factor: float = 2.0
+    hedge_min_s: float = 1.0
+    hedge_samples: int = 8
+    hedge_share: float = 0.1
 
     def __post_init__(self) -> None:
         from .assets import LMError
@@ -48,6 +64,11 @@ class RetryPolicy:
             raise LMError(f"LM retries must be a whole number >= 0, got {self.retries!r}")
         if not 0 <= self.base_s <= self.max_s:
             raise LMError(f"LM backoff must satisfy 0 <= base <= max, got {self.base_s} and {self.max_s}")
+        if not isinstance(self.hedge, bool):
+            raise LMError(f"LM hedge must be true or false, got {self.hedge!r}")
+        if not (self.hedge_factor >= 1 and self.hedge_min_s > 0 and 0 <= self.hedge_share <= 1
+                and self.hedge_samples >= 1):
+            raise LMError("LM hedging needs factor >= 1, a positive minimum delay, a share in [0, 1] and >= 1 sample")
 
     def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``attempt`` (0 = the first retry); ``retry_after``: the server's hint."""
@@ -61,6 +82,54 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+_CACHED_S = 0.05
+"""Answers faster than this came from DSPy's response cache (no network call): they are not timed."""
+
+
+class AnswerTimes:
+    """The recent answer times of one LM and its copies (so of a whole run), and how many tries were hedged."""
+
+    def __init__(self, keep: int = 64):
+        self._times: deque = deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self.tries = 0
+        self.hedged = 0
+
+    def __getstate__(self):
+        with self._lock:
+            return {"times": list(self._times), "keep": self._times.maxlen, "tries": self.tries,
+                    "hedged": self.hedged}
+
+    def __setstate__(self, state):
+        self._times = deque(state["times"], maxlen=state["keep"])
+        self._lock = threading.Lock()
+        self.tries, self.hedged = state["tries"], state["hedged"]
+
+    def timed(self, seconds: float) -> None:
+        if seconds >= _CACHED_S:
+            with self._lock:
+                self._times.append(seconds)
+
+    def hedge_delay(self, policy: RetryPolicy, timeout: float | None) -> float | None:
+        """Seconds after which this try is hedged, or None when it is not (off, too few answers timed yet, or
+        the delay would reach the timeout). Counts the try."""
+        with self._lock:
+            self.tries += 1
+            if not policy.hedge or len(self._times) < policy.hedge_samples:
+                return None
+            ordered = sorted(self._times)
+            p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        delay = max(policy.hedge_min_s, policy.hedge_factor * p90)
+        return None if timeout is not None and delay >= timeout else delay
+
+    def may_hedge(self, policy: RetryPolicy) -> bool:
+        """Whether one more hedge keeps hedged tries within ``policy.hedge_share`` of all tries; counts it."""
+        with self._lock:
+            if self.hedged >= policy.hedge_share * self.tries:
+                return False
+            self.hedged += 1
+            return True
 
 
 def fault_kind(err: BaseException) -> str | None:
@@ -112,14 +181,18 @@ class RetryingLM(dspy.LM):
         self.retry = retry
         self.faults: Counter = Counter()
         self._faults_lock = threading.Lock()
+        self.answer_times = AnswerTimes()  # shared by copies: one run's LM calls
+
+    def _count(self, kind: str) -> None:
+        with self._faults_lock:
+            self.faults[kind] += 1
 
     def _failed(self, err: Exception, attempt: int) -> float | None:
         """Count ``err``; the seconds to wait before retrying it, or None when it is not retried."""
         kind = fault_kind(err)
         if kind is None:
             return None
-        with self._faults_lock:
-            self.faults[kind] += 1
+        self._count(kind)
         if attempt >= self.retry.retries:
             return None
         return 0.0 if kind == "timeout" else self.retry.delay(attempt, _retry_after(err))
@@ -131,11 +204,59 @@ class RetryingLM(dspy.LM):
 
         check_budget("retried", ahead_s=wait)
 
+    def _hedge_delay(self) -> float | None:
+        return self.answer_times.hedge_delay(self.retry, self.kwargs.get("timeout"))
+
+    def _try(self, call):
+        """One try of ``call`` (a request), hedged when it is slow (module docstring); returns its answer or
+        raises the error of its last request to fail."""
+        delay = self._hedge_delay()
+        if delay is None:
+            start = time.monotonic()
+            out = call()
+            self.answer_times.timed(time.monotonic() - start)
+            return out
+        answers: queue.Queue = queue.Queue()
+
+        def send():
+            context = contextvars.copy_context()  # DSPy settings, the neuron's budget and meters go along
+
+            def run():
+                start = time.monotonic()
+                try:
+                    answers.put((True, context.run(call), time.monotonic() - start))
+                except BaseException as err:  # noqa: BLE001 - handed to the waiting caller
+                    answers.put((False, err, time.monotonic() - start))
+
+            # a daemon thread: an abandoned request never holds up the end of the process
+            threading.Thread(target=run, name="ns-dspy-lm-try", daemon=True).start()
+
+        send()
+        pending = 1
+        try:
+            ok, value, took = answers.get(timeout=delay)
+        except queue.Empty:
+            if self.answer_times.may_hedge(self.retry):
+                send()
+                pending += 1
+            ok, value, took = answers.get()
+        while True:
+            pending -= 1
+            if ok:
+                self.answer_times.timed(took)
+                if pending:
+                    self._count("slow")  # outlived by its hedge (or the hedge by it)
+                return value
+            if not pending or fault_kind(value) is None:
+                raise value
+            self._count(fault_kind(value))  # the other request may still answer
+            ok, value, took = answers.get()
+
     def __call__(self, prompt=None, *, messages=None, **kwargs):
         attempt = 0
         while True:
             try:
-                return super().__call__(prompt, messages=messages, **kwargs)
+                return self._try(lambda: super(RetryingLM, self).__call__(prompt, messages=messages, **kwargs))
             except Exception as err:
                 wait = self._failed(err, attempt)
                 if wait is None:
@@ -148,7 +269,7 @@ class RetryingLM(dspy.LM):
         attempt = 0
         while True:
             try:
-                return await super().acall(prompt, messages=messages, **kwargs)
+                return await self._atry(lambda: super(RetryingLM, self).acall(prompt, messages=messages, **kwargs))
             except Exception as err:
                 wait = self._failed(err, attempt)
                 if wait is None:
@@ -156,6 +277,41 @@ class RetryingLM(dspy.LM):
             self._within_budget(wait)
             await asyncio.sleep(wait)
             attempt += 1
+
+    async def _atry(self, call):
+        """:meth:`_try` for coroutines: the slower request is cancelled, not abandoned."""
+        delay = self._hedge_delay()
+        if delay is None:
+            start = time.monotonic()
+            out = await call()
+            self.answer_times.timed(time.monotonic() - start)
+            return out
+        started = {asyncio.ensure_future(call()): time.monotonic()}
+        done, _ = await asyncio.wait(set(started), timeout=delay)
+        if not done and self.answer_times.may_hedge(self.retry):
+            started[asyncio.ensure_future(call())] = time.monotonic()
+        tasks = set(started)
+        try:
+            while True:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                answered = [t for t in done if t.exception() is None]
+                failed = [t for t in done if t.exception() is not None]
+                last = None if answered or tasks else failed.pop()  # raised below, counted by the retry loop
+                for task in failed:
+                    if fault_kind(task.exception()) is None and not answered:
+                        raise task.exception()
+                    if fault_kind(task.exception()):
+                        self._count(fault_kind(task.exception()))
+                if answered:
+                    self.answer_times.timed(time.monotonic() - started[answered[0]])
+                    if tasks:
+                        self._count("slow")
+                    return answered[0].result()
+                if last is not None:
+                    raise last.exception()
+        finally:
+            for task in tasks:
+                task.cancel()
 
     def copy(self, **kwargs):
         copied = super().copy(**kwargs)

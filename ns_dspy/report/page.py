@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..runs import NeuronRecord
 from ..runs.read import RunData, cost_row, statistical_rows
-from .data import best_final, cluster_of_conditions, mean_trajectories, neuron_trajectory
+from ..trace import Final, Mode, Scores, Trace
+from .data import best_final, mean_trajectories, neuron_trajectory
 from .html import PALETTE, esc, heat_tokens, line_chart, num
 
 __all__ = ["render_page"]
@@ -108,7 +109,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def _search(record: NeuronRecord) -> str:
-    text = f"{record.unit} {record.status} {best_final(record).get('explanation', '')} {record.error or ''}"
+    best = best_final(record)
+    text = f"{record.unit} {record.status} {best.explanation if best else ''} {record.error or ''}"
     return esc(text.lower())
 
 
@@ -134,10 +136,10 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
              ("LM tokens", f"{tokens:,}"), ("wall time", f"{seconds / 60:.1f} min")]
     costs = [c for c in map(cost_row, records) if c is not None]
     if costs:
-        cards.append(("simulated tokens / neuron", f"{sum(c['simulated_tokens'] for c in costs) / len(costs):,.0f}"))
+        cards.append(("simulated tokens / neuron", f"{sum(c.simulated_tokens for c in costs) / len(costs):,.0f}"))
     stats = statistical_rows(done)
     if stats and run.mode != "stats":  # the no-LM row on the same neurons and data
-        cards.insert(4, ("statistical explainer: test", num(_mean([s["test"] for s in stats]))))
+        cards.insert(4, ("statistical explainer: test", num(_mean([s.test for s in stats]))))
     out = ['<h2 id="summary-h">Summary</h2><div class="cards">']
     out += [f'<div class="card" data-card="{esc(name)}">{esc(name)}<b>{esc(value)}</b></div>' for name, value in cards]
     out.append('</div><p class="muted">Score: the neuron-level (polysemantic) Pearson correlation of the simulated '
@@ -149,7 +151,7 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
                '<tbody>')
     for r in records:
         best = best_final(r)
-        text = best.get("explanation", "") if r.status == "done" else (r.error or "")
+        text = (best.explanation if best else "") if r.status == "done" else (r.error or "")
         cells = [("unit", f'<a href="#{_anchor(r)}">{esc(r.unit)}</a>', "", r.unit.layer * 1e6 + r.unit.index),
                  ("status", esc(r.status), "", r.status),
                  ("number", esc(r.number if r.number is not None else "\u2013"), "n", r.number),
@@ -177,20 +179,21 @@ def _layer_chart(records: list[NeuronRecord]) -> str:
             'its best score); then the mean over the layer\'s neurons (the paper\'s Figure 2a).</p>' + chart)
 
 
-def _exemplars(trace: dict, limit: int | None) -> str:
-    shown = trace.get("exemplars_shown") or []
+def _exemplars(trace: Trace, limit: int | None) -> str:
+    shown = trace.exemplars_shown
     if not shown:
         return ""
-    scale = max((max(ex["activations"], default=0.0) for ex in shown), default=0.0)
+    scale = max((max(ex.activations, default=0.0) for ex in shown), default=0.0)
     what = "the highest shown"
     if scale <= 0:  # nothing positive (a failed or dead unit): scale by the largest magnitude instead
-        scale = max((abs(a) for ex in shown for a in ex["activations"]), default=0.0)
+        scale = max((abs(a) for ex in shown for a in ex.activations), default=0.0)
         what = "the largest magnitude shown; no activation is positive"
     items = []
     for k, ex in enumerate(shown[: limit] if limit else shown, 1):
-        peak = max(ex["activations"], default=0.0)
-        items.append(f'<div class="exh">#{k} &middot; window {esc(ex.get("window", "?"))} &middot; max {num(peak)}'
-                     f'</div><div class="ex">{heat_tokens(ex["tokens"], ex["activations"], scale)}</div>')
+        peak = max(ex.activations, default=0.0)
+        window = ex.window if ex.window >= 0 else "?"
+        items.append(f'<div class="exh">#{k} &middot; window {esc(window)} &middot; max {num(peak)}'
+                     f'</div><div class="ex">{heat_tokens(ex.tokens, ex.activations, scale)}</div>')
     first, rest = items[:5], items[5:]
     more = (f"<details><summary>{len(rest)} more exemplars</summary>{''.join(rest)}</details>" if rest else "")
     hidden = len(shown) - len(items)
@@ -202,16 +205,16 @@ def _exemplars(trace: dict, limit: int | None) -> str:
             '</span> &middot; hover a token for its value.</p>' + "".join(first) + more)
 
 
-def _history_table(cluster: dict) -> str:
-    history = cluster.get("history") or []
+def _history_table(mode: Mode) -> str:
+    history = mode.history
     if not history:
         return ""
     rows = []
-    for rank, (text, score) in enumerate(history, 1):
+    for rank, (text, score) in enumerate(((c.text, c.score) for c in history), 1):
         tags = []
-        if text == cluster.get("explanation"):
+        if text == mode.explanation:
             tags.append("final")
-        if text == cluster.get("representative"):
+        if text == mode.representative:
             tags.append("seed")
         badges = "".join(f'<span class="badge">{t}</span>' for t in tags)
         rows.append(f'<tr><td class="n">{rank}</td><td class="n">{num(score)}</td><td>{esc(text)}{badges}</td></tr>')
@@ -220,32 +223,32 @@ def _history_table(cluster: dict) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></details>")
 
 
-def _modes(trace: dict, finals: list[dict]) -> str:
-    clusters = trace.get("clusters") or []
+def _modes(trace: Trace, finals: list[Final]) -> str:
+    clusters = trace.modes
     if not clusters:
         return ""
-    labels = cluster_of_conditions(trace)
-    conditions = trace.get("conditions") or []
+    labels = trace.condition_modes()
+    conditions = trace.conditions
     out = [f"<h3>Atomic conditions ({len(conditions)}) grouped into {len(clusters)} semantic "
            f"mode{'s' if len(clusters) != 1 else ''}</h3>"]
     for k, cluster in enumerate(clusters):
         color = PALETTE[k % len(PALETTE)]
         members = []
-        for m in cluster.get("members") or []:
-            rep = m == cluster.get("representative")
+        for m in cluster.members:
+            rep = m == cluster.representative
             members.append(f'<li class="{"rep" if rep else ""}">{esc(m)}'
                            f'{"<span class=badge>representative</span>" if rep else ""}</li>')
-        final = finals[k] if k < len(finals) else {}
-        traj = cluster.get("trajectory") or []
+        final = finals[k] if k < len(finals) else Final(cluster.explanation or "", cluster.valid)
+        traj = cluster.trajectory
         chart = line_chart([(f"mode {k + 1}", traj)], title=f"mode {k + 1}: best valid score per iteration",
                            width=340, height=170) if len(traj) > 1 else ""
         arrow = " \u2192 "
         steps = f'<p class="muted">trajectory: {esc(arrow.join(num(v) for v in traj))}</p>' if traj else ""
         out.append(f'<div class="mode" style="border-color:{color}" data-mode="{k + 1}"><b>Mode {k + 1}</b> '
-                   f'<span class="muted">({len(cluster.get("members") or [])} conditions)</span><ul>{"".join(members)}'
-                   f'</ul><div>final: <b>{esc(final.get("explanation", cluster.get("explanation", "")))}</b> '
-                   f'<span class="muted">valid {num(final.get("valid", cluster.get("valid")))}, test '
-                   f'{num(final.get("test"))}</span></div>{steps}{chart}{_history_table(cluster)}</div>')
+                   f'<span class="muted">({len(cluster.members)} conditions)</span><ul>{"".join(members)}'
+                   f'</ul><div>final: <b>{esc(final.explanation)}</b> '
+                   f'<span class="muted">valid {num(final.valid)}, test '
+                   f'{num(final.test)}</span></div>{steps}{chart}{_history_table(cluster)}</div>')
     dropped = [c for c, lab in zip(conditions, labels) if lab < 0]
     if dropped:
         out.append("<p class=muted>dropped by the noise policy:</p><ul>"
@@ -253,28 +256,27 @@ def _modes(trace: dict, finals: list[dict]) -> str:
     return "".join(out)
 
 
-def _finals(record: NeuronRecord) -> str:
-    trace = record.trace
-    finals = trace.get("finals") or []
+def _finals(trace: Trace) -> str:
+    finals = trace.finals
     if not finals:
         return ""
-    poly = trace.get("polysemantic") or {}
-    rows = "".join(f'<tr data-final="{k}"><td class="n">{k}</td><td class="expl">{esc(f.get("explanation"))}</td>'
-                   f'<td class="n" data-col="valid">{num(f.get("valid"))}</td>'
-                   f'<td class="n" data-col="test">{num(f.get("test"))}</td></tr>'
+    poly = trace.polysemantic or Scores()
+    rows = "".join(f'<tr data-final="{k}"><td class="n">{k}</td><td class="expl">{esc(f.explanation)}</td>'
+                   f'<td class="n" data-col="valid">{num(f.valid)}</td>'
+                   f'<td class="n" data-col="test">{num(f.test)}</td></tr>'
                    for k, f in enumerate(finals, 1))
     return ('<h3>Final explanations</h3><table class="final"><thead><tr><th>mode</th><th>explanation</th>'
             f'<th>valid</th><th>test</th></tr></thead><tbody>{rows}</tbody><tfoot><tr class="poly"><td></td>'
             '<td>polysemantic (per-token maximum over the modes)</td>'
-            f'<td class="n" data-col="poly-valid">{num(poly.get("valid"))}</td>'
-            f'<td class="n" data-col="poly-test">{num(poly.get("test"))}</td></tr></tfoot></table>')
+            f'<td class="n" data-col="poly-valid">{num(poly.valid)}</td>'
+            f'<td class="n" data-col="poly-test">{num(poly.test)}</td></tr></tfoot></table>')
 
 
-def _baseline(trace: dict, finals: list[dict]) -> str:
-    candidates = trace.get("baseline_candidates") or []
+def _baseline(trace: Trace, finals: list[Final]) -> str:
+    candidates = [(c.text, c.score) for c in trace.baseline_candidates]
     if not candidates:
         return ""
-    chosen = finals[0].get("explanation") if finals else None
+    chosen = finals[0].explanation if finals else None
     ranked = sorted(candidates, key=lambda c: -c[1])
     rows = "".join(f'<tr><td class="n">{num(score)}</td><td>{esc(text)}'
                    f'{"<span class=badge>chosen</span>" if text == chosen else ""}</td></tr>' for text, score in ranked)
@@ -284,9 +286,9 @@ def _baseline(trace: dict, finals: list[dict]) -> str:
 
 
 def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
-    trace = record.trace
-    usage = trace.get("lm_usage") or {}
-    finals = trace.get("finals") or []
+    trace = record.typed_trace
+    usage = trace.lm_usage
+    finals = trace.finals
     head = (f'<h2 id="{_anchor(record)}">Neuron {esc(record.unit)} <span class="badge">{esc(record.status)}</span>'
             "</h2>")
     facts = [f"Number {esc(record.number if record.number is not None else chr(8211))}",
@@ -296,17 +298,17 @@ def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
     parts = [head, f'<p class="muted">{" &middot; ".join(facts)}</p>']
     cost = cost_row(record)
     if cost is not None:
-        stages = ", ".join(f"{name} {secs:.1f} s" for name, secs in cost["seconds"].items())
-        parts.append(f'<p class="muted" data-cost>cost: LM {esc(cost["lm_prompt_tokens"])} prompt + '
-                     f'{esc(cost["lm_completion_tokens"])} completion tokens &middot; simulated '
-                     f'{esc(cost["simulated_tokens"])} tokens &middot; {esc(stages)}</p>')
+        stages = ", ".join(f"{name} {secs:.1f} s" for name, secs in cost.seconds.items())
+        parts.append(f'<p class="muted" data-cost>cost: LM {esc(cost.lm_prompt_tokens)} prompt + '
+                     f'{esc(cost.lm_completion_tokens)} completion tokens &middot; simulated '
+                     f'{esc(cost.simulated_tokens)} tokens &middot; {esc(stages)}</p>')
     if record.status != "done":
         parts.append(f'<p class="err">failed: {esc(record.error)}</p>')
-    parts.append(_finals(record))
+    parts.append(_finals(trace))
     parts.append(_exemplars(trace, exemplars))
-    if trace.get("raw_explanation"):
+    if trace.raw_explanation:
         parts.append('<h3>Raw explanation (Hypothesis agent)</h3>'
-                     f'<details><summary>show</summary><div class="raw">{esc(trace["raw_explanation"])}</div>'
+                     f'<details><summary>show</summary><div class="raw">{esc(trace.raw_explanation)}</div>'
                      "</details>")
     parts.append(_modes(trace, finals))
     parts.append(_baseline(trace, finals))

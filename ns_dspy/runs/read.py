@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..trace import Cost, Statistical, TraceError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
 
@@ -59,32 +60,33 @@ def run_mode(config: dict[str, Any]) -> str:
     return "refine" if explain.get("refine", True) else "norefine"
 
 
-def statistical_row(record: NeuronRecord) -> dict | None:
-    """A done unit's statistical explainer (``explanation``, ``valid``, ``test``; every method's trace carries
-    it, the runner adding the test score), or None when the record has none with a numeric test score."""
-    row = record.trace.get("statistical") if record.status == "done" else None
-    test = row.get("test") if isinstance(row, dict) else None
-    return row if isinstance(test, (int, float)) and not isinstance(test, bool) else None
+def statistical_row(record: NeuronRecord) -> Statistical | None:
+    """A done unit's statistical explainer (explanation, valid and test scores; every method's trace carries it,
+    the runner adding the test score), or None when the record has none with a test score."""
+    if record.status != "done":
+        return None
+    try:
+        row = record.typed_trace.statistical
+    except TraceError:
+        return None
+    return row if row is not None and row.test is not None else None
 
 
-def cost_row(record: NeuronRecord) -> dict | None:
-    """What the unit cost (the runner's ``trace["cost"]``, see :mod:`ns_dspy.costs`) with every number checked:
-    ``lm_prompt_tokens``, ``lm_completion_tokens``, ``simulated_tokens`` (ints) and ``seconds`` (stage ->
-    seconds); None when the record has none or it is malformed (run files from before, or edited by hand)."""
+def cost_row(record: NeuronRecord) -> Cost | None:
+    """What the unit cost (:mod:`ns_dspy.costs`), with a number of seconds for every stage; None when the record
+    has none or its trace is malformed (run files from before, or edited by hand)."""
     from ..costs import STAGES
 
-    cost = record.trace.get("cost") if isinstance(record.trace, dict) else None
-    if not isinstance(cost, dict):
+    try:
+        cost = record.typed_trace.cost
+    except TraceError:
         return None
-    ints = {k: cost.get(k) for k in ("lm_prompt_tokens", "lm_completion_tokens", "simulated_tokens")}
-    seconds = cost.get("seconds")
-    if not all(_is_int(v) and v >= 0 for v in ints.values()) or not isinstance(seconds, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in seconds.values()):
+    if cost is None:
         return None
-    return {**ints, "seconds": {k: float(seconds.get(k, 0.0)) for k in STAGES}}
+    return replace(cost, seconds={k: float(cost.seconds.get(k, 0.0)) for k in STAGES})
 
 
-def statistical_rows(records) -> list[dict] | None:
+def statistical_rows(records) -> list[Statistical] | None:
     """The statistical rows of the done ``records``, or None unless every done record has one (a mean over
     fewer units would not sit beside theirs)."""
     done = [r for r in records if r.status == "done"]

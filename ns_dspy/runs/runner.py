@@ -43,6 +43,7 @@ from ..lms import lm_usage
 from ..program import NeuronScope
 from ..scoring import HeldOut, polysemantic, report
 from ..simulators.base import LockedSimulator
+from ..trace import Cost, Final, Scores, Shown, Trace
 from ..types import Exemplar, UnitId
 from .store import DEFAULT_LEASE_S, NeuronRecord, RunStore
 
@@ -51,9 +52,8 @@ __all__ = ["explain_units", "explain_unit"]
 log = logging.getLogger(__name__)
 
 
-def _exemplar_trace(exemplars: Sequence[Exemplar]) -> list[dict]:
-    return [{"window": ex.window, "tokens": list(ex.tokens), "activations": [round(float(a), 4) for a in ex.activations]}
-            for ex in exemplars]
+def _exemplar_trace(exemplars: Sequence[Exemplar]) -> list[Shown]:
+    return [Shown(list(ex.tokens), [round(float(a), 4) for a in ex.activations], ex.window) for ex in exemplars]
 
 
 def _failure_kind(err: BaseException) -> str:
@@ -75,19 +75,22 @@ def explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *
     samples depend on it); ``budget_s``: its wall-clock budget (see the module docstring). Its trace's ``cost``
     says what it cost: LM tokens, simulated tokens and seconds by stage (:mod:`ns_dspy.costs`)."""
     with costs.metering() as meter:
-        record = _explain_unit(program, store, unit, lm, attempt=attempt, budget_s=budget_s)
-    usage = record.trace.get("lm_usage") or {}
-    record.trace["cost"] = {"lm_prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                            "lm_completion_tokens": int(usage.get("completion_tokens") or 0),
-                            **meter.to_dict(), "seconds_total": record.seconds}
+        record, trace = _explain_unit(program, store, unit, lm, attempt=attempt, budget_s=budget_s)
+    metered = meter.to_dict()
+    trace.cost = Cost(lm_prompt_tokens=int(trace.lm_usage.get("prompt_tokens") or 0),
+                      lm_completion_tokens=int(trace.lm_usage.get("completion_tokens") or 0),
+                      simulated_tokens=metered["simulated_tokens"], simulator_calls=metered["simulator_calls"],
+                      seconds=metered["seconds"], seconds_total=record.seconds)
+    record.trace = trace.to_dict()
     return record
 
 
 def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *, attempt: int,
-                  budget_s: float | None) -> NeuronRecord:
+                  budget_s: float | None) -> tuple[NeuronRecord, Trace]:
+    """The unit's record (its ``trace`` still empty) and its :class:`~ns_dspy.trace.Trace`."""
     start = time.perf_counter()
     unit_lm = lm.copy() if hasattr(lm, "copy") else lm
-    trace: dict = {"unit": str(unit), "attempt": attempt}
+    shown: list[Shown] = []
     context = {ATTEMPT_KEY: attempt}
     if budget_s is not None:
         context[BUDGET_KEY] = (time.monotonic() + budget_s, budget_s)
@@ -96,40 +99,38 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
         train = top + store.exemplars(unit, "train", "random")  # the agents' evidence: top and quiet windows
         valid = HeldOut.from_store(store, unit, "valid")
         test = HeldOut.from_store(store, unit, "test")
-        trace["exemplars_shown"] = _exemplar_trace(top[: program.config.max_exemplars])
+        shown = _exemplar_trace(top[: program.config.max_exemplars])
         with dspy.context(lm=unit_lm, **context):
             pred = program(train=train, valid=valid)
-        trace.update(pred.trace)
-        finals = [{"explanation": e, "valid": None, "test": report(program.simulator, e, test).value}
-                  for e in pred.explanations]
-        for entry, cluster in zip(finals, pred.trace.get("clusters", [])):
-            entry["valid"] = cluster.get("valid")
+        trace: Trace = pred.trace
+        trace.unit, trace.attempt, trace.exemplars_shown = str(unit), attempt, shown
+        trace.finals = [Final(e, None, report(program.simulator, e, test).value) for e in pred.explanations]
+        for final, mode in zip(trace.finals, trace.modes):
+            final.valid = mode.valid
         single = program.config.baseline or program.config.method == "stats"
         if single:
-            finals[0]["valid"] = pred.polysemantic
-        statistical = trace.get("statistical")
-        if statistical:  # the no-LM row beside every method, on the same test data
-            statistical["test"] = (finals[0]["test"] if program.config.method == "stats"
-                                   else report(program.simulator, statistical["explanation"], test).value)
+            trace.finals[0].valid = pred.polysemantic
+        if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
+            trace.statistical.test = (trace.finals[0].test if program.config.method == "stats"
+                                      else report(program.simulator, trace.statistical.explanation, test).value)
         poly_test = polysemantic(program.simulator, pred.explanations, test).value
-        trace.update(finals=finals, polysemantic={"valid": pred.polysemantic, "test": poly_test})
-        usage = lm_usage(unit_lm)
-        trace["lm_usage"] = usage
+        trace.polysemantic = Scores(pred.polysemantic, poly_test)
+        trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]
         return NeuronRecord(unit, "done", None, len(pred.explanations), pred.polysemantic, poly_test,
                             poly_test if single else None, tokens, cost,
-                            round(time.perf_counter() - start, 2), trace)
+                            round(time.perf_counter() - start, 2), {}), trace
     except Exception as err:  # one unit's failure never stops the run
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if not isinstance(err, NsDspyError):
             message = f"{type(err).__name__}: {message}"
             log.debug("unit %s failed", unit, exc_info=True)
         usage = lm_usage(unit_lm)
-        trace["lm_usage"] = usage
-        trace["failure"] = _failure_kind(err)
+        trace = Trace(unit=str(unit), attempt=attempt, exemplars_shown=shown, lm_usage=usage,
+                      failure=_failure_kind(err))
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]
         return NeuronRecord(unit, "failed", message, None, None, None, None, tokens, cost,
-                            round(time.perf_counter() - start, 2), trace)
+                            round(time.perf_counter() - start, 2), {}), trace
 
 
 class _Heartbeat:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..trace import Trace
 from ..machine import pid_alive, process_space
 from ..types import UnitId
 
@@ -67,7 +68,12 @@ class NeuronRecord:
     lm_tokens: int | None
     lm_cost: float | None
     seconds: float | None
-    trace: dict[str, Any]
+    trace: dict[str, Any]  # the stored JSON document; read it through typed_trace
+
+    @property
+    def typed_trace(self) -> Trace:
+        """``trace`` read as a :class:`~ns_dspy.trace.Trace` (:class:`~ns_dspy.trace.TraceError` when malformed)."""
+        return Trace.from_dict(self.trace)
 
 
 class RunStore:

@@ -288,7 +288,7 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
     for rec in run.records():
         if rec.status != "done":
             continue
-        finals = [f["explanation"] for f in rec.trace.get("finals", []) if f.get("explanation")]
+        finals = [f.explanation for f in rec.typed_trace.finals if f.explanation]
         if not finals:
             continue
         peak = store.stats(rec.unit).get("max", 0.0)
