@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real models with a real (locally trained) tokenizer, and small corpora.
+"""Shared fixtures: tiny real models with a real (locally trained) tokenizer, small corpora, and DSPy's global
+state reset (``dspy_defaults``, ``dspy_memory_cache``: directories whose tests configure DSPy turn them on).
 
 No network and no mocks of the code under test: the tiny models are ordinary transformers models saved with
 ``save_pretrained`` and loaded through ``load_subject`` like any user's model.
@@ -104,3 +105,24 @@ def fake_llama_cpp(tmp_path, monkeypatch):
     for name in llama_modules():
         del sys.modules[name]
     sys.modules.update(real)
+
+
+# --- DSPy's global state ----------------------------------------------------------------------------------------
+# Directories whose tests configure DSPy use these autouse from their own conftest.py, so the reset exists once.
+@pytest.fixture
+def dspy_defaults():
+    """DSPy's global settings reset to DSPy's defaults after the test (as DSPy's own tests do)."""
+    from dspy_state import reset_settings
+
+    yield
+    reset_settings()
+
+
+@pytest.fixture
+def dspy_memory_cache(dspy_defaults):
+    """A fresh in-memory DSPy response cache for the test (no disk writes, no answers shared between tests), then
+    the saved cache back and DSPy's settings reset."""
+    from dspy_state import memory_cache
+
+    with memory_cache():
+        yield

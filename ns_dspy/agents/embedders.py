@@ -37,13 +37,18 @@ class Embedder(Pluggable, ABC):
     Contract:
       * :meth:`embed` returns a float32 array of shape ``(len(texts), d)`` whose rows have unit L2 norm,
         ``d`` fixed per instance; the same texts give the same vectors.
+      * ``embed([])`` sends no request and returns shape ``(0, d)`` (``d`` is 0 while an API embedder has not
+        yet seen its dimension).
       * :attr:`name` names the model (recorded with clusters, part of cache keys).
+      * Built from a spec with the keyword options in :attr:`spec_options`; any other is refused in one line.
       * An embedder is a shared client, like an LM: it is never copied (``copy.deepcopy`` returns it),
         so a DSPy optimizer copying an agent does not copy a model.
     """
 
     registry: ClassVar[dict[str, type["Embedder"]]] = {}
     plugin = "embedder"
+    spec_options: ClassVar[tuple[str, ...]] = ()
+    """The keyword options :func:`build_embedder` passes on to this kind (none of them changes the vectors)."""
 
     @property
     @abstractmethod
@@ -56,6 +61,10 @@ class Embedder(Pluggable, ABC):
 
     @classmethod
     def from_spec(cls, arg: str, **options) -> "Embedder":
+        unknown = sorted(set(options) - set(cls.spec_options))
+        if unknown:
+            takes = ", ".join(cls.spec_options) or "none"
+            raise ConfigError(f"unknown {cls.kind} embedder option(s) {', '.join(unknown)}: it takes {takes}")
         return cls(arg, **options) if arg else cls(**options)
 
     def __deepcopy__(self, memo) -> "Embedder":
@@ -66,9 +75,10 @@ def embedder_kinds() -> list[str]:
     return Embedder.kinds()
 
 
-def build_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
-    """``KIND[:ARG]`` -> an embedder, e.g. ``minilm`` or ``openai:text-embedding-3-large``."""
-    return Embedder.build(spec)
+def build_embedder(spec: str = DEFAULT_EMBEDDER, **options) -> Embedder:
+    """``KIND[:ARG]`` -> an embedder, e.g. ``minilm`` or ``openai:text-embedding-3-large``; ``options`` are the
+    kind's :attr:`~Embedder.spec_options`."""
+    return Embedder.build(spec, **options)
 
 
 @functools.lru_cache(maxsize=4)
@@ -95,6 +105,7 @@ class MiniLMEmbedder(Embedder):
     process (instances with the same path and device share the model)."""
 
     kind = "minilm"
+    spec_options = ("device", "batch_size")
 
     def __init__(self, path: str | None = None, *, device: str | None = None, batch_size: int = 64):
         self.path, self.device, self.batch_size = path, device, batch_size
@@ -122,9 +133,11 @@ class OpenAIEmbedder(Embedder):
     """
 
     kind = "openai"
+    spec_options = ("batch_size",)
 
     def __init__(self, model: str = "text-embedding-3-small", client=None, *, batch_size: int = 256):
         self.model, self._client, self.batch_size = model, client, batch_size
+        self._dim = 0  # known after the first answer
 
     @property
     def name(self) -> str:
@@ -142,10 +155,14 @@ class OpenAIEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             response = self.client.embeddings.create(model=self.model, input=texts[start:start + self.batch_size])
             rows.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
         if len(rows) != len(texts):
             raise RuntimeError(f"{self.name} returned {len(rows)} embeddings for {len(texts)} texts")
-        return normalise_rows(np.array(rows, dtype=np.float32).reshape(len(texts), -1))
+        vectors = normalise_rows(np.array(rows, dtype=np.float32).reshape(len(texts), -1))
+        self._dim = vectors.shape[1]
+        return vectors

@@ -6,10 +6,17 @@ explanation is the correlation of these predictions with the true activations (`
 
 Implementations register by ``kind`` where they are defined; :func:`build_simulator` builds one from a spec
 string ``KIND[:ARG]`` such as ``prompted:gemma-3-270m`` or ``endpoint:http://127.0.0.1:8000/v1@my-model``.
+The backends shipped here are imported only when first needed: kind ``K`` lives in the module
+``ns_dspy.simulators.K``, which :func:`build_simulator` imports for a ``K:...`` spec (and
+:func:`simulator_kinds` imports them all). So importing this module or ``ns_dspy.simulators`` imports neither
+torch nor openai, and neither does building a ``keyword`` simulator.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,7 +27,8 @@ import numpy as np
 from ..registry import Pluggable
 from ..types import Exemplar
 
-__all__ = ["Simulator", "LockedSimulator", "build_simulator", "check_options", "simulator_kinds", "BINS", "DEFAULT_SIMULATOR"]
+__all__ = ["Simulator", "LockedSimulator", "build_simulator", "check_options", "count_option", "simulator_kinds",
+           "BINS", "DEFAULT_SIMULATOR"]
 
 DEFAULT_SIMULATOR = "finetuned:gemma-3-270m"
 """The offline default: gemma-3-270m with the LoRA adapter and bin head trained by ``simulator_training/`` and
@@ -87,7 +95,22 @@ class LockedSimulator(Simulator):
         self.inner.close()
 
 
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def _import_backend(kind: str) -> None:
+    """Import this package's module named ``kind`` (where that kind registers itself), if there is one."""
+    if kind.isidentifier() and kind not in Simulator.registry:
+        name = f"{_PACKAGE}.{kind}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def simulator_kinds() -> list[str]:
+    """Every registered kind, the shipped backends included (this imports all of them)."""
+    package = importlib.import_module(_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__):
+        _import_backend(module.name)
     return Simulator.kinds()
 
 
@@ -98,7 +121,11 @@ RUN_OPTIONS = ("dtype", "device")
 def build_simulator(spec: str, **options) -> Simulator:
     """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``. The run-level options (``dtype``,
     ``device``) reach a simulator as its kind's ``run_options`` says."""
-    impl = Simulator.registry.get(spec.partition(":")[0])
+    kind = spec.partition(":")[0]
+    _import_backend(kind)
+    if kind not in Simulator.registry:
+        simulator_kinds()  # an unknown kind: the error lists every kind
+    impl = Simulator.registry.get(kind)
     if impl is not None and impl.run_options != "use":
         for name in RUN_OPTIONS:
             value = options.pop(name, None)
@@ -116,4 +143,22 @@ def check_options(kind: str, options: dict, allowed: Sequence[str]) -> None:
     if unknown:
         from ..errors import ConfigError
 
-        raise ConfigError(f"unknown {kind} simulator option(s) {', '.join(unknown)}: it takes {', '.join(allowed)}")
+        raise ConfigError(f"unknown {kind} simulator option(s) {', '.join(unknown)}: it takes "
+                          f"{', '.join(allowed) or 'none'}")
+
+
+def count_option(kind: str, options: dict, name: str, default: int) -> int:
+    """``options[name]`` as a whole number >= 1 (``default`` when absent or None), checked before any model is
+    loaded; anything else is refused in one line."""
+    value = options.get(name)
+    if value is None:
+        return default
+    try:
+        count = 0 if isinstance(value, (bool, float)) else int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{kind} simulator option {name} must be a whole number >= 1, got {value!r}")
+    return count

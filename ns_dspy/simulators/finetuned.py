@@ -47,7 +47,7 @@ import torch
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import ConfigError, ModelError
 from ..types import Exemplar
-from .base import BINS, Simulator, check_options
+from .base import BINS, Simulator, check_options, count_option
 
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "MANIFEST", "BIN_WORDS", "SHIPPED_DIR", "shipped_adapters", "resolve_adapter", "format_explanation", "build_input",
            "align_tokens", "pad_batch", "forward_bins", "expected_bins", "tokenizer_fingerprint", "BinHead",
@@ -432,6 +432,8 @@ class FinetunedSimulator(Simulator):
             raise ConfigError("give the adapter folder: finetuned:PATH")
         check_options(cls.kind, options, ("dtype", "device", "batch_size", "base_model", "merge"))
         known = {k: v for k, v in options.items() if v is not None}
+        if "batch_size" in known:
+            known["batch_size"] = count_option(cls.kind, known, "batch_size", 16)
         return cls.from_pretrained(arg, **known)
 
     def bin_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..models.subject import Subject, load_subject
 from ..types import Exemplar
-from .base import Simulator, check_options
+from .base import Simulator, check_options, count_option
 from .bins import bin_token_ids, expected_value
 from .prompt import PROMPT_VERSION, encode_pieces, prompt_pieces
 
@@ -85,9 +85,10 @@ class PromptedSimulator(Simulator):
     def from_spec(cls, arg: str, **options) -> "PromptedSimulator":
         """``prompted[:MODEL]``: load MODEL (default gemma-3-270m); options ``dtype``, ``device``, ``batch_size``."""
         check_options(cls.kind, options, _SPEC_OPTIONS)
+        batch_size = count_option(cls.kind, options, "batch_size", 16)
         subject = load_subject(arg or DEFAULT_MODEL, dtype=options.get("dtype") or "auto",
                                device=options.get("device"))
-        return cls(subject, batch_size=int(options.get("batch_size") or 16))
+        return cls(subject, batch_size=batch_size)
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
         explanations, exemplars = list(explanations), list(exemplars)

@@ -3,12 +3,8 @@ embedder with exact vectors. DSPy's global settings are reset after every test."
 
 from __future__ import annotations
 
-import copy
-
-import dspy
 import numpy as np
 import pytest
-from dspy.dsp.utils.settings import DEFAULT_CONFIG
 
 from ns_dspy.agents import Embedder
 from ns_dspy.agents.embedders import normalise_rows
@@ -16,9 +12,8 @@ from ns_dspy.lms.scripted import scripted_lm
 
 
 @pytest.fixture(autouse=True)
-def reset_dspy_settings():
-    yield
-    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+def reset_dspy_settings(dspy_defaults):
+    """DSPy's settings reset after every test (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
-import dspy
 import pytest
-from dspy.dsp.utils.settings import DEFAULT_CONFIG
 
 from ns_dspy.lms.scripted import scripted_lm
 
@@ -18,9 +15,8 @@ from experiment_world import MarkReader  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def reset_dspy():
-    yield
-    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+def reset_dspy(dspy_defaults):
+    """DSPy's settings reset after every test (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
-import dspy
 import pytest
-from dspy.dsp.utils.settings import DEFAULT_CONFIG
+from dspy_state import reset_settings
 from report_world import explain, toy_store
 
 
 @pytest.fixture(autouse=True)
-def reset_dspy():
-    yield
-    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+def reset_dspy(dspy_defaults):
+    """DSPy's settings reset after every test (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -26,4 +22,4 @@ def runs(tmp_path_factory):
                 "norefine": explain(store, base / "store.norefine.sqlite", refine=False),
                 "baseline": explain(store, base / "store.baseline.sqlite", baseline=True, baseline_k=3)}
     finally:
-        dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+        reset_settings()

@@ -3,22 +3,14 @@ ns-dspy cache per test and DSPy's settings reset afterwards."""
 
 from __future__ import annotations
 
-import copy
-
-import dspy
 import pytest
-from dspy.dsp.utils.settings import DEFAULT_CONFIG
 from sweep_world import UNITS, ToyServer, make_store
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))  # the simulation cache
-    saved = dspy.cache
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # explain's LM cache: nothing shared
-    yield
-    dspy.cache = saved
-    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+def isolated(tmp_path, monkeypatch, dspy_memory_cache):
+    """A private simulation cache, and explain's LM cache in memory: nothing shared (tests/conftest.py)."""
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture

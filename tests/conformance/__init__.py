@@ -1,0 +1,1 @@
+"""Conformance suites: one per plug-in point, run on every registered implementation (see conftest.py)."""

@@ -1,0 +1,128 @@
+"""The LM conformance suite: every LM kind ``make_lm`` knows keeps one contract, against local fakes (a fake chat
+server, a stand-in for llama.cpp; cases: conftest.py); the scripted test LM keeps the engine part of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dspy
+import pytest
+
+from ns_dspy.lms import check_endpoint, lm_usage, make_lm
+from ns_dspy.lms.assets import LMError
+
+COMMANDS = {  # what each command passes to make_lm (ns_dspy/cli.py, ns_dspy/sweep/command.py)
+    "explain": dict(temperature=0.7, timeout=None, hedge=True),
+    "explain --no-lm-hedge --lm-timeout 30": dict(temperature=0.7, timeout=30, hedge=False),
+    "compile": dict(temperature=0.7, cache=True),
+    "sweep": dict(temperature=0.7, cache=False),
+}
+
+
+@pytest.fixture(autouse=True)
+def _dspy(dspy_memory_cache):
+    """A private in-memory response cache per test and DSPy's settings reset afterwards (tests/conftest.py)."""
+
+
+def _ask(lm, question: str = "Capital of France?") -> str:
+    with dspy.context(lm=lm):
+        return dspy.Predict("question -> answer")(question=question).answer
+
+
+def test_a_known_option_is_accepted_and_applied(lm_case, lm_world):
+    lm = make_lm(lm_case.spec, **lm_case.reach, **lm_case.case.known, cache=False)
+    assert isinstance(lm, dspy.LM)
+    before = lm_world.calls()
+    assert _ask(lm) == "Paris" and lm_world.calls() == before + 1
+    engine = lm.engine if not isinstance(lm.engine, str) else None
+    for name, value in lm_case.case.known.items():
+        if engine is not None and hasattr(engine, "settings"):  # local: options of the llama.cpp engine
+            assert getattr(engine.settings, name) == value
+        elif name == "num_retries":
+            assert lm.retry.retries == value  # ns-dspy retries; DSPy's own are off
+        else:
+            assert lm.kwargs[name] == value
+
+
+def test_an_unknown_option_is_refused_or_forwarded(lm_case, lm_world, one_line):
+    """An option the kind does not know is refused in one line when the LM is built, or, where the kind says
+    its keyword options are request parameters, sent to the server as one."""
+    if lm_case.case.unknown == "refused":
+        with pytest.raises(LMError) as err:
+            make_lm(lm_case.spec, **lm_case.reach, bogus_option=1)
+        assert "bogus_option" in one_line(err)
+        return
+    lm = make_lm(lm_case.spec, **lm_case.reach, num_retries=0, cache=False, bogus_option=1)
+    assert _ask(lm) == "Paris"
+    assert lm_world.servers[0].bodies[-1].get("bogus_option") == 1  # both kinds reach the first server here
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_builds_it(lm_case, lm_world, command):
+    """The options each command passes work for every kind; the ones a kind declares it ignores are ignored."""
+    options = COMMANDS[command]
+    check_endpoint(lm_case.spec)  # every command checks the LM first
+    lm = make_lm(lm_case.spec, **lm_case.reach, **options)
+    assert _ask(lm) == "Paris"
+    assert lm.kwargs["temperature"] == options["temperature"]
+    if "timeout" in lm_case.case.ignores:
+        assert "timeout" not in lm.kwargs
+    elif options.get("timeout") is not None:
+        assert lm.kwargs["timeout"] == options["timeout"]
+    if "hedge" in options and "hedge" not in lm_case.case.ignores:
+        assert lm.retry.hedge is options["hedge"]
+    if "cache" in options:
+        assert lm.cache is options["cache"]
+
+
+def test_cache_key_is_stable_and_names_what_changes_answers(lm_case, lm_world):
+    """DSPy's response cache: another build of the same spec answers from it; another temperature or another
+    model of the kind does not."""
+    def ask(spec: str, temperature: float = 0.0) -> int:
+        before = lm_world.calls()
+        assert _ask(make_lm(spec, **lm_case.reach, temperature=temperature, cache=True)) == "Paris"
+        return lm_world.calls() - before
+
+    assert ask(lm_case.spec) == 1
+    assert ask(lm_case.spec) == 0  # a second build: the same key
+    assert ask(lm_case.spec, temperature=0.5) == 1
+    assert ask(lm_case.other_spec) == 1, f"{lm_case.other_spec} was answered from {lm_case.spec}'s cache"
+
+
+def test_copies_share_the_client_not_the_record(lm_case, lm_world):
+    """``lm.copy()`` (what the runner makes per neuron): its own history, settings and fault counts, the same
+    engine (one model in memory)."""
+    lm = make_lm(lm_case.spec, **lm_case.reach, temperature=0.0, cache=False, **lm_case.case.known)
+    twin = lm.copy(temperature=1.0)
+    assert lm.kwargs["temperature"] == 0.0 and twin.kwargs["temperature"] == 1.0
+    assert twin.engine is lm.engine
+    assert _ask(twin) == "Paris"
+    assert len(twin.history) == 1 and lm.history == []
+    assert lm_usage(twin)["calls"] == 1 and lm_usage(lm)["calls"] == 0
+    if hasattr(lm, "faults"):
+        assert twin.faults is not lm.faults
+
+
+def test_importing_the_lms_imports_no_backend():
+    code = ("import json, sys\nimport ns_dspy.lms\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'openai', 'dspy', 'litellm', 'llama_cpp') "
+            "if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert json.loads(out) == []
+
+
+def test_the_scripted_lm_keeps_the_engine_contract():
+    """The scripted LM that stands in for the others in tests: answers through DSPy's engine interface,
+    records prompts and usage, and copies like the others."""
+    from ns_dspy.lms.scripted import scripted_lm
+
+    lm, engine = scripted_lm([{"answer": "Paris"}, {"answer": "Rome"}])
+    assert _ask(lm) == "Paris" and "Capital of France?" in engine.prompts[-1]
+    twin = lm.copy()
+    assert twin.engine is engine and _ask(twin, "Capital of Italy?") == "Rome"
+    assert len(lm.history) == 1 and len(twin.history) == 1
+    assert lm_usage(lm)["calls"] == 1
