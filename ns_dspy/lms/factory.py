@@ -113,6 +113,8 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
 _ENGINES: dict[tuple, LlamaCppEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 _ENGINE_OPTIONS = ("n_ctx", "n_threads", "seed", "n_gpu_layers", "chat_format")
+_LOCAL_LM_OPTIONS = ("cache", "callbacks", "num_retries", "rollout_id")
+"""dspy.LM options a local LM takes besides the engine's (timeout and hedge are for network LMs and ignored)."""
 
 
 def _local_model(arg: str) -> tuple[Callable[[], Path], str]:
@@ -146,6 +148,10 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     import dspy
 
     engine_options = {name: kw.pop(name) for name in _ENGINE_OPTIONS if name in kw}
+    unknown = sorted(set(kw) - set(_LOCAL_LM_OPTIONS))
+    if unknown:  # dspy.LM would take them as request parameters, which the in-process engine refuses at the first call
+        raise LMError(f"unknown local LM option(s) {', '.join(unknown)}: it takes "
+                      f"{', '.join(sorted(_ENGINE_OPTIONS + _LOCAL_LM_OPTIONS))}")
     locate, model = _local_model(arg)
     require_llama_cpp()  # before a first use downloads a GGUF that could not run
     engine = _shared_engine(locate(), engine_options)
@@ -190,6 +196,10 @@ def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
     url, model = parse_endpoint(arg)
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY") or "none"
     kw.setdefault("engine", "litellm")  # sends max_tokens; the default engine's max_completion_tokens is ignored
+    # DSPy leaves api_base out of its response-cache key: name the server in a header (part of the key, ignored
+    # by servers), so that two servers serving one model name never share cached answers
+    server = hashlib.sha256(url.encode()).hexdigest()[:16]
+    kw["extra_headers"] = {**(kw.get("extra_headers") or {}), "X-NS-DSPy-Server": server}
     return RetryingLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
                       max_tokens=max_tokens, **kw)
 

@@ -83,24 +83,15 @@ class LMCase:
     """test name -> pytest marks for this kind (known bugs in modules this suite may not change)."""
 
 
-_ENDPOINT_CACHE_BUG = pytest.mark.xfail(
-    strict=True, reason="DSPy drops api_base from its response-cache key, and factory._build_endpoint names the "
-                        "model openai/MODEL only: two servers serving one model name share cached answers")
-_LOCAL_UNKNOWN_BUG = pytest.mark.xfail(
-    strict=True, reason="factory._build_local passes options it does not know (a misspelt n_ctx too) to dspy.LM; "
-                        "they fail only at the first call, with DSPy's LMUnsupportedFeatureError")
-
 LM_CASES = {
     "local": LMCase(lambda w: f"local:{w.gguf}", reach=lambda w: {}, known={"n_ctx": 512, "seed": 3}, unknown="refused",
-                    ignores=("timeout", "hedge"), other_model=lambda w: f"local:{w.other_gguf}",
-                    marks={"test_an_unknown_option_is_refused_or_forwarded": [_LOCAL_UNKNOWN_BUG]}),
+                    ignores=("timeout", "hedge"), other_model=lambda w: f"local:{w.other_gguf}"),
     "openai": LMCase(lambda w: "openai:fake", reach=lambda w: {"api_base": w.chat_url},
                      known={"num_retries": 0, "timeout": 10}, unknown="forwarded", ignores=(),
                      other_model=lambda w: "openai:fake-2"),
     "endpoint": LMCase(lambda w: f"endpoint:{w.chat_url}@fake", reach=lambda w: {},
                        known={"num_retries": 0, "timeout": 10},
-                       unknown="forwarded", ignores=(), other_model=lambda w: f"endpoint:{w.other_chat_url}@fake",
-                       marks={"test_cache_key_is_stable_and_names_what_changes_answers": [_ENDPOINT_CACHE_BUG]}),
+                       unknown="forwarded", ignores=(), other_model=lambda w: f"endpoint:{w.other_chat_url}@fake"),
 }
 
 
