@@ -13,7 +13,10 @@ exemplars imported from any tokenizer work. Two response styles are read:
     OpenAI legacy completions with ``echo=True, logprobs=K``: ``choices[0].logprobs`` holds ``tokens``,
     ``text_offset``, ``token_logprobs`` and ``top_logprobs`` (one ``{token text: logprob}`` per prompt token,
     the first ``null``). Served by vLLM and llama-cpp-python's server; llama.cpp's ``llama-server`` returns
-    logprobs of generated tokens only and is rejected with a clear error.
+    logprobs of generated tokens only and is rejected with a clear error. llama-cpp-python's server (0.3.36)
+    sorts the whole vocabulary in Python for every echoed token: ~0.1 s per prompt token with a 49k vocabulary,
+    ~0.7 s with Gemma's 262k on 2 CPU cores, so one simulation prompt of ~200 tokens may outlast ``timeout``.
+    Started with ``--logits_all false`` it refuses logprobs (HTTP 500); that is one error line, not retried.
 ``vllm``
     vLLM's own ``prompt_logprobs=K`` with ``return_token_ids=True`` (vLLM's ``CompletionResponseChoice``):
     ``choices[0].prompt_logprobs`` is one ``{token_id: {logprob, rank, decoded_token}}`` per prompt token (the
@@ -52,6 +55,9 @@ STYLES = ("echo", "vllm")
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
 _LABELS = {str(b): b for b in range(BINS)}
 _SLACK = 64  # how far ahead (characters) a token is searched for after an unalignable one
+# What a server says when it cannot give logprobs at all (llama-cpp-python's server started with
+# --logits_all false answers 500 "logprobs is not supported for models created with logits_all=False").
+_NO_LOGPROBS = re.compile(r"logprobs?\b[^.]{0,40}\bnot supported|logits_all", re.IGNORECASE)
 
 
 class EndpointError(NsDspyError):
@@ -353,6 +359,8 @@ class EndpointSimulator(Simulator):
                     raw = await client.completions.with_raw_response.create(**self._body(prompt))
                 return raw.http_response.json()
             except openai.APIStatusError as e:
+                if _NO_LOGPROBS.search(self._server_says(e)):  # no retry can change that
+                    raise self._no_logprobs(e) from None
                 if e.status_code not in _RETRY_STATUS and e.status_code < 500:
                     raise self._status_error(e) from None
                 last = e
@@ -381,6 +389,11 @@ class EndpointSimulator(Simulator):
     def _server_says(self, e) -> str:
         body = e.body
         return self._say(body.get("message", body) if isinstance(body, dict) else body or e.message)
+
+    def _no_logprobs(self, e) -> EndpointError:
+        return EndpointError(f"the endpoint at {_public_url(self.base_url)} returns no prompt logprobs "
+                             f"({e.status_code}: {self._server_says(e)}): restart llama-cpp-python's server with "
+                             "--logits_all true (its default) or serve the model with vLLM")
 
     def _status_error(self, e) -> EndpointError:
         url, code, said = _public_url(self.base_url), e.status_code, self._server_says(e)
