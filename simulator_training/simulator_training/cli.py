@@ -1,4 +1,4 @@
-"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | export."""
+"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | decoys | export."""
 
 from __future__ import annotations
 
@@ -87,6 +87,33 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_decoys(args) -> int:
+    from ns_dspy.atomic import atomic_write_json, atomic_write_text
+    from ns_dspy.simulators import build_simulator
+
+    from .data import read_units
+    from .evaluate import evaluate_decoys, markdown_decoys, plot_decoys, summarise_decoys
+
+    units = read_units(args.data, args.split)
+    results, rows = {}, {}
+    for spec in [args.simulator] + list(args.baseline or []):  # the same units and decoys for every spec
+        simulator = build_simulator(spec, dtype=args.dtype, device=args.device)
+        rows[spec] = evaluate_decoys(simulator, units, seed=args.seed, max_units=args.max_units,
+                                     progress=not args.quiet)
+        results[spec] = summarise_decoys(rows[spec])
+    table = markdown_decoys(results)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out.with_suffix(".json"), {"data": str(Path(args.data).resolve()), "split": args.split,
+                                                      "seed": args.seed, "max_units": args.max_units,
+                                                      "summary": results, "units": rows})
+        atomic_write_text(out.with_suffix(".md"), table)
+        if plot_decoys(results, out.with_suffix(".png")):
+            print(f"wrote {out.with_suffix('.json')}, .md and .png")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export
 
@@ -145,17 +172,25 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         p.set_defaults(**defaults)
     p.set_defaults(func=cmd_train)
 
+    def eval_options(p):
+        p.add_argument("--simulator", required=True, help="a simulator spec, e.g. finetuned:RUN/adapter")
+        p.add_argument("--baseline", action="append", help="another spec to compare on the same data (repeatable)")
+        p.add_argument("--data", required=True, help="dataset folder from build-data")
+        p.add_argument("--split", default="valid", choices=("train", "valid"))
+        p.add_argument("--max-units", type=int, help="evaluate a seeded, family-balanced sample of units")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--dtype", default="bfloat16")
+        p.add_argument("--device")
+        p.add_argument("--out", help="write OUT.json (per unit), OUT.md (table) and OUT.png (chart)")
+
     p = sub.add_parser("eval", help="score a simulator on validation units: correct vs shuffled explanations")
-    p.add_argument("--simulator", required=True, help="a simulator spec, e.g. finetuned:RUN/adapter")
-    p.add_argument("--baseline", action="append", help="another spec to compare on the same data (repeatable)")
-    p.add_argument("--data", required=True, help="dataset folder from build-data")
-    p.add_argument("--split", default="valid", choices=("train", "valid"))
-    p.add_argument("--max-units", type=int, help="evaluate a seeded, family-balanced sample of units")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--device")
-    p.add_argument("--out", help="write OUT.json (per unit), OUT.md (table) and OUT.png (chart)")
+    eval_options(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("decoys", help="does the simulator rank a unit's explanation above hard decoys built "
+                                      "from the unit's data (win rate and mean rank per family)?")
+    eval_options(p)
+    p.set_defaults(func=cmd_decoys)
 
     p = sub.add_parser("export", help="write a trained adapter where ns-dspy loads it (checked by loading it)")
     p.add_argument("adapter", help="RUN/adapter")

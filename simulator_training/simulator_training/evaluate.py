@@ -6,6 +6,12 @@ of every exemplar (:func:`ns_dspy.scoring.correlation.pooled`). The same exempla
 explanation of another, randomly chosen unit: a simulator that reads explanations scores near zero there; one
 that ignores them (or only learned "which tokens are often active") scores the same as with the right one.
 
+The decoy evaluation (:func:`evaluate_decoys`) asks more: for each unit, the true explanation is simulated
+together with hard decoys built from the unit's own exemplars and the other units' explanations (a list of
+words around the trigger, a sibling concept, the right words without their context, an over-narrow and an
+over-broad version; :func:`decoys`), and wins when it scores strictly above all of them. That is the choice a
+refinement loop makes among close candidates.
+
 Any ns_dspy simulator spec can be evaluated (``finetuned:DIR``, ``prompted:gemma-3-270m``, an endpoint), so the
 trained simulator and the untrained prompted one are measured on exactly the same data.
 """
@@ -14,17 +20,20 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ns_dspy.agents.evidence import word_list
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.types import Exemplar
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "summarise", "markdown"]
+__all__ = ["evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
+           "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys"]
 
 
 def _exemplars(unit: dict) -> list[Exemplar]:
@@ -149,6 +158,251 @@ def plot(results: dict[str, dict], path) -> bool:
     ax.set_ylabel("mean score (pooled Pearson r)")
     ax.set_title("Simulator on held-out units and unseen text")
     ax.legend(fontsize=7, ncol=len(names))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --- decoys: does the simulator prefer a unit's explanation to a close, wrong one? -------------------------
+
+DECOY_FAMILIES = ("cooccurring", "sibling", "context_free", "over_narrow", "over_broad")
+"""The kinds of hard decoy, in the order they are built (see :func:`decoys`)."""
+
+
+@dataclass(frozen=True)
+class Decoys:
+    """A unit's true explanation and the decoys built for it.
+
+    ``decoys`` maps a decoy family to its text, in :data:`DECOY_FAMILIES` order; ``skipped`` maps each family
+    that was not built for this unit to the reason (its construction condition failed)."""
+
+    truth: str
+    decoys: dict[str, str]
+    skipped: dict[str, str]
+
+
+def _token_stats(exemplars: list[Exemplar], quiet: float, window: int):
+    """Per token type (stripped, lower-cased): its surface forms, occurrences, quiet occurrences, activation
+    mass, and how often it sits within ``window`` tokens of an active token (other than itself)."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    count, quiet_n, near = Counter(), Counter(), Counter()
+    mass: dict[str, float] = defaultdict(float)
+    for ex in exemplars:
+        acts = np.asarray(ex.activations, dtype=float)
+        active = np.flatnonzero(acts >= quiet)
+        keys = [tok.strip().lower() for tok in ex.tokens]
+        for tok, key, a in zip(ex.tokens, keys, acts):
+            if not key:
+                continue
+            forms[key][tok.strip()] += 1
+            count[key] += 1
+            quiet_n[key] += a < quiet
+            mass[key] += float(a)
+        nearby = {j for i in active for j in range(max(0, i - window), min(len(keys), i + window + 1)) if j != i}
+        for j in sorted(nearby):
+            if keys[j] and acts[j] < quiet:
+                near[keys[j]] += 1
+    return forms, count, quiet_n, mass, near
+
+
+def decoys(unit: dict, units: list[dict], rng: random.Random, *, explanation: str | None = None,
+           quiet: float = 1.0, window: int = 3, n_words: int = 3, context_share: float = 0.3,
+           narrow_share: float = 0.5) -> Decoys:
+    """Hard decoys for one unit, built from its own exemplars and the other units' explanations only.
+
+    The true explanation is ``explanation``, else one of the unit's, chosen with ``rng``. A token counts as
+    quiet where its target is below ``quiet`` (targets are 0..10). Token types are tokens stripped and
+    lower-cased; a word list shows each type's commonest surface form (:func:`ns_dspy.agents.evidence.word_list`).
+
+    * ``cooccurring``: up to ``n_words`` token types whose mean target over all their occurrences is below
+      ``quiet`` but which occur (at least twice) within ``window`` tokens of an active token, ranked by
+      near^2 / occurrences (often near the trigger and rarely elsewhere: "States" for "United", not "the");
+    * ``sibling``: an explanation of another unit of the same family, chosen with ``rng``;
+    * ``context_free``: the ``n_words`` token types with the most activation mass, only if at least
+      ``context_share`` of their occurrences are quiet (the unit depends on context, so the list is wrong);
+    * ``over_narrow``: the single token type with the most activation mass, only if it carries less than
+      ``narrow_share`` of the unit's activation mass (the unit fires on several types);
+    * ``over_broad``: ``"<truth>; also <cooccurring words>"``, a superset that predicts false positives.
+
+    A family whose condition fails, or whose text repeats the truth or an earlier decoy, is left out and its
+    reason recorded in ``skipped``. Deterministic for a given ``rng`` state."""
+    truth = explanation if explanation is not None else unit["explanations"][rng.randrange(len(unit["explanations"]))]
+    forms, count, quiet_n, mass, near = _token_stats(_exemplars(unit), quiet, window)
+
+    def words(keys):
+        return word_list([forms[k].most_common(1)[0][0] for k in keys])
+
+    built: dict[str, str | None] = {}
+    skipped: dict[str, str] = {}
+    # near an active token often, and rarely elsewhere (near^2 / count): "States" for "United", not "the"
+    cooc = sorted((k for k in near if near[k] >= 2 and mass[k] / count[k] < quiet),
+                  key=lambda k: (-near[k] ** 2 / count[k], k))[:n_words]
+    if cooc:
+        built["cooccurring"] = words(cooc)
+    else:
+        skipped["cooccurring"] = "no quiet token near an active one"
+    siblings = sorted({e for u in units if u["family"] == unit["family"] and u["unit"] != unit["unit"]
+                       for e in u["explanations"]} - set(unit["explanations"]))
+    if siblings:
+        built["sibling"] = rng.choice(siblings)
+    else:
+        skipped["sibling"] = f"no other {unit['family']} unit"
+    ranked = sorted((k for k in mass if mass[k] > 0), key=lambda k: (-mass[k], k))
+    top = ranked[:n_words]
+    quiet_top = sum(quiet_n[k] for k in top) / max(1, sum(count[k] for k in top))
+    if not top:
+        skipped["context_free"] = "no active token"
+    elif quiet_top < context_share:
+        skipped["context_free"] = f"the most active tokens are quiet in only {quiet_top:.0%} of their occurrences"
+    else:
+        built["context_free"] = words(top)
+    total = sum(mass[k] for k in ranked)
+    top_share = mass[ranked[0]] / total if ranked else 1.0
+    if not ranked:
+        skipped["over_narrow"] = "no active token"
+    elif top_share >= narrow_share:
+        skipped["over_narrow"] = f"the most active token carries {top_share:.0%} of the activation"
+    else:
+        built["over_narrow"] = words(ranked[:1])
+    if cooc:
+        built["over_broad"] = f"{truth.strip().removesuffix('.')}; also {words(cooc)}"
+    else:
+        skipped["over_broad"] = "no co-occurring words to add"
+    out: dict[str, str] = {}
+    for family in DECOY_FAMILIES:
+        text = built.get(family)
+        if text is None:
+            continue
+        if text.strip().lower() in {truth.strip().lower(), *(t.strip().lower() for t in out.values())}:
+            skipped[family] = "same text as the truth or an earlier decoy"
+        else:
+            out[family] = text
+    return Decoys(truth, out, {f: skipped[f] for f in DECOY_FAMILIES if f in skipped})
+
+
+def decoy_sets(units: list[dict], *, seed: int = 0, max_units: int | None = None, **options) -> list[tuple[dict, Decoys]]:
+    """The evaluated units (the seeded, family-balanced sample :func:`evaluate` takes) and their decoys.
+
+    Each unit's decoys come from a generator seeded by ``seed`` and the unit's name, so they do not depend on
+    which other units are sampled; siblings are drawn from all of ``units``."""
+    sample = units
+    if max_units is not None and len(units) > max_units:
+        sample = _balanced_sample(units, max_units, random.Random(seed))
+    return [(u, decoys(u, units, random.Random(f"{seed}:{u['unit']}"), **options)) for u in sample]
+
+
+def evaluate_decoys(simulator, units: list[dict], *, seed: int = 0, max_units: int | None = None,
+                    progress: bool = True, **options) -> list[dict]:
+    """Per unit: ``{"unit", "family", "explanation", "r", "decoys": {family: text}, "r_decoys": {family: r},
+    "skipped": {family: reason}, "rank", "win"}``.
+
+    The truth and all decoys are simulated in one call and scored like :func:`evaluate` (pooled Pearson r
+    over all the unit's exemplars). ``rank`` is 1 + the number of decoys scoring at least as high as the truth;
+    ``win`` is rank 1 (the truth strictly above every decoy), ``None`` for a unit without decoys."""
+    rows = []
+    for unit, d in tqdm(decoy_sets(units, seed=seed, max_units=max_units, **options), desc="decoys",
+                        disable=not progress, unit="unit"):
+        exemplars = _exemplars(unit)
+        trues = [ex.activations for ex in exemplars]
+        families = list(d.decoys)
+        preds = simulator.simulate([d.truth] + [d.decoys[f] for f in families], exemplars)
+        scores = [round(pooled(p, trues).r, 4) for p in preds]
+        rank = 1 + sum(s >= scores[0] for s in scores[1:])
+        rows.append({"unit": unit["unit"], "family": unit["family"], "explanation": d.truth, "r": scores[0],
+                     "decoys": d.decoys, "r_decoys": dict(zip(families, scores[1:])), "skipped": d.skipped,
+                     "rank": rank, "win": (rank == 1) if families else None})
+    return rows
+
+
+def summarise_decoys(rows: list[dict]) -> dict:
+    """Win rate (truth ranked first) and mean rank of the truth, per unit family, over the single-concept
+    units, the family-balanced mean and all units; and per decoy family the share of units where the truth
+    beats that decoy. Units without decoys are left out of the rates (counted as ``no_decoys``)."""
+    def stats(sub):
+        sub = [x for x in sub if x["win"] is not None]
+        if not sub:
+            return {"units": 0, "win": None, "rank": None, "candidates": None, "r": None}
+        return {"units": len(sub), "win": round(float(np.mean([x["win"] for x in sub])), 4),
+                "rank": round(float(np.mean([x["rank"] for x in sub])), 3),
+                "candidates": round(float(np.mean([1 + len(x["decoys"]) for x in sub])), 2),
+                "r": round(float(np.mean([x["r"] for x in sub])), 4)}
+    families = sorted({x["family"] for x in rows})
+    out = {"families": {f: stats([x for x in rows if x["family"] == f]) for f in families}}
+    out["single"] = stats([x for x in rows if x["family"] != "two-concept"])
+    singles = [v for f, v in out["families"].items() if f != "two-concept" and v["units"]]
+    out["balanced"] = {"units": sum(v["units"] for v in singles),  # one vote per single-concept family
+                       **{k: round(float(np.mean([v[k] for v in singles])), 4) if singles else None
+                          for k in ("win", "rank", "candidates", "r")}}
+    out["all"] = stats(rows)
+    out["no_decoys"] = sum(x["win"] is None for x in rows)
+    decoy = {}
+    for f in DECOY_FAMILIES:
+        with_f = [x for x in rows if f in x["r_decoys"]]
+        decoy[f] = {"units": len(with_f), "skipped": sum(f in x["skipped"] for x in rows),
+                    "beats": round(float(np.mean([x["r"] > x["r_decoys"][f] for x in with_f])), 4) if with_f else None,
+                    "r_decoy": round(float(np.mean([x["r_decoys"][f] for x in with_f])), 4) if with_f else None}
+    out["decoys"] = decoy
+    return out
+
+
+def markdown_decoys(results: dict[str, dict]) -> str:
+    """Two tables: win rate and mean rank of the truth per unit family, and per decoy family the share of
+    units where the truth beats it (and the decoy's mean score), one column group per simulator."""
+    names = list(results)
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+    lines = ["| family | units | candidates | " + " | ".join(f"{n}: win | {n}: rank" for n in names) + " |",
+             "|---|---:|---:|" + "---:|---:|" * len(names)]
+    for key in sorted({f for r in results.values() for f in r["families"]}) + ["single", "balanced", "all"]:
+        first = results[names[0]]["families"].get(key) if key not in ("single", "balanced", "all") else results[names[0]][key]
+        label = f"**{key}**" if key in ("single", "balanced", "all") else key
+        cells = []
+        for n in names:
+            s = results[n][key] if key in ("single", "balanced", "all") else results[n]["families"].get(key, {})
+            cells.append(f"{fmt(s.get('win'), '.0%')} | {fmt(s.get('rank'), '.2f')}")
+        lines.append(f"| {label} | {first['units']} | {fmt(first['candidates'], '.1f')} | " + " | ".join(cells) + " |")
+    lines += ["", "| decoy | units | skipped | " + " | ".join(f"{n}: truth beats | {n}: decoy r" for n in names) + " |",
+              "|---|---:|---:|" + "---:|---:|" * len(names)]
+    for f in DECOY_FAMILIES:
+        first = results[names[0]]["decoys"][f]
+        cells = [f"{fmt(results[n]['decoys'][f]['beats'], '.0%')} | {fmt(results[n]['decoys'][f]['r_decoy'], '.3f')}"
+                 for n in names]
+        lines.append(f"| {f} | {first['units']} | {first['skipped']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_decoys(results: dict[str, dict], path) -> bool:
+    """Two bar charts as PNG: win rate per unit family, and how often the truth beats each decoy family, per
+    simulator; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(results)
+    families = sorted({f for r in results.values() for f in r["families"]}) + ["all"]
+    width = 0.8 / len(names)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(1.0 * (len(families) + len(DECOY_FAMILIES)) + 3, 3.8),
+                                      gridspec_kw={"width_ratios": [len(families), len(DECOY_FAMILIES)]})
+    for k, name in enumerate(names):
+        res = results[name]
+        wins = [(res["all"] if f == "all" else res["families"].get(f, {})).get("win") or 0 for f in families]
+        left.bar(np.arange(len(families)) + k * width, wins, width, label=name)
+        right.bar(np.arange(len(DECOY_FAMILIES)) + k * width,
+                  [res["decoys"][f]["beats"] or 0 for f in DECOY_FAMILIES], width, label=name)
+    left.set_xticks(np.arange(len(families)) + width * (len(names) - 1) / 2, families, rotation=20)
+    right.set_xticks(np.arange(len(DECOY_FAMILIES)) + width * (len(names) - 1) / 2, DECOY_FAMILIES, rotation=20)
+    left.set_ylabel("truth ranked first (share of units)")
+    right.set_ylabel("truth beats this decoy (share of units)")
+    for ax in (left, right):
+        ax.set_ylim(0, 1)
+    left.set_title("Truth against all its decoys, per unit family")
+    right.set_title("Truth against one decoy family")
+    left.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
