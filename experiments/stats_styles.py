@@ -1,0 +1,140 @@
+"""Does the default simulator read a graded word list better than a flat one? A development experiment for the
+statistical explainer (issue 15), on development neurons only (never the evaluation neurons).
+
+    python experiments/stats_styles.py --store experiments/work/quality/store \
+        --out experiments/results/stats-styles [--neurons 12] [--simulator finetuned:gemma-3-270m]
+
+For each neuron, from its train windows only (:func:`ns_dspy.agents.evidence.token_evidence`):
+
+- ``flat``: today's statistical candidates (word lists of the top carriers, 1/2/3/5/8 of them, and the commonest
+  peak tokens), the best on valid;
+- ``graded``: two-tier lists in the wording the simulator was trained on for graded units ("Strongest on the words
+  "A" and "B"; weaker on the words "C", "D" and "E"."), strong/weak splits 1+2, 1+4, 2+3, 2+6, 3+5;
+- ``both``: the best on valid among flat and graded together (what the statistical explainer would do with both).
+
+Each style's choice is scored on test. Neurons: chosen as ``experiments/quality.py`` chooses, excluding its
+evaluation neurons (today's 8 and the 16 that ``--per-group 8`` would choose on this store) and the racing
+benchmark's (``benchmarks/refine_cost.py``), so the next ones in each ranking. Results per neuron in ``OUT/styles.json`` (resumed on a rerun), the table in ``OUT/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from paper_analysis import _pm, mean_se  # noqa: E402
+from quality import choose  # noqa: E402
+
+from ns_dspy.agents import valid_scorer  # noqa: E402
+from ns_dspy.agents.evidence import statistical_explanations, token_evidence, word_list  # noqa: E402
+from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from ns_dspy.exemplars import ExemplarStore  # noqa: E402
+from ns_dspy.scoring import HeldOut, report  # noqa: E402
+from ns_dspy.simulators import build_simulator  # noqa: E402
+from ns_dspy.types import UnitId, parse_units  # noqa: E402
+
+EVALUATION = ROOT / "experiments/results/quality-gemma-3-270m/neurons.json"
+SPLITS = ((1, 2), (1, 4), (2, 3), (2, 6), (3, 5))
+
+
+def graded(carriers: list[str]) -> list[str]:
+    out = []
+    for strong, weak in SPLITS:
+        if strong + weak <= len(carriers):
+            text = (f"Strongest on {word_list(carriers[:strong])}; "
+                    f"weaker on {word_list(carriers[strong:strong + weak])}.")
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def excluded(store) -> set[UnitId]:
+    """The evaluation neurons (today's, and the 16 a fresh ``experiments/quality.py --per-group 8`` would choose)
+    and the racing benchmark's: never development neurons."""
+    units = {u for group in choose(store, 8, set()).values() for u in group}
+    if EVALUATION.exists():
+        data = json.loads(EVALUATION.read_text())
+        units |= {UnitId.parse(u) for group in data.values() for u in group} if isinstance(data, dict) else set()
+    bench = ROOT / "benchmarks/results/refine_cost.json"
+    if bench.exists():
+        units |= {UnitId.parse(u) for u in json.loads(bench.read_text()).get("neurons", {})}
+    return units
+
+
+def one(simulator, store, unit: UnitId) -> dict:
+    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
+    top = [ex for ex in train if ex.kind != "random"]
+    evidence = token_evidence(top, [ex for ex in train if ex.kind == "random"], limit=16)
+    carriers = [row.token for row in evidence.carriers if row.token.strip()]
+    pools = {"flat": statistical_explanations(evidence), "graded": graded(carriers)}
+    scorer = valid_scorer(simulator, valid)
+    scored = {style: dict(zip(texts, scorer(texts))) for style, texts in pools.items() if texts}
+    out = {"carriers": carriers[:8], "valid": scored}
+    tested: dict[str, float] = {}
+    for style in ("flat", "graded", "both"):
+        pool = ({**scored.get("flat", {}), **scored.get("graded", {})} if style == "both" else scored.get(style, {}))
+        if not pool:
+            continue
+        best = max(pool, key=lambda t: pool[t])
+        if best not in tested:
+            tested[best] = report(simulator, best, test).value
+        out[style] = {"explanation": best, "valid": pool[best], "test": tested[best]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--neurons", default="12", help="a count (chosen as described) or LAYER:INDEX units")
+    ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
+    args = ap.parse_args(argv)
+    store = ExemplarStore.open(args.store)
+    if args.neurons.isdigit():
+        groups = choose(store, int(args.neurons) // 2, excluded(store))
+        units = [u for group in groups.values() for u in group]
+    else:
+        units = parse_units(args.neurons)
+    assert not set(units) & excluded(store), "development neurons must not overlap the evaluation/benchmark neurons"
+    out = Path(args.out)
+    path = out / "styles.json"
+    results = json.loads(path.read_text())["neurons"] if path.exists() else {}
+    simulator = build_simulator(args.simulator)
+    command = "python experiments/stats_styles.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    for i, unit in enumerate(units, 1):
+        if str(unit) in results:
+            continue
+        start = time.perf_counter()
+        results[str(unit)] = one(simulator, store, unit)
+        r = results[str(unit)]
+        print(f"[{i}/{len(units)}] {unit}: " + ", ".join(f"{s} {r[s]['test']:.3f}" for s in ("flat", "graded", "both")
+                                                       if s in r) + f" ({time.perf_counter() - start:.0f} s)",
+              flush=True)
+        atomic_write_json(path, {"command": command, "simulator": args.simulator, "neurons": results})
+    lines = [f"# Flat against graded statistical word lists ({len(results)} development neurons)", "",
+             f"`{command}`", "", f"Simulator `{args.simulator}`; each style's best-on-valid explanation, scored on "
+             "test (mean +- standard error over neurons).", "", "| style | valid | test |", "|---|---:|---:|"]
+    for style in ("flat", "graded", "both"):
+        rows = [r[style] for r in results.values() if style in r]
+        if rows:
+            lines.append(f"| {style} | {_pm(*mean_se([x['valid'] for x in rows]))} | "
+                         f"{_pm(*mean_se([x['test'] for x in rows]))} |")
+    paired = [r["both"]["test"] - r["flat"]["test"] for r in results.values() if "both" in r and "flat" in r]
+    if paired:
+        lines += ["", f"Paired test difference both - flat: {_pm(*mean_se(paired))} over {len(paired)} neurons; "
+                  f"graded chosen on {sum(r['both']['explanation'] != r['flat']['explanation'] for r in results.values() if 'both' in r)}."]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
