@@ -1,6 +1,6 @@
 """Recording throughput against a plain forward pass of the model body, on the same batches, in one run.
 
-    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype bfloat16]
+    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto]
 
 Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
 the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=204_800, help="as many as a default recording (~200k)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--window", type=int, default=64)
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default="auto", help="as recording's default: bfloat16 where it is fast, else float32")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
 
@@ -68,7 +68,9 @@ def main() -> None:
     plain(batches[:1]), recording(batches[:1])  # warm-up
     before, rec, after = plain(), recording(), plain()
     tp, tr = 2 * n_tokens / (before + after), n_tokens / rec
-    print(f"model {args.model}  dtype {args.dtype}  device {device}  threads {torch.get_num_threads()}")
+    dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")
+    print(f"model {args.model}  dtype {dtype} (--dtype {args.dtype})  device {device}  "
+          f"threads {torch.get_num_threads()}")
     print(f"{len(batches)} batches x {args.batch_size} windows x {args.window} tokens = {n_tokens} tokens; "
           f"{n_units} units tracked (top {config.top_k}, random {config.random_k})")
     print(f"plain body forward : {tp:8.0f} tok/s  (before {n_tokens / before:.0f}, after {n_tokens / after:.0f})")
