@@ -157,24 +157,9 @@ def _case(point: str, kind: str):
 @pytest.fixture(scope="session")
 def adapter(tiny_llama, tmp_path_factory) -> Path:
     """A fine-tuned simulator folder on the tiny Llama: a perturbed LoRA and a bin head, saved by save_adapter."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from tiny_adapters import random_adapter
 
-    from ns_dspy.models.subject import load_subject
-    from ns_dspy.simulators.finetuned import BinHead, save_adapter
-
-    subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
-    model = get_peft_model(subject.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    head = BinHead.from_output_rows(model, subject.tokenizer)
-    with torch.no_grad():
-        head.bias.copy_(torch.linspace(-1, 1, 11))
-    return save_adapter(model, head, tmp_path_factory.mktemp("conformance") / "adapter", base_model=str(tiny_llama),
-                        tokenizer=subject.tokenizer)
+    return random_adapter(tiny_llama, tmp_path_factory.mktemp("conformance") / "adapter", ["q_proj", "v_proj"])
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from ns_dspy.errors import ConfigError, ModelError
-from ns_dspy.models.subject import load_subject
 from ns_dspy.simulators.base import Simulator, build_simulator
 from ns_dspy.simulators.finetuned import (FORMAT_VERSION, MANIFEST, BinHead, FinetunedSimulator, align_tokens,
                                          build_input, expected_bins, format_explanation, forward_bins, pad_batch,
                                          save_adapter)
 from ns_dspy.types import Exemplar
+from tiny_adapters import bin_head, perturbed_lora
 
 TEXTS = ["The cat sat on the mat. The dog chased the cat around the garden until noon.",
          "def add(a, b):\n    return a + b\n",
@@ -24,17 +24,7 @@ EXPLANATIONS = ["animals such as cats and dogs", "days of the week", "Python key
 
 
 def _peft_model(path, seed: int = 0):
-    from peft import LoraConfig, get_peft_model
-
-    subject = load_subject(str(path), dtype="float32", device="cpu")
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
-    model = get_peft_model(subject.model, cfg)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return subject, model
+    return perturbed_lora(path, ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], seed)
 
 
 def _exemplar(subject, text: str, *, with_ids: bool = True) -> Exemplar:
@@ -47,9 +37,7 @@ def _exemplar(subject, text: str, *, with_ids: bool = True) -> Exemplar:
 def trained(tiny_llama, tmp_path_factory):
     """(subject, in-memory peft model, bin head, saved adapter folder)."""
     subject, model = _peft_model(tiny_llama)
-    head = BinHead.from_output_rows(model, subject.tokenizer)
-    with torch.no_grad():
-        head.bias.copy_(torch.linspace(-1, 1, 11))
+    head = bin_head(model, subject.tokenizer)
     out = save_adapter(model, head, tmp_path_factory.mktemp("adapters") / "sim", base_model=str(tiny_llama),
                        tokenizer=subject.tokenizer, extra={"steps": 0})
     return subject, model, head, out

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from ns_dspy.models.subject import load_subject
-from ns_dspy.simulators.finetuned import BinHead, FinetunedSimulator, format_explanation, save_adapter
+from ns_dspy.simulators.finetuned import BinHead, FinetunedSimulator, format_explanation
 from ns_dspy.types import Exemplar
+from tiny_adapters import random_adapter
 
 TEXTS = ["The cat sat on the mat. The dog chased the cat around the garden until noon.",
          "def add(a, b):\n    return a + b\n",
@@ -29,21 +30,8 @@ TOLERANCE = 1e-3  # of the 0..10 scale
 
 
 def _adapter(base, out, seed: int):
-    from peft import LoraConfig, get_peft_model
-
-    subject = load_subject(str(base), dtype="float32", device="cpu")
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                        "up_proj", "down_proj"])
-    model = get_peft_model(subject.model, cfg)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    head = BinHead.from_output_rows(model, subject.tokenizer)
-    with torch.no_grad():
-        head.bias.copy_(torch.linspace(-1, 1, 11))
-    return save_adapter(model, head, out, base_model=str(base), tokenizer=subject.tokenizer)
+    return random_adapter(base, out, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          seed)
 
 
 @pytest.fixture(scope="module")
