@@ -18,9 +18,9 @@ import pytest
 from dspy.dsp.utils.settings import DEFAULT_CONFIG
 from dspy.utils.exceptions import LMTimeoutError
 from fake_chat import FakeChatServer
-from trigger_words import trigger_store, word_rows
+from fault_lm import WORDS, FaultWords  # the toy words and their exact embedder (--embedder fault-words)
+from trigger_words import trigger_store
 
-from ns_dspy.agents import Embedder
 from ns_dspy.agents.decomposition import DecompositionAgent
 from ns_dspy.agents.reliability import ATTEMPT_KEY, UnusableAnswer
 from ns_dspy.agents.refinement import RefinementAgent
@@ -33,7 +33,6 @@ from ns_dspy.runs.runner import explain_units
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import UnitId
 
-WORDS = ["The", " dog", " ran", " and", " a", " cat", " sat", " on", " mat", " today"]
 TRIGGERS = [{" dog": 5.0, " cat": 3.0}, {" mat": 4.0}, {" ran": 5.0}, {" today": 4.0}, {" sat": 3.0}, {}]
 U = UnitId(0, 0)
 CFG = {"reliability": 1}
@@ -49,18 +48,6 @@ def fresh_dspy(tmp_path, monkeypatch):
     yield
     dspy.cache = saved
     dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
-
-
-class ReliabilityWords(Embedder):
-    kind = "reliability-words"
-    name = "reliability-words"
-
-    @classmethod
-    def from_spec(cls, arg, **options):
-        return cls()
-
-    def embed(self, texts):
-        return word_rows(texts, WORDS)
 
 
 def stage(prompt: str) -> str:
@@ -90,7 +77,7 @@ def cached_lm(respond, *, sleep: float = 0.0, name: str = "reliability", cache: 
 
 
 def program(**kw) -> NeuronScope:
-    return NeuronScope(KeywordSimulator(), ReliabilityWords(), ExplainConfig(candidates=1, iterations=1,
+    return NeuronScope(KeywordSimulator(), FaultWords(), ExplainConfig(candidates=1, iterations=1,
                                                                              max_exemplars=5, **kw))
 
 
@@ -249,7 +236,7 @@ def test_explain_cli_passes_lm_timeout_and_neuron_budget(store, tmp_path, capsys
         try:
             code = main(["explain", "--store", str(store.path), "--neurons", "0:0", "--lm",
                          f"endpoint:{server.url}@fake", "--lm-timeout", "1", "--neuron-budget", "0.5",
-                         "--simulator", "keyword", "--embedder", "reliability-words", "--candidates", "1",
+                         "--simulator", "keyword", "--embedder", "fault-words", "--candidates", "1",
                          "--iterations", "1", "--run", str(tmp_path / "cli.sqlite"), "-q"])
         finally:
             release.set()
