@@ -41,7 +41,8 @@ from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.lms.scripted import scripted_lm  # noqa: E402
 from ns_dspy.scoring import HeldOut, report  # noqa: E402
 from ns_dspy.scoring.racing import Racing  # noqa: E402
-from ns_dspy.simulators import build_simulator  # noqa: E402
+from ns_dspy.build import build_simulator  # noqa: E402
+from ns_dspy.config import SimulatorConfig  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 EVALUATION = ROOT / "experiments/results/quality-gemma-3-270m/neurons.json"
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("settings") != settings:
         results = {"settings": settings, "neurons": {}}
     results["command"] = command
-    simulator = build_simulator(args.simulator, dtype=args.dtype)
+    simulator = build_simulator(SimulatorConfig(args.simulator, dtype=args.dtype, cache=False))
     for n, unit in enumerate(units, 1):
         key = str(unit)
         if key not in results["neurons"]:

@@ -133,32 +133,26 @@ def choose_neurons(cfg: ExperimentConfig, store) -> list[UnitId]:
 def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path, *, lm=None, modes=None,
                   progress: bool = True) -> dict[str, Path]:
     """Explain ``units`` in each mode into ``WORK/<mode>.sqlite`` (resumable); one simulator for all modes."""
-    from ns_dspy.agents import build_embedder
-    from ns_dspy.program import NeuronScope
+    from ns_dspy.build import build_program
     from ns_dspy.report import write_report
     from ns_dspy.runs import RunStore
     from ns_dspy.runs.runner import explain_units
-    from ns_dspy.simulators import CachedSimulator, build_simulator
 
     modes = modes or cfg.modes
+    built = build_program(cfg.run_config(modes[0]), with_lm=lm is None)  # one simulator for every mode
+    lm = built.lm if lm is None else lm
+    where = {"store": str(Path(store.path).resolve())}
     runs, open_runs = {}, {}
-    for mode in modes:  # every run file is checked before any model loads
-        runs[mode] = work / f"{mode}.sqlite"
-        run_config = {"explain": cfg.explain_config(mode).to_dict(), "lm": cfg.lm, "temperature": cfg.temperature,
-                      "simulator": cfg.simulator, "embedder": cfg.embedder, "store": str(Path(store.path).resolve())}
-        open_runs[mode] = RunStore(runs[mode], run_config)
-    if lm is None:
-        from ns_dspy.lms import check_endpoint, make_lm
-
-        check_endpoint(cfg.lm)
-        lm = make_lm(cfg.lm, temperature=cfg.temperature)
-    simulator = CachedSimulator(build_simulator(cfg.simulator, dtype=cfg.dtype, device=cfg.device or None))
-    embedder = build_embedder(cfg.embedder)
     try:
+        for mode in modes:  # every run file is checked before any neuron is explained
+            runs[mode] = work / f"{mode}.sqlite"
+            mode_built = dataclasses.replace(built, config=cfg.run_config(mode))
+            open_runs[mode] = RunStore(runs[mode], mode_built.provenance(**where),
+                                       legacy=mode_built.legacy_provenance(**where))
         for mode in modes:
             start = time.perf_counter()
             log.info("%s: explaining %d neurons into %s", mode, len(units), runs[mode])
-            program = NeuronScope(simulator, embedder, cfg.explain_config(mode))
+            program = built.program_for(cfg.explain_config(mode))
             records = explain_units(program, store, units, open_runs[mode], lm, concurrency=cfg.concurrency,
                                     progress=progress)
             done = sum(r.status == "done" for r in records)
@@ -168,7 +162,7 @@ def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path,
             shown = 0 if len(units) <= 50 else 5
             write_report(runs[mode], work / "reports" / f"{mode}.html", exemplars=shown)
     finally:
-        simulator.close()
+        built.close()
     return runs
 
 

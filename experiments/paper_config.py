@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ns_dspy.agents import ClusterConfig
+from ns_dspy.config import EmbedderConfig, ExplainConfig, LMConfig, RunConfig, SimulatorConfig
 from ns_dspy.errors import ConfigError
-from ns_dspy.program import ExplainConfig
 from ns_dspy.recording import RecordConfig
 from ns_dspy.types import parse_units
 
@@ -84,6 +83,13 @@ class ExperimentConfig:
 
     def explain_config(self, mode: str) -> ExplainConfig:
         return dataclasses.replace(self.explain, refine=mode != "norefine", baseline=mode == "baseline")
+
+    def run_config(self, mode: str | None = None) -> RunConfig:
+        """The run configuration of ``mode`` (default: the first mode), as ``ns-dspy explain`` would build it."""
+        return RunConfig(explain=self.explain_config(mode or self.modes[0]),
+                         lm=LMConfig(self.lm, temperature=self.temperature),
+                         simulator=SimulatorConfig(self.simulator, dtype=self.dtype, device=self.device or None),
+                         embedder=EmbedderConfig(self.embedder))
 
 
 def _take(table: dict, key: str, kind: type, default: Any, where: str) -> Any:
@@ -150,12 +156,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
     bad = [m for m in modes if m not in MODES]
     if bad or not modes or len(set(modes)) != len(modes):
         raise ConfigError(f"explain.modes must list distinct modes of {', '.join(MODES)}, got {modes!r}")
-    cluster = _build(ClusterConfig, explain.pop("cluster", {}), "explain.cluster.")
     settings = explain.pop("settings", {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"explain.settings must be a table, got {settings!r}")
     for flag in ("refine", "baseline"):
         if flag in settings:
             raise ConfigError(f"explain.settings.{flag} is set by explain.modes (refine, norefine, baseline)")
-    settings = _build(ExplainConfig, settings, "explain.settings.", cluster=cluster)
+    settings = ExplainConfig.from_dict({**settings, "cluster": explain.pop("cluster", {})}, "explain")
     _refuse_unknown(explain, where)
     analysis = _build(Analysis, data.pop("analysis", {}), "analysis.")
     if analysis.figure2b_neuron:

@@ -128,13 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = "python experiments/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
-    from ns_dspy.agents import ClusterConfig, build_embedder
+    from ns_dspy.build import build_program
+    from ns_dspy.config import ExplainConfig, LMConfig, RunConfig, SimulatorConfig
     from ns_dspy.exemplars import ExemplarStore
-    from ns_dspy.program import ExplainConfig, NeuronScope
     from ns_dspy.runs import RunStore
     from ns_dspy.runs.runner import explain_units
     from ns_dspy.scoring import HeldOut, report, select
-    from ns_dspy.simulators import CachedSimulator, build_simulator
 
     lm_methods = [m for m in args.lm_methods.split(",") if m]
     unknown = [m for m in lm_methods if m not in LM_METHODS]
@@ -152,15 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(listed, {g: [str(u) for u in us] for g, us in groups.items()})
     units = [u for us in groups.values() for u in us]
     group_of = {u: g for g, us in groups.items() for u in us}
-    simulator = CachedSimulator(build_simulator(args.simulator))
-    settings = dict(max_exemplars=args.max_exemplars, iterations=args.iterations, candidates=args.candidates,
-                    cluster=ClusterConfig())
+    settings = dict(max_exemplars=args.max_exemplars, iterations=args.iterations, candidates=args.candidates)
+    first = ExplainConfig(**settings, **LM_METHODS[lm_methods[0]]) if lm_methods else ExplainConfig(method="stats")
+    built = build_program(RunConfig(explain=first, lm=LMConfig(args.lm), simulator=SimulatorConfig(args.simulator)))  # one simulator (and LM, embedder) for every method
+    simulator = built.simulator
     results: dict[str, dict[str, dict]] = {str(u): {} for u in units}
     try:
         start = time.perf_counter()
         stats_run = RunStore(work / "stats.sqlite", {"store": str(Path(args.store).resolve()),
                                                       "simulator": args.simulator, "method": "stats"})
-        program = NeuronScope(simulator, None, ExplainConfig(method="stats", **settings))
+        program = built.program_for(ExplainConfig(method="stats", **settings))
         records = {r.unit: r for r in explain_units(program, store, units, stats_run, None, progress=True)}
         log.info("statistical explainer: %d neurons in %.0f s", len(records), time.perf_counter() - start)
         stats_text = {u: records[u].typed_trace.finals[0].explanation for u in units
@@ -187,16 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["shuffled"] = {"explanation": decoy, "from": str(others[0]),
                                    "test": report(simulator, decoy, test).value}
         if lm_methods:
-            from ns_dspy.lms import make_lm
-
-            lm = make_lm(args.lm, temperature=0.7)
-            embedder = build_embedder("minilm")
             for mode in lm_methods:
                 config = ExplainConfig(**settings, **LM_METHODS[mode])
                 run = RunStore(work / f"{mode}.sqlite", {"explain": config.to_dict(), "lm": args.lm,
                                                           "simulator": args.simulator,
                                                           "store": str(Path(args.store).resolve())})
-                for rec in explain_units(NeuronScope(simulator, embedder, config), store, units, run, lm):
+                for rec in explain_units(built.program_for(config), store, units, run, built.lm):
                     if rec.status == "done":
                         results[str(rec.unit)][mode] = {
                             "explanations": [f.explanation for f in rec.typed_trace.finals],
@@ -206,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                         results[str(rec.unit)][mode] = {"error": rec.error, "lm_tokens": rec.lm_tokens,
                                                         "seconds": rec.seconds}
     finally:
-        simulator.close()
+        built.close()
     methods = [m for m in ("lookup", "shuffled", "peak3", "stats", *lm_methods)]
     lines = [f"# Explanation quality on {len(units)} held-out neurons of {store.manifest.get('model', {}).get('name', '?')}",
              "", f"Command: `{command}`", "", f"Store: `{args.store}` ({store.describe().splitlines()[0]}); "

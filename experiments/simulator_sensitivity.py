@@ -17,7 +17,8 @@ import numpy as np
 
 from ns_dspy.exemplars import ExemplarStore
 from ns_dspy.scoring import HeldOut, select
-from ns_dspy.simulators import CachedSimulator, build_simulator
+from ns_dspy.build import build_simulator
+from ns_dspy.config import SimulatorConfig
 from ns_dspy.types import UnitId, parse_units
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     print(f"{'unit':>8}  {'simulator':<24} {'matched':>8} {'mismatched':>10}  explanation")
     summary = {}
     for spec in args.simulators.split(","):
-        sim = CachedSimulator(build_simulator(spec))
+        sim = build_simulator(SimulatorConfig(spec))
         diffs = []
         for u in units:
             valid = HeldOut.from_store(store, u, "valid")

@@ -37,7 +37,8 @@ from ns_dspy.agents.evidence import statistical_explanations, token_evidence, wo
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.scoring import HeldOut, report  # noqa: E402
-from ns_dspy.simulators import build_simulator  # noqa: E402
+from ns_dspy.build import build_simulator  # noqa: E402
+from ns_dspy.config import SimulatorConfig  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 EVALUATION = ROOT / "experiments/results/quality-gemma-3-270m/neurons.json"
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     path = out / "styles.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}
-    simulator = build_simulator(args.simulator)
+    simulator = build_simulator(SimulatorConfig(args.simulator, cache=False))
     command = "python experiments/stats_styles.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     for i, unit in enumerate(units, 1):
         if str(unit) in results:

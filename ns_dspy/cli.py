@@ -6,11 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .config import add_options, from_options
+from .config import add_options, add_run_options, explicit, from_options, load_run_config, parse_key_values
 from .errors import NsDspyError
 
 __all__ = ["main", "build_parser"]
@@ -112,26 +111,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .exemplars import ExemplarStore
-    from .scoring import HeldOut, score
-    from .simulators import CachedSimulator, build_simulator
-    from .types import UnitId
+    from . import api
 
-    store = ExemplarStore.open(args.store)
-    unit = UnitId.parse(args.unit)
-    heldout = HeldOut.from_store(store, unit, args.split, kinds=args.kinds.split(","))
-    simulator = build_simulator(args.simulator, dtype=args.dtype, device=args.device)
-    if not args.no_cache:
-        simulator = CachedSimulator(simulator)
-    try:
-        result = score(simulator, [args.explanation], heldout)[0]
-    finally:
-        simulator.close()
+    config = load_run_config(args)
+    heldout, results = api.score(config.simulator, args.store, args.unit, [args.explanation], split=args.split,
+                                 kinds=args.kinds.split(","))
+    result = results[0]
     parts = ", ".join(f"{k} {v:.3f}" for k, v in result.parts.items())
     flag = "  [constant predictions: no correlation]" if result.constant else ""
-    print(f"unit {unit}, {args.split}: score {result.value:.3f}{flag}\n"
+    print(f"unit {heldout.unit}, {args.split}: score {result.value:.3f}{flag}\n"
           f"pooled Pearson r over {result.correlation.n} tokens of {len(heldout.exemplars)} exemplars ({parts}); "
-          f"simulator {args.simulator}")
+          f"simulator {config.simulator.spec}")
     for n, (ex, pred) in enumerate(zip(heldout.exemplars[: args.table], result.predictions), 1):
         print(f"\nexemplar {n} ({ex.kind}, window {ex.window}): true max {ex.max_activation:.3g}")
         print(f"  {'token':<20} {'true':>8} {'predicted':>10}")
@@ -140,160 +130,35 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_table(records) -> str:
-    from .runs.read import statistical_rows
-
-    lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
-    for r in records:
-        if r.status == "done":
-            best = r.typed_trace.best_final()
-            text = best.explanation if best else ""
-            lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
-                         f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
-        else:
-            lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
-                         f"{r.seconds or 0:>6.0f}  {r.error}")
-    kinds = Counter(r.typed_trace.failure or "other" for r in records if r.status != "done")
-    if kinds:
-        lines.append(f"failed: {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
-    faults = Counter()  # transient LM failures met while explaining (each retried, up to the retry limit), by kind
-    for r in records:
-        faults.update(r.typed_trace.faults)
-    if faults:
-        lines.append(f"LM call failures: {sum(faults.values())} "
-                     f"({', '.join(f'{k} {n}' for k, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0])))})")
-    done = [r for r in records if r.status == "done"]
-    if done:
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-        lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
-                     f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
-        stats = statistical_rows(done)
-        if stats and any(r.typed_trace.method != "stats" for r in done):
-            lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
-                         f"valid {mean([s.valid for s in stats]):.3f}, test {mean([s.test for s in stats]):.3f}")
-    lines += _cost_table(records)
-    return "\n".join(lines)
-
-
-def _cost_table(records) -> list[str]:
-    """Per neuron: LM prompt / completion tokens, simulated tokens and seconds by stage (and their means)."""
-    from .costs import STAGES
-    from .runs.read import cost_row
-    from .trace import Cost
-
-    rows = [(r, c) for r in records if (c := cost_row(r)) is not None]
-    if not rows:
-        return []
-    short = {"hypothesis": "hyp s", "decomposition": "dec s", "clustering": "clu s", "refinement": "ref s",
-             "scoring": "score s"}
-    head = f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'simulated':>10} " + " ".join(f"{short[s]:>7}" for s in STAGES)
-
-    def line(label, c):
-        return (f"{label:>9} {c.lm_prompt_tokens:>8.0f} {c.lm_completion_tokens:>7.0f} "
-                f"{c.simulated_tokens:>10.0f} " + " ".join(f"{c.seconds[s]:>7.1f}" for s in STAGES))
-
-    out = ["", head] + [line(str(r.unit), c) for r, c in rows]
-    if len(rows) > 1:
-        n = len(rows)
-        mean = Cost(**{k: sum(getattr(c, k) for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
-                                                                            "simulated_tokens")},
-                    seconds={s: sum(c.seconds[s] for _, c in rows) / n for s in STAGES})
-        out.append(line("mean", mean))
-    return out
-
-
-def default_run_path(store: str, config) -> Path:
-    if config.method == "stats":
-        mode = "stats"
-    else:
-        mode = "baseline" if config.baseline else ("explain" if config.refine else "norefine")
-    return Path(str(Path(store)).rstrip("/") + f".{mode}.sqlite")
-
-
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .exemplars import ExemplarStore
-    from .lms import check_endpoint, make_lm
-    from .runs import RunStore
-    from .runs.build import build_program
-    from .runs.config_file import program_config
-    from .runs.runner import explain_units
+    from . import api
+    from .runs.read import summary_table
     from .types import parse_units
 
-    config, temperature = program_config(args)  # --config FILE, overridden by options given on the command line
-    store = ExemplarStore.open(args.store)
-    units = parse_units(args.neurons)
-    for unit in units:
-        store.stats(unit)
-    check_endpoint(args.lm)
-    run_config = {"explain": config.to_dict(), "lm": args.lm, "temperature": temperature,
-                  "simulator": args.simulator, "embedder": args.embedder, "store": str(Path(args.store).resolve())}
-    run_path = args.run or default_run_path(args.store, config)
-    if args.program:  # a compiled program makes another run (by default another run file)
-        from .optimize import read_manifest
-
-        run_config["program"] = {"path": str(Path(args.program).resolve()),
-                                 "state_sha256": read_manifest(args.program)["state_sha256"]}
-        run_path = args.run or Path(str(run_path)[: -len(".sqlite")] + f".{Path(args.program).stem}.sqlite")
-    lm = (None if config.method == "stats"  # checked before the run
-          else make_lm(args.lm, temperature=temperature, timeout=args.lm_timeout, hedge=not args.no_lm_hedge))
-    program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
-                            device=args.device, program=args.program)  # a bad simulator or embedder: no run file
-    try:
-        run = RunStore(run_path, run_config)
-    except BaseException:
-        program.simulator.close()
-        raise
-    try:
-        records = explain_units(program, store, units, run, lm, concurrency=args.concurrency,
-                                progress=not args.quiet, neuron_budget_s=args.neuron_budget)
-    finally:
-        program.simulator.close()
-    print(_summary_table(records))
-    print(f"run stored in {run.path}")
-    return 0 if any(r.status == "done" for r in records) else 1
+    config = load_run_config(args)  # --config FILE, overridden by options given on the command line
+    result = api.explain(config, args.store, parse_units(args.neurons), run=args.run, concurrency=args.concurrency,
+                         progress=not args.quiet, neuron_budget_s=args.neuron_budget)
+    print(summary_table(result.records))
+    print(f"run stored in {result.run_path}")
+    return 0 if result.done else 1
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    import contextlib
-
-    from .agents import ClusterConfig
+    from . import api
     from .errors import ConfigError
-    from .exemplars import ExemplarStore
-    from .lms import check_endpoint, make_lm
-    from .optimize import check_options, compile_neurons, neuron_sets, parse_options
-    from .program import ExplainConfig
-    from .runs.build import build_program
     from .types import parse_units
 
-    config = from_options(ExplainConfig, args, cluster=from_options(ClusterConfig, args))
-    options = parse_options(args.opt)
+    config = load_run_config(args)
     try:
         fractions = [float(x) for x in args.split.split(",")]
     except ValueError:
         raise ConfigError(f"bad --split {args.split!r}: write three shares TRAIN,VAL,TEST, "
                           "e.g. 0.5,0.25,0.25") from None
-    if not args.out.endswith(".json"):
-        raise ConfigError(f"--out {args.out}: a compiled program is saved as DSPy JSON state; name it *.json")
-    check_options(args.optimizer, options, reflection_lm=args.reflection_lm)  # before any model is loaded
-    store = ExemplarStore.open(args.store)
-    units = parse_units(args.neurons) if args.neurons else None
-    sets = neuron_sets(store, units, n_neurons=args.n_neurons or 12, fractions=fractions, seed=args.seed,
-                       max_exemplars=config.max_exemplars)
-    for spec in filter(None, (args.lm, args.reflection_lm)):
-        check_endpoint(spec)
-    lm = make_lm(args.lm, temperature=args.temperature, cache=True)  # cached: a re-run makes no LM call
-    reflection = make_lm(args.reflection_lm, temperature=1.0, cache=True) if args.reflection_lm else None
-    program = build_program(config, simulator=args.simulator, embedder=args.embedder, dtype=args.dtype,
-                            device=args.device)
-    provenance = {"lm": args.lm, "reflection_lm": args.reflection_lm, "simulator": args.simulator,
-                  "embedder": args.embedder, "store": str(Path(args.store).resolve())}
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # DSPy's optimizers print their progress
-            _, report = compile_neurons(program, sets, lm, optimizer=args.optimizer, out=args.out, options=options,
-                                        reflection_lm=reflection, optimize_decomposition=args.optimize_decomposition,
-                                        num_threads=args.threads, provenance=provenance)
-    finally:
-        program.simulator.close()
+    report = api.compile(config, args.store, optimizer=args.optimizer, out=args.out,
+                         units=parse_units(args.neurons) if args.neurons else None, n_neurons=args.n_neurons or 12,
+                         fractions=fractions, seed=args.seed, options=parse_key_values(args.opt, "--opt"),
+                         reflection_lm=args.reflection_lm, optimize_decomposition=args.optimize_decomposition,
+                         threads=args.threads)
     print(report.table())
     print(f"compiled program saved to {report.path} (manifest {report.manifest_path.name}); "
           f"use it with ns-dspy explain --program {report.path}")
@@ -309,19 +174,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep.command import run_sweep
+    from .sweep import SweepConfig, run_sweep
 
-    return run_sweep(args)
-
-
-def _add_config_option(p: argparse.ArgumentParser) -> None:
-    """``--config FILE`` (an explain configuration, e.g. a sweep's best.json); options given on the command line
-    override it. Call after every option is added: it makes them all remember whether they were given."""
-    from .config import track_explicit
-
-    p.add_argument("--config", default=None, help="explain configuration file (.json/.toml/.yaml, e.g. the best.json "
-                                                  "of ns-dspy sweep); options given on the command line override it")
-    track_explicit(p)
+    return run_sweep(load_run_config(args), from_options(SweepConfig, args), given=explicit(args),
+                     progress=not args.quiet)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -335,37 +191,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import format_checks, run_checks
 
-    checks = run_checks(lm=args.lm, simulator=args.simulator,
+    config = load_run_config(args)  # the LM and simulator to check, from the options or a configuration file
+    checks = run_checks(lm=config.lm.spec, simulator=config.simulator.spec,
                         progress=None if args.quiet else lambda name: print(f"checking {name} ...", file=sys.stderr))
     print(format_checks(checks))
     return 1 if any(c.status == "fail" for c in checks) else 0
-
-
-def _add_simulator_options(p: argparse.ArgumentParser) -> None:
-    from .simulators.base import DEFAULT_SIMULATOR
-
-    p.add_argument("--simulator", default=DEFAULT_SIMULATOR,
-                   help=f"KIND[:ARG]: prompted:MODEL, finetuned:ADAPTER_DIR, endpoint:URL@MODEL, keyword "
-                        f"(default: {DEFAULT_SIMULATOR})")
-    p.add_argument("--dtype", default="auto", help="dtype of a local simulator model: auto (bfloat16 where the device "
-                                               "runs it natively, else float32), bfloat16, float16 or float32 "
-                                               "(default: auto)")
-    p.add_argument("--device", default=None, help="device of a local simulator model (default: cuda if any)")
-
-
-def _add_program_options(p: argparse.ArgumentParser) -> None:
-    """What builds a NeuronScope program: LM, simulator, embedder, ExplainConfig and ClusterConfig."""
-    from .agents import ClusterConfig
-    from .lms.factory import DEFAULT_LM
-    from .program import ExplainConfig
-
-    p.add_argument("--lm", default=DEFAULT_LM, help=f"LM: local:NAME|PATH.gguf, openai:MODEL, endpoint:URL@MODEL "
-                                                  f"(default: {DEFAULT_LM})")
-    p.add_argument("--temperature", type=float, default=0.7, help="LM temperature (default: 0.7)")
-    _add_simulator_options(p)
-    p.add_argument("--embedder", default="minilm", help="minilm (offline) or openai[:MODEL] (default: minilm)")
-    add_options(p, ExplainConfig, skip=("cluster",))
-    add_options(p, ClusterConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,11 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", help="exemplar store directory")
     p.add_argument("unit", help="LAYER:INDEX, e.g. 5:123")
     p.add_argument("explanation", help="the explanation to score")
-    _add_simulator_options(p)
     p.add_argument("--split", default="test", choices=["valid", "test"], help="held-out split (default: test)")
     p.add_argument("--kinds", default="top,random", help="exemplar kinds pooled (default: top,random)")
     p.add_argument("--table", type=int, default=2, help="exemplars shown token by token (default: 2)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
+    add_run_options(p, ("simulator",))
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("explain", help="explain units with NeuronScope (hypothesis, decomposition, clustering, "
@@ -439,22 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:123,9:77")
     p.add_argument("--run", default=None, help="run file (default: STORE.explain.sqlite, .norefine or .baseline)")
     p.add_argument("--concurrency", type=_positive_int, default=1, help="units explained at once (default: 1)")
-    p.add_argument("--lm-timeout", type=float, default=None, metavar="SECONDS",
-                   help="per-call timeout of openai: and endpoint: LMs; a call that times out or fails "
-                        "transiently (429, 5xx, a dropped connection) is retried 3 times, waiting at most 4 s "
-                        "before a retry (default: 120)")
-    p.add_argument("--no-lm-hedge", action="store_true",
-                   help="do not hedge slow openai:/endpoint: LM calls (by default a call without an answer "
-                        "for 2x the 90th percentile of recent answer times, at least 1 s, is sent once more "
-                        "and the first answer wins; at most 10%% of calls)")
     p.add_argument("--neuron-budget", type=float, default=None, metavar="SECONDS",
                    help="wall-clock budget per neuron, checked before each LM call; a neuron over it is stored "
                         "as failed and retried by a rerun (default: none)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--program", default=None, help="a compiled program (ns-dspy compile --out) for the agents; "
-                                                   "the run file then defaults to STORE.explain.NAME.sqlite")
-    _add_program_options(p)
-    _add_config_option(p)
+    add_run_options(p)
     p.set_defaults(func=_cmd_explain)
 
     from .optimize.compile import optimizer_names
@@ -481,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=4, help="threads of dspy.Evaluate and the optimizer (default: 4)")
     p.add_argument("--optimize-decomposition", action="store_true", help="optimise the Decomposition predictor too")
     p.add_argument("--out", required=True, help="the compiled program to write (NAME.json, and NAME.manifest.json)")
-    _add_program_options(p)
+    add_run_options(p)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a run file",
@@ -494,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exemplars", type=int, default=0, help="exemplars shown per neuron (default: 0 = all)")
     p.set_defaults(func=_cmd_report)
 
-    from .sweep.command import add_sweep_options
+    from .sweep import SweepConfig
 
     p = sub.add_parser("sweep", help="tune HDBSCAN and refinement settings with optuna on a fixed set of neurons",
                        description="Optuna searches clustering (HDBSCAN, distance) and refinement settings and the LM "
@@ -502,9 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cached in the study's database, so clustering-only trials cost no LM call. "
                                    "Workers sharing --storage and --study join one study; rerun to resume. Writes "
                                    "the best configuration (for ns-dspy explain --config) and the top trials.")
-    add_sweep_options(p)
-    _add_program_options(p)
-    _add_config_option(p)
+    add_options(p, SweepConfig)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_run_options(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("demo", help="run the whole path on the offline default model and corpus",
@@ -526,9 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "device and bf16 support, the offline model, LM, simulator, embedder and corpus "
                                    "caches, and the endpoints in --lm / --simulator. Builds nothing. Exits 1 when "
                                    "something needed is broken.")
-    p.add_argument("--lm", default=None, help="the explainer LM to check (default: the offline default)")
-    p.add_argument("--simulator", default=None, help="the simulator to check (default: the offline default)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_run_options(p, ("lm", "simulator"))
     p.set_defaults(func=_cmd_doctor)
     return parser
 

@@ -58,10 +58,13 @@ def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations:
             print("  " + render_exemplar(top[0], stats["max"], color=color))
     if not explain:
         return 0
-    from .cli import main as cli_main
+    from .api import explain as explain_units
+    from .config import ExplainConfig, RunConfig
+    from .runs.read import summary_table
 
     print(f"\nexplaining {len(chosen)} neurons ({iterations} refinement iterations x {candidates} candidates)")
-    argv = ["explain", "--store", str(store_path), "--neurons", ",".join(map(str, chosen)),
-            "--run", str(out / "run.sqlite"), "--iterations", str(iterations), "--candidates", str(candidates),
-            "--max-exemplars", "10"] + ([] if progress else ["--quiet"])
-    return cli_main(argv)
+    config = RunConfig(explain=ExplainConfig(iterations=iterations, candidates=candidates, max_exemplars=10))
+    result = explain_units(config, store_path, chosen, run=out / "run.sqlite", progress=progress)
+    print(summary_table(result.records))
+    print(f"run stored in {result.run_path}")
+    return 0 if result.done else 1

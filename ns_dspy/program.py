@@ -23,14 +23,12 @@ compares itself with the no-LM row on the same data.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
-
 import dspy
 
-from .agents import (ClusterConfig, ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
+from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
 from .agents.evidence import statistical_explanations, token_evidence
-from .config import opt
+from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
 from .scoring import HeldOut, polysemantic
@@ -42,47 +40,6 @@ from .types import Exemplar
 __all__ = ["ExplainConfig", "NeuronScope"]
 
 log = logging.getLogger(__name__)
-
-
-METHODS = ("neuronscope", "stats")
-
-
-@dataclass
-class ExplainConfig:
-    method: str = opt("neuronscope", "neuronscope (the agents), or stats: no LM, an explanation written from the "
-                                     "train exemplars' token statistics, the best of its candidates on valid")
-    max_exemplars: int = opt(20, "top train exemplars shown to the Hypothesis agent")
-    refine: bool = opt(True, "run the Refinement agent (--no-refine: the paper's ablation)")
-    baseline: bool = opt(False, "single-pass baseline instead: one explanation, best of --baseline-k on valid")
-    baseline_k: int = opt(8, "hypotheses drawn for the single-pass baseline")
-    candidates: int = opt(8, "refinement candidates proposed per iteration")
-    iterations: int = opt(5, "refinement iterations at most")
-    patience: int = opt(1, "iterations without improvement before refinement stops")
-    min_delta: float = opt(1e-3, "improvement of the valid score that counts")
-    statistics: bool = opt(True, "show the agents the train exemplars' token statistics (--no-statistics: "
-                                 "excerpts only, as in the paper)")
-    feedback: bool = opt(True, "show the Refinement agent the tokens its best explanations miss and over-predict "
-                                "on valid (--no-feedback: scores only, as in the paper)")
-    seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
-                                  "(refinement then never ends below it on valid, but modes may converge on it)")
-    racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, then half of the "
-                             "valid excerpts first (stages of at least 10) and drop the clear losers (--no-racing: "
-                             "every candidate on all of them)")
-    racing_delta: float = opt(0.05, "racing drops a candidate when its bootstrap chance of beating the leader is "
-                                    "below this (per stage)")
-    cluster: ClusterConfig = field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
-
-    def __post_init__(self) -> None:
-        for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0.0 < self.racing_delta < 0.5:
-            raise ConfigError(f"--racing-delta must be in (0, 0.5), got {self.racing_delta}")
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown --method {self.method!r}: use one of {', '.join(METHODS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class NeuronScope(dspy.Module):

@@ -417,7 +417,7 @@ def test_model_shapes_come_from_the_config_alone(nothing_loads, tiny_llama, tiny
     ({"explain": {"cluster": {"min_cluster_size": 2.5}}}, ["--min-cluster-size", "3"],
      "explain.cluster.min_cluster_size must be int, got 2.5"),
     ({"explain": {"min_delta": "small"}}, ["--min-delta", "0.01"], "explain.min_delta must be float"),
-    ({"lm": {"temperature": "hot"}}, ["--temperature", "0.5"], "lm.temperature must be a number"),
+    ({"lm": {"temperature": "hot"}}, ["--temperature", "0.5"], "lm.temperature must be float, got 'hot'"),
 ])
 @pytest.mark.parametrize("command", ["explain", "sweep"])
 def test_config_file_values_of_the_wrong_type_are_refused_when_the_option_is_given_too(content, option, needle,

@@ -35,44 +35,13 @@ from dataclasses import dataclass, field
 import dspy
 import numpy as np
 
-from ..config import opt
-from ..errors import ConfigError
+from ..config import METRICS, NOISE_POLICIES, ClusterConfig
 from .embedders import DEFAULT_EMBEDDER, Embedder, MiniLMEmbedder, OpenAIEmbedder, build_embedder, normalise_rows
 from .errors import AgentError
 
 __all__ = ["ClusterConfig", "Cluster", "ClusteringAgent", "cluster_embeddings", "hdbscan_labels", "build_clusters",
            "Embedder", "MiniLMEmbedder", "OpenAIEmbedder", "build_embedder", "DEFAULT_EMBEDDER",
            "NOISE_POLICIES", "METRICS"]
-
-NOISE_POLICIES = ("nearest", "singleton", "drop")
-METRICS = ("euclidean", "cosine")
-SELECTION_METHODS = ("eom", "leaf")
-
-
-@dataclass
-class ClusterConfig:
-    """HDBSCAN settings and what becomes of the conditions it leaves out."""
-
-    min_cluster_size: int = opt(2, "fewest conditions that make a semantic mode (HDBSCAN min_cluster_size)")
-    min_samples: int = opt(1, "HDBSCAN min_samples; larger values mark more conditions as noise")
-    cluster_selection_epsilon: float = opt(0.0, "HDBSCAN cluster_selection_epsilon: merge clusters closer than this")
-    cluster_selection_method: str = opt("eom", "HDBSCAN cluster selection: eom (excess of mass) or leaf")
-    metric: str = opt("euclidean", "distance between unit-norm embeddings: euclidean or cosine")
-    noise: str = opt("nearest", "conditions HDBSCAN leaves out: nearest (join the most similar cluster), "
-                                       "singleton (a mode each) or drop")
-
-    def __post_init__(self) -> None:
-        if self.min_cluster_size < 2:
-            raise ConfigError(f"min_cluster_size must be at least 2, got {self.min_cluster_size}")
-        if self.min_samples < 1:
-            raise ConfigError(f"min_samples must be at least 1, got {self.min_samples}")
-        if self.cluster_selection_epsilon < 0:
-            raise ConfigError(f"cluster_selection_epsilon must be >= 0, got {self.cluster_selection_epsilon}")
-        for name, value, allowed in (("cluster_selection_method", self.cluster_selection_method, SELECTION_METHODS),
-                                     ("metric", self.metric, METRICS),
-                                     ("noise", self.noise, NOISE_POLICIES)):
-            if value not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 @dataclass

@@ -69,7 +69,8 @@ def compile_neurons(program, sets: NeuronSets, lm, *, optimizer: str, out: str |
     """Compile ``program`` on ``sets.train`` / ``sets.val`` with ``optimizer``, score the uncompiled and the
     compiled program on ``sets.test``, save to ``out`` (see :mod:`ns_dspy.optimize.artifact`) and return
     ``(compiled, report)``. ``provenance`` adds to the manifest what objects cannot tell: the ``lm``,
-    ``reflection_lm``, ``simulator`` and ``embedder`` specs and the ``store`` path."""
+    ``reflection_lm``, ``simulator`` and ``embedder`` specs, the ``store`` path and the ``run`` provenance
+    (:meth:`ns_dspy.build.Built.provenance`)."""
     start = time.perf_counter()
     if Path(out).suffix != ".json":
         raise ConfigError(f"--out {out}: a compiled program is saved as DSPy JSON state; name it *.json")
@@ -101,6 +102,7 @@ def compile_neurons(program, sets: NeuronSets, lm, *, optimizer: str, out: str |
         "simulator": {"spec": provenance.get("simulator"), "cache_key": program.simulator.cache_key},
         "embedder": provenance.get("embedder", program.clustering.embedder.name),
         "store": provenance.get("store"),
+        "run": provenance.get("run"),  # the run configuration and components' cache keys (ns_dspy.build)
         "seed": sets.seed,
         "units": sets.ids(),
         "scores": {"neurons": "test", "mean": "SimulatorMetric on their valid data",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..trace import Cost, Statistical, TraceError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
 
-__all__ = ["RunData", "cost_row", "read_run", "run_mode", "statistical_row", "statistical_rows"]
+__all__ = ["RunData", "cost_row", "flat_config", "read_run", "run_mode", "statistical_row", "statistical_rows", "summary_table"]
 
 
 @dataclass
@@ -31,7 +32,8 @@ class RunData:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.meta.get("config") or {}
+        """The run's settings in one shape whichever ns-dspy made the file (:func:`flat_config`)."""
+        return flat_config(self.meta.get("config") or {})
 
     @property
     def mode(self) -> str:
@@ -47,6 +49,23 @@ class RunData:
 
     def by_unit(self) -> dict[UnitId, NeuronRecord]:
         return {r.unit: r for r in self.records}
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored run configuration as readers use it: ``explain`` (the settings), ``lm``, ``temperature``,
+    ``simulator``, ``embedder`` (specs), ``store`` and ``program``. Run files store a whole run configuration
+    with its components' cache keys (:meth:`ns_dspy.build.Built.provenance`, version 2; also kept here, as
+    ``run`` and ``components``); older ones stored this shape directly."""
+    run = config.get("run")
+    if config.get("version") != 2 or not isinstance(run, dict):
+        return config
+    part = lambda name: run.get(name) if isinstance(run.get(name), dict) else {}  # noqa: E731
+    flat = {"explain": part("explain"), "lm": part("lm").get("spec"), "temperature": part("lm").get("temperature"),
+            "simulator": part("simulator").get("spec"), "embedder": part("embedder").get("spec"),
+            "run": run, "components": config.get("components")}
+    if run.get("program"):
+        flat["program"] = {"path": run["program"], "state_sha256": config.get("program_state")}
+    return {**flat, **{k: v for k, v in config.items() if k not in ("version", "run", "components", "program_state")}}
 
 
 def run_mode(config: dict[str, Any]) -> str:
@@ -144,6 +163,8 @@ def read_run(path: str | Path) -> RunData:
     finally:
         db.close()
     config = meta.get("config") or {}
+    if isinstance(config, dict):
+        config = flat_config(config)
     if not isinstance(config, dict) or not isinstance(config.get("explain") or {}, dict):
         raise StoreError(f"{path} is corrupt: its meta config is not a JSON object (with an \"explain\" object)")
     records = []
@@ -162,3 +183,63 @@ def read_run(path: str | Path) -> RunData:
             raise StoreError(f"{path} is corrupt: the trace of unit {r[0]}:{r[1]} is not a JSON object")
         records.append(NeuronRecord(UnitId(r[0], r[1]), *r[2:11], trace=trace))
     return RunData(path, meta, records)
+
+
+def summary_table(records) -> str:
+    """The summary a command prints: per unit status, Number, scores, LM tokens, seconds and the best
+    explanation; failures by kind; means with the statistical row beside them; and the cost table."""
+    lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
+    for r in records:
+        if r.status == "done":
+            best = r.typed_trace.best_final()
+            text = best.explanation if best else ""
+            lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
+                         f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
+        else:
+            lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
+                         f"{r.seconds or 0:>6.0f}  {r.error}")
+    kinds = Counter(r.typed_trace.failure or "other" for r in records if r.status != "done")
+    if kinds:
+        lines.append(f"failed: {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
+    faults = Counter()  # transient LM failures met while explaining (each retried, up to the retry limit), by kind
+    for r in records:
+        faults.update(r.typed_trace.faults)
+    if faults:
+        lines.append(f"LM call failures: {sum(faults.values())} "
+                     f"({', '.join(f'{k} {n}' for k, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0])))})")
+    done = [r for r in records if r.status == "done"]
+    if done:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        lines.append(f"mean over {len(done)} units: Number {mean([r.number for r in done]):.2f}, "
+                     f"score valid {mean([r.score_valid for r in done]):.3f}, test {mean([r.score_test for r in done]):.3f}")
+        stats = statistical_rows(done)
+        if stats and any(r.typed_trace.method != "stats" for r in done):
+            lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
+                         f"valid {mean([s.valid for s in stats]):.3f}, test {mean([s.test for s in stats]):.3f}")
+    lines += _cost_table(records)
+    return "\n".join(lines)
+
+
+def _cost_table(records) -> list[str]:
+    """Per neuron: LM prompt / completion tokens, simulated tokens and seconds by stage (and their means)."""
+    from ..costs import STAGES
+
+    rows = [(r, c) for r in records if (c := cost_row(r)) is not None]
+    if not rows:
+        return []
+    short = {"hypothesis": "hyp s", "decomposition": "dec s", "clustering": "clu s", "refinement": "ref s",
+             "scoring": "score s"}
+    head = f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'simulated':>10} " + " ".join(f"{short[s]:>7}" for s in STAGES)
+
+    def line(label, c):
+        return (f"{label:>9} {c.lm_prompt_tokens:>8.0f} {c.lm_completion_tokens:>7.0f} "
+                f"{c.simulated_tokens:>10.0f} " + " ".join(f"{c.seconds[s]:>7.1f}" for s in STAGES))
+
+    out = ["", head] + [line(str(r.unit), c) for r, c in rows]
+    if len(rows) > 1:
+        n = len(rows)
+        mean = Cost(**{k: sum(getattr(c, k) for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
+                                                                            "simulated_tokens")},
+                    seconds={s: sum(c.seconds[s] for _, c in rows) / n for s in STAGES})
+        out.append(line("mean", mean))
+    return out

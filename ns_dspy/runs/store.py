@@ -76,12 +76,21 @@ class NeuronRecord:
         return Trace.from_dict(self.trace)
 
 
+def _changed(was: Any, now: Any, prefix: str = "") -> list[str]:
+    """The dotted paths at which two JSON documents differ, e.g. ``run.simulator.spec``."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        return [path for key in sorted(set(was) | set(now), key=str)
+                for path in _changed(was.get(key), now.get(key), f"{prefix}{key}.")]
+    return [] if was == now else [prefix.rstrip(".") or "config"]
+
+
 class RunStore:
     """Open or create a run file. ``config`` (a JSON-able dict) is stored on creation; reopening with another
-    config is refused, so one run never mixes settings. ``owner`` names this object's claims
+    config is refused, so one run never mixes settings; ``legacy`` is the same configuration as an older
+    ns-dspy recorded it, accepted in place of ``config`` for a run file made then. ``owner`` names this object's claims
     (``host:pid:random``)."""
 
-    def __init__(self, path: str | Path, config: dict | None = None):
+    def __init__(self, path: str | Path, config: dict | None = None, *, legacy: dict | None = None):
         self.path = Path(path)
         self.owner = f"{socket.gethostname()}|{process_space() or '-'}|{os.getpid()}|{secrets.token_hex(4)}"
         exists = self.path.exists()
@@ -103,8 +112,9 @@ class RunStore:
             if stored is None:
                 self._set_meta(format=FORMAT, version=VERSION, config=canonical,
                                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            elif stored != canonical:
-                changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+            elif stored != canonical and (legacy is None or stored != json.loads(json.dumps(legacy, sort_keys=True,
+                                                                                            default=str))):
+                changed = _changed(stored, canonical)
                 raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
                                  "rerun with the same options to resume, or give a new --run")
 

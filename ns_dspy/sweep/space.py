@@ -235,7 +235,7 @@ def load_space(path: str | Path | None, base) -> SearchSpace:
     """The space in ``path`` (JSON, TOML or YAML), or the default one; checked against ``base``."""
     if path is None:
         return default_space(base)
-    from ..runs.config_file import read_mapping
+    from ..config import read_mapping
 
     return SearchSpace.from_dict(read_mapping(path, "space file"), f"space {path}")
 

@@ -64,7 +64,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
-    from ns_dspy.simulators import build_simulator
+    from ns_dspy.build import build_simulator
+    from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
     from .evaluate import evaluate, markdown, plot, summarise
@@ -72,7 +73,7 @@ def cmd_eval(args) -> int:
     units = read_units(args.data, args.split)
     results, rows = {}, {}
     for spec in [args.simulator] + list(args.baseline or []):
-        simulator = build_simulator(spec, dtype=args.dtype, device=args.device)
+        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
         rows[spec] = evaluate(simulator, units, seed=args.seed, max_units=args.max_units, progress=not args.quiet)
         results[spec] = summarise(rows[spec])
     table = markdown(results)
@@ -89,7 +90,8 @@ def cmd_eval(args) -> int:
 
 def cmd_decoys(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
-    from ns_dspy.simulators import build_simulator
+    from ns_dspy.build import build_simulator
+    from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
     from .evaluate import evaluate_decoys, markdown_decoys, plot_decoys, summarise_decoys
@@ -97,7 +99,7 @@ def cmd_decoys(args) -> int:
     units = read_units(args.data, args.split)
     results, rows = {}, {}
     for spec in [args.simulator] + list(args.baseline or []):  # the same units and decoys for every spec
-        simulator = build_simulator(spec, dtype=args.dtype, device=args.device)
+        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
         rows[spec] = evaluate_decoys(simulator, units, seed=args.seed, max_units=args.max_units,
                                      progress=not args.quiet)
         results[spec] = summarise_decoys(rows[spec])

@@ -33,18 +33,16 @@ def test_an_unknown_option_is_refused_in_one_line(embedder_case, one_line):
 
 def test_built_the_way_the_commands_build_it(embedder_case, tmp_path, monkeypatch):
     """``--embedder SPEC`` with the commands' default run options: the program's clustering agent embeds."""
-    from ns_dspy.program import ExplainConfig
-    from ns_dspy.runs.build import build_program
+    from ns_dspy.build import build_program
+    from ns_dspy.config import EmbedderConfig, RunConfig, SimulatorConfig
 
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path))
-    program = build_program(ExplainConfig(), simulator="keyword", embedder=embedder_case.spec, dtype="auto",
-                            device=None)
-    try:
-        embedder = program.clustering.embedder
+    config = RunConfig(simulator=SimulatorConfig("keyword"), embedder=EmbedderConfig(embedder_case.spec))
+    with build_program(config, with_lm=False) as built:
+        embedder = built.program.clustering.embedder
         assert embedder.kind == embedder_case.kind and embedder.name == build_embedder(embedder_case.spec).name
         assert embedder.embed(TEXTS[:2]).shape[0] == 2
-    finally:
-        program.simulator.close()
+        assert built.provenance()["components"]["embedder"] == embedder.name
 
 
 def test_name_is_stable_and_names_the_model(embedder_case):

@@ -14,11 +14,13 @@ import pytest
 from ns_dspy.lms import check_endpoint, lm_usage, make_lm
 from ns_dspy.lms.assets import LMError
 
-COMMANDS = {  # what each command passes to make_lm (ns_dspy/cli.py, ns_dspy/sweep/command.py)
-    "explain": dict(temperature=0.7, timeout=None, hedge=True),
-    "explain --no-lm-hedge --lm-timeout 30": dict(temperature=0.7, timeout=30, hedge=False),
-    "compile": dict(temperature=0.7, cache=True),
-    "sweep": dict(temperature=0.7, cache=False),
+COMMANDS = {  # each command's options, and what it changes in the parsed LMConfig (ns_dspy/api.py, sweep/run.py)
+    "explain": (["explain", "--store", "s", "--neurons", "0:0"], {}),
+    "explain --no-lm-hedge --lm-timeout 30": (["explain", "--store", "s", "--neurons", "0:0", "--no-lm-hedge",
+                                               "--lm-timeout", "30"], {}),
+    "compile --temperature 0.3": (["compile", "--store", "s", "--optimizer", "bootstrap", "--out", "c.json",
+                                   "--temperature", "0.3"], dict(cache=True)),
+    "sweep": (["sweep", "--store", "s"], dict(cache=False)),
 }
 
 
@@ -62,20 +64,27 @@ def test_an_unknown_option_is_refused_or_forwarded(lm_case, lm_world, one_line):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_builds_it(lm_case, lm_world, command):
-    """The options each command passes work for every kind; the ones a kind declares it ignores are ignored."""
-    options = COMMANDS[command]
-    check_endpoint(lm_case.spec)  # every command checks the LM first
-    lm = make_lm(lm_case.spec, **lm_case.reach, **options)
+    """Each command's options, parsed into its run configuration and built by the one builder, work for every
+    kind; the ones a kind declares it ignores are ignored."""
+    import dataclasses
+
+    from ns_dspy.build import build_lm
+    from ns_dspy.cli import build_parser
+    from ns_dspy.config import load_run_config
+
+    argv, override = COMMANDS[command]
+    config = dataclasses.replace(load_run_config(build_parser().parse_args([*argv, "--lm", lm_case.spec])).lm,
+                                 **override)
+    lm = build_lm(config, **lm_case.reach)  # checks an endpoint first, as every command does
     assert _ask(lm) == "Paris"
-    assert lm.kwargs["temperature"] == options["temperature"]
+    assert lm.kwargs["temperature"] == config.temperature
     if "timeout" in lm_case.case.ignores:
         assert "timeout" not in lm.kwargs
-    elif options.get("timeout") is not None:
-        assert lm.kwargs["timeout"] == options["timeout"]
-    if "hedge" in options and "hedge" not in lm_case.case.ignores:
-        assert lm.retry.hedge is options["hedge"]
-    if "cache" in options:
-        assert lm.cache is options["cache"]
+    elif config.timeout is not None:
+        assert lm.kwargs["timeout"] == config.timeout
+    if "hedge" not in lm_case.case.ignores:
+        assert lm.retry.hedge is config.hedge
+    assert lm.cache is config.cache
 
 
 def test_cache_key_is_stable_and_names_what_changes_answers(lm_case, lm_world):

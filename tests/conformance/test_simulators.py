@@ -81,23 +81,24 @@ def test_run_options_mean_what_the_kind_declares(simulator_case, one_line):
 @pytest.mark.parametrize("options", [dict(dtype="auto", device=None), dict(dtype="float32", device="cpu")],
                          ids=["defaults", "given"])
 def test_built_the_way_the_commands_build_it(simulator_case, options, tmp_path, monkeypatch, one_line):
-    from ns_dspy.program import ExplainConfig
-    from ns_dspy.runs.build import build_program
+    """``--simulator SPEC`` with the run options every command has, through the one builder."""
+    from ns_dspy.build import build_program
+    from ns_dspy.config import ExplainConfig, RunConfig, SimulatorConfig
 
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path))
+    config = RunConfig(explain=ExplainConfig(method="stats"), simulator=SimulatorConfig(simulator_case.spec,
+                                                                                        **options))
     if simulator_case.run_options == "refuse" and options["dtype"] != "auto":
         with pytest.raises(ConfigError) as err:
-            build_program(ExplainConfig(), simulator=simulator_case.spec, embedder="minilm", **options)
+            build_program(config)
         one_line(err)
         return
-    program = build_program(ExplainConfig(), simulator=simulator_case.spec, embedder="minilm", **options)
-    try:
-        assert isinstance(program.simulator, CachedSimulator)
+    with build_program(config) as built:
+        assert isinstance(built.simulator, CachedSimulator)
         plain = build_simulator(simulator_case.spec, **options)
-        assert program.simulator.cache_key == plain.cache_key
+        assert built.simulator.cache_key == plain.cache_key
+        assert built.provenance()["components"]["simulator"] == plain.cache_key
         plain.close()
-    finally:
-        program.simulator.close()
 
 
 def test_cache_key_is_stable_and_names_what_changes_predictions(simulator_case):

@@ -194,16 +194,18 @@ def test_compile_on_the_offline_stack(tmp_path):
     from ns_dspy.demo import peaked_units
     from ns_dspy.lms import make_lm
     from ns_dspy.recording import RecordConfig, record
-    from ns_dspy.runs.build import build_program
+    from ns_dspy.build import build_program
+    from ns_dspy.config import RunConfig, SimulatorConfig
 
     store = ExemplarStore.open(record(RecordConfig(layers="6", tokens=4096), tmp_path / "store", progress=False))
     config = ExplainConfig(iterations=1, candidates=1, max_exemplars=8)
-    program = build_program(config, simulator="prompted:gemma-3-270m", embedder="minilm")
+    run_config = RunConfig(explain=config, simulator=SimulatorConfig("prompted:gemma-3-270m"))
+    program = build_program(run_config, with_lm=False).program
     sets = neuron_sets(store, peaked_units(store, 4), seed=0, max_exemplars=8)
     assert (len(sets.train), len(sets.val), len(sets.test)) == (2, 1, 1)
     compiled, report = compile_neurons(program, sets, make_lm("local:qwen2.5-coder-1.5b-instruct"),
                                        optimizer="bootstrap", out=tmp_path / "c.json",
                                        options={"max_bootstrapped_demos": 1})
-    fresh = build_program(config, simulator="prompted:gemma-3-270m", embedder="minilm")
+    fresh = build_program(run_config, with_lm=False).program
     assert load_compiled(tmp_path / "c.json", fresh).dump_state() == compiled.dump_state()
     assert report.manifest_path.exists() and report.usage["compile_lm"]["calls"] > 0

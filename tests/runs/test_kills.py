@@ -57,7 +57,7 @@ def test_ten_kills_then_resume_lose_and_duplicate_nothing(tmp_path):
     env = {"NS_DSPY_CACHE": str(tmp_path / "ns-cache"), "DSPY_CACHEDIR": str(tmp_path / "dspy"),
            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["fault_lm", "ns_dspy.cli", "ns_dspy.runs.runner", "ns_dspy.runs.build",
+    ctx.set_forkserver_preload(["fault_lm", "ns_dspy.cli", "ns_dspy.runs.runner", "ns_dspy.build",
                                 "ns_dspy.program", "ns_dspy.simulators", "litellm", "litellm.main", "openai",
                                 "hdbscan"])
     rng = random.Random(SEED)

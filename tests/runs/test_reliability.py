@@ -24,7 +24,8 @@ from trigger_words import trigger_store
 from ns_dspy.agents.decomposition import DecompositionAgent
 from ns_dspy.agents.reliability import ATTEMPT_KEY, UnusableAnswer
 from ns_dspy.agents.refinement import RefinementAgent
-from ns_dspy.cli import _summary_table, main
+from ns_dspy.cli import main
+from ns_dspy.runs.read import summary_table
 from ns_dspy.lms import LMError, make_lm
 from ns_dspy.lms.scripted import ScriptedEngine, chat_answer
 from ns_dspy.program import ExplainConfig, NeuronScope
@@ -94,7 +95,7 @@ def test_garbage_hypothesis_fails_then_the_rerun_makes_new_calls_and_finishes(st
     first = explain_units(program(), store, [U], run, lm, progress=False)[0]
     assert first.status == "failed" and "could not be parsed" in first.error and "\n" not in first.error
     assert first.trace["failure"] == "lm_parse" and first.trace["attempt"] == 0
-    assert "failed: 1 (lm_parse 1)" in _summary_table([first]).splitlines()
+    assert "failed: 1 (lm_parse 1)" in summary_table([first]).splitlines()
     calls = len(engine.prompts)
     assert calls == 4  # chat + JSON fallback, then a fresh sample: chat + JSON fallback, all garbage
     assert engine.requests[2].config.temperature == 1.0  # the fresh sample is a sample
@@ -254,7 +255,7 @@ def test_neuron_over_its_budget_fails_with_one_line(store, tmp_path):
                            neuron_budget_s=0.3)[0]
     assert record.status == "failed" and record.trace["failure"] == "budget"
     assert record.error.startswith("over its time budget (0.3 s): stopped before the ") and "\n" not in record.error
-    assert "failed: 1 (budget 1)" in _summary_table([record]).splitlines()
+    assert "failed: 1 (budget 1)" in summary_table([record]).splitlines()
     assert len(engine.prompts) <= 3  # it stopped: a whole run makes 4 calls
     lm, _ = cached_lm(answer, name="generous")
     ok = explain_units(program(), store, [U], RunStore(tmp_path / "g.sqlite", CFG), lm, progress=False,

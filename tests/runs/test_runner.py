@@ -160,7 +160,7 @@ def test_refinement_sees_the_statistics_and_its_errors_unless_turned_off(tmp_pat
 
 
 def test_every_neuron_records_its_cost_by_stage_and_the_summary_and_report_show_it(tmp_path):
-    from ns_dspy.cli import _summary_table
+    from ns_dspy.runs.read import summary_table
     from ns_dspy.costs import STAGES
     from ns_dspy.report import render_report
 
@@ -181,7 +181,7 @@ def test_every_neuron_records_its_cost_by_stage_and_the_summary_and_report_show_
     # modes), and on test the finals, the statistical row and the combined modes: a lower bound that must hold
     assert cost["simulated_tokens"] >= valid * len(scored | candidates) + test * (len(done.trace["finals"]) + 1)
     assert sum(cost["seconds"].values()) <= done.seconds + 0.5
-    table = _summary_table([done])
+    table = summary_table([done])
     assert "simulated" in table and f"{cost['simulated_tokens']:>10}" in table
     page = render_report(tmp_path / "run.sqlite")
     assert "data-cost" in page and f"simulated {cost['simulated_tokens']} tokens" in page

@@ -81,8 +81,8 @@ def test_sweep_exports_the_best_configuration_for_explain(store, server, sweep_a
     assert main(["explain", "--store", str(store.path), "--neurons", "0:0", "--lm", server.lm, "--simulator",
                  "keyword", "--embedder", "sweep-words", "--config", str(out / "best.json"), "--run", str(run),
                  "-q"]) == 0
-    stored = RunStore(run).meta()["config"]
-    assert stored["explain"] == chosen["explain"] and stored["temperature"] == chosen["lm"]["temperature"]
+    stored = RunStore(run).meta()["config"]["run"]
+    assert stored["explain"] == chosen["explain"] and stored["lm"]["temperature"] == chosen["lm"]["temperature"]
 
 
 def test_clustering_only_trials_make_no_lm_call(store, server, sweep_argv, tmp_path, capsys):
@@ -113,12 +113,11 @@ def test_studies_resume_and_count_finished_trials(store, server, sweep_argv, tmp
 
 
 def test_a_config_file_is_the_sweeps_base(store, server, sweep_argv, tmp_path, capsys):
-    from ns_dspy.agents import ClusterConfig
-    from ns_dspy.program import ExplainConfig
-    from ns_dspy.runs.config_file import write_config_file
+    from ns_dspy.config import ClusterConfig, ExplainConfig, LMConfig, RunConfig, write_config_file
 
-    base = write_config_file(tmp_path / "base.json", ExplainConfig(refine=False, max_exemplars=6,
-                                                                   cluster=ClusterConfig(noise="singleton")), 0.5)
+    base = write_config_file(tmp_path / "base.json", RunConfig(
+        explain=ExplainConfig(refine=False, max_exemplars=6, cluster=ClusterConfig(noise="singleton")),
+        lm=LMConfig(temperature=0.5)))
     space = _space(tmp_path, {"cluster": {"min_cluster_size": {"low": 2, "high": 3}}})
     assert main(sweep_argv("--n-trials", "2", "--space", space, "--config", str(base), "--max-exemplars", "5")) == 0
     capsys.readouterr()

@@ -1,0 +1,119 @@
+"""What the commands do, as functions: ``explain``, ``score`` and ``compile``. The command line
+(:mod:`ns_dspy.cli`) parses options into a :class:`~ns_dspy.config.RunConfig` and calls these; ``ns-dspy demo``
+and user code call them directly. Each checks everything a user can get wrong (the store, the units, the
+specs, a compiled program) before any model is loaded or any file is written. ``ns-dspy sweep`` is
+:func:`ns_dspy.sweep.run_sweep`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .build import build_program
+from .config import RunConfig, SimulatorConfig
+from .errors import ConfigError
+from .types import UnitId
+
+__all__ = ["ExplainResult", "explain", "default_run_path", "score", "compile"]
+
+
+def default_run_path(store: str | Path, config: RunConfig) -> Path:
+    """``STORE.MODE.sqlite`` (MODE: explain, norefine, baseline or stats), with ``.NAME`` before the suffix for a
+    compiled program ``NAME.json``: each kind of run gets its own file."""
+    path = Path(str(Path(store)).rstrip("/") + f".{config.explain.mode}.sqlite")
+    if config.program:
+        path = Path(str(path)[: -len(".sqlite")] + f".{Path(config.program).stem}.sqlite")
+    return path
+
+
+@dataclasses.dataclass
+class ExplainResult:
+    """The run's records (every unit of the run file, in order) and the run file."""
+
+    records: list
+    run_path: Path
+
+    @property
+    def done(self) -> list:
+        return [r for r in self.records if r.status == "done"]
+
+
+def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str], *, run: str | Path | None = None,
+            concurrency: int = 1, progress: bool = True, neuron_budget_s: float | None = None) -> ExplainResult:
+    """Explain ``units`` of the exemplar store at ``store`` with ``config`` into the run file ``run`` (default:
+    :func:`default_run_path`). Finished units already in the run are kept; rerunning resumes."""
+    from .exemplars import ExemplarStore
+    from .runs import RunStore
+    from .runs.runner import explain_units
+
+    exemplars = ExemplarStore.open(store)
+    units = [u if isinstance(u, UnitId) else UnitId.parse(u) for u in units]
+    if not units:
+        raise ConfigError("no units to explain: give at least one LAYER:INDEX")
+    for unit in units:
+        exemplars.stats(unit)  # an unknown unit: one line, before anything is built
+    run_path = Path(run) if run is not None else default_run_path(store, config)
+    built = build_program(config)  # a bad LM, simulator, embedder or program: no run file
+    with built:
+        where = {"store": str(Path(store).resolve())}
+        run_store = RunStore(run_path, built.provenance(**where), legacy=built.legacy_provenance(**where))
+        records = explain_units(built.program, exemplars, units, run_store, built.lm, concurrency=concurrency,
+                                progress=progress, neuron_budget_s=neuron_budget_s)
+    return ExplainResult(records, run_store.path)
+
+
+def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, explanations: Sequence[str], *,
+          split: str = "test", kinds: Sequence[str] = ("top", "random")):
+    """Score ``explanations`` of ``unit`` on its held-out ``split``: ``(heldout, [ScoreResult])``."""
+    from .build import build_simulator
+    from .exemplars import ExemplarStore
+    from .scoring import HeldOut
+    from .scoring import score as score_all
+
+    exemplars = ExemplarStore.open(store)
+    unit = unit if isinstance(unit, UnitId) else UnitId.parse(unit)
+    heldout = HeldOut.from_store(exemplars, unit, split, kinds=list(kinds))
+    sim = build_simulator(simulator)
+    try:
+        return heldout, score_all(sim, list(explanations), heldout)
+    finally:
+        sim.close()
+
+
+def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | Path,
+            units: Sequence[UnitId | str] | None = None, n_neurons: int = 12,
+            fractions: Sequence[float] = (0.5, 0.25, 0.25), seed: int = 0, options: dict[str, Any] | None = None,
+            reflection_lm: str | None = None, optimize_decomposition: bool = False, threads: int = 4):
+    """Compile ``config``'s agents with a DSPy ``optimizer`` against the simulator score on neurons of ``store``
+    and save the program to ``out`` (see :func:`ns_dspy.optimize.compile_neurons`); returns its report. LM calls
+    are cached: rerunning the same compilation makes no LM call."""
+    from .build import build_lm
+    from .exemplars import ExemplarStore
+    from .optimize import check_options, compile_neurons, neuron_sets
+
+    if not str(out).endswith(".json"):
+        raise ConfigError(f"--out {out}: a compiled program is saved as DSPy JSON state; name it *.json")
+    if config.explain.method == "stats":
+        raise ConfigError("the statistical method has no agents to compile: leave --method out")
+    check_options(optimizer, options or {}, reflection_lm=reflection_lm)  # before any model is loaded
+    exemplars = ExemplarStore.open(store)
+    units = [u if isinstance(u, UnitId) else UnitId.parse(u) for u in units] if units else None
+    sets = neuron_sets(exemplars, units, n_neurons=n_neurons, fractions=list(fractions), seed=seed,
+                       max_exemplars=config.explain.max_exemplars)
+    config = config.replace(lm=dict(cache=True))  # cached: a re-run makes no LM call
+    reflection = build_lm(dataclasses.replace(config.lm, spec=reflection_lm, temperature=1.0)) \
+        if reflection_lm else None
+    built = build_program(config)
+    provenance = {"lm": config.lm.spec, "reflection_lm": reflection_lm, "simulator": config.simulator.spec,
+                  "embedder": config.embedder.spec, "store": str(Path(store).resolve()),
+                  "run": built.provenance()}
+    with built, contextlib.redirect_stdout(sys.stderr):  # DSPy's optimizers print their progress
+        _, report = compile_neurons(built.program, sets, built.lm, optimizer=optimizer, out=out, options=options,
+                                    reflection_lm=reflection, optimize_decomposition=optimize_decomposition,
+                                    num_threads=threads, provenance=provenance)
+    return report

@@ -1,0 +1,152 @@
+"""The one place a program, its LM, simulator and embedder are made from a :class:`~ns_dspy.config.RunConfig`.
+
+``build_program(run_config)`` returns a :class:`Built`: the :class:`~ns_dspy.program.NeuronScope` program
+(with its simulator and embedder, and a compiled program's state loaded when ``run_config.program`` names
+one) and the explainer LM (``None`` for the statistical method, which calls no LM). Everything a user can get
+wrong is checked before any model is loaded: the compiled program's manifest, the LM spec, the simulator's
+and embedder's options. :meth:`Built.provenance` is what a run file, a compiled program or a sweep records:
+``run_config.to_dict(provenance=True)`` plus each component's cache key, which names what changes its output
+(a retrained adapter at the same path has another key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
+
+__all__ = ["Built", "build_program", "build_lm", "build_simulator", "build_embedder", "PROVENANCE_VERSION"]
+
+PROVENANCE_VERSION = 2
+"""Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see
+:meth:`Built.legacy_provenance`."""
+
+
+def build_lm(config: LMConfig, **extra: Any):
+    """The ``dspy.LM`` of ``config`` (an endpoint is checked to answer first); ``extra`` goes to
+    :func:`ns_dspy.lms.make_lm` (e.g. ``n_threads`` of a local model)."""
+    from .lms import check_endpoint, make_lm
+
+    check_endpoint(config.spec)
+    return make_lm(config.spec, temperature=config.temperature, max_tokens=config.max_tokens,
+                   timeout=config.timeout, hedge=config.hedge, cache=config.cache, **extra)
+
+
+def build_simulator(config: SimulatorConfig):
+    """The simulator of ``config``, behind the simulation cache unless ``config.cache`` is off."""
+    from .simulators import CachedSimulator
+    from .simulators import build_simulator as build
+
+    simulator = build(config.spec, **config.build_options())
+    return CachedSimulator(simulator) if config.cache else simulator
+
+
+def build_embedder(config: EmbedderConfig):
+    from .agents import build_embedder as build
+
+    return build(config.spec, **config.options)
+
+
+@dataclasses.dataclass
+class Built:
+    """A built run: the program (simulator and embedder inside) and its LM. Close it (or use ``with``) to
+    release the simulator's model or session."""
+
+    config: RunConfig
+    program: Any  # NeuronScope
+    lm: Any | None  # dspy.LM, None for the statistical method
+
+    @property
+    def simulator(self):
+        return self.program.simulator
+
+    def provenance(self, **extra: Any) -> dict[str, Any]:
+        """What a run records: the run configuration (less execution-only fields), each component's cache
+        key, the compiled program's state digest and ``extra`` (e.g. the exemplar store)."""
+        components = {"simulator": self.simulator.cache_key, "embedder": _embedder_key(self.program)}
+        if self.lm is not None:
+            components["lm"] = _lm_key(self.lm)
+        out = {"version": PROVENANCE_VERSION, "run": self.config.to_dict(provenance=True), "components": components}
+        if self.config.program:
+            from .optimize import read_manifest
+
+            out["program_state"] = read_manifest(self.config.program)["state_sha256"]
+        return {**out, **extra}
+
+    def legacy_provenance(self, **extra: Any) -> dict[str, Any]:
+        """The provenance run files recorded before version 2, so that such a run resumes unchanged."""
+        c = self.config
+        out = {"explain": c.explain.to_dict(), "lm": c.lm.spec, "temperature": c.lm.temperature,
+               "simulator": c.simulator.spec, "embedder": c.embedder.spec}
+        if c.program:
+            from .optimize import read_manifest
+
+            out["program"] = {"path": str(Path(c.program).resolve()),
+                              "state_sha256": read_manifest(c.program)["state_sha256"]}
+        return {**out, **extra}
+
+    def program_for(self, explain) -> Any:
+        """Another program with this build's simulator and embedder and the settings ``explain`` (an
+        :class:`~ns_dspy.config.ExplainConfig`), e.g. the paper's modes over one loaded simulator. A compiled
+        program's state is loaded into it too."""
+        from .program import NeuronScope
+
+        program = NeuronScope(self.simulator, self.program.clustering.embedder, explain)
+        if self.config.program is not None:
+            from .optimize import load_compiled
+
+            load_compiled(self.config.program, program)
+        return program
+
+    def close(self) -> None:
+        self.simulator.close()
+
+    def __enter__(self) -> "Built":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _lm_key(lm) -> str:
+    """The LM's model id, plus the model file's size and modification time for a local GGUF."""
+    model = str(getattr(lm, "model", lm))
+    path = getattr(lm, "gguf_path", None)
+    if path is not None:
+        try:
+            st = Path(path).stat()
+            model += f"|{st.st_size}|{int(st.st_mtime)}"
+        except OSError:
+            pass
+    return model
+
+
+def _embedder_key(program) -> str:
+    embedder = getattr(getattr(program, "clustering", None), "embedder", None)
+    return getattr(embedder, "name", "none") if embedder is not None else "none"
+
+
+def build_program(config: RunConfig, *, with_lm: bool = True, lm_extra: dict[str, Any] | None = None) -> Built:
+    """Build ``config``'s program and LM (see the module docstring). ``with_lm=False``: no LM (a caller that
+    scores only). A compiled program is checked (its manifest) before any model is loaded, and loaded last."""
+    from .program import NeuronScope
+
+    if config.program is not None:
+        from .optimize import read_manifest
+
+        read_manifest(config.program)  # a missing or foreign file is refused before any model is loaded
+    lm = build_lm(config.lm, **(lm_extra or {})) if with_lm and config.explain.method != "stats" else None
+    embedder = build_embedder(config.embedder)  # loads its model on first use; a bad spec is refused here
+    simulator = build_simulator(config.simulator)
+    try:
+        program = NeuronScope(simulator, embedder, config.explain)
+        if config.program is not None:
+            from .optimize import load_compiled
+
+            load_compiled(config.program, program)
+    except BaseException:
+        simulator.close()
+        raise
+    return Built(config, program, lm)
