@@ -409,8 +409,9 @@ class SimulatorConfig(_Config):
     dtype: str = opt("auto", "dtype of a local simulator model: auto (bfloat16 where the device runs it natively, "
                              "else float32), bfloat16, float16 or float32")
     device: str | None = opt(None, "device of a local simulator model (none: cuda if any)", provenance=False)
-    options: dict = opt({}, "an option of the simulator backend, e.g. batch_size=8 (ns-dspy doctor lists each "
-                            "backend's)", flag="--simulator-opt")
+    options: dict = opt({}, "an option of the simulator backend, declared by its Options dataclass, e.g. "
+                            "batch_size=8 (prompted, finetuned), merge=false (finetuned), timeout=120 (endpoint)",
+                        flag="--simulator-opt")
     cache: bool = opt(True, "read and write the simulation cache (--no-simulator-cache or --no-cache: simulate "
                             "everything)", flag="--simulator-cache", aliases=("--cache",), provenance=False)
 

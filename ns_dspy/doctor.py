@@ -165,6 +165,7 @@ def _features(system_info: str) -> str:
 def check_endpoints(lm: str | None, simulator: str | None) -> Iterator[Check]:
     from .errors import NsDspyError
     from .lms.factory import check_endpoint
+    from .urls import parse_url_at_model
 
     for role, spec in (("LM", lm), ("simulator", simulator)):
         if not spec or not spec.startswith("endpoint:"):
@@ -174,7 +175,8 @@ def check_endpoints(lm: str | None, simulator: str | None) -> Iterator[Check]:
         except NsDspyError as err:
             yield Check("fail", f"{role} endpoint", str(err))
         else:
-            yield Check("ok", f"{role} endpoint", "a server answers at " + spec.split("@")[0][len("endpoint:"):])
+            url, _ = parse_url_at_model(spec[len("endpoint:"):], role)
+            yield Check("ok", f"{role} endpoint", f"a server answers at {url}")
 
 
 def check_subject_models() -> Iterator[Check]:
@@ -210,11 +212,11 @@ def check_simulator(simulator: str | None) -> Iterator[Check]:
             yield Check("ok", "simulator", f"{spec} (nothing cached to check)")
         return
     from .errors import NsDspyError
-    from .simulators.finetuned import _read_manifest, resolve_adapter
+    from .simulators.finetuned_adapter import read_adapter_manifest, resolve_adapter
 
     try:
         folder = resolve_adapter(arg)
-        manifest = _read_manifest(folder)
+        manifest = read_adapter_manifest(folder)
     except NsDspyError as err:
         yield Check("fail", "simulator", str(err))
         return

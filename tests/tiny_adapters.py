@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import torch
 
 from ns_dspy.models.subject import load_subject
-from ns_dspy.simulators.finetuned import BinHead, save_adapter
+from ns_dspy.simulators.finetuned_adapter import save_adapter
+from ns_dspy.simulators.finetuned_format import BinHead
 
 __all__ = ["perturbed_lora", "bin_head", "random_adapter"]
 

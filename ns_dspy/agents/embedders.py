@@ -16,12 +16,12 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ConfigError
-from ..registry import Pluggable
+from ..registry import Pluggable, Registry
 
 __all__ = ["Embedder", "MiniLMEmbedder", "OpenAIEmbedder", "build_embedder", "embedder_kinds", "normalise_rows",
            "DEFAULT_EMBEDDER"]
 
-DEFAULT_EMBEDDER = "minilm"
+from ..config import DEFAULT_EMBEDDER  # noqa: E402
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -45,8 +45,7 @@ class Embedder(Pluggable, ABC):
         so a DSPy optimizer copying an agent does not copy a model.
     """
 
-    registry: ClassVar[dict[str, type["Embedder"]]] = {}
-    plugin = "embedder"
+    registry: ClassVar[Registry[type["Embedder"]]] = Registry("embedder", form="KIND[:ARG]")
     spec_options: ClassVar[tuple[str, ...]] = ()
     """The keyword options :func:`build_embedder` passes on to this kind (none of them changes the vectors)."""
 

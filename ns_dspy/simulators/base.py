@@ -14,25 +14,25 @@ torch nor openai, and neither does building a ``keyword`` simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import pkgutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+import typing
 from typing import ClassVar
 
 import numpy as np
 
-from ..registry import Pluggable
+from ..registry import Pluggable, Registry
 from ..types import Exemplar
 
-__all__ = ["Simulator", "LockedSimulator", "build_simulator", "check_options", "count_option", "simulator_kinds",
-           "BINS", "DEFAULT_SIMULATOR"]
+from ..config import DEFAULT_SIMULATOR
 
-DEFAULT_SIMULATOR = "finetuned:gemma-3-270m"
-"""The offline default: gemma-3-270m with the LoRA adapter and bin head trained by ``simulator_training/`` and
-shipped in the package (``ns_dspy/simulators/trained/gemma-3-270m``)."""
+__all__ = ["Simulator", "LockedSimulator", "NoOptions", "build_simulator", "positive", "simulator_kinds",
+           "BINS", "DEFAULT_SIMULATOR"]
 
 BINS = 11
 """Activations are predicted as a distribution over the integer bins 0..10."""
@@ -54,8 +54,11 @@ class Simulator(Pluggable, ABC):
         copied (``copy.deepcopy`` returns it), so copying a program shares its simulator.
     """
 
-    registry: ClassVar[dict[str, type["Simulator"]]] = {}
-    plugin = "simulator"
+    registry: ClassVar[Registry] = Registry("simulator", form="KIND[:ARG]")
+    Options: ClassVar[type] = None  # set below: NoOptions
+    """The options a spec of this kind takes (``build_simulator(spec, **options)``, ``--simulator-opt``): a
+    dataclass, so each option is declared, typed and documented once; :meth:`parse_options` checks them all
+    before any model is loaded."""
     run_options: ClassVar[str] = "use"
     """What the run-level ``dtype`` / ``device`` options (every command passes them) mean to this kind: ``use``
     (it runs a model in this process), ``ignore`` (it runs no model) or ``refuse`` (a server runs its model: a
@@ -75,6 +78,39 @@ class Simulator(Pluggable, ABC):
 
     def __deepcopy__(self, memo) -> "Simulator":
         return self
+
+    @classmethod
+    def parse_options(cls, options: dict):
+        """``options`` as this kind's :attr:`Options` (None means the option's default): an option it does not
+        take, a value of the wrong type or out of range is refused in one line, never dropped."""
+        from ..config import _check_value
+        from ..errors import ConfigError
+
+        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown {cls.kind} simulator option(s) {', '.join(unknown)}: it takes "
+                              f"{', '.join(fields) or 'none'}")
+        hints = typing.get_type_hints(cls.Options)
+        values = {name: _check_value(value, hints[name], f"{cls.kind} simulator option {name}")
+                  for name, value in options.items() if value is not None}
+        return cls.Options(**values)
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """A kind that takes no option."""
+
+
+Simulator.Options = NoOptions
+
+
+def positive(kind: str, name: str, value, minimum=1) -> None:
+    """Refuse, in one line, an option below ``minimum``."""
+    if value < minimum:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{kind} simulator option {name} must be at least {minimum}, got {value!r}")
 
 
 class LockedSimulator(Simulator):
@@ -135,30 +171,3 @@ def build_simulator(spec: str, **options) -> Simulator:
                 raise ConfigError(f"--{name} {value} sets how a local simulator runs, but {impl.kind}: simulators "
                                   f"run on their server: leave --{name} out")
     return Simulator.build(spec, **options)
-
-
-def check_options(kind: str, options: dict, allowed: Sequence[str]) -> None:
-    """One contract for every backend: an option it does not take is refused in one line, never dropped."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"unknown {kind} simulator option(s) {', '.join(unknown)}: it takes "
-                          f"{', '.join(allowed) or 'none'}")
-
-
-def count_option(kind: str, options: dict, name: str, default: int) -> int:
-    """``options[name]`` as a whole number >= 1 (``default`` when absent or None), checked before any model is
-    loaded; anything else is refused in one line."""
-    value = options.get(name)
-    if value is None:
-        return default
-    try:
-        count = 0 if isinstance(value, (bool, float)) else int(value)
-    except (TypeError, ValueError):
-        count = 0
-    if count < 1:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"{kind} simulator option {name} must be a whole number >= 1, got {value!r}")
-    return count

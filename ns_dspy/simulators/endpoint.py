@@ -6,8 +6,9 @@ log-probabilities of what the model expected there. At each slot (the position r
 ``token<TAB>``) the prompt holds "unknown", but the top logprobs at that position tell which bin "0".."10" the
 model expected; their expected value is the prediction.
 
-The server tokenizes the prompt itself, so its tokens are aligned with the prompt by text: this is why
-exemplars imported from any tokenizer work. Two response styles are read:
+The server tokenizes the prompt itself, so its tokens are aligned with the prompt by text
+(:func:`~ns_dspy.simulators.align.locate_tokens`): this is why exemplars imported from any tokenizer work. Two
+response styles are read:
 
 ``echo`` (default)
     OpenAI legacy completions with ``echo=True, logprobs=K``: ``choices[0].logprobs`` holds ``tokens``,
@@ -26,7 +27,6 @@ exemplars imported from any tokenizer work. Two response styles are read:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import math
 import os
@@ -34,27 +34,27 @@ import random
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import openai
 
 from ..errors import ConfigError, NsDspyError
 from ..types import Exemplar
-from .base import BINS, Simulator, check_options
+from ..urls import parse_url_at_model, public_url
+from .align import locate_tokens, token_for_span
+from .base import BINS, Simulator, positive
 from .prompt import PROMPT_VERSION, prompt_pieces, prompt_text
 
-__all__ = ["EndpointError", "EndpointSimulator", "ServerTokens", "parse_choice", "align_tokens",
-           "slot_predictions"]
+__all__ = ["EndpointError", "EndpointSimulator", "ServerTokens", "parse_choice", "slot_predictions"]
 
 logger = logging.getLogger(__name__)
 
 STYLES = ("echo", "vllm")
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
 _LABELS = {str(b): b for b in range(BINS)}
-_SLACK = 64  # how far ahead (characters) a token is searched for after an unalignable one
 # What a server says when it cannot give logprobs at all (llama-cpp-python's server started with
 # --logits_all false answers 500 "logprobs is not supported for models created with logits_all=False").
 _NO_LOGPROBS = re.compile(r"logprobs?\b[^.]{0,40}\bnot supported|logits_all", re.IGNORECASE)
@@ -119,71 +119,6 @@ def _as_top(top) -> dict[str, float] | None:
     return {str(t["token"]): float(t["logprob"]) for t in top if isinstance(t, dict) and "token" in t}
 
 
-def _clean(text: str | None) -> bool:
-    return bool(text) and "\ufffd" not in text
-
-
-def _offsets_fit(prompt: str, texts: Sequence[str | None], starts: Sequence[int | None]) -> bool:
-    checked = 0
-    for text, start in zip(texts, starts):
-        if start is None or not _clean(text):
-            continue
-        if prompt[start:start + len(text)] != text:
-            return False
-        checked += 1
-    return checked > 0
-
-
-def _spans_from_starts(prompt: str, texts: Sequence[str | None], starts: Sequence[int | None]):
-    """Spans from reported starts: a token with unknown text ends where the next known start begins."""
-    spans: list[tuple[int, int] | None] = [None] * len(starts)
-    nxt = len(prompt)
-    for i in range(len(starts) - 1, -1, -1):
-        start = starts[i]
-        if start is None or start > len(prompt):
-            continue
-        end = start + len(texts[i]) if _clean(texts[i]) else nxt
-        spans[i] = (start, min(end, len(prompt)))
-        nxt = start
-    return spans
-
-
-def align_tokens(prompt: str, texts: Sequence[str | None],
-                 offsets: Sequence[int] | None = None) -> list[tuple[int, int] | None]:
-    """Character span ``(start, end)`` of each server token in ``prompt``, None where it is not in the prompt.
-
-    Reported offsets are used when every clean token's text is found at its offset, read as characters or as
-    UTF-8 bytes. Otherwise (offsets shifted by a BOS token, or counted over pieces of split UTF-8 characters)
-    the token texts are matched in order; special tokens and partial characters ("\\ufffd") are skipped.
-    """
-    if offsets is not None:
-        if _offsets_fit(prompt, texts, offsets):
-            return _spans_from_starts(prompt, texts, offsets)
-        byte_to_char, pos = {}, 0
-        for c, ch in enumerate(prompt):
-            byte_to_char[pos] = c
-            pos += len(ch.encode("utf-8"))
-        byte_to_char[pos] = len(prompt)
-        starts = [byte_to_char.get(o) for o in offsets]
-        if pos != len(prompt) and _offsets_fit(prompt, texts, starts):
-            return _spans_from_starts(prompt, texts, starts)
-    spans: list[tuple[int, int] | None] = []
-    cursor = 0
-    for text in texts:
-        if not text:
-            spans.append(None)
-            continue
-        at = cursor if prompt.startswith(text, cursor) else -1
-        if at < 0 and "\ufffd" not in text:
-            at = prompt.find(text, cursor, cursor + _SLACK + len(text))
-        if at < 0:
-            spans.append(None)
-            continue
-        spans.append((at, at + len(text)))
-        cursor = at + len(text)
-    return spans
-
-
 def slot_predictions(prompt: str, slots: Sequence[int], server: ServerTokens) -> tuple[np.ndarray, int]:
     """Expected bin at each slot offset, and how many slots had no bin among the top logprobs (read as 0).
 
@@ -191,14 +126,15 @@ def slot_predictions(prompt: str, slots: Sequence[int], server: ServerTokens) ->
     may merge the tab with what follows, e.g. "\\tunknown"); then only alternatives that repeat the covered
     prompt text (the tab) count, and the rest of each is the bin label.
     """
-    spans = align_tokens(prompt, server.texts, server.offsets)
+    spans = locate_tokens(prompt, server.texts, server.offsets)
     known = [(s, i) for i, s in enumerate(spans) if s is not None and s[1] > s[0]]
     starts = [s[0] for s, _ in known]
+    ends = [s[1] for s, _ in known]
     preds = np.zeros(len(slots), dtype=np.float32)
     missing = 0
     for k, slot in enumerate(slots):
-        j = bisect.bisect_right(starts, slot) - 1
-        if j < 0 or not known[j][0][0] <= slot < known[j][0][1]:
+        j = token_for_span(starts, ends, slot, slot + 1)  # the token covering the slot's first character
+        if j < 0 or not starts[j] <= slot < ends[j]:
             if not known or starts[-1] < slots[0]:
                 raise EndpointError("the endpoint returned no logprobs for the echoed prompt (only for "
                                     f"{len(server.texts)} token(s)): it must support echo + logprobs on /completions "
@@ -221,12 +157,34 @@ def slot_predictions(prompt: str, slots: Sequence[int], server: ServerTokens) ->
     return np.clip(preds, 0, BINS - 1), missing
 
 
-def _public_url(url: str) -> str:
-    """``url`` without user info, query or fragment, so that no secret reaches messages or cache keys."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+@dataclass
+class EndpointOptions:
+    """``endpoint`` options."""
+
+    api_key: str | None = None
+    """the server's API key (default: $OPENAI_API_KEY, else "none"); never shown or stored."""
+    top_logprobs: int = 15
+    """logprobs read per slot (a bin missing from them counts 0)."""
+    concurrency: int = 8
+    """requests in flight at once."""
+    timeout: float = 60.0
+    """seconds per request."""
+    retries: int = 4
+    """retries of a transient failure (connection, timeout, 408/409/429, 5xx)."""
+    style: str = "echo"
+    """echo (prompt logprobs with echo) or vllm (vLLM's prompt_logprobs)."""
+    backoff: float = 0.5
+    """first retry's wait in seconds, doubled each retry, with jitter."""
+
+    def __post_init__(self) -> None:
+        positive("endpoint", "top_logprobs", self.top_logprobs)
+        positive("endpoint", "concurrency", self.concurrency)
+        positive("endpoint", "retries", self.retries, 0)
+        positive("endpoint", "backoff", self.backoff, 0)
+        if not self.timeout > 0:
+            raise ConfigError(f"endpoint simulator option timeout must be positive, got {self.timeout!r}")
+        if self.style not in STYLES:
+            raise ConfigError(f"unknown endpoint style {self.style!r}: use one of {', '.join(STYLES)}")
 
 
 class EndpointSimulator(Simulator):
@@ -240,12 +198,13 @@ class EndpointSimulator(Simulator):
 
     kind: ClassVar[str] = "endpoint"
     run_options: ClassVar[str] = "refuse"
+    Options = EndpointOptions
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, top_logprobs: int = 15,
                  concurrency: int = 8, timeout: float = 60, retries: int = 4, style: str = "echo",
                  backoff: float = 0.5):
         if not re.match(r"^https?://[^/]", base_url or ""):
-            raise ConfigError(f"bad endpoint URL {_public_url(base_url or '')!r}: write http://HOST:PORT/v1")
+            raise ConfigError(f"bad endpoint URL {public_url(base_url or '')!r}: write http://HOST:PORT/v1")
         if not model:
             raise ConfigError("no endpoint model given: write endpoint:URL@MODEL, e.g. "
                               "endpoint:http://127.0.0.1:8000/v1@my-model")
@@ -272,21 +231,16 @@ class EndpointSimulator(Simulator):
     @classmethod
     def from_spec(cls, arg: str, **options) -> "EndpointSimulator":
         """``URL@MODEL``, e.g. ``http://127.0.0.1:8000/v1@my-model`` (split at the last ``@``)."""
-        url, sep, model = arg.rpartition("@")
-        if not sep or not url or not model:
-            raise ConfigError(f"bad endpoint simulator 'endpoint:{_public_url(url or arg)}': write "
-                              "endpoint:URL@MODEL, e.g. endpoint:http://127.0.0.1:8000/v1@my-model")
-        allowed = ("api_key", "top_logprobs", "concurrency", "timeout", "retries", "style", "backoff")
-        check_options(cls.kind, options, allowed)
-        return cls(url, model, **options)
+        url, model = parse_url_at_model(arg, "simulator")
+        return cls(url, model, **dataclasses.asdict(cls.parse_options(options)))
 
     @property
     def cache_key(self) -> str:
-        return (f"{self.kind}|{_public_url(self.base_url)}|{self.model}|{self.style}|{PROMPT_VERSION}"
+        return (f"{self.kind}|{public_url(self.base_url)}|{self.model}|{self.style}|{PROMPT_VERSION}"
                 f"|top{self.top_logprobs}")
 
     def __repr__(self) -> str:
-        return (f"EndpointSimulator({_public_url(self.base_url)!r}, {self.model!r}, style={self.style!r}, "
+        return (f"EndpointSimulator({public_url(self.base_url)!r}, {self.model!r}, style={self.style!r}, "
                 f"top_logprobs={self.top_logprobs})")
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
@@ -337,7 +291,7 @@ class EndpointSimulator(Simulator):
         data = await self._request(client, sem, prompt)
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices[0], dict):
-            raise EndpointError(f"the endpoint at {_public_url(self.base_url)} returned no completion choices: "
+            raise EndpointError(f"the endpoint at {public_url(self.base_url)} returned no completion choices: "
                                 "point the URL at an OpenAI-compatible server's /v1")
         return slot_predictions(prompt, slots, parse_choice(choices[0], self.style))
 
@@ -367,7 +321,7 @@ class EndpointSimulator(Simulator):
             except openai.APIConnectionError as e:  # includes timeouts
                 last = e
             except ValueError:  # the body is not JSON
-                raise EndpointError(f"the endpoint at {_public_url(self.base_url)} did not answer with JSON: "
+                raise EndpointError(f"the endpoint at {public_url(self.base_url)} did not answer with JSON: "
                                     "point the URL at an OpenAI-compatible server's /v1") from None
         raise self._exhausted(last) from last
 
@@ -391,12 +345,12 @@ class EndpointSimulator(Simulator):
         return self._say(body.get("message", body) if isinstance(body, dict) else body or e.message)
 
     def _no_logprobs(self, e) -> EndpointError:
-        return EndpointError(f"the endpoint at {_public_url(self.base_url)} returns no prompt logprobs "
+        return EndpointError(f"the endpoint at {public_url(self.base_url)} returns no prompt logprobs "
                              f"({e.status_code}: {self._server_says(e)}): restart llama-cpp-python's server with "
                              "--logits_all true (its default) or serve the model with vLLM")
 
     def _status_error(self, e) -> EndpointError:
-        url, code, said = _public_url(self.base_url), e.status_code, self._server_says(e)
+        url, code, said = public_url(self.base_url), e.status_code, self._server_says(e)
         if code in (401, 403):
             return EndpointError(f"the endpoint at {url} rejected the API key ({code}: {said}): pass api_key= "
                                  "or set OPENAI_API_KEY")
@@ -407,7 +361,7 @@ class EndpointSimulator(Simulator):
                              "against the server's limit (vLLM --max-logprobs) and the model's context length")
 
     def _exhausted(self, last: Exception | None) -> EndpointError:
-        url, n = _public_url(self.base_url), self.retries + 1
+        url, n = public_url(self.base_url), self.retries + 1
         tries = f"{n} tries" if n > 1 else "1 try"
         if isinstance(last, openai.APITimeoutError):
             return EndpointError(f"the endpoint at {url} timed out after {self.timeout:g}s on {tries}: "

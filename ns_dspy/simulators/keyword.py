@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..types import Exemplar
-from .base import Simulator, check_options
+from .base import Simulator
 
 __all__ = ["KeywordSimulator"]
 
@@ -30,7 +30,7 @@ class KeywordSimulator(Simulator):
 
     @classmethod
     def from_spec(cls, arg: str, **options) -> "KeywordSimulator":
-        check_options(cls.kind, options, ())
+        cls.parse_options(options)
         if arg:
             from ..errors import ConfigError
 

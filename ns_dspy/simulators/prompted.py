@@ -18,6 +18,7 @@ The prompt is text, so exemplars that carry only token strings (imported from an
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..models.subject import Subject, load_subject
 from ..types import Exemplar
-from .base import Simulator, check_options, count_option
+from .base import Simulator, positive
 from .bins import bin_token_ids, expected_value
 from .prompt import PROMPT_VERSION, encode_pieces, prompt_pieces
 
@@ -36,7 +37,21 @@ __all__ = ["PromptedSimulator"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
-_SPEC_OPTIONS = ("dtype", "device", "batch_size")
+
+
+@dataclasses.dataclass
+class PromptedOptions:
+    """``prompted`` options."""
+
+    dtype: str = "auto"
+    """dtype of the model: auto, bfloat16, float16 or float32."""
+    device: str | None = None
+    """device of the model (None: cuda if any)."""
+    batch_size: int = 16
+    """exemplar bodies per forward pass."""
+
+    def __post_init__(self) -> None:
+        positive("prompted", "batch_size", self.batch_size)
 
 
 class PromptedSimulator(Simulator):
@@ -51,6 +66,7 @@ class PromptedSimulator(Simulator):
     """
 
     kind = "prompted"
+    Options = PromptedOptions
 
     def __init__(self, subject: Subject, *, batch_size: int = 16, name: str | None = None):
         if batch_size < 1:
@@ -84,11 +100,9 @@ class PromptedSimulator(Simulator):
     @classmethod
     def from_spec(cls, arg: str, **options) -> "PromptedSimulator":
         """``prompted[:MODEL]``: load MODEL (default gemma-3-270m); options ``dtype``, ``device``, ``batch_size``."""
-        check_options(cls.kind, options, _SPEC_OPTIONS)
-        batch_size = count_option(cls.kind, options, "batch_size", 16)
-        subject = load_subject(arg or DEFAULT_MODEL, dtype=options.get("dtype") or "auto",
-                               device=options.get("device"))
-        return cls(subject, batch_size=batch_size)
+        opts = cls.parse_options(options)
+        subject = load_subject(arg or DEFAULT_MODEL, dtype=opts.dtype, device=opts.device)
+        return cls(subject, batch_size=opts.batch_size)
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
         explanations, exemplars = list(explanations), list(exemplars)

@@ -12,10 +12,10 @@ from .cached import CachedDecomposition, CachedEmbedder, CachedHypothesis, Cache
 from .run import SweepConfig, run_sweep
 from .objective import Evaluator, NeuronResult, Objective, SweepNeuron, TrialError, sweep_neurons
 from .space import DEFAULT_SPACE, Param, SearchSpace, apply_params, default_space, load_space
-from .storage import open_storage, public_url, storage_url
+from .storage import open_storage, masked_storage_url, storage_url
 from .study import choose, counts, open_study, run_worker, score_on_test
 
 __all__ = ["DEFAULT_SPACE", "CachedDecomposition", "CachedEmbedder", "CachedHypothesis", "CachedRefinement",
            "Evaluator", "Ledger", "NeuronResult", "Objective", "Param", "SearchSpace", "SweepConfig", "SweepNeuron", "TrialError",
            "WorkCache", "apply_params", "choose", "counts", "default_space", "digest", "load_space", "open_storage",
-           "open_study", "public_url", "run_sweep", "run_worker", "storage_url", "sweep_neurons", "score_on_test"]
+           "open_study", "masked_storage_url", "run_sweep", "run_worker", "storage_url", "sweep_neurons", "score_on_test"]

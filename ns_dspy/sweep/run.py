@@ -152,7 +152,7 @@ def run_sweep(config: RunConfig, sweep: SweepConfig, *, given: set[str] = frozen
     from .cache import WorkCache
     from .objective import Evaluator, Objective, sweep_neurons
     from .space import load_space
-    from .storage import open_storage, public_url
+    from .storage import open_storage, masked_storage_url
     from .study import open_study, run_worker
 
     space = load_space(sweep.space, config.explain)
@@ -168,7 +168,7 @@ def run_sweep(config: RunConfig, sweep: SweepConfig, *, given: set[str] = frozen
     directions = ["maximize"] + (["minimize"] if sweep.tokens_objective else [])
     pruner = None if sweep.tokens_objective else _pruner(sweep, len(neurons))
     study = open_study(storage, sweep.study, settings, sampler=_sampler(sweep), pruner=pruner, directions=directions)
-    log.info("study %r in %s: %d sweep neurons, %d parameters (%s)", sweep.study, public_url(storage.url),
+    log.info("study %r in %s: %d sweep neurons, %d parameters (%s)", sweep.study, masked_storage_url(storage.url),
              len(neurons), len(space.names), ", ".join(space.names))
 
     built = build_program(config.replace(lm=dict(cache=False)))  # the work cache is the reuse layer
@@ -178,7 +178,7 @@ def run_sweep(config: RunConfig, sweep: SweepConfig, *, given: set[str] = frozen
                               prune=sweep.pruner != "none", n_trials=sweep.n_trials)
         summary = run_worker(study, objective, sweep.n_trials, timeout=sweep.timeout, progress=progress)
         return _finish(config, sweep, study, summary, store, built.simulator, neurons, space, settings,
-                       public_url(storage.url))
+                       masked_storage_url(storage.url))
 
 
 def _finish(config: RunConfig, sweep: SweepConfig, study, summary, store, simulator, neurons, space, settings,

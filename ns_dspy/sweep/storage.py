@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import StudyError
 
-__all__ = ["storage_url", "open_storage", "public_url", "retry_schema_race", "HEARTBEAT_INTERVAL", "GRACE_PERIOD"]
+__all__ = ["storage_url", "open_storage", "masked_storage_url", "retry_schema_race", "HEARTBEAT_INTERVAL", "GRACE_PERIOD"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def storage_url(text: str) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def public_url(url: str) -> str:
+def masked_storage_url(url: str) -> str:
     """``url`` with its password hidden (for messages and provenance)."""
     from sqlalchemy.engine import make_url
 
@@ -99,7 +99,7 @@ def open_storage(text: str):
     try:
         parsed = make_url(url)
     except Exception:
-        raise StudyError(f"malformed storage URL {public_url(url)!r}: write {_FORMS}") from None
+        raise StudyError(f"malformed storage URL {masked_storage_url(url)!r}: write {_FORMS}") from None
     shown = parsed.render_as_string(hide_password=True)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "mysql"):

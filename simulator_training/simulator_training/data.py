@@ -13,7 +13,7 @@ Splits are **by unit**: a validation unit is never trained on. Two sources write
 * :func:`from_run_store`: an ``ns-dspy explain`` run: each explained unit's final explanations x its held-out
   (valid and test) exemplars, activations divided by the unit's maximum over the whole recording and clipped
   to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
-  simulator's tokenizer (:func:`ns_dspy.simulators.finetuned.align_tokens`), so any simulator can learn from
+  simulator's tokenizer (:func:`ns_dspy.simulators.align.align_to_tokenizer`), so any simulator can learn from
   any subject.
 
 :func:`merge` concatenates datasets (e.g. synthetic + real) for one training run.
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.errors import ConfigError
-from ns_dspy.simulators.finetuned import tokenizer_fingerprint
+from ns_dspy.simulators.finetuned_adapter import tokenizer_fingerprint
 
 from .concepts import FAMILIES, Concept, all_concepts, explanations, pair
 from .text import Pool

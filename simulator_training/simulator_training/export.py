@@ -11,7 +11,8 @@ import torch
 
 from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.errors import ConfigError
-from ns_dspy.simulators.finetuned import ADAPTER_FILE, HEAD_FILE, MANIFEST, FinetunedSimulator, _read_manifest
+from ns_dspy.simulators.finetuned import FinetunedSimulator
+from ns_dspy.simulators.finetuned_adapter import ADAPTER_FILE, HEAD_FILE, MANIFEST, read_adapter_manifest
 
 __all__ = ["export"]
 
@@ -23,7 +24,7 @@ def export(adapter: str | Path, to: str | Path, *, dtype: str = "bfloat16", eval
     from safetensors.torch import load_file, save_file
 
     src = Path(adapter)
-    manifest = _read_manifest(src)
+    manifest = read_adapter_manifest(src)
     if dtype not in ("bfloat16", "float16", "float32"):
         raise ConfigError(f"--dtype must be bfloat16, float16 or float32, not {dtype!r}")
     if evaluation:

@@ -1,9 +1,9 @@
 """LoRA fine-tuning of the simulator: 11-bin cross-entropy at the text tokens, given the explanation prefix.
 
-The model input and the bin read-out are ``ns_dspy.simulators.finetuned``'s (:func:`build_input`,
-:func:`align_tokens`, :func:`forward_bins`), so what is trained is exactly what ``finetuned:DIR`` runs. The
-loss is taken only at the positions that stand for the exemplar's tokens (the explanation prefix and the
-padding are masked). Targets are graded (0..10, any real value): a target of 6.3 is the two-hot
+The model input and the bin read-out are ``ns_dspy.simulators.finetuned_format``'s (:func:`build_input`,
+:func:`forward_bins`; tokens aligned by :func:`ns_dspy.simulators.align.align_to_tokenizer`), so what is
+trained is exactly what ``finetuned:DIR`` runs. The loss is taken only at the positions that stand for the
+exemplar's tokens (the explanation prefix and the padding are masked). Targets are graded (0..10, any real value): a target of 6.3 is the two-hot
 distribution 0.7 on bin 6 and 0.3 on bin 7, and positions whose target is above zero weigh
 ``positive_weight`` times more, since most tokens of most exemplars are zero.
 
@@ -11,7 +11,8 @@ A batch is drawn with a generator seeded by ``(seed, step)``: families are sampl
 families are not drowned by the many single-word units), then a unit, an exemplar and one of its
 explanations. A run is therefore resumable exactly: every ``checkpoint_every`` steps the adapter, the bin
 head, the optimizer and the step are written atomically to ``OUT/checkpoint``; rerunning the same command
-continues from there. The finished adapter goes to ``OUT/adapter`` (:func:`ns_dspy.simulators.finetuned.save_adapter`).
+continues from there. The finished adapter goes to ``OUT/adapter``
+(:func:`ns_dspy.simulators.finetuned_adapter.save_adapter`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from tqdm.auto import tqdm
 from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.config import opt
 from ns_dspy.errors import ConfigError
-from ns_dspy.simulators.finetuned import (BinHead, align_tokens, build_input, forward_bins, pad_batch,
-                                          save_adapter, tokenizer_fingerprint)
+from ns_dspy.simulators.align import align_to_tokenizer
+from ns_dspy.simulators.finetuned_adapter import save_adapter, tokenizer_fingerprint
+from ns_dspy.simulators.finetuned_format import BinHead, build_input, forward_bins, pad_batch
 
 from .data import read_manifest, read_units
 
@@ -113,7 +115,7 @@ class Batcher:
         """``(input_ids, positions, targets)`` of one pair: the loss positions and their targets."""
         if (u, e) not in self._aligned:
             ex = self.units[u]["exemplars"][e]
-            self._aligned[(u, e)] = align_tokens(self.tokenizer, ex["tokens"], ex["token_ids"])
+            self._aligned[(u, e)] = align_to_tokenizer(self.tokenizer, ex["tokens"], ex["token_ids"])
         ids, read = self._aligned[(u, e)]
         if explanation not in self._heads:
             self._heads[explanation] = build_input(self._encode, self.prefix_ids, explanation, [])[0]

@@ -60,6 +60,23 @@ def test_a_bad_value_of_a_known_option_is_refused_in_one_line(simulator_case, on
     assert next(iter(simulator_case.case.bad)) in one_line(err)
 
 
+def test_options_are_declared_typed_and_checked_before_loading(simulator_case, one_line):
+    """Each kind declares its options as one dataclass; a value of the wrong type is refused in one line, from
+    the spec alone (``parse_options`` loads nothing)."""
+    import dataclasses
+
+    impl = Simulator.registry[simulator_case.kind]
+    assert dataclasses.is_dataclass(impl.Options)
+    assert impl.parse_options({}) == impl.Options()
+    for name, value in simulator_case.case.known.items():
+        assert getattr(impl.parse_options({name: value}), name) == value
+    for f in dataclasses.fields(impl.Options):
+        wrong = [1] if f.type not in ("list",) else "x"
+        with pytest.raises(ConfigError) as err:
+            impl.parse_options({f.name: wrong})
+        assert f.name in one_line(err)
+
+
 def test_run_options_mean_what_the_kind_declares(simulator_case, one_line):
     """Every command passes --dtype and --device to every simulator: the defaults work for every kind, a value
     is used, ignored or refused in one line as the kind's ``run_options`` says."""

@@ -14,7 +14,7 @@ import pytest
 from ns_dspy.models.subject import load_subject
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.simulators import DEFAULT_SIMULATOR, build_simulator
-from ns_dspy.simulators.finetuned import shipped_adapters
+from ns_dspy.simulators.finetuned_adapter import shipped_adapters
 from ns_dspy.types import Exemplar
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ns_dspy.errors import ConfigError, ModelError
-from ns_dspy.simulators.finetuned import MANIFEST, FinetunedSimulator
+from ns_dspy.simulators.finetuned import FinetunedSimulator
+from ns_dspy.simulators.finetuned_adapter import MANIFEST
 from ns_dspy.simulators.keyword import KeywordSimulator
 
 from simulator_training.cli import main

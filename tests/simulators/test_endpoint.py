@@ -11,8 +11,9 @@ import pytest
 from fake_openai_server import FakeOpenAIServer
 
 from ns_dspy.errors import ConfigError, NsDspyError
+from ns_dspy.simulators.align import locate_tokens
 from ns_dspy.simulators.base import build_simulator
-from ns_dspy.simulators.endpoint import EndpointError, EndpointSimulator, align_tokens
+from ns_dspy.simulators.endpoint import EndpointError, EndpointSimulator
 from ns_dspy.simulators.prompt import PROMPT_VERSION
 from ns_dspy.types import Exemplar
 
@@ -78,15 +79,15 @@ def test_non_ascii_tokens_align_whatever_the_server_tokenization(shape, style):
     assert s.missing_slots == 0 and s.slots == len(ODD.tokens)
 
 
-def test_align_tokens_reads_char_byte_and_shifted_offsets():
+def test_locate_tokens_reads_char_byte_and_shifted_offsets():
     prompt = "é a\tb"
-    assert align_tokens(prompt, ["é", " a", "\t", "b"], [0, 1, 3, 4]) == [(0, 1), (1, 3), (3, 4), (4, 5)]
-    assert align_tokens(prompt, ["é", " a", "\t", "b"], [0, 2, 4, 5]) == [(0, 1), (1, 3), (3, 4), (4, 5)]
-    shifted = align_tokens(prompt, ["<s>", "é", " a", "\t", "b"], [0, 3, 4, 6, 7])
+    assert locate_tokens(prompt, ["é", " a", "\t", "b"], [0, 1, 3, 4]) == [(0, 1), (1, 3), (3, 4), (4, 5)]
+    assert locate_tokens(prompt, ["é", " a", "\t", "b"], [0, 2, 4, 5]) == [(0, 1), (1, 3), (3, 4), (4, 5)]
+    shifted = locate_tokens(prompt, ["<s>", "é", " a", "\t", "b"], [0, 3, 4, 6, 7])
     assert shifted == [None, (0, 1), (1, 3), (3, 4), (4, 5)]
     # byte offsets place the pieces of a split character; text matching alone cannot
-    assert align_tokens("é\t", ["\ufffd", "\ufffd", "\t"], [0, 1, 2]) == [(0, 1), None, (1, 2)]
-    assert align_tokens("é\t", ["\ufffd", "\ufffd", "\t"]) == [None, None, (1, 2)]
+    assert locate_tokens("é\t", ["\ufffd", "\ufffd", "\t"], [0, 1, 2]) == [(0, 1), None, (1, 2)]
+    assert locate_tokens("é\t", ["\ufffd", "\ufffd", "\t"]) == [None, None, (1, 2)]
 
 
 def test_concurrency_is_limited():

@@ -11,9 +11,11 @@ import torch
 
 from ns_dspy.errors import ConfigError, ModelError
 from ns_dspy.simulators.base import Simulator, build_simulator
-from ns_dspy.simulators.finetuned import (FORMAT_VERSION, MANIFEST, BinHead, FinetunedSimulator, align_tokens,
-                                         build_input, expected_bins, format_explanation, forward_bins, pad_batch,
-                                         save_adapter)
+from ns_dspy.simulators.align import align_to_tokenizer
+from ns_dspy.simulators.finetuned import FinetunedSimulator
+from ns_dspy.simulators.finetuned_adapter import MANIFEST, save_adapter
+from ns_dspy.simulators.finetuned_format import (FORMAT_VERSION, BinHead, build_input, expected_bins,
+                                                format_explanation, forward_bins, pad_batch)
 from ns_dspy.types import Exemplar
 from tiny_adapters import bin_head, perturbed_lora
 
@@ -205,8 +207,8 @@ def test_text_alignment_of_another_segmentation(trained, loaded):
 
 def test_alignment_rules_on_edges(trained):
     tok = trained[0].tokenizer
-    ids, read = align_tokens(tok, ["", "The", "", " cat"])
+    ids, read = align_to_tokenizer(tok, ["", "The", "", " cat"])
     assert tok.convert_ids_to_tokens(ids) == ["The", "Ġcat"]
     assert read == [-1, 0, 0, 1]  # empty tokens read just before themselves
-    ids, read = align_tokens(tok, ["Th", "e c", "at"])  # "Th" inside "The"; "e c" at "The", which ends in it
+    ids, read = align_to_tokenizer(tok, ["Th", "e c", "at"])  # "Th" inside "The"; "e c" at "The", which ends in it
     assert read == [0, 0, 1]

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from ns_dspy.models.subject import load_subject
-from ns_dspy.simulators.finetuned import BinHead, FinetunedSimulator, format_explanation
+from ns_dspy.simulators.finetuned import FinetunedSimulator
+from ns_dspy.simulators.finetuned_format import BinHead, format_explanation
 from ns_dspy.types import Exemplar
 from tiny_adapters import random_adapter
 

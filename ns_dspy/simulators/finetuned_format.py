@@ -1,0 +1,145 @@
+"""The fine-tuned simulator's model input and bin read-out: the one definition shared by inference
+(:mod:`.finetuned`) and ``simulator_training/``, so the training objective and inference share one code path.
+
+The input for one (explanation, exemplar) pair is::
+
+    prefix_ids + encode("Neuron explanation: {explanation}\\nText:\\n") + exemplar token ids
+
+(:func:`build_input`; the exemplar's tokens are first put in the simulator's tokenizer by
+:func:`~ns_dspy.simulators.align.align_to_tokenizer`) and the body runs once over it. At every exemplar token
+the final hidden state goes through :class:`BinHead` to 11 logits, one per activation bin 0..10
+(:func:`forward_bins`); the prediction is the expected bin under their softmax (:func:`expected_bins`).
+
+Bump :data:`FORMAT_VERSION` whenever the input format or the adapter folder layout
+(:mod:`.finetuned_adapter`) changes: it is checked on load and is part of the cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .base import BINS
+
+__all__ = ["FORMAT_VERSION", "BIN_WORDS", "format_explanation", "build_input", "pad_batch", "transformer_body",
+           "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
+
+FORMAT_VERSION = 1
+"""Version of the input format and folder layout; an adapter saved with another version is refused."""
+
+BIN_WORDS = (" zero", " one", " two", " three", " four", " five", " six", " seven", " eight", " nine", " ten")
+"""Bin ``b`` starts from the output-embedding row of ``BIN_WORDS[b]`` (its first sub-token if it splits)."""
+
+
+def format_explanation(explanation: str) -> str:
+    """The text before the exemplar: ``"Neuron explanation: {explanation}\\nText:\\n"``.
+
+    Runs of whitespace in the explanation (newlines included) become single spaces, so an explanation is
+    always one line and the text always starts on the line after ``Text:``.
+    """
+    return f"Neuron explanation: {' '.join(explanation.split())}\nText:\n"
+
+
+def build_input(tokenizer_encode: Callable[[str], list[int]], prefix_ids: Sequence[int], explanation: str,
+                token_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(input_ids, positions)``: the model input for one pair and the index of each exemplar token in it.
+
+    ``tokenizer_encode`` encodes without special tokens (e.g. ``Subject.encode``); ``prefix_ids`` are the
+    special tokens the tokenizer puts before text (``Subject.prefix_ids``, e.g. ``<bos>``). The exemplar's
+    tokens come last, so ``positions`` is ``range(len(input_ids) - len(token_ids), len(input_ids))``.
+    """
+    head = list(prefix_ids) + list(tokenizer_encode(format_explanation(explanation)))
+    return head + list(token_ids), list(range(len(head), len(head) + len(token_ids)))
+
+
+def pad_batch(inputs: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to ``(input_ids, attention_mask)``, both ``(B, L)`` long tensors."""
+    width = max(len(x) for x in inputs)
+    ids = torch.full((len(inputs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(inputs), width), dtype=torch.long)
+    for row, x in enumerate(inputs):
+        ids[row, :len(x)] = torch.tensor(list(x), dtype=torch.long)
+        mask[row, :len(x)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def transformer_body(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformer body (no output layer) of a causal LM, a peft-wrapped one included."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return getattr(model, "base_model", model)
+
+
+def model_hidden_size(model: torch.nn.Module) -> int:
+    """The width of a causal LM's final hidden state (what the bin head reads)."""
+    return int(model.get_output_embeddings().weight.shape[1])
+
+
+def forward_bins(model: torch.nn.Module, bin_head: "BinHead", input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor) -> torch.Tensor:
+    """Bin logits ``(B, L, 11)`` (float32) at every position: one pass of the body, then the bin head.
+
+    The same function serves inference (under ``torch.inference_mode``) and training (gradients flow into
+    the LoRA weights and the bin head), so both read bins exactly the same way.
+    """
+    out = transformer_body(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return bin_head(out.last_hidden_state)
+
+
+def expected_bins(logits: torch.Tensor) -> torch.Tensor:
+    """Bin logits ``(..., 11)`` -> expected bin ``(...)`` in [0, 10] under their softmax."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    return probs @ torch.arange(logits.shape[-1], dtype=torch.float32, device=logits.device)
+
+
+# ----------------------------------------------------------------------------------------- bin head
+
+class BinHead(torch.nn.Module):
+    """11 bin logits from a hidden state: ``hidden @ weight.T + bias``, computed in float32."""
+
+    def __init__(self, hidden_size: int, bins: int = BINS):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(bins, hidden_size))
+        self.bias = torch.nn.Parameter(torch.zeros(bins))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.to(self.weight.dtype) @ self.weight.T + self.bias
+
+    @classmethod
+    def from_output_rows(cls, model: torch.nn.Module, tokenizer) -> "BinHead":
+        """Start from the output-embedding rows of :data:`BIN_WORDS` (first sub-token of each), bias 0.
+
+        The untrained head then reads the base model's own preference among " zero" .. " ten"; two words that
+        share a first sub-token start with equal rows and are told apart by training.
+        """
+        rows = model.get_output_embeddings().weight
+        ids = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in BIN_WORDS]
+        head = cls(rows.shape[1], len(BIN_WORDS))
+        with torch.no_grad():
+            head.weight.copy_(rows[ids].detach().float().cpu())
+        return head.to(rows.device)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BinHead":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        weight, bias = tensors.get("weight"), tensors.get("bias")
+        if weight is None or bias is None or weight.ndim != 2 or bias.shape != (weight.shape[0],):
+            raise ConfigError(f"{path} is not a bin head (needs weight (bins, hidden) and bias (bins,)): "
+                              "write it with save_adapter")
+        head = cls(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            head.weight.copy_(weight.float())
+            head.bias.copy_(bias.float())
+        return head
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": self.weight.detach().float().cpu().contiguous(),
+                   "bias": self.bias.detach().float().cpu().contiguous()}, str(path))
+
