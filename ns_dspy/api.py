@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .build import build_program
-from .config import RunConfig, SimulatorConfig
+from .config import ExecutorConfig, RunConfig, SimulatorConfig
 from .errors import ConfigError
 from .types import UnitId
 
@@ -44,13 +44,17 @@ class ExplainResult:
 
 
 def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str], *, run: str | Path | None = None,
-            concurrency: int = 1, progress: bool = True, neuron_budget_s: float | None = None) -> ExplainResult:
+            concurrency: int = 1, progress: bool = True, neuron_budget_s: float | None = None,
+            executor: ExecutorConfig | None = None) -> ExplainResult:
     """Explain ``units`` of the exemplar store at ``store`` with ``config`` into the run file ``run`` (default:
-    :func:`default_run_path`). Finished units already in the run are kept; rerunning resumes."""
+    :func:`default_run_path`). Finished units already in the run are kept; rerunning resumes. ``executor``:
+    where the units are explained - this process (``concurrency`` threads, the default) or Ray workers
+    (:mod:`ns_dspy.cluster.explain`; this process still writes the run file)."""
     from .exemplars import ExemplarStore
     from .runs import RunStore
     from .runs.runner import explain_units
 
+    executor = executor or ExecutorConfig()
     exemplars = ExemplarStore.open(store)
     units = [u if isinstance(u, UnitId) else UnitId.parse(u) for u in units]
     if not units:
@@ -58,9 +62,23 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
     for unit in units:
         exemplars.stats(unit)  # an unknown unit: one line, before anything is built
     run_path = Path(run) if run is not None else default_run_path(store, config)
+    where = {"store": str(Path(store).resolve())}
+    if executor.executor == "ray":
+        from .build import Built
+        from .cluster.explain import start_workers
+
+        workers = start_workers(config, store, address=executor.ray_address, workers=executor.workers,
+                                worker_cpus=executor.worker_cpus, worker_gpus=executor.worker_gpus or 0.0)
+        try:
+            legacy = Built(config, None, None).legacy_provenance(**where)
+            run_store = RunStore(run_path, workers.provenance(**where), legacy=legacy)
+            records = explain_units(None, exemplars, units, run_store, None, concurrency=workers.slots,
+                                    progress=progress, neuron_budget_s=neuron_budget_s, workers=workers)
+        finally:
+            workers.close()
+        return ExplainResult(records, run_store.path)
     built = build_program(config)  # a bad LM, simulator, embedder or program: no run file
     with built:
-        where = {"store": str(Path(store).resolve())}
         run_store = RunStore(run_path, built.provenance(**where), legacy=built.legacy_provenance(**where))
         records = explain_units(built.program, exemplars, units, run_store, built.lm, concurrency=concurrency,
                                 progress=progress, neuron_budget_s=neuron_budget_s)

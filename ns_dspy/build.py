@@ -17,7 +17,8 @@ from typing import Any
 
 from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
 
-__all__ = ["Built", "build_program", "build_lm", "build_simulator", "build_embedder", "PROVENANCE_VERSION"]
+__all__ = ["Built", "build_program", "check_run_config", "build_lm", "build_simulator", "build_embedder",
+           "PROVENANCE_VERSION"]
 
 PROVENANCE_VERSION = 2
 """Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see
@@ -126,6 +127,22 @@ def _lm_key(lm) -> str:
 def _embedder_key(program) -> str:
     embedder = getattr(getattr(program, "clustering", None), "embedder", None)
     return getattr(embedder, "name", "none") if embedder is not None else "none"
+
+
+def check_run_config(config: RunConfig) -> None:
+    """What :func:`build_program` would refuse that can be seen without loading a model: the compiled
+    program's manifest, the LM (an endpoint must answer), the simulator's kind, argument and options, the
+    embedder. A driver calls it before its workers build the program."""
+    from .simulators.base import check_simulator
+
+    if config.program is not None:
+        from .optimize import read_manifest
+
+        read_manifest(config.program)
+    if config.explain.method != "stats":
+        build_lm(config.lm)  # a dspy.LM client: nothing is loaded until the first call
+    check_simulator(config.simulator.spec, **config.simulator.build_options())
+    build_embedder(config.embedder)  # loads its model on first use
 
 
 def build_program(config: RunConfig, *, with_lm: bool = True, lm_extra: dict[str, Any] | None = None) -> Built:

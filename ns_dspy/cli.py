@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import add_options, add_run_options, explicit, from_options, load_run_config, parse_key_values
+from .config import ExecutorConfig, add_options, add_run_options, explicit, from_options, load_run_config, parse_key_values
 from .errors import NsDspyError
 
 __all__ = ["main", "build_parser"]
@@ -33,7 +33,17 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from .recording import RecordConfig, record
 
     config = from_options(RecordConfig, args)
-    path = record(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    executor = from_options(ExecutorConfig, args)
+    if executor.executor == "ray":
+        from .cluster.record import record_on_ray
+
+        options = (None if executor.worker_gpus is None
+                   else {"num_cpus": executor.worker_cpus, "num_gpus": executor.worker_gpus})
+        path = record_on_ray(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                             ray_address=executor.ray_address, workers=executor.workers, worker_options=options)
+    else:
+        path = record(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                      ray_address=executor.ray_address, workers=executor.workers)
     store = ExemplarStore.open(path)
     m = store.manifest
     print(f"{store.describe()}\nrecorded {m['tokens_recorded']:,} tokens in {m['seconds']} s "
@@ -137,7 +147,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     config = load_run_config(args)  # --config FILE, overridden by options given on the command line
     result = api.explain(config, args.store, parse_units(args.neurons), run=args.run, concurrency=args.concurrency,
-                         progress=not args.quiet, neuron_budget_s=args.neuron_budget)
+                         progress=not args.quiet, neuron_budget_s=args.neuron_budget,
+                         executor=from_options(ExecutorConfig, args))
     print(summary_table(result.records))
     print(f"run stored in {result.run_path}")
     return 0 if result.done else 1
@@ -214,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="exemplar store directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_options(p.add_argument_group("where the work runs"), ExecutorConfig)
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("show", help="print a unit's exemplars with activating tokens highlighted")
@@ -272,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock budget per neuron, checked before each LM call; a neuron over it is stored "
                         "as failed and retried by a rerun (default: none)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_options(p.add_argument_group("where the work runs"), ExecutorConfig)
     add_run_options(p)
     p.set_defaults(func=_cmd_explain)
 

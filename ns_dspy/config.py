@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 __all__ = ["opt", "add_options", "from_options", "track_explicit", "explicit", "parse_key_values",
-           "ClusterConfig", "ExplainConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig", "RunConfig",
+           "ClusterConfig", "ExplainConfig", "ExecutorConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig", "RunConfig",
            "add_run_options", "load_run_config", "read_mapping", "read_config_file", "write_config_file",
            "DEFAULT_LM", "DEFAULT_SIMULATOR", "DEFAULT_EMBEDDER", "DEFAULT_TEMPERATURE", "FORMAT", "VERSION"]
 
@@ -452,6 +452,31 @@ class RunConfig(_Config):
             values[name] = dataclasses.replace(current, **value) if isinstance(value, dict) and isinstance(
                 current, _Config) else value
         return dataclasses.replace(self, **values)
+
+
+@dataclasses.dataclass
+class ExecutorConfig(_Config):
+    """Where a command's work runs: in this process (threads) or on a Ray cluster. It changes how a run executes,
+    never what it computes, so it is not part of a run's provenance."""
+
+    executor: str = opt("local", "local (this process) or ray (Ray actors on a cluster; pip install -e \".[ray]\")")
+    ray_address: str | None = opt(None, "the Ray cluster: HOST:PORT of its head, ray://HOST:PORT or auto (none: "
+                                        "$RAY_ADDRESS, else a new single-machine cluster)", metavar="ADDRESS")
+    workers: int | None = opt(None, "Ray workers (none: one per free CPU of the cluster)", metavar="N")
+    worker_cpus: float = opt(1.0, "CPUs each Ray worker reserves")
+    worker_gpus: float | None = opt(None, "GPUs each Ray worker reserves (none: record takes one per worker where "
+                                          "the cluster has GPUs, explain none; give 1 to put a local simulator on "
+                                          "a GPU)")
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.worker_cpus < 0 or (self.worker_gpus or 0) < 0:
+            raise ConfigError("--worker-cpus and --worker-gpus must be >= 0")
+        if self.executor == "local" and (self.ray_address or self.workers is not None):
+            raise ConfigError("--ray-address and --workers are for --executor ray: add it, or leave them out")
 
 
 SECTIONS = ("explain", "lm", "simulator", "embedder", "program")

@@ -91,6 +91,18 @@ def _manifest_problem(manifest: dict) -> str | None:
     return None
 
 
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like ``np.savez`` (``np.load`` reads it), but every member has a fixed timestamp: the same arrays give
+    the same bytes, so two recordings of the same data are identical files."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+
+
 def write_store(path: str | Path, *, manifest: dict, strings: list[str], windows: np.ndarray,
                 window_split: np.ndarray, layers: dict[int, LayerData], token_ids: np.ndarray | None = None,
                 overwrite: bool = False) -> Path:
@@ -118,7 +130,7 @@ def write_store(path: str | Path, *, manifest: dict, strings: list[str], windows
                 d = tmp / f"layer_{layer}"
                 d.mkdir()
                 np.save(d / "units.npy", np.asarray(data.units, dtype=np.int64))
-                np.savez(d / "stats.npz", **{k: np.asarray(v, dtype=np.float64) for k, v in data.stats.items()})
+                _save_npz(d / "stats.npz", {k: np.asarray(v, dtype=np.float64) for k, v in data.stats.items()})
                 for (split, kind), (win, acts) in data.slots.items():
                     if acts.shape[:2] != win.shape or acts.shape[2] != windows.shape[1]:
                         raise ValueError(f"layer {layer} {split}/{kind}: acts {acts.shape} vs windows {win.shape}")

@@ -79,6 +79,8 @@ class RecordConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.tokens < self.window:
             raise ConfigError(f"--tokens {self.tokens} is less than one window of {self.window}")
+        if self.tokens // self.window >= 1 << 32:  # window indices are 32-bit in the trackers' keys
+            raise ConfigError(f"--tokens {self.tokens} makes more than 2^32 windows of {self.window}: record less")
         fr = self.fractions
         if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or fr[0] == 0:
             raise ConfigError(f"--split {self.split!r}: give three non-negative fractions summing to 1, "

@@ -1,62 +1,41 @@
 """Recording: stream windows through the subject model and keep each unit's exemplars, resumably.
 
 One forward pass of the model body (never the output layer) per batch; hooks hand each layer's hookpoint
-tensor to that layer's trackers, and the pass stops after the deepest recorded layer. A checkpoint is
-written atomically every ``checkpoint_every`` seconds to ``<out>.partial/``; rerunning the same command
-resumes from it. The store itself appears only when recording is complete.
+tensor to that layer's trackers, and the pass stops after the deepest recorded layer. Windows are recorded chunk
+by chunk (:mod:`.state`) into a :class:`~.state.RecordState`. A checkpoint is written atomically every
+``checkpoint_every`` seconds to ``<out>.partial/``; rerunning the same command resumes from it (with either
+executor: :func:`record` runs here or, ``executor="ray"``, on a Ray cluster, with the same store as result).
+The store itself appears only when recording is complete.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..atomic import atomic_write_bytes
 from ..corpus import TextSource
-from ..errors import CorpusError, ModelError, RecordingError, StoreError
-from ..exemplars.store import LayerData, write_store
+from ..errors import ConfigError, CorpusError, ModelError, RecordingError, StoreError
 from ..models.hookpoints import Encoder, HookSpec, decoder_layers
 from ..models.subject import Subject
 from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
-from .trackers import BatchActs, Reservoir, Stats, TopK
+from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
+from .trackers import BatchActs
 from .windows import iter_windows, split_of
 
-__all__ = ["Recorder", "record"]
+__all__ = ["Recorder", "record", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _Layer:
-    path: str
-    units: torch.Tensor | None  # channel indices, None = all
-    encoder: Encoder | None
-    n_units: int
-    top: list[TopK]
-    rand: list[Reservoir]
-    neg: list[TopK]
-    stats: Stats
-
-    def trackers(self) -> dict[str, object]:
-        named = {"stats": self.stats}
-        for s, split in enumerate(SPLITS):
-            named.update({f"{split}.top": self.top[s], f"{split}.random": self.rand[s],
-                          f"{split}.negative": self.neg[s]})
-        return named
+EXECUTORS = ("local", "ray")
+"""Where :func:`record` runs: this process, or a Ray cluster (:mod:`ns_dspy.cluster.record`)."""
 
 
 class Recorder:
@@ -93,7 +72,7 @@ class Recorder:
             self._forward(torch.tensor([self.subject.encode("Hello world")], device=self.device))
         return dims
 
-    def _build_layer(self, layer: int, dim: int) -> _Layer:
+    def _build_layer(self, layer: int, dim: int) -> LayerState:
         c = self.config
         encoder = None
         if c.encoder:
@@ -108,17 +87,10 @@ class Recorder:
                              f"(0..{dim - 1}) at hookpoint {self.hook}")
         n = dim if chosen is None else len(chosen)
         units = None if chosen is None else torch.tensor(chosen, dtype=torch.long, device=self.device)
-        kw = dict(window=c.window, dtype=self.dtype, device=self.device)
-        return _Layer(
-            path=self.paths[layer], units=units, encoder=encoder, n_units=n,
-            top=[TopK(n, k, **kw) for k in c.per_split(c.top_k)],
-            rand=[Reservoir(n, k, seed=c.seed, **kw) for k in c.per_split(c.random_k)],
-            neg=[TopK(n, k, **kw) for k in c.per_split(c.negative_k)],
-            stats=Stats(n, device=self.device))
+        return make_layer(c, n, units, self.dtype, self.device, path=self.paths[layer], encoder=encoder)
 
     def unit_indices(self, layer: int) -> np.ndarray:
-        units = self.layers[layer].units
-        return np.arange(self.layers[layer].n_units) if units is None else units.cpu().numpy()
+        return self.layers[layer].unit_indices()
 
     # -- the hot path -----------------------------------------------------------------------------------
     def _handler(self, layer: int, batch: dict):
@@ -143,10 +115,10 @@ class Recorder:
             for s, (mask, outside) in enumerate(batch["splits"]):
                 if not mask.any():
                     continue
-                state.top[s].update(wmax.masked_fill(outside, -torch.inf), shared, batch["ids"])
+                state.top[s].update(wmax.masked_fill(outside, -torch.inf), shared, batch["ids"], batch["span"])
                 if want_negative:
-                    state.neg[s].update((-wmin).masked_fill(outside, -torch.inf), shared, batch["ids"])
-                state.rand[s].update(shared, batch["ids"], mask)
+                    state.neg[s].update((-wmin).masked_fill(outside, -torch.inf), shared, batch["ids"], batch["span"])
+                state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"])
 
         return handle
 
@@ -155,63 +127,36 @@ class Recorder:
         split = split_of(window_ids, self.config.seed, self.config.fractions)
         ids = torch.from_numpy(window_ids.astype(np.int64)).to(self.device)
         splits = [(split == s, torch.from_numpy(split != s).to(self.device)[:, None]) for s in range(len(SPLITS))]
-        batch = {"ids": ids, "splits": splits, "first": int(window_ids[0])}
+        batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
+                 "span": (int(window_ids.min()), int(window_ids.max()))}
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}
         with torch.inference_mode(), capture(self.subject.model, fns, self.hook.io, self.stop_after):
             self._forward(torch.from_numpy(tokens).to(self.device))
 
+    def record_chunk(self, chunk: int, first: int, tokens: np.ndarray, start: int, windows: dict[int, np.ndarray],
+                     after_batch=None) -> None:
+        """Record windows ``start..`` of chunk ``chunk`` (``tokens``: all its windows, the first being window
+        ``first``) in batches of ``batch_size`` counted from the chunk's start, adding each batch's tokens to
+        ``windows``. ``after_batch(windows_of_the_chunk_done, windows_of_the_batch)`` runs after each batch."""
+        size = self.config.batch_size
+        for b in range(start, len(tokens), size):
+            rows = tokens[b:b + size]
+            ids = np.arange(first + b, first + b + len(rows))
+            windows.update(zip(ids.tolist(), rows))
+            self.process(ids, rows)
+            if after_batch is not None:
+                after_batch(b + len(rows), len(rows))
+
+    def chunk_parts(self) -> dict[int, dict[str, torch.Tensor]]:
+        """Each layer's partial sums of the chunk just recorded; the next batch starts a new chunk."""
+        return {layer: st.stats.take_part() for layer, st in self.layers.items()}
+
     # -- checkpoints ------------------------------------------------------------------------------------
     def fingerprint(self, source: TextSource) -> str:
-        cfg = {k: v for k, v in self.config.to_dict().items() if k not in ("checkpoint_every", "device", "tokens")}
-        blob = json.dumps({"config": cfg, "corpus": source.describe(), "model": self.subject.name,
-                           "dtype": str(self.dtype)}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for layer, st in self.layers.items():
-            for name, tracker in st.trackers().items():
-                for key, tensor in tracker.state().items():
-                    out[f"{layer}.{name}.{key}"] = tensor.detach().contiguous().cpu()
-        return out
-
-    def save_checkpoint(self, directory: Path, fingerprint: str, done: int, windows: dict[int, np.ndarray]) -> None:
-        from safetensors.torch import save
-
-        tensors = self._state()
-        keep = sorted(windows)
-        tensors["windows.ids"] = torch.tensor(keep, dtype=torch.int64)
-        tensors["windows.tokens"] = torch.from_numpy(np.stack([windows[w] for w in keep])) if keep else \
-            torch.zeros((0, self.config.window), dtype=torch.int64)
-        meta = {"fingerprint": fingerprint, "windows_done": str(done)}
-        atomic_write_bytes(directory / "state.safetensors", save(tensors, metadata=meta))
-
-    def load_checkpoint(self, directory: Path, fingerprint: str) -> tuple[int, dict[int, np.ndarray]]:
-        from safetensors import safe_open
-
-        file = directory / "state.safetensors"
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("fingerprint") != fingerprint:
-                    raise StoreError(f"{directory} holds a partial recording with other settings: delete it, or "
-                                     "rerun with the options it was started with")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except StoreError:
-            raise
-        except Exception as err:
-            raise StoreError(f"checkpoint {file} is unreadable ({err}): delete {directory} to start over") from None
-        for layer, st in self.layers.items():
-            for name, tracker in st.trackers().items():
-                prefix = f"{layer}.{name}."
-                tracker.load({k[len(prefix):]: v.to(self.device) for k, v in tensors.items() if k.startswith(prefix)})
-        windows = dict(zip(tensors["windows.ids"].tolist(), tensors["windows.tokens"].numpy()))
-        return int(meta["windows_done"]), windows
+        return fingerprint(self.config, source.describe(), self.subject.name, str(self.dtype))
 
     def referenced_windows(self) -> np.ndarray:
-        parts = [t.windows.reshape(-1) for st in self.layers.values() for t in (*st.top, *st.rand, *st.neg)]
-        ids = torch.unique(torch.cat(parts)).cpu().numpy()
-        return ids[ids >= 0]
+        return RecordState(self.config, self.layers).referenced_windows()
 
     # -- the whole run ----------------------------------------------------------------------------------
     def record(self, source: TextSource, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> Path:
@@ -220,95 +165,85 @@ class Recorder:
         if out.exists() and not overwrite:
             raise StoreError(f"{out} already exists: choose another --out or pass --overwrite")
         partial = out.with_name(out.name + ".partial")
-        fingerprint = self.fingerprint(source)
-        done, windows = 0, {}
+        fingerprint_ = self.fingerprint(source)
+        state = RecordState(c, self.layers)
         if (partial / "state.safetensors").exists():
-            done, windows = self.load_checkpoint(partial, fingerprint)
-            log.info("resuming from %s: %d windows already recorded", partial, done)
+            state.load_checkpoint(partial, fingerprint_)
+            log.info("resuming from %s: %d windows already recorded", partial, state.windows_done())
         partial.mkdir(parents=True, exist_ok=True)
 
         total = c.tokens // c.window
         stream = iter_windows(source.documents(), self.subject.encode, c.window, separator=self.subject.encode("\n\n"))
-        for _ in islice(stream, done):  # skip what the checkpoint already holds (same corpus, same order)
-            pass
-        bar = tqdm(total=total * c.window, initial=done * c.window, unit="tok", unit_scale=True,
-                   desc=f"recording {sum(st.n_units for st in self.layers.values())} units", disable=not progress)
-        start, last_ckpt, batches = time.perf_counter(), time.perf_counter(), 0
+        bar = tqdm(total=total * c.window, initial=min(state.windows_done(), total) * c.window, unit="tok",
+                   unit_scale=True, desc=f"recording {sum(st.n_units for st in self.layers.values())} units",
+                   disable=not progress)
+        start, last_ckpt, batches, done = time.perf_counter(), time.perf_counter(), 0, 0
+
+        def after_batch(chunk: int, n: int, rows: int) -> None:
+            nonlocal batches, last_ckpt
+            state.current = (chunk, n)
+            batches += 1
+            bar.update(rows * c.window)
+            if batches % 32 == 0:
+                state.prune_windows()
+            if time.perf_counter() - last_ckpt > c.checkpoint_every:
+                state.save_checkpoint(partial, fingerprint_)
+                last_ckpt = time.perf_counter()
+
         try:
-            while done < total:
-                chunk = list(islice(stream, min(c.batch_size, total - done)))
-                if not chunk:
-                    log.warning("the corpus ran out after %d windows (%d tokens)", done, done * c.window)
-                    break
-                ids = np.arange(done, done + len(chunk))
-                tokens = np.stack(chunk)
-                windows.update(zip(ids.tolist(), tokens))
-                self.process(ids, tokens)
-                done += len(chunk)
-                batches += 1
-                bar.update(len(chunk) * c.window)
-                if batches % 32 == 0:
-                    windows = {w: windows[w] for w in self.referenced_windows().tolist()}
-                if time.perf_counter() - last_ckpt > c.checkpoint_every:
-                    self.save_checkpoint(partial, fingerprint, done, windows)
-                    last_ckpt = time.perf_counter()
+            for chunk, first, tokens in iter_chunks(stream, total, state.chunk):
+                done = first + len(tokens)
+                begin = state.start_of(chunk)
+                if begin is None:  # recorded before the checkpoint
+                    continue
+                self.record_chunk(chunk, first, tokens, begin, state.windows,
+                                  lambda n, rows, chunk=chunk: after_batch(chunk, n, rows))
+                state.finish(chunk, self.chunk_parts())
         finally:
             bar.close()
         if done == 0:
             raise CorpusError(f"corpus {source.describe().get('location', c.corpus)} yields no full window of "
                               f"{c.window} tokens: give more text or a smaller --window")
+        if done < total:
+            log.warning("the corpus ran out after %d windows (%d tokens)", done, done * c.window)
         elapsed = time.perf_counter() - start
-        path = self._write(out, source, done, windows, elapsed, overwrite)
+        path = state.write(out, vocab=self.subject, model=self.subject.describe(), hookpoint=str(self.hook),
+                           source=source, done=done, elapsed=elapsed, overwrite=overwrite)
         shutil.rmtree(partial, ignore_errors=True)
         return path
 
-    def _write(self, out: Path, source: TextSource, done: int, windows: dict[int, np.ndarray], elapsed: float,
-               overwrite: bool) -> Path:
-        ref = self.referenced_windows()
-        row_of = np.full(done, -1, dtype=np.int64)
-        row_of[ref] = np.arange(len(ref))
-        token_ids = np.stack([windows[w] for w in ref.tolist()]) if len(ref) else np.zeros((0, self.config.window), np.int64)
-        vocab, table = np.unique(token_ids, return_inverse=True)
-        strings = self.subject.token_strings(vocab.tolist())
-        remap = lambda w: np.where(w >= 0, row_of[np.clip(w, 0, None)], -1)  # noqa: E731
-        layers = {}
-        for layer, st in self.layers.items():
-            slots = {}
-            for s, split in enumerate(SPLITS):
-                windows_, acts_ = st.top[s].sorted_state()
-                slots[(split, "top")] = (remap(windows_), acts_)
-                rw, racts = st.rand[s].sorted_state()
-                slots[(split, "random")] = (np.broadcast_to(remap(rw), (st.n_units, len(rw))).copy(), racts)
-                if self.config.negative_k:
-                    windows_, acts_ = st.neg[s].sorted_state()
-                    slots[(split, "negative")] = (remap(windows_), acts_)
-            layers[layer] = LayerData(units=self.unit_indices(layer), slots=slots, stats=st.stats.summary())
-        manifest = {
-            "source": "recorded", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "ns_dspy_version": __version__, "model": self.subject.describe(), "hookpoint": str(self.hook),
-            "encoder": self.config.encoder or None, "corpus": source.describe(), "config": self.config.to_dict(),
-            "windows_recorded": done, "tokens_recorded": done * self.config.window,
-            "seconds": round(elapsed, 1), "tokens_per_second": round(done * self.config.window / max(elapsed, 1e-9)),
-        }
-        split = split_of(ref, self.config.seed, self.config.fractions)
-        return write_store(out, manifest=manifest, strings=strings, windows=table.reshape(token_ids.shape),
-                           window_split=split, layers=layers, token_ids=token_ids, overwrite=overwrite)
-
 
 def record(config: RecordConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-           subject: Subject | None = None, source: TextSource | None = None) -> Path:
+           subject: Subject | None = None, source: TextSource | None = None, executor: str = "local",
+           ray_address: str | None = None, workers: int | None = None) -> Path:
     """Load the model and corpus named by ``config`` (unless given) and record into the store ``out``.
 
     Layers and units are checked against the model's config first (:mod:`ns_dspy.models.shape`), before the
-    corpus is opened or the model is converted, downloaded or loaded."""
+    corpus is opened or the model is converted, downloaded or loaded.
+
+    ``executor="ray"`` records on a Ray cluster (:func:`ns_dspy.cluster.record.record_on_ray`): ``ray_address``
+    is the cluster (None: the one this process is connected to, else ``RAY_ADDRESS``, else a new local one),
+    ``workers`` how many Ray workers record at once, each loading the model once (default: as many as the cluster
+    has room for). The store is the same, byte for byte, as ``"local"``'s."""
     from ..corpus import open_corpus
     from ..models.shape import check_units, model_shape
     from ..models.subject import load_subject
 
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}: use {' or '.join(EXECUTORS)}")
+    if executor == "local" and (ray_address is not None or workers is not None):
+        raise ConfigError("--ray-address and --workers need --executor ray")
+    if executor == "ray" and subject is not None:
+        raise ConfigError("a loaded subject cannot be sent to Ray workers: they load config.model themselves")
     if subject is None:
         shape = model_shape(config.model)
         if shape is not None:
             check_units(config, shape)
+    if executor == "ray":
+        from ..cluster.record import record_on_ray
+
+        return record_on_ray(config, out, overwrite=overwrite, progress=progress, ray_address=ray_address,
+                             workers=workers, source=source)
     source = source or open_corpus(config.corpus, text_field=config.text_field)
     subject = subject or load_subject(config.model, dtype=config.dtype, device=config.device or None)
     return Recorder(subject, config).record(source, out, overwrite=overwrite, progress=progress)

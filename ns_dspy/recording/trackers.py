@@ -5,6 +5,13 @@ for most-negative windows) and their per-token activations. :class:`Reservoir` k
 of windows (the same windows for every unit, chosen by hashed keys, so the sample does not depend on batch
 size). Slots are kept unsorted and only evicted slots are overwritten, in place: after warm-up an update
 costs a comparison per unit and a copy of the few windows that get in. :meth:`sorted_state` orders them.
+
+Every selection is a function of the *set* of windows seen, not of the order they came in: both trackers rank
+windows by an int64 key unique to each window (:func:`score_keys`: the score, equal scores by smaller window;
+:func:`sample_keys`: the window's 64-bit hash), so the best ``k`` are one set. Trackers fed disjoint parts of a
+corpus therefore :meth:`~TopK.merge` into exactly the tracker fed the whole corpus (distributed recording,
+:mod:`ns_dspy.cluster.record`). :class:`Stats` keeps the order-dependent float sums per chunk of windows,
+combined in chunk order (:meth:`Stats.fold`), so they do not depend on who computed which chunk either.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .windows import uniform_keys
+from .windows import window_hashes
 
-__all__ = ["BatchActs", "TopK", "Reservoir", "Stats", "replacement_pairs"]
+__all__ = ["BatchActs", "TopK", "Reservoir", "Stats", "replacement_pairs", "best_k", "score_keys", "sample_keys",
+           "EMPTY", "VACANT", "STAT_FIELDS"]
 
 
 class BatchActs:
@@ -57,7 +65,33 @@ class BatchActs:
         return self._by_unit
 
 
-def replacement_pairs(old: torch.Tensor, new: torch.Tensor, k: int, largest: bool):
+EMPTY = torch.iinfo(torch.int64).min
+"""The key of a window that may not enter (another split's, a -inf score): below every other key."""
+VACANT = EMPTY + 1
+"""The key of an empty slot: above :data:`EMPTY`, so an ineligible window never takes an empty slot."""
+_LOW = (1 << 32) - 1
+
+
+def score_keys(score: torch.Tensor, window_ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordered as (score descending, window ascending): the float32 score's bits mapped to an
+    order-preserving int32 in the high half, ``2^32 - 1 - window`` in the low half (window ids below 2^32).
+    -inf scores get :data:`EMPTY`."""
+    score = score.float() + 0.0  # -0.0 -> +0.0: equal scores must get the same high half
+    bits = score.view(torch.int32)
+    keys = bits.bitwise_xor((bits >> 31).bitwise_and_(0x7FFFFFFF)).to(torch.int64).bitwise_left_shift_(32)
+    keys += _LOW - window_ids
+    return keys.masked_fill_(score == -torch.inf, EMPTY)
+
+
+def sample_keys(window_ids: np.ndarray, seed: int) -> np.ndarray:
+    """int64 keys of the random sample, larger first: the window's 64-bit hash (:func:`window_hashes`, a
+    bijection of the id), reversed, so the sample is the windows with the smallest :func:`uniform_keys`."""
+    hashes = window_hashes(window_ids, seed, stream=2)
+    keys = (hashes ^ np.uint64(0x7FFFFFFFFFFFFFFF)).view(np.int64)  # uint64 order reversed, as int64
+    return np.maximum(keys, VACANT + 1)  # the two sentinels stay apart (2 hashes in 2^64 are clamped)
+
+
+def replacement_pairs(old: torch.Tensor, new: torch.Tensor, k: int, largest: bool = True):
     """Which old slots the best ``k`` of ``old`` (rows, k) and ``new`` (rows, B) evict, and by which new
     column. Returns (row, slot, column) index tensors of equal length, paired within each row."""
     merged = torch.cat([old, new], dim=1)
@@ -70,36 +104,82 @@ def replacement_pairs(old: torch.Tensor, new: torch.Tensor, k: int, largest: boo
     return row_out, slot, col
 
 
-class TopK:
-    """Per-unit best ``k`` windows by ``score``. Empty slots have window -1 and value -inf.
+def best_k(keys: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
+    """Column indices (rows, k) of the ``k`` largest ``keys`` of each row, best first, skipping duplicates: an
+    entry with the same id as the one before it (the same window held twice; negative ids are empty slots)."""
+    order = keys.argsort(dim=1, descending=True, stable=True)
+    sorted_ids = ids.gather(1, order)
+    dup = torch.zeros_like(sorted_ids, dtype=torch.bool)
+    dup[:, 1:] = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] >= 0)
+    if bool(dup.any()):
+        order = order.gather(1, dup.to(torch.uint8).argsort(dim=1, stable=True))
+    return order[:, :k]
 
-    State: ``values`` (units, k) float32, ``windows`` (units, k) int64, ``acts`` (units, k, T).
+
+class TopK:
+    """Per-unit best ``k`` windows by ``score``; equal scores by smaller window. Empty slots have window -1 and
+    value -inf.
+
+    State: ``values`` (units, k) float32, ``windows`` (units, k) int64, ``acts`` (units, k, T); ``keys`` (units, k)
+    int64 (:func:`score_keys`) follow from values and windows.
     """
 
     def __init__(self, n_units: int, k: int, window: int, *, dtype=torch.float32, device="cpu"):
         self.k = k
         self.values = torch.full((n_units, k), -torch.inf, dtype=torch.float32, device=device)
         self.windows = torch.full((n_units, k), -1, dtype=torch.int64, device=device)
+        self.keys = torch.full((n_units, k), VACANT, dtype=torch.int64, device=device)
         self.acts = torch.zeros((n_units, k, window), dtype=dtype, device=device)
+        self.last = -1  # no window held is above this one
 
-    def update(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor) -> None:
-        """``score`` (B, units) per window (-inf = not eligible), the batch's activations, ids (B,)."""
+    def update(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor,
+               span: tuple[int, int] | None = None) -> None:
+        """``score`` (B, units) per window (-inf = not eligible), the batch's activations, ids (B,); ``span``:
+        their smallest and largest id, when the caller knows them (saves a device sync)."""
         if self.k == 0:
             return
-        units = (score > self.values.min(1).values).any(0).nonzero().squeeze(1)
+        lo, hi = span if span is not None else (int(window_ids.min()), int(window_ids.max()))
+        # units where a window may get in: one scoring above the k-th best, or equal to it (-inf never) when
+        # it may be a smaller window than one held; windows coming in order lose every tie
+        floor = self.values.min(1).values
+        if lo > self.last:
+            candidates = score > floor
+        else:
+            candidates = score >= floor.clamp(min=torch.finfo(torch.float32).min)
+        self.last = max(self.last, hi)
+        units = candidates.any(0).nonzero().squeeze(1)
         if units.numel() == 0:
             return
-        rows, slot, col = replacement_pairs(self.values[units], score[:, units].T.float(), self.k, largest=True)
+        new = score_keys(score[:, units], window_ids[:, None])  # (B, candidate units)
+        rows, slot, col = replacement_pairs(self.keys[units], new.T, self.k)
         unit = units[rows]
+        self.keys[unit, slot] = new[col, rows]
         self.values[unit, slot] = score[col, unit].float()
         self.windows[unit, slot] = window_ids[col]
         self.acts[unit, slot] = acts.unit_rows(col, unit).to(self.acts.dtype)
 
+    def merge(self, values: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor) -> None:
+        """Add another tracker's :meth:`state` (its windows may overlap this one's): afterwards this holds the
+        best ``k`` of both, the same as one tracker fed every window of the two."""
+        if self.k == 0:
+            return
+        values, windows = values.to(self.values), windows.to(self.windows)
+        keys = torch.cat([self.keys, self._keys(values, windows)], 1)
+        values, windows = torch.cat([self.values, values], 1), torch.cat([self.windows, windows], 1)
+        take = best_k(keys, windows, self.k)
+        all_acts = torch.cat([self.acts, acts.to(self.acts)], 1)
+        self.values, self.windows, self.keys = values.gather(1, take), windows.gather(1, take), keys.gather(1, take)
+        self.acts = all_acts.gather(1, take[:, :, None].expand(-1, -1, all_acts.shape[2])).contiguous()
+        self.last = max(self.last, int(self.windows.max()))
+
+    @staticmethod
+    def _keys(values: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        return score_keys(values, windows).masked_fill_(windows < 0, VACANT)
+
     def sorted_state(self) -> tuple[np.ndarray, np.ndarray]:
         """(windows (units, k), acts (units, k, T) float32), best first, empty slots last; equal scores in
         window order (not in the order they arrived, which depends on the batch size)."""
-        by_window = self.windows.argsort(dim=1, stable=True)
-        order = by_window.gather(1, self.values.gather(1, by_window).argsort(dim=1, descending=True, stable=True))
+        order = self.keys.argsort(dim=1, descending=True, stable=True)
         windows = self.windows.gather(1, order)
         acts = self.acts.gather(1, order.unsqueeze(2).expand_as(self.acts))
         return windows.cpu().numpy(), acts.float().cpu().numpy()
@@ -110,80 +190,133 @@ class TopK:
     def load(self, state: dict[str, torch.Tensor]) -> None:
         for name, tensor in state.items():
             getattr(self, name).copy_(tensor)
+        self.keys = self._keys(self.values, self.windows)
+        self.last = int(self.windows.max()) if self.windows.numel() else -1
 
 
 class Reservoir:
-    """A uniform sample of ``k`` windows shared by all units: the ``k`` smallest hashed keys seen so far.
+    """A uniform sample of ``k`` windows shared by all units: those with the ``k`` smallest hashes so far
+    (:func:`sample_keys`).
 
-    State: ``keys`` (k,) float64 (+inf when empty), ``windows`` (k,) int64, ``acts`` (units, k, T).
+    State: ``windows`` (k,) int64 (-1 when empty), ``acts`` (units, k, T); ``keys`` (k,) int64 follow from the
+    windows and the seed.
     """
 
     def __init__(self, n_units: int, k: int, window: int, *, seed: int, dtype=torch.float32, device="cpu"):
         self.k, self.seed = k, seed
-        self.keys = torch.full((k,), torch.inf, dtype=torch.float64, device=device)
+        self.keys = torch.full((k,), VACANT, dtype=torch.int64, device=device)
         self.windows = torch.full((k,), -1, dtype=torch.int64, device=device)
         self.acts = torch.zeros((n_units, k, window), dtype=dtype, device=device)
 
-    def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray) -> None:
-        """The batch's activations for windows ``window_ids`` (B,); only rows where ``eligible`` count."""
+    def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray,
+               ids: np.ndarray | None = None) -> None:
+        """The batch's activations for windows ``window_ids`` (B,); only rows where ``eligible`` count.
+        ``ids``: the same ids as a NumPy array, when the caller has them."""
         if self.k == 0 or not eligible.any():
             return
-        keys = uniform_keys(window_ids.cpu().numpy(), self.seed, stream=2)
-        keys[~eligible] = np.inf
+        keys = sample_keys(window_ids.cpu().numpy() if ids is None else ids, self.seed)
+        keys[~eligible] = EMPTY
         keys = torch.from_numpy(keys).to(self.keys.device)
-        if not bool((keys < self.keys.max()).any()):
+        if not bool((keys > self.keys.min()).any()):
             return
-        _, slot, col = replacement_pairs(self.keys[None], keys[None], self.k, largest=False)
+        _, slot, col = replacement_pairs(self.keys[None], keys[None], self.k)
         self.keys[slot] = keys[col]
         self.windows[slot] = window_ids[col]
         self.acts[:, slot] = acts.window_rows(col).to(self.acts.dtype)
 
+    def _keys(self, windows: torch.Tensor) -> torch.Tensor:
+        keys = torch.from_numpy(sample_keys(windows.clamp(min=0).cpu().numpy(), self.seed)).to(windows.device)
+        return keys.masked_fill_(windows < 0, VACANT)
+
+    def merge(self, keys: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor) -> None:
+        """Add another reservoir's :meth:`state` (same seed; windows may overlap): see :meth:`TopK.merge`."""
+        if self.k == 0:
+            return
+        windows = torch.cat([self.windows, windows.to(self.windows)])
+        keys = torch.cat([self.keys, self._keys(windows[self.k:])])
+        take = best_k(keys[None], windows[None], self.k)[0]
+        self.keys, self.windows = keys[take], windows[take]
+        self.acts = torch.cat([self.acts, acts.to(self.acts)], 1)[:, take].contiguous()
+
     def sorted_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """(windows (k,), acts (units, k, T) float32) in key order, empty slots last."""
-        order = self.keys.argsort(stable=True)
+        """(windows (k,), acts (units, k, T) float32) in sample order (smallest hash first), empty slots last."""
+        order = self.keys.argsort(descending=True, stable=True)
         return self.windows[order].cpu().numpy(), self.acts[:, order].float().cpu().numpy()
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"keys": self.keys, "windows": self.windows, "acts": self.acts}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        for name, tensor in state.items():
-            getattr(self, name).copy_(tensor)
+        for name in ("windows", "acts"):  # keys follow from the windows (older checkpoints stored floats)
+            getattr(self, name).copy_(state[name])
+        self.keys = self._keys(self.windows)
+
+
+STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")
 
 
 class Stats:
     """Running per-unit statistics over every recorded token: count, mean, std, max, min and the fraction
-    of tokens with a positive activation (the paper picks the most frequently activating neurons)."""
+    of tokens with a positive activation (the paper picks the most frequently activating neurons).
+
+    Batches are added to the current chunk's partial sums (:attr:`part`); :meth:`fold` adds a chunk's partial
+    to the totals. Float sums depend on the order of the additions: folding whole chunks in chunk order makes
+    the totals the same whichever process summed which chunk."""
 
     def __init__(self, n_units: int, device="cpu"):
-        z = lambda: torch.zeros(n_units, dtype=torch.float64, device=device)  # noqa: E731
-        self.count, self.total, self.total_sq, self.positive = z(), z(), z(), z()
-        self.max = torch.full((n_units,), -torch.inf, dtype=torch.float64, device=device)
-        self.min = torch.full((n_units,), torch.inf, dtype=torch.float64, device=device)
+        self.n_units, self.device = n_units, device
+        for name, value in self.empty().items():
+            setattr(self, name, value)
+        self.part = self.empty()
+
+    def empty(self) -> dict[str, torch.Tensor]:
+        z = lambda: torch.zeros(self.n_units, dtype=torch.float64, device=self.device)  # noqa: E731
+        return {"count": z(), "total": z(), "total_sq": z(), "positive": z(),
+                "max": torch.full((self.n_units,), -torch.inf, dtype=torch.float64, device=self.device),
+                "min": torch.full((self.n_units,), torch.inf, dtype=torch.float64, device=self.device)}
 
     def update(self, acts: torch.Tensor, window_max: torch.Tensor, window_min: torch.Tensor) -> torch.Tensor:
-        """Add ``acts`` (B, T, units) with their per-window max/min (B, units); returns this batch's
-        per-unit sum, which is non-finite if any activation is."""
+        """Add ``acts`` (B, T, units) with their per-window max/min (B, units) to the current chunk; returns
+        this batch's per-unit sum, which is non-finite if any activation is."""
+        p = self.part
         flat = acts.reshape(-1, acts.shape[-1])
         batch_sum = flat.sum(0, dtype=torch.float32)
-        self.count += flat.shape[0]
-        self.total += batch_sum
-        self.total_sq += flat.square().sum(0, dtype=torch.float32)
-        self.positive += flat.sign().clamp_(min=0).sum(0, dtype=torch.float32)  # faster than a bool sum
-        self.max = torch.maximum(self.max, window_max.amax(0).double())
-        self.min = torch.minimum(self.min, window_min.amin(0).double())
+        p["count"] += flat.shape[0]
+        p["total"] += batch_sum
+        p["total_sq"] += flat.square().sum(0, dtype=torch.float32)
+        p["positive"] += flat.sign().clamp_(min=0).sum(0, dtype=torch.float32)  # faster than a bool sum
+        torch.maximum(p["max"], window_max.amax(0).double(), out=p["max"])
+        torch.minimum(p["min"], window_min.amin(0).double(), out=p["min"])
         return batch_sum
 
+    def take_part(self) -> dict[str, torch.Tensor]:
+        """The current chunk's partial sums; the next batch starts a new chunk."""
+        part, self.part = self.part, self.empty()
+        return part
+
+    def fold(self, part: dict[str, torch.Tensor]) -> None:
+        """Add one chunk's partial sums (from :meth:`take_part`, here or in another process) to the totals."""
+        for name in ("count", "total", "total_sq", "positive"):
+            getattr(self, name).add_(part[name].to(self.device))
+        torch.maximum(self.max, part["max"].to(self.device), out=self.max)
+        torch.minimum(self.min, part["min"].to(self.device), out=self.min)
+
     def state(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in ("count", "total", "total_sq", "positive", "max", "min")}
+        return {**{k: getattr(self, k) for k in STAT_FIELDS}, **{f"part.{k}": v for k, v in self.part.items()}}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         for name, tensor in state.items():
-            getattr(self, name).copy_(tensor)
+            target = self.part[name[5:]] if name.startswith("part.") else getattr(self, name)
+            target.copy_(tensor)
 
     def summary(self) -> dict[str, np.ndarray]:
-        n = self.count.clamp(min=1)
-        mean = self.total / n
-        var = (self.total_sq / n - mean * mean).clamp(min=0)
-        return {"mean": mean.cpu().numpy(), "std": var.sqrt().cpu().numpy(), "max": self.max.cpu().numpy(),
-                "min": self.min.cpu().numpy(), "frequency": (self.positive / n).cpu().numpy()}
+        """Totals over every folded chunk and the current one."""
+        count, total = self.count + self.part["count"], self.total + self.part["total"]
+        total_sq, positive = self.total_sq + self.part["total_sq"], self.positive + self.part["positive"]
+        n = count.clamp(min=1)
+        mean = total / n
+        var = (total_sq / n - mean * mean).clamp(min=0)
+        return {"mean": mean.cpu().numpy(), "std": var.sqrt().cpu().numpy(),
+                "max": torch.maximum(self.max, self.part["max"]).cpu().numpy(),
+                "min": torch.minimum(self.min, self.part["min"]).cpu().numpy(),
+                "frequency": (positive / n).cpu().numpy()}

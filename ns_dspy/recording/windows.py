@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["iter_windows", "split_of", "uniform_keys"]
+__all__ = ["iter_windows", "split_of", "uniform_keys", "window_hashes"]
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -25,11 +25,17 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def uniform_keys(window_ids: np.ndarray, seed: int, stream: int) -> np.ndarray:
-    """A float64 in [0, 1) per window id, fixed by (seed, stream, id) and independent of batching."""
+def window_hashes(window_ids: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """A uint64 per window id, fixed by (seed, stream, id): a bijection of the id, so no two windows share one."""
     ids = np.asarray(window_ids, dtype=np.uint64)
     salt = _splitmix64(np.array([seed * 1_000_003 + stream], dtype=np.uint64))
-    return (_splitmix64(ids ^ salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return _splitmix64(ids ^ salt)
+
+
+def uniform_keys(window_ids: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """A float64 in [0, 1) per window id, fixed by (seed, stream, id) and independent of batching: the top 53
+    bits of :func:`window_hashes`."""
+    return (window_hashes(window_ids, seed, stream) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def split_of(window_ids: np.ndarray, seed: int, fractions: tuple[float, ...]) -> np.ndarray:

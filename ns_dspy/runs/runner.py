@@ -156,14 +156,19 @@ class _Heartbeat:
         self.thread.join()
 
 
-def explain_units(program: NeuronScope, store: ExemplarStore, units: Sequence[UnitId], run: RunStore, lm, *,
+def explain_units(program: NeuronScope | None, store: ExemplarStore, units: Sequence[UnitId], run: RunStore, lm, *,
                   concurrency: int = 1, progress: bool = True, neuron_budget_s: float | None = None,
-                  lease_s: float = DEFAULT_LEASE_S) -> list[NeuronRecord]:
+                  lease_s: float = DEFAULT_LEASE_S, workers=None) -> list[NeuronRecord]:
     """Explain ``units`` not yet done in ``run``, up to ``concurrency`` at a time; returns all run records.
 
     ``neuron_budget_s``: each unit's wall-clock budget (None: unlimited). ``lease_s``: how long a claim on a
     unit lasts without renewal (renewed every third of it while the unit is worked on). Units claimed by
-    another process are skipped and named in a warning at the end."""
+    another process are skipped and named in a warning at the end.
+
+    ``workers``: explain elsewhere - an object whose ``explain(unit, attempt, budget_s)`` returns the unit's
+    :class:`NeuronRecord` (e.g. :class:`ns_dspy.cluster.RayWorkers`, Ray actors that each built the program);
+    ``program`` and ``lm`` are then unused. This process still claims each unit, writes its row once and
+    shows the progress: the run store stays the single source of truth."""
     if neuron_budget_s is not None and not neuron_budget_s > 0:
         raise ConfigError(f"the neuron budget must be a positive number of seconds, got {neuron_budget_s}")
     if not lease_s > 0:
@@ -175,7 +180,7 @@ def explain_units(program: NeuronScope, store: ExemplarStore, units: Sequence[Un
     if len(todo) < len(units):
         log.info("resuming: %d of %d units already done", len(units) - len(todo), len(units))
     attempts = run.attempts()
-    if concurrency > 1:
+    if workers is None and concurrency > 1:
         program.simulator = LockedSimulator(program.simulator)
     busy: list[UnitId] = []
 
@@ -188,7 +193,10 @@ def explain_units(program: NeuronScope, store: ExemplarStore, units: Sequence[Un
             attempt = run.attempt(unit)
             if attempt != attempts.get(unit, 0):  # another process tried it during this run: its record stands
                 return None
-            record = explain_unit(program, store, unit, lm, attempt=attempt, budget_s=neuron_budget_s)
+            if workers is not None:
+                record = workers.explain(unit, attempt, neuron_budget_s)
+            else:
+                record = explain_unit(program, store, unit, lm, attempt=attempt, budget_s=neuron_budget_s)
             if not run.put(record):
                 log.warning("unit %s failed here but another process finished it: its result is kept", unit)
                 return None

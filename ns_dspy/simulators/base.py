@@ -31,7 +31,7 @@ from ..types import Exemplar
 
 from ..config import DEFAULT_SIMULATOR
 
-__all__ = ["Simulator", "LockedSimulator", "NoOptions", "build_simulator", "positive", "simulator_kinds",
+__all__ = ["Simulator", "LockedSimulator", "NoOptions", "build_simulator", "check_simulator", "positive", "simulator_kinds",
            "BINS", "DEFAULT_SIMULATOR"]
 
 BINS = 11
@@ -78,6 +78,12 @@ class Simulator(Pluggable, ABC):
 
     def __deepcopy__(self, memo) -> "Simulator":
         return self
+
+    @classmethod
+    def check_spec(cls, arg: str, **options) -> None:
+        """Refuse in one line what :meth:`from_spec` would refuse that can be seen without loading anything
+        (the argument, the options); kinds with an argument override it."""
+        cls.parse_options(options)
 
     @classmethod
     def parse_options(cls, options: dict):
@@ -154,15 +160,16 @@ RUN_OPTIONS = ("dtype", "device")
 """Options every command passes to every simulator; they set how a *local* model runs."""
 
 
-def build_simulator(spec: str, **options) -> Simulator:
-    """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``. The run-level options (``dtype``,
-    ``device``) reach a simulator as its kind's ``run_options`` says."""
-    kind = spec.partition(":")[0]
+def _resolve(spec: str, options: dict) -> tuple[type[Simulator], str, dict]:
+    """(the kind's class, ARG, the options it takes) for ``KIND[:ARG]``; the run-level options (``dtype``,
+    ``device``) kept, dropped or refused as the kind's ``run_options`` says."""
+    kind, _, arg = spec.partition(":")
     _import_backend(kind)
     if kind not in Simulator.registry:
         simulator_kinds()  # an unknown kind: the error lists every kind
-    impl = Simulator.registry.get(kind)
-    if impl is not None and impl.run_options != "use":
+    impl = Simulator.registry.lookup(kind, shown=spec)
+    options = dict(options)
+    if impl.run_options != "use":
         for name in RUN_OPTIONS:
             value = options.pop(name, None)
             if impl.run_options == "refuse" and value not in (None, "auto", ""):
@@ -170,4 +177,19 @@ def build_simulator(spec: str, **options) -> Simulator:
 
                 raise ConfigError(f"--{name} {value} sets how a local simulator runs, but {impl.kind}: simulators "
                                   f"run on their server: leave --{name} out")
-    return Simulator.build(spec, **options)
+    return impl, arg, options
+
+
+def build_simulator(spec: str, **options) -> Simulator:
+    """``KIND[:ARG]`` -> a simulator, e.g. ``prompted:gemma-3-270m``. The run-level options (``dtype``,
+    ``device``) reach a simulator as its kind's ``run_options`` says."""
+    impl, arg, options = _resolve(spec, options)
+    return impl.from_spec(arg, **options)
+
+
+def check_simulator(spec: str, **options) -> None:
+    """Everything :func:`build_simulator` would refuse that can be seen without loading a model or calling a
+    server (the kind, its argument, its options): a one-line ConfigError, e.g. in a driver before its workers
+    build the simulator."""
+    impl, arg, options = _resolve(spec, options)
+    impl.check_spec(arg, **options)

@@ -234,6 +234,11 @@ class EndpointSimulator(Simulator):
         url, model = parse_url_at_model(arg, "simulator")
         return cls(url, model, **dataclasses.asdict(cls.parse_options(options)))
 
+    @classmethod
+    def check_spec(cls, arg: str, **options) -> None:
+        parse_url_at_model(arg, "simulator")
+        cls.parse_options(options)
+
     @property
     def cache_key(self) -> str:
         return (f"{self.kind}|{public_url(self.base_url)}|{self.model}|{self.style}|{PROMPT_VERSION}"

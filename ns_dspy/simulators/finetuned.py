@@ -183,9 +183,16 @@ class FinetunedSimulator(Simulator):
     def from_spec(cls, arg: str, **options: Any) -> "FinetunedSimulator":
         """``finetuned:ADAPTER_DIR`` or ``finetuned:NAME`` of a shipped adapter; options ``dtype``, ``device``,
         ``batch_size``, ``base_model``, ``merge``."""
+        cls.check_spec(arg, **options)
+        return cls.from_pretrained(arg, **dataclasses.asdict(cls.parse_options(options)))
+
+    @classmethod
+    def check_spec(cls, arg: str, **options: Any) -> None:
+        """The options, and that ``arg`` names an adapter folder this ns-dspy reads (its manifest only)."""
+        cls.parse_options(options)
         if not arg:
             raise ConfigError("give the adapter folder: finetuned:PATH")
-        return cls.from_pretrained(arg, **dataclasses.asdict(cls.parse_options(options)))
+        read_adapter_manifest(resolve_adapter(arg))
 
     def bin_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(B, L, 11)`` bin logits for a padded batch: :func:`forward_bins` with this simulator's weights."""

@@ -30,12 +30,16 @@ class KeywordSimulator(Simulator):
 
     @classmethod
     def from_spec(cls, arg: str, **options) -> "KeywordSimulator":
+        cls.check_spec(arg, **options)
+        return cls()
+
+    @classmethod
+    def check_spec(cls, arg: str, **options) -> None:
         cls.parse_options(options)
         if arg:
             from ..errors import ConfigError
 
             raise ConfigError(f"the keyword simulator takes no argument, got 'keyword:{arg}': write keyword")
-        return cls()
 
     def simulate(self, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
         out = []

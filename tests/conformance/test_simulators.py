@@ -52,6 +52,25 @@ def test_an_unknown_option_is_refused_in_one_line(simulator_case, one_line):
     assert "bogus_option" in one_line(err)
 
 
+def test_check_spec_refuses_what_building_refuses_without_loading(simulator_case, one_line, monkeypatch):
+    """``check_simulator`` (what a driver runs before its workers build the simulator) accepts the case's spec
+    and options and refuses an unknown option, a bad value and a bad argument - with no model loaded."""
+    from ns_dspy.simulators.base import check_simulator
+
+    impl = Simulator.registry[simulator_case.kind]
+    monkeypatch.setattr(impl, "from_spec", classmethod(lambda cls, *a, **k: pytest.fail("from_spec was called")))
+    check_simulator(simulator_case.spec, **_run(simulator_case), **simulator_case.case.known)
+    for bad in ({"bogus_option": 1}, simulator_case.case.bad or {"bogus_option": 2}):
+        with pytest.raises(ConfigError) as err:
+            check_simulator(simulator_case.spec, **bad)
+        assert next(iter(bad)) in one_line(err)
+    bad_arg = {"keyword": "keyword:x", "finetuned": "finetuned:/no/such/adapter", "endpoint": "endpoint:no-url"}
+    if simulator_case.kind in bad_arg:  # prompted:NAME may be any hub id: only loading can tell
+        with pytest.raises(ConfigError) as err:
+            check_simulator(bad_arg[simulator_case.kind])
+        one_line(err)
+
+
 def test_a_bad_value_of_a_known_option_is_refused_in_one_line(simulator_case, one_line):
     if simulator_case.case.bad is None:
         pytest.skip(f"{simulator_case.kind} takes no option")
