@@ -131,8 +131,13 @@ def choose_neurons(cfg: ExperimentConfig, store) -> list[UnitId]:
 
 
 def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path, *, lm=None, modes=None,
-                  progress: bool = True) -> dict[str, Path]:
-    """Explain ``units`` in each mode into ``WORK/<mode>.sqlite`` (resumable); one simulator for all modes."""
+                  progress: bool = True, executor=None) -> dict[str, Path]:
+    """Explain ``units`` in each mode into ``WORK/<mode>.sqlite`` (resumable); one simulator for all modes.
+    ``executor`` (an :class:`~ns_dspy.config.ExecutorConfig`): with ``ray``, each mode's units are explained by
+    Ray workers (``ns_dspy.cluster``) built from that mode's run configuration."""
+    if executor is not None and executor.executor == "ray":
+        return _explain_modes_on_ray(cfg, store, units, work, modes=modes or cfg.modes, progress=progress,
+                                     executor=executor)
     from ns_dspy.build import build_program
     from ns_dspy.report import write_report
     from ns_dspy.runs import RunStore
@@ -163,6 +168,33 @@ def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path,
             write_report(runs[mode], work / "reports" / f"{mode}.html", exemplars=shown)
     finally:
         built.close()
+    return runs
+
+
+def _explain_modes_on_ray(cfg: ExperimentConfig, store, units: list[UnitId], work: Path, *, modes, progress: bool,
+                          executor) -> dict[str, Path]:
+    from ns_dspy.build import Built
+    from ns_dspy.cluster.explain import start_workers
+    from ns_dspy.report import write_report
+    from ns_dspy.runs import RunStore
+    from ns_dspy.runs.runner import explain_units
+
+    where = {"store": str(Path(store.path).resolve())}
+    runs = {}
+    for mode in modes:
+        runs[mode] = work / f"{mode}.sqlite"
+        config = cfg.run_config(mode)
+        workers = start_workers(config, store.path, address=executor.ray_address, workers=executor.workers,
+                                worker_cpus=executor.worker_cpus, worker_gpus=executor.worker_gpus or 0.0)
+        try:
+            run = RunStore(runs[mode], workers.provenance(**where),
+                           legacy=Built(config, None, None).legacy_provenance(**where))
+            explain_units(None, store, units, run, None, concurrency=workers.slots, progress=progress,
+                          workers=workers)
+            run.close()
+        finally:
+            workers.close()
+        write_report(runs[mode], work / "reports" / f"{mode}.html", exemplars=0 if len(units) <= 50 else 5)
     return runs
 
 
@@ -246,6 +278,9 @@ def main(argv: list[str] | None = None, *, lm=None, embedder=None) -> int:
             p.add_argument("--dry-run", action="store_true", help="print the plan and what is done; load nothing")
             p.add_argument("--modes", default=None, help="only these modes, e.g. refine (default: the config's)")
             p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+            from ns_dspy.config import ExecutorConfig, add_options
+
+            add_options(p.add_argument_group("where the units are explained"), ExecutorConfig)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
@@ -271,7 +306,10 @@ def main(argv: list[str] | None = None, *, lm=None, embedder=None) -> int:
         atomic_write_json(work / "neurons.json", {"rule": dataclasses.asdict(cfg.neurons),
                                                   "units": [str(u) for u in units]})
         log.info("%d neurons: %s", len(units), ",".join(map(str, units)))
-        explain_modes(cfg, store, units, work, lm=lm, modes=modes, progress=not args.quiet)
+        from ns_dspy.config import ExecutorConfig, from_options
+
+        explain_modes(cfg, store, units, work, lm=lm, modes=modes, progress=not args.quiet,
+                      executor=from_options(ExecutorConfig, args))
         if set(cfg.modes) <= {p.stem for p in work.glob("*.sqlite")}:
             run_analysis(cfg, work, results, _command(argv), embedder=embedder)
             print(f"results in {results} (summary.md); reports in {work / 'reports'}")

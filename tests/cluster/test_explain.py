@@ -112,3 +112,28 @@ def test_executor_options_are_checked(world, tmp_path, capsys):
     with ToyServer() as server:
         assert main(_argv(world, server, tmp_path / "r.sqlite", "--workers", "2")) == 2
     assert "--ray-address and --workers are for --executor ray" in capsys.readouterr().err
+
+
+def test_the_paper_driver_explains_its_modes_on_the_cluster(tiny_llama, text_corpus, ray_cluster, tmp_path,
+                                                              monkeypatch):
+    """``experiments/paper.py run --executor ray``: every mode's units explained by workers into its run file."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.syspath_prepend(str(root / "experiments"))
+    monkeypatch.syspath_prepend(str(root / "tests" / "experiments"))
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
+    from paper import main as paper_main
+    from test_paper import write_config
+
+    from ns_dspy.runs.read import read_run
+
+    with ToyServer() as server:
+        config = write_config(tmp_path / "tiny.toml", tiny_llama, text_corpus, modes='["refine", "norefine"]')
+        config.write_text(config.read_text().replace("endpoint:http://127.0.0.1:9/v1@scripted", server.lm))
+        work = tmp_path / "work"
+        assert paper_main(["run", str(config), "--work", str(work), "--results", str(tmp_path / "results"), "-q",
+                           "--executor", "ray", "--ray-address", ray_cluster, "--workers", "2"]) == 0
+        assert server.calls > 0
+    for mode in ("refine", "norefine"):
+        run = read_run(work / f"{mode}.sqlite")
+        assert len(run.records) == 4 and all(r.status == "done" for r in run.records), [r.error for r in run.records]
+        assert run.mode == mode and run.config["simulator"] == "keyword"
