@@ -32,7 +32,8 @@ START_TIMEOUT = 90.0
 """Seconds a node may take to start before the fixture fails."""
 STOP_TIMEOUT = 20.0
 
-ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_DEDUP_LOGS": "0"}
+ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_DEDUP_LOGS": "0",
+       "RAY_AUTH_MODE": "disabled"}  # a token in ~/.ray (left by another local cluster) must not lock the nodes out
 
 
 def _free_port() -> int:
