@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from sample_texts import SAMPLE_TEXTS
 
-TEXTS = [
-    "The cat sat on the mat. The dog chased the cat around the garden until noon.",
-    "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n",
-    "On Monday and Tuesday the market opened early; on Friday it closed late.",
-    "Rivers flow into the sea, and the sea returns rain to the mountains.",
-    "import os\nfor name in os.listdir('.'):\n    print(name.upper())\n",
-    "She said, \"Peace be with you,\" and left the room quietly at dawn.",
-] * 3
+TEXTS = SAMPLE_TEXTS * 3
 
 
 def _tokenizer(with_bos: bool):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import ray
 import ray_faults
+from sample_texts import SAMPLE_TEXTS
 
 from ns_dspy.cluster import connect
 from ns_dspy.cluster import record as cluster_record
@@ -21,14 +22,7 @@ from ns_dspy.recording.state import TIMING_FIELDS, chunk_windows
 SETTINGS = dict(layers="0,2", tokens=2048, window=8, top_k=10, random_k=6, negative_k=3, batch_size=2,
                 dtype="float32", device="cpu")
 N_CHUNKS = 8
-TEXTS = [
-    "The cat sat on the mat. The dog chased the cat around the garden until noon.",
-    "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n",
-    "On Monday and Tuesday the market opened early; on Friday it closed late.",
-    "Rivers flow into the sea, and the sea returns rain to the mountains.",
-    "import os\nfor name in os.listdir('.'):\n    print(name.upper())\n",
-    "She said, \"Peace be with you,\" and left the room quietly at dawn.",
-]
+TEXTS = SAMPLE_TEXTS
 
 
 @pytest.fixture(scope="module")
