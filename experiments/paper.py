@@ -138,22 +138,20 @@ def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path,
     if executor is not None and executor.executor == "ray":
         return _explain_modes_on_ray(cfg, store, units, work, modes=modes or cfg.modes, progress=progress,
                                      executor=executor)
+    from ns_dspy.api import open_run
     from ns_dspy.build import build_program
     from ns_dspy.report import write_report
-    from ns_dspy.runs import RunStore
     from ns_dspy.runs.runner import explain_units
 
     modes = modes or cfg.modes
     built = build_program(cfg.run_config(modes[0]), with_lm=lm is None)  # one simulator for every mode
     lm = built.lm if lm is None else lm
-    where = {"store": str(Path(store.path).resolve())}
     runs, open_runs = {}, {}
     try:
         for mode in modes:  # every run file is checked before any neuron is explained
             runs[mode] = work / f"{mode}.sqlite"
             mode_built = dataclasses.replace(built, config=cfg.run_config(mode))
-            open_runs[mode] = RunStore(runs[mode], mode_built.provenance(**where),
-                                       legacy=mode_built.legacy_provenance(**where))
+            open_runs[mode] = open_run(runs[mode], mode_built, store.path)
         for mode in modes:
             start = time.perf_counter()
             log.info("%s: explaining %d neurons into %s", mode, len(units), runs[mode])
@@ -173,27 +171,15 @@ def explain_modes(cfg: ExperimentConfig, store, units: list[UnitId], work: Path,
 
 def _explain_modes_on_ray(cfg: ExperimentConfig, store, units: list[UnitId], work: Path, *, modes, progress: bool,
                           executor) -> dict[str, Path]:
-    from ns_dspy.build import Built
-    from ns_dspy.cluster.explain import start_workers
+    """Each mode through :func:`ns_dspy.api.explain` on the cluster (its workers built from that mode's run
+    configuration), then its report."""
+    from ns_dspy.api import explain
     from ns_dspy.report import write_report
-    from ns_dspy.runs import RunStore
-    from ns_dspy.runs.runner import explain_units
 
-    where = {"store": str(Path(store.path).resolve())}
     runs = {}
     for mode in modes:
-        runs[mode] = work / f"{mode}.sqlite"
-        config = cfg.run_config(mode)
-        workers = start_workers(config, store.path, address=executor.ray_address, workers=executor.workers,
-                                worker_cpus=executor.worker_cpus, worker_gpus=executor.worker_gpus or 0.0)
-        try:
-            run = RunStore(runs[mode], workers.provenance(**where),
-                           legacy=Built(config, None, None).legacy_provenance(**where))
-            explain_units(None, store, units, run, None, concurrency=workers.slots, progress=progress,
-                          workers=workers)
-            run.close()
-        finally:
-            workers.close()
+        runs[mode] = explain(cfg.run_config(mode), store.path, units, run=work / f"{mode}.sqlite",
+                             progress=progress, executor=executor).run_path
         write_report(runs[mode], work / "reports" / f"{mode}.html", exemplars=0 if len(units) <= 50 else 5)
     return runs
 

@@ -19,7 +19,7 @@ from .config import ExecutorConfig, RunConfig, SimulatorConfig
 from .errors import ConfigError
 from .types import UnitId
 
-__all__ = ["ExplainResult", "explain", "default_run_path", "score", "compile"]
+__all__ = ["ExplainResult", "explain", "default_run_path", "open_run", "score", "compile"]
 
 
 def default_run_path(store: str | Path, config: RunConfig) -> Path:
@@ -51,7 +51,6 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
     where the units are explained - this process (``concurrency`` threads, the default) or Ray workers
     (:mod:`ns_dspy.cluster.explain`; this process still writes the run file)."""
     from .exemplars import ExemplarStore
-    from .runs import RunStore
     from .runs.runner import explain_units
 
     executor = executor or ExecutorConfig()
@@ -62,16 +61,12 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
     for unit in units:
         exemplars.stats(unit)  # an unknown unit: one line, before anything is built
     run_path = Path(run) if run is not None else default_run_path(store, config)
-    where = {"store": str(Path(store).resolve())}
     if executor.executor == "ray":
-        from .build import Built
         from .cluster.explain import start_workers
 
-        workers = start_workers(config, store, address=executor.ray_address, workers=executor.workers,
-                                worker_cpus=executor.worker_cpus, worker_gpus=executor.worker_gpus or 0.0)
+        workers = start_workers(config, store, executor)
         try:
-            legacy = Built(config, None, None).legacy_provenance(**where)
-            run_store = RunStore(run_path, workers.provenance(**where), legacy=legacy)
+            run_store = open_run(run_path, workers, store)
             records = explain_units(None, exemplars, units, run_store, None, concurrency=workers.slots,
                                     progress=progress, neuron_budget_s=neuron_budget_s, workers=workers)
         finally:
@@ -79,10 +74,20 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
         return ExplainResult(records, run_store.path)
     built = build_program(config)  # a bad LM, simulator, embedder or program: no run file
     with built:
-        run_store = RunStore(run_path, built.provenance(**where), legacy=built.legacy_provenance(**where))
+        run_store = open_run(run_path, built, store)
         records = explain_units(built.program, exemplars, units, run_store, built.lm, concurrency=concurrency,
                                 progress=progress, neuron_budget_s=neuron_budget_s)
     return ExplainResult(records, run_store.path)
+
+
+def open_run(path: str | Path, source, store: str | Path):
+    """The run file at ``path`` for what ``source`` (a :class:`~ns_dspy.build.Built`, or Ray workers) computes on
+    the exemplar store ``store``: created with its provenance, or reopened if it was made with the same (also
+    as an older ns-dspy recorded it)."""
+    from .runs import RunStore
+
+    where = {"store": str(Path(store).resolve())}
+    return RunStore(path, source.provenance(**where), legacy=source.legacy_provenance(**where))
 
 
 def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, explanations: Sequence[str], *,

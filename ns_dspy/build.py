@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
 
-__all__ = ["Built", "build_program", "check_run_config", "build_lm", "build_simulator", "build_embedder",
+__all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "build_lm", "build_simulator", "build_embedder",
            "PROVENANCE_VERSION"]
 
 PROVENANCE_VERSION = 2
@@ -77,16 +77,7 @@ class Built:
         return {**out, **extra}
 
     def legacy_provenance(self, **extra: Any) -> dict[str, Any]:
-        """The provenance run files recorded before version 2, so that such a run resumes unchanged."""
-        c = self.config
-        out = {"explain": c.explain.to_dict(), "lm": c.lm.spec, "temperature": c.lm.temperature,
-               "simulator": c.simulator.spec, "embedder": c.embedder.spec}
-        if c.program:
-            from .optimize import read_manifest
-
-            out["program"] = {"path": str(Path(c.program).resolve()),
-                              "state_sha256": read_manifest(c.program)["state_sha256"]}
-        return {**out, **extra}
+        return legacy_provenance(self.config, **extra)
 
     def program_for(self, explain) -> Any:
         """Another program with this build's simulator and embedder and the settings ``explain`` (an
@@ -109,6 +100,18 @@ class Built:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def legacy_provenance(config: RunConfig, **extra: Any) -> dict[str, Any]:
+    """The provenance run files recorded before version 2, so that such a run resumes unchanged."""
+    out = {"explain": config.explain.to_dict(), "lm": config.lm.spec, "temperature": config.lm.temperature,
+           "simulator": config.simulator.spec, "embedder": config.embedder.spec}
+    if config.program:
+        from .optimize import read_manifest
+
+        out["program"] = {"path": str(Path(config.program).resolve()),
+                          "state_sha256": read_manifest(config.program)["state_sha256"]}
+    return {**out, **extra}
 
 
 def _lm_key(lm) -> str:

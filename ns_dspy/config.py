@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, json_kind
 
 __all__ = ["opt", "add_options", "from_options", "track_explicit", "explicit", "parse_key_values",
            "ClusterConfig", "ExplainConfig", "ExecutorConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig", "RunConfig",
@@ -205,12 +205,6 @@ def explicit(ns: argparse.Namespace) -> set[str]:
 
 
 # --- typed construction from mappings ---------------------------------------------------------------------------
-def _json_kind(value: Any) -> str:
-    from .errors import json_kind
-
-    return json_kind(value)
-
-
 def _check_value(value: Any, hint: Any, where: str) -> Any:
     """``value`` checked against a field's annotation (ints accepted as floats, never bools as numbers)."""
     kind, optional = _base_type(hint)
@@ -226,7 +220,7 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
     if kind is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{where} must be a mapping of names to values, got {_json_kind(value)}")
+            raise ConfigError(f"{where} must be a mapping of names to values, got {json_kind(value)}")
         return dict(value)
     if not isinstance(value, kind):
         raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
@@ -237,7 +231,7 @@ def _typed_values(cls: type, data: Any, where: str) -> dict[str, Any]:
     """``data`` (a possibly partial mapping) checked against dataclass ``cls``: unknown keys and wrongly typed
     values are one-line ConfigErrors naming the key. Nested dataclasses stay nested mappings."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {_json_kind(data)}")
+        raise ConfigError(f"{where or 'the configuration'} must be a mapping, got {json_kind(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = _hints(cls)
     out: dict[str, Any] = {}
@@ -504,12 +498,13 @@ def add_run_options(parser: argparse.ArgumentParser, sections: Sequence[str] = S
     track_explicit(parser)
 
 
-def _from_namespace(args: argparse.Namespace) -> dict[str, Any]:
-    """The nested mapping of every run option present in ``args`` (dest ``SECTION.FIELD[.SUB]`` or ``program``)."""
+def _from_namespace(args: argparse.Namespace, only: set[str] | None = None) -> dict[str, Any]:
+    """The nested mapping of the run options in ``args`` (dest ``SECTION.FIELD[.SUB]`` or ``program``); with
+    ``only``, just those dests (e.g. the ones given on the command line, :func:`explicit`)."""
     out: dict[str, Any] = {}
     for dest, value in vars(args).items():
         head = dest.split(".", 1)[0]
-        if head not in SECTIONS or (head == dest and head != "program"):
+        if head not in SECTIONS or (head == dest and head != "program") or (only is not None and dest not in only):
             continue
         node = out
         parts = dest.split(".")
@@ -517,26 +512,6 @@ def _from_namespace(args: argparse.Namespace) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return out
-
-
-def _given(args: argparse.Namespace) -> dict[str, Any]:
-    """Like :func:`_from_namespace`, only the options given on the command line."""
-    given = explicit(args)
-    full = _from_namespace(args)
-
-    def keep(node: dict, prefix: str) -> dict:
-        out = {}
-        for key, value in node.items():
-            dest = f"{prefix}{key}"
-            if isinstance(value, dict) and key != "options":
-                sub = keep(value, f"{dest}.")
-                if sub:
-                    out[key] = sub
-            elif dest in given:
-                out[key] = value
-        return out
-
-    return keep(full, "")
 
 
 # --- configuration files --------------------------------------------------------------------------------------
@@ -597,7 +572,7 @@ def read_config_file(path: str | Path) -> ConfigFile:
                           f"{', '.join(k for k in known if k not in ('format', 'version'))}")
     tuned = data.get("tuned", {})
     if not isinstance(tuned, dict):
-        raise ConfigError(f"{path}: tuned must be a mapping, got {_json_kind(tuned)}")
+        raise ConfigError(f"{path}: tuned must be a mapping, got {json_kind(tuned)}")
     settings = {k: v for k, v in data.items() if k in SECTIONS}
     if version == 1:
         lm = settings.get("lm", {})
@@ -628,7 +603,7 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
     if not path:
         return RunConfig.from_dict(cli)
     file = read_config_file(path)
-    merged = _merge(_merge(cli, file.values), _given(args))
+    merged = _merge(_merge(cli, file.values), _from_namespace(args, explicit(args)))
     try:
         config = RunConfig.from_dict(merged)
     except ConfigError as err:

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import ExecutorConfig, RunConfig
 from ..errors import ConfigError, NsDspyError
 from ..types import UnitId
 
@@ -128,6 +128,7 @@ class RayWorkers:
     the runner's threads, one unit per free actor."""
 
     ray: Any
+    config: RunConfig
     actors: list
     nodes: list[str]
 
@@ -168,7 +169,7 @@ class RayWorkers:
             last = ours[-1] if ours else (text.strip().splitlines() or [type(cause).__name__])[-1]
             raise ClusterError(f"an explain worker could not start: {last.strip()}") from None
         log.info("%d explain worker(s) ready on %s", workers, ", ".join(sorted(set(n.split(":")[0] for n in nodes))))
-        return cls(ray, actors, list(nodes))
+        return cls(ray, config, actors, list(nodes))
 
     def __post_init__(self) -> None:
         self._free: queue.Queue = queue.Queue()
@@ -180,7 +181,13 @@ class RayWorkers:
         return len(self.actors)
 
     def provenance(self, **extra: Any) -> dict:
+        """What a run records, as :meth:`ns_dspy.build.Built.provenance` (from a worker's build)."""
         return self.ray.get(self.actors[0].provenance.remote(extra))
+
+    def legacy_provenance(self, **extra: Any) -> dict:
+        from ..build import legacy_provenance
+
+        return legacy_provenance(self.config, **extra)
 
     def explain(self, unit: UnitId, attempt: int, budget_s: float | None):
         """The unit's record from a free actor; handed to another actor if its actor stays dead."""
@@ -209,15 +216,15 @@ class RayWorkers:
                 pass
 
 
-def start_workers(config: RunConfig, store: str | Path, *, address: str | None, workers: int | None,
-                  worker_cpus: float, worker_gpus: float) -> RayWorkers:
-    """Connect to the cluster and start the workers (``workers`` None: one per free CPU-slot of the cluster,
-    at least 1)."""
+def start_workers(config: RunConfig, store: str | Path, executor: ExecutorConfig) -> RayWorkers:
+    """Connect to ``executor``'s cluster and start its workers (``workers`` None: one per free CPU-slot of the
+    cluster, at least 1)."""
     from . import connect
 
-    ray = connect(address)
+    ray = connect(executor.ray_address)
+    workers = executor.workers
     if workers is None:
         cpus = float(ray.available_resources().get("CPU", 1.0))
-        workers = max(1, int(cpus // max(worker_cpus, 1e-9)))
-    return RayWorkers.start(config, store, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus)
-
+        workers = max(1, int(cpus // max(executor.worker_cpus, 1e-9)))
+    return RayWorkers.start(config, store, workers=workers, worker_cpus=executor.worker_cpus,
+                            worker_gpus=executor.worker_gpus or 0.0)
