@@ -2,12 +2,18 @@
 
     python experiments/quality.py --store STORE --out experiments/results/quality-gemma-3-270m \
         [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine]
-        [--iterations 2] [--candidates 2] [--simulator finetuned:gemma-3-270m]
+        [--iterations 2] [--candidates 2] [--simulator finetuned:gemma-3-270m] [--truth FILE]
+
+The same on synthetic units whose true description is known (``experiments/synthetic_store.py`` turns held-out
+units of ``simulator_training`` into a store with a ``synthetic.json`` sidecar, found in the store or given with
+``--truth``): every method runs unchanged, and a ``truth`` row is added (below).
 
 Neurons: ``--per-group`` chosen by peak z-score ((max - mean) / std, the demo's choice) and as many by
 activation frequency (the paper's choice), taken in turn from each layer of the store so that layers are spread;
 units listed in ``--exclude`` (e.g. a compiled program's training neurons) are never chosen. The list is written
-to ``OUT/neurons.json`` and reused on a rerun.
+to ``OUT/neurons.json`` and reused on a rerun. On a synthetic store the groups are the sidecar's families
+instead (the store is already a seeded, family-balanced choice): every unit of the store that the sidecar names,
+or the first ``--per-group`` of each family (store order) when given; ``--exclude`` applies as well.
 
 Methods, all scored by the same simulator on each neuron's test split (top and random windows pooled):
 
@@ -21,9 +27,16 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
   without refinement) and ``refine`` (NeuronScope), through the same runner as ``ns-dspy explain``, with the
   given refinement schedule; their run files in ``OUT/work/`` are resumed on a rerun, and their per-neuron LM
   tokens and seconds are reported.
+- ``truth`` (synthetic stores only): the unit's true description, scored on test by the same simulator: the
+  ceiling. When the unit has several true wordings, the best on valid is taken (never chosen on test). For
+  each method the share of the ceiling reached is reported two ways, over the units where both scores exist
+  and the truth's test score is > 0: the mean over units of method_test / truth_test (+- standard error; one
+  unit's ratio can be large when its ceiling is small), and the ratio of the means
+  (mean method_test / mean truth_test), separately for single-concept and two-concept units.
 
 Writes ``OUT/quality.json`` (per neuron and method) and ``OUT/summary.md`` (mean +- standard error per method and
-per neuron group, with the exact command). Test data is only ever reported: every selection uses valid.
+per neuron group, with the exact command; on a synthetic store also per family, the shares of the ceiling and
+the commands that rebuild the dataset and the store). Test data is only ever reported: every selection uses valid.
 """
 
 from __future__ import annotations
@@ -50,10 +63,96 @@ from ns_dspy.types import UnitId, parse_units  # noqa: E402
 log = logging.getLogger("quality")
 
 NO_LM = ("stats", "peak3", "shuffled", "lookup")
+TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {}}
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM)",
-          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope"}
+          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope",
+          "truth": "true description (ceiling)"}
+
+
+def read_truth(store_path: str | Path, given: str | None) -> dict | None:
+    """The synthetic sidecar: ``--truth FILE``, else ``STORE/synthetic.json`` when the store has one."""
+    from synthetic_store import SIDECAR, read_sidecar
+
+    path = Path(given) if given else Path(store_path) / SIDECAR
+    if given and not path.is_file():
+        raise SystemExit(f"--truth {given}: no such file")
+    return read_sidecar(path) if path.is_file() else None
+
+
+def group_order(truth: dict | None) -> list[str]:
+    """The groups in report order: z-score then frequency, or the sidecar's families (two-concept last)."""
+    if not truth:
+        return ["z-score", "frequency"]
+    return truth.get("selection", {}).get("families") or sorted({v["family"] for v in truth["units"].values()},
+                                                                key=lambda f: (f == TWO, f))
+
+
+def choose_synthetic(store, truth: dict, per_group: int | None, exclude: set[UnitId]) -> dict[str, list[UnitId]]:
+    """The store's units that the sidecar names, grouped by family (single families first, then two-concept), in
+    store order; the first ``per_group`` of each when given."""
+    info = {UnitId.parse(k): v for k, v in truth["units"].items()}
+    order = group_order(truth)
+    groups: dict[str, list[UnitId]] = {f: [] for f in order}
+    for unit in store.units():
+        if unit in info and unit not in exclude:
+            family = groups.setdefault(info[unit]["family"], [])
+            if per_group is None or len(family) < per_group:
+                family.append(unit)
+    return {f: us for f, us in groups.items() if us}
+
+
+def truth_score(simulator, explanations: list[str], valid, test) -> dict:
+    """The true description's test score; among several true wordings the best on valid."""
+    from ns_dspy.scoring import report, select
+
+    texts = list(dict.fromkeys(e for e in explanations if e and e.strip()))
+    best = select(simulator, texts, valid)[0]
+    return {"explanation": best.explanation, "valid": best.value,
+            "test": report(simulator, best.explanation, test).value, "candidates": len(texts)}
+
+
+def shares(results: dict[str, dict], units: list[UnitId], method: str) -> dict:
+    """Share of the ceiling reached by ``method`` on ``units`` (those with both scores and truth test > 0): the
+    mean over units of method / truth (+- standard error) and the ratio of the means."""
+    pairs = [(r[method]["test"], r["truth"]["test"]) for r in (results[str(u)] for u in units)
+             if r.get(method, {}).get("test") is not None and r.get("truth", {}).get("test") is not None
+             and r["truth"]["test"] > 0]
+    mean, se = mean_se([m / t for m, t in pairs])
+    of_means = sum(m for m, _ in pairs) / sum(t for _, t in pairs) if pairs else None
+    return {"mean_ratio": mean, "mean_ratio_se": se, "ratio_of_means": of_means, "units": len(pairs)}
+
+
+def synthetic_notes(truth: dict) -> list[str]:
+    """Where a synthetic store came from and how to rebuild it, from its sidecar."""
+    settings, checks = truth.get("dataset_settings") or {}, truth.get("checks") or {}
+    lines = ["Synthetic units: the held-out (`valid`) units of the simulator_training dataset "
+             f"`{truth.get('dataset', '?')}` (seed {settings.get('seed')}, valid share {settings.get('valid_share')}), "
+             f"a family-balanced seeded choice ({truth.get('selection', {})}). Rebuilt by:", "",
+             f"    ns-dspy-train-simulator build-data --out {truth.get('dataset', 'DATA')} "
+             f"--seed {settings.get('seed')} --valid-share {settings.get('valid_share')}",
+             f"    {truth.get('command') or '(store command not recorded)'}",
+             ""]
+    held = checks.get("held_out_of")
+    if held:
+        lines.append(f"Held out of the simulator's training data: the dataset's seed, unit and exemplar counts and "
+                     f"tokenizer {'equal' if held.get('same') else 'DIFFER from'} those recorded in "
+                     f"`{held.get('simulator_dir')}` (`ns_dspy_simulator.json`)"
+                     f"{'' if held.get('same') else ': ' + json.dumps(held.get('differences'))}.")
+    overlap = checks.get("text_overlap")
+    if overlap:
+        grams = [k for k in overlap if k.endswith("-grams")]
+        lines.append(f"Text overlap with the training units' windows: {overlap['windows_in_train']} of "
+                     f"{overlap['windows']} windows" + "".join(f", {overlap[k + '_in_train']} of {overlap[k]} "
+                                                                f"{k.split('-')[0]}-token runs" for k in grams) + ".")
+    return lines + [""]
+
+
+def _share_cell(share: dict) -> str:
+    if not share["units"]:
+        return "-"
+    return f"{_pm(share['mean_ratio'], share['mean_ratio_se'], 2)} / {share['ratio_of_means']:.2f} ({share['units']})"
 
 
 def choose(store, per_group: int, exclude: set[UnitId]) -> dict[str, list[UnitId]]:
@@ -116,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="an exemplar store (e.g. ns-dspy record --out ...)")
     parser.add_argument("--out", required=True, help="results folder (OUT/work holds the run files, not committed)")
-    parser.add_argument("--per-group", type=int, default=8, help="neurons by z-score and by frequency (default 8)")
+    parser.add_argument("--per-group", type=int, default=None, help="neurons by z-score and by frequency (default 8); "
+                        "on a synthetic store, units per family (default: all)")
     parser.add_argument("--exclude", default="", help="LAYER:INDEX units never chosen (e.g. compile's neurons)")
     parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine (default: none)")
     parser.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct", help="explainer LM")
@@ -124,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2, help="refinement iterations (default 2)")
     parser.add_argument("--candidates", type=int, default=2, help="refinement candidates (default 2)")
     parser.add_argument("--max-exemplars", type=int, default=10, help="top exemplars shown (default 10)")
+    parser.add_argument("--truth", help="synthetic sidecar with each unit's true explanations (default: "
+                        "STORE/synthetic.json when present; experiments/synthetic_store.py writes it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = "python experiments/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -143,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     store = ExemplarStore.open(args.store)
+    truth = read_truth(args.store, args.truth)
     listed = out / "neurons.json"
     if listed.is_file():
         groups = {g: parse_units(",".join(us)) if us else [] for g, us in json.loads(listed.read_text()).items()}
+        order = group_order(truth)  # the file's keys are sorted: restore the order (it fixes the decoys)
+        groups = dict(sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     else:
-        groups = choose(store, args.per_group, set(parse_units(args.exclude)) if args.exclude else set())
+        exclude = set(parse_units(args.exclude)) if args.exclude else set()
+        groups = choose_synthetic(store, truth, args.per_group, exclude) if truth else \
+            choose(store, 8 if args.per_group is None else args.per_group, exclude)
         atomic_write_json(listed, {g: [str(u) for u in us] for g, us in groups.items()})
     units = [u for us in groups.values() for u in us]
     group_of = {u: g for g, us in groups.items() for u in us}
@@ -181,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 text = word_list(peaks)
                 row["peak3"] = {"explanation": text, "valid": select(simulator, [text], valid)[0].value,
                                 "test": report(simulator, text, test).value}
+            if truth and str(unit) in truth["units"]:
+                row["truth"] = truth_score(simulator, truth["units"][str(unit)]["explanations"], valid, test)
             others = [u for u in units[i + 1:] + units[:i] if u in stats_text and stats_text[u] != stats_text.get(unit)]
             if others:
                 decoy = stats_text[others[0]]
@@ -203,30 +312,71 @@ def main(argv: list[str] | None = None) -> int:
                                                         "seconds": rec.seconds}
     finally:
         built.close()
-    methods = [m for m in ("lookup", "shuffled", "peak3", "stats", *lm_methods)]
-    lines = [f"# Explanation quality on {len(units)} held-out neurons of {store.manifest.get('model', {}).get('name', '?')}",
+    methods = [m for m in ("lookup", "shuffled", "peak3", "stats", *lm_methods)] + (["truth"] if truth else [])
+    if truth:
+        family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}
+        columns = {"single": [u for u in units if family_of.get(u) != TWO],
+                   TWO: [u for u in units if family_of.get(u) == TWO]}
+        what = f"held-out synthetic units ({store.manifest.get('model', {}).get('name', '?')} tokens)"
+    else:
+        columns = {"z-score group": groups.get("z-score", []), "frequency group": groups.get("frequency", [])}
+        what = f"held-out neurons of {store.manifest.get('model', {}).get('name', '?')}"
+    lines = [f"# Explanation quality on {len(units)} {what}",
              "", f"Command: `{command}`", "", f"Store: `{args.store}` ({store.describe().splitlines()[0]}); "
              f"simulator `{args.simulator}`; scores are pooled Pearson r on each neuron's test split.", "",
-             "| method | all: test | z-score group | frequency group | Number | LM tokens / neuron | s / neuron | done |",
+             *(synthetic_notes(truth) if truth else []),
+             *(["Windows per unit (top + random, mean): " + ", ".join(
+                 f"{sp} {np.mean([sum(len(store.exemplars(u, sp, k)) for k in ('top', 'random')) for u in units]):.1f}"
+                 for sp in ("train", "valid", "test")) + ".", ""] if truth else []),
+             f"| method | all: test | {' | '.join(f'{c}: test' if truth else c for c in columns)} | Number | "
+             "LM tokens / neuron | s / neuron | done |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     summary = {}
     for m in methods:
         cells = [results[str(u)].get(m, {}) for u in units]
         done = [c for c in cells if c.get("test") is not None]
         by_group = {g: mean_se([results[str(u)].get(m, {}).get("test") for u in us]) for g, us in groups.items()}
+        by_column = {c: mean_se([results[str(u)].get(m, {}).get("test") for u in us]) for c, us in columns.items()}
         everyone = mean_se([c["test"] for c in done])
         number, _ = mean_se([c.get("number") for c in done])
         tokens, _ = mean_se([c.get("lm_tokens") for c in cells if "lm_tokens" in c])
         seconds, _ = mean_se([c.get("seconds") for c in cells if "seconds" in c])
-        summary[m] = {"test": everyone[0], "test_se": everyone[1], "groups": by_group, "done": len(done)}
-        lines.append(f"| {TITLES[m]} | {_pm(*everyone)} | {_pm(*by_group.get('z-score', (None, None)))} | "
-                     f"{_pm(*by_group.get('frequency', (None, None)))} | "
+        summary[m] = {"test": everyone[0], "test_se": everyone[1], "groups": by_group, "columns": by_column,
+                      "done": len(done)}
+        if truth:
+            summary[m]["share_of_truth"] = {c: shares(results, us, m) for c, us in
+                                            (("all", units), *columns.items())}
+        lines.append(f"| {TITLES[m]} | {_pm(*everyone)} | "
+                     f"{' | '.join(_pm(*by_column[c]) for c in columns)} | "
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
+    if truth:
+        lines += ["", "Share of the ceiling (the true description's test score), over the units where both scores "
+                  "exist and the truth scores > 0: mean over units of method / truth ± standard error / ratio of the "
+                  "means (mean method / mean truth) (units):", "",
+                  "| method | all | single | two-concept |", "|---|---:|---:|---:|"]
+        for m in methods:
+            share = summary[m]["share_of_truth"]
+            lines.append(f"| {TITLES[m]} | {_share_cell(share['all'])} | {_share_cell(share['single'])} | "
+                         f"{_share_cell(share[TWO])} |")
+        lines += ["", "Mean test score per family (± standard error):", "",
+                  "| method | " + " | ".join(f"{g} ({len(us)})" for g, us in groups.items()) + " |",
+                  "|---|" + "---:|" * len(groups)]
+        for m in methods:
+            lines.append(f"| {TITLES[m]} | " + " | ".join(_pm(*summary[m]["groups"][g]) for g in groups) + " |")
+        lines += ["", "| unit | family | synthetic unit | true description (best of its wordings on valid) | "
+                  "truth: valid | truth: test |", "|---|---|---|---|---:|---:|"]
+        for u in units:
+            info, row = truth["units"].get(str(u), {}), results[str(u)].get("truth", {})
+            lines.append(f"| {u} | {info.get('family', '?')} | `{info.get('name', '?')}` | "
+                         f"{row.get('explanation', '-')} ({row.get('candidates', 0)} wordings) | "
+                         f"{_pm(row.get('valid'), None)} | {_pm(row.get('test'), None)} |")
     lines += ["", "Neurons: " + "; ".join(f"{g}: {', '.join(map(str, us))}" for g, us in groups.items())]
     atomic_write_json(out / "quality.json", {"command": command, "neurons": {g: [str(u) for u in us]
                                                                               for g, us in groups.items()},
                                               "group_of": {str(u): g for u, g in group_of.items()},
+                                              "truth": None if truth is None else {
+                                                  k: v for k, v in truth.items() if k != "units"},
                                               "summary": summary, "results": results})
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
