@@ -94,7 +94,7 @@ class NeuronScope(dspy.Module):
                 mode.explanation, mode.valid = cluster.representative, scorer([cluster.representative])[0]
             modes.append(mode)
         explanations = [m.explanation for m in modes]
-        combined = polysemantic(self.simulator, explanations, valid)
+        combined = polysemantic(self.simulator, explanations, valid, calibration=valid)
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace)

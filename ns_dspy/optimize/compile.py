@@ -294,6 +294,7 @@ def evaluate_program(program, devset: list, metric: SimulatorMetric, *, num_thre
         if not explanations:
             failed.append(example.unit)
         if example.get("test") is not None:
-            test_scores[example.unit] = (polysemantic(sim, list(explanations), example.test).value
+            test_scores[example.unit] = (polysemantic(sim, list(explanations), example.test,
+                                                      calibration=example.get("valid")).value
                                          if explanations else 0.0)
     return Evaluation(scores, test_scores, failed)

@@ -1,8 +1,9 @@
 """The score: pooled Pearson correlation of simulated and true activations on held-out data."""
 
 from .correlation import Correlation, pearson, pooled
-from .heldout import HeldOut, Score, polysemantic, report, score, select
+from .calibration import Calibration, calibrate
+from .heldout import HeldOut, Score, fit_calibration, polysemantic, report, score, select
 from .metric import FeedbackMetric, SimulatorMetric, feedback_text
 
-__all__ = ["Correlation", "FeedbackMetric", "HeldOut", "Score", "SimulatorMetric", "feedback_text", "pearson",
-           "polysemantic", "pooled", "report", "score", "select"]
+__all__ = ["Calibration", "Correlation", "FeedbackMetric", "HeldOut", "Score", "SimulatorMetric", "calibrate",
+           "feedback_text", "fit_calibration", "pearson", "polysemantic", "pooled", "report", "score", "select"]

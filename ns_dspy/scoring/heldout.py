@@ -18,9 +18,11 @@ from .. import costs
 from ..errors import ConfigError, ModelError
 from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
+from .calibration import Calibration, calibrate, union
 from .correlation import Correlation, pooled
 
-__all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic", "simulate", "check_explanations"]
+__all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic", "fit_calibration", "simulate",
+           "check_explanations"]
 
 HELD_OUT_SPLITS = ("valid", "test")
 
@@ -122,14 +124,46 @@ def report(simulator: Simulator, explanation: str, test: HeldOut) -> Score:
     return score(simulator, [explanation], test)[0]
 
 
-def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> Score:
+def fit_calibration(simulator: Simulator, explanations: Sequence[str], valid: HeldOut,
+                    preds: Sequence[Sequence[np.ndarray]] | None = None) -> Calibration:
+    """Each explanation's linear calibration (``truth ~ slope * prediction + intercept``, least squares over
+    the pooled tokens of ``valid``; :mod:`ns_dspy.scoring.calibration`), fitted on valid data only: test
+    data is only for reporting. ``preds`` are the explanations' predictions on ``valid`` when already
+    simulated."""
+    if valid.split != "valid":
+        raise ConfigError(f"calibration is fitted on valid data, got {valid.split!r}: test data is only for "
+                          "reporting")
+    check_explanations(explanations)
+    if preds is None:
+        preds = simulate(simulator, explanations, valid.exemplars)
+    return calibrate(explanations, preds, [ex.activations for ex in valid.exemplars], valid.split)
+
+
+def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut,
+                 calibration: Calibration | HeldOut | None = None) -> Score:
     """The neuron-level score of several explanations (one per semantic mode): simulate each, take the
-    per-token maximum, correlate with the truth. One number, comparable with a single explanation's score."""
+    per-token maximum, correlate with the truth. One number, comparable with a single explanation's score.
+
+    ``calibration``: each explanation's predictions are first calibrated against the truth
+    (:func:`fit_calibration`), so a weak explanation's false alarms do not outweigh a good one's correct
+    zeros; give the unit's **valid** :class:`HeldOut` (fitted here; when it is ``heldout`` itself, with the
+    same simulation) or a :class:`Calibration` fitted on it. ``None``: the raw maximum. A single explanation
+    is never calibrated: its score is its own score either way."""
     if not explanations:
         raise ConfigError(f"no explanations to score for unit {heldout.unit}")
     preds = simulate(simulator, explanations, heldout.exemplars)
-    combined = [np.max(np.stack([preds[i][j] for i in range(len(explanations))]), axis=0)
-                for j in range(len(heldout.exemplars))]
+    if len(explanations) == 1:
+        calibration = None
+    elif isinstance(calibration, HeldOut):
+        if calibration.unit != heldout.unit:
+            raise ConfigError(f"calibration data of unit {calibration.unit} for unit {heldout.unit}")
+        calibration = fit_calibration(simulator, explanations, calibration, preds if calibration is heldout else None)
+    elif calibration is not None:
+        if calibration.split != "valid":
+            raise ConfigError(f"a calibration fitted on {calibration.split!r} data: fit it on valid data")
+        if tuple(calibration.explanations) != tuple(explanations):
+            raise ConfigError("the calibration was fitted for other explanations: fit it for these")
+    combined = union(preds, calibration)
     trues = [ex.activations for ex in heldout.exemplars]
     label = " | ".join(explanations)
     return Score(label, heldout.split, pooled(combined, trues, [ex.kind for ex in heldout.exemplars]),

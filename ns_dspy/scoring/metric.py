@@ -2,7 +2,8 @@
 
 ``example.valid`` is a :class:`~ns_dspy.scoring.heldout.HeldOut` of split ``valid`` (optimizers select with
 it; test data never reaches a metric). The prediction carries ``explanation`` (one string) or
-``explanations`` (several, one per semantic mode: scored with the per-token max, see ``polysemantic``).
+``explanations`` (several, one per semantic mode: scored with the per-token max of their predictions, each
+calibrated on the valid data, see ``polysemantic``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class SimulatorMetric:
         valid: HeldOut = example.valid
         many = getattr(prediction, "explanations", None)
         if many:
-            return polysemantic(self.simulator, list(many), valid)
+            return polysemantic(self.simulator, list(many), valid, calibration=valid)
         return select(self.simulator, [str(prediction.explanation)], valid)[0]
 
     def __call__(self, example, prediction, trace=None) -> float:

@@ -202,7 +202,8 @@ def score_on_test(study, trial, store, simulator, neurons) -> dict[str, Any]:
     for neuron in neurons:
         texts = explanations.get(str(neuron.unit)) or []
         test = HeldOut.from_store(store, neuron.unit, "test")
-        scores[str(neuron.unit)] = polysemantic(simulator, texts, test).value if texts else 0.0
+        valid = HeldOut.from_store(store, neuron.unit, "valid") if len(texts) > 1 else None  # calibrates the union
+        scores[str(neuron.unit)] = polysemantic(simulator, texts, test, calibration=valid).value if texts else 0.0
     report = {"trial": trial.number, "valid": trial.values[0], "test": sum(scores.values()) / len(scores),
               "neurons": scores}
     study.set_user_attr(key, report)

@@ -1,10 +1,12 @@
-"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | decoys | export."""
+"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | decoys | union |
+export."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -116,6 +118,56 @@ def cmd_decoys(args) -> int:
     return 0
 
 
+def cmd_union(args) -> int:
+    from ns_dspy.atomic import atomic_write_json, atomic_write_text
+    from ns_dspy.build import build_simulator
+    from ns_dspy.config import SimulatorConfig
+    from ns_dspy.errors import ConfigError
+
+    from .data import read_units
+    from .evaluate import evaluate_union, markdown_union, plot_union, summarise_union
+
+    units = read_units(args.data, args.split)
+    if not any(u["family"] == "two-concept" for u in units):
+        raise ConfigError(f"{args.data} has no two-concept {args.split} units: the union evaluation needs "
+                          "synthetic data from build-data")
+    results, rows = {}, {}
+    for spec in [args.simulator] + list(args.baseline or []):  # the same units and explanations for every spec
+        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=args.cache))
+        rows[spec] = evaluate_union(simulator, units, seed=args.seed, max_units=args.max_units,
+                                    progress=not args.quiet)
+        if not rows[spec]:
+            raise ConfigError(f"no two-concept unit of {args.data} has both of its parts among the "
+                              f"{args.split} units")
+        results[spec] = summarise_union(rows[spec])
+    table = markdown_union(results)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        command = "ns-dspy-train-simulator " + shlex.join(getattr(args, "argv", None) or [])
+        atomic_write_json(out.with_suffix(".json"), {"command": command, "data": str(Path(args.data).resolve()),
+                                                      "split": args.split, "seed": args.seed,
+                                                      "max_units": args.max_units, "summary": results,
+                                                      "units": rows})
+        atomic_write_text(out.with_suffix(".md"), table + "\n" + UNION_NOTE.format(command=command))
+        if plot_union(results, rows, out.with_suffix(".png")):
+            print(f"wrote {out.with_suffix('.json')}, .md and .png")
+    return 0
+
+
+UNION_NOTE = """Command: `{command}`
+
+Each two-concept unit `pair:A+B` (`~`: B at 60 % strength) is scored with one explanation of its part A alone,
+one of its part B alone (each chosen by the seed), and with both combined per token: `raw_max`, the maximum of
+the raw 0..10 predictions; `calibrated_max`, the maximum after each explanation's least-squares linear
+calibration against the truth (an explanation with slope <= 0 is left out), what ns-dspy's neuron-level score
+uses; `calibrated_sum`, the sum of the calibrated predictions. The exemplars are cut in two halves (alternating
+within top and random); calibrations are fitted on one half and every score is taken on the other, then the
+other way round, and a unit's score is the mean over the two halves. "beats best" is the share of units where
+the combination scores strictly above the better single explanation on the same tokens.
+"""
+
+
 def cmd_export(args) -> int:
     from .export import export
 
@@ -194,6 +246,13 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     eval_options(p)
     p.set_defaults(func=cmd_decoys)
 
+    p = sub.add_parser("union", help="two-concept units: do their parts' explanations, combined per token (raw "
+                                     "maximum, calibrated maximum, calibrated sum), beat the best one alone?")
+    eval_options(p)
+    p.add_argument("--cache", action="store_true", help="read and write ns-dspy's simulation cache (a rerun "
+                                                        "only combines)")
+    p.set_defaults(func=cmd_union)
+
     p = sub.add_parser("export", help="write a trained adapter where ns-dspy loads it (checked by loading it)")
     p.add_argument("adapter", help="RUN/adapter")
     p.add_argument("--to", required=True, help="destination folder")
@@ -212,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args = build_parser(_config_defaults(argv)).parse_args(argv)
+        args.argv = argv
         return args.func(args)
     except NsDspyError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -12,6 +12,11 @@ words around the trigger, a sibling concept, the right words without their conte
 over-broad version; :func:`decoys`), and wins when it scores strictly above all of them. That is the choice a
 refinement loop makes among close candidates.
 
+The union evaluation (:func:`evaluate_union`) asks how to combine a polysemantic unit's explanations (one per
+mode) into one prediction: on each two-concept unit, its two parts' single explanations are scored alone, as the
+per-token maximum of their raw predictions, and as the maximum of their predictions calibrated against the truth
+on a disjoint half of the exemplars (what ns-dspy's neuron-level score does, :func:`ns_dspy.scoring.polysemantic`).
+
 Any ns_dspy simulator spec can be evaluated (``finetuned:DIR``, ``prompted:gemma-3-270m``, an endpoint), so the
 trained simulator and the untrained prompted one are measured on exactly the same data.
 """
@@ -33,7 +38,8 @@ from ns_dspy.types import Exemplar
 log = logging.getLogger(__name__)
 
 __all__ = ["evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
-           "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys"]
+           "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys", "UNION_METHODS", "components",
+           "halves", "union_units", "evaluate_union", "summarise_union", "markdown_union", "plot_union"]
 
 
 def _exemplars(unit: dict) -> list[Exemplar]:
@@ -403,6 +409,188 @@ def plot_decoys(results: dict[str, dict], path) -> bool:
     left.set_title("Truth against all its decoys, per unit family")
     right.set_title("Truth against one decoy family")
     left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --- union: several explanations of a polysemantic unit, combined per token ----------------------------------
+
+UNION_METHODS = ("raw_max", "calibrated_max", "calibrated_sum")
+"""How the single explanations are combined (see :func:`evaluate_union`); ``calibrated_max`` is what ns-dspy's
+neuron-level score uses (:func:`ns_dspy.scoring.polysemantic` with ``calibration``)."""
+
+
+def components(unit: dict, names: set[str]) -> tuple[str, str] | None:
+    """The two single-concept units a synthetic two-concept unit pairs (``pair:A+B``, ``~`` when B is weak),
+    found among ``names``; None for any other unit, or when either part is missing."""
+    if unit.get("family") != "two-concept" or not unit["unit"].startswith("pair:"):
+        return None
+    body = unit["unit"][len("pair:"):].removesuffix("~")
+    splits = [(body[:k], body[k + 1:]) for k, c in enumerate(body) if c == "+"
+              and body[:k] in names and body[k + 1:] in names]
+    return splits[0] if len(splits) == 1 else None
+
+
+def halves(exemplars: list[Exemplar]) -> tuple[list[int], list[int]]:
+    """Two disjoint halves of a unit's exemplars (indices), alternating within each kind (top, random), so each
+    half holds both kinds and, in a two-concept unit (whose top exemplars come part by part), both modes."""
+    first: list[int] = []
+    second: list[int] = []
+    for kind in dict.fromkeys(ex.kind for ex in exemplars):
+        idx = [j for j, ex in enumerate(exemplars) if ex.kind == kind]
+        first += idx[0::2]
+        second += idx[1::2]
+    return first, second
+
+
+def _calibrated_sum(preds, calibration) -> list[np.ndarray]:
+    """The alternative measured beside the maximum: the sum of the informative explanations' calibrated
+    predictions (their intercepts add a constant, which no correlation sees)."""
+    keep = [(m, p) for m, p in zip(calibration.maps, preds) if m.informative]
+    if not keep:
+        return [np.zeros(np.shape(x)) for x in preds[0]]
+    return [np.sum([m.slope * np.asarray(p[j], dtype=np.float64) for m, p in keep], axis=0)
+            for j in range(len(preds[0]))]
+
+
+def union_units(units: list[dict], *, seed: int = 0,
+                max_units: int | None = None) -> list[tuple[dict, tuple[str, str], list[str]]]:
+    """The evaluated two-concept units (those whose two parts are among ``units``), each with its parts' names
+    and one explanation of each part (chosen with a generator seeded by ``seed`` and the unit's name); a seeded
+    sample of ``max_units`` of them, in dataset order, when given."""
+    by_name = {u["unit"]: u for u in units}
+    names = {u["unit"] for u in units if u["family"] != "two-concept"}
+    pairs = [(u, parts) for u in units if (parts := components(u, names)) is not None]
+    if max_units is not None and len(pairs) > max_units:
+        keep = set(random.Random(seed).sample(range(len(pairs)), max_units))
+        pairs = [x for i, x in enumerate(pairs) if i in keep]
+    out = []
+    for unit, parts in pairs:
+        rng = random.Random(f"{seed}:{unit['unit']}")
+        out.append((unit, parts, [rng.choice(by_name[p]["explanations"]) for p in parts]))
+    return out
+
+
+def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: int | None = None,
+                   progress: bool = True) -> list[dict]:
+    """Per two-concept unit: its two parts' single explanations scored alone and combined per token.
+
+    Each part's explanation (one of that single-concept unit's) is simulated over the two-concept unit's
+    exemplars, in one call. The exemplars are cut in two disjoint halves (:func:`halves`); the calibration
+    (:func:`ns_dspy.scoring.calibration.calibrate`) is fitted on one half and everything is scored on the other,
+    then the other way round, so no score is taken on tokens it was fitted on. A score is the mean over the
+    two halves of the pooled Pearson r (as :func:`evaluate`). Methods (:data:`UNION_METHODS`): ``raw_max``,
+    the per-token maximum of the raw predictions; ``calibrated_max``, the maximum of the calibrated ones;
+    ``calibrated_sum``, their sum. ``beats`` tells per method whether it scores strictly above the best
+    single explanation (the better of the two on the same tokens).
+
+    Row: ``{"unit", "weak", "parts", "explanations", "r_single": [a, b], "best_single", "r": {method: r},
+    "beats": {method: bool}, "calibration": [per half: maps]}``."""
+    from ns_dspy.scoring.calibration import calibrate, union
+
+    rows = []
+    for unit, parts, texts in tqdm(union_units(units, seed=seed, max_units=max_units), desc="union",
+                            disable=not progress, unit="unit"):
+        exemplars = _exemplars(unit)
+        preds = simulator.simulate(texts, exemplars)
+        first, second = halves(exemplars)
+        singles: list[list[float]] = [[] for _ in texts]
+        scores: dict[str, list[float]] = {m: [] for m in UNION_METHODS}
+        fitted = []
+        for fit, scored in ((first, second), (second, first)):
+            trues = [exemplars[j].activations for j in scored]
+            on_fit = [[p[j] for j in fit] for p in preds]
+            on_scored = [[p[j] for j in scored] for p in preds]
+            calibration = calibrate(texts, on_fit, [exemplars[j].activations for j in fit])
+            fitted.append([{"slope": round(m.slope, 4), "intercept": round(m.intercept, 4)} for m in calibration.maps])
+            for i, p in enumerate(on_scored):
+                singles[i].append(pooled(p, trues).r)
+            scores["raw_max"].append(pooled(union(on_scored), trues).r)
+            scores["calibrated_max"].append(pooled(union(on_scored, calibration), trues).r)
+            scores["calibrated_sum"].append(pooled(_calibrated_sum(on_scored, calibration), trues).r)
+        r_single = [round(float(np.mean(s)), 4) for s in singles]
+        best = max(r_single)
+        r = {m: round(float(np.mean(v)), 4) for m, v in scores.items()}
+        rows.append({"unit": unit["unit"], "weak": unit["unit"].endswith("~"),
+                     "parts": list(parts),
+                     "explanations": texts, "r_single": r_single, "best_single": best, "r": r,
+                     "beats": {m: r[m] > best for m in UNION_METHODS}, "calibration": fitted})
+    return rows
+
+
+def summarise_union(rows: list[dict]) -> dict:
+    """Per group (``all``; ``equal``: both parts at full strength; ``weak``: the second at 60 %): units, the mean
+    score of each part's explanation alone, of the best single one, and of each method, and the share of units
+    where each method beats the best single explanation."""
+    def stats(sub):
+        if not sub:
+            return {"units": 0}
+        return {"units": len(sub),
+                "single_a": round(float(np.mean([x["r_single"][0] for x in sub])), 4),
+                "single_b": round(float(np.mean([x["r_single"][1] for x in sub])), 4),
+                "best_single": round(float(np.mean([x["best_single"] for x in sub])), 4),
+                "r": {m: round(float(np.mean([x["r"][m] for x in sub])), 4) for m in UNION_METHODS},
+                "beats": {m: round(float(np.mean([x["beats"][m] for x in sub])), 4) for m in UNION_METHODS}}
+    return {"all": stats(rows), "equal": stats([x for x in rows if not x["weak"]]),
+            "weak": stats([x for x in rows if x["weak"]])}
+
+
+def markdown_union(results: dict[str, dict]) -> str:
+    """One row per simulator and group: mean scores of the single explanations and of each combination, and
+    the share of units where each combination beats the best single explanation."""
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+    head = ("| simulator | units | part A alone | part B alone | best single | "
+            + " | ".join(f"{m}: r | {m}: beats best" for m in UNION_METHODS) + " |")
+    lines = [head, "|---|---:|---:|---:|---:|" + "---:|---:|" * len(UNION_METHODS)]
+    for name, summary in results.items():
+        for group in ("all", "equal", "weak"):
+            s = summary[group]
+            label = f"{name} ({group})" if group != "all" else f"**{name} (all)**"
+            if not s["units"]:
+                lines.append(f"| {label} | 0 |" + " - |" * (3 + 2 * len(UNION_METHODS)))
+                continue
+            cells = " | ".join(f"{fmt(s['r'][m], '.3f')} | {fmt(s['beats'][m], '.0%')}" for m in UNION_METHODS)
+            lines.append(f"| {label} | {s['units']} | {s['single_a']:.3f} | {s['single_b']:.3f} | "
+                         f"{s['best_single']:.3f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_union(results: dict[str, dict], rows: dict[str, list[dict]], path) -> bool:
+    """Two charts as PNG: the share of units where each combination beats the best single explanation, and
+    per unit the best single score against each combination's; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(results)
+    groups = ("all", "equal", "weak")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / (len(UNION_METHODS) * len(names))
+    for k, name in enumerate(names):
+        for m, method in enumerate(UNION_METHODS):
+            values = [results[name][g].get("beats", {}).get(method) or 0 for g in groups]
+            left.bar(np.arange(len(groups)) + (k * len(UNION_METHODS) + m) * width, values, width,
+                     label=f"{name}: {method}" if len(names) > 1 else method)
+        for method, marker in zip(UNION_METHODS, "o^s"):
+            right.scatter([x["best_single"] for x in rows[name]], [x["r"][method] for x in rows[name]], s=14,
+                          marker=marker, alpha=0.7, label=f"{name}: {method}" if len(names) > 1 else method)
+    left.axhline(0.75, color="grey", ls="--", lw=0.8)
+    left.set_xticks(np.arange(len(groups)) + width * (len(UNION_METHODS) * len(names) - 1) / 2, groups)
+    left.set_ylim(0, 1)
+    left.set_ylabel("share of units: union beats the best single explanation")
+    left.set_title("Union against its best member")
+    left.legend(fontsize=7)
+    right.plot([-0.2, 1], [-0.2, 1], color="black", lw=0.6)
+    right.set_xlabel("best single explanation (r)")
+    right.set_ylabel("union (r)")
+    right.set_title("Per two-concept unit (above the line: union wins)")
+    right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +159,8 @@ def test_synthetic_choice_caps_and_excludes(dataset, tmp_path):
 
 def test_lm_methods_run_on_a_synthetic_store(dataset, tmp_path, monkeypatch, dspy_memory_cache):
     """The LM path (here the toy chat server of tests/sweep) runs unchanged on a synthetic store, beside truth."""
-    from tests.sweep.sweep_world import ToyServer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweep"))  # as tests/cluster import it: one
+    from sweep_world import ToyServer  # module object, so the sweep-words embedder registers once
 
     monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
     data, sim = dataset

@@ -46,7 +46,8 @@ def toy_store(tmp_path):
 def responder(prompt, request):
     """The toy explainer. Hypothesis: the marked words, plus NOISE unless demos are in the prompt or the
     instruction says "trigger words only" (what the optimizers' prompts are answered with), so a compiled
-    program explains better. Decomposition: one condition per word (each its own mode). Refinement:
+    program explains better. Decomposition: one condition per marked word (each its own mode), each with the
+    NOISE words when the hypothesis has them, so every mode predicts false alarms. Refinement:
     the best explanation so far, unchanged. Anything else (an optimizer's own prompts): every field asked for.
     No word of the fixed phrasing is a toy word, so the keyword simulator reads only the words named."""
     last = request.messages[-1].text or ""
@@ -55,8 +56,11 @@ def responder(prompt, request):
         best = prompt_field(last, "history").strip().splitlines()[0]
         return {"explanation": re.sub(r"^\W*\d*\W*(score[^:]*:)?\s*", "", best).split(" (score")[0]}
     if asked == ["conditions"]:
-        words = re.findall(r"\w+", prompt_field(last, "explanation").split(":")[-1])
-        return {"conditions": [f"This neuron fires for {w}" for w in dict.fromkeys(words)]}
+        words = list(dict.fromkeys(re.findall(r"\w+", prompt_field(last, "explanation").split(":")[-1])))
+        noise = [w for w in words if w in NOISE.split()]
+        # NOISE sticks to every condition (a mode of its own would be calibrated away by the neuron-level score)
+        triggers = [w for w in words if w not in noise] or noise
+        return {"conditions": [f"This neuron fires for {' '.join(dict.fromkeys([w, *noise]))}" for w in triggers]}
     if "[[ ## exemplars ## ]]" in last and asked == ["explanation"]:
         marked = dict.fromkeys(m.strip().lower() for m in re.findall(r"<<(.*?)>>", prompt_field(last, "exemplars")))
         taught = len(request.messages) > 1 or "trigger words only" in prompt  # shown demos, or told what to do

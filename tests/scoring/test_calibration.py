@@ -1,0 +1,123 @@
+"""Calibrated union of several explanations: a weak explanation's false alarms no longer pull the neuron-level
+score below its best member, the calibration is fitted on valid data only and applied unchanged to test, and a
+single explanation scores exactly as before."""
+
+import numpy as np
+import pytest
+
+from ns_dspy.errors import ConfigError
+from ns_dspy.scoring import HeldOut, fit_calibration, polysemantic, score
+from ns_dspy.scoring.calibration import Affine, Calibration, calibrate, fit_affine, union
+from ns_dspy.scoring.correlation import pooled
+from ns_dspy.simulators.keyword import KeywordSimulator
+from ns_dspy.types import Exemplar, UnitId
+
+UNIT = UnitId(3, 7)
+# the unit: "dog" at 10 (mode A), "cat" at 4 (a weaker mode B), everything else quiet ("sky" included)
+TRUTH = {"dog": 10.0, "cat": 4.0}
+
+
+def _ex(words, kind="top", split="valid"):
+    return Exemplar(tokens=[f" {w}" for w in words], split=split, kind=kind,
+                    activations=np.array([TRUTH.get(w, 0.0) for w in words], dtype=np.float32))
+
+
+def _heldout(split, sky=2):
+    exemplars = (_ex(["the", "dog", "ran", "the", "dog", "sat"], split=split),
+                 _ex(["a", "cat", "and", "a", "cat", "and", "a", "dog"], split=split),
+                 _ex(["my", "cat", "saw", "a", "dog", "and", "a", "cat"], split=split),
+                 _ex(["the", "sky"] * sky + ["is", "so", "wide", "and", "so", "calm"], kind="random", split=split),
+                 _ex(["we", "went", "home", "late", "that", "day"], kind="random", split=split))
+    return HeldOut(UNIT, split, exemplars)
+
+
+GOOD, NOISY = "dog", "cat sky"  # the keyword simulator predicts 10 on the listed words, 0 elsewhere
+
+
+def test_calibrated_max_beats_the_best_single_where_the_raw_max_loses():
+    sim, valid = KeywordSimulator(), _heldout("valid")
+    singles = [s.value for s in score(sim, [GOOD, NOISY], valid)]
+    raw = polysemantic(sim, [GOOD, NOISY], valid).value
+    calibrated = polysemantic(sim, [GOOD, NOISY], valid, calibration=valid).value
+    assert raw < max(singles)  # "sky" false alarms at 10 outweigh the "cat" hits
+    assert calibrated > max(singles) > raw
+
+
+def test_valid_calibration_is_applied_unchanged_to_test():
+    sim, valid, test = KeywordSimulator(), _heldout("valid"), _heldout("test", sky=5)  # more false alarms on test
+    fitted = fit_calibration(sim, [GOOD, NOISY], valid)
+    assert fitted.split == "valid" and fitted.n == valid.n_tokens
+    reported = polysemantic(sim, [GOOD, NOISY], test, calibration=valid)
+    assert reported.split == "test"
+    assert polysemantic(sim, [GOOD, NOISY], test, calibration=fitted).value == reported.value
+    # by hand: the valid-fitted maps on the test predictions; a map fitted on test would give another score
+    preds = sim.simulate([GOOD, NOISY], test.exemplars)
+    trues = [ex.activations for ex in test.exemplars]
+    by_hand = [np.maximum(fitted.maps[0](a), fitted.maps[1](b)) for a, b in zip(*preds)]
+    assert reported.value == pytest.approx(pooled(by_hand, trues).r, abs=1e-12)
+    on_test = calibrate([GOOD, NOISY], preds, trues, "test")
+    assert on_test.maps != fitted.maps
+    assert pooled(union(preds, on_test), trues).r != pytest.approx(reported.value, abs=1e-6)
+
+
+def test_calibration_is_fitted_on_valid_only():
+    sim, valid, test = KeywordSimulator(), _heldout("valid"), _heldout("test")
+    with pytest.raises(ConfigError, match="fitted on valid"):
+        fit_calibration(sim, [GOOD, NOISY], test)
+    with pytest.raises(ConfigError, match="fitted on valid"):
+        polysemantic(sim, [GOOD, NOISY], test, calibration=test)
+    on_test = calibrate([GOOD, NOISY], sim.simulate([GOOD, NOISY], test.exemplars),
+                        [ex.activations for ex in test.exemplars], "test")
+    with pytest.raises(ConfigError, match="valid data"):
+        polysemantic(sim, [GOOD, NOISY], test, calibration=on_test)
+    with pytest.raises(ConfigError, match="other explanations"):
+        polysemantic(sim, [NOISY, GOOD], test, calibration=fit_calibration(sim, [GOOD, NOISY], valid))
+    with pytest.raises(ConfigError, match="unit"):
+        polysemantic(sim, [GOOD, NOISY], test, calibration=HeldOut(UnitId(0, 1), "valid", valid.exemplars))
+
+
+@pytest.mark.parametrize("text", [GOOD, NOISY, "weather"])
+def test_a_single_explanation_scores_exactly_as_before(text):
+    sim, valid, test = KeywordSimulator(), _heldout("valid"), _heldout("test")
+    for heldout in (valid, test):
+        alone = score(sim, [text], heldout)[0]
+        for calibration in (None, valid):
+            combined = polysemantic(sim, [text], heldout, calibration=calibration)
+            assert combined.value == alone.value and combined.constant == alone.constant
+            assert all(np.array_equal(a, b) for a, b in zip(combined.predictions, alone.predictions))
+
+
+def test_an_explanation_that_does_not_rise_with_the_truth_adds_no_false_alarms():
+    sim, valid = KeywordSimulator(), _heldout("valid")
+    against = "the a and"  # fires only on quiet tokens: slope < 0 on valid
+    fitted = fit_calibration(sim, [GOOD, against, "weather"], valid)  # "weather": constant predictions
+    assert fitted.informative == (True, False, False)
+    assert fitted.maps[1].slope == 0.0 and fitted.maps[2].slope == 0.0
+    good = score(sim, [GOOD], valid)[0].value
+    assert polysemantic(sim, [GOOD, against], valid).value < good  # raw: its 10s on "the" count
+    assert polysemantic(sim, [GOOD, against, "weather"], valid, calibration=valid).value == pytest.approx(good)
+    nothing = polysemantic(sim, [against, "weather"], valid, calibration=valid)
+    assert nothing.constant and nothing.value == 0.0
+
+
+def test_fit_affine_is_least_squares_and_checks_its_input():
+    x = [np.array([0.0, 10.0, 10.0]), np.array([0.0, 5.0])]
+    y = [np.array([1.0, 4.0, 6.0]), np.array([1.0, 3.0])]
+    fitted = fit_affine(x, y)
+    slope, intercept = np.polyfit(np.concatenate(x), np.concatenate(y), 1)
+    assert fitted.slope == pytest.approx(slope) and fitted.intercept == pytest.approx(intercept)
+    assert fit_affine([np.full(4, 7.0)], [np.arange(4.0)]) == Affine(0.0, 1.5)  # constant predictions
+    assert not fit_affine([np.arange(4.0)], [np.arange(4.0)[::-1]]).informative
+    with pytest.raises(ValueError, match="finite"):
+        fit_affine([np.array([0.0, np.nan])], [np.array([0.0, 1.0])])
+    with pytest.raises(ValueError, match="predictions for"):
+        fit_affine([np.zeros(3)], [np.zeros(2)])
+    with pytest.raises(ValueError, match="maps for"):
+        Calibration(("a", "b"), (Affine(1.0, 0.0),), "valid", 3)
+
+
+def test_calibrated_values_stay_on_the_0_10_scale_of_the_valid_truth():
+    sim, valid = KeywordSimulator(), _heldout("valid")
+    combined = polysemantic(sim, [GOOD, NOISY], valid, calibration=valid)
+    values = np.concatenate(combined.predictions)
+    assert values.max() == pytest.approx(10.0, abs=1.0) and values.min() >= 0.0  # dog: ~10; quiet: small
