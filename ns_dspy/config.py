@@ -339,11 +339,11 @@ class ExplainConfig(_Config):
                                 "on valid (--no-feedback: scores only, as in the paper)")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
-    racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, then half of the "
-                             "valid excerpts first (stages of at least 10) and drop the clear losers (--no-racing: "
-                             "every candidate on all of them)")
-    racing_delta: float = opt(0.05, "racing drops a candidate when its bootstrap chance of beating the leader is "
-                                    "below this (per stage)")
+    racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, half, then three "
+                             "quarters of the valid excerpts first (highest peaks first; stages of at least 5) and "
+                             "drop the clear losers (--no-racing: every candidate on all of them)")
+    racing_delta: float = opt(0.1, "racing drops a candidate when its bootstrap chance of beating the leader by "
+                                   "more than 0.005 is below this (per stage)")
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
 
     def __post_init__(self) -> None:

@@ -63,7 +63,8 @@ class ValidScorer:
         self._trues = [ex.activations for ex in valid.exemplars]
         self._preds: dict[str, dict[int, "np.ndarray"]] = {}
         self._scores: dict = {}
-        self._order = stage_order(self._kinds, racing.seed) if racing else list(range(len(self._kinds)))
+        peaks = [float(ex.max_activation) for ex in valid.exemplars] if racing and racing.order == "peaks" else None
+        self._order = stage_order(self._kinds, racing.seed, peaks) if racing else list(range(len(self._kinds)))
         self.simulated_tokens = 0
 
     @property

@@ -33,13 +33,14 @@ def unit(n_top=64, n_random=32, seed=0):
 
 def test_racing_settings_are_checked():
     for bad in (dict(stages=(0.5, 0.25)), dict(stages=(1.0,)), dict(delta=0.0), dict(delta=0.7),
-                dict(resamples=10)):
+                dict(resamples=10), dict(order="best")):
         with pytest.raises(ConfigError):
             Racing(**bad)
-    assert Racing().sizes(96) == [12, 24, 48, 96]
-    assert Racing().sizes(45) == [12, 23, 45]  # an eighth of 45 is under min_exemplars (10): skipped
-    assert Racing().sizes(12) == [12] and Racing(min_exemplars=4).sizes(12) == [6, 12]
-    assert Racing(stages=(0.25, 0.5)).sizes(40) == [10, 20, 40]
+    assert Racing().sizes(96) == [12, 24, 48, 72, 96]
+    assert Racing().sizes(45) == [6, 12, 23, 34, 45]
+    assert Racing().sizes(12) == [6, 9, 12]  # an eighth and a quarter of 12 are under min_exemplars (5): skipped
+    assert Racing(min_exemplars=2).sizes(12) == [2, 3, 6, 9, 12]
+    assert Racing(stages=(0.25, 0.5), min_exemplars=10).sizes(40) == [10, 20, 40]
     assert Racing().sizes(3) == [3]
 
 
@@ -51,6 +52,32 @@ def test_every_prefix_of_the_stage_order_keeps_the_kinds_in_proportion():
         share = sum(kinds[i] == "random" for i in order[:k]) / k
         assert abs(share - 1 / 3) <= 1 / k + 1e-9
     assert stage_order(kinds, seed=4) == order and stage_order(kinds, seed=5) != order
+
+
+def test_the_stage_order_takes_the_highest_peaks_of_each_kind_first():
+    kinds = ["top"] * 30 + ["random"] * 15
+    peaks = np.random.default_rng(0).random(45)
+    order = stage_order(kinds, seed=4, peaks=peaks)
+    for kind in ("top", "random"):
+        mine = [i for i in order if kinds[i] == kind]
+        assert [peaks[i] for i in mine] == sorted((peaks[i] for i in mine), reverse=True)
+    for k in (6, 12, 23, 45):  # still in proportion
+        assert abs(sum(kinds[i] == "random" for i in order[:k]) / k - 1 / 3) <= 1 / k + 1e-9
+    ties = stage_order(kinds, seed=4, peaks=np.zeros(45))
+    assert ties == stage_order(kinds, seed=4)  # equal peaks keep the seeded order
+
+
+def test_the_scorer_races_on_the_windows_with_the_highest_peaks_first():
+    data = unit()
+    racer = valid_scorer(KeywordSimulator(), data, Racing())
+    first = racer._order[:12]
+    peaks = [data.exemplars[i].max_activation for i in range(len(data.exemplars))]
+    for kind in ("top", "random"):
+        mine = [peaks[i] for i in first if data.exemplars[i].kind == kind]
+        rest = [peaks[i] for i in racer._order[12:] if data.exemplars[i].kind == kind]
+        assert mine and min(mine) >= max(rest)
+    plain = valid_scorer(KeywordSimulator(), data, Racing(order="random"))
+    assert plain._order == stage_order([ex.kind for ex in data.exemplars], Racing().seed)
 
 
 def test_moments_give_the_pooled_pearson_r():
@@ -94,7 +121,7 @@ def test_race_against_a_reference_drops_everything_below_it():
     before = racer.simulated_tokens
     results = racer.race(["house", "tree or sky"], reference="cat or dog")
     assert [k for _, k in results] == [12, 12]  # both gone at the first stage; the reference costs nothing more
-    first = [data.exemplars[i] for i in stage_order([ex.kind for ex in data.exemplars], Racing().seed)[:12]]
+    first = [data.exemplars[i] for i in racer._order[:12]]
     assert racer.simulated_tokens - before == 2 * sum(len(ex.tokens) for ex in first)
 
 
@@ -155,21 +182,26 @@ def test_scoring_is_metered_per_neuron():
 
 
 def test_a_candidate_whose_cue_is_absent_from_a_stage_is_not_judged_on_it():
-    """A rare cue ("zebra", in two late windows only) predicts nothing on the first shares: it must survive to be
-    scored where its cue occurs, where it wins."""
+    """A rare cue ("zebra", in two windows that come late in the stage order) predicts the same value on every
+    token of the first shares: a real competitor ("cat") leads there, but "zebra" must not be dropped before the
+    stage where its cue first occurs."""
     data = unit()
-    order = stage_order([ex.kind for ex in data.exemplars], Racing().seed)
-    late = [i for i in order[48:] if data.exemplars[i].kind == "top"][:2]
+    racer = valid_scorer(KeywordSimulator(), data, Racing())
+    late = [i for i in racer._order[60:] if data.exemplars[i].kind == "top"][:2]
     exemplars = list(data.exemplars)
-    for i in late:
+    for i in late:  # below the window's own peak, so the stage order does not change
         ex = exemplars[i]
-        acts = np.array(ex.activations)
-        tokens = list(ex.tokens)
-        tokens[0], acts[0] = " zebra", 30.0
+        acts, tokens = np.array(ex.activations), list(ex.tokens)
+        at = int(np.argmin(acts))
+        tokens[at], acts[at] = " zebra", 0.9 * float(acts.max())
         exemplars[i] = type(ex)(tokens=tokens, activations=acts.astype(np.float32), split="valid", kind="top")
     data = HeldOut(data.unit, "valid", tuple(exemplars))
     racer = valid_scorer(KeywordSimulator(), data, Racing())
-    results = dict(zip(["zebra", "house"], racer.race(["zebra", "house"], reference=None)))
-    assert results["zebra"][1] == 96  # not judged on shares where it predicts a constant
-    with_absent = valid_scorer(KeywordSimulator(), data, Racing())
-    assert with_absent(["zebra"])[0] == pytest.approx(results["zebra"][0], abs=1e-9)
+    assert set(late) <= set(racer._order[60:])
+    appears = min(racer._order.index(i) for i in late) + 1
+    stage = next(k for k in Racing().sizes(96) if k >= appears)
+    results = dict(zip(["zebra", "cat"], racer.race(["zebra", "cat"], reference=None)))
+    assert results["zebra"][1] >= stage > 12  # kept through every share that holds no zebra
+    assert results["cat"][1] == 96
+    cue_free = valid_scorer(KeywordSimulator(), unit(), Racing())  # where "zebra" never occurs: constant
+    assert dict(zip(["zebra", "cat"], cue_free.race(["zebra", "cat"], reference=None)))["zebra"][1] == 96
