@@ -19,7 +19,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from .errors import AgentError
-from .formatting import clean_output
+from .formatting import clean_output, leaked_instructions
 from .reliability import UnusableAnswer, check_budget, fresh_rollout
 from .signatures import Decompose
 
@@ -200,7 +200,11 @@ class DecompositionAgent(dspy.Module):
             raw, problem = err.lm_response, "answer not a list of conditions"
         except SystemError as err:  # CPython 3.11's parser failing on garbage while another thread parses
             raw, problem = None, f"answer could not be parsed ({err})"
-        return parse_conditions(raw, max_conditions=self.max_conditions, max_chars=self.max_chars), problem
+        conditions = parse_conditions(raw, max_conditions=self.max_conditions, max_chars=self.max_chars)
+        usable = [c for c in conditions if not leaked_instructions(c)]  # about the prompt, not the neuron
+        if conditions and not usable:
+            problem = "every condition talks about the task (excerpts, explanations, marks), not the neuron"
+        return usable, problem
 
     def forward(self, explanation: str) -> dspy.Prediction:
         explanation = clean_output(explanation)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import Exemplar
 
-__all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output"]
+__all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output", "leaked_instructions"]
 
 MARK_OPEN, MARK_CLOSE = "<<", ">>"
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -119,3 +119,19 @@ def clean_output(text: object) -> str:
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
         s = s[1:-1].strip()
     return s
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|'[^'\n]{1,40}'|`[^`]*`")
+_META = re.compile(r"\b(?:excerpts?|explanations?|(?:marked|highlighted) (?:tokens?|words?|spans?))\b|"
+                   + re.escape(MARK_OPEN) + r"[^\n]{0,40}?" + re.escape(MARK_CLOSE), re.I)
+
+
+def leaked_instructions(text: str) -> str | None:
+    """What in an explanation talks about the task instead of the neuron (the excerpts it was shown, the
+    explanation itself, the marked tokens, a span copied with its marks), outside quoted words; None when nothing does. A
+    small LM often answers "The new explanation should focus on ..." or "the word X appears in several
+    excerpts": such a text describes the prompt, and the simulator can only read it as noise. Quoted words are
+    the neuron's own cues and never count (an explanation may be 'the word "explanation"')."""
+    bare = _QUOTED.sub(" ", text)
+    found = _META.search(bare)
+    return found.group(0) if found else None

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
-from .formatting import clean_output, format_exemplars, format_history
+from .formatting import clean_output, format_exemplars, format_history, leaked_instructions
 from .reliability import check_budget, fresh_rollout
 from .signatures import Refine
 
@@ -254,7 +254,11 @@ class RefinementAgent(dspy.Module):
                 answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
                                      config={"rollout_id": rollout, "temperature": temperature,
                                              "max_tokens": self.max_tokens})
-                proposals.append(clean_output(answer.explanation))
+                text = clean_output(answer.explanation)
+                if leaked := leaked_instructions(text):
+                    raise AdapterParseError(adapter_name="refinement", signature=Refine, lm_response=text,
+                                            message=f"the answer talks about the task ({leaked!r}), not the neuron")
+                proposals.append(text)
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1
                 unparsed += isinstance(err, AdapterParseError)

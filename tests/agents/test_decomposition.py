@@ -101,3 +101,13 @@ def test_agent_gives_up_on_an_empty_list_twice(scripted):
 def test_agent_refuses_empty_explanation():
     with pytest.raises(AgentError, match="empty"):
         DecompositionAgent()(explanation=" [[ ## completed ## ]] ")
+
+
+def test_conditions_about_the_task_are_dropped(scripted):
+    lm, _ = scripted([{"conditions": [A, "The explanation should mention the excerpts.", B]}])
+    with dspy.context(lm=lm):
+        assert DecompositionAgent()(explanation="cats and comments").conditions == [A, B]
+    lm, _ = scripted([{"conditions": ["The new explanation is better."]},
+                      {"conditions": ["Tokens marked <<like this>> fire."]}])
+    with dspy.context(lm=lm), pytest.raises(AgentError, match="talks about the task"):
+        DecompositionAgent()(explanation="cats")

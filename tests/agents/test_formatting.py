@@ -65,3 +65,18 @@ def test_history_ranked_best_first():
                                  "```\nFires on cats.\n```", "Explanation: Fires on cats.", '"Fires on cats."'])
 def test_clean_output(raw):
     assert clean_output(raw) == "Fires on cats."
+
+
+@pytest.mark.parametrize("text, leaked", [
+    ("The new explanation should focus on the specific token.", "explanation"),
+    ("the word '.' is another cue that appears in several excerpts", "excerpts"),
+    ("The marked tokens are nouns", "marked tokens"),
+    ("the word <<adding>> in prose", "<<adding>>"),
+    ('the word "explanation" and "excerpt"', None),
+    ("the token after << in C++ code", None),
+    ("words about family, scores of matches and type annotations", None),
+])
+def test_leaked_instructions(text, leaked):
+    from ns_dspy.agents.formatting import leaked_instructions
+
+    assert leaked_instructions(text) == leaked
