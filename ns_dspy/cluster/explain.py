@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import os
 import queue
+import threading
 import re
 import secrets
 import sys
@@ -175,6 +176,20 @@ class RayWorkers:
         self._free: queue.Queue = queue.Queue()
         for actor in self.actors:
             self._free.put(actor)
+        self._alive = len(self.actors)  # actors not known to be dead for good
+        self._lock = threading.Lock()
+
+    def _take(self):
+        """A free actor; ClusterError once every actor has died for good (instead of waiting forever)."""
+        while True:
+            try:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
+                with self._lock:
+                    if self._alive == 0:
+                        raise ClusterError("every explain worker died for good (restarts exhausted or killed "
+                                           "without restart): check the cluster, then rerun the same command to "
+                                           "resume") from None
 
     @property
     def slots(self) -> int:
@@ -194,7 +209,7 @@ class RayWorkers:
         ray = self.ray
         last: BaseException | None = None
         for _ in range(HANDOFFS):
-            actor = self._free.get()
+            actor = self._take()
             try:
                 return ray.get(actor.explain.remote(str(unit), attempt, budget_s))
             except ray.exceptions.RayActorError as err:  # died for good (restarts exhausted or killed for good)
@@ -202,6 +217,8 @@ class RayWorkers:
                 log.warning("explain worker died on unit %s: %s; handing it to another worker", unit,
                             str(_cause(err)).splitlines()[0] if str(_cause(err)) else type(err).__name__)
                 actor = None
+                with self._lock:
+                    self._alive -= 1
             finally:
                 if actor is not None:
                     self._free.put(actor)

@@ -97,6 +97,42 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(world, ray_cluster
 
 
 
+def test_when_every_worker_dies_for_good_the_run_stops_with_one_line(world, ray_cluster, tmp_path, capsys):
+    """Workers killed without restart: the units in flight are handed on until no worker is left, then the run
+    ends with a one-line error (it used to wait for a free worker forever); finished units stay done."""
+    import ray
+
+    run = tmp_path / "run.sqlite"
+    killed = []
+
+    def kill_every_worker():
+        from ns_dspy.cluster.explain import ACTOR_PREFIX
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            if run.exists() and len(RunStore(run).records()) >= 1 and ray.is_initialized():
+                names = sorted(n for n in ray.util.list_named_actors() if n.startswith(ACTOR_PREFIX))
+                if len(names) == 2:
+                    for name in names:
+                        ray.kill(ray.get_actor(name), no_restart=True)
+                    killed.extend(names)
+            time.sleep(0.05)
+
+    with ToyServer(delay=0.2) as server:
+        killer = threading.Thread(target=kill_every_worker, daemon=True)
+        killer.start()
+        start = time.monotonic()
+        code = main(_argv(world, server, run, "--executor", "ray", "--ray-address", ray_cluster, "--workers", "2"))
+        killer.join(5)
+    assert killed, "the workers were not killed: the run ended before one unit was done"
+    assert code != 0 and time.monotonic() - start < 120
+    err = capsys.readouterr().err
+    assert "died" in err
+    records = RunStore(run).records()
+    done = [r for r in records if r.status == "done"]
+    assert done and len(done) < 8  # finished work kept; the rest left for a rerun
+
+
 def test_a_bad_spec_is_one_line_from_the_workers_and_leaves_no_run_file(world, ray_cluster, tmp_path, capsys):
     run = tmp_path / "run.sqlite"
     with ToyServer() as server:
