@@ -201,10 +201,13 @@ class DecompositionAgent(dspy.Module):
         except SystemError as err:  # CPython 3.11's parser failing on garbage while another thread parses
             raw, problem = None, f"answer could not be parsed ({err})"
         conditions = parse_conditions(raw, max_conditions=self.max_conditions, max_chars=self.max_chars)
-        usable = [c for c in conditions if not leaked_instructions(c)]  # about the prompt, not the neuron
-        if conditions and not usable:
-            problem = "every condition talks about the task (excerpts, explanations, marks), not the neuron"
-        return usable, problem
+        # conditions about the answer rather than the neuron are dropped, unless that would leave none (a
+        # preference: this filter alone never fails a neuron)
+        usable = [c for c in conditions if not leaked_instructions(c)]
+        if len(usable) < len(conditions):
+            log.info("decomposition: %d of %d conditions talk about the task, not the neuron%s",
+                     len(conditions) - len(usable), len(conditions), "; kept them all" if not usable else "")
+        return usable or conditions, problem
 
     def forward(self, explanation: str) -> dspy.Prediction:
         explanation = clean_output(explanation)

@@ -122,15 +122,16 @@ def clean_output(text: object) -> str:
 
 
 _QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|'[^'\n]{1,40}'|`[^`]*`")
-_META = re.compile(r"\b(?:excerpts?|explanations?|(?:marked|highlighted) (?:tokens?|words?|spans?))\b|"
+_META = re.compile(r"\b(?:explanations?|(?:marked|highlighted) (?:tokens?|words?|spans?))\b|"
                    + re.escape(MARK_OPEN) + r"[^\n]{0,40}?" + re.escape(MARK_CLOSE), re.I)
 
 
 def leaked_instructions(text: str) -> str | None:
-    """What in an explanation talks about the task instead of the neuron (the excerpts it was shown, the
-    explanation itself, the marked tokens, a span copied with its marks), outside quoted words; None when nothing does. A
-    small LM often answers "The new explanation should focus on ..." or "the word X appears in several
-    excerpts": such a text describes the prompt, and the simulator can only read it as noise. Quoted words are
+    """What in an explanation talks about the task instead of the neuron (the explanation itself, the marked
+    tokens, a span copied with its marks), outside quoted words; None when nothing does. A small LM often
+    answers "The new explanation should focus on ...": such a text describes the answer it was asked for, and
+    the simulator can only read it as noise. (Mentions of "the excerpts" are left alone: the offline LM writes
+    them into most conditions, "X appears in the excerpts about Y", which still name a cue.) Quoted words are
     the neuron's own cues and never count (an explanation may be 'the word "explanation"')."""
     bare = _QUOTED.sub(" ", text)
     found = _META.search(bare)

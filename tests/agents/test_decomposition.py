@@ -107,7 +107,8 @@ def test_conditions_about_the_task_are_dropped(scripted):
     lm, _ = scripted([{"conditions": [A, "The explanation should mention the excerpts.", B]}])
     with dspy.context(lm=lm):
         assert DecompositionAgent()(explanation="cats and comments").conditions == [A, B]
-    lm, _ = scripted([{"conditions": ["The new explanation is better."]},
-                      {"conditions": ["Tokens marked <<like this>> fire."]}])
-    with dspy.context(lm=lm), pytest.raises(AgentError, match="talks about the task"):
-        DecompositionAgent()(explanation="cats")
+    only = ["This neuron activates when the explanation mentions cats.",
+            "This neuron activates when tokens marked <<like this>> fire."]
+    lm, _ = scripted([{"conditions": only}])
+    with dspy.context(lm=lm):  # a preference, never a failure: with nothing else, they are kept
+        assert DecompositionAgent()(explanation="cats").conditions == only
