@@ -35,20 +35,32 @@ def _load_tokenizer(name: str):
 
 
 def cmd_build_data(args) -> int:
+    from ns_dspy.errors import ConfigError
+
     from .data import build_synthetic, from_run_store, load_pool
 
+    if args.from_run and args.wordnet is not None:
+        raise ConfigError("--wordnet adds synthetic units: it does not combine with --from-run")
     if args.from_run:
         path = from_run_store(args.out, args.from_run, store_path=args.store, valid_share=args.valid_share,
                               seed=args.seed, overwrite=args.overwrite)
     else:
+        wordnet = None
+        if args.wordnet is not None:  # a missing or malformed database fails before anything is written
+            from .wordnet import load_wordnet
+
+            if args.wordnet_units < 1:
+                raise ConfigError(f"--wordnet-units must be at least 1, not {args.wordnet_units}")
+            wordnet = load_wordnet(args.wordnet)
         tokenizer = _load_tokenizer(args.tokenizer)
         from ns_dspy.paths import cache_dir
 
         pool = load_pool(tokenizer, cache_dir("simulator-text"), progress=not args.quiet)
+        extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
                                valid_share=args.valid_share, pairs_train=args.pairs_train,
                                pairs_valid=args.pairs_valid, seed=args.seed, progress=not args.quiet,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, **extra)
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"wrote {path}: units {manifest['units']}, exemplars {manifest['exemplars']}")
     return 0
@@ -211,6 +223,11 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--valid-share", type=float, default=0.2, help="share of units held out for validation")
     p.add_argument("--pairs-train", type=int, default=400, help="two-concept training units")
     p.add_argument("--pairs-valid", type=int, default=60, help="two-concept validation units")
+    p.add_argument("--wordnet", metavar="DIR", help="add the wordnet family: semantic categories from a WordNet 3.0 "
+                                                   "database folder (apt-get install wordnet-base: "
+                                                   "/usr/share/wordnet); default: off")
+    p.add_argument("--wordnet-units", type=int, default=300, metavar="N",
+                   help="WordNet categories to draw (split by unit like the others; default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

@@ -11,6 +11,10 @@ and carries several natural descriptions of itself. Six families cover what real
   the word after each;
 * ``code``: Python keywords, literals, comments, definitions, operators, and symbols with the token after them.
 
+With ``build-data --wordnet DIR`` a seventh family, ``wordnet`` (:func:`wordnet_concepts`), adds semantic
+categories from WordNet's hypernym tree (:mod:`simulator_training.wordnet`), described mostly by their head word
+and gloss rather than by listing members, graded by sense rank, each with decoy words of a sibling category.
+
 Marks and symbols are described by name, by the symbol itself and by both ("commas", "the , token").
 
 Every unit is causal, as a neuron of a left-to-right language model is: its value at a word depends on that
@@ -33,7 +37,8 @@ import numpy as np
 
 from .text import Pool
 
-__all__ = ["Concept", "all_concepts", "pair", "explanations", "FAMILIES"]
+__all__ = ["Concept", "all_concepts", "pair", "explanations", "FAMILIES", "wordnet_concepts", "wordnet_descriptions",
+           "plural"]
 
 FAMILIES = ("semantic", "word", "spelling", "syntax", "position", "code")
 
@@ -46,6 +51,8 @@ class Concept:
     values: Callable[[Pool], np.ndarray] = field(repr=False)
     source: str = "any"  # which windows show it: prose, code or any
     weak: str | None = None  # description of a weaker second component, if graded
+    decoy: Callable[[Pool], np.ndarray] | None = field(default=None, repr=False)  # bool per word: related words
+    # the unit is quiet on (a sibling category's); build_synthetic adds "contrast" windows that hold them
 
     def word_values(self, pool: Pool) -> np.ndarray:
         return np.asarray(self.values(pool), dtype=np.float32)
@@ -89,12 +96,17 @@ def _v(mask: np.ndarray, value: float = 10.0) -> np.ndarray:
     return mask.astype(np.float32) * value
 
 
+def plural(w: str) -> str:
+    """The regular plural of a noun (of its last word: "motor vehicle" -> "motor vehicles")."""
+    return w + "es" if w.endswith(("s", "sh", "ch", "x")) else (w[:-1] + "ies" if w.endswith("y") and w[-2] not in "aeiou" else w + "s")
+
+
 def _forms(words: str) -> set[str]:
     """A word list with simple plurals added."""
     out = set()
     for w in words.split():
         out.add(w)
-        out.add(w + "es" if w.endswith(("s", "sh", "ch", "x")) else (w[:-1] + "ies" if w.endswith("y") and w[-2] not in "aeiou" else w + "s"))
+        out.add(plural(w))
     return out
 
 
@@ -642,6 +654,95 @@ def _code() -> list[Concept]:
 def all_concepts(pool: Pool) -> list[Concept]:
     """Every single-concept unit, in a fixed order."""
     return _semantic() + _words(pool) + _spelling() + _syntax() + _position() + _code()
+
+
+# ----------------------------------------------------------------------------------------- wordnet
+
+WORDNET_FAMILY = "wordnet"
+
+
+def _article(w: str) -> str:
+    return "an" if w[:1].lower() in "aeiou" else "a"
+
+
+def _quote_list(words: list[str], joiner: str = "and") -> str:
+    q = [f'"{w}"' for w in words]
+    return "" if not q else q[0] if len(q) == 1 else ", ".join(q[:-1]) + f" {joiner} " + q[-1]
+
+
+def _examples(forms: list[str], rng: random.Random, k: int) -> list[str]:
+    """``k`` of the frequent main-sense members, one per word (not "chicken" and "chickens")."""
+    seen, pool = set(), []
+    for w in forms:
+        stem = w[:-1] if w.endswith("s") and w[:-1] in forms else w
+        if stem not in seen:
+            seen.add(stem)
+            pool.append(w)
+    pool = pool[:12]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def wordnet_descriptions(cat, rng: random.Random) -> list[str]:
+    """Descriptions of a :class:`~simulator_training.wordnet.Category`: most name the category by its head
+    word, gloss and domain without listing members; two quote 1-3 member examples; two are long, with an
+    exception clause (the sibling category's decoy words, the other part of speech, weaker rare senses)."""
+    h = cat.heads[0]
+    d = cat.definition
+    hs = plural(h)
+    dom = cat.domain
+    shown = cat.main_forms() or cat.top_forms(12)
+    ex = _quote_list(_examples(shown, rng, rng.randint(1, 3)), rng.choice(("and", "or")))
+    ex2 = _quote_list(_examples(shown, rng, rng.randint(2, 3)), "or")
+    decoys = cat.decoy_forms(6)
+    dex = _quote_list(rng.sample(decoys, min(2, len(decoys))), "or") if decoys else ""
+    dh = cat.decoy_heads[0] if cat.decoy_heads else ""
+    if cat.pos == "n":
+        plain = [f"words for kinds of {h}", f"{hs} of any kind", f"nouns naming {_article(h)} {h} or a particular kind of {h}",
+                 f"words for kinds of {h}, i.e. {d}", f"nouns denoting {d}", f"mentions of {hs}: {d}"]
+        if dom:
+            plain.append(f"words about {dom}, specifically {hs}")
+        if len(cat.heads) > 1:
+            plain.append(f"{hs} (also called {plural(cat.heads[1])})")
+        examples = [f"words for kinds of {h}, such as {ex}", f"{hs}, e.g. {ex}"]
+        other = f"other kinds of {cat.decoy_parent}" if cat.decoy_parent else f"{plural(dh)}"
+        long = [f"nouns that refer to {_article(h)} {h} or to a specific kind of {h} ({d}), for example {ex2}"
+                + (f"; not {other} such as {dex}" if dex else "")
+                + f", and weaker when {h} is only a secondary meaning of the word",
+                f"any noun whose meaning is a kind of {h}, that is, {d}; strongest when this is the word's usual "
+                "sense" + (f", and quiet on words for {plural(dh)} like {dex}" if dex else "")
+                + " and on the same words used as verbs"]
+    elif cat.pos == "v":
+        plain = [f"verbs for ways to {h}", f"verbs meaning to {h}, in any tense", f"verbs that mean to {d}",
+                 f"any verb form (present, past or participle) whose meaning is to {d}"]
+        if dom:
+            plain.append(f"verbs of {dom}: to {h}, i.e. to {d}")
+            plain.append(f"verbs of {dom}, specifically ways to {h}")
+        examples = [f"verbs for ways to {h}, such as {ex}", f"verbs meaning to {d}, e.g. {ex}"]
+        long = [f"verbs whose meaning is to {h} or a particular way to {h} ({d}), in every tense, for example {ex2}"
+                + (f"; quiet on verbs that mean to {dh} such as {dex}" if dex else "")
+                + ", and on these words when used as nouns",
+                f"verb forms meaning to {d}; strongest when this is the verb's most common sense, weaker for rarer "
+                "senses" + (f", and not verbs that mean to {dh} (such as {dex})" if dex else "")]
+    else:
+        plain = [f"adjectives describing {h}", f"adjectives of {h}, i.e. of {d}", f"words that describe the {h} of something",
+                 f"descriptive words about {h} ({d})", f"adjectives that express a degree of {h}"]
+        examples = [f"adjectives describing {h}, such as {ex}", f"adjectives of {h}, e.g. {ex}"]
+        long = [f"adjectives that say something about {h} - {d} - for instance {ex2}"
+                + (f"; not adjectives about {dh} like {dex}" if dex else ""),
+                f"adjectives expressing {h}, comparatives and superlatives included; weaker when that is not the "
+                "adjective's main sense" + (f", and quiet on adjectives of {dh} such as {dex}" if dex else "")]
+    return list(dict.fromkeys(plain + examples + long))
+
+
+def wordnet_concepts(categories, seed: int = 0) -> list[Concept]:
+    """One ``wordnet`` unit per :class:`~simulator_training.wordnet.Category`: its graded member values over
+    the prose (never code), its descriptions (:func:`wordnet_descriptions`) and its decoy words."""
+    out = []
+    for cat in categories:
+        descs = wordnet_descriptions(cat, random.Random(f"{seed}:{cat.key}"))
+        out.append(Concept(f"wordnet:{cat.name}", WORDNET_FAMILY, descs, cat.word_values, "prose",
+                           decoy=cat.decoy_mask if cat.decoys else None))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- pairs, texts

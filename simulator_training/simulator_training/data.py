@@ -10,6 +10,8 @@ Splits are **by unit**: a validation unit is never trained on. Two sources write
 
 * :func:`build_synthetic`: the concepts of :mod:`simulator_training.concepts` over real labelled text, train
   units on train text, validation units on text never trained on (:func:`simulator_training.text.text_split`);
+  optionally WordNet categories (``wordnet`` family), whose exemplars include ``contrast`` windows: a sibling
+  category's words present, the unit quiet;
 * :func:`from_run_store`: an ``ns-dspy explain`` run: each explained unit's final explanations x its held-out
   (valid and test) exemplars, activations divided by the unit's maximum over the whole recording and clipped
   to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
@@ -193,12 +195,28 @@ class _Overlap:
         return self.names[best] if r[best] > max_r else None
 
 
+def _contrast(pool: Pool, decoy: np.ndarray, values: np.ndarray, candidates: np.ndarray, taken: set[int], n: int,
+              rng: np.random.Generator) -> list[tuple[int, str]]:
+    """``n`` windows where the unit's decoy words occur while it is quiet on them (contrastive exemplars),
+    drawn from the 4n windows with the most such words."""
+    quiet = decoy & (values < 1.0)
+    hits = (pool.token_values(quiet.astype(np.float32), candidates) > 0).sum(1)
+    free = np.asarray([int(w) not in taken for w in candidates], dtype=bool)
+    firing = np.flatnonzero((hits > 0) & free)
+    best = firing[np.argsort(-hits[firing], kind="stable")[:4 * n]]
+    return [(int(candidates[i]), "contrast") for i in rng.permutation(best)[:n]]
+
+
 def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: str, n_top: int, n_random: int,
-                 n_explanations: int, rng: np.random.Generator, prng: random.Random) -> dict | None:
+                 n_explanations: int, rng: np.random.Generator, prng: random.Random,
+                 n_contrast: int = 0) -> dict | None:
     candidates = pool.windows(text, concept.source)
     picked = _select(pool, parts, candidates, n_top, n_random, rng)
     if not picked:
         return None
+    if concept.decoy is not None and n_contrast > 0:
+        values = np.maximum.reduce(parts) if len(parts) > 1 else parts[0]
+        picked += _contrast(pool, concept.decoy(pool), values, candidates, {w for w, _ in picked}, n_contrast, rng)
     values = np.maximum.reduce(parts) if len(parts) > 1 else parts[0]
     exemplars = []
     for w, kind in picked:
@@ -214,14 +232,34 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     valid_share: float = 0.2, n_top: int = 8, n_random: int = 4, valid_top: int = 10,
                     valid_random: int = 5, pairs_train: int = 400, pairs_valid: int = 60, n_explanations: int = 6,
                     max_r: float = 0.8, seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
+                    wordnet_options: dict | None = None) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
     same concept under another name, e.g. "semicolons" next to "colons and semicolons") is left out, so
-    validation measures concepts never trained on; the manifest lists what was left out and why."""
+    validation measures concepts never trained on; the manifest lists what was left out and why.
+
+    ``wordnet`` (a :class:`~simulator_training.wordnet.WordNet` or its folder; default: none) adds the
+    ``wordnet`` family: ``wordnet_units`` categories (:func:`simulator_training.wordnet.categories`), split by
+    unit like the others (a validation category is never a training one), each with ``n_contrast`` extra
+    ``contrast`` windows where a sibling category's words occur and the unit is quiet on them;
+    ``wordnet_options`` are further keyword arguments of ``categories`` (thresholds, for tiny test texts)."""
+    if wordnet is not None and not hasattr(wordnet, "synsets"):
+        from .wordnet import load_wordnet
+
+        wordnet = load_wordnet(wordnet)  # a bad folder fails here, before anything is read or written
     pool = pool or load_pool(tokenizer, progress=progress)
     concepts = [c for c in all_concepts(pool) if c.family in families]
+    wordnet_info = None
+    if wordnet is not None:
+        from .concepts import wordnet_concepts
+        from .wordnet import categories
+
+        cats = categories(wordnet, pool, wordnet_units, seed=seed, **(wordnet_options or {}))
+        concepts += wordnet_concepts(cats, seed)
+        wordnet_info = {"folder": str(Path(wordnet.folder).resolve()), "categories": len(cats),
+                        "requested": wordnet_units, "contrast_windows": n_contrast}
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
@@ -236,7 +274,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             continue
         text = "eval" if split == "valid" else "train"
         top, rand = (valid_top, valid_random) if split == "valid" else (n_top, n_random)
-        record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng)
+        record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng, n_contrast)
         if record is None:
             log.info("%s: too rare in %s text, skipped", concept.name, text)
             continue
@@ -262,6 +300,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
                 "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
+    if wordnet_info is not None:
+        manifest["wordnet"] = wordnet_info
     return _write(out, units, manifest, overwrite)
 
 
