@@ -147,7 +147,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         if dataclasses.is_dataclass(kind):
             add_options(parser, kind, prefix=f"{dest}." if prefix else "")
             continue
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         flags = [f.metadata.get("flag") or _flag(f.name), *f.metadata.get("aliases", ())]
         default = _default(f)
         if kind is bool:
@@ -490,7 +490,7 @@ def add_run_options(parser: argparse.ArgumentParser, sections: Sequence[str] = S
             add_options(parser, kind, prefix=f"{f.name}.")
         else:  # program
             parser.add_argument(f.metadata["flag"], dest=f.name, default=None, metavar=f.metadata["metavar"],
-                                help=f.metadata["help"])
+                                help=f.metadata["help"].replace("%", "%%"))
     if config_file:
         parser.add_argument("--config", default=None,
                             help="run configuration file (.json/.toml/.yaml, e.g. the best.json of ns-dspy sweep); "

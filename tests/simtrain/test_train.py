@@ -140,3 +140,15 @@ def test_cli_trains_evaluates_and_reports_bad_input(tiny_llama, data, tmp_path, 
     bad.write_text('{"rnak": 4}')
     assert main(["train", "--config", str(bad), "--data", str(data), "--out", str(tmp_path / "y")]) == 2
     assert "unknown setting(s) rnak" in capsys.readouterr().err
+
+
+def test_every_subcommand_prints_its_help(capsys):
+    """Help texts come from the settings' documentation (one with a "10%" broke `train --help` once)."""
+    from simulator_training.cli import build_parser
+
+    parser = build_parser()
+    for command in ("build-data", "train", "eval", "decoys", "union", "export"):
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([command, "--help"])
+        assert done.value.code == 0
+        assert "usage:" in capsys.readouterr().out
