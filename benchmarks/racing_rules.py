@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import shlex
 import sys
@@ -36,7 +37,7 @@ from quality import choose  # noqa: E402
 from refine_cost import EVALUATION, candidate_pool  # noqa: E402
 
 from ns_dspy.agents import RefinementAgent, valid_scorer  # noqa: E402
-from ns_dspy.atomic import atomic_write_json  # noqa: E402
+from ns_dspy.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
 from ns_dspy.config import SimulatorConfig  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
@@ -84,10 +85,9 @@ def record(simulator, valid: HeldOut, texts: list[str], path: Path) -> list[list
                 return [list(np.split(row, cuts)) for row in flat]
     preds = simulator.simulate(texts, list(valid.exemplars))
     flat = np.stack([np.concatenate(row) for row in preds]).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, preds=flat, digest=np.array(digest))
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, preds=flat, digest=np.array(digest))
+    atomic_write_bytes(path, buffer.getvalue())
     return [[np.asarray(p, np.float32) for p in row] for row in preds]
 
 

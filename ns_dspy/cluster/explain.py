@@ -29,10 +29,10 @@ import dataclasses
 import logging
 import os
 import queue
-import threading
 import re
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
