@@ -34,6 +34,7 @@ from typing import Any
 from ..errors import StoreError
 from ..trace import Trace
 from ..machine import pid_alive, process_space
+from ..sqlite_retry import retry_locked
 from ..types import UnitId
 
 __all__ = ["RunStore", "NeuronRecord", "DEFAULT_LEASE_S"]
@@ -100,10 +101,10 @@ class RunStore:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-            _retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+            retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
             if exists:
                 self._check_format()
-            _retry_locked(lambda: self._db.executescript(SCHEMA))
+            retry_locked(lambda: self._db.executescript(SCHEMA))
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not an ns-dspy run file ({err}): choose another --run") from None
         stored = self.meta().get("config")
@@ -215,21 +216,6 @@ class RunStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _retry_locked(step, seconds: float = 60.0):
-    """Run ``step``, retrying while SQLite says the database is locked: switching a new file to WAL or creating
-    its tables while another process or thread opens it fails at once with "database is locked", whatever the
-    busy timeout."""
-    deadline, wait = time.monotonic() + seconds, 0.01
-    while True:
-        try:
-            return step()
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(wait)
-            wait = min(wait * 2, 0.5)
 
 
 def _dead_here(owner: str) -> bool:

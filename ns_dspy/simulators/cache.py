@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import cache_dir
+from ..sqlite_retry import retry_locked
 from ..types import Exemplar
 from .base import Simulator
 
@@ -32,9 +33,11 @@ class SimulationCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS predictions (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        self._db.commit()
+        # several workers open the same file at once (Ray actors, sweep workers): these steps can fail at once
+        retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+        retry_locked(lambda: self._db.execute(
+            "CREATE TABLE IF NOT EXISTS predictions (key TEXT PRIMARY KEY, value BLOB NOT NULL)"))
+        retry_locked(self._db.commit)
 
     @staticmethod
     def key(simulator_key: str, explanation: str, tokens: Sequence[str]) -> str:
