@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2, help="refinement iterations (default 2)")
     parser.add_argument("--candidates", type=int, default=2, help="refinement candidates (default 2)")
     parser.add_argument("--max-exemplars", type=int, default=10, help="top exemplars shown (default 10)")
+    parser.add_argument("--lm-minutes", type=float, default=None,
+                        help="start no new neuron's LM methods after this many minutes (a rerun resumes)")
     parser.add_argument("--truth", help="synthetic sidecar with each unit's true explanations (default: "
                         "STORE/synthetic.json when present; experiments/synthetic_store.py writes it)")
     args = parser.parse_args(argv)
@@ -296,12 +298,29 @@ def main(argv: list[str] | None = None) -> int:
                 row["shuffled"] = {"explanation": decoy, "from": str(others[0]),
                                    "test": report(simulator, decoy, test).value}
         if lm_methods:
+            runs, programs = {}, {}
             for mode in lm_methods:
                 config = ExplainConfig(**settings, **LM_METHODS[mode])
-                run = RunStore(work / f"{mode}.sqlite", {"explain": config.to_dict(), "lm": args.lm,
-                                                          "simulator": args.simulator,
-                                                          "store": str(Path(args.store).resolve())})
-                for rec in explain_units(built.program_for(config), store, units, run, built.lm):
+                runs[mode] = RunStore(work / f"{mode}.sqlite", {"explain": config.to_dict(), "lm": args.lm,
+                                                                 "simulator": args.simulator,
+                                                                 "store": str(Path(args.store).resolve())})
+                programs[mode] = built.program_for(config)
+            # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
+            # --lm-minutes: no new neuron is started after that long; the table then shows what is done
+            lm_start = time.perf_counter()
+            for i, unit in enumerate(units, 1):
+                if args.lm_minutes is not None and time.perf_counter() - lm_start > 60 * args.lm_minutes:
+                    log.info("--lm-minutes %s reached: the table shows the neurons done so far", args.lm_minutes)
+                    break
+                for mode in lm_methods:
+                    if unit not in runs[mode].done():
+                        log.info("[%d/%d] %s: %s", i, len(units), unit, mode)
+                        explain_units(programs[mode], store, [unit], runs[mode], built.lm, progress=False)
+            wanted = set(units)
+            for mode in lm_methods:
+                for rec in runs[mode].records():
+                    if rec.unit not in wanted:
+                        continue
                     if rec.status == "done":
                         results[str(rec.unit)][mode] = {
                             "explanations": [f.explanation for f in rec.typed_trace.finals],
@@ -350,6 +369,19 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' | '.join(_pm(*by_column[c]) for c in columns)} | "
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
+    pairs = [(a, b) for a, b in (("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
+                                 ("baseline", "stats")) if a in methods and b in methods]
+    paired_rows = []
+    for a, b in pairs:
+        both = [u for u in units if results[str(u)].get(a, {}).get("test") is not None
+                and results[str(u)].get(b, {}).get("test") is not None]
+        if both:
+            diff = mean_se([results[str(u)][a]["test"] - results[str(u)][b]["test"] for u in both])
+            summary.setdefault("paired", {})[f"{a}-{b}"] = {"test": diff[0], "test_se": diff[1], "neurons": len(both)}
+            paired_rows.append(f"| {TITLES[a]} - {TITLES[b]} | {_pm(*diff)} | {len(both)} |")
+    if paired_rows:
+        lines += ["", "Paired test differences, over the neurons where both methods finished:", "",
+                  "| difference | test | neurons |", "|---|---:|---:|", *paired_rows]
     if truth:
         lines += ["", "Share of the ceiling (the true description's test score), over the units where both scores "
                   "exist and the truth scores > 0: mean over units of method / truth ± standard error / ratio of the "

@@ -10,7 +10,8 @@ from quality import choose, lookup_score, main, peak_tokens
 
 from ns_dspy.scoring import HeldOut
 from ns_dspy.types import UnitId
-from tests.runs.test_runner import _store
+from ns_dspy.lms.scripted import scripted_lm
+from tests.runs.test_runner import WordEmbedder, _store, responder
 
 
 def test_no_lm_methods_side_by_side(tmp_path, capsys):
@@ -39,3 +40,29 @@ def test_lookup_table_and_peak_tokens(tmp_path):
     assert set(peak_tokens(top)) == {"dog", "cat"}  # the only tokens that ever peak
     chosen = choose(store, 1, exclude={UnitId(0, 1)})
     assert UnitId(0, 1) not in [u for us in chosen.values() for u in us]
+
+
+def test_lm_methods_neuron_by_neuron_with_paired_differences(tmp_path, monkeypatch):
+    """The LM methods (the runner tests' scripted LM and exact embedder in place of the offline ones) run neuron
+    by neuron; --lm-minutes 0 starts none and the table says so; a rerun without it resumes and adds paired
+    differences over the neurons both methods finished."""
+    import ns_dspy.build
+
+    monkeypatch.setattr(ns_dspy.build, "build_lm", lambda config, **kw: scripted_lm([responder] * 100)[0])
+    monkeypatch.setattr(ns_dspy.build, "build_embedder", lambda config: WordEmbedder())
+    store = _store(tmp_path)
+    out = tmp_path / "q"
+    argv = ["--store", str(store.path), "--out", str(out), "--per-group", "1", "--simulator", "keyword",
+            "--lm-methods", "norefine,refine", "--iterations", "1", "--candidates", "1"]
+    assert main(argv + ["--lm-minutes", "0"]) == 0
+    data = json.loads((out / "quality.json").read_text())
+    assert data["summary"]["refine"]["done"] == 0 and "paired" not in data["summary"]
+    assert "| NeuronScope | - |" in (out / "summary.md").read_text()
+    assert main(argv) == 0
+    data = json.loads((out / "quality.json").read_text())
+    dog = data["results"]["0:1"]
+    assert dog["refine"]["test"] is not None and dog["norefine"]["test"] is not None
+    assert data["summary"]["paired"]["refine-norefine"]["neurons"] == 1
+    assert data["summary"]["paired"]["refine-norefine"]["test"] == pytest.approx(
+        dog["refine"]["test"] - dog["norefine"]["test"])
+    assert "NeuronScope - NeuronScope w/o refinement" in (out / "summary.md").read_text()
