@@ -1,7 +1,7 @@
 """Explanation quality on held-out real neurons, every method beside the simplest ones, on the same data.
 
     python experiments/quality.py --store STORE --out experiments/results/quality-gemma-3-270m \
-        [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine]
+        [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine,seeded] [--lm-minutes M]
         [--iterations 2] [--candidates 2] [--simulator finetuned:gemma-3-270m] [--truth FILE]
 
 The same on synthetic units whose true description is known (``experiments/synthetic_store.py`` turns held-out
@@ -24,9 +24,12 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
   correlation token identity alone carries; no simulator involved).
 - LM methods (``--lm-methods``): ``baseline`` (single pass, best of 4 on valid), ``norefine`` (NeuronScope
-  without refinement) and ``refine`` (NeuronScope), through the same runner as ``ns-dspy explain``, with the
-  given refinement schedule; their run files in ``OUT/work/`` are resumed on a rerun, and their per-neuron LM
-  tokens and seconds are reported.
+  without refinement), ``refine`` (NeuronScope) and ``seeded`` (NeuronScope whose refinement history starts
+  with the statistical explanation too, ``--seed-stats``), through the same runner as ``ns-dspy explain``, with
+  the given refinement schedule, neuron by neuron (every method on a neuron before the next); their run files
+  in ``OUT/work/`` are resumed on a rerun (``--lm-minutes`` stops starting neurons after a budget), their
+  per-neuron LM tokens and seconds are reported, and paired test differences over the neurons both methods
+  finished.
 - ``truth`` (synthetic stores only): the unit's true description, scored on test by the same simulator: the
   ceiling. When the unit has several true wordings, the best on valid is taken (never chosen on test). For
   each method the share of the ceiling reached is reported two ways, over the units where both scores exist
@@ -64,10 +67,12 @@ log = logging.getLogger("quality")
 
 NO_LM = ("stats", "peak3", "shuffled", "lookup")
 TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
-LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {}}
+LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
+              "seeded": dict(seed_stats=True)}
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM)",
           "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope",
+          "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
           "truth": "true description (ceiling)"}
 
 
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-group", type=int, default=None, help="neurons by z-score and by frequency (default 8); "
                         "on a synthetic store, units per family (default: all)")
     parser.add_argument("--exclude", default="", help="LAYER:INDEX units never chosen (e.g. compile's neurons)")
-    parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine (default: none)")
+    parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine, seeded (default: none)")
     parser.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct", help="explainer LM")
     parser.add_argument("--simulator", default="finetuned:gemma-3-270m", help="simulator spec")
     parser.add_argument("--iterations", type=int, default=2, help="refinement iterations (default 2)")
@@ -370,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
     pairs = [(a, b) for a, b in (("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
-                                 ("baseline", "stats")) if a in methods and b in methods]
+                                 ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats")) if a in methods and b in methods]
     paired_rows = []
     for a, b in pairs:
         both = [u for u in units if results[str(u)].get(a, {}).get("test") is not None
