@@ -97,7 +97,8 @@ class NeuronScope(dspy.Module):
         combined = polysemantic(self.simulator, explanations, valid, calibration=valid)
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
-        return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace)
+        return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
+                               calibration=combined.calibration)
 
     def _racing(self) -> "Racing | None":
         return Racing(delta=self.config.racing_delta) if self.config.racing else None

@@ -294,7 +294,9 @@ def evaluate_program(program, devset: list, metric: SimulatorMetric, *, num_thre
         if not explanations:
             failed.append(example.unit)
         if example.get("test") is not None:
+            # the calibration the program fitted on valid, when it carries one; else fitted here on valid
+            calibration = getattr(prediction, "calibration", None) or example.get("valid")
             test_scores[example.unit] = (polysemantic(sim, list(explanations), example.test,
-                                                      calibration=example.get("valid")).value
+                                                      calibration=calibration).value
                                          if explanations else 0.0)
     return Evaluation(scores, test_scores, failed)

@@ -113,7 +113,9 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
         if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
             trace.statistical.test = (trace.finals[0].test if program.config.method == "stats"
                                       else report(program.simulator, trace.statistical.explanation, test).value)
-        poly_test = polysemantic(program.simulator, pred.explanations, test, calibration=valid).value
+        # the calibration fitted on valid when the program scored the modes, else fitted here on valid
+        calibration = pred.get("calibration") or valid
+        poly_test = polysemantic(program.simulator, pred.explanations, test, calibration=calibration).value
         trace.polysemantic = Scores(pred.polysemantic, poly_test)
         trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]

@@ -63,6 +63,9 @@ class Score:
     split: str
     correlation: Correlation
     predictions: tuple[np.ndarray, ...]
+    calibration: Calibration | None = None
+    """The calibration a neuron-level score used (:func:`polysemantic`; None for one explanation or the raw
+    maximum): a valid score's calibration is what its test score reuses."""
 
     @property
     def value(self) -> float:
@@ -167,4 +170,4 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
     trues = [ex.activations for ex in heldout.exemplars]
     label = " | ".join(explanations)
     return Score(label, heldout.split, pooled(combined, trues, [ex.kind for ex in heldout.exemplars]),
-                 tuple(combined))
+                 tuple(combined), calibration)

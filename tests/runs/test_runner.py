@@ -15,6 +15,7 @@ from ns_dspy.lms.scripted import scripted_lm
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.runs import RunStore
 from ns_dspy.runs.runner import explain_units
+from ns_dspy.scoring import HeldOut, polysemantic
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import UnitId
 
@@ -90,6 +91,12 @@ def test_explain_stores_full_traces_fails_per_unit_and_resumes(tmp_path):
     assert all(f["valid"] > 0 and f["test"] > 0 for f in t["finals"])
     assert t["polysemantic"]["test"] == pytest.approx(done.score_test)
     assert done.score_valid > max(f["valid"] for f in t["finals"])  # max-combining the modes beats either
+    # the test score reuses the calibration fitted on valid (carried by the program's prediction): the same
+    # number as fitting it again on valid
+    test, valid = HeldOut.from_store(store, UnitId(0, 1), "test"), HeldOut.from_store(store, UnitId(0, 1), "valid")
+    modes = [f["explanation"] for f in t["finals"]]
+    assert polysemantic(KeywordSimulator(), modes, test, calibration=valid).value == pytest.approx(done.score_test,
+                                                                                                   abs=1e-12)
     assert len(t["exemplars_shown"]) == 5 and all(h for h in (c["history"] for c in t["clusters"]))
     calls = len(engine.prompts)
     again = explain_units(_program(), store, [UnitId(0, 1)], run, lm, progress=False)

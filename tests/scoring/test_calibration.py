@@ -121,3 +121,28 @@ def test_calibrated_values_stay_on_the_0_10_scale_of_the_valid_truth():
     combined = polysemantic(sim, [GOOD, NOISY], valid, calibration=valid)
     values = np.concatenate(combined.predictions)
     assert values.max() == pytest.approx(10.0, abs=1.0) and values.min() >= 0.0  # dog: ~10; quiet: small
+
+
+class _Counting(KeywordSimulator):
+    """The keyword simulator, counting the exemplars it simulates per split."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, int] = {}
+
+    def simulate(self, explanations, exemplars):
+        for ex in exemplars:
+            self.seen[ex.split] = self.seen.get(ex.split, 0) + len(explanations)
+        return super().simulate(explanations, exemplars)
+
+
+def test_a_valid_score_carries_its_calibration_and_test_reuses_it_without_simulating_valid_again():
+    sim, valid, test = _Counting(), _heldout("valid"), _heldout("test", sky=5)
+    on_valid = polysemantic(sim, [GOOD, NOISY], valid, calibration=valid)
+    assert on_valid.calibration == fit_calibration(KeywordSimulator(), [GOOD, NOISY], valid)
+    assert sim.seen == {"valid": 2 * len(valid.exemplars)}  # fitted with the same simulation
+    reused = polysemantic(sim, [GOOD, NOISY], test, calibration=on_valid.calibration)
+    assert sim.seen == {"valid": 2 * len(valid.exemplars), "test": 2 * len(test.exemplars)}
+    assert reused.value == polysemantic(KeywordSimulator(), [GOOD, NOISY], test, calibration=valid).value
+    assert polysemantic(sim, [GOOD], valid, calibration=valid).calibration is None  # one explanation: never
+    assert polysemantic(sim, [GOOD, NOISY], valid).calibration is None  # the raw maximum
