@@ -41,6 +41,8 @@ def cmd_build_data(args) -> int:
 
     if args.from_run and args.wordnet is not None:
         raise ConfigError("--wordnet adds synthetic units: it does not combine with --from-run")
+    if args.from_run and args.conditions:
+        raise ConfigError("--conditions adds synthetic units: it does not combine with --from-run")
     if args.from_run:
         path = from_run_store(args.out, args.from_run, store_path=args.store, valid_share=args.valid_share,
                               seed=args.seed, overwrite=args.overwrite)
@@ -57,6 +59,8 @@ def cmd_build_data(args) -> int:
 
         pool = load_pool(tokenizer, cache_dir("simulator-text"), progress=not args.quiet)
         extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
+        if args.conditions:
+            extra["conditions"] = True
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
                                valid_share=args.valid_share, pairs_train=args.pairs_train,
                                pairs_valid=args.pairs_valid, seed=args.seed, progress=not args.quiet,
@@ -228,6 +232,10 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                                                    "/usr/share/wordnet); default: off")
     p.add_argument("--wordnet-units", type=int, default=300, metavar="N",
                    help="WordNet categories to draw (split by unit like the others; default 300)")
+    p.add_argument("--conditions", action="store_true",
+                   help="add the condition family: units that depend on a condition, not on a word alone (a word "
+                        "only after another, negation scope, quoted speech, a category but not one member, the "
+                        "word after a number or name, ...); default: off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

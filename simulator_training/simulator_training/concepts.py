@@ -15,6 +15,15 @@ With ``build-data --wordnet DIR`` a seventh family, ``wordnet`` (:func:`wordnet_
 categories from WordNet's hypernym tree (:mod:`simulator_training.wordnet`), described mostly by their head word
 and gloss rather than by listing members, graded by sense rank, each with decoy words of a sibling category.
 
+With ``build-data --conditions`` the ``condition`` family (:func:`condition_concepts`) adds units whose activation
+depends on a condition, not on a word alone: a word only in one context ("time" right after "the", "But" opening
+a sentence, "you" inside quotation marks, some graded: "strongest after 'the', weaker elsewhere"), the scope of a
+negation (the words after not / never / no / n't up to the next punctuation mark), quoted speech and the narration
+after it, a category but not one member or case ("colour words other than 'white'", "nouns not right after an
+article"), the word after a cue that is itself a category ("the word after a number"), and code in a context
+(parameters on a def line, inline comments). Each has a decoy: the same words where the condition does not hold.
+Neither option is on by default, so the default units (and dataset) stay as they were.
+
 Marks and symbols are described by name, by the symbol itself and by both ("commas", "the , token").
 
 Every unit is causal, as a neuron of a left-to-right language model is: its value at a word depends on that
@@ -30,6 +39,8 @@ two-concept units (polysemantic neurons). Explanations are written from the desc
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -38,7 +49,7 @@ import numpy as np
 from .text import Pool
 
 __all__ = ["Concept", "all_concepts", "pair", "explanations", "FAMILIES", "wordnet_concepts", "wordnet_descriptions",
-           "plural"]
+           "plural", "condition_concepts", "CONDITION_FAMILY"]
 
 FAMILIES = ("semantic", "word", "spelling", "syntax", "position", "code")
 
@@ -743,6 +754,397 @@ def wordnet_concepts(categories, seed: int = 0) -> list[Concept]:
         out.append(Concept(f"wordnet:{cat.name}", WORDNET_FAMILY, descs, cat.word_values, "prose",
                            decoy=cat.decoy_mask if cat.decoys else None))
     return out
+
+
+# ----------------------------------------------------------------------------------------- conditions
+
+CONDITION_FAMILY = "condition"
+NEGATORS = {"not", "never", "no", "cannot", "nor"}  # and every contraction ending in n't
+CLAUSE_MARKS = {",", ".", ";", ":", "?", "!", "--", "(", ")", '"'}  # a negation's scope ends at these
+PRONOUN_TAGS = {"pps", "ppss", "ppo", "ppl", "ppls", "pp$", "pp$$", "ppss+md", "pps+bez", "pps+md", "ppss+bem",
+                "ppss+ber", "ppss+hv"}
+VERB_TAGS = {"vb", "vbd", "vbg", "vbn", "vbz", "md", "md*", "do", "dod", "doz", "do*", "dod*", "doz*", "hv", "hvd",
+             "hvz", "hvg", "hvn", "hv*", "hvd*", "hvz*"} | BE | {t + "*" for t in BE}
+EXCEPT_SEMANTIC = ("animals", "colours", "kinship", "body", "numbers", "time_units", "weekdays_months", "money", "food",
+                   "emotion", "weather", "buildings", "vehicles", "clothing", "military", "religion", "law",
+                   "politics", "science", "music_art", "sports", "nature", "education", "health", "countries",
+                   "cities", "speech_verbs", "cognition", "size", "evaluation", "occupations", "death")
+EXCEPT_POS = ("prepositions", "past_verbs", "subject_pronouns", "object_pronouns", "possessives", "modals", "be_forms",
+              "conjunctions", "subordinators", "determiners", "wh_words", "qualifiers", "third_person", "post_determiners")
+# the word after a cue that is itself a category: (the cue, its short name, in the plural, an example phrase and the
+# word it fires on there, ("tags" | "words" | "code", members)); none repeats a syntax unit (those fire on one
+# category after another, such as nouns after a possessive)
+AFTER_CUES = {
+    "number": ("a number", "number", "numbers", "three days", "days", ("tags", {"cd"})),
+    "name": ("a proper name", "name", "proper names", "John said", "said", ("tags", {"np", "nps"})),
+    "possessive_noun": ("a possessive noun", "possessive", "possessive nouns like John's", "the city's mayor", "mayor",
+                        ("tags", {"nn$", "np$", "nns$"})),
+    "past_verb": ("a past-tense verb", "verb", "past-tense verbs", "walked home", "home", ("tags", {"vbd"})),
+    "preposition": ("a preposition", "preposition", "prepositions", "in the house", "the", ("tags", {"in"})),
+    "adverb": ("an adverb", "adverb", "adverbs", "then he left", "he", ("tags", {"rb"})),
+    "be_form": ("a form of be", "be form", "forms of be", "was going", "going", ("tags", BE)),
+    "gerund": ("an -ing verb form", "-ing form", "-ing verb forms", "going to", "to", ("tags", {"vbg"})),
+    "wh_word": ("a wh-word", "wh-word", "wh-words like who, which or when", "who came", "came",
+                ("tags", {"wdt", "wps", "wpo", "wrb", "wp$"})),
+    "comparative": ("a comparative", "comparative", "comparatives like more or better", "better than", "than",
+                    ("tags", {"jjr", "rbr"})),
+    "colour": ("a colour word", "colour word", "colour words", "red car", "car",
+               ("words", _forms(SEMANTIC["colours"][0]))),
+    "calendar": ("a weekday or month name", "name of the day or month", "weekdays and months", "Monday morning",
+                 "morning", ("words", _forms(SEMANTIC["weekdays_months"][0]))),
+    "kin": ("a word for a relative", "kinship word", "kinship words", "mother said", "said",
+            ("words", _forms(SEMANTIC["kinship"][0]))),
+    "code_string": ("a string literal", "string", "string literals", "'utf-8')", ")", ("code", {"code:string"})),
+    "code_number": ("a number", "number", "numeric literals", "0]", "]", ("code", {"code:number"})),
+}
+
+
+def _wordlike(pool: Pool) -> np.ndarray:
+    """bool per word: it has a letter (words and contractions such as "didn't", not marks or numbers)."""
+    return _lex(pool, lambda w: any(c.isalpha() for c in w))
+
+
+def _earlier_in_group(pool: Pool, mask: np.ndarray) -> np.ndarray:
+    """int per word: how many ``mask`` words come before it in its sentence (prose) or line (code)."""
+    count = np.cumsum(mask, dtype=np.int64)
+    before = count - mask
+    return before - before[np.arange(len(mask)) - pool.pos]
+
+
+def _scope(pool: Pool, opens: np.ndarray, closes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per word: whether an ``opens`` word came before it in its sentence or line with no ``closes`` word since
+    (the word itself included), and how many words back that opener is: causal, as "the words after not up to
+    the next punctuation mark"."""
+    idx = np.arange(len(opens), dtype=np.int64)
+    last = np.maximum.accumulate(np.where(opens, 2 * idx, -2)) if len(idx) else idx
+    before = np.concatenate([[-2], last[:-1]])[:len(idx)]  # the latest opener strictly before, at 2i
+    reset = np.maximum.accumulate(np.maximum(np.where(closes, 2 * idx, -3),  # a close at the word itself: 2i
+                                             np.where(pool.pos == 0, 2 * idx - 1, -3))) if len(idx) else idx
+    return before > reset, idx - before // 2
+
+
+def _members(pool: Pool, mask: np.ndarray) -> list[tuple[str, int]]:
+    """The lower-cased forms of the ``mask`` words, most frequent first (ties by spelling)."""
+    counts = np.bincount(pool.lower_id[mask], minlength=len(pool.lowers))
+    return sorted(((pool.lowers[i], int(counts[i])) for i in np.flatnonzero(counts)), key=lambda x: (-x[1], x[0]))
+
+
+def _negation_concepts() -> list[Concept]:
+    prose = lambda p: ~p.code & _wordlike(p)  # noqa: E731
+    neg = lambda p: _lex(p, lambda w: w in NEGATORS or w.endswith("n't")) & ~p.code  # noqa: E731
+    scope = lambda p: _scope(p, neg(p), _is(p, CLAUSE_MARKS))  # noqa: E731
+    inside = lambda p: scope(p)[0] & prose(p) & ~neg(p)  # noqa: E731
+    # quiet on the same sentence after the scope has closed (and on the negation word itself)
+    outside = lambda p: (neg(p) | ((_earlier_in_group(p, neg(p)) > 0) & ~scope(p)[0])) & prose(p)  # noqa: E731
+    verbs, modifiers = VERB_TAGS, {"jj", "jjr", "jjs", "jjt", "rb", "rbr", "rbt"}
+    return [
+        Concept("condition:negation_scope", CONDITION_FAMILY, [
+            "words inside the scope of a negation, after not or never, until the end of the clause",
+            "everything that is negated: the words after a negation word up to the next punctuation mark",
+            "the negated part of a clause",
+            "words following not, never, no or a n't contraction, until the next comma or full stop",
+            'the words a negation applies to: after "not", "never", "no" or a contraction such as "didn\'t", every '
+            'word up to the next punctuation mark, as in "it was not a good idea, but we went" where "a good idea" '
+            "fires; the negation word itself and the words after the comma stay quiet"],
+            lambda p: _v(inside(p)), "prose", decoy=outside),
+        Concept("condition:negation_scope_fading", CONDITION_FAMILY, [
+            "words in the scope of a negation, strongest right after the negation word and fading toward the end "
+            "of the clause",
+            "the negated words, most strongly the first one after not or never, then weaker and weaker",
+            "negated material, graded by closeness to the negation",
+            "the words after not, never, no or n't up to the next punctuation mark: the first at full strength, each "
+            "later one weaker; nothing fires after the comma or full stop that ends the clause"],
+            lambda p: np.where(inside(p), np.clip(12.0 - 2.0 * scope(p)[1], 2.0, 10.0), 0.0).astype(np.float32),
+            "prose"),
+        Concept("condition:negated_verbs", CONDITION_FAMILY, [
+            "verbs inside the scope of a negation", "negated verbs, as in 'did not go'",
+            "verbs that follow not, never or a n't contraction in the same clause",
+            "verbs that are negated: a verb after not, never, no or n't before the clause ends, as in \"he didn't "
+            'know", but not a verb in a clause without negation, nor one after the comma that closes the scope'],
+            lambda p: _v(inside(p) & _tags(p, verbs)), "prose",
+            decoy=lambda p: _tags(p, verbs) & ~inside(p) & ~p.code),
+        Concept("condition:negated_modifiers", CONDITION_FAMILY, [
+            "adjectives and adverbs inside the scope of a negation", "negated descriptions, as in 'not happy'",
+            "descriptive words after not or never in the same clause",
+            "adjectives and adverbs that a negation applies to, as \"happy\" in \"she was not happy\"; the same "
+            "words outside a negated clause stay quiet"],
+            lambda p: _v(inside(p) & _tags(p, modifiers)), "prose",
+            decoy=lambda p: _tags(p, modifiers) & ~inside(p) & ~p.code),
+    ]
+
+
+def _quote_concepts() -> list[Concept]:
+    """Quoted speech: the pool's quote flag, set causally by the opening and closing marks (a quotation can run
+    over several sentences, so counting marks within one sentence would not do); the marks are never inside."""
+    inq = lambda p: p.quote & ~p.code & _wordlike(p)  # noqa: E731
+    mark = lambda p: _is(p, {'"'}) & ~p.code  # noqa: E731
+    narration = lambda p: (_earlier_in_group(p, mark(p)) > 0) & ~p.quote & ~p.code & _wordlike(p)  # noqa: E731
+    return [
+        Concept("condition:quoted_words", CONDITION_FAMILY, [
+            'words inside quotation marks, as in "he said yes", but not the quote marks themselves',
+            "quoted speech, without the marks", "the words between an opening and a closing double quote",
+            "dialogue: what characters say, not the quotation marks around it",
+            "every word of a quotation, from the first after the opening mark to the last before the closing one; "
+            "the marks and the narration around them stay quiet"],
+            lambda p: _v(inq(p)), "prose", decoy=lambda p: mark(p) | narration(p)),
+        Concept("condition:quoted_pronouns", CONDITION_FAMILY, [
+            "pronouns inside quoted speech", "personal pronouns within dialogue, such as I and you",
+            "pronouns that a speaker says, inside quotation marks",
+            "personal pronouns, but only inside quotation marks: the \"I\" of '\"I know,\" he said' fires, the "
+            '"he" outside the quote does not'],
+            lambda p: _v(inq(p) & _tags(p, PRONOUN_TAGS)), "prose",
+            decoy=lambda p: _tags(p, PRONOUN_TAGS) & ~p.quote & ~p.code),
+        Concept("condition:quoted_verbs", CONDITION_FAMILY, [
+            "verbs inside quotation marks", "verbs in quoted speech", "the verbs of dialogue, not of the narration",
+            "verbs that someone says: a verb inside double quotes fires, as \"know\" in '\"I know,\" he said', "
+            'while "said" outside the quote stays quiet'],
+            lambda p: _v(inq(p) & _tags(p, VERB_TAGS)), "prose",
+            decoy=lambda p: _tags(p, VERB_TAGS) & ~p.quote & ~p.code),
+        Concept("condition:narration_after_quote", CONDITION_FAMILY, [
+            "the narration after a quotation closes, up to the end of the sentence",
+            "words after a closing quotation mark in the same sentence, such as 'he said'",
+            "speech tags that follow dialogue",
+            "the words that come after a quotation in its sentence, as \"he said\" in '\"Go home,\" he said.', but "
+            "not the quoted words or the quotation marks"],
+            lambda p: _v(narration(p)), "prose", decoy=lambda p: inq(p) | mark(p)),
+    ]
+
+
+def _spellings(pool: Pool, mask: np.ndarray) -> dict[str, str]:
+    """The most frequent spelling of each lower-cased form among the ``mask`` words ("I", "York", "god")."""
+    counts = np.bincount(pool.raw_id[mask], minlength=len(pool.raws))
+    out: dict[str, str] = {}
+    for r in np.argsort(-counts, kind="stable")[:int((counts > 0).sum())]:
+        out.setdefault(pool.raws[r].lower(), pool.raws[r])
+    return out
+
+
+def _context_concepts(pool: Pool, n_after: int, n_start: int, n_quoted: int, n_graded: int, min_count: int,
+                      per_context: int = 4) -> list[Concept]:
+    """A word only in a context: "time" right after "the", "but" opening a sentence, "you" inside quotes; the
+    words and contexts are the pool's most frequent ones whose context holds 15-60 % of the word's occurrences
+    (so the word also occurs, quiet, elsewhere: its decoy)."""
+    prose = ~pool.code
+    word = _wordlike(pool)
+    shown = _spellings(pool, prose & word)
+    n_lower = len(pool.lowers)
+    counts = np.bincount(pool.lower_id[prose], minlength=n_lower)
+    has_prev = prose & (pool.prev >= 0)
+    keys, pairs = np.unique(pool.lower_id[has_prev].astype(np.int64) * n_lower + pool.prev[has_prev],
+                            return_counts=True)
+    out, used = [], Counter()
+    for i in np.argsort(-counts, kind="stable"):
+        if sum(used.values()) >= n_after or counts[i] < min_count:
+            break
+        w = pool.lowers[i]
+        if not (w.isalpha() and len(w) > 2) or w in FUNCTION_WORDS:
+            continue
+        a, b = np.searchsorted(keys, [i * n_lower, (i + 1) * n_lower])
+        options = sorted(((int(n), pool.lowers[k % n_lower]) for k, n in zip(keys[a:b], pairs[a:b])),
+                         key=lambda x: (-x[0], x[1]))
+        for n, before in options:
+            if n >= min_count and 0.15 <= n / counts[i] <= 0.6 and before.isalpha() and used[before] < per_context:
+                used[before] += 1
+                out.append(_after_word(w, before, shown, graded=False))
+                if sum(used.values()) <= n_graded:
+                    out.append(_after_word(w, before, shown, graded=True))
+                break
+    first = word & (_earlier_in_group(pool, word) == 0)
+    openers = [w for w, n in _members(pool, first & prose)
+               if w.isalpha() and n >= min_count and 0.15 <= n / counts[pool.lower_index[w]] <= 0.8]
+    quoted = [w for w, n in _members(pool, pool.quote & prose & word)
+              if w.isalpha() and n >= min_count and 0.25 <= n / counts[pool.lower_index[w]] <= 0.85]
+    return (out + [_opening_word(w) for w in openers[:n_start]]
+            + [_quoted_word(w, shown.get(w, w)) for w in quoted[:n_quoted]])
+
+
+def _after_word(w: str, before: str, shown: dict[str, str], graded: bool) -> Concept:
+    is_w = lambda p: _lex(p, {w}.__contains__) & ~p.code  # noqa: E731
+    there = lambda p: is_w(p) & _after(p, {before})  # noqa: E731
+    W, B = shown.get(w, w), shown.get(before, before)  # "I know", not "i know"
+    if graded:
+        return Concept(f"condition:{w}_mostly_after_{before}", CONDITION_FAMILY, [
+            f'the word "{W}", strongest right after "{B}" and weaker elsewhere',
+            f'"{W}", most of all in "{B} {W}"', f'every "{W}", above all one that follows "{B}"',
+            f'each occurrence of the word "{W}", with the strongest activation where it directly follows "{B}" '
+            f'(as in "{B} {W}") and a weak one on any other "{W}"'],
+            lambda p: np.maximum(_v(there(p)), _v(is_w(p), 3.0)), "prose")
+    return Concept(f"condition:{w}_after_{before}", CONDITION_FAMILY, [
+        f'the word "{W}" only right after "{B}"', f'"{W}" when the word before it is "{B}"',
+        f'"{W}" in "{B} {W}", not "{W}" elsewhere', f'occurrences of "{W}" that directly follow "{B}"',
+        f'the word "{W}", but only where it comes right after "{B}", as in "{B} {W}"; every other "{W}" stays '
+        f'quiet, and so does "{B}" itself'],
+        lambda p: _v(there(p)), "prose", decoy=lambda p: is_w(p) & ~there(p))
+
+
+def _opening_word(w: str) -> Concept:
+    is_w = lambda p: _lex(p, {w}.__contains__) & ~p.code  # noqa: E731
+    first = lambda p: is_w(p) & (_earlier_in_group(p, _wordlike(p)) == 0)  # noqa: E731
+    W = w.capitalize()
+    return Concept(f"condition:{w}_opening", CONDITION_FAMILY, [
+        f'the word "{W}" only when it opens a sentence', f'sentence-initial "{W}"',
+        f'"{W}" as the first word of a sentence, not elsewhere',
+        f'the word "{W}", but only as the first word of a sentence (after an opening quotation mark, too); the '
+        "same word later in the sentence stays quiet"],
+        lambda p: _v(first(p)), "prose", decoy=lambda p: is_w(p) & ~first(p))
+
+
+def _quoted_word(w: str, W: str) -> Concept:
+    is_w = lambda p: _lex(p, {w}.__contains__) & ~p.code  # noqa: E731
+    return Concept(f"condition:{w}_quoted", CONDITION_FAMILY, [
+        f'the word "{W}" only inside quotation marks', f'"{W}" in quoted speech, not in the narration',
+        f'"{W}" when a character says it',
+        f'the word "{W}" where it appears within double quotes, as in dialogue; the same word outside quotation '
+        "marks stays quiet"],
+        lambda p: _v(is_w(p) & p.quote), "prose", decoy=lambda p: is_w(p) & ~p.quote)
+
+
+def _except_concepts(pool: Pool, n_semantic: int, n_pos: int, min_count: int) -> list[Concept]:
+    """A category but not one member: the most frequent member when it holds 20-60 % (semantic lists, with its
+    plural or singular) or 25-60 % (parts of speech) of the category's occurrences, so that the rest is not the
+    category again under another name; that member is the decoy. And a category but not in one context."""
+    prose = ~pool.code
+    shown = _spellings(pool, prose & _wordlike(pool))
+    semantic, pos = [], []
+    for name in EXCEPT_SEMANTIC:
+        if len(semantic) >= n_semantic:
+            break
+        forms = _forms(SEMANTIC[name][0])
+        members = _members(pool, _lex(pool, forms.__contains__) & prose)
+        total = sum(n for _, n in members)
+        if len(members) < 4 or total < 3 * min_count:
+            continue
+        w = members[0][0]
+        both = {w} | {f for f in forms if plural(f) == w or f == plural(w)}  # "dog" and "dogs" go together
+        if 0.2 <= sum(n for m, n in members if m in both) / total <= 0.6:
+            spelled = [shown.get(m, m) for m, _ in members if m in both]  # the word first, then its other form
+            examples = [shown.get(m, m) for m, _ in members if m not in both][:2]
+            semantic.append(_semantic_except(name, forms - both, both, spelled, examples))
+    for name in EXCEPT_POS:
+        if len(pos) >= n_pos:
+            break
+        tags, descs = POS[name]
+        members = _members(pool, _tags(pool, tags) & prose & _wordlike(pool))
+        total = sum(n for _, n in members)
+        if len(members) < 4 or total < 3 * min_count:
+            continue
+        w, n = members[0]
+        if 0.25 <= n / total <= 0.6:
+            pos.append(_pos_except(name, tags, descs, w, shown.get(w, w), [shown.get(m, m) for m, _ in members[1:3]]))
+    out = semantic + pos
+    noun = {"nn", "nns"}
+    after_article = lambda p: _tags(p, noun) & _tags(p, {"at"}, p.prev_tag)  # noqa: E731
+    the_noun = lambda p: _after(p, {"the"}) & _tags(p, noun)  # noqa: E731
+    out += [
+        Concept("condition:nouns_without_article", CONDITION_FAMILY, [
+            "nouns, but not those right after an article", "common nouns that do not directly follow a, an or the",
+            "nouns with no article right before them",
+            'common nouns, singular or plural, except where an article comes right before them: it fires on '
+            '"water" in "cold water" or "of water", but not in "the water"'],
+            lambda p: _v(_tags(p, noun) & ~after_article(p)), "prose", decoy=after_article),
+        Concept("condition:after_the_not_noun", CONDITION_FAMILY, [
+            'the word after "the", but not when it is a noun', 'words right after "the" other than nouns',
+            'what follows "the" when it is an adjective, a number or another modifier rather than the noun',
+            'the word right after "the" when it is not a noun, as "old" in "the old house" or "first" in "the first '
+            'time"; a noun right after "the", as in "the house", stays quiet'],
+            lambda p: _v(_after(p, {"the"}) & ~_tags(p, noun) & ~p.code & _wordlike(p)), "prose", decoy=the_noun),
+    ]
+    return out
+
+
+def _without(descs: list[str], words: set[str]) -> list[str]:
+    """The descriptions that name none of ``words`` (a list that names a member as an example cannot also
+    exclude it)."""
+    return [d for d in descs if not words & set(re.findall(r"[a-z']+", d.lower()))] or descs[:1]
+
+
+def _semantic_except(name: str, forms: set[str], excluded: set[str], spelled: list[str],
+                     examples: list[str]) -> Concept:
+    """``forms`` without ``excluded`` (a word and its plural or singular), ``spelled`` as printed, the word first."""
+    d = _without(SEMANTIC[name][1], excluded)
+    w, also = spelled[0], (f' (and "{spelled[1]}")' if len(spelled) > 1 else "")
+    descs = [f'{d[0]}, other than the word "{w}"', f'{d[-1]}, except "{w}"', f'{d[0]}, but never "{w}"',
+             f'{d[-1]}, with one exception: the word "{w}" stays quiet, although it belongs to the same group',
+             f'{d[0]}, for example {_quote_list(examples, "or")}; "{w}"{also} is the one exception and never fires']
+    return Concept(f"condition:semantic_{name}_except_{w.lower()}", CONDITION_FAMILY, list(dict.fromkeys(descs)),
+                   lambda p: _v(_lex(p, forms.__contains__) & ~p.code), "prose",
+                   decoy=lambda p: _lex(p, excluded.__contains__) & ~p.code)
+
+
+def _pos_except(name: str, tags: set[str], descs: list[str], w: str, W: str, examples: list[str]) -> Concept:
+    d = _without(descs, {w})
+    is_w = lambda p: _lex(p, {w}.__contains__)  # noqa: E731
+    texts = [f'{d[0]} other than "{W}"', f'{d[-1]}, except "{W}"', f'{d[0]}, but not the word "{W}"',
+             f'{d[0]}, for example {_quote_list(examples, "or")}, but never "{W}", which stays quiet although it '
+             "is one of them"]
+    return Concept(f"condition:pos_{name}_except_{w}", CONDITION_FAMILY, list(dict.fromkeys(texts)),
+                   lambda p: _v(_tags(p, tags) & ~is_w(p) & ~p.code & _wordlike(p)), "prose",
+                   decoy=lambda p: _tags(p, tags) & is_w(p) & ~p.code)
+
+
+def _after_cue_concepts() -> list[Concept]:
+    """The token after a cue that is itself a category ("the word after a number"): never the cue itself."""
+    out = []
+    for key, (cue, short, cues, phrase, target, (kind, items)) in AFTER_CUES.items():
+        code = kind == "code"
+        if kind == "words":
+            on, after = (lambda f: lambda p: _lex(p, f.__contains__))(items), (lambda f: lambda p: _after(p, f))(items)
+        else:
+            on, after = (lambda t: lambda p: _tags(p, t))(items), (lambda t: lambda p: _tags(p, t, p.prev_tag))(items)
+        item, where = ("token", " in code") if code else ("word", "")
+        source = (lambda c: lambda p: p.code if c else ~p.code & _lex(p, lambda w: any(ch.isalnum() for ch in w)))(code)
+        descs = [f"the {item} after {cue}{where}", f"{item}s that follow {cue}{where}, not the {short} itself",
+                 f"whatever {item} comes right after {cue}{where}", f"the {item} following one of the {cues}{where}",
+                 f'the {item} directly after {cue}{where}, as "{target}" in "{phrase}", but never the {short} '
+                 "itself (unless it follows another one)"]
+        out.append(Concept(f"condition:after_{key}", CONDITION_FAMILY, descs,
+                           (lambda a, s: lambda p: _v(a(p) & s(p)))(after, source), "code" if code else "prose",
+                           decoy=(lambda o, s: lambda p: o(p) & s(p))(on, source)))
+    return out
+
+
+def _code_condition_concepts() -> list[Concept]:
+    kind = lambda p, *k: _tags(p, {f"code:{x}" for x in k})  # noqa: E731
+    # the first token of the word's line
+    first = lambda p: p.lower_id[np.arange(len(p.lower_id)) - p.pos]  # noqa: E731
+    def_line = lambda p: p.code & (first(p) == p.lower_index.get("def", -2))  # noqa: E731
+    params = lambda p: def_line(p) & p.paren & (kind(p, "name") | _is(p, {"self", "cls"}))  # noqa: E731
+    inline = lambda p: kind(p, "comment") & (p.pos > 0)  # noqa: E731
+    loose_string = lambda p: kind(p, "string") & ~p.paren  # noqa: E731
+    return [
+        Concept("condition:def_parameters", CONDITION_FAMILY, [
+            "the parameters of a function definition: names between the brackets of a def line",
+            "parameter names in def statements", "names inside the parentheses of a def line",
+            "the names a function takes, inside the brackets after def NAME, such as self or path; not the "
+            "function's own name, the commas or names in brackets on other lines"],
+            lambda p: _v(params(p)), "code", decoy=lambda p: kind(p, "name") & p.paren & ~def_line(p)),
+        Concept("condition:inline_comments", CONDITION_FAMILY, [
+            "comments at the end of a line of code", "inline comments after code on the same line",
+            "comments that follow a statement, not comments on a line of their own",
+            "a # comment written after code on the same line, as in 'x = 0  # reset'; a comment that fills a whole "
+            "line stays quiet"],
+            lambda p: _v(inline(p)), "code", decoy=lambda p: kind(p, "comment") & (p.pos == 0)),
+        Concept("condition:strings_outside_brackets", CONDITION_FAMILY, [
+            "string literals, but not those inside brackets", "strings outside any parentheses or square brackets",
+            "docstrings and strings that are assigned or returned rather than passed to a call",
+            "string literals that stand outside brackets, such as docstrings or the 'a' of x = 'a'; a string "
+            "inside a call's parentheses or a list, as 'utf-8' in open(path, encoding='utf-8'), stays quiet"],
+            lambda p: _v(loose_string(p)), "code", decoy=lambda p: kind(p, "string") & p.paren),
+    ]
+
+
+def condition_concepts(pool: Pool, *, n_after: int = 24, n_start: int = 6, n_quoted: int = 4, n_graded: int = 4,
+                       n_semantic: int = 10, n_pos: int = 8, min_count: int = 60) -> list[Concept]:
+    """The ``condition`` family (``build-data --conditions``, off by default): units whose activation depends on a
+    condition, not on a word alone (a word only in a context, negation scope, quoted speech, a category but not
+    one member, the word after a cue category, and code in a context), in a fixed order. Which words and
+    members are used depends on the pool's frequencies (``min_count``: the fewest occurrences of a word in its
+    context); the values of each unit depend on the words only, so a unit made from one pool applies to
+    another. Each has a ``decoy``: the same words where the condition does not hold."""
+    return (_context_concepts(pool, n_after, n_start, n_quoted, n_graded, min_count)
+            + _negation_concepts() + _quote_concepts()
+            + _except_concepts(pool, n_semantic, n_pos, min_count) + _after_cue_concepts()
+            + _code_condition_concepts())
 
 
 # ----------------------------------------------------------------------------------------- pairs, texts

@@ -11,7 +11,9 @@ Splits are **by unit**: a validation unit is never trained on. Two sources write
 * :func:`build_synthetic`: the concepts of :mod:`simulator_training.concepts` over real labelled text, train
   units on train text, validation units on text never trained on (:func:`simulator_training.text.text_split`);
   optionally WordNet categories (``wordnet`` family), whose exemplars include ``contrast`` windows: a sibling
-  category's words present, the unit quiet;
+  category's words present, the unit quiet; optionally ``condition`` units (a word only in a context, negation
+  scope, quoted speech, a category but not one member, ...), whose contrast windows hold the same words where
+  the condition does not hold;
 * :func:`from_run_store`: an ``ns-dspy explain`` run: each explained unit's final explanations x its held-out
   (valid and test) exemplars, activations divided by the unit's maximum over the whole recording and clipped
   to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
@@ -38,7 +40,7 @@ from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.errors import ConfigError
 from ns_dspy.simulators.finetuned_adapter import tokenizer_fingerprint
 
-from .concepts import FAMILIES, Concept, all_concepts, explanations, pair
+from .concepts import CONDITION_FAMILY, FAMILIES, Concept, all_concepts, condition_concepts, explanations, pair
 from .text import Pool
 
 log = logging.getLogger(__name__)
@@ -233,7 +235,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     valid_random: int = 5, pairs_train: int = 400, pairs_valid: int = 60, n_explanations: int = 6,
                     max_r: float = 0.8, seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
-                    wordnet_options: dict | None = None) -> Path:
+                    wordnet_options: dict | None = None, conditions: bool = False,
+                    condition_options: dict | None = None) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -244,7 +247,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     ``wordnet`` family: ``wordnet_units`` categories (:func:`simulator_training.wordnet.categories`), split by
     unit like the others (a validation category is never a training one), each with ``n_contrast`` extra
     ``contrast`` windows where a sibling category's words occur and the unit is quiet on them;
-    ``wordnet_options`` are further keyword arguments of ``categories`` (thresholds, for tiny test texts)."""
+    ``wordnet_options`` are further keyword arguments of ``categories`` (thresholds, for tiny test texts).
+
+    ``conditions`` (or ``"condition"`` in ``families``; default: off) adds the ``condition`` family
+    (:func:`simulator_training.concepts.condition_concepts`, ``condition_options`` its keyword arguments), each
+    unit with ``n_contrast`` ``contrast`` windows where its decoy (the same words where the condition does not
+    hold) occurs and it is quiet. Without it the dataset is what it was: no other unit, draw or record changes."""
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -260,6 +268,11 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         concepts += wordnet_concepts(cats, seed)
         wordnet_info = {"folder": str(Path(wordnet.folder).resolve()), "categories": len(cats),
                         "requested": wordnet_units, "contrast_windows": n_contrast}
+    condition_info = None
+    if conditions or CONDITION_FAMILY in families:
+        made = condition_concepts(pool, **(condition_options or {}))
+        concepts += made
+        condition_info = {"units": len(made), "contrast_windows": n_contrast, "options": condition_options or {}}
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
@@ -302,6 +315,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                 "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
     if wordnet_info is not None:
         manifest["wordnet"] = wordnet_info
+    if condition_info is not None:
+        manifest["conditions"] = condition_info
     return _write(out, units, manifest, overwrite)
 
 
