@@ -18,9 +18,10 @@ or the first ``--per-group`` of each family (store order) when given; ``--exclud
 Methods, all scored by the same simulator on each neuron's test split (top and random windows pooled):
 
 - ``stats``: the statistical explainer (``ns-dspy explain --method stats``): word lists of the tokens that
-  carry the activation in the train windows, the best on valid. No LM.
+  carry the activation in the train windows, or sets of tier lists scored as a union calibrated on valid (a
+  graded word list), the best on valid. No LM. ``stats1``: the same with single lists only (``--no-tiers``).
 - ``peak3``: ``the words "X", "Y" and "Z"``, the three commonest peak tokens of the train top windows.
-- ``shuffled``: another chosen neuron's ``stats`` explanation (a decoy: what an unrelated explanation scores).
+- ``shuffled``: another chosen neuron's ``stats1`` explanation (a decoy: what an unrelated explanation scores).
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
   correlation token identity alone carries; no simulator involved).
 - LM methods (``--lm-methods``): ``baseline`` (single pass, best of 4 on valid), ``norefine`` (NeuronScope
@@ -65,12 +66,13 @@ from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 log = logging.getLogger("quality")
 
-NO_LM = ("stats", "peak3", "shuffled", "lookup")
+NO_LM = ("stats", "stats1", "peak3", "shuffled", "lookup")
 TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
               "seeded": dict(seed_stats=True)}
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
-          "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM)",
+          "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM): a word list or tier lists",
+          "stats1": "statistical explainer, one word list (--no-tiers)",
           "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope",
           "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
           "truth": "true description (ceiling)"}
@@ -272,24 +274,29 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict]] = {str(u): {} for u in units}
     try:
         start = time.perf_counter()
-        stats_run = RunStore(work / "stats.sqlite", {"store": str(Path(args.store).resolve()),
-                                                      "simulator": args.simulator, "method": "stats"})
-        program = built.program_for(ExplainConfig(method="stats", **settings))
-        records = {r.unit: r for r in explain_units(program, store, units, stats_run, None, progress=True)}
-        log.info("statistical explainer: %d neurons in %.0f s", len(records), time.perf_counter() - start)
-        stats_text = {u: records[u].typed_trace.finals[0].explanation for u in units
-                      if records[u].status == "done" and records[u].typed_trace.finals}
+        where = {"store": str(Path(args.store).resolve()), "simulator": args.simulator, "method": "stats"}
+        records, stats_text = {}, {}
+        for name, tiers, file in (("stats1", False, "stats.sqlite"), ("stats", True, "stats-tiers.sqlite")):
+            run = RunStore(work / file, {**where, "tiers": True} if tiers else where)  # the single-list file is older
+            program = built.program_for(ExplainConfig(method="stats", tiers=tiers, **settings))
+            records[name] = {r.unit: r for r in explain_units(program, store, units, run, None, progress=True)}
+        log.info("statistical explainers: %d neurons in %.0f s", len(units), time.perf_counter() - start)
+        # the decoy row: another neuron's single word list (as before tiers)
+        stats_text = {u: records["stats1"][u].typed_trace.finals[0].explanation for u in units
+                      if records["stats1"][u].status == "done" and records["stats1"][u].typed_trace.finals}
         for i, unit in enumerate(units):
             row = results[str(unit)]
-            rec = records[unit]
             test = HeldOut.from_store(store, unit, "test")
             valid = HeldOut.from_store(store, unit, "valid")
             top = store.exemplars(unit, "train", "top")
             train = top + store.exemplars(unit, "train", "random")
             row["lookup"] = {"test": lookup_score(train, test)}
-            if rec.status == "done":
-                row["stats"] = {"explanation": stats_text[unit], "valid": rec.score_valid, "test": rec.score_test,
-                                "number": 1, "lm_tokens": 0, "seconds": rec.seconds}
+            for name in ("stats1", "stats"):
+                rec = records[name][unit]
+                if rec.status == "done":
+                    row[name] = {"explanations": [f.explanation for f in rec.typed_trace.finals],
+                                 "valid": rec.score_valid, "test": rec.score_test, "number": rec.number,
+                                 "lm_tokens": 0, "seconds": rec.seconds}
             peaks = peak_tokens(top)
             if peaks:
                 text = word_list(peaks)
@@ -305,10 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         if lm_methods:
             runs, programs = {}, {}
             for mode in lm_methods:
-                config = ExplainConfig(**settings, **LM_METHODS[mode])
-                runs[mode] = RunStore(work / f"{mode}.sqlite", {"explain": config.to_dict(), "lm": args.lm,
-                                                                 "simulator": args.simulator,
-                                                                 "store": str(Path(args.store).resolve())})
+                # --no-tiers: the seeds (seeded) and each trace's statistical row are the single word list, as when
+                # these runs began; the statistical rows of the table are their own runs above
+                config = ExplainConfig(**settings, **{"tiers": False, **LM_METHODS[mode]})
+                provenance = {"explain": config.to_dict(), "lm": args.lm, "simulator": args.simulator,
+                              "store": str(Path(args.store).resolve())}
+                older = {**provenance, "explain": {k: v for k, v in config.to_dict().items() if k != "tiers"}}
+                runs[mode] = RunStore(work / f"{mode}.sqlite", provenance, legacy=older)
                 programs[mode] = built.program_for(config)
             # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
             # --lm-minutes: no new neuron is started after that long; the table then shows what is done
@@ -336,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         "seconds": rec.seconds}
     finally:
         built.close()
-    methods = [m for m in ("lookup", "shuffled", "peak3", "stats", *lm_methods)] + (["truth"] if truth else [])
+    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats", *lm_methods)] + (["truth"] if truth else [])
     if truth:
         family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}
         columns = {"single": [u for u in units if family_of.get(u) != TWO],
@@ -374,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' | '.join(_pm(*by_column[c]) for c in columns)} | "
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
-    pairs = [(a, b) for a, b in (("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
+    pairs = [(a, b) for a, b in (("stats", "stats1"), ("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
                                  ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats")) if a in methods and b in methods]
     paired_rows = []
     for a, b in pairs:

@@ -10,7 +10,18 @@ For each neuron, from its train windows only (:func:`ns_dspy.agents.evidence.tok
   peak tokens), the best on valid;
 - ``graded``: two-tier lists in the wording the simulator was trained on for graded units ("Strongest on the words
   "A" and "B"; weaker on the words "C", "D" and "E"."), strong/weak splits 1+2, 1+4, 2+3, 2+6, 3+5;
-- ``both``: the best on valid among flat and graded together (what the statistical explainer would do with both).
+- ``corr``: word lists ranked for correlation (:func:`ns_dspy.agents.evidence.ranked_tokens`: tokens seen at
+  least twice in train, by their shrunk mean train activation); prefixes of 1, 2, 3, 5, 8, 12 and 16 tokens and
+  the prefix whose indicator (1 on a listed token, 0 elsewhere) correlates best with the train activations, the
+  best on valid;
+- ``flat+corr``: the best on valid among flat and corr together;
+- ``tiers``: the statistical explainer as shipped (``ns-dspy explain --method stats``): flat lists and sets of
+  tier lists of the ranked tokens (:func:`~ns_dspy.agents.evidence.tiered_explanations`), a set scored as a
+  union calibrated on valid, the best on valid; its test score uses the valid calibration.
+
+Two rows need no simulator and bound what a word list can reach: ``indicator`` is the test correlation of that
+best train prefix's indicator (a word list read perfectly, as a yes/no per token) and ``lookup`` the test
+correlation of each token's mean train activation (a graded reading of every token, as in ``quality.py``).
 
 Each style's choice is scored on test. Neurons: chosen as ``experiments/quality.py`` chooses, excluding its
 evaluation neurons (today's 8 and the 16 that ``--per-group 8`` would choose on this store) and the racing
@@ -26,23 +37,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
-from quality import choose  # noqa: E402
+from quality import choose, lookup_score  # noqa: E402
 
 from ns_dspy.agents import valid_scorer  # noqa: E402
-from ns_dspy.agents.evidence import statistical_explanations, token_evidence, word_list  # noqa: E402
+from ns_dspy.agents.evidence import ranked_tokens, statistical_explanations, token_evidence, token_key, word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
-from ns_dspy.scoring import HeldOut, report  # noqa: E402
+from ns_dspy.program import NeuronScope  # noqa: E402
+from ns_dspy.scoring import HeldOut, polysemantic, report  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
-from ns_dspy.config import SimulatorConfig  # noqa: E402
+from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 EVALUATION = ROOT / "experiments/results/quality-gemma-3-270m/neurons.json"
 SPLITS = ((1, 2), (1, 4), (2, 3), (2, 6), (3, 5))
+STYLES = ("flat", "graded", "corr", "flat+corr", "tiers")
 
 
 def graded(carriers: list[str]) -> list[str]:
@@ -54,6 +69,12 @@ def graded(carriers: list[str]) -> list[str]:
             if text not in out:
                 out.append(text)
     return out
+
+
+def indicator_r(exemplars, keys: set[str]) -> float | None:
+    acts = np.concatenate([ex.activations for ex in exemplars]).astype(np.float64)
+    x = np.array([token_key(t) in keys for ex in exemplars for t in ex.tokens], np.float64)
+    return None if x.std() == 0 or acts.std() == 0 else float(np.corrcoef(x, acts)[0, 1])
 
 
 def excluded(store) -> set[UnitId]:
@@ -75,13 +96,23 @@ def one(simulator, store, unit: UnitId) -> dict:
     top = [ex for ex in train if ex.kind != "random"]
     evidence = token_evidence(top, [ex for ex in train if ex.kind == "random"], limit=16)
     carriers = [row.token for row in evidence.carriers if row.token.strip()]
-    pools = {"flat": statistical_explanations(evidence), "graded": graded(carriers)}
+    ranked = ranked_tokens(train)
+    best_k = int(np.argmax([row.r for row in ranked])) + 1 if ranked else 0
+    sizes = sorted({k for k in (1, 2, 3, 5, 8, 12, 16, best_k) if 0 < k <= len(ranked)})
+    pools = {"flat": statistical_explanations(evidence), "graded": graded(carriers),
+             "corr": list(dict.fromkeys(word_list([row.token for row in ranked[:k]]) for k in sizes))}
     scorer = valid_scorer(simulator, valid)
     scored = {style: dict(zip(texts, scorer(texts))) for style, texts in pools.items() if texts}
-    out = {"carriers": carriers[:8], "valid": scored}
+    out = {"carriers": carriers[:8], "valid": scored, "corr_best_k": best_k,
+           "indicator": {"test": indicator_r(test.exemplars, {row.key for row in ranked[:best_k]}) if ranked else None},
+           "lookup": {"test": lookup_score(train, test)}}
     tested: dict[str, float] = {}
-    for style in ("flat", "graded", "both"):
-        pool = ({**scored.get("flat", {}), **scored.get("graded", {})} if style == "both" else scored.get(style, {}))
+    shipped = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
+    out["tiers"] = {"explanations": list(shipped.explanations), "valid": shipped.polysemantic,
+                    "test": polysemantic(simulator, shipped.explanations, test,
+                                         calibration=shipped.calibration).value}
+    for style in ("flat", "graded", "corr", "flat+corr"):
+        pool = ({**scored.get("flat", {}), **scored.get("corr", {})} if style == "flat+corr" else scored.get(style, {}))
         if not pool:
             continue
         best = max(pool, key=lambda t: pool[t])
@@ -111,27 +142,30 @@ def main(argv: list[str] | None = None) -> int:
     simulator = build_simulator(SimulatorConfig(args.simulator, cache=False))
     command = "python experiments/stats_styles.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     for i, unit in enumerate(units, 1):
-        if str(unit) in results:
+        if str(unit) in results and all(style in results[str(unit)] for style in STYLES):
             continue
         start = time.perf_counter()
         results[str(unit)] = one(simulator, store, unit)
         r = results[str(unit)]
-        print(f"[{i}/{len(units)}] {unit}: " + ", ".join(f"{s} {r[s]['test']:.3f}" for s in ("flat", "graded", "both")
+        print(f"[{i}/{len(units)}] {unit}: " + ", ".join(f"{s} {r[s]['test']:.3f}" for s in STYLES
                                                        if s in r) + f" ({time.perf_counter() - start:.0f} s)",
               flush=True)
         atomic_write_json(path, {"command": command, "simulator": args.simulator, "neurons": results})
-    lines = [f"# Flat against graded statistical word lists ({len(results)} development neurons)", "",
+    lines = [f"# Statistical word-list styles ({len(results)} development neurons)", "",
              f"`{command}`", "", f"Simulator `{args.simulator}`; each style's best-on-valid explanation, scored on "
              "test (mean +- standard error over neurons).", "", "| style | valid | test |", "|---|---:|---:|"]
-    for style in ("flat", "graded", "both"):
-        rows = [r[style] for r in results.values() if style in r]
+    for style in (*STYLES, "indicator", "lookup"):
+        rows = [r[style] for r in results.values() if r.get(style, {}).get("test") is not None]
         if rows:
-            lines.append(f"| {style} | {_pm(*mean_se([x['valid'] for x in rows]))} | "
-                         f"{_pm(*mean_se([x['test'] for x in rows]))} |")
-    paired = [r["both"]["test"] - r["flat"]["test"] for r in results.values() if "both" in r and "flat" in r]
-    if paired:
-        lines += ["", f"Paired test difference both - flat: {_pm(*mean_se(paired))} over {len(paired)} neurons; "
-                  f"graded chosen on {sum(r['both']['explanation'] != r['flat']['explanation'] for r in results.values() if 'both' in r)}."]
+            valid = _pm(*mean_se([x["valid"] for x in rows])) if "valid" in rows[0] else "- (no simulator)"
+            lines.append(f"| {style} | {valid} | {_pm(*mean_se([x['test'] for x in rows]))} |")
+    for style in ("graded", "corr", "flat+corr", "tiers"):
+        paired = [r[style]["test"] - r["flat"]["test"] for r in results.values() if style in r and "flat" in r]
+        if paired:
+            changed = sum(r[style].get("explanations", [r[style].get("explanation")]) != [r["flat"]["explanation"]]
+                          for r in results.values() if style in r)
+            lines += ["", f"Paired test difference {style} - flat: {_pm(*mean_se(paired))} over {len(paired)} "
+                      f"neurons; a different explanation chosen on {changed}."]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

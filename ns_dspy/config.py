@@ -337,6 +337,9 @@ class ExplainConfig(_Config):
                                  "excerpts only, as in the paper)")
     feedback: bool = opt(True, "show the Refinement agent the tokens its best explanations miss and over-predict "
                                 "on valid (--no-feedback: scores only, as in the paper)")
+    tiers: bool = opt(True, "the statistical explainer also tries sets of word lists, one per activation tier, "
+                            "scored as a union calibrated on valid (a graded word list); --no-tiers: single lists "
+                            "only")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, half, then three "

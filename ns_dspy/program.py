@@ -8,7 +8,8 @@ valid data; test scores are computed by the caller (``ns_dspy.runs.runner``) aft
 Flags run the paper's ablation (``refine=False``: the cluster representatives are final) and a single-pass
 baseline (``baseline=True``: one explanation, the best of ``baseline_k`` hypotheses on valid) through the
 same agents. ``method="stats"`` is the statistical explainer: no LM, an explanation written from the train
-exemplars' token statistics alone (:mod:`ns_dspy.agents.evidence`), the best of its candidates on valid.
+exemplars' token statistics alone (:mod:`ns_dspy.agents.evidence`), the best of its candidates on valid: a
+single word list, or (``tiers``) a set of tier lists scored as a union calibrated on valid.
 
 ``train`` holds the unit's train top exemplars and, optionally, its train random ones (``kind == "random"``):
 the agents see the top ones as marked excerpts, a few random ones as quiet text, and the token statistics of
@@ -27,11 +28,11 @@ import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
-from .agents.evidence import statistical_explanations, token_evidence
+from .agents.evidence import ranked_tokens, statistical_explanations, tiered_explanations, token_evidence
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import HeldOut, polysemantic
+from .scoring import HeldOut, polysemantic, score
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
@@ -63,7 +64,7 @@ class NeuronScope(dspy.Module):
         stats = self._statistical(train, valid)  # no LM: the row every method is compared with
         if self.config.method == "stats":
             return stats
-        statistical = Statistical(stats.explanations[0], stats.polysemantic)
+        statistical = Statistical(list(stats.explanations), stats.polysemantic)
         if self.config.baseline:
             pred = self._baseline(train, valid)
             pred.trace.statistical = statistical
@@ -109,15 +110,34 @@ class NeuronScope(dspy.Module):
 
         top = [ex for ex in train if ex.kind != "random"]
         evidence = token_evidence(top, [ex for ex in train if ex.kind == "random"])
-        candidates = statistical_explanations(evidence)
-        if not candidates:
+        singles = statistical_explanations(evidence)
+        if not singles:
             raise AgentError("unit has no activation in its train exemplars: nothing to explain")
-        scores = valid_scorer(self.simulator, valid)(candidates)
-        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        # sets of tier lists, each scored as a union calibrated on valid (a graded word list); a single list and
+        # a set compete on the same number, the valid score of what would be reported
+        sets = tiered_explanations(ranked_tokens(train)) if self.config.tiers else []
+        texts = list(dict.fromkeys(singles + [text for tiers in sets for text in tiers]))
+        alone = {s.explanation: s for s in score(self.simulator, texts, valid)}  # one simulation of each text
+        def union(texts: list[str]):
+            return polysemantic(self.simulator, texts, valid, calibration=valid,
+                                preds=[alone[t].predictions for t in texts])
+
+        candidates = [[text] for text in singles]
+        for tiers in sets:
+            # a tier whose predictions do not rise with the truth is left out of the union: name only the others
+            kept = [t for t, ok in zip(tiers, union(tiers).calibration.informative) if ok]
+            if kept and kept not in candidates:
+                candidates.append(kept)
+        scored = [alone[c[0]] if len(c) == 1 else union(c) for c in candidates]
+        # the best on valid; within rounding of it (1e-9), the first - a single list before any set
+        top = max(s.value for s in scored)
+        best = next(i for i, s in enumerate(scored) if s.value >= top - 1e-9)
+        chosen = candidates[best]
         trace = Trace(method="stats", statistics=evidence.table(),
-                      stats_candidates=[Candidate(c, v) for c, v in zip(candidates, scores)],
-                      statistical=Statistical(candidates[best], scores[best]))
-        return dspy.Prediction(explanations=[candidates[best]], polysemantic=scores[best], trace=trace)
+                      stats_candidates=[Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)],
+                      statistical=Statistical(list(chosen), scored[best].value))
+        return dspy.Prediction(explanations=list(chosen), polysemantic=scored[best].value, trace=trace,
+                               valids=[alone[t].value for t in chosen], calibration=scored[best].calibration)
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

@@ -142,11 +142,19 @@ class Final:
 
 @dataclass
 class Statistical:
-    """The statistical explainer's explanation (no LM) and its scores; every method's trace carries it."""
+    """The statistical explainer's explanation (no LM) and its scores; every method's trace carries it.
 
-    explanation: str
+    ``explanations``: one word list, or one per activation tier (scored as a calibrated union, like a
+    polysemantic neuron's modes); traces written before tiers hold one."""
+
+    explanations: list[str]
     valid: float | None = None
     test: float | None = None
+
+    @property
+    def explanation(self) -> str:
+        """The explanations as one line, tiers separated by `` | `` (as a union's score is labelled)."""
+        return " | ".join(self.explanations)
 
 
 @dataclass
@@ -294,8 +302,10 @@ class Trace:
         if self.baseline_candidates:
             out["baseline_candidates"] = [c.to_json() for c in self.baseline_candidates]
         if self.statistical is not None:
-            out["statistical"] = {"explanation": self.statistical.explanation, "valid": self.statistical.valid,
-                                  "test": self.statistical.test}
+            row = self.statistical
+            out["statistical"] = {"explanation": row.explanation,  # tiers joined: what older readers show
+                                  **({"explanations": list(row.explanations)} if len(row.explanations) > 1 else {}),
+                                  "valid": row.valid, "test": row.test}
         if self.finals:
             out["finals"] = [{"explanation": f.explanation, "valid": f.valid, "test": f.test} for f in self.finals]
         if self.polysemantic is not None:
@@ -329,8 +339,9 @@ class Trace:
         statistical = d.get("statistical")
         if statistical is not None:
             s = _object(statistical, '"statistical"')
-            statistical = Statistical(_opt(s, "explanation", _str, "a string", '"statistical"', ""),
-                                      _opt(s, "valid", _num, "a number or null", '"statistical"'),
+            texts = (_list_of(s, "explanations", _str, "a string", '"statistical"') if "explanations" in s
+                     else [_opt(s, "explanation", _str, "a string", '"statistical"', "")])  # before tiers
+            statistical = Statistical(texts, _opt(s, "valid", _num, "a number or null", '"statistical"'),
                                       _opt(s, "test", _num, "a number or null", '"statistical"'))
         finals = [Final(_opt(f, "explanation", _str, "a string", where, ""),
                         _opt(f, "valid", _num, "a number or null", where),

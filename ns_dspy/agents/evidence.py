@@ -15,8 +15,12 @@ as raw values. Everything is deterministic (ties by first appearance) and uses t
 selects explanations and test data reports them.
 
 :func:`statistical_explanations` writes explanations from the table alone (no LM): the top carriers as a word
-list, the form the default simulator reads (``the words "X", "Y" and "Z"``). ``ns-dspy explain --method stats``
-selects one of them on valid data, so a table row can sit beside NeuronScope's.
+list, the form the default simulator reads (``the words "X", "Y" and "Z"``). :func:`tiered_explanations` writes
+sets of such lists, one per activation tier (:func:`ranked_tokens` orders the tokens): scored as a neuron-level
+union whose members are calibrated on valid data (:func:`ns_dspy.scoring.polysemantic`), a set reads as a graded
+word list, the strongest tier highest, which a single list cannot say to a simulator that reads lists as
+yes/no. ``ns-dspy explain --method stats`` selects one list or one set on valid data, so a table row can sit
+beside NeuronScope's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import numpy as np
 
 from ..types import Exemplar
 
-__all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key"]
+__all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
+           "RankedToken", "ranked_tokens", "tiered_explanations"]
 
 SCALE = 10.0
 
@@ -191,4 +196,77 @@ def statistical_explanations(evidence: Evidence, sizes: Sequence[int] = (1, 2, 3
             out.append(text)
     if carriers and not out:
         out.append(word_list(carriers))
+    return out
+
+
+@dataclass(frozen=True)
+class RankedToken:
+    key: str
+    """The grouping key (:func:`token_key`)."""
+    token: str
+    """Its first spelling in the exemplars, as shown in explanations (spaces stripped)."""
+    r: float
+    """Pearson r, over the train tokens, between the activations and "this token or one ranked above it"."""
+
+
+def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 40) -> list[RankedToken]:
+    """The tokens of ``exemplars`` (train windows, top and random) that a word list should name, in order:
+    tokens seen at least twice (once is anecdote), by their mean activation shrunk towards the overall mean,
+    ``(sum + prior * mean) / (count + prior)``, largest first; equal values by key. At most ``most``, and never so
+    many that the list would cover every token. Each row carries the train correlation of the indicator of the
+    list up to it, so a caller sees where a longer list stops helping."""
+    held_out = {ex.split for ex in exemplars} - {"train"}
+    if held_out:
+        raise ValueError(f"tokens are ranked on train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    exemplars = [ex for ex in exemplars if ex.tokens]
+    if not exemplars:
+        return []
+    acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars])
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    at = 0
+    for ex in exemplars:
+        for tok in ex.tokens:
+            k = token_key(tok)
+            total[k] = total.get(k, 0.0) + float(acts[at])
+            count[k] = count.get(k, 0) + 1
+            shown.setdefault(k, _show(tok))
+            at += 1
+    n_all, sum_all, var = len(acts), float(acts.sum()), float(acts.var())
+    if var <= 0:
+        return []
+    mu = sum_all / n_all
+    order = sorted((k for k in total if k.strip() and count[k] >= 2),
+                   key=lambda k: (-(total[k] + prior * mu) / (count[k] + prior), k))
+    out: list[RankedToken] = []
+    n1, s1 = 0, 0.0
+    for k in order[:most]:
+        n1, s1 = n1 + count[k], s1 + total[k]
+        if n1 >= n_all:
+            break
+        r = (s1 / n1 - (sum_all - s1) / (n_all - n1)) * np.sqrt(n1 * (n_all - n1)) / n_all / np.sqrt(var)
+        out.append(RankedToken(k, shown[k], round(float(r), 6)))
+    return out
+
+
+def tiered_explanations(ranked: Sequence[RankedToken], firsts: Sequence[int] = (1, 2, 3, 4),
+                        tiers: Sequence[int] = (2, 3)) -> list[list[str]]:
+    """Sets of word lists, one list per tier of ``ranked`` (most first): for each first-tier size ``k`` in
+    ``firsts`` and number of tiers ``t`` in ``tiers``, tiers of ``k``, ``2k``, ``4k``, ... tokens (each tier twice
+    the one before, as activations thin out), when ``ranked`` has enough tokens. Distinct, in that order.
+    A caller scores each set as a calibrated union on valid data and keeps the best (with the single lists)."""
+    tokens = [row.token for row in ranked]
+    out: list[list[str]] = []
+    for k in firsts:
+        for t in tiers:
+            sizes = [k * 2 ** i for i in range(t)]
+            if k < 1 or sum(sizes) > len(tokens):
+                continue
+            parts, at = [], 0
+            for size in sizes:
+                parts.append(word_list(tokens[at:at + size]))
+                at += size
+            if parts not in out:
+                out.append(parts)
     return out

@@ -191,8 +191,11 @@ def summary_table(records) -> str:
     lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
     for r in records:
         if r.status == "done":
-            best = r.typed_trace.best_final()
+            trace = r.typed_trace
+            best = trace.best_final()
             text = best.explanation if best else ""
+            if trace.method == "stats" and trace.statistical is not None:
+                text = trace.statistical.explanation  # its tiers together (``A | B``): one explanation
             lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
                          f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
         else:

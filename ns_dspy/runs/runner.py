@@ -107,15 +107,18 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
         trace.finals = [Final(e, None, report(program.simulator, e, test).value) for e in pred.explanations]
         for final, mode in zip(trace.finals, trace.modes):
             final.valid = mode.valid
+        for final, valid_score in zip(trace.finals, pred.get("valids") or ()):  # the statistical explainer's tiers
+            final.valid = valid_score
         single = program.config.baseline or program.config.method == "stats"
-        if single:
+        if single and len(trace.finals) == 1:
             trace.finals[0].valid = pred.polysemantic
-        if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
-            trace.statistical.test = (trace.finals[0].test if program.config.method == "stats"
-                                      else report(program.simulator, trace.statistical.explanation, test).value)
         # the calibration fitted on valid when the program scored the modes, else fitted here on valid
         calibration = pred.get("calibration") or valid
         poly_test = polysemantic(program.simulator, pred.explanations, test, calibration=calibration).value
+        if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
+            trace.statistical.test = (poly_test if program.config.method == "stats" else
+                                      polysemantic(program.simulator, trace.statistical.explanations, test,
+                                                   calibration=valid).value)
         trace.polysemantic = Scores(pred.polysemantic, poly_test)
         trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]

@@ -143,7 +143,8 @@ def fit_calibration(simulator: Simulator, explanations: Sequence[str], valid: He
 
 
 def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut,
-                 calibration: Calibration | HeldOut | None = None) -> Score:
+                 calibration: Calibration | HeldOut | None = None,
+                 preds: Sequence[Sequence[np.ndarray]] | None = None) -> Score:
     """The neuron-level score of several explanations (one per semantic mode): simulate each, take the
     per-token maximum, correlate with the truth. One number, comparable with a single explanation's score.
 
@@ -151,10 +152,15 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
     (:func:`fit_calibration`), so a weak explanation's false alarms do not outweigh a good one's correct
     zeros; give the unit's **valid** :class:`HeldOut` (fitted here; when it is ``heldout`` itself, with the
     same simulation) or a :class:`Calibration` fitted on it. ``None``: the raw maximum. A single explanation
-    is never calibrated: its score is its own score either way."""
+    is never calibrated: its score is its own score either way. ``preds``: the explanations' predictions on
+    ``heldout`` when the caller has them (e.g. from :func:`score`), instead of simulating them again."""
     if not explanations:
         raise ConfigError(f"no explanations to score for unit {heldout.unit}")
-    preds = simulate(simulator, explanations, heldout.exemplars)
+    if preds is None:
+        preds = simulate(simulator, explanations, heldout.exemplars)
+    elif len(preds) != len(explanations) or any(len(p) != len(heldout.exemplars) for p in preds):
+        raise ValueError(f"predictions for {len(preds)} explanations on other exemplars given for "
+                         f"{len(explanations)} explanations on {len(heldout.exemplars)} exemplars")
     if len(explanations) == 1:
         calibration = None
     elif isinstance(calibration, HeldOut):

@@ -21,11 +21,12 @@ def test_no_lm_methods_side_by_side(tmp_path, capsys):
     data = json.loads((out / "quality.json").read_text())
     assert data["neurons"] == {"z-score": ["0:1"], "frequency": ["0:2"]}
     dog = data["results"]["0:1"]
-    assert dog["stats"]["explanation"].startswith("the word") and dog["stats"]["lm_tokens"] == 0
+    assert all(t.startswith("the word") for t in dog["stats"]["explanations"]) and dog["stats"]["lm_tokens"] == 0
+    assert len(dog["stats1"]["explanations"]) == 1 and dog["stats"]["valid"] >= dog["stats1"]["valid"] - 1e-9
     assert dog["stats"]["test"] > 0.5 and dog["peak3"]["test"] > 0.5
     assert "stats" not in data["results"]["0:2"]  # never fires: no explanation, counted as not done
     summary = (out / "summary.md").read_text()
-    assert "| statistical explainer (no LM) |" in summary and "Command: `python experiments/quality.py" in summary
+    assert "| statistical explainer (no LM): a word list or tier lists |" in summary and "Command: `python experiments/quality.py" in summary
     (out / "neurons.json").write_text(json.dumps({"z-score": ["0:2"], "frequency": []}))
     main(["--store", str(store.path), "--out", str(out), "--simulator", "keyword"])
     assert json.loads((out / "quality.json").read_text())["neurons"] == {"z-score": ["0:2"], "frequency": []}
@@ -56,7 +57,7 @@ def test_lm_methods_neuron_by_neuron_with_paired_differences(tmp_path, monkeypat
             "--lm-methods", "norefine,refine", "--iterations", "1", "--candidates", "1"]
     assert main(argv + ["--lm-minutes", "0"]) == 0
     data = json.loads((out / "quality.json").read_text())
-    assert data["summary"]["refine"]["done"] == 0 and "paired" not in data["summary"]
+    assert data["summary"]["refine"]["done"] == 0 and "refine-norefine" not in data["summary"]["paired"]
     assert "| NeuronScope | - |" in (out / "summary.md").read_text()
     assert main(argv) == 0
     data = json.loads((out / "quality.json").read_text())

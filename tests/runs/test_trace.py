@@ -26,7 +26,7 @@ def test_an_old_trace_reads_by_field_and_writes_back_the_same_document_with_a_ve
     assert t.exemplars_shown == [Shown(["a", " b"], [0.0, 2.5], 4)]
     assert t.modes == [Mode(["b"], "b", "the word b", 0.4, [Candidate("the word b", 0.4), Candidate("b", 0.3)],
                             [0.3, 0.4], {"x": 10})]
-    assert t.statistical == Statistical('the word " b"', 0.2, 0.1)
+    assert t.statistical == Statistical(['the word " b"'], 0.2, 0.1)
     assert t.best_final() == Final("the word b", 0.4, 0.35) and t.polysemantic == Scores(0.4, 0.35)
     assert t.cost == Cost(10, 5, 640, 3, {"hypothesis": 1.5}, 4.0)
     assert t.faults == {"timeout": 1} and t.condition_modes() == [0, -1]
@@ -58,3 +58,13 @@ def test_a_failed_neurons_trace_and_the_best_final():
                            "failure": "lm_parse"}
     two = Trace(finals=[Final("a", None, 0.1), Final("b", 0.2, 0.0)])
     assert two.best_final().explanation == "b"
+
+
+def test_a_tiered_statistical_row_round_trips_and_shows_older_readers_one_line():
+    t = Trace(statistical=Statistical(['the word "dog"', 'the words "cat" and "mat"'], 0.6, 0.5))
+    out = t.to_dict()["statistical"]
+    assert out["explanations"] == ['the word "dog"', 'the words "cat" and "mat"']
+    assert out["explanation"] == 'the word "dog" | the words "cat" and "mat"'
+    assert Trace.from_dict(t.to_dict()).statistical == t.statistical
+    with pytest.raises(TraceError, match=r'"statistical"."explanations"\[1\] must be a string'):
+        Trace.from_dict({"statistical": {"explanations": ["a", 3]}})
