@@ -17,8 +17,10 @@ both. Beyond the paper, by default the agents read that statistics table, the Re
 best history entries' missed tokens and false alarms on valid (``feedback``); optionally each mode's history
 starts with the statistical explanation too (``seed_stats``): refinement then never ends below it on valid,
 but a whole-neuron word list can then win every mode. Every method's trace carries the statistical
-explanation and its valid score (``trace.statistical``; the runner adds its test score), so each run
-compares itself with the no-LM row on the same data.
+explanation and its valid score (``trace.statistical``; the runner adds its test score, with the calibration the
+prediction carries as ``statistical_calibration``), so each run compares itself with the no-LM row on the same
+data. Every prediction gives each explanation's own valid score (``valids``) and, for several explanations, the
+calibration of their union on valid (``calibration``), which the test score reuses.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class NeuronScope(dspy.Module):
         if self.config.baseline:
             pred = self._baseline(train, valid)
             pred.trace.statistical = statistical
+            pred.statistical_calibration = stats.calibration
             return pred
         seeds = stats.explanations if self.config.refine and self.config.seed_stats else ()
         with stage("hypothesis"):
@@ -99,7 +102,8 @@ class NeuronScope(dspy.Module):
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
-                               calibration=combined.calibration)
+                               valids=[m.valid for m in modes], calibration=combined.calibration,
+                               statistical_calibration=stats.calibration)
 
     def _racing(self) -> "Racing | None":
         return Racing(delta=self.config.racing_delta) if self.config.racing else None
@@ -118,17 +122,19 @@ class NeuronScope(dspy.Module):
         sets = tiered_explanations(ranked_tokens(train)) if self.config.tiers else []
         texts = list(dict.fromkeys(singles + [text for tiers in sets for text in tiers]))
         alone = {s.explanation: s for s in score(self.simulator, texts, valid)}  # one simulation of each text
-        def union(texts: list[str]):
-            return polysemantic(self.simulator, texts, valid, calibration=valid,
-                                preds=[alone[t].predictions for t in texts])
 
-        candidates = [[text] for text in singles]
+        def union(tiers: list[str]):
+            return polysemantic(self.simulator, tiers, valid, calibration=valid,
+                                preds=[alone[t].predictions for t in tiers])
+
+        candidates, scored = [[text] for text in singles], [alone[text] for text in singles]
         for tiers in sets:
             # a tier whose predictions do not rise with the truth is left out of the union: name only the others
-            kept = [t for t, ok in zip(tiers, union(tiers).calibration.informative) if ok]
+            whole = union(tiers)
+            kept = [t for t, ok in zip(tiers, whole.calibration.informative) if ok]
             if kept and kept not in candidates:
                 candidates.append(kept)
-        scored = [alone[c[0]] if len(c) == 1 else union(c) for c in candidates]
+                scored.append(whole if kept == tiers else alone[kept[0]] if len(kept) == 1 else union(kept))
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
         top = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top - 1e-9)
@@ -149,4 +155,5 @@ class NeuronScope(dspy.Module):
         scores = valid_scorer(self.simulator, valid)(drafts)
         best = max(range(len(drafts)), key=lambda i: scores[i])
         trace = Trace(baseline_candidates=[Candidate(d, s) for d, s in zip(drafts, scores)])
-        return dspy.Prediction(explanations=[drafts[best]], polysemantic=scores[best], trace=trace)
+        return dspy.Prediction(explanations=[drafts[best]], polysemantic=scores[best], trace=trace,
+                               valids=[scores[best]])

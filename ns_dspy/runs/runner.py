@@ -104,21 +104,16 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
             pred = program(train=train, valid=valid)
         trace: Trace = pred.trace
         trace.unit, trace.attempt, trace.exemplars_shown = str(unit), attempt, shown
-        trace.finals = [Final(e, None, report(program.simulator, e, test).value) for e in pred.explanations]
-        for final, mode in zip(trace.finals, trace.modes):
-            final.valid = mode.valid
-        for final, valid_score in zip(trace.finals, pred.get("valids") or ()):  # the statistical explainer's tiers
-            final.valid = valid_score
+        trace.finals = [Final(e, valid_score, report(program.simulator, e, test).value)
+                        for e, valid_score in zip(pred.explanations, pred.valids)]
         single = program.config.baseline or program.config.method == "stats"
-        if single and len(trace.finals) == 1:
-            trace.finals[0].valid = pred.polysemantic
-        # the calibration fitted on valid when the program scored the modes, else fitted here on valid
-        calibration = pred.get("calibration") or valid
-        poly_test = polysemantic(program.simulator, pred.explanations, test, calibration=calibration).value
+        # test scores of several explanations reuse the calibration the program fitted on valid (else: fitted here)
+        poly_test = polysemantic(program.simulator, pred.explanations, test,
+                                 calibration=pred.get("calibration") or valid).value
         if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
             trace.statistical.test = (poly_test if program.config.method == "stats" else
                                       polysemantic(program.simulator, trace.statistical.explanations, test,
-                                                   calibration=valid).value)
+                                                   calibration=pred.get("statistical_calibration") or valid).value)
         trace.polysemantic = Scores(pred.polysemantic, poly_test)
         trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]
