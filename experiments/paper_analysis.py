@@ -82,9 +82,11 @@ def _md_cell(text: object) -> str:
 
 # -- Table 1 ------------------------------------------------------------------------------------------------------
 def same_modes(a: NeuronRecord, b: NeuronRecord) -> bool:
-    """Both runs decomposed and clustered this neuron identically (same conditions, same clusters)."""
+    """Both runs decomposed and clustered this neuron identically (same conditions, same clusters; statistical
+    word lists added as modes are not clusters)."""
     ta, tb = a.typed_trace, b.typed_trace
-    return ta.conditions == tb.conditions and [m.members for m in ta.modes] == [m.members for m in tb.modes]
+    clusters = lambda t: [m.members for m in t.modes if m.source == "lm"]  # noqa: E731
+    return ta.conditions == tb.conditions and clusters(ta) == clusters(tb)
 
 
 def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[Statistical]:

@@ -30,7 +30,9 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
   the given refinement schedule, neuron by neuron (every method on a neuron before the next); their run files
   in ``OUT/work/`` are resumed on a rerun (``--lm-minutes`` stops starting neurons after a budget), their
   per-neuron LM tokens and seconds are reported, and paired test differences over the neurons both methods
-  finished.
+  finished. They run with ``--no-stats-modes``: the LM's own modes.
+- ``hybrid`` (when ``refine`` ran): NeuronScope's default, the ``refine`` run's modes with the statistical word
+  lists (the ``stats`` row) added when that raises the valid score (:func:`hybrid_row`); no further LM call.
 - ``truth`` (synthetic stores only): the unit's true description, scored on test by the same simulator: the
   ceiling. When the unit has several true wordings, the best on valid is taken (never chosen on test). For
   each method the share of the ceiling reached is reported two ways, over the units where both scores exist
@@ -73,8 +75,9 @@ LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(re
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM): a word list or tier lists",
           "stats1": "statistical explainer, one word list (--no-tiers)",
-          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement", "refine": "NeuronScope",
+          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement (LM modes only)", "refine": "NeuronScope, LM modes only (--no-stats-modes)",
           "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
+          "hybrid": "NeuronScope with the statistical word lists as modes when they help on valid (default)",
           "truth": "true description (ceiling)"}
 
 
@@ -94,6 +97,25 @@ def group_order(truth: dict | None) -> list[str]:
         return ["z-score", "frequency"]
     return truth.get("selection", {}).get("families") or sorted({v["family"] for v in truth["units"].values()},
                                                                 key=lambda f: (f == TWO, f))
+
+
+def hybrid_row(simulator, store, unit, refine: dict, stats: dict) -> dict:
+    """NeuronScope's default (``stats_modes``) from the ``refine`` run's modes and the ``stats`` run's word lists
+    of the same neuron, by the function the program calls (:func:`ns_dspy.program.with_statistical`): the best
+    on valid of the LM's modes, both together and the word lists alone, scored on test with its valid
+    calibration. The same as running the program with ``stats_modes`` on, whose LM calls would be the same."""
+    from ns_dspy.program import with_statistical
+    from ns_dspy.scoring import HeldOut, polysemantic
+
+    valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
+    lm, lists = refine["explanations"], stats["explanations"]
+    lm_score = polysemantic(simulator, lm, valid, calibration=valid)
+    stats_score = polysemantic(simulator, lists, valid, calibration=valid)
+    chosen, best = with_statistical(simulator, valid, lm, lm_score, lists, (stats_score.value, stats_score.calibration))
+    return {"explanations": chosen, "valid": best.value,
+            "test": polysemantic(simulator, chosen, test, calibration=best.calibration).value,
+            "number": len(chosen), "lm_modes": sum(e in lm for e in chosen), "lists": sum(e not in lm for e in chosen),
+            "lm_tokens": refine.get("lm_tokens"), "seconds": (refine.get("seconds") or 0) + (stats.get("seconds") or 0)}
 
 
 def choose_synthetic(store, truth: dict, per_group: int | None, exclude: set[UnitId]) -> dict[str, list[UnitId]]:
@@ -314,10 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             for mode in lm_methods:
                 # --no-tiers: the seeds (seeded) and each trace's statistical row are the single word list, as when
                 # these runs began; the statistical rows of the table are their own runs above
-                config = ExplainConfig(**settings, **{"tiers": False, **LM_METHODS[mode]})
+                # --no-stats-modes: these rows are the LM's own modes; ``hybrid`` adds the word lists below
+                config = ExplainConfig(**settings, **{"tiers": False, "stats_modes": False, **LM_METHODS[mode]})
                 provenance = {"explain": config.to_dict(), "lm": args.lm, "simulator": args.simulator,
                               "store": str(Path(args.store).resolve())}
-                older = {**provenance, "explain": {k: v for k, v in config.to_dict().items() if k != "tiers"}}
+                older = [{**provenance, "explain": {k: v for k, v in config.to_dict().items() if k not in drop}}
+                         for drop in (("stats_modes",), ("stats_modes", "tiers"))]  # files made before those options
                 runs[mode] = RunStore(work / f"{mode}.sqlite", provenance, legacy=older)
                 programs[mode] = built.program_for(config)
             # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
@@ -344,9 +368,16 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         results[str(rec.unit)][mode] = {"error": rec.error, "lm_tokens": rec.lm_tokens,
                                                         "seconds": rec.seconds}
+        if "refine" in lm_methods:
+            for unit in units:
+                row = results[str(unit)]
+                if row.get("refine", {}).get("test") is not None and row.get("stats", {}).get("test") is not None:
+                    row["hybrid"] = hybrid_row(simulator, store, unit, row["refine"], row["stats"])
     finally:
         built.close()
-    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats", *lm_methods)] + (["truth"] if truth else [])
+    hybrid = ["hybrid"] if any("hybrid" in r for r in results.values()) else []
+    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats", *lm_methods, *hybrid)] + \
+        (["truth"] if truth else [])
     if truth:
         family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}
         columns = {"single": [u for u in units if family_of.get(u) != TWO],
@@ -385,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
     pairs = [(a, b) for a, b in (("stats", "stats1"), ("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
-                                 ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats")) if a in methods and b in methods]
+                                 ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats"), ("hybrid", "stats"),
+                                 ("hybrid", "refine")) if a in methods and b in methods]
     paired_rows = []
     for a, b in pairs:
         both = [u for u in units if results[str(u)].get(a, {}).get("test") is not None

@@ -342,6 +342,9 @@ class ExplainConfig(_Config):
                             "only")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
+    stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "
+                                  "neuron's valid score (the best on valid of the LM's modes, both together, and "
+                                  "the word lists alone); --no-stats-modes: the LM's modes only")
     racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, half, then three "
                              "quarters of the valid excerpts first (highest peaks first; stages of at least 5) and "
                              "drop the clear losers (--no-racing: every candidate on all of them)")

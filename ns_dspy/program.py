@@ -25,7 +25,9 @@ calibration of their union on valid (``calibration``), which the test score reus
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+
 import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
@@ -34,15 +36,48 @@ from .agents.evidence import ranked_tokens, statistical_explanations, tiered_exp
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import HeldOut, polysemantic, score
+from .scoring import Calibration, HeldOut, Score, polysemantic, score
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope"]
+__all__ = ["ExplainConfig", "NeuronScope", "with_statistical"]
 
 log = logging.getLogger(__name__)
+
+
+def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_score: Score, stats: list[str],
+                     stats_score: tuple[float, Calibration | None]) -> tuple[list[str], Score | _Chosen]:
+    """The neuron's explanations with the statistical explainer's word lists as extra modes, when they help.
+
+    Three candidate sets compete on ``valid``: the LM's modes ``lm`` (scored ``lm_score``), the LM's modes and
+    the statistical explanations ``stats`` together, scored as one union calibrated on valid with the members
+    whose predictions do not rise with the truth left out, and ``stats`` alone (its valid score and calibration,
+    ``stats_score``, as the statistical explainer chose them). The best valid score wins; within rounding
+    (1e-9) the earlier, so the LM's modes win a tie. Returns the chosen explanations and their valid score
+    (``.value``, ``.calibration``: what the test score reuses)."""
+    candidates: list[tuple[list[str], Score | _Chosen]] = [(list(lm), lm_score)]
+    extra = [text for text in stats if text not in lm]
+    if extra:
+        both = list(lm) + extra
+        whole = polysemantic(simulator, both, valid, calibration=valid)
+        kept = [t for t, ok in zip(both, whole.calibration.informative) if ok] if whole.calibration else both
+        if kept and kept != both:
+            whole = polysemantic(simulator, kept, valid, calibration=valid)
+        if kept:
+            candidates.append((kept, whole))
+    candidates.append((list(stats), _Chosen(*stats_score)))
+    top = max(score.value for _, score in candidates)
+    return next(c for c in candidates if c[1].value >= top - 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chosen:
+    """A valid score known from an earlier step: its value and the calibration it used."""
+
+    value: float
+    calibration: Calibration | None = None
 
 
 class NeuronScope(dspy.Module):
@@ -99,10 +134,19 @@ class NeuronScope(dspy.Module):
             modes.append(mode)
         explanations = [m.explanation for m in modes]
         combined = polysemantic(self.simulator, explanations, valid, calibration=valid)
+        valids = {m.explanation: m.valid for m in modes}
+        if self.config.stats_modes:
+            # the statistical word lists join the modes when that raises the neuron's valid score
+            valids.update(zip(stats.explanations, stats.valids))
+            explanations, combined = with_statistical(
+                self.simulator, valid, explanations, combined, list(stats.explanations),
+                (stats.polysemantic, stats.calibration))
+            modes += [Mode(explanation=text, valid=valids[text], source="stats")
+                      for text in explanations if text not in {m.explanation for m in modes}]
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
-                               valids=[m.valid for m in modes], calibration=combined.calibration,
+                               valids=[valids[e] for e in explanations], calibration=combined.calibration,
                                statistical_calibration=stats.calibration)
 
     def _racing(self) -> "Racing | None":

@@ -168,7 +168,10 @@ class Shown:
 
 @dataclass
 class Mode:
-    """One semantic mode: a cluster of atomic conditions and, with refinement, what refining it did."""
+    """One semantic mode: a cluster of atomic conditions and, with refinement, what refining it did.
+
+    ``source``: ``"lm"`` for a mode the agents wrote, ``"stats"`` for one of the statistical explainer's word
+    lists added to the modes (``ExplainConfig.stats_modes``; no conditions, no refinement)."""
 
     members: list[str] = field(default_factory=list)
     representative: str | None = None
@@ -177,10 +180,13 @@ class Mode:
     history: list[Candidate] = field(default_factory=list)
     trajectory: list[float] = field(default_factory=list)
     raced: dict[str, Any] = field(default_factory=dict)
+    source: str = "lm"
 
     def to_dict(self) -> dict:
         out = {"members": list(self.members), "representative": self.representative,
                "explanation": self.explanation, "valid": self.valid}
+        if self.source != "lm":
+            out["source"] = self.source
         if self.history or self.trajectory:
             out.update(history=[c.to_json() for c in self.history], trajectory=list(self.trajectory))
         if self.raced:
@@ -195,7 +201,8 @@ class Mode:
                    valid=_opt(d, "valid", _num, "a number or null", where),
                    history=Candidate.list_from(d, "history", where),
                    trajectory=_list_of(d, "trajectory", _num, "a number", where),
-                   raced=dict(_opt(d, "raced", lambda v: isinstance(v, dict), "an object", where, {})))
+                   raced=dict(_opt(d, "raced", lambda v: isinstance(v, dict), "an object", where, {})),
+                   source=_opt(d, "source", lambda v: v in ("lm", "stats"), '"lm" or "stats"', where, "lm"))
 
 
 @dataclass

@@ -69,6 +69,10 @@ class RecordConfig:
                              "an AVX512-BF16/AMX CPU - else float32), bfloat16, float16 or float32")
     device: str = opt("", "torch device (default: cuda if available, else cpu)")
     checkpoint_every: float = opt(120.0, "seconds between resumable checkpoints")
+    fuse: bool = opt(True, "on CPU, compute each batch's per-token statistics (sum, squares, positives, window "
+                           "max and min) in one kernel compiled by torch.compile, several times faster than plain "
+                           "torch ops; needs a C++ compiler (without one: plain ops and a warning); --no-fuse: "
+                           "plain ops (the sums then differ in float32 rounding)")
 
     def __post_init__(self) -> None:
         for name in ("tokens", "window", "batch_size"):

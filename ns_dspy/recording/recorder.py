@@ -27,7 +27,7 @@ from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
 from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
-from .trackers import BatchActs
+from .trackers import BatchActs, batch_stats
 from .windows import iter_windows, split_of
 
 __all__ = ["Recorder", "record", "EXECUTORS"]
@@ -106,18 +106,21 @@ class Recorder:
             if state.units is not None:
                 acts = base = acts.index_select(2, state.units)
                 skip = 0
-            wmax = acts.amax(1)  # (B, U): computed once, shared by the stats and every split's tracker
-            wmin = acts.amin(1)
-            if not bool(torch.isfinite(state.stats.update(acts, wmax, wmin)).all()):
+            reduced = batch_stats(acts, self.config.fuse)
+            wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and every tracker
+            if not bool(torch.isfinite(reduced.total).all()):  # any non-finite activation makes its unit's sum so
                 raise RecordingError(f"non-finite activations at layer {layer} in windows {batch['first']}.."
                                      f"{batch['first'] + len(batch['ids']) - 1}: record with --dtype float32")
+            state.stats.update(reduced)
             shared = BatchActs(acts, base, skip)
-            for s, (mask, outside) in enumerate(batch["splits"]):
+            for s, (mask, rows) in enumerate(batch["splits"]):
                 if not mask.any():
                     continue
-                state.top[s].update(wmax.masked_fill(outside, -torch.inf), shared, batch["ids"], batch["span"])
+                # each tracker sees only its split's windows (rows of the batch)
+                ids = batch["ids"][rows]
+                state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
                 if want_negative:
-                    state.neg[s].update((-wmin).masked_fill(outside, -torch.inf), shared, batch["ids"], batch["span"])
+                    state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
                 state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"])
 
         return handle
@@ -126,7 +129,7 @@ class Recorder:
         """Run one batch of windows (ids (B,), tokens (B, T)) through the model and every tracker."""
         split = split_of(window_ids, self.config.seed, self.config.fractions)
         ids = torch.from_numpy(window_ids.astype(np.int64)).to(self.device)
-        splits = [(split == s, torch.from_numpy(split != s).to(self.device)[:, None]) for s in range(len(SPLITS))]
+        splits = [(split == s, torch.from_numpy(np.flatnonzero(split == s)).to(self.device)) for s in range(len(SPLITS))]
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
                  "span": (int(window_ids.min()), int(window_ids.max()))}
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}

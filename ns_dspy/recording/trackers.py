@@ -16,12 +16,15 @@ combined in chunk order (:meth:`Stats.fold`), so they do not depend on who compu
 
 from __future__ import annotations
 
+import logging
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from .windows import window_hashes
 
-__all__ = ["BatchActs", "TopK", "Reservoir", "Stats", "replacement_pairs", "best_k", "score_keys", "sample_keys",
+__all__ = ["BatchActs", "BatchStats", "TopK", "Reservoir", "Stats", "batch_stats", "replacement_pairs", "best_k", "score_keys", "sample_keys",
            "EMPTY", "VACANT", "STAT_FIELDS"]
 
 
@@ -133,9 +136,10 @@ class TopK:
         self.last = -1  # no window held is above this one
 
     def update(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor,
-               span: tuple[int, int] | None = None) -> None:
+               span: tuple[int, int] | None = None, batch_rows: torch.Tensor | None = None) -> None:
         """``score`` (B, units) per window (-inf = not eligible), the batch's activations, ids (B,); ``span``:
-        their smallest and largest id, when the caller knows them (saves a device sync)."""
+        their smallest and largest id, or the whole batch's, when the caller knows them (saves a device sync);
+        ``batch_rows``: which rows of the batch ``score`` and ``window_ids`` are (default: all, in order)."""
         if self.k == 0:
             return
         lo, hi = span if span is not None else (int(window_ids.min()), int(window_ids.max()))
@@ -156,7 +160,8 @@ class TopK:
         self.keys[unit, slot] = new[col, rows]
         self.values[unit, slot] = score[col, unit].float()
         self.windows[unit, slot] = window_ids[col]
-        self.acts[unit, slot] = acts.unit_rows(col, unit).to(self.acts.dtype)
+        at = col if batch_rows is None else batch_rows[col]
+        self.acts[unit, slot] = acts.unit_rows(at, unit).to(self.acts.dtype)
 
     def merge(self, values: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor) -> None:
         """Add another tracker's :meth:`state` (its windows may overlap this one's): afterwards this holds the
@@ -254,6 +259,66 @@ class Reservoir:
 
 STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")
 
+FUSE_MIN_ELEMENTS = 1 << 20
+"""Batches smaller than this many activations (per layer) take plain torch ops even with ``fuse``: a fused kernel
+saves little there, and which path a batch takes depends on its shape only, never on the machine."""
+
+log = logging.getLogger(__name__)
+_compiled: dict[str, object] = {}
+
+
+class BatchStats(NamedTuple):
+    """One layer's reductions of one batch (B, T, units): per window max and min (B, units), and per unit the
+    sum, the sum of squares and the count of positive activations over the batch's tokens (float32)."""
+
+    window_max: torch.Tensor
+    window_min: torch.Tensor
+    total: torch.Tensor
+    total_sq: torch.Tensor
+    positive: torch.Tensor
+    count: int
+
+
+def _plain(acts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    flat = acts.reshape(-1, acts.shape[-1])
+    return (acts.amax(1), acts.amin(1), flat.sum(0, dtype=torch.float32),
+            flat.square().sum(0, dtype=torch.float32),
+            flat.sign().clamp_(min=0).sum(0, dtype=torch.float32))  # faster than a bool sum
+
+
+def _one_pass(acts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same reductions written for one fused kernel (torch.compile reads the batch once)."""
+    a = acts.float()
+    return a.amax(1), a.amin(1), a.sum((0, 1)), (a * a).sum((0, 1)), (a > 0).float().sum((0, 1))
+
+
+def _fused_kernel():
+    """``_one_pass`` compiled (dynamic shapes: one kernel for every batch shape), or None when torch.compile
+    cannot build it here (no C++ compiler, an unsupported platform): then plain ops, with one warning."""
+    if "kernel" not in _compiled:
+        try:
+            kernel = torch.compile(_one_pass, dynamic=True)
+            probe = torch.zeros((2, 3, 4), dtype=torch.float32)
+            kernel(probe)  # compiles now, so a failure surfaces here and not mid-recording
+            _compiled["kernel"] = kernel
+        except Exception as err:  # noqa: BLE001 - any failure to compile means: use the plain ops
+            log.warning("recording uses plain torch ops for the per-token statistics (the fused kernel did not "
+                        "compile: %s); --no-fuse silences this", str(err).strip().splitlines()[0] if str(err).strip()
+                        else type(err).__name__)
+            _compiled["kernel"] = None
+    return _compiled["kernel"]
+
+
+def batch_stats(acts: torch.Tensor, fuse: bool = False) -> BatchStats:
+    """:class:`BatchStats` of ``acts`` (B, T, units). ``fuse``: on CPU, for batches of at least
+    :data:`FUSE_MIN_ELEMENTS` activations, one compiled kernel reads the batch once instead of five passes
+    (several times faster; the sums differ from the plain ops' in float32 rounding only, and the window max and
+    min are exact either way). The path is a function of the batch's shape and the setting, so processes that
+    record chunks of one corpus sum alike."""
+    kernel = _fused_kernel() if fuse and acts.device.type == "cpu" and acts.numel() >= FUSE_MIN_ELEMENTS else None
+    parts = kernel(acts) if kernel is not None else _plain(acts)
+    return BatchStats(*parts, count=acts.shape[0] * acts.shape[1])
+
 
 class Stats:
     """Running per-unit statistics over every recorded token: count, mean, std, max, min and the fraction
@@ -275,19 +340,15 @@ class Stats:
                 "max": torch.full((self.n_units,), -torch.inf, dtype=torch.float64, device=self.device),
                 "min": torch.full((self.n_units,), torch.inf, dtype=torch.float64, device=self.device)}
 
-    def update(self, acts: torch.Tensor, window_max: torch.Tensor, window_min: torch.Tensor) -> torch.Tensor:
-        """Add ``acts`` (B, T, units) with their per-window max/min (B, units) to the current chunk; returns
-        this batch's per-unit sum, which is non-finite if any activation is."""
+    def update(self, batch: BatchStats) -> None:
+        """Add one batch's reductions (:func:`batch_stats`) to the current chunk."""
         p = self.part
-        flat = acts.reshape(-1, acts.shape[-1])
-        batch_sum = flat.sum(0, dtype=torch.float32)
-        p["count"] += flat.shape[0]
-        p["total"] += batch_sum
-        p["total_sq"] += flat.square().sum(0, dtype=torch.float32)
-        p["positive"] += flat.sign().clamp_(min=0).sum(0, dtype=torch.float32)  # faster than a bool sum
-        torch.maximum(p["max"], window_max.amax(0).double(), out=p["max"])
-        torch.minimum(p["min"], window_min.amin(0).double(), out=p["min"])
-        return batch_sum
+        p["count"] += batch.count
+        p["total"] += batch.total
+        p["total_sq"] += batch.total_sq
+        p["positive"] += batch.positive
+        torch.maximum(p["max"], batch.window_max.amax(0).double(), out=p["max"])
+        torch.minimum(p["min"], batch.window_min.amin(0).double(), out=p["min"])
 
     def take_part(self) -> dict[str, torch.Tensor]:
         """The current chunk's partial sums; the next batch starts a new chunk."""

@@ -230,8 +230,11 @@ def _modes(trace: Trace, finals: list[Final]) -> str:
         return ""
     labels = trace.condition_modes()
     conditions = trace.conditions
-    out = [f"<h3>Atomic conditions ({len(conditions)}) grouped into {len(clusters)} semantic "
-           f"mode{'s' if len(clusters) != 1 else ''}</h3>"]
+    n_lm = sum(m.source == "lm" for m in clusters)
+    added = len(clusters) - n_lm
+    lists = f", and {added} statistical word list{'s' if added != 1 else ''}" if added else ""
+    out = [f"<h3>Atomic conditions ({len(conditions)}) grouped into {n_lm} semantic "
+           f"mode{'s' if n_lm != 1 else ''}{lists}</h3>"]
     for k, cluster in enumerate(clusters):
         color = PALETTE[k % len(PALETTE)]
         members = []
@@ -239,15 +242,20 @@ def _modes(trace: Trace, finals: list[Final]) -> str:
             rep = m == cluster.representative
             members.append(f'<li class="{"rep" if rep else ""}">{esc(m)}'
                            f'{"<span class=badge>representative</span>" if rep else ""}</li>')
-        final = finals[k] if k < len(finals) else Final(cluster.explanation or "", cluster.valid)
+        final = next((f for f in finals if f.explanation == cluster.explanation),
+                     Final(cluster.explanation or "", cluster.valid))
+        chosen = any(f.explanation == cluster.explanation for f in finals)
         traj = cluster.trajectory
         chart = line_chart([(f"mode {k + 1}", traj)], title=f"mode {k + 1}: best valid score per iteration",
                            width=340, height=170) if len(traj) > 1 else ""
         arrow = " \u2192 "
         steps = f'<p class="muted">trajectory: {esc(arrow.join(num(v) for v in traj))}</p>' if traj else ""
+        what = ("statistical word list (no LM), added because it raised the neuron's valid score"
+                if cluster.source == "stats" else f"{len(cluster.members)} conditions")
+        left_out = "" if chosen else ' <span class="badge">left out: no better on valid</span>'
         out.append(f'<div class="mode" style="border-color:{color}" data-mode="{k + 1}"><b>Mode {k + 1}</b> '
-                   f'<span class="muted">({len(cluster.members)} conditions)</span><ul>{"".join(members)}'
-                   f'</ul><div>final: <b>{esc(final.explanation)}</b> '
+                   f'<span class="muted">({esc(what)})</span><ul>{"".join(members)}'
+                   f'</ul><div>final: <b>{esc(final.explanation)}</b>{left_out} '
                    f'<span class="muted">valid {num(final.valid)}, test '
                    f'{num(final.test)}</span></div>{steps}{chart}{_history_table(cluster)}</div>')
     dropped = [c for c, lab in zip(conditions, labels) if lab < 0]

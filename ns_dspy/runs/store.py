@@ -85,13 +85,18 @@ def _changed(was: Any, now: Any, prefix: str = "") -> list[str]:
     return [] if was == now else [prefix.rstrip(".") or "config"]
 
 
+def _as_list(legacy: dict | list[dict] | None) -> list[dict]:
+    return [] if legacy is None else list(legacy) if isinstance(legacy, list) else [legacy]
+
+
 class RunStore:
     """Open or create a run file. ``config`` (a JSON-able dict) is stored on creation; reopening with another
     config is refused, so one run never mixes settings; ``legacy`` is the same configuration as an older
-    ns-dspy recorded it, accepted in place of ``config`` for a run file made then. ``owner`` names this object's claims
+    ns-dspy recorded it (or a list of such forms), accepted in place of ``config`` for a run file made then. ``owner`` names this object's claims
     (``host:pid:random``)."""
 
-    def __init__(self, path: str | Path, config: dict | None = None, *, legacy: dict | None = None):
+    def __init__(self, path: str | Path, config: dict | None = None, *,
+                 legacy: dict | list[dict] | None = None):
         self.path = Path(path)
         self.owner = f"{socket.gethostname()}|{process_space() or '-'}|{os.getpid()}|{secrets.token_hex(4)}"
         exists = self.path.exists()
@@ -113,8 +118,8 @@ class RunStore:
             if stored is None:
                 self._set_meta(format=FORMAT, version=VERSION, config=canonical,
                                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            elif stored != canonical and (legacy is None or stored != json.loads(json.dumps(legacy, sort_keys=True,
-                                                                                            default=str))):
+            elif stored != canonical and stored not in [json.loads(json.dumps(old, sort_keys=True, default=str))
+                                                        for old in _as_list(legacy)]:
                 changed = _changed(stored, canonical)
                 raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
                                  "rerun with the same options to resume, or give a new --run")

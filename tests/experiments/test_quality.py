@@ -58,7 +58,8 @@ def test_lm_methods_neuron_by_neuron_with_paired_differences(tmp_path, monkeypat
     assert main(argv + ["--lm-minutes", "0"]) == 0
     data = json.loads((out / "quality.json").read_text())
     assert data["summary"]["refine"]["done"] == 0 and "refine-norefine" not in data["summary"]["paired"]
-    assert "| NeuronScope | - |" in (out / "summary.md").read_text()
+    assert "| NeuronScope, LM modes only (--no-stats-modes) | - |" in (out / "summary.md").read_text()
+    assert "hybrid" not in data["summary"]  # nothing to add the word lists to yet
     assert main(argv) == 0
     data = json.loads((out / "quality.json").read_text())
     dog = data["results"]["0:1"]
@@ -66,4 +67,11 @@ def test_lm_methods_neuron_by_neuron_with_paired_differences(tmp_path, monkeypat
     assert data["summary"]["paired"]["refine-norefine"]["neurons"] == 1
     assert data["summary"]["paired"]["refine-norefine"]["test"] == pytest.approx(
         dog["refine"]["test"] - dog["norefine"]["test"])
-    assert "NeuronScope - NeuronScope w/o refinement" in (out / "summary.md").read_text()
+    assert "NeuronScope, LM modes only (--no-stats-modes) - NeuronScope w/o refinement" in \
+        (out / "summary.md").read_text()
+    # the default (word lists as modes when they help on valid), from the refine run's modes and the stats row
+    hybrid = dog["hybrid"]
+    assert hybrid["valid"] >= max(dog["refine"]["valid"], dog["stats"]["valid"]) - 1e-9
+    assert hybrid["number"] == hybrid["lm_modes"] + hybrid["lists"] == len(hybrid["explanations"])
+    assert set(hybrid["explanations"]) <= set(dog["refine"]["explanations"]) | set(dog["stats"]["explanations"])
+    assert data["summary"]["paired"]["hybrid-stats"]["neurons"] == 1

@@ -106,7 +106,7 @@ def test_explain_stores_full_traces_fails_per_unit_and_resumes(tmp_path):
 def test_no_refine_and_baseline_run_through_the_same_agents(tmp_path):
     store = _store(tmp_path)
     lm, _ = scripted_lm([responder] * 100)
-    plain = explain_units(_program(refine=False), store, [UnitId(0, 1)], RunStore(tmp_path / "a.sqlite", {}), lm,
+    plain = explain_units(_program(refine=False, stats_modes=False), store, [UnitId(0, 1)], RunStore(tmp_path / "a.sqlite", {}), lm,
                           progress=False)[0]
     assert plain.status == "done" and all("history" not in c for c in plain.trace["clusters"])
     assert {f["explanation"] for f in plain.trace["finals"]} <= set(plain.trace["conditions"])
@@ -218,3 +218,35 @@ def test_every_agent_bounds_its_answer_length(tmp_path):
                  else "hypothesis")
         by_agent.setdefault(agent, set()).add(request.config.max_tokens)
     assert by_agent == {"hypothesis": {512}, "decomposition": {512}, "refinement": {192}}
+
+
+def test_statistical_word_lists_join_the_modes_only_when_they_raise_the_valid_score(tmp_path):
+    """The LM explains only the cat part of a dog (5) and cat (3) unit: the statistical list of both words joins
+    its mode (marked as a statistical mode in the trace), the test score reuses the valid calibration of the chosen
+    set, and neither is below the statistical row or the LM's modes on valid; --no-stats-modes keeps the LM's."""
+    store = _store(tmp_path)
+
+    def cats_only(prompt, request):
+        if "[[ ## history ## ]]" in prompt:
+            return {"explanation": "the word cat"}
+        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
+            return {"conditions": ["This neuron activates on cats", "This neuron activates when a cat sits"]}
+        return {"explanation": "cats sitting on mats"}
+
+    records = {}
+    for on in (True, False):
+        lm, _ = scripted_lm([cats_only] * 100)
+        records[on] = explain_units(_program(stats_modes=on), store, [UnitId(0, 1)],
+                                    RunStore(tmp_path / f"{on}.sqlite", {}), lm, progress=False)[0]
+    lm_only, merged = records[False], records[True]
+    assert {f["explanation"] for f in lm_only.trace["finals"]} == {"the word cat"}
+    stats_row = merged.trace["statistical"]
+    sources = [c.get("source", "lm") for c in merged.trace["clusters"]]
+    assert sources[-1] == "stats" and sources.count("stats") >= 1
+    finals = [f["explanation"] for f in merged.trace["finals"]]
+    assert finals[-1] == merged.trace["clusters"][-1]["explanation"] and "dog" in finals[-1]
+    assert merged.score_valid >= max(lm_only.score_valid, stats_row["valid"]) - 1e-9
+    assert merged.score_valid > lm_only.score_valid + 0.05
+    valid, test = HeldOut.from_store(store, UnitId(0, 1), "valid"), HeldOut.from_store(store, UnitId(0, 1), "test")
+    assert polysemantic(KeywordSimulator(), finals, test, calibration=valid).value == pytest.approx(merged.score_test,
+                                                                                                    abs=1e-12)

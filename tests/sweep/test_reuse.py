@@ -53,13 +53,13 @@ def test_cached_embedder_embeds_each_text_once(tmp_path):
 def test_repeat_and_clustering_only_evaluations_make_no_lm_call(store, server, tmp_path):
     neuron = sweep_neurons(store, [UnitId(0, 0)])[0]
     evaluator = _evaluator(tmp_path, server.lm)
-    two_modes = ExplainConfig(refine=False, cluster=ClusterConfig(min_cluster_size=2))
+    two_modes = ExplainConfig(refine=False, stats_modes=False, cluster=ClusterConfig(min_cluster_size=2))
     first = evaluator.evaluate(two_modes, 0.7, neuron)
     paid = server.calls
     assert paid == first.ledger.calls == 2 and first.ledger.spent_tokens == first.ledger.cost_tokens == 20
     assert len(first.explanations) == 2 and first.error is None  # a dog mode and a cat mode
 
-    one_mode = ExplainConfig(refine=False, cluster=ClusterConfig(min_cluster_size=3, min_samples=2,
+    one_mode = ExplainConfig(refine=False, stats_modes=False, cluster=ClusterConfig(min_cluster_size=3, min_samples=2,
                                                                   cluster_selection_method="leaf", metric="cosine"))
     clustered = evaluator.evaluate(one_mode, 0.7, neuron)
     assert server.calls == paid and clustered.ledger.calls == 0 and clustered.ledger.hits == 2

@@ -87,7 +87,7 @@ def test_sweep_exports_the_best_configuration_for_explain(store, server, sweep_a
 
 def test_clustering_only_trials_make_no_lm_call(store, server, sweep_argv, tmp_path, capsys):
     space = _space(tmp_path, CLUSTER_ONLY)
-    assert main(sweep_argv("--n-trials", "8", "--space", space, "--no-refine")) == 0
+    assert main(sweep_argv("--n-trials", "8", "--space", space, "--no-refine", "--no-stats-modes")) == 0
     trials = sorted(_study(store).trials, key=lambda t: t.number)
     first = trials[0].user_attrs["lm_calls"]
     assert first == server.calls == 6  # hypothesis and decomposition of 3 neurons, paid once
