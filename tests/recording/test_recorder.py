@@ -241,3 +241,29 @@ def test_source_is_read_lazily(tiny_llama, text_corpus, tmp_path):
     store = ExemplarStore.open(Recorder(subject, _config(tiny_llama, text_corpus, tokens=80)).record(
         source, tmp_path / "s", progress=False))
     assert store.manifest["windows_recorded"] == 10
+
+
+def test_fused_statistics_record_the_same_exemplars_and_close_statistics(tiny_llama, text_corpus, tmp_path,
+                                                                         monkeypatch):
+    """The recorder with the compiled per-token statistics (every batch of this tiny model takes the fused path
+    once the size threshold is lowered) keeps the very same exemplar windows and activations as with plain ops
+    (window max and min are exact either way), and its means, stds and frequencies agree to float32 rounding."""
+    from ns_dspy.recording import trackers
+
+    if trackers._fused_kernel() is None:
+        pytest.skip("torch.compile cannot build kernels here (no C++ compiler)")
+    plain = _record(tiny_llama, text_corpus, tmp_path / "plain", fuse=False)
+    monkeypatch.setattr(trackers, "FUSE_MIN_ELEMENTS", 0)
+    fused = _record(tiny_llama, text_corpus, tmp_path / "fused", fuse=True)
+    assert fused.manifest["config"]["fuse"] and not plain.manifest["config"]["fuse"]
+    for unit in (UnitId(0, 3), UnitId(2, 41), UnitId(2, 7)):
+        for split in SPLITS:
+            for kind in ("top", "random", "negative"):
+                a, b = plain.exemplars(unit, split, kind), fused.exemplars(unit, split, kind)
+                assert [e.window for e in a] == [e.window for e in b]
+                for x, y in zip(a, b):
+                    np.testing.assert_array_equal(x.activations, y.activations)
+    for layer in (0, 2):
+        for name in ("mean", "std", "frequency", "max", "min"):
+            np.testing.assert_allclose(fused.layer_stats(layer)[name], plain.layer_stats(layer)[name],
+                                       rtol=1e-5, atol=1e-6)
