@@ -426,6 +426,17 @@ def main(argv: list[str] | None = None) -> int:
             diff = mean_se([results[str(u)][a]["test"] - results[str(u)][b]["test"] for u in both])
             summary.setdefault("paired", {})[f"{a}-{b}"] = {"test": diff[0], "test_se": diff[1], "neurons": len(both)}
             paired_rows.append(f"| {TITLES[a]} - {TITLES[b]} | {_pm(*diff)} | {len(both)} |")
+    rows = [results[str(u)]["hybrid"] for u in units if "hybrid" in results[str(u)]]
+    if rows:
+        kept = sum(r["lm_modes"] > 0 for r in rows)
+        added = sum(r["lists"] > 0 for r in rows)
+        summary["hybrid_makeup"] = {"neurons": len(rows), "with_lm_modes": kept, "with_word_lists": added,
+                                    "lm_modes_only": sum(r["lists"] == 0 for r in rows),
+                                    "word_lists_only": sum(r["lm_modes"] == 0 for r in rows)}
+        lines += ["", f"The default's explanation sets: the LM's modes alone in "
+                  f"{summary['hybrid_makeup']['lm_modes_only']}, the word lists alone in "
+                  f"{summary['hybrid_makeup']['word_lists_only']}, both in {kept + added - len(rows)} of "
+                  f"{len(rows)} neurons (chosen on valid)."]
     if paired_rows:
         lines += ["", "Paired test differences, over the neurons where both methods finished:", "",
                   "| difference | test | neurons |", "|---|---:|---:|", *paired_rows]
