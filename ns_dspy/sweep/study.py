@@ -93,14 +93,22 @@ def open_study(storage, name: str, settings: dict[str, Any], *, sampler, pruner,
     return study
 
 
+UNNAMED_GRACE_S = 5.0
+"""How long a RUNNING trial may go without its worker's name before it counts as abandoned: a live worker writes
+its name into a trial right after creating it (:class:`~ns_dspy.sweep.objective.Objective`)."""
+
+
 def fail_abandoned(study) -> list[int]:
     """Mark FAIL the RUNNING trials of dead workers of this machine (a worker killed outright, e.g. ``kill -9``),
     so a rerun need not wait for their heartbeats to go stale. Trials of workers elsewhere (another machine,
-    container or boot) are left to heartbeats."""
+    container or boot) are left to heartbeats. A trial whose worker died between creating it and writing its
+    name into it (a kill that lands as a trial begins) has no name: it is marked FAIL when it still has none
+    after :data:`UNNAMED_GRACE_S` seconds, wherever its worker ran."""
     from optuna.trial import TrialState
 
     here, failed = process_space(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
         pid = str(t.user_attrs.get("worker", "")).rpartition(":")[2]
         if here is None or t.user_attrs.get("process_space") != here or not pid.isdigit() or pid_alive(int(pid)):
             continue
@@ -108,6 +116,17 @@ def fail_abandoned(study) -> list[int]:
         failed.append(t.number)
     if failed:
         log.info("trial(s) %s of a worker that died on this machine marked failed", ", ".join(map(str, failed)))
+    unnamed = {t.number for t in running if "worker" not in t.user_attrs}
+    if unnamed:
+        time.sleep(UNNAMED_GRACE_S)
+        still = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if t.number in unnamed and "worker" not in t.user_attrs]
+        for number in still:
+            study.tell(number, state=TrialState.FAIL)
+        if still:
+            log.info("trial(s) %s of a worker that died as it began them (no worker ever named) marked failed",
+                     ", ".join(map(str, still)))
+        failed += still
     return failed
 
 
