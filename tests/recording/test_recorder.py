@@ -26,6 +26,17 @@ def _record(model, corpus, out, **kw):
     return ExemplarStore.open(record(_config(model, corpus, **kw), out, progress=False))
 
 
+def _same_exemplars(a: ExemplarStore, b: ExemplarStore, units) -> None:
+    """Every split and kind of each unit holds the same windows, with the same activations, in both stores."""
+    for unit in units:
+        for split in SPLITS:
+            for kind in ("top", "random", "negative"):
+                x, y = a.exemplars(unit, split, kind), b.exemplars(unit, split, kind)
+                assert [e.window for e in x] == [e.window for e in y] and [e.text for e in x] == [e.text for e in y]
+                for ex, ey in zip(x, y):
+                    np.testing.assert_array_equal(ex.activations, ey.activations)
+
+
 def _true_acts(model_dir, store: ExemplarStore, unit: UnitId, window: int, module: str) -> np.ndarray:
     subject = load_subject(str(model_dir), dtype="float32", device="cpu")
     seen = {}
@@ -154,13 +165,7 @@ def test_interrupted_recording_resumes_to_the_same_store(tiny_llama, text_corpus
     resumed = ExemplarStore.open(record(_config(tiny_llama, text_corpus), out, progress=False))
     assert processed["n"] == 40 - 11  # 200 windows in batches of 5; 11 were checkpointed
     assert not (tmp_path / "resumed.partial").exists()
-    for unit in full.units():
-        for split in SPLITS:
-            for kind in ("top", "random", "negative"):
-                x, y = full.exemplars(unit, split, kind), resumed.exemplars(unit, split, kind)
-                assert [e.text for e in x] == [e.text for e in y]
-                for ex, ey in zip(x, y):
-                    np.testing.assert_array_equal(ex.activations, ey.activations)
+    _same_exemplars(full, resumed, full.units())
 
 
 def test_checkpoint_with_other_settings_is_refused(tiny_llama, text_corpus, tmp_path, monkeypatch):
@@ -256,13 +261,7 @@ def test_fused_statistics_record_the_same_exemplars_and_close_statistics(tiny_ll
     monkeypatch.setattr(trackers, "FUSE_MIN_ELEMENTS", 0)
     fused = _record(tiny_llama, text_corpus, tmp_path / "fused", fuse=True)
     assert fused.manifest["config"]["fuse"] and not plain.manifest["config"]["fuse"]
-    for unit in (UnitId(0, 3), UnitId(2, 41), UnitId(2, 7)):
-        for split in SPLITS:
-            for kind in ("top", "random", "negative"):
-                a, b = plain.exemplars(unit, split, kind), fused.exemplars(unit, split, kind)
-                assert [e.window for e in a] == [e.window for e in b]
-                for x, y in zip(a, b):
-                    np.testing.assert_array_equal(x.activations, y.activations)
+    _same_exemplars(plain, fused, (UnitId(0, 3), UnitId(2, 41), UnitId(2, 7)))
     for layer in (0, 2):
         for name in ("mean", "std", "frequency", "max", "min"):
             np.testing.assert_allclose(fused.layer_stats(layer)[name], plain.layer_stats(layer)[name],
