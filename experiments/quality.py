@@ -75,7 +75,8 @@ LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(re
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM): a word list or tier lists",
           "stats1": "statistical explainer, one word list (--no-tiers)",
-          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement (LM modes only)", "refine": "NeuronScope, LM modes only (--no-stats-modes)",
+          "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement (LM modes only)",
+          "refine": "NeuronScope, LM modes only (--no-stats-modes)",
           "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
           "hybrid": "NeuronScope with the statistical word lists as modes when they help on valid (default)",
           "truth": "true description (ceiling)"}
@@ -111,7 +112,7 @@ def hybrid_row(simulator, store, unit, refine: dict, stats: dict) -> dict:
     lm, lists = refine["explanations"], stats["explanations"]
     lm_score = polysemantic(simulator, lm, valid, calibration=valid)
     stats_score = polysemantic(simulator, lists, valid, calibration=valid)
-    chosen, best = with_statistical(simulator, valid, lm, lm_score, lists, (stats_score.value, stats_score.calibration))
+    chosen, best = with_statistical(simulator, valid, lm, lm_score, lists, stats_score)
     return {"explanations": chosen, "valid": best.value,
             "test": polysemantic(simulator, chosen, test, calibration=best.calibration).value,
             "number": len(chosen), "lm_modes": sum(e in lm for e in chosen), "lists": sum(e not in lm for e in chosen),

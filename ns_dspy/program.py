@@ -25,7 +25,6 @@ calibration of their union on valid (``calibration``), which the test score reus
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import dspy
@@ -36,7 +35,7 @@ from .agents.evidence import ranked_tokens, statistical_explanations, tiered_exp
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import Calibration, HeldOut, Score, polysemantic, score
+from .scoring import HeldOut, Score, polysemantic, score
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
@@ -48,16 +47,16 @@ log = logging.getLogger(__name__)
 
 
 def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_score: Score, stats: list[str],
-                     stats_score: tuple[float, Calibration | None]) -> tuple[list[str], Score | _Chosen]:
+                     stats_score: Score) -> tuple[list[str], Score]:
     """The neuron's explanations with the statistical explainer's word lists as extra modes, when they help.
 
     Three candidate sets compete on ``valid``: the LM's modes ``lm`` (scored ``lm_score``), the LM's modes and
     the statistical explanations ``stats`` together, scored as one union calibrated on valid with the members
-    whose predictions do not rise with the truth left out, and ``stats`` alone (its valid score and calibration,
-    ``stats_score``, as the statistical explainer chose them). The best valid score wins; within rounding
-    (1e-9) the earlier, so the LM's modes win a tie. Returns the chosen explanations and their valid score
-    (``.value``, ``.calibration``: what the test score reuses)."""
-    candidates: list[tuple[list[str], Score | _Chosen]] = [(list(lm), lm_score)]
+    whose predictions do not rise with the truth left out, and ``stats`` alone (``stats_score``, as the
+    statistical explainer scored them). The best valid score wins; within rounding (1e-9) the earlier, so the
+    LM's modes win a tie. Returns the chosen explanations and their valid score (``.value``, ``.calibration``:
+    what the test score reuses)."""
+    candidates: list[tuple[list[str], Score]] = [(list(lm), lm_score)]
     extra = [text for text in stats if text not in lm]
     if extra:
         both = list(lm) + extra
@@ -67,17 +66,9 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
             whole = polysemantic(simulator, kept, valid, calibration=valid)
         if kept:
             candidates.append((kept, whole))
-    candidates.append((list(stats), _Chosen(*stats_score)))
+    candidates.append((list(stats), stats_score))
     top = max(score.value for _, score in candidates)
     return next(c for c in candidates if c[1].value >= top - 1e-9)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Chosen:
-    """A valid score known from an earlier step: its value and the calibration it used."""
-
-    value: float
-    calibration: Calibration | None = None
 
 
 class NeuronScope(dspy.Module):
@@ -138,11 +129,11 @@ class NeuronScope(dspy.Module):
         if self.config.stats_modes:
             # the statistical word lists join the modes when that raises the neuron's valid score
             valids.update(zip(stats.explanations, stats.valids))
-            explanations, combined = with_statistical(
-                self.simulator, valid, explanations, combined, list(stats.explanations),
-                (stats.polysemantic, stats.calibration))
+            explanations, combined = with_statistical(self.simulator, valid, explanations, combined,
+                                                      list(stats.explanations), stats.score)
+            lm_texts = {m.explanation for m in modes}
             modes += [Mode(explanation=text, valid=valids[text], source="stats")
-                      for text in explanations if text not in {m.explanation for m in modes}]
+                      for text in explanations if text not in lm_texts]
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
@@ -187,7 +178,8 @@ class NeuronScope(dspy.Module):
                       stats_candidates=[Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)],
                       statistical=Statistical(list(chosen), scored[best].value))
         return dspy.Prediction(explanations=list(chosen), polysemantic=scored[best].value, trace=trace,
-                               valids=[alone[t].value for t in chosen], calibration=scored[best].calibration)
+                               valids=[alone[t].value for t in chosen], calibration=scored[best].calibration,
+                               score=scored[best])
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

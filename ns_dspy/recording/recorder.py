@@ -113,11 +113,10 @@ class Recorder:
                                      f"{batch['first'] + len(batch['ids']) - 1}: record with --dtype float32")
             state.stats.update(reduced)
             shared = BatchActs(acts, base, skip)
-            for s, (mask, rows) in enumerate(batch["splits"]):
+            for s, (mask, rows, ids) in enumerate(batch["splits"]):
                 if not mask.any():
                     continue
                 # each tracker sees only its split's windows (rows of the batch)
-                ids = batch["ids"][rows]
                 state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
                 if want_negative:
                     state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
@@ -129,7 +128,9 @@ class Recorder:
         """Run one batch of windows (ids (B,), tokens (B, T)) through the model and every tracker."""
         split = split_of(window_ids, self.config.seed, self.config.fractions)
         ids = torch.from_numpy(window_ids.astype(np.int64)).to(self.device)
-        splits = [(split == s, torch.from_numpy(np.flatnonzero(split == s)).to(self.device)) for s in range(len(SPLITS))]
+        rows = [torch.from_numpy(np.flatnonzero(split == s)).to(self.device) for s in range(len(SPLITS))]
+        # per split: its windows (a mask), their rows of the batch and their ids, shared by every layer's handler
+        splits = [(split == s, rows[s], ids[rows[s]]) for s in range(len(SPLITS))]
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
                  "span": (int(window_ids.min()), int(window_ids.max()))}
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}

@@ -16,6 +16,7 @@ combined in chunk order (:meth:`Stats.fold`), so they do not depend on who compu
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -24,8 +25,8 @@ import torch
 
 from .windows import window_hashes
 
-__all__ = ["BatchActs", "BatchStats", "TopK", "Reservoir", "Stats", "batch_stats", "replacement_pairs", "best_k", "score_keys", "sample_keys",
-           "EMPTY", "VACANT", "STAT_FIELDS"]
+__all__ = ["BatchActs", "BatchStats", "TopK", "Reservoir", "Stats", "batch_stats", "replacement_pairs", "best_k",
+           "score_keys", "sample_keys", "EMPTY", "VACANT", "STAT_FIELDS"]
 
 
 class BatchActs:
@@ -264,7 +265,6 @@ FUSE_MIN_ELEMENTS = 1 << 20
 saves little there, and which path a batch takes depends on its shape only, never on the machine."""
 
 log = logging.getLogger(__name__)
-_compiled: dict[str, object] = {}
 
 
 class BatchStats(NamedTuple):
@@ -292,21 +292,20 @@ def _one_pass(acts: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return a.amax(1), a.amin(1), a.sum((0, 1)), (a * a).sum((0, 1)), (a > 0).float().sum((0, 1))
 
 
+@functools.cache
 def _fused_kernel():
     """``_one_pass`` compiled (dynamic shapes: one kernel for every batch shape), or None when torch.compile
-    cannot build it here (no C++ compiler, an unsupported platform): then plain ops, with one warning."""
-    if "kernel" not in _compiled:
-        try:
-            kernel = torch.compile(_one_pass, dynamic=True)
-            probe = torch.zeros((2, 3, 4), dtype=torch.float32)
-            kernel(probe)  # compiles now, so a failure surfaces here and not mid-recording
-            _compiled["kernel"] = kernel
-        except Exception as err:  # noqa: BLE001 - any failure to compile means: use the plain ops
-            log.warning("recording uses plain torch ops for the per-token statistics (the fused kernel did not "
-                        "compile: %s); --no-fuse silences this", str(err).strip().splitlines()[0] if str(err).strip()
-                        else type(err).__name__)
-            _compiled["kernel"] = None
-    return _compiled["kernel"]
+    cannot build it here (no C++ compiler, an unsupported platform): then plain ops, with one warning. Built
+    once per process."""
+    try:
+        kernel = torch.compile(_one_pass, dynamic=True)
+        kernel(torch.zeros((2, 3, 4), dtype=torch.float32))  # compiles now: a failure surfaces here, not mid-recording
+        return kernel
+    except Exception as err:  # noqa: BLE001 - any failure to compile means: use the plain ops
+        log.warning("recording uses plain torch ops for the per-token statistics (the fused kernel did not "
+                    "compile: %s); --no-fuse silences this", str(err).strip().splitlines()[0] if str(err).strip()
+                    else type(err).__name__)
+        return None
 
 
 def batch_stats(acts: torch.Tensor, fuse: bool = False) -> BatchStats:

@@ -242,9 +242,9 @@ def _modes(trace: Trace, finals: list[Final]) -> str:
             rep = m == cluster.representative
             members.append(f'<li class="{"rep" if rep else ""}">{esc(m)}'
                            f'{"<span class=badge>representative</span>" if rep else ""}</li>')
-        final = next((f for f in finals if f.explanation == cluster.explanation),
-                     Final(cluster.explanation or "", cluster.valid))
-        chosen = any(f.explanation == cluster.explanation for f in finals)
+        final = next((f for f in finals if f.explanation == cluster.explanation), None)
+        chosen = final is not None
+        final = final or Final(cluster.explanation or "", cluster.valid)
         traj = cluster.trajectory
         chart = line_chart([(f"mode {k + 1}", traj)], title=f"mode {k + 1}: best valid score per iteration",
                            width=340, height=170) if len(traj) > 1 else ""

@@ -35,7 +35,7 @@ def _choose(lm: list[str], stats: list[str], valid: HeldOut):
     sim = KeywordSimulator()
     lm_score = polysemantic(sim, lm, valid, calibration=valid)
     stats_score = polysemantic(sim, stats, valid, calibration=valid)
-    return with_statistical(sim, valid, lm, lm_score, stats, (stats_score.value, stats_score.calibration))
+    return with_statistical(sim, valid, lm, lm_score, stats, stats_score)
 
 
 def test_word_lists_join_the_modes_when_they_explain_another_part_of_the_unit():
