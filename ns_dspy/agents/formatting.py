@@ -16,7 +16,8 @@ import numpy as np
 
 from ..types import Exemplar
 
-__all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output", "leaked_instructions"]
+__all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output", "leaked_instructions",
+           "drop_task_talk"]
 
 MARK_OPEN, MARK_CLOSE = "<<", ">>"
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -136,3 +137,29 @@ def leaked_instructions(text: str) -> str | None:
     bare = _QUOTED.sub(" ", text)
     found = _META.search(bare)
     return found.group(0) if found else None
+
+
+_ANSWER = r"(?:the|this|my|our|a|an)\s+(?:(?:new|improved|refined|revised|updated|better|final|current|more\s+specific)\s+)?" \
+    r"(?:explanation|description|interpretation)"
+_TALK_LEAD = re.compile(
+    _ANSWER + r"\s+(?:(?:now|should|will|would|could|must|can)\s+)?(?:be\s+)?(?:(?:even\s+)?more\s+)?"
+    r"(?:focus(?:es|ed)?|concentrates?|centers?|centres?|emphasi[sz]es?|highlights?|targets?|describes?|says?|states?)"
+    r"\s+(?:(?:more|even\s+more)\s+)?(?:(?:specifically|closely|narrowly|precisely|only|mainly)\s+)?(?:on|that)?\s*:?\s*|"
+    + _ANSWER + r"\s+(?:is|would\s+be|could\s+be)\s*(?:that\s+)?:?\s*", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def drop_task_talk(text: str) -> str:
+    """``text`` without talk about the task that a description of the neuron can be read out of: a leading
+    "The new explanation focuses on" / "A better explanation would be:" clause, and whole sentences that talk
+    about the task ("This explanation is more specific.") when another sentence does not. What remains is
+    checked by :func:`leaked_instructions` as before; a text that is all task talk comes back unchanged (and is
+    refused there)."""
+    rest = _TALK_LEAD.sub("", text.strip(), count=1) if _TALK_LEAD.match(text.strip()) else text.strip()
+    if not rest:
+        return text
+    sentences = _SENTENCE_END.split(rest)
+    kept = [s for s in sentences if not leaked_instructions(s)]
+    if kept and len(kept) < len(sentences):
+        rest = " ".join(kept)
+    return rest[:1].upper() + rest[1:] if rest != text.strip() else text

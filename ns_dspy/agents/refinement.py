@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
-from .formatting import clean_output, format_exemplars, format_history, leaked_instructions
+from .formatting import clean_output, drop_task_talk, format_exemplars, format_history, leaked_instructions
 from .reliability import check_budget, fresh_rollout
 from .signatures import Refine
 
@@ -44,6 +44,12 @@ ScoreFn = Callable[[list[str]], Sequence[float]]
 NO_EXEMPLARS = "(no excerpts given)"
 NO_STATISTICS = "(no statistics given)"
 
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters, for a log message."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 class ValidScorer:
     """A score function over ``valid`` data: pooled Pearson r per explanation, in the order given, one batched
@@ -254,10 +260,15 @@ class RefinementAgent(dspy.Module):
                 answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
                                      config={"rollout_id": rollout, "temperature": temperature,
                                              "max_tokens": self.max_tokens})
-                text = clean_output(answer.explanation)
+                raw = clean_output(answer.explanation)
+                text = drop_task_talk(raw)
+                if text != raw:
+                    log.info("refinement candidate %d of iteration %d: task talk dropped from %r", k + 1, iteration,
+                             _shorten(raw))
                 if leaked := leaked_instructions(text):
                     raise AdapterParseError(adapter_name="refinement", signature=Refine, lm_response=text,
-                                            message=f"the answer talks about the task ({leaked!r}), not the neuron")
+                                            message=f"the answer talks about the task ({leaked!r}), not the neuron: "
+                                                   f"{_shorten(text)!r}")
                 proposals.append(text)
             except Exception as err:  # one bad proposal is not fatal; the caller stops if all fail
                 failed += 1

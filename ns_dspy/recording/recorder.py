@@ -27,7 +27,7 @@ from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
 from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
-from .trackers import BatchActs, batch_stats
+from .trackers import EMPTY, BatchActs, batch_stats, sample_keys
 from .windows import iter_windows, split_of
 
 __all__ = ["Recorder", "record", "EXECUTORS"]
@@ -120,7 +120,7 @@ class Recorder:
                 state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
                 if want_negative:
                     state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
-                state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"])
+                state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s])
 
         return handle
 
@@ -131,8 +131,11 @@ class Recorder:
         rows = [torch.from_numpy(np.flatnonzero(split == s)).to(self.device) for s in range(len(SPLITS))]
         # per split: its windows (a mask), their rows of the batch and their ids, shared by every layer's handler
         splits = [(split == s, rows[s], ids[rows[s]]) for s in range(len(SPLITS))]
+        # the random sample's keys (the same for every layer), with each split's ineligible windows EMPTY
+        keys = sample_keys(window_ids.astype(np.int64), self.config.seed)
+        split_keys = [np.where(mask, keys, EMPTY) for mask, _, _ in splits]
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
-                 "span": (int(window_ids.min()), int(window_ids.max()))}
+                 "span": (int(window_ids.min()), int(window_ids.max())), "sample_keys": split_keys}
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}
         with torch.inference_mode(), capture(self.subject.model, fns, self.hook.io, self.stop_after):
             self._forward(torch.from_numpy(tokens).to(self.device))

@@ -80,3 +80,22 @@ def test_leaked_instructions(text, leaked):
     from ns_dspy.agents.formatting import leaked_instructions
 
     assert leaked_instructions(text) == leaked
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("The explanation now focuses more specifically on the context of the `.PY` extension in file names.",
+     "The context of the `.PY` extension in file names."),
+    ("A better explanation would be: the word 'def' at the start of Python lines.",
+     "The word 'def' at the start of Python lines."),
+    ("The word 'def' at line starts. This explanation is more specific than the previous one.",
+     "The word 'def' at line starts."),
+    ("The explanation is that the neuron fires on commas after names.", "The neuron fires on commas after names."),
+    ("Fires on cats.", "Fires on cats."),
+    ("the word 'explanation' in prose", "the word 'explanation' in prose"),
+    ("The explanation should be improved.", "The explanation should be improved."),  # all task talk: refused later
+])
+def test_drop_task_talk_keeps_the_description_inside_talk_about_the_task(text, kept):
+    from ns_dspy.agents.formatting import drop_task_talk, leaked_instructions
+
+    assert drop_task_talk(text) == kept
+    assert (leaked_instructions(kept) is None) == (kept != "The explanation should be improved.")

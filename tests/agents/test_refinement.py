@@ -164,9 +164,10 @@ def test_bad_score_function_and_arguments():
 
 
 def test_an_answer_about_the_task_is_not_scored(scripted):
-    """"The new explanation should focus on ..." or "The marked tokens are ..." describe the answer or the prompt,
-    not the neuron: such a proposal counts as unusable and is never scored; when a whole iteration is like that, one
-    fresh sample is drawn."""
+    """"The marked tokens are ..." or "A better explanation: ..." describe the prompt or the answer, not the
+    neuron: such a proposal counts as unusable and is never scored; when a whole iteration is like that, one
+    fresh sample is drawn. A description wrapped in talk about the task ("The new explanation should focus on
+    the cat tokens.") is scored without the wrapping."""
     lm, engine = scripted(proposals(
         "The new explanation should focus on the cat tokens.", "cat or dog tokens",
         "A better explanation: dog tokens.", "The marked tokens are animals.",
@@ -175,8 +176,8 @@ def test_an_answer_about_the_task_is_not_scored(scripted):
     score = Scorer()
     with dspy.context(lm=lm):
         result = RefinementAgent(candidates=2, iterations=2, patience=2)(seed="cat tokens", score=score)
-    assert score.calls[1] == ["cat or dog tokens"]
+    assert score.calls[1] == ["The cat tokens.", "cat or dog tokens"]
     assert not any("explanation" in e or "marked" in e or "<<" in e for e in score.scored)
-    # iteration 1: one of two unusable; iteration 2: both unusable, then one fresh sample, unusable too
-    assert result.failures == 4 and len(engine.requests) == 5 and result.stopped == "lm_failed"
+    # iteration 1: both usable; iteration 2: both unusable, then one fresh sample, unusable too
+    assert result.failures == 3 and len(engine.requests) == 5 and result.stopped == "lm_failed"
     assert result.explanation == "cat or dog tokens"

@@ -266,3 +266,18 @@ def test_fused_statistics_record_the_same_exemplars_and_close_statistics(tiny_ll
         for name in ("mean", "std", "frequency", "max", "min"):
             np.testing.assert_allclose(fused.layer_stats(layer)[name], plain.layer_stats(layer)[name],
                                        rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_topk_update_records_the_same_store_as_the_torch_ops(tiny_llama, text_corpus, tmp_path,
+                                                                       monkeypatch):
+    """The recorder's top-k, negative and random selections through the compiled loops
+    (:mod:`ns_dspy.recording.fastpath`, the CPU default) hold exactly the windows and activations the torch ops
+    hold, for every unit of every layer."""
+    from ns_dspy.recording import fastpath
+
+    compiled = _record(tiny_llama, text_corpus, tmp_path / "compiled", negative_k=6)
+    monkeypatch.setattr(fastpath, "available", lambda *_: False)
+    ops = _record(tiny_llama, text_corpus, tmp_path / "ops", negative_k=6)
+    assert compiled.units() == ops.units()
+    _same_exemplars(compiled, ops, compiled.units())
+    assert any(len(compiled.exemplars(u, "train", "negative")) for u in compiled.units())

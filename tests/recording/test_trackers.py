@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ns_dspy.recording.trackers import BatchActs, Reservoir, Stats, TopK, batch_stats
+from ns_dspy.recording import fastpath
+from ns_dspy.recording.trackers import BatchActs, Reservoir, Stats, TopK, batch_stats, sample_keys
 from ns_dspy.recording.windows import uniform_keys
 
 
@@ -11,8 +12,19 @@ def _stream(n_windows=60, T=5, U=7, seed=0):
     return torch.randn(n_windows, T, U, generator=g)
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def topk_path(request, monkeypatch):
+    """Each top-k test runs on both update paths: the compiled loop (:mod:`ns_dspy.recording.fastpath`, CPU) and
+    the torch ops (other devices, or without numba)."""
+    if request.param == "torch":
+        monkeypatch.setattr(fastpath, "available", lambda *_: False)
+    else:
+        assert fastpath.available(torch.zeros(1), torch.zeros(1))
+    return request.param
+
+
 @pytest.mark.parametrize("batch", [1, 4, 13])
-def test_topk_matches_brute_force(batch):
+def test_topk_matches_brute_force(batch, topk_path):
     acts = _stream()
     k = 6
     eligible = torch.arange(len(acts)) % 3 != 0  # as if only two thirds of windows were in this split
@@ -30,7 +42,7 @@ def test_topk_matches_brute_force(batch):
         np.testing.assert_array_equal(kept[u], acts[expect, :, u].numpy())
 
 
-def test_topk_negative_and_empty_slots():
+def test_topk_negative_and_empty_slots(topk_path):
     acts = _stream(n_windows=3)
     neg = TopK(acts.shape[2], 5, acts.shape[1])
     neg.update(-acts.amin(1), BatchActs(acts), torch.arange(3))
@@ -53,6 +65,93 @@ def test_reservoir_is_uniform_sample_independent_of_batching():
     for windows, kept in results:
         assert windows.tolist() == expect.tolist()
         np.testing.assert_array_equal(kept, acts[expect].permute(2, 0, 1).numpy())
+
+
+def _fed(dtype, path, monkeypatch, n_batches=30, B=9, T=5, U=40, k=6, seed=0, split=None):
+    """A tracker fed a stream with ties (constant units), -0.0 and ineligible (-inf) scores, rows of each
+    batch chosen as a split's, by one path."""
+    g = torch.Generator().manual_seed(seed)
+    with monkeypatch.context() as m:
+        if path == "torch":
+            m.setattr(fastpath, "available", lambda *_: False)
+        top = TopK(U, k, T, dtype=dtype)
+        for b in range(n_batches):
+            x = torch.randn(B, T + 1, U, generator=g).to(dtype)
+            x[:, :, :4] = 0.0  # every window ties on these units: the smaller window wins
+            x[:, :, 4] = -0.0
+            acts = BatchActs(x[:, 1:], x, 1)
+            rows = torch.nonzero(torch.rand(B, generator=g) < 0.6).squeeze(1) if split is None else split
+            ids = torch.arange(b * B, (b + 1) * B)[rows]
+            score = acts.acts.amax(1)[rows].float()
+            score[:, 5] = -torch.inf
+            top.update(score, acts, ids, (b * B, (b + 1) * B - 1), batch_rows=rows)
+    return top
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("copy_from", ["rows", "strided"])
+def test_the_compiled_topk_update_selects_exactly_what_the_torch_ops_select(dtype, copy_from, monkeypatch):
+    # copy_from: the activations copied from the transposed batch (as for many pairs) or read strided
+    monkeypatch.setattr(fastpath, "ROWS_FROM", 1 if copy_from == "rows" else 10**9)
+    fast, ops = _fed(dtype, "compiled", monkeypatch), _fed(dtype, "torch", monkeypatch)
+    (wf, af), (wo, ao) = fast.sorted_state(), ops.sorted_state()
+    np.testing.assert_array_equal(wf, wo)
+    np.testing.assert_array_equal(af, ao)
+    # units 0-4 tie on every window (0.0 and -0.0 alike): the smallest eligible windows, in order
+    assert all(wf[u].tolist() == wf[0].tolist() for u in range(5)) and wf[0].tolist() == sorted(wf[0].tolist())
+    assert (wf[5] == -1).all()  # never eligible
+    # the state written to a checkpoint holds the same windows, slot order aside
+    for name in ("values", "windows"):
+        np.testing.assert_array_equal(np.sort(getattr(fast, name).float().numpy(), 1),
+                                      np.sort(getattr(ops, name).float().numpy(), 1))
+
+
+def test_the_compiled_topk_update_continues_after_load_and_merge(monkeypatch):
+    """load() and merge() replace the keys: the compiled path's per-unit floor must follow them."""
+    a = _fed(torch.float32, "compiled", monkeypatch, n_batches=10, seed=1)
+    b = _fed(torch.float32, "compiled", monkeypatch, n_batches=10, seed=2)
+
+    def resumed_and_merged():
+        resumed = TopK(40, 6, 5)
+        resumed.load(a.state())
+        merged = TopK(40, 6, 5)
+        merged.load(a.state())
+        merged.merge(**b.state())
+        return resumed, merged
+
+    fast = resumed_and_merged()
+    with monkeypatch.context() as m:
+        m.setattr(fastpath, "available", lambda *_: False)
+        ops = resumed_and_merged()
+    g = torch.Generator().manual_seed(9)
+    for b_ in range(5):
+        x = torch.randn(7, 5, 40, generator=g)
+        ids = torch.arange(20_000 + 7 * b_, 20_007 + 7 * b_)
+        for t in fast:
+            t.update(x.amax(1), BatchActs(x), ids)
+        with monkeypatch.context() as m:
+            m.setattr(fastpath, "available", lambda *_: False)
+            for t in ops:
+                t.update(x.amax(1), BatchActs(x), ids)
+    for f, o in zip(fast, ops):
+        np.testing.assert_array_equal(f.sorted_state()[0], o.sorted_state()[0])
+        np.testing.assert_array_equal(f.sorted_state()[1], o.sorted_state()[1])
+        windows = f.sorted_state()[0]
+        assert ((windows >= 20_000).any(1) & ((windows < 20_000) & (windows >= 0)).any(1)).any()  # old and new mix
+
+
+def test_reservoir_takes_keys_computed_once_per_batch():
+    acts = _stream(n_windows=40)
+    eligible = np.arange(40) % 2 == 0
+    a, b = (Reservoir(acts.shape[2], 6, acts.shape[1], seed=3) for _ in range(2))
+    for start in range(0, 40, 8):
+        x, ids = acts[start:start + 8], np.arange(start, start + 8)
+        a.update(BatchActs(x), torch.from_numpy(ids), eligible[start:start + 8])
+        keys = np.where(eligible[start:start + 8], sample_keys(ids, 3), np.iinfo(np.int64).min)
+        b.update(BatchActs(x), torch.from_numpy(ids), eligible[start:start + 8], ids, keys)
+    assert a.sorted_state()[0].tolist() == b.sorted_state()[0].tolist()
+    assert all(w % 2 == 0 for w in a.sorted_state()[0].tolist())
+    np.testing.assert_array_equal(a.sorted_state()[1], b.sorted_state()[1])
 
 
 def test_stats_match_numpy():
