@@ -16,6 +16,7 @@ of a shared machine's speed affects all alike. A warm-up batch of each runs firs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
 from itertools import islice
@@ -62,18 +63,14 @@ def main() -> None:
 
     def recording(batches=batches, fuse=True, compiled_topk=True) -> float:
         recorder = Recorder(subject, dataclasses.replace(config, fuse=fuse))
-        available = fastpath.available
-        if not compiled_topk:  # the top-k trackers by torch ops, as on other devices or without numba
-            fastpath.available = lambda *_: False
-        try:
+        # compiled_topk=False: the top-k trackers by torch ops, as on other devices or without numba
+        with contextlib.nullcontext() if compiled_topk else fastpath.torch_ops():
             start = time.perf_counter()
             for i, b in enumerate(batches):
                 recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             return time.perf_counter() - start
-        finally:
-            fastpath.available = available
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
     plain(batches[:1]), recording(batches[:1]), recording(batches[:1], fuse=False)  # warm-up (and compile)

@@ -13,6 +13,7 @@ figure this script is for.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from itertools import islice
 
@@ -41,21 +42,16 @@ def main() -> None:
     windows = np.stack(list(islice(stream, args.tokens // args.window)))
     batches = [windows[i:i + args.batch_size] for i in range(0, len(windows), args.batch_size)]
     prefix = torch.tensor(subject.prefix_ids, dtype=torch.long)
-    compiled_available = fastpath.available
-    torch_ops = lambda *_: False  # noqa: E731
 
     def plain(b: np.ndarray) -> None:
         with torch.inference_mode():
             subject.body(input_ids=torch.cat([prefix.expand(len(b), -1), torch.from_numpy(b)], 1), use_cache=False)
 
     def process(recorder: Recorder, way: str, i: int, b: np.ndarray) -> float:
-        fastpath.available = compiled_available if way == "compiled" else torch_ops
-        try:
+        with contextlib.nullcontext() if way == "compiled" else fastpath.torch_ops():
             start = time.perf_counter()
             recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
             return time.perf_counter() - start
-        finally:
-            fastpath.available = compiled_available
 
     warm = Recorder(subject, config)  # compiles the statistics kernel and the loops
     process(warm, "compiled", 0, batches[0]), process(warm, "torch", 1, batches[1]), plain(batches[0])

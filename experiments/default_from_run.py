@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from paper_analysis import _pm, mean_se  # noqa: E402
 from quality import hybrid_row  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
@@ -27,9 +27,8 @@ from ns_dspy.runs.store import RunStore  # noqa: E402
 from ns_dspy.simulators import build_simulator  # noqa: E402
 
 
-def mean_se(values: list[float]) -> str:
-    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.3f} ± {se:.3f}"
+def pm(values: list[float]) -> str:
+    return _pm(*mean_se(values))
 
 
 def main() -> None:
@@ -58,9 +57,9 @@ def main() -> None:
     for key, label in (("refine", "NeuronScope, LM modes only (--no-stats-modes)"),
                        ("hybrid", "NeuronScope, default (word lists as modes when they help on valid)")):
         a, b = col(key, "after"), col(key, "before")
-        lines.append(f"| {label} | {mean_se(b)} | {mean_se(a)} | {mean_se([x - y for x, y in zip(a, b)])} |")
+        lines.append(f"| {label} | {pm(b)} | {pm(a)} | {pm([x - y for x, y in zip(a, b)])} |")
     stats = [rows[u]["before"]["stats"]["test"] for u in units]
-    lines.append(f"| statistical explainer (no LM), unchanged | {mean_se(stats)} | {mean_se(stats)} | - |")
+    lines.append(f"| statistical explainer (no LM), unchanged | {pm(stats)} | {pm(stats)} | - |")
     lines += ["", "| neuron | LM modes before | after | default before | after | LM modes kept in the default |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {u} | {rows[u]['before']['refine']['test']:.3f} | {rows[u]['refine']['test']:.3f} | "

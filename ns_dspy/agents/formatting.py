@@ -155,11 +155,13 @@ def drop_task_talk(text: str) -> str:
     about the task ("This explanation is more specific.") when another sentence does not. What remains is
     checked by :func:`leaked_instructions` as before; a text that is all task talk comes back unchanged (and is
     refused there)."""
-    rest = _TALK_LEAD.sub("", text.strip(), count=1) if _TALK_LEAD.match(text.strip()) else text.strip()
+    stripped = text.strip()
+    lead = _TALK_LEAD.match(stripped)
+    rest = stripped[lead.end():] if lead else stripped
     if not rest:
         return text
     sentences = _SENTENCE_END.split(rest)
     kept = [s for s in sentences if not leaked_instructions(s)]
     if kept and len(kept) < len(sentences):
         rest = " ".join(kept)
-    return rest[:1].upper() + rest[1:] if rest != text.strip() else text
+    return rest[:1].upper() + rest[1:] if rest != stripped else text

@@ -45,11 +45,11 @@ NO_EXEMPLARS = "(no excerpts given)"
 NO_STATISTICS = "(no statistics given)"
 
 
-
 def _shorten(text: str, limit: int = 160) -> str:
     """One line of at most ``limit`` characters, for a log message."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[:limit - 3] + "..."
+
 
 class ValidScorer:
     """A score function over ``valid`` data: pooled Pearson r per explanation, in the order given, one batched

@@ -14,6 +14,7 @@ it runs on when first called (about a second; cached on disk), so nothing here d
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 
@@ -22,15 +23,15 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TopKIndex", "available", "topk_insert", "copy_windows"]
+__all__ = ["TopKIndex", "available", "torch_ops", "topk_insert", "copy_windows"]
 
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
 
 @functools.cache
 def _kernel():
-    """The compiled loops (top-k selection, two ways to copy its windows, the random sample's copy), or None when numba is missing (then the torch ops, with
-    one warning)."""
+    """The compiled loops (top-k selection, two ways to copy its windows, the random sample's copy), or None when
+    numba is missing (then the torch ops, with one warning)."""
     try:
         import numba
     except ImportError as err:  # a declared dependency; an install without it still records, more slowly
@@ -39,6 +40,13 @@ def _kernel():
 
     low = np.int64((1 << 32) - 1)
     TILE, DENSE = 64, 4  # units per transposed block; pairs in a block from which the transpose pays
+
+    @numba.njit(cache=True, nogil=True)
+    def transpose_block(batch, r, first, width, tile):  # pragma: no cover - jit
+        # tile[d, :] = batch[r, :, first + d] for d < width: T rows of the batch read along the units
+        for i in range(batch.shape[1]):
+            for d in range(width):
+                tile[d, i] = batch[r, i, first + d]
 
     @numba.njit(cache=True, nogil=True)
     def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids):  # pragma: no cover - jit
@@ -107,10 +115,7 @@ def _kernel():
                 while end < start[j + 1] and got_unit[order[end]] < first + TILE:
                     end += 1
                 if end - p >= DENSE:
-                    width = min(TILE, n_units - first)
-                    for i in range(n_tokens):
-                        for d in range(width):
-                            tile[d, i] = batch[r, i, first + d]
+                    transpose_block(batch, r, first, min(TILE, n_units - first), tile)
                     for e in range(p, end):
                         q = order[e]
                         u, slot = got_unit[q], got_slot[q]
@@ -141,9 +146,7 @@ def _kernel():
             slot, r = slots[p], rows[p]
             for first in range(0, n_units, TILE):  # every unit: transposed a block at a time, as above
                 width = min(TILE, n_units - first)
-                for i in range(n_tokens):
-                    for d in range(width):
-                        tile[d, i] = batch[r, i, first + d]
+                transpose_block(batch, r, first, width, tile)
                 for d in range(width):
                     for i in range(n_tokens):
                         acts[first + d, slot, i] = tile[d, i]
@@ -158,14 +161,29 @@ def available(tracker_acts: torch.Tensor, batch_acts: torch.Tensor) -> bool:
             and _kernel() is not None)
 
 
+@contextlib.contextmanager
+def torch_ops():
+    """Within it the trackers use the torch ops even on CPU, as on other devices: for benchmarks that compare the
+    two updates in one process."""
+    global available
+    compiled = available
+    available = lambda *_: False  # noqa: E731
+    try:
+        yield
+    finally:
+        available = compiled
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.view(_BITS[t.dtype]).numpy() if t.dtype in (torch.bfloat16, torch.float16) else t.numpy()
 
 
 class TopKIndex:
     """A min-heap over each unit's slots, by key (``heap_key``, ``heap_slot``: (units, k)), and each unit's
-    smallest key (``floor``): what the compiled insertion keeps beside a tracker's state. Built from the keys
-    (ascending order is a heap), so a tracker rebuilds it after anything else changed its keys."""
+    smallest key (``floor``, the heaps' roots kept contiguous: every new window of every unit is compared with
+    it, and reading it from ``heap_key`` would touch one cache line per unit): what the compiled insertion keeps
+    beside a tracker's state. Built from the keys (ascending order is a heap), so a tracker rebuilds it after
+    anything else changed its keys."""
 
     def __init__(self, keys: torch.Tensor):
         heap_key, heap_slot = keys.sort(dim=1, stable=True)

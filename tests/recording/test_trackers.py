@@ -212,3 +212,16 @@ def test_batch_acts_transpose_is_exact_and_drops_prefix(dtype):
     view = base[:, 1:, :]
     np.testing.assert_array_equal(BatchActs(view, base, 1).by_unit.float().numpy(),
                                   view.transpose(1, 2).float().numpy())
+
+
+def test_torch_ops_switches_the_trackers_to_the_torch_update_and_back():
+    """``fastpath.torch_ops()`` (what the recording benchmarks compare against) routes updates through the torch
+    ops, which keep no compiled index, and restores the compiled path after."""
+    x = torch.randn(4, 5, 40)
+    with fastpath.torch_ops():
+        top = TopK(40, 3, 5)
+        top.update(x.amax(1), BatchActs(x), torch.arange(4))
+        assert top._index is None
+    top.update(x.amax(1) + 100, BatchActs(x), torch.arange(4, 8))  # every later window beats every earlier one
+    assert top._index is not None and fastpath.available(top.acts, x)
+    assert (top.sorted_state()[0] >= 4).all()
