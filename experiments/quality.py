@@ -1,7 +1,8 @@
 """Explanation quality on held-out real neurons, every method beside the simplest ones, on the same data.
 
     python experiments/quality.py --store STORE --out experiments/results/quality-gemma-3-270m \
-        [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine,seeded] [--lm-minutes M]
+        [--per-group 8] [--seed 0] [--exclude UNITS] [--lm-methods baseline,norefine,refine,seeded,compiled]
+        [--lm-minutes M] [--program FILE]
         [--iterations 2] [--candidates 2] [--simulator finetuned:gemma-3-270m] [--truth FILE]
 
 The same on synthetic units whose true description is known (``experiments/synthetic_store.py`` turns held-out
@@ -31,8 +32,12 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
   in ``OUT/work/`` are resumed on a rerun (``--lm-minutes`` stops starting neurons after a budget), their
   per-neuron LM tokens and seconds are reported, and paired test differences over the neurons both methods
   finished. They run with ``--no-stats-modes``: the LM's own modes.
-- ``hybrid`` (when ``refine`` ran): NeuronScope's default, the ``refine`` run's modes with the statistical word
-  lists (the ``stats`` row) added when that raises the valid score (:func:`hybrid_row`); no further LM call.
+  ``compiled``: NeuronScope (as ``refine``) with a compiled program loaded (``--program``; default: the program
+  packaged for ``--lm``, ``ns_dspy/programs/``); every other LM method runs uncompiled (``--program none``).
+- ``hybrid`` (when ``refine`` ran): the ``refine`` run's modes with the statistical word lists (the ``stats``
+  row) added when that raises the valid score (:func:`hybrid_row`); no further LM call. ``hybrid-compiled``
+  (when ``compiled`` ran): the same from the ``compiled`` run's modes: NeuronScope's default with a packaged
+  program.
 - ``truth`` (synthetic stores only): the unit's true description, scored on test by the same simulator: the
   ceiling. When the unit has several true wordings, the best on valid is taken (never chosen on test). For
   each method the share of the ceiling reached is reported two ways, over the units where both scores exist
@@ -48,6 +53,7 @@ the commands that rebuild the dataset and the store). Test data is only ever rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -71,14 +77,16 @@ log = logging.getLogger("quality")
 NO_LM = ("stats", "stats1", "peak3", "shuffled", "lookup")
 TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
-              "seeded": dict(seed_stats=True)}
+              "seeded": dict(seed_stats=True), "compiled": {}}
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM): a word list or tier lists",
           "stats1": "statistical explainer, one word list (--no-tiers)",
           "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement (LM modes only)",
           "refine": "NeuronScope, LM modes only (--no-stats-modes)",
           "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
-          "hybrid": "NeuronScope with the statistical word lists as modes when they help on valid (default)",
+          "hybrid": "NeuronScope with the statistical word lists as modes when they help on valid (uncompiled)",
+          "compiled": "NeuronScope with the compiled program, LM modes only (--no-stats-modes)",
+          "hybrid-compiled": "NeuronScope with the compiled program and the word lists when they help on valid",
           "truth": "true description (ceiling)"}
 
 
@@ -248,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-group", type=int, default=None, help="neurons by z-score and by frequency (default 8); "
                         "on a synthetic store, units per family (default: all)")
     parser.add_argument("--exclude", default="", help="LAYER:INDEX units never chosen (e.g. compile's neurons)")
-    parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine, seeded (default: none)")
+    parser.add_argument("--lm-methods", default="", help="comma list of baseline, norefine, refine, seeded, compiled "
+                                                         "(default: none)")
+    parser.add_argument("--program", default="default", help="the compiled program of the compiled method (default: "
+                                                            "the one packaged for --lm)")
     parser.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct", help="explainer LM")
     parser.add_argument("--simulator", default="finetuned:gemma-3-270m", help="simulator spec")
     parser.add_argument("--iterations", type=int, default=2, help="refinement iterations (default 2)")
@@ -270,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     from ns_dspy.scoring import HeldOut, report, select
 
     lm_methods = [m for m in args.lm_methods.split(",") if m]
+    compiled_program = None
+    if "compiled" in lm_methods:  # checked before anything is written
+        compiled_program = RunConfig(explain=ExplainConfig(), lm=LMConfig(args.lm), program=args.program).program_path()
+        if compiled_program is None:
+            raise SystemExit(f"quality.py: no compiled program for --lm {args.lm}: pass --program FILE")
     unknown = [m for m in lm_methods if m not in LM_METHODS]
     if unknown:
         parser.error(f"unknown LM method {unknown[0]!r}: use {', '.join(LM_METHODS)}")
@@ -292,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     group_of = {u: g for g, us in groups.items() for u in us}
     settings = dict(max_exemplars=args.max_exemplars, iterations=args.iterations, candidates=args.candidates)
     first = ExplainConfig(**settings, **LM_METHODS[lm_methods[0]]) if lm_methods else ExplainConfig(method="stats")
-    built = build_program(RunConfig(explain=first, lm=LMConfig(args.lm), simulator=SimulatorConfig(args.simulator)))  # one simulator (and LM, embedder) for every method
+    # one simulator (and LM, embedder) for every method; uncompiled but for the compiled method
+    built = build_program(RunConfig(explain=first, lm=LMConfig(args.lm), simulator=SimulatorConfig(args.simulator),
+                                    program="none"))
     simulator = built.simulator
     results: dict[str, dict[str, dict]] = {str(u): {} for u in units}
     try:
@@ -341,10 +359,16 @@ def main(argv: list[str] | None = None) -> int:
                 config = ExplainConfig(**settings, **{"tiers": False, "stats_modes": False, **LM_METHODS[mode]})
                 provenance = {"explain": config.to_dict(), "lm": args.lm, "simulator": args.simulator,
                               "store": str(Path(args.store).resolve())}
+                source = built
+                if mode == "compiled":
+                    from ns_dspy.optimize import read_manifest
+
+                    provenance["program_state"] = read_manifest(compiled_program)["state_sha256"]
+                    source = dataclasses.replace(built, config=built.config.replace(program=str(compiled_program)))
                 older = [{**provenance, "explain": {k: v for k, v in config.to_dict().items() if k not in drop}}
                          for drop in (("stats_modes",), ("stats_modes", "tiers"))]  # files made before those options
                 runs[mode] = RunStore(work / f"{mode}.sqlite", provenance, legacy=older)
-                programs[mode] = built.program_for(config)
+                programs[mode] = source.program_for(config)
             # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
             # --lm-minutes: no new neuron is started after that long; the table then shows what is done
             lm_start = time.perf_counter()
@@ -369,14 +393,16 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         results[str(rec.unit)][mode] = {"error": rec.error, "lm_tokens": rec.lm_tokens,
                                                         "seconds": rec.seconds}
-        if "refine" in lm_methods:
+        for lm_mode, name in (("refine", "hybrid"), ("compiled", "hybrid-compiled")):
+            if lm_mode not in lm_methods:
+                continue
             for unit in units:
                 row = results[str(unit)]
-                if row.get("refine", {}).get("test") is not None and row.get("stats", {}).get("test") is not None:
-                    row["hybrid"] = hybrid_row(simulator, store, unit, row["refine"], row["stats"])
+                if row.get(lm_mode, {}).get("test") is not None and row.get("stats", {}).get("test") is not None:
+                    row[name] = hybrid_row(simulator, store, unit, row[lm_mode], row["stats"])
     finally:
         built.close()
-    hybrid = ["hybrid"] if any("hybrid" in r for r in results.values()) else []
+    hybrid = [h for h in ("hybrid", "hybrid-compiled") if any(h in r for r in results.values())]
     methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats", *lm_methods, *hybrid)] + \
         (["truth"] if truth else [])
     if truth:
@@ -418,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
     pairs = [(a, b) for a, b in (("stats", "stats1"), ("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
                                  ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats"), ("hybrid", "stats"),
-                                 ("hybrid", "refine")) if a in methods and b in methods]
+                                 ("hybrid", "refine"), ("compiled", "refine"), ("hybrid-compiled", "hybrid"),
+                                 ("hybrid-compiled", "stats")) if a in methods and b in methods]
     paired_rows = []
     for a, b in pairs:
         both = [u for u in units if results[str(u)].get(a, {}).get("test") is not None

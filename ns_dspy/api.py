@@ -26,7 +26,7 @@ def default_run_path(store: str | Path, config: RunConfig) -> Path:
     """``STORE.MODE.sqlite`` (MODE: explain, norefine, baseline or stats), with ``.NAME`` before the suffix for a
     compiled program ``NAME.json``: each kind of run gets its own file."""
     path = Path(str(Path(store)).rstrip("/") + f".{config.explain.mode}.sqlite")
-    if config.program:
+    if config.program not in (None, "none", "default"):  # a packaged program is part of the default run
         path = Path(str(path)[: -len(".sqlite")] + f".{Path(config.program).stem}.sqlite")
     return path
 
@@ -129,6 +129,8 @@ def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | 
     sets = neuron_sets(exemplars, units, n_neurons=n_neurons, fractions=list(fractions), seed=seed,
                        max_exemplars=config.explain.max_exemplars)
     config = config.replace(lm=dict(cache=True))  # cached: a re-run makes no LM call
+    if config.program == "default":  # compiling starts from the uncompiled agents unless --program names a file
+        config = config.replace(program=None)
     reflection = build_lm(dataclasses.replace(config.lm, spec=reflection_lm, temperature=1.0)) \
         if reflection_lm else None
     built = build_program(config)

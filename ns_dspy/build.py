@@ -69,11 +69,15 @@ class Built:
         components = {"simulator": self.simulator.cache_key, "embedder": _embedder_key(self.program)}
         if self.lm is not None:
             components["lm"] = _lm_key(self.lm)
-        out = {"version": PROVENANCE_VERSION, "run": self.config.to_dict(provenance=True), "components": components}
-        if self.config.program:
+        run = self.config.to_dict(provenance=True)
+        program = self.config.program_path()
+        if program is None:
+            run["program"] = None  # "default" with no packaged program for this LM is no program, as before
+        out = {"version": PROVENANCE_VERSION, "run": run, "components": components}
+        if program is not None:
             from .optimize import read_manifest
 
-            out["program_state"] = read_manifest(self.config.program)["state_sha256"]
+            out["program_state"] = read_manifest(program)["state_sha256"]
         return {**out, **extra}
 
     def legacy_provenance(self, **extra: Any) -> dict[str, Any]:
@@ -86,10 +90,11 @@ class Built:
         from .program import NeuronScope
 
         program = NeuronScope(self.simulator, self.program.clustering.embedder, explain)
-        if self.config.program is not None:
+        path = self.config.replace(explain=explain).program_path()
+        if path is not None:
             from .optimize import load_compiled
 
-            load_compiled(self.config.program, program)
+            load_compiled(path, program)
         return program
 
     def close(self) -> None:
@@ -106,11 +111,11 @@ def legacy_provenance(config: RunConfig, **extra: Any) -> dict[str, Any]:
     """The provenance run files recorded before version 2, so that such a run resumes unchanged."""
     out = {"explain": config.explain.to_dict(), "lm": config.lm.spec, "temperature": config.lm.temperature,
            "simulator": config.simulator.spec, "embedder": config.embedder.spec}
-    if config.program:
+    program = config.program_path()
+    if program is not None:
         from .optimize import read_manifest
 
-        out["program"] = {"path": str(Path(config.program).resolve()),
-                          "state_sha256": read_manifest(config.program)["state_sha256"]}
+        out["program"] = {"path": str(program.resolve()), "state_sha256": read_manifest(program)["state_sha256"]}
     return {**out, **extra}
 
 
@@ -138,10 +143,11 @@ def check_run_config(config: RunConfig) -> None:
     embedder. A driver calls it before its workers build the program."""
     from .simulators.base import check_simulator
 
-    if config.program is not None:
+    program = config.program_path()
+    if program is not None:
         from .optimize import read_manifest
 
-        read_manifest(config.program)
+        read_manifest(program)
     if config.explain.method != "stats":
         build_lm(config.lm)  # a dspy.LM client: nothing is loaded until the first call
     check_simulator(config.simulator.spec, **config.simulator.build_options())
@@ -153,19 +159,20 @@ def build_program(config: RunConfig, *, with_lm: bool = True, lm_extra: dict[str
     scores only). A compiled program is checked (its manifest) before any model is loaded, and loaded last."""
     from .program import NeuronScope
 
-    if config.program is not None:
+    path = config.program_path()
+    if path is not None:
         from .optimize import read_manifest
 
-        read_manifest(config.program)  # a missing or foreign file is refused before any model is loaded
+        read_manifest(path)  # a missing or foreign file is refused before any model is loaded
     lm = build_lm(config.lm, **(lm_extra or {})) if with_lm and config.explain.method != "stats" else None
     embedder = build_embedder(config.embedder)  # loads its model on first use; a bad spec is refused here
     simulator = build_simulator(config.simulator)
     try:
         program = NeuronScope(simulator, embedder, config.explain)
-        if config.program is not None:
+        if path is not None:
             from .optimize import load_compiled
 
-            load_compiled(config.program, program)
+            load_compiled(path, program)
     except BaseException:
         simulator.close()
         raise

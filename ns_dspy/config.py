@@ -8,7 +8,8 @@
       lm:        LMConfig        the explainer LM: spec, temperature, max tokens, timeout, hedging
       simulator: SimulatorConfig the simulator: spec, dtype, device, backend options
       embedder:  EmbedderConfig  the clustering embedder: spec, options
-      program:   str | None      a compiled program (``ns-dspy compile --out``)
+      program:   str | None      the compiled program: ``default`` (the one packaged for the LM, if any), ``none``
+                                 or a file written by ``ns-dspy compile --out``
 
 Every field carries its help text and flag in its metadata, so an option is documented once: the same text
 shows in ``--help`` (:func:`add_options` makes the options) and in the code. :func:`load_run_config` is the one
@@ -440,8 +441,15 @@ class RunConfig(_Config):
     lm: LMConfig = dataclasses.field(default_factory=LMConfig)
     simulator: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
     embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
-    program: str | None = opt(None, "a compiled program (ns-dspy compile --out) for the agents", flag="--program",
-                              metavar="PATH")
+    program: str | None = opt("default", "the agents' compiled program: default (the program packaged for the LM, "
+                                         "when there is one), none, or a file written by ns-dspy compile --out",
+                              flag="--program", metavar="PATH")
+
+    def program_path(self) -> Path | None:
+        """The compiled program file this run loads, or None (:func:`ns_dspy.optimize.resolve_program`)."""
+        from .optimize.packaged import resolve_program
+
+        return resolve_program(self.program, self.lm.spec, self.explain)
 
     def replace(self, **sections: Any) -> "RunConfig":
         """A copy with some sections or fields replaced, e.g. ``replace(explain=dict(refine=False))``: a dict
@@ -495,7 +503,7 @@ def add_run_options(parser: argparse.ArgumentParser, sections: Sequence[str] = S
         if dataclasses.is_dataclass(kind):
             add_options(parser, kind, prefix=f"{f.name}.")
         else:  # program
-            parser.add_argument(f.metadata["flag"], dest=f.name, default=None, metavar=f.metadata["metavar"],
+            parser.add_argument(f.metadata["flag"], dest=f.name, default=f.default, metavar=f.metadata["metavar"],
                                 help=f.metadata["help"].replace("%", "%%"))
     if config_file:
         parser.add_argument("--config", default=None,
@@ -626,7 +634,7 @@ def _warn_tuned(path, tuned: dict[str, Any], config: RunConfig) -> None:
         if was is not None and was != value:
             log.warning("%s was tuned with --%s %s; this run uses %s", path, option, was, value)
     if "program" in tuned:
-        was, now = tuned.get("program"), config.program
+        was, now = tuned.get("program"), config.program_path()
         if (was or now) and (not was or not now or Path(was).resolve() != Path(now).resolve()):
             log.warning("%s was tuned with %s; this run uses %s", path,
                         f"--program {was}" if was else "no compiled program",

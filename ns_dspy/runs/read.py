@@ -63,8 +63,8 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     flat = {"explain": part("explain"), "lm": part("lm").get("spec"), "temperature": part("lm").get("temperature"),
             "simulator": part("simulator").get("spec"), "embedder": part("embedder").get("spec"),
             "run": run, "components": config.get("components")}
-    if run.get("program"):
-        flat["program"] = {"path": run["program"], "state_sha256": config.get("program_state")}
+    if config.get("program_state"):  # a compiled program was loaded (a file, or the one packaged: "default")
+        flat["program"] = {"path": run.get("program"), "state_sha256": config["program_state"]}
     return {**flat, **{k: v for k, v in config.items() if k not in ("version", "run", "components", "program_state")}}
 
 

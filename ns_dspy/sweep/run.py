@@ -117,10 +117,11 @@ def _settings(config: RunConfig, sweep: SweepConfig, space, neurons) -> dict:
     from .objective import config_record
 
     program_state = None
-    if config.program:
+    program = config.program_path()
+    if program is not None:
         from ..optimize import read_manifest
 
-        program_state = read_manifest(config.program)["state_sha256"]  # a missing program: one line, no model loaded
+        program_state = read_manifest(program)["state_sha256"]  # a missing program: one line, no model loaded
     base_record = config_record(config.explain, config.lm.temperature)
     for name in space.names:  # swept settings are not part of the base
         if name == "temperature":
@@ -214,7 +215,7 @@ def _finish(config: RunConfig, sweep: SweepConfig, study, summary, store, simula
              "test": report["test"], "objectives": settings["objectives"], "lm_tokens": best.user_attrs.get("lm_tokens"),
              "neurons": settings["neurons"], "lm": config.lm.spec, "simulator": config.simulator.spec,
              "embedder": config.embedder.spec,
-             "program": str(Path(config.program).resolve()) if config.program else None, "params": best.params}
+             "program": str(config.program_path().resolve()) if config.program_path() else None, "params": best.params}
     out = _out_dir(sweep)
     best_path = write_config_file(out / "best.json", chosen, tuned)
     atomic_write_json(out / "space.json", space.to_dict())

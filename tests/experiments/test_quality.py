@@ -75,3 +75,35 @@ def test_lm_methods_neuron_by_neuron_with_paired_differences(tmp_path, monkeypat
     assert hybrid["number"] == hybrid["lm_modes"] + hybrid["lists"] == len(hybrid["explanations"])
     assert set(hybrid["explanations"]) <= set(dog["refine"]["explanations"]) | set(dog["stats"]["explanations"])
     assert data["summary"]["paired"]["hybrid-stats"]["neurons"] == 1
+
+
+def test_compiled_method_loads_its_program_and_the_others_run_uncompiled(tmp_path, monkeypatch):
+    """``--lm-methods refine,compiled --program FILE``: the compiled run's prompts carry the program's instructions,
+    the uncompiled run's do not, and both get their default row (the word lists added where they help)."""
+    import ns_dspy.build
+    from ns_dspy.optimize import save_compiled
+    from ns_dspy.program import ExplainConfig, NeuronScope
+    from ns_dspy.simulators import KeywordSimulator
+
+    lm, engine = scripted_lm([responder] * 200)
+    monkeypatch.setattr(ns_dspy.build, "build_lm", lambda config, **kw: lm)
+    monkeypatch.setattr(ns_dspy.build, "build_embedder", lambda config: WordEmbedder())
+    program = NeuronScope(KeywordSimulator(), WordEmbedder(), ExplainConfig())
+    predict = dict(program.named_predictors())["hypothesis.hypothesize"]
+    predict.signature = predict.signature.with_instructions("COMPILED INSTRUCTIONS: name the animal words.")
+    save_compiled(program, tmp_path / "c.json", {"optimizer": "bootstrap", "lm": "local:toy"})
+    store = _store(tmp_path)
+    out = tmp_path / "q"
+    argv = ["--store", str(store.path), "--out", str(out), "--per-group", "1", "--simulator", "keyword",
+            "--lm-methods", "refine,compiled", "--iterations", "1", "--candidates", "1"]
+    with pytest.raises(SystemExit, match="no compiled program for --lm"):  # nothing packaged for that LM
+        main(argv + ["--lm", "local:toy"])
+    assert main(argv + ["--program", str(tmp_path / "c.json")]) == 0
+    hypotheses = [p for p in engine.prompts if "activation" in p.lower()]
+    assert any("COMPILED INSTRUCTIONS" in p for p in engine.prompts)
+    assert sum("COMPILED INSTRUCTIONS" in p for p in engine.prompts) < len(hypotheses)  # refine ran uncompiled
+    data = json.loads((out / "quality.json").read_text())
+    dog = data["results"]["0:1"]
+    assert dog["compiled"]["test"] is not None and dog["hybrid-compiled"]["valid"] >= dog["compiled"]["valid"] - 1e-9
+    assert data["summary"]["paired"]["compiled-refine"]["neurons"] == 1
+    assert "| NeuronScope with the compiled program, LM modes only (--no-stats-modes) |" in (out / "summary.md").read_text()
