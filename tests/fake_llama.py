@@ -35,6 +35,9 @@ class Llama:
     def sample(self, temp=0.0):
         return 7
 
+    def set_cache(self, cache):  # llama_cpp.Llama's prefix-cache hook (the engine's PrefixCache)
+        self.cache = cache
+
     def create_chat_completion(self, messages, **options):
         return {{"id": "x", "choices": [{{"index": 0, "finish_reason": "stop",
                                           "message": {{"role": "assistant", "content": "fine"}}}}],

@@ -20,7 +20,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from .guard import check_llama_cpp, load_kwargs, quiet_openmp, weight_buffers
 __all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp"]
 
 log = logging.getLogger(__name__)
+
+PREFIX_CACHE_ENTRIES = 4
+"""Prompts whose llama.cpp states are kept for prefix reuse (:class:`PrefixCache`): one per agent, and one more."""
 
 DEFAULT_MAX_TOKENS = 512
 """Used when a request sets no ``max_tokens``: without a cap a looping small model runs to the context's end."""
@@ -111,14 +115,19 @@ class LlamaCppEngine:
                                   "presence_penalty", "response_format"})
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0,
-                 n_gpu_layers: int = 0, chat_format: str | None = None):
+                 n_gpu_layers: int = 0, chat_format: str | None = None, prefix_cache: int = PREFIX_CACHE_ENTRIES):
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise LMError(f"no GGUF file at {path}: give local:NAME of a registered LM or an existing .gguf path")
         require_llama_cpp()  # fail at construction with the install hint, not inside DSPy's call wrapper
         self.settings = LlamaCppSettings(str(path.resolve()), n_ctx=n_ctx, n_threads=n_threads, seed=seed,
                                          n_gpu_layers=n_gpu_layers, chat_format=chat_format)
+        if prefix_cache < 0:
+            raise ValueError(f"prefix_cache must be >= 0 prompts, got {prefix_cache}")
+        self.prefix_cache = prefix_cache
+        """How many recent prompts' llama.cpp states are kept for prefix reuse (:class:`PrefixCache`; 0: none)."""
         self._llama = None
+        self._cache: PrefixCache | None = None
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
 
@@ -146,8 +155,8 @@ class LlamaCppEngine:
                 raise
             seconds = time.perf_counter() - start
         usage = out.get("usage") or {}
-        log.debug("local LM: %s prompt + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
-                  usage.get("completion_tokens"), seconds)
+        log.debug("local LM: %s prompt (%d reused) + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
+                  self._cache.last_reused if self._cache else 0, usage.get("completion_tokens"), seconds)
         return _response(request.model, out)
 
     def stream(self, request) -> Iterator[Any]:
@@ -158,7 +167,7 @@ class LlamaCppEngine:
 
     def close(self) -> None:
         with self._lock:
-            llama, self._llama = self._llama, None
+            llama, self._llama, self._cache = self._llama, None, None
         if llama is not None:
             llama.close()
 
@@ -193,8 +202,93 @@ class LlamaCppEngine:
                 self._llama = Llama(model_path=s.model_path,
                                     **load_kwargs(s.n_ctx, self._threads(), s.seed, s.n_gpu_layers, s.chat_format))
             self.load_seconds = time.perf_counter() - start
+            if self.prefix_cache:
+                self._cache = PrefixCache(self._llama, self.prefix_cache)
+                self._llama.set_cache(self._cache)
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama
+
+
+class PrefixCache:
+    """The llama.cpp states of the last ``entries`` prompts, so that a prompt sharing a long prefix with one of
+    them evaluates only the rest: an agent's calls share its instructions and demos (a compiled program's demos
+    are thousands of tokens), and one neuron's calls share its exemplars, but the agents' calls alternate, so
+    llama.cpp's own reuse of the previous prompt alone misses them. llama-cpp-python's ``Llama.set_cache``
+    protocol: ``cache[tokens]`` is the state whose tokens share the longest prefix with ``tokens`` (KeyError if
+    none), ``cache[tokens] = state`` after each completion. The new state replaces the one matched (it holds
+    all they share), so each line of prompts (an agent's calls) keeps one entry; least recently used lines
+    are dropped.
+
+    Two things differ from llama-cpp-python's own RAM cache: a state is kept without the logits history
+    llama-cpp-python copies into it (up to n_batch x vocabulary floats, ~300 MB for Qwen2.5; sampling reads
+    llama.cpp's own logits, and the history is only read for logprobs, which this engine refuses), and a loaded
+    state takes the sampler seed the model has now, so seeded sampling goes on exactly as without the cache
+    (the saved seed would replay earlier samples)."""
+
+    def __init__(self, llama, entries: int):
+        self._llama, self.entries = llama, entries
+        self._states: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._matched: tuple[int, ...] | None = None
+        self.hits = self.reused_tokens = self.last_reused = 0
+
+    def __bool__(self) -> bool:  # llama-cpp-python tests ``if self.cache``
+        return True
+
+    def _longest(self, tokens: Sequence[int]) -> tuple[tuple[int, ...] | None, int]:
+        best, length = None, 0
+        for key in self._states:
+            n = _common_prefix(key, tokens)
+            if n > length:
+                best, length = key, n
+        return best, length
+
+    def __getitem__(self, tokens: Sequence[int]):
+        from llama_cpp.llama import LlamaState
+
+        key, length = self._longest(tokens)
+        self.last_reused = 0
+        # the same line of prompts when they share at least half of the match (a system prompt's few tokens do not)
+        self._matched = key if key is not None and 2 * length >= len(key) else None
+        if key is None:
+            raise KeyError("no cached prefix")
+        self._states.move_to_end(key)
+        state = self._states[key]
+        current = getattr(self._llama, "input_ids", ())
+        if length > _common_prefix(current, tokens):  # the same test llama-cpp-python makes before loading
+            self.hits += 1
+            self.reused_tokens += length
+            self.last_reused = length
+        return LlamaState(input_ids=state.input_ids, scores=state.scores, n_tokens=state.n_tokens,
+                          llama_state=state.llama_state, llama_state_size=state.llama_state_size,
+                          seed=self._llama._seed)
+
+    def __contains__(self, tokens: Sequence[int]) -> bool:
+        return self._longest(tokens)[0] is not None
+
+    def __setitem__(self, tokens: Sequence[int], state) -> None:
+        from llama_cpp.llama import LlamaState
+
+        key = tuple(tokens)
+        self._states.pop(key, None)
+        if self._matched is not None:  # this state holds what it shares with the one matched: one entry per line
+            self._states.pop(self._matched, None)
+            self._matched = None
+        # the last row only: load_state broadcasts it into the rows it fills, which sampling does not read
+        self._states[key] = LlamaState(input_ids=state.input_ids, scores=state.scores[-1:].copy(),
+                                       n_tokens=state.n_tokens, llama_state=state.llama_state,
+                                       llama_state_size=state.llama_state_size, seed=state.seed)
+        while len(self._states) > self.entries:
+            self._states.popitem(last=False)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _same_library(verdict: dict) -> None:

@@ -213,6 +213,9 @@ class StandInLlama:
     def __init__(self, **kwargs):
         self.kwargs = kwargs
 
+    def set_cache(self, cache):  # llama_cpp.Llama's prefix-cache hook (the engine's PrefixCache)
+        self.cache = cache
+
     def create_chat_completion(self, *, messages, **options):
         StandInLlama.calls += 1
         return {"id": "c1", "choices": [{"index": 0, "finish_reason": "stop",

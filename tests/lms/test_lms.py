@@ -163,6 +163,9 @@ class ScriptedLlama:
         self.kwargs, self.calls, self.inside = kwargs, [], 0
         ScriptedLlama.instances.append(self)
 
+    def set_cache(self, cache):  # llama_cpp.Llama's prefix-cache hook (the engine's PrefixCache)
+        self.cache = cache
+
     def create_chat_completion(self, *, messages, **options):
         self.inside += 1
         assert self.inside == 1, "the llama.cpp context was entered by two threads"
@@ -349,6 +352,34 @@ def test_smollm2_builds_into_a_fresh_cache_and_answers(tmp_path, monkeypatch):
 
     with pytest.raises(ContextWindowExceededError, match="raise n_ctx"):
         make_lm("local:smollm2-135m-instruct", n_ctx=256, max_tokens=16, cache=False)("word " * 400)
+
+
+@pytest.mark.slow
+def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer():
+    """Three "agents" with long system prompts, called in turn as NeuronScope's agents are: with the prefix cache
+    every call after the first of its agent evaluates only its own tail, and the answers are the same as without
+    it, greedy and sampled (a loaded state must not rewind the sampler's seed)."""
+    from dspy.lm15 import Config, Message, Request
+
+    path = LMAsset.registry["smollm2-135m-instruct"].path()
+    system = {a: f"You are agent {a}. " + " ".join(f"rule {i}: the {a} token {i * 7 % 13} follows {i}."
+                                                   for i in range(40)) for a in "ABC"}
+
+    def answers(entries: int, temperature: float):
+        engine = LlamaCppEngine(path, n_ctx=2048, prefix_cache=entries, n_threads=1, seed=5)
+        try:
+            out = [engine.complete(Request(model="local/s", system=system[a], messages=(
+                Message.user(f"Neuron {n}: summarise rule {n} for agent {a} in five words."),),
+                config=Config(max_tokens=8, temperature=temperature))).text for n in range(3) for a in "ABC"]
+            return out, engine._cache
+        finally:
+            engine.close()
+
+    for temperature in (0.0, 0.9):
+        plain, none = answers(0, temperature)
+        cached, cache = answers(4, temperature)
+        assert none is None and cached == plain
+        assert cache.hits == 6 and cache.reused_tokens >= 6 * 500  # each agent's ~600-token prefix, after its first
 
 
 @pytest.mark.slow

@@ -80,5 +80,14 @@ def test_every_packaged_program_loads_into_the_default_program_of_its_lm():
         with build_program(config, with_lm=False) as built:  # loads the state; refused on any mismatch
             state = built.program.dump_state()
         assert json.loads(path.read_text())["hypothesis.hypothesize"] == state["hypothesis.hypothesize"]
+        if manifest["optimizer"] in ("bootstrap", "bootstrap-rs"):
+            # these optimizers add demos and keep the instructions: a packaged program made by one must carry
+            # the agents' current instructions, else an edit to a prompt never reaches the default run
+            fresh = RunConfig(lm=LMConfig(spec=lm), simulator=SimulatorConfig("keyword"), program="none")
+            with build_program(fresh, with_lm=False) as built:
+                current = {n: p.signature.instructions for n, p in built.program.named_predictors()}
+            saved = json.loads(path.read_text())
+            for name, instructions in current.items():
+                assert saved[name]["signature"]["instructions"] == instructions, f"recompile {path.name}: {name}"
     if DEFAULT_LM in shipped:
         assert RunConfig().program_path() == shipped[DEFAULT_LM]
