@@ -253,8 +253,8 @@ class PrefixCache:
             raise KeyError("no cached prefix")
         self._states.move_to_end(key)
         state = self._states[key]
-        current = getattr(self._llama, "input_ids", ())
-        if length > _common_prefix(current, tokens):  # the same test llama-cpp-python makes before loading
+        current = self._llama._input_ids  # the tokens evaluated now (input_ids is the whole n_ctx buffer)
+        if length > _common_prefix(current, tokens):  # the test llama-cpp-python makes before loading a state
             self.hits += 1
             self.reused_tokens += length
             self.last_reused = length
