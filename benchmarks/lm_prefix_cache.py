@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                             stats_modes=False, tiers=False)
     config = RunConfig(explain=explain, simulator=SimulatorConfig(cache=False), program=args.program)
     built = build_program(config, with_lm=False)
-    print(f"CPU: {cpu_description()}; LM {DEFAULT_LM}; program: {config.program_path() or 'none'}")
+    print(f"CPU: {cpu_description()['model']}; LM {DEFAULT_LM}; program: {config.program_path() or 'none'}")
     ways = {}
     for name, entries in (("off", 0), ("on", PREFIX_CACHE_ENTRIES)):
         lm = make_lm(DEFAULT_LM, temperature=config.lm.temperature, max_tokens=config.lm.max_tokens, cache=False,
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in order:
                 way = ways[name]
                 before, reused_before = way["spent"][0], _reused(way["engine"])
-                record, trace = explain_unit(built.program, store, unit, way["lm"])
+                record = explain_unit(built.program, store, unit, way["lm"])
+                trace = record.typed_trace
                 seconds = way["spent"][0] - before
                 reused = _reused(way["engine"]) - reused_before
                 prompt = trace.lm_usage["prompt_tokens"]
