@@ -26,7 +26,9 @@ def default_run_path(store: str | Path, config: RunConfig) -> Path:
     """``STORE.MODE.sqlite`` (MODE: explain, norefine, baseline or stats), with ``.NAME`` before the suffix for a
     compiled program ``NAME.json``: each kind of run gets its own file."""
     path = Path(str(Path(store)).rstrip("/") + f".{config.explain.mode}.sqlite")
-    if config.program not in (None, "none", "default"):  # a packaged program is part of the default run
+    from .optimize.packaged import DEFAULT, NONE
+
+    if config.program not in (None, NONE, DEFAULT):  # a packaged program is part of the default run
         path = Path(str(path)[: -len(".sqlite")] + f".{Path(config.program).stem}.sqlite")
     return path
 
@@ -118,6 +120,7 @@ def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | 
     from .build import build_lm
     from .exemplars import ExemplarStore
     from .optimize import check_options, compile_neurons, neuron_sets
+    from .optimize.packaged import DEFAULT
 
     if not str(out).endswith(".json"):
         raise ConfigError(f"--out {out}: a compiled program is saved as DSPy JSON state; name it *.json")
@@ -129,7 +132,7 @@ def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | 
     sets = neuron_sets(exemplars, units, n_neurons=n_neurons, fractions=list(fractions), seed=seed,
                        max_exemplars=config.explain.max_exemplars)
     config = config.replace(lm=dict(cache=True))  # cached: a re-run makes no LM call
-    if config.program == "default":  # compiling starts from the uncompiled agents unless --program names a file
+    if config.program == DEFAULT:  # compiling starts from the uncompiled agents unless --program names a file
         config = config.replace(program=None)
     reflection = build_lm(dataclasses.replace(config.lm, spec=reflection_lm, temperature=1.0)) \
         if reflection_lm else None

@@ -235,15 +235,17 @@ class PrefixCache:
         return True
 
     def _longest(self, tokens: Sequence[int]) -> tuple[tuple[int, ...] | None, int]:
+        from llama_cpp.llama import Llama
+
         best, length = None, 0
         for key in self._states:
-            n = _common_prefix(key, tokens)
+            n = Llama.longest_token_prefix(key, tokens)
             if n > length:
                 best, length = key, n
         return best, length
 
     def __getitem__(self, tokens: Sequence[int]):
-        from llama_cpp.llama import LlamaState
+        from llama_cpp.llama import Llama, LlamaState
 
         key, length = self._longest(tokens)
         self.last_reused = 0
@@ -254,7 +256,7 @@ class PrefixCache:
         self._states.move_to_end(key)
         state = self._states[key]
         current = self._llama._input_ids  # the tokens evaluated now (input_ids is the whole n_ctx buffer)
-        if length > _common_prefix(current, tokens):  # the test llama-cpp-python makes before loading a state
+        if length > Llama.longest_token_prefix(current, tokens):  # the test llama-cpp-python makes before loading a state
             self.hits += 1
             self.reused_tokens += length
             self.last_reused = length
@@ -279,16 +281,6 @@ class PrefixCache:
                                        llama_state_size=state.llama_state_size, seed=state.seed)
         while len(self._states) > self.entries:
             self._states.popitem(last=False)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the common prefix of two token sequences."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _same_library(verdict: dict) -> None:

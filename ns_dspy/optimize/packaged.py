@@ -30,7 +30,12 @@ PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
 def packaged_programs(directory: Path | None = None) -> dict[str, Path]:
     """LM spec -> the packaged program compiled for it (the first by file name where two name one LM), from
     ``directory`` (default :data:`PROGRAMS_DIR`)."""
-    found: dict[str, Path] = {}
+    return {lm: path for lm, (path, _) in _packaged(directory).items()}
+
+
+def _packaged(directory: Path | None) -> dict[str, tuple[Path, dict]]:
+    """LM spec -> (state file, manifest) of the packaged programs (see :func:`packaged_programs`)."""
+    found: dict[str, tuple[Path, dict]] = {}
     for mpath in sorted(Path(directory or PROGRAMS_DIR).glob("*.manifest.json")):
         try:
             manifest = json.loads(mpath.read_text())
@@ -40,16 +45,17 @@ def packaged_programs(directory: Path | None = None) -> dict[str, Path]:
         state = mpath.with_name(manifest.get("state_file") or mpath.name.replace(".manifest.json", ".json"))
         lm = manifest.get("lm")
         if isinstance(lm, str) and state.is_file() and manifest_path(state) == mpath:
-            found.setdefault(lm, state)
+            found.setdefault(lm, (state, manifest))
     return found
 
 
 def packaged_program(lm_spec: str, explain, directory: Path | None = None) -> Path | None:
     """The packaged program for ``lm_spec`` that fits ``explain`` (an ``ExplainConfig``), or None."""
-    path = packaged_programs(directory).get(lm_spec)
-    if path is None or getattr(explain, "method", "neuronscope") != "neuronscope":
+    found = _packaged(directory).get(lm_spec)
+    if found is None or getattr(explain, "method", "neuronscope") != "neuronscope":
         return None
-    compiled_with = json.loads(manifest_path(path).read_text()).get("explain_config", {})
+    path, manifest = found
+    compiled_with = manifest.get("explain_config", {})
     misfits = [k for k in STRUCTURAL_KEYS if k in compiled_with and compiled_with[k] != getattr(explain, k)]
     if misfits:
         log.info("the packaged program for %s was compiled with %s; this run has %s: running without it", lm_spec,

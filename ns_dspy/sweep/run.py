@@ -211,11 +211,12 @@ def _finish(config: RunConfig, sweep: SweepConfig, study, summary, store, simula
     record = best.user_attrs["config"]
     chosen = config.replace(explain=ExplainConfig.from_dict(record["explain"], "explain"),
                             lm=dict(temperature=record["temperature"]))
+    program = config.program_path()
     tuned = {"study": sweep.study, "storage": shown, "trial": best.number, "valid": report["valid"],
              "test": report["test"], "objectives": settings["objectives"], "lm_tokens": best.user_attrs.get("lm_tokens"),
              "neurons": settings["neurons"], "lm": config.lm.spec, "simulator": config.simulator.spec,
              "embedder": config.embedder.spec,
-             "program": str(config.program_path().resolve()) if config.program_path() else None, "params": best.params}
+             "program": str(program.resolve()) if program else None, "params": best.params}
     out = _out_dir(sweep)
     best_path = write_config_file(out / "best.json", chosen, tuned)
     atomic_write_json(out / "space.json", space.to_dict())

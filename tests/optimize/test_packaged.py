@@ -5,6 +5,7 @@ configuration builds."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from toy_neurons import toy_program
@@ -18,7 +19,7 @@ from ns_dspy.optimize import packaged
 from ns_dspy.optimize.packaged import packaged_program, packaged_programs, resolve_program
 
 
-def _compiled(tmp_path, name: str, lm: str, **explain) -> "Path":  # noqa: F821
+def _compiled(tmp_path, name: str, lm: str, **explain) -> Path:
     program = toy_program(**explain)
     predict = _predict(program)
     predict.signature = predict.signature.with_instructions("compiled instructions")
