@@ -20,7 +20,9 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
 
 - ``stats``: the statistical explainer (``ns-dspy explain --method stats``): word lists of the tokens that
   carry the activation in the train windows, or sets of tier lists scored as a union calibrated on valid (a
-  graded word list), the best on valid. No LM. ``stats1``: the same with single lists only (``--no-tiers``).
+  graded word list), the best on valid, with a list of the tokens where the activation is lowest added as a
+  negative mode when that raises the valid score (``--negative``). No LM. ``stats-pos``: the same without the
+  negative list (``--no-negative``); ``stats1``: single positive lists only (``--no-tiers --no-negative``).
 - ``peak3``: ``the words "X", "Y" and "Z"``, the three commonest peak tokens of the train top windows.
 - ``shuffled``: another chosen neuron's ``stats1`` explanation (a decoy: what an unrelated explanation scores).
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
@@ -74,13 +76,15 @@ from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 log = logging.getLogger("quality")
 
-NO_LM = ("stats", "stats1", "peak3", "shuffled", "lookup")
+NO_LM = ("stats", "stats-pos", "stats1", "peak3", "shuffled", "lookup")
 TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
               "seeded": dict(seed_stats=True), "compiled": {}}
 TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
-          "peak3": "three commonest peak tokens", "stats": "statistical explainer (no LM): a word list or tier lists",
-          "stats1": "statistical explainer, one word list (--no-tiers)",
+          "peak3": "three commonest peak tokens",
+          "stats": "statistical explainer (no LM): a word list or tier lists, and a negative list when it helps",
+          "stats-pos": "statistical explainer, positive lists only (--no-negative)",
+          "stats1": "statistical explainer, one word list (--no-tiers --no-negative)",
           "baseline": "single-pass LM baseline", "norefine": "NeuronScope w/o refinement (LM modes only)",
           "refine": "NeuronScope, LM modes only (--no-stats-modes)",
           "seeded": "NeuronScope, refinement seeded with the statistical explanation (--seed-stats)",
@@ -317,9 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         where = {"store": str(Path(args.store).resolve()), "simulator": args.simulator, "method": "stats"}
         records, stats_text = {}, {}
-        for name, tiers, file in (("stats1", False, "stats.sqlite"), ("stats", True, "stats-tiers.sqlite")):
-            run = RunStore(work / file, {**where, "tiers": True} if tiers else where)  # the single-list file is older
-            program = built.program_for(ExplainConfig(method="stats", tiers=tiers, **settings))
+        # the single-list file is older than the tiers, the tiers' older than the negative lists
+        for name, tiers, negative, file, identity in (
+                ("stats1", False, False, "stats.sqlite", where),
+                ("stats-pos", True, False, "stats-tiers.sqlite", {**where, "tiers": True}),
+                ("stats", True, True, "stats-negative.sqlite", {**where, "tiers": True, "negative": True})):
+            run = RunStore(work / file, identity)
+            program = built.program_for(ExplainConfig(method="stats", tiers=tiers, negative=negative, **settings))
             records[name] = {r.unit: r for r in explain_units(program, store, units, run, None, progress=True)}
         log.info("statistical explainers: %d neurons in %.0f s", len(units), time.perf_counter() - start)
         # the decoy row: another neuron's single word list (as before tiers)
@@ -332,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             top = store.exemplars(unit, "train", "top")
             train = top + store.exemplars(unit, "train", "random")
             row["lookup"] = {"test": lookup_score(train, test)}
-            for name in ("stats1", "stats"):
+            for name in ("stats1", "stats-pos", "stats"):
                 rec = records[name][unit]
                 if rec.status == "done":
                     row[name] = {"explanations": [f.explanation for f in rec.typed_trace.finals],
@@ -356,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                 # --no-tiers: the seeds (seeded) and each trace's statistical row are the single word list, as when
                 # these runs began; the statistical rows of the table are their own runs above
                 # --no-stats-modes: these rows are the LM's own modes; ``hybrid`` adds the word lists below
-                config = ExplainConfig(**settings, **{"tiers": False, "stats_modes": False, **LM_METHODS[mode]})
+                config = ExplainConfig(**settings, **{"tiers": False, "stats_modes": False, "negative": False,
+                                                      **LM_METHODS[mode]})
                 provenance = {"explain": config.to_dict(), "lm": args.lm, "simulator": args.simulator,
                               "store": str(Path(args.store).resolve())}
                 source = built
@@ -366,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                     provenance["program_state"] = read_manifest(compiled_program)["state_sha256"]
                     source = dataclasses.replace(built, config=built.config.replace(program=str(compiled_program)))
                 older = [{**provenance, "explain": {k: v for k, v in config.to_dict().items() if k not in drop}}
-                         for drop in (("stats_modes",), ("stats_modes", "tiers"))]  # files made before those options
+                         for drop in (("negative",), ("stats_modes", "negative"),
+                                      ("stats_modes", "tiers", "negative"))]  # files made before those options
                 runs[mode] = RunStore(work / f"{mode}.sqlite", provenance, legacy=older)
                 programs[mode] = source.program_for(config)
             # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
@@ -403,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         built.close()
     hybrid = [h for h in ("hybrid", "hybrid-compiled") if any(h in r for r in results.values())]
-    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats", *lm_methods, *hybrid)] + \
+    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats-pos", "stats", *lm_methods, *hybrid)] + \
         (["truth"] if truth else [])
     if truth:
         family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}
@@ -442,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' | '.join(_pm(*by_column[c]) for c in columns)} | "
                      f"{'-' if number is None else f'{number:.2f}'} | {'-' if tokens is None else f'{tokens:,.0f}'} | "
                      f"{'-' if seconds is None else f'{seconds:.0f}'} | {len(done)} of {len(units)} |")
-    pairs = [(a, b) for a, b in (("stats", "stats1"), ("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
+    pairs = [(a, b) for a, b in (("stats", "stats-pos"), ("stats-pos", "stats1"), ("refine", "norefine"), ("refine", "stats"), ("norefine", "stats"),
                                  ("seeded", "refine"), ("seeded", "stats"), ("baseline", "stats"), ("hybrid", "stats"),
                                  ("hybrid", "refine"), ("compiled", "refine"), ("hybrid-compiled", "hybrid"),
                                  ("hybrid-compiled", "stats")) if a in methods and b in methods]

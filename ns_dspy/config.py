@@ -341,6 +341,9 @@ class ExplainConfig(_Config):
     tiers: bool = opt(True, "the statistical explainer also tries sets of word lists, one per activation tier, "
                             "scored as a union calibrated on valid (a graded word list); --no-tiers: single lists "
                             "only")
+    negative: bool = opt(True, "the statistical explainer also tries adding a list of the tokens where the activation "
+                               "is lowest, as a negative mode (\"(negative) the words ...\": gated MLP neurons are "
+                               "signed), kept when it raises the valid score; --no-negative: positive lists only")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "

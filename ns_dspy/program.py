@@ -9,7 +9,9 @@ Flags run the paper's ablation (``refine=False``: the cluster representatives ar
 baseline (``baseline=True``: one explanation, the best of ``baseline_k`` hypotheses on valid) through the
 same agents. ``method="stats"`` is the statistical explainer: no LM, an explanation written from the train
 exemplars' token statistics alone (:mod:`ns_dspy.agents.evidence`), the best of its candidates on valid: a
-single word list, or (``tiers``) a set of tier lists scored as a union calibrated on valid.
+single word list, or (``tiers``) a set of tier lists scored as a union calibrated on valid, and (``negative``) a
+list of the tokens where the activation is lowest as a negative mode when that helps on valid
+(:mod:`ns_dspy.scoring.polarity`).
 
 ``train`` holds the unit's train top exemplars and, optionally, its train random ones (``kind == "random"``):
 the agents see the top ones as marked excerpts, a few random ones as quiet text, and the token statistics of
@@ -31,7 +33,8 @@ import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
-from .agents.evidence import ranked_tokens, statistical_explanations, tiered_explanations, token_evidence
+from .agents.evidence import (negative_explanations, ranked_tokens, statistical_explanations, tiered_explanations,
+                              token_evidence)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
@@ -173,6 +176,24 @@ class NeuronScope(dspy.Module):
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
         top = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top - 1e-9)
+        if self.config.negative:
+            # a list of the tokens where the activation is lowest, as a negative mode, joins the chosen set when
+            # the set's calibrated union then scores higher on valid (the shortest list within rounding)
+            lows = negative_explanations(ranked_tokens(train, lowest=True))
+            alone.update({s.explanation: s for s in score(self.simulator, lows, valid)} if lows else {})
+            base = candidates[best]
+            for low in lows:
+                members = base + [low]
+                whole = union(members)
+                kept = [t for t, ok in zip(members, whole.calibration.informative) if ok]
+                if low not in kept:
+                    continue
+                if kept != members:
+                    whole = union(kept) if len(kept) > 1 else alone[low]
+                if whole.value > scored[best].value + 1e-9:
+                    candidates.append(kept)
+                    scored.append(whole)
+                    best = len(scored) - 1
         chosen = candidates[best]
         trace = Trace(method="stats", statistics=evidence.table(),
                       stats_candidates=[Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)],

@@ -19,8 +19,10 @@ list, the form the default simulator reads (``the words "X", "Y" and "Z"``). :fu
 sets of such lists, one per activation tier (:func:`ranked_tokens` orders the tokens): scored as a neuron-level
 union whose members are calibrated on valid data (:func:`ns_dspy.scoring.polysemantic`), a set reads as a graded
 word list, the strongest tier highest, which a single list cannot say to a simulator that reads lists as
-yes/no. ``ns-dspy explain --method stats`` selects one list or one set on valid data, so a table row can sit
-beside NeuronScope's.
+yes/no. :func:`negative_explanations` lists the tokens where the activation is lowest, as explanations of the
+negative side (:mod:`ns_dspy.scoring.polarity`: gated MLP neurons are signed, and for many of them the largest
+excursions are negative). ``ns-dspy explain --method stats`` selects one list or one set on valid data, with a
+negative list added when that helps on valid, so a table row can sit beside NeuronScope's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from ..types import Exemplar
 
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
-           "RankedToken", "ranked_tokens", "tiered_explanations"]
+           "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations"]
 
 SCALE = 10.0
 
@@ -209,12 +211,18 @@ class RankedToken:
     """Pearson r, over the train tokens, between the activations and "this token or one ranked above it"."""
 
 
-def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 40) -> list[RankedToken]:
+def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 40,
+                  lowest: bool = False) -> list[RankedToken]:
     """The tokens of ``exemplars`` (train windows, top and random) that a word list should name, in order:
     tokens seen at least twice (once is anecdote), by their mean activation shrunk towards the overall mean,
     ``(sum + prior * mean) / (count + prior)``, largest first; equal values by key. At most ``most``, and never so
     many that the list would cover every token. Each row carries the train correlation of the indicator of the
-    list up to it, so a caller sees where a longer list stops helping."""
+    list up to it, so a caller sees where a longer list stops helping.
+
+    ``lowest``: the other side, for a negative explanation (:mod:`ns_dspy.scoring.polarity`): the tokens whose
+    shrunk mean is below zero and below the overall mean, lowest first (their correlations are negative). Below
+    zero, so that "(negative)" is true of them: a unit that never goes negative has none, and the tokens where
+    it is merely quiet are not named as if it were pushed down there."""
     held_out = {ex.split for ex in exemplars} - {"train"}
     if held_out:
         raise ValueError(f"tokens are ranked on train exemplars only, got {'/'.join(sorted(held_out))} ones")
@@ -237,8 +245,11 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
     if var <= 0:
         return []
     mu = sum_all / n_all
-    order = sorted((k for k in total if k.strip() and count[k] >= 2),
-                   key=lambda k: (-(total[k] + prior * mu) / (count[k] + prior), k))
+    shrunk = {k: (total[k] + prior * mu) / (count[k] + prior) for k in total if k.strip() and count[k] >= 2}
+    if lowest:
+        order = sorted((k for k in shrunk if shrunk[k] < min(mu, 0.0)), key=lambda k: (shrunk[k], k))
+    else:
+        order = sorted(shrunk, key=lambda k: (-shrunk[k], k))
     out: list[RankedToken] = []
     n1, s1 = 0, 0.0
     for k in order[:most]:
@@ -270,3 +281,14 @@ def tiered_explanations(ranked: Sequence[RankedToken], firsts: Sequence[int] = (
             if parts not in out:
                 out.append(parts)
     return out
+
+
+def negative_explanations(lowest: Sequence[RankedToken], sizes: Sequence[int] = (2, 4, 8, 16)) -> list[str]:
+    """Negative explanations (:mod:`ns_dspy.scoring.polarity`) from the tokens where the activation is lowest
+    (``ranked_tokens(..., lowest=True)``): ``(negative) the words ...`` of the first ``k`` for each ``k`` in
+    ``sizes`` that there are enough tokens for. A caller adds one to an explanation set when the set's
+    calibrated union scores higher on valid with it."""
+    from ..scoring.polarity import negative
+
+    tokens = [row.token for row in lowest]
+    return [negative(word_list(tokens[:k])) for k in sizes if 0 < k <= len(tokens)]

@@ -1,7 +1,8 @@
 """Calibration of several explanations' predictions before they are combined into one neuron-level prediction.
 
 A polysemantic unit gets one explanation per semantic mode, and its neuron-level prediction is the per-token
-maximum of the explanations' predictions (:func:`union`). Raw simulator predictions are all on the same 0..10
+maximum of the explanations' predictions (:func:`union`; explanations of the negative side, which pull the
+prediction down, :mod:`ns_dspy.scoring.polarity`). Raw simulator predictions are all on the same 0..10
 scale whatever the explanation's quality, so a weak explanation's false alarms (8/10 on tokens where the unit is
 quiet) beat a good explanation's correct zeros there, and the union can score below its best member.
 
@@ -107,20 +108,51 @@ def calibrate(explanations: Sequence[str], preds: Sequence[Sequence[np.ndarray]]
     return Calibration(tuple(explanations), maps, split, int(sum(np.size(t) for t in trues)), scale)
 
 
-def union(preds: Sequence[Sequence[np.ndarray]], calibration: Calibration | None = None) -> list[np.ndarray]:
-    """The per-token maximum over explanations: ``preds[i][j]`` is explanation ``i``'s prediction for
-    exemplar ``j``; one array per exemplar comes back.
+def union(preds: Sequence[Sequence[np.ndarray]], calibration: Calibration | None = None,
+          negative: Sequence[bool] | None = None) -> list[np.ndarray]:
+    """The neuron-level prediction of several explanations: ``preds[i][j]`` is explanation ``i``'s prediction
+    for exemplar ``j``; one array per exemplar comes back.
 
-    Without ``calibration`` (or with a single explanation) the raw maximum; with it, the maximum of the
-    calibrated predictions of the informative explanations (all zeros, a constant, when none is)."""
+    Positive explanations combine by the per-token maximum (the unit fires when any of its modes applies).
+    ``negative[i]`` marks explanation ``i`` as one of the negative side (:mod:`ns_dspy.scoring.polarity`; its
+    prediction is already negated, <= 0 where it applies, 0 elsewhere): the negative ones combine by the
+    per-token minimum and are added, so they pull the prediction down where they apply and leave it alone
+    elsewhere. Without ``negative`` every explanation is positive, or, with a calibration, as its explanations'
+    texts say.
+
+    Without ``calibration`` (or with a single explanation) the raw predictions; with it, the calibrated
+    predictions of the informative explanations, a negative one's less its intercept (its calibrated deviation
+    from the level where it does not apply; all zeros, a constant, when none is informative)."""
+    from .polarity import is_negative
+
     if not preds:
         raise ValueError("no predictions to combine")
     n = len(preds[0])
+    if negative is None:
+        negative = [is_negative(e) for e in calibration.explanations] if calibration is not None else \
+            [False] * len(preds)
+    if len(negative) != len(preds):
+        raise ValueError(f"{len(negative)} polarities for {len(preds)} predictions")
     if calibration is None or len(preds) == 1:
-        return [np.max(np.stack([np.asarray(p[j]) for p in preds]), axis=0) for j in range(n)]
-    if len(calibration.maps) != len(preds):
-        raise ValueError(f"a calibration of {len(calibration.maps)} explanations for {len(preds)} predictions")
-    keep = [(m, p) for m, p in zip(calibration.maps, preds) if m.informative]
-    if not keep:
-        return [np.zeros(np.shape(preds[0][j]), dtype=np.float64) for j in range(n)]
-    return [calibration.scale * np.max(np.stack([m(p[j]) for m, p in keep]), axis=0) for j in range(n)]
+        maps = [None] * len(preds)
+        scale = 1.0
+    else:
+        if len(calibration.maps) != len(preds):
+            raise ValueError(f"a calibration of {len(calibration.maps)} explanations for {len(preds)} predictions")
+        maps, scale = list(calibration.maps), calibration.scale
+    keep = [(m, p, neg) for m, p, neg in zip(maps, preds, negative) if m is None or m.informative]
+    pos = [(m, p) for m, p, neg in keep if not neg]
+    neg = [(m, p) for m, p, neg in keep if neg]
+    out = []
+    for j in range(n):
+        shape = np.shape(preds[0][j])
+        up = np.max(np.stack([np.asarray(p[j], np.float64) if m is None else m(p[j]) for m, p in pos]), axis=0) \
+            if pos else np.zeros(shape, dtype=np.float64)
+        if neg:
+            up = up + np.min(np.stack([np.asarray(p[j], np.float64) if m is None else m(p[j]) - m.intercept
+                                       for m, p in neg]), axis=0)
+        out.append(up if calibration is None or len(preds) == 1 else scale * up)
+    if calibration is None or len(preds) == 1:
+        if not neg:  # the raw maximum keeps the predictions' own dtype, as before
+            return [np.max(np.stack([np.asarray(p[j]) for p in preds]), axis=0) for j in range(n)]
+    return out

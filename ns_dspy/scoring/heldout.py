@@ -20,6 +20,7 @@ from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
 from .calibration import Calibration, calibrate, union
 from .correlation import Correlation, pooled
+from .polarity import is_negative, simulated_text
 
 __all__ = ["HeldOut", "Score", "score", "select", "report", "polysemantic", "fit_calibration", "simulate",
            "check_explanations"]
@@ -81,18 +82,21 @@ class Score:
 
 
 def check_explanations(explanations: Sequence[str]) -> None:
-    """An empty (or blank) explanation says nothing to simulate: refused with :class:`ConfigError`."""
+    """An empty (or blank) explanation says nothing to simulate: refused with :class:`ConfigError`; so is a
+    negative marker with nothing after it (:mod:`ns_dspy.scoring.polarity`)."""
     for text in explanations:
-        if isinstance(text, str) and not text.strip():
-            raise ConfigError(f"the explanation to score is {'blank' if text else 'empty'} ({text[:20]!r}): give "
+        if isinstance(text, str) and not simulated_text(text).strip():
+            what = "only the negative marker" if text.strip() else "blank" if text else "empty"
+            raise ConfigError(f"the explanation to score is {what} ({text[:20]!r}): give "
                               "a text that says what the unit responds to, e.g. \"the word 'dog'\"")
 
 
 def simulate(simulator: Simulator, explanations: Sequence[str], exemplars: Sequence[Exemplar]) -> list[list[np.ndarray]]:
     """``simulator.simulate`` for scoring, metered: its tokens and seconds count towards the current neuron's
-    cost (:mod:`ns_dspy.costs`)."""
+    cost (:mod:`ns_dspy.costs`). A negative explanation (:mod:`ns_dspy.scoring.polarity`) is simulated without
+    its marker and its prediction comes back negated."""
     start = time.perf_counter()
-    preds = simulator.simulate(list(explanations), list(exemplars))
+    preds = simulator.simulate([simulated_text(e) for e in explanations], list(exemplars))
     for i, row in enumerate(preds):
         for j, p in enumerate(row):
             if not np.all(np.isfinite(p)):
@@ -100,7 +104,7 @@ def simulate(simulator: Simulator, explanations: Sequence[str], exemplars: Seque
                                  f"non-finite activation (NaN or infinity) for explanation {i + 1}, exemplar "
                                  f"{j + 1}: it is broken (a simulator predicts 0..10); check its model or server")
     costs.simulated(len(explanations) * sum(len(ex.tokens) for ex in exemplars), time.perf_counter() - start)
-    return preds
+    return [[-np.asarray(p) for p in row] if is_negative(text) else row for text, row in zip(explanations, preds)]
 
 
 def score(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut) -> list[Score]:
@@ -146,7 +150,8 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
                  calibration: Calibration | HeldOut | None = None,
                  preds: Sequence[Sequence[np.ndarray]] | None = None) -> Score:
     """The neuron-level score of several explanations (one per semantic mode): simulate each, take the
-    per-token maximum, correlate with the truth. One number, comparable with a single explanation's score.
+    per-token maximum (less the negative modes' deviations, :func:`~ns_dspy.scoring.calibration.union`),
+    correlate with the truth. One number, comparable with a single explanation's score.
 
     ``calibration``: each explanation's predictions are first calibrated against the truth
     (:func:`fit_calibration`), so a weak explanation's false alarms do not outweigh a good one's correct
@@ -172,7 +177,7 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
             raise ConfigError(f"a calibration fitted on {calibration.split!r} data: fit it on valid data")
         if tuple(calibration.explanations) != tuple(explanations):
             raise ConfigError("the calibration was fitted for other explanations: fit it for these")
-    combined = union(preds, calibration)
+    combined = union(preds, calibration, negative=[is_negative(e) for e in explanations])
     trues = [ex.activations for ex in heldout.exemplars]
     label = " | ".join(explanations)
     return Score(label, heldout.split, pooled(combined, trues, [ex.kind for ex in heldout.exemplars]),

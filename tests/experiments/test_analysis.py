@@ -151,7 +151,8 @@ def test_figure2b_projects_the_conditions_with_their_cluster_labels(runs, tmp_pa
     assert f2b["unit"] == str(chosen.unit)
     assert [p["condition"] for p in f2b["points"]] == chosen.trace["conditions"]
     assert [p["cluster"] for p in f2b["points"]] == chosen.trace["labels"]
-    assert sum(p["representative"] for p in f2b["points"]) == chosen.number
+    # one representative per LM mode (the statistical word lists joined as modes have no conditions)
+    assert sum(p["representative"] for p in f2b["points"]) == sum(m.source == "lm" for m in chosen.typed_trace.modes)
     vectors = BagOfWordsEmbedder().embed(chosen.trace["conditions"])
     coords, ratios = pca2(vectors)
     assert np.allclose([[p["x"], p["y"]] for p in f2b["points"]], coords)

@@ -9,6 +9,7 @@ import pytest
 from quality import choose, lookup_score, main, peak_tokens
 
 from ns_dspy.scoring import HeldOut
+from ns_dspy.scoring.polarity import simulated_text
 from ns_dspy.types import UnitId
 from ns_dspy.lms.scripted import scripted_lm
 from tests.runs.test_runner import WordEmbedder, _store, responder
@@ -21,12 +22,15 @@ def test_no_lm_methods_side_by_side(tmp_path, capsys):
     data = json.loads((out / "quality.json").read_text())
     assert data["neurons"] == {"z-score": ["0:1"], "frequency": ["0:2"]}
     dog = data["results"]["0:1"]
-    assert all(t.startswith("the word") for t in dog["stats"]["explanations"]) and dog["stats"]["lm_tokens"] == 0
-    assert len(dog["stats1"]["explanations"]) == 1 and dog["stats"]["valid"] >= dog["stats1"]["valid"] - 1e-9
+    assert all(simulated_text(t).startswith("the word") for t in dog["stats"]["explanations"])
+    assert dog["stats"]["lm_tokens"] == 0
+    assert all(t.startswith("the word") for t in dog["stats-pos"]["explanations"])  # --no-negative: no marker
+    assert len(dog["stats1"]["explanations"]) == 1 and dog["stats-pos"]["valid"] >= dog["stats1"]["valid"] - 1e-9
+    assert dog["stats"]["valid"] >= dog["stats-pos"]["valid"] - 1e-9  # a negative list joins only when it helps
     assert dog["stats"]["test"] > 0.5 and dog["peak3"]["test"] > 0.5
     assert "stats" not in data["results"]["0:2"]  # never fires: no explanation, counted as not done
     summary = (out / "summary.md").read_text()
-    assert "| statistical explainer (no LM): a word list or tier lists |" in summary and "Command: `python experiments/quality.py" in summary
+    assert "| statistical explainer (no LM): a word list or tier lists, and a negative list when it helps |" in summary and "Command: `python experiments/quality.py" in summary
     (out / "neurons.json").write_text(json.dumps({"z-score": ["0:2"], "frequency": []}))
     main(["--store", str(store.path), "--out", str(out), "--simulator", "keyword"])
     assert json.loads((out / "quality.json").read_text())["neurons"] == {"z-score": ["0:2"], "frequency": []}
