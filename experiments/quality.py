@@ -25,6 +25,11 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
   negative list (``--no-negative``); ``stats1``: single positive lists only (``--no-tiers --no-negative``).
 - ``peak3``: ``the words "X", "Y" and "Z"``, the three commonest peak tokens of the train top windows.
 - ``shuffled``: another chosen neuron's ``stats1`` explanation (a decoy: what an unrelated explanation scores).
+- ``lists-ceiling``: not an explanation either: the same table restricted to the tokens the statistical
+  explainer's lists can name (the 28 highest by shrunk mean, as many as its largest tier set, and the 16 lowest
+  below zero, its longest negative list), every other token at the train mean: what those lists would score
+  if the simulator read each named token's exact mean, so the gap to ``stats`` is the simulator's reading and
+  the gap to ``lookup`` what naming only those tokens leaves out.
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
   correlation token identity alone carries; no simulator involved).
 - LM methods (``--lm-methods``): ``baseline`` (single pass, best of 4 on valid), ``norefine`` (NeuronScope
@@ -70,17 +75,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
 
-from ns_dspy.agents.evidence import token_key, word_list  # noqa: E402
+from ns_dspy.agents.evidence import ranked_tokens, token_key, word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 log = logging.getLogger("quality")
 
-NO_LM = ("stats", "stats-pos", "stats1", "peak3", "shuffled", "lookup")
+NO_LM = ("stats", "stats-pos", "stats1", "peak3", "shuffled", "lists-ceiling", "lookup")
 TWO = "two-concept"  # the synthetic family of units with two concepts, reported apart from the single ones
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
               "seeded": dict(seed_stats=True), "compiled": {}}
-TITLES = {"lookup": "token lookup table (no simulator)", "shuffled": "another neuron's statistical explanation",
+TITLES = {"lookup": "token lookup table (no simulator)",
+          "lists-ceiling": "lookup of the 28 highest and 16 lowest tokens only (no simulator)", "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens",
           "stats": "statistical explainer (no LM): a word list or tier lists, and a negative list when it helps",
           "stats-pos": "statistical explainer, positive lists only (--no-negative)",
@@ -226,9 +232,10 @@ def choose(store, per_group: int, exclude: set[UnitId]) -> dict[str, list[UnitId
     return chosen
 
 
-def lookup_score(train, test) -> float:
+def lookup_score(train, test, keep: set[str] | None = None) -> float:
     """Pooled Pearson r of a per-token lookup table (mean train activation of each token, the global train mean
-    for unseen tokens) against the test activations."""
+    for unseen tokens) against the test activations; with ``keep`` (token keys), every other token at the
+    mean of the train tokens not kept."""
     from ns_dspy.scoring.correlation import pooled
 
     sums, counts = Counter(), Counter()
@@ -237,8 +244,12 @@ def lookup_score(train, test) -> float:
             sums[token_key(tok)] += float(act)
             counts[token_key(tok)] += 1
     default = sum(sums.values()) / max(sum(counts.values()), 1)
-    preds = [np.array([sums[token_key(t)] / counts[token_key(t)] if counts[token_key(t)] else default for t in ex.tokens],
-                      np.float32) for ex in test.exemplars]
+    if keep is not None:  # every other token at the mean over the train tokens not kept
+        rest = [k for k in counts if k not in keep]
+        default = sum(sums[k] for k in rest) / max(sum(counts[k] for k in rest), 1)
+    preds = [np.array([sums[token_key(t)] / counts[token_key(t)]
+                       if counts[token_key(t)] and (keep is None or token_key(t) in keep) else default
+                       for t in ex.tokens], np.float32) for ex in test.exemplars]
     return pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r
 
 
@@ -340,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             top = store.exemplars(unit, "train", "top")
             train = top + store.exemplars(unit, "train", "random")
             row["lookup"] = {"test": lookup_score(train, test)}
+            nameable = {r.key for r in ranked_tokens(train, most=28) + ranked_tokens(train, most=16, lowest=True)}
+            row["lists-ceiling"] = {"test": lookup_score(train, test, nameable)}
             for name in ("stats1", "stats-pos", "stats"):
                 rec = records[name][unit]
                 if rec.status == "done":
@@ -413,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         built.close()
     hybrid = [h for h in ("hybrid", "hybrid-compiled") if any(h in r for r in results.values())]
-    methods = [m for m in ("lookup", "shuffled", "peak3", "stats1", "stats-pos", "stats", *lm_methods, *hybrid)] + \
+    methods = [m for m in ("lookup", "lists-ceiling", "shuffled", "peak3", "stats1", "stats-pos", "stats", *lm_methods, *hybrid)] + \
         (["truth"] if truth else [])
     if truth:
         family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}

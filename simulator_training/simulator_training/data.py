@@ -40,7 +40,8 @@ from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.errors import ConfigError
 from ns_dspy.simulators.finetuned_adapter import tokenizer_fingerprint
 
-from .concepts import CONDITION_FAMILY, FAMILIES, Concept, all_concepts, condition_concepts, explanations, pair
+from .concepts import (CONDITION_FAMILY, FAMILIES, Concept, all_concepts, condition_concepts, explanations,
+                       list_concepts, pair)
 from .text import Pool
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     max_r: float = 0.8, seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
                     wordnet_options: dict | None = None, conditions: bool = False,
-                    condition_options: dict | None = None) -> Path:
+                    condition_options: dict | None = None, lists: int = 0) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -252,7 +253,11 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     ``conditions`` (or ``"condition"`` in ``families``; default: off) adds the ``condition`` family
     (:func:`simulator_training.concepts.condition_concepts`, ``condition_options`` its keyword arguments), each
     unit with ``n_contrast`` ``contrast`` windows where its decoy (the same words where the condition does not
-    hold) occurs and it is quiet. Without it the dataset is what it was: no other unit, draw or record changes."""
+    hold) occurs and it is quiet. Without it the dataset is what it was: no other unit, draw or record changes.
+
+    ``lists`` (default 0: off) adds that many units of the ``lists`` family
+    (:func:`simulator_training.concepts.list_concepts`): arbitrary sets of 4 to 32 words, described by listing
+    them."""
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -273,6 +278,11 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         made = condition_concepts(pool, **(condition_options or {}))
         concepts += made
         condition_info = {"units": len(made), "contrast_windows": n_contrast, "options": condition_options or {}}
+    list_info = None
+    if lists:
+        made = list_concepts(pool, lists, seed)
+        concepts += made
+        list_info = {"units": len(made), "requested": lists}
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
@@ -317,6 +327,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["wordnet"] = wordnet_info
     if condition_info is not None:
         manifest["conditions"] = condition_info
+    if list_info is not None:
+        manifest["lists"] = list_info
     return _write(out, units, manifest, overwrite)
 
 

@@ -28,6 +28,7 @@ def test_no_lm_methods_side_by_side(tmp_path, capsys):
     assert len(dog["stats1"]["explanations"]) == 1 and dog["stats-pos"]["valid"] >= dog["stats1"]["valid"] - 1e-9
     assert dog["stats"]["valid"] >= dog["stats-pos"]["valid"] - 1e-9  # a negative list joins only when it helps
     assert dog["stats"]["test"] > 0.5 and dog["peak3"]["test"] > 0.5
+    assert dog["lists-ceiling"]["test"] == pytest.approx(1.0, abs=1e-6)  # dog and cat are among the 28 highest
     assert "stats" not in data["results"]["0:2"]  # never fires: no explanation, counted as not done
     summary = (out / "summary.md").read_text()
     assert "| statistical explainer (no LM): a word list or tier lists, and a negative list when it helps |" in summary and "Command: `python experiments/quality.py" in summary
@@ -41,7 +42,11 @@ def test_lookup_table_and_peak_tokens(tmp_path):
     unit = UnitId(0, 1)
     top = store.exemplars(unit, "train", "top")
     train = top + store.exemplars(unit, "train", "random")
-    assert lookup_score(train, HeldOut.from_store(store, unit, "test")) == pytest.approx(1.0, abs=1e-6)  # by token
+    test = HeldOut.from_store(store, unit, "test")
+    assert lookup_score(train, test) == pytest.approx(1.0, abs=1e-6)  # by token
+    # restricted to dog: cat falls to the mean with the rest, so r drops below 1 (dog 5, cat 3, all else 0)
+    assert 0.5 < lookup_score(train, test, {"dog"}) < 0.99 and lookup_score(train, test, {"dog", "cat"}) == \
+        pytest.approx(1.0, abs=1e-6)
     assert set(peak_tokens(top)) == {"dog", "cat"}  # the only tokens that ever peak
     chosen = choose(store, 1, exclude={UnitId(0, 1)})
     assert UnitId(0, 1) not in [u for us in chosen.values() for u in us]
