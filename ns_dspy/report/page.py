@@ -144,8 +144,9 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
     out += [f'<div class="card" data-card="{esc(name)}">{esc(name)}<b>{esc(value)}</b></div>' for name, value in cards]
     out.append('</div><p class="muted">Score: the neuron-level (polysemantic) Pearson correlation of the simulated '
                'with the true activations, the per-token maximum over the neuron\'s final explanations (each '
-               'calibrated linearly against the valid activations); selected on valid, reported on test. Number: '
-               'the count of semantic modes (clusters). Click a column to sort.</p>')
+               'calibrated linearly against the valid activations; a "(negative)" explanation says where the '
+               'activation goes below zero and pulls the prediction down there); selected on valid, reported on '
+               'test. Number: the count of semantic modes (clusters). Click a column to sort.</p>')
     out.append('<p><input id="filter" type="search" placeholder="filter neurons by unit, status or text"></p>')
     out.append('<table id="summary"><thead><tr><th>unit</th><th>status</th><th>Number</th><th>valid</th>'
                '<th>test</th><th>LM tokens</th><th>sec</th><th>best explanation (by valid) or error</th></tr></thead>'
@@ -276,7 +277,7 @@ def _finals(trace: Trace) -> str:
                    for k, f in enumerate(finals, 1))
     return ('<h3>Final explanations</h3><table class="final"><thead><tr><th>mode</th><th>explanation</th>'
             f'<th>valid</th><th>test</th></tr></thead><tbody>{rows}</tbody><tfoot><tr class="poly"><td></td>'
-            '<td>polysemantic (per-token maximum over the modes, calibrated on valid)</td>'
+            '<td>polysemantic (per-token maximum over the modes, calibrated on valid; negative modes subtract)</td>'
             f'<td class="n" data-col="poly-valid">{num(poly.valid)}</td>'
             f'<td class="n" data-col="poly-test">{num(poly.test)}</td></tr></tfoot></table>')
 
