@@ -116,3 +116,19 @@ def test_compiled_method_loads_its_program_and_the_others_run_uncompiled(tmp_pat
     assert dog["compiled"]["test"] is not None and dog["hybrid-compiled"]["valid"] >= dog["compiled"]["valid"] - 1e-9
     assert data["summary"]["paired"]["compiled-refine"]["neurons"] == 1
     assert "| NeuronScope with the compiled program, LM modes only (--no-stats-modes) |" in (out / "summary.md").read_text()
+
+
+def test_rescore_with_the_same_simulator_reproduces_the_recorded_scores(tmp_path, capsys):
+    from rescore import main as rescore
+
+    store = _store(tmp_path)
+    out = tmp_path / "q"
+    assert main(["--store", str(store.path), "--out", str(out), "--per-group", "1", "--simulator", "keyword"]) == 0
+    capsys.readouterr()
+    args = ["--quality", str(out / "quality.json"), "--store", str(store.path), "--simulator", "keyword"]
+    assert rescore([*args, "--method", "stats"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    recorded = json.loads((out / "quality.json").read_text())["results"]["0:1"]["stats"]["test"]
+    assert line.startswith("stats over 1 neurons:") and "paired +0.000" in line
+    assert f"recorded {recorded:.3f}" in line
+    assert rescore([*args, "--method", "refine"]) == 1  # no LM method ran: nothing to rescore
