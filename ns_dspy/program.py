@@ -161,18 +161,25 @@ class NeuronScope(dspy.Module):
         texts = list(dict.fromkeys(singles + [text for tiers in sets for text in tiers]))
         alone = {s.explanation: s for s in score(self.simulator, texts, valid)}  # one simulation of each text
 
-        def union(tiers: list[str]):
-            return polysemantic(self.simulator, tiers, valid, calibration=valid,
-                                preds=[alone[t].predictions for t in tiers])
+        def union(members: list[str]):
+            return polysemantic(self.simulator, members, valid, calibration=valid,
+                                preds=[alone[t].predictions for t in members])
+
+        def pruned(members: list[str]):
+            """The members whose predictions rise with the truth on valid (a member that does not is left out of
+            the union: name only the others) and their score."""
+            whole = union(members)
+            kept = [t for t, ok in zip(members, whole.calibration.informative) if ok]
+            if kept and kept != members:
+                whole = alone[kept[0]] if len(kept) == 1 else union(kept)
+            return kept, whole
 
         candidates, scored = [[text] for text in singles], [alone[text] for text in singles]
         for tiers in sets:
-            # a tier whose predictions do not rise with the truth is left out of the union: name only the others
-            whole = union(tiers)
-            kept = [t for t, ok in zip(tiers, whole.calibration.informative) if ok]
+            kept, whole = pruned(tiers)
             if kept and kept not in candidates:
                 candidates.append(kept)
-                scored.append(whole if kept == tiers else alone[kept[0]] if len(kept) == 1 else union(kept))
+                scored.append(whole)
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
         top = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top - 1e-9)
@@ -183,14 +190,8 @@ class NeuronScope(dspy.Module):
             alone.update({s.explanation: s for s in score(self.simulator, lows, valid)} if lows else {})
             base = candidates[best]
             for low in lows:
-                members = base + [low]
-                whole = union(members)
-                kept = [t for t, ok in zip(members, whole.calibration.informative) if ok]
-                if low not in kept:
-                    continue
-                if kept != members:
-                    whole = union(kept) if len(kept) > 1 else alone[low]
-                if whole.value > scored[best].value + 1e-9:
+                kept, whole = pruned(base + [low])
+                if low in kept and whole.value > scored[best].value + 1e-9:
                     candidates.append(kept)
                     scored.append(whole)
                     best = len(scored) - 1

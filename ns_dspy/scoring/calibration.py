@@ -133,26 +133,28 @@ def union(preds: Sequence[Sequence[np.ndarray]], calibration: Calibration | None
             [False] * len(preds)
     if len(negative) != len(preds):
         raise ValueError(f"{len(negative)} polarities for {len(preds)} predictions")
-    if calibration is None or len(preds) == 1:
-        maps = [None] * len(preds)
-        scale = 1.0
+    raw = calibration is None or len(preds) == 1
+    if raw and not any(negative):  # the raw maximum, in the predictions' own dtype
+        return [np.max(np.stack([np.asarray(p[j]) for p in preds]), axis=0) for j in range(n)]
+    if raw:
+        maps, scale = [None] * len(preds), 1.0
     else:
         if len(calibration.maps) != len(preds):
             raise ValueError(f"a calibration of {len(calibration.maps)} explanations for {len(preds)} predictions")
         maps, scale = list(calibration.maps), calibration.scale
-    keep = [(m, p, neg) for m, p, neg in zip(maps, preds, negative) if m is None or m.informative]
-    pos = [(m, p) for m, p, neg in keep if not neg]
-    neg = [(m, p) for m, p, neg in keep if neg]
+
+    def level(m: Affine | None, p: np.ndarray, negative: bool) -> np.ndarray:
+        if m is None:
+            return np.asarray(p, np.float64)
+        return m(p) - m.intercept if negative else m(p)
+
+    kept = [(m, p, neg) for m, p, neg in zip(maps, preds, negative) if m is None or m.informative]
     out = []
     for j in range(n):
-        shape = np.shape(preds[0][j])
-        up = np.max(np.stack([np.asarray(p[j], np.float64) if m is None else m(p[j]) for m, p in pos]), axis=0) \
-            if pos else np.zeros(shape, dtype=np.float64)
-        if neg:
-            up = up + np.min(np.stack([np.asarray(p[j], np.float64) if m is None else m(p[j]) - m.intercept
-                                       for m, p in neg]), axis=0)
-        out.append(up if calibration is None or len(preds) == 1 else scale * up)
-    if calibration is None or len(preds) == 1:
-        if not neg:  # the raw maximum keeps the predictions' own dtype, as before
-            return [np.max(np.stack([np.asarray(p[j]) for p in preds]), axis=0) for j in range(n)]
+        ups = [level(m, p[j], False) for m, p, neg in kept if not neg]
+        downs = [level(m, p[j], True) for m, p, neg in kept if neg]
+        combined = np.max(np.stack(ups), axis=0) if ups else np.zeros(np.shape(preds[0][j]), dtype=np.float64)
+        if downs:
+            combined = combined + np.min(np.stack(downs), axis=0)
+        out.append(scale * combined)
     return out

@@ -8,7 +8,7 @@ the unit *fires* cannot account for where it is pushed down, and a table of per-
 list. Transluce's neuron descriptions explain the two polarities apart for the same reason.
 
 An explanation that starts with :data:`MARKER` (``"(negative) the words \\"economic\\" and \\"annual\\""``)
-describes where the activation goes **below** its usual level. It is simulated like any other explanation, with
+describes where the activation goes **below zero**. It is simulated like any other explanation, with
 the marker removed (the simulator predicts where the described pattern is present, 0..10), and its prediction
 enters the score negated: high where the pattern is, so low activation there. A single negative explanation's
 score is then the correlation of that negated prediction with the truth, and in a neuron-level union the
