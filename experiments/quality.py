@@ -26,8 +26,8 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
 - ``peak3``: ``the words "X", "Y" and "Z"``, the three commonest peak tokens of the train top windows.
 - ``shuffled``: another chosen neuron's ``stats1`` explanation (a decoy: what an unrelated explanation scores).
 - ``lists-ceiling``: not an explanation either: the same table restricted to the tokens the statistical
-  explainer's lists can name (the 28 highest by shrunk mean, as many as its largest tier set, and the 16 lowest
-  below zero, its longest negative list), every other token at the train mean: what those lists would score
+  explainer's lists can name (the 60 highest by shrunk mean, as many as its largest tier set, and the 16 lowest
+  below zero, its longest negative list; 28 and 16 in runs before the four-tier sets), every other token at the train mean: what those lists would score
   if the simulator read each named token's exact mean, so the gap to ``stats`` is the simulator's reading and
   the gap to ``lookup`` what naming only those tokens leaves out.
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
 
-from ns_dspy.agents.evidence import ranked_tokens, token_key, word_list  # noqa: E402
+from ns_dspy.agents.evidence import NEGATIVE_SIZES, TIER_TOKENS, ranked_tokens, token_key, word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
@@ -86,7 +86,9 @@ TWO = "two-concept"  # the synthetic family of units with two concepts, reported
 LM_METHODS = {"baseline": dict(baseline=True, baseline_k=4), "norefine": dict(refine=False), "refine": {},
               "seeded": dict(seed_stats=True), "compiled": {}}
 TITLES = {"lookup": "token lookup table (no simulator)",
-          "lists-ceiling": "lookup of the 28 highest and 16 lowest tokens only (no simulator)", "shuffled": "another neuron's statistical explanation",
+          "lists-ceiling": f"lookup of the {TIER_TOKENS} highest and {max(NEGATIVE_SIZES)} lowest tokens only "
+                           "(no simulator)",
+          "shuffled": "another neuron's statistical explanation",
           "peak3": "three commonest peak tokens",
           "stats": "statistical explainer (no LM): a word list or tier lists, and a negative list when it helps",
           "stats-pos": "statistical explainer, positive lists only (--no-negative)",
@@ -351,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             top = store.exemplars(unit, "train", "top")
             train = top + store.exemplars(unit, "train", "random")
             row["lookup"] = {"test": lookup_score(train, test)}
-            nameable = {r.key for r in ranked_tokens(train, most=28) + ranked_tokens(train, most=16, lowest=True)}
+            nameable = {r.key for r in ranked_tokens(train, most=TIER_TOKENS)
+                        + ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
             row["lists-ceiling"] = {"test": lookup_score(train, test, nameable)}
             for name in ("stats1", "stats-pos", "stats"):
                 rec = records[name][unit]

@@ -33,8 +33,8 @@ import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
-from .agents.evidence import (negative_explanations, ranked_tokens, statistical_explanations, tiered_explanations,
-                              token_evidence)
+from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations, ranked_tokens,
+                              statistical_explanations, tiered_explanations, token_evidence)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
@@ -157,7 +157,7 @@ class NeuronScope(dspy.Module):
             raise AgentError("unit has no activation in its train exemplars: nothing to explain")
         # sets of tier lists, each scored as a union calibrated on valid (a graded word list); a single list and
         # a set compete on the same number, the valid score of what would be reported
-        sets = tiered_explanations(ranked_tokens(train)) if self.config.tiers else []
+        sets = tiered_explanations(ranked_tokens(train, most=TIER_TOKENS)) if self.config.tiers else []
         texts = list(dict.fromkeys(singles + [text for tiers in sets for text in tiers]))
         alone = {s.explanation: s for s in score(self.simulator, texts, valid)}  # one simulation of each text
 
@@ -186,7 +186,7 @@ class NeuronScope(dspy.Module):
         if self.config.negative:
             # a list of the tokens where the activation is lowest, as a negative mode, joins the chosen set when
             # the set's calibrated union then scores higher on valid (the shortest list within rounding)
-            lows = negative_explanations(ranked_tokens(train, lowest=True))
+            lows = negative_explanations(ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))
             alone.update({s.explanation: s for s in score(self.simulator, lows, valid)} if lows else {})
             base = candidates[best]
             for low in lows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ns_dspy.agents.evidence import ranked_tokens, tiered_explanations
+from ns_dspy.agents.evidence import TIER_TOKENS, RankedToken, ranked_tokens, tiered_explanations
 from ns_dspy.config import ExplainConfig
 from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut, polysemantic, score
@@ -54,6 +54,15 @@ def test_tier_sets_double_in_size_and_need_enough_tokens():
     assert sizes == [[1, 2], [1, 2, 4], [2, 4]]  # 2 + 4 + 8 > 9 ranked tokens: no third tier for k = 2
     assert sets[0][0] == 'the word "dog"'
     assert tiered_explanations(ranked[:2]) == []
+
+
+def test_the_default_sets_run_to_four_tiers_and_the_explainer_asks_for_enough_tokens():
+    ranked = [RankedToken(f"w{i}", f"w{i}", 0.0) for i in range(TIER_TOKENS)]
+    sets = tiered_explanations(ranked)
+    sizes = [[len(t.split('"')[1::2]) for t in s] for s in sets]
+    assert [4, 8, 16, 32] in sizes and max(sum(s) for s in sizes) == TIER_TOKENS == 60
+    assert [1, 2, 4, 8] in sizes and [3, 6, 12] in sizes
+    assert [4, 8, 16, 32] not in [[len(t.split('"')[1::2]) for t in s] for s in tiered_explanations(ranked[:59])]
 
 
 def _program(tiers: bool) -> NeuronScope:
