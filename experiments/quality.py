@@ -205,6 +205,11 @@ def _share_cell(share: dict) -> str:
     return f"{_pm(share['mean_ratio'], share['mean_ratio_se'], 2)} / {share['ratio_of_means']:.2f} ({share['units']})"
 
 
+def round_robin(groups: list[list]) -> list:
+    """The groups' items taking turns: the first of each group, then the second of each, ..."""
+    return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
+
+
 def choose(store, per_group: int, exclude: set[UnitId]) -> dict[str, list[UnitId]]:
     """``per_group`` units by peak z-score and as many by frequency, round-robin over the store's layers."""
     ranked: dict[str, dict[int, list[UnitId]]] = {"z-score": {}, "frequency": {}}
@@ -396,9 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs[mode] = RunStore(work / f"{mode}.sqlite", provenance, legacy=older)
                 programs[mode] = source.program_for(config)
             # neuron by neuron, every method on it before the next: a run stopped part way has paired rows.
-            # --lm-minutes: no new neuron is started after that long; the table then shows what is done
+            # --lm-minutes: no new neuron is started after that long; the table then shows what is done. The groups
+            # take turns (the first of each, then the second, ...), so a run stopped part way covers every group
             lm_start = time.perf_counter()
-            for i, unit in enumerate(units, 1):
+            for i, unit in enumerate(round_robin(list(groups.values())), 1):
                 if args.lm_minutes is not None and time.perf_counter() - lm_start > 60 * args.lm_minutes:
                     log.info("--lm-minutes %s reached: the table shows the neurons done so far", args.lm_minutes)
                     break

@@ -15,7 +15,9 @@ Exemplars: the unit's exemplars with their targets (0..10) as activations and th
 simulator's own tokenizer, so it reads exactly the ids it was evaluated on). Splits: ``top`` exemplars by
 ``ns_dspy.exemplars.interop.import_jsonl`` (ranked by peak and split 0.4 / 0.3 / 0.3 in blocks, seeded: 10
 top windows -> 4 / 3 / 3); ``random`` ones in a seeded order, valid and test 0.3 of them each rounded half up,
-train the rest (5 random windows -> 1 train, 2 valid, 2 test), so that valid and test always have some.
+train the rest (5 random windows -> 1 train, 2 valid, 2 test), so that valid and test always have some. A
+condition unit's ``contrast`` windows (``build-data --conditions``: its cue words present, the unit quiet) are
+stored and split as ``random`` ones.
 
 Written: the store ``OUT`` (``ns-dspy`` reads it like a recorded one), ``OUT/synthetic.json`` (the sidecar
 ``experiments/quality.py`` looks for: per unit its synthetic name, family and true explanations, plus the
@@ -44,6 +46,7 @@ SIDECAR = "synthetic.json"
 SIDECAR_FORMAT = "ns-dspy-synthetic-units"
 TWO = "two-concept"
 NGRAM = 16
+QUIET = ("random", "contrast")  # dataset kinds stored as ``random`` windows
 
 log = logging.getLogger("synthetic_store")
 
@@ -143,12 +146,14 @@ def build(data: str | Path, out: str | Path, *, per_family: int = 6, pairs: int 
     with records.open("w", encoding="utf-8") as f:
         for i in lines:
             unit = valid[i]
-            rand = [ex for ex in unit["exemplars"] if ex["kind"] == "random"]
+            # a condition unit's contrast windows (its cue words present, the unit quiet) go with the random ones
+            rand = [ex for ex in unit["exemplars"] if ex["kind"] in QUIET]
             split_of = dict(zip(map(id, rand), random_splits(len(rand), rng)))
             exemplars = []
             for ex in unit["exemplars"]:
-                item = {"kind": ex["kind"], "tokens": ex["tokens"], "activations": ex["targets"]}
-                if ex["kind"] == "random":
+                item = {"kind": "random" if ex["kind"] in QUIET else ex["kind"], "tokens": ex["tokens"],
+                        "activations": ex["targets"]}
+                if ex["kind"] in QUIET:
                     item["split"] = split_of[id(ex)]
                 exemplars.append(item)
                 ids[(f"0:{i}", tuple(ex["tokens"]))] = ex["token_ids"]

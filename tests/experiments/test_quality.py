@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from quality import choose, lookup_score, main, peak_tokens
+from quality import choose, lookup_score, main, peak_tokens, round_robin
 
 from ns_dspy.scoring import HeldOut
 from ns_dspy.scoring.polarity import simulated_text
@@ -35,6 +35,11 @@ def test_no_lm_methods_side_by_side(tmp_path, capsys):
     (out / "neurons.json").write_text(json.dumps({"z-score": ["0:2"], "frequency": []}))
     main(["--store", str(store.path), "--out", str(out), "--simulator", "keyword"])
     assert json.loads((out / "quality.json").read_text())["neurons"] == {"z-score": ["0:2"], "frequency": []}
+
+
+def test_lm_methods_take_the_groups_in_turns():
+    assert round_robin([["z1", "z2", "z3"], ["f1"], ["s1", "s2"]]) == ["z1", "f1", "s1", "z2", "s2", "z3"]
+    assert round_robin([]) == [] and round_robin([[], ["a"]]) == ["a"]
 
 
 def test_lookup_table_and_peak_tokens(tmp_path):
