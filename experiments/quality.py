@@ -27,9 +27,9 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
 - ``shuffled``: another chosen neuron's ``stats1`` explanation (a decoy: what an unrelated explanation scores).
 - ``lists-ceiling``: not an explanation either: the same table restricted to the tokens the statistical
   explainer's lists can name (the 60 highest by shrunk mean, as many as its largest tier set, and the 16 lowest
-  below zero, its longest negative list; 28 and 16 in runs before the four-tier sets), every other token at the train mean: what those lists would score
-  if the simulator read each named token's exact mean, so the gap to ``stats`` is the simulator's reading and
-  the gap to ``lookup`` what naming only those tokens leaves out.
+  below zero, its longest negative list; 28 and 16 in runs before the four-tier sets), every other token at the
+  train mean: what those lists would score if the simulator read each named token's exact mean, so the gap to
+  ``stats`` is the simulator's reading and the gap to ``lookup`` what naming only those tokens leaves out.
 - ``lookup``: not an explanation: each token's mean train activation used directly as the prediction (how much
   correlation token identity alone carries; no simulator involved).
 - LM methods (``--lm-methods``): ``baseline`` (single pass, best of 4 on valid), ``norefine`` (NeuronScope
