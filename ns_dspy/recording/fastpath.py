@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def _kernel():
         return None
 
     low = np.int64((1 << 32) - 1)
-    TILE, DENSE = 64, 4  # units per transposed block; pairs in a block from which the transpose pays
+    TILE = 64  # units per transposed block (the random sample's copy)
 
     @numba.njit(cache=True, nogil=True)
     def transpose_block(batch, r, first, width, tile):  # pragma: no cover - jit
@@ -49,20 +50,19 @@ def _kernel():
                 tile[d, i] = batch[r, i, first + d]
 
     @numba.njit(cache=True, nogil=True)
-    def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids):  # pragma: no cover - jit
+    def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, work):  # pragma: no cover
         n_units, k = keys.shape
         n_new = ids.shape[0]
-        # unit by unit, the slot each new window takes, in window order: the unit's smallest key is the root
-        # of its min-heap (heap_key, heap_slot); the new key replaces it and sinks to its place
-        got_unit = np.empty(n_units * n_new, dtype=np.int64)
-        got_slot = np.empty(n_units * n_new, dtype=np.int64)
-        got_new = np.empty(n_units * n_new, dtype=np.int64)
+        # unit by unit (``score`` is (units, new windows)), the slot each new window takes, in window order: the
+        # unit's smallest key is the root of its min-heap (heap_key, heap_slot); the new key replaces it and sinks
+        # to its place. The pairs are returned window by window, units ascending within a window.
+        unit_of, slot_of, new_of = work[0], work[1], work[2]  # (6, >= units x new windows): reused scratch
         per_new = np.zeros(n_new + 1, dtype=np.int64)
         n = 0
         for u in range(n_units):
             f = floor[u]
             for j in range(n_new):
-                bits = score_bits[j, u]
+                bits = score_bits[u, j]
                 if bits == -8388608:  # -inf (0xFF800000): not eligible, never enters
                     continue
                 if bits == -2147483648:  # -0.0 counts as +0.0
@@ -72,9 +72,9 @@ def _kernel():
                     continue
                 slot = heap_slot[u, 0]
                 keys[u, slot] = key
-                values[u, slot] = score[j, u]
+                values[u, slot] = score[u, j]
                 windows[u, slot] = ids[j]
-                got_unit[n], got_slot[n], got_new[n] = u, slot, j
+                unit_of[n], slot_of[n], new_of[n] = u, slot, j
                 per_new[j + 1] += 1
                 n += 1
                 pos = 0
@@ -91,48 +91,33 @@ def _kernel():
                 heap_key[u, pos], heap_slot[u, pos] = key, slot
                 f = heap_key[u, 0]
             floor[u] = f
+        # a stable counting sort by window: within a window, units stay ascending
+        fill = np.cumsum(per_new)[:-1].copy()
+        got_unit, got_slot, got_new = work[3], work[4], work[5]
+        for q in range(n):
+            p = fill[new_of[q]]
+            got_unit[p], got_slot[p], got_new[p] = unit_of[q], slot_of[q], new_of[q]
+            fill[new_of[q]] += 1
         return n, got_unit, got_slot, got_new, per_new
 
     @numba.njit(cache=True, nogil=True)
     def copy_strided(acts, n, got_unit, got_slot, got_new, per_new, rows, batch):  # pragma: no cover - jit
-        # window by window (a later window overwrites an earlier one's slot). The batch is (B, T, units) and a slot
-        # holds a unit's T tokens, so each copy reads T values far apart; where a window enters several of TILE
-        # neighbouring units, that block (T x TILE) is transposed once through a small tile
+        # the pairs come window by window, units ascending within a window (a later window overwrites an earlier
+        # one's slot). The batch is (B, T, units) and a slot holds a unit's T tokens: token by token, each of the
+        # window's rows is read along the units while the window's few destination slots stay in cache
+        n_tokens = acts.shape[2]
         start = np.cumsum(per_new)
-        fill = start[:-1].copy()
-        order = np.empty(n, dtype=np.int64)
-        for q in range(n):  # a stable counting sort by window: within a window, units stay in order
-            order[fill[got_new[q]]] = q
-            fill[got_new[q]] += 1
-        n_units, n_tokens = acts.shape[0], acts.shape[2]
-        tile = np.empty((TILE, n_tokens), dtype=batch.dtype)
         for j in range(per_new.shape[0] - 1):
             r = rows[j]
-            p = start[j]
-            while p < start[j + 1]:
-                first = got_unit[order[p]]
-                end = p
-                while end < start[j + 1] and got_unit[order[end]] < first + TILE:
-                    end += 1
-                if end - p >= DENSE:
-                    transpose_block(batch, r, first, min(TILE, n_units - first), tile)
-                    for e in range(p, end):
-                        q = order[e]
-                        u, slot = got_unit[q], got_slot[q]
-                        for i in range(n_tokens):
-                            acts[u, slot, i] = tile[u - first, i]
-                else:
-                    for e in range(p, end):
-                        q = order[e]
-                        u, slot = got_unit[q], got_slot[q]
-                        for i in range(n_tokens):
-                            acts[u, slot, i] = batch[r, i, u]
-                p = end
+            for i in range(n_tokens):
+                for q in range(start[j], start[j + 1]):
+                    u = got_unit[q]
+                    acts[u, got_slot[q], i] = batch[r, i, u]
 
     @numba.njit(cache=True, nogil=True)
     def copy_rows(acts, n, got_unit, got_slot, got_new, rows, by_unit):  # pragma: no cover - jit
-        # from the batch transposed to (B, units, T): each copy is one contiguous row; pairs are in unit order and,
-        # within a unit, in window order, so a later window overwrites an earlier one's slot
+        # from the batch transposed to (B, units, T): each copy is one contiguous row; pairs come window by window,
+        # so a later window overwrites an earlier one's slot
         for q in range(n):
             u, slot, r = got_unit[q], got_slot[q], rows[got_new[q]]
             for i in range(acts.shape[2]):
@@ -191,6 +176,18 @@ class TopKIndex:
         self.floor = self.heap_key[:, 0].contiguous()
 
 
+_local = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """An int64 array (6, >= size) that :func:`topk_insert`'s selection reuses from call to call (a fresh one of a
+    few MB per call costs page faults), one per thread."""
+    work = getattr(_local, "work", None)
+    if work is None or work.shape[1] < size:
+        work = _local.work = np.empty((6, max(size, 1 << 16)), dtype=np.int64)
+    return work
+
+
 ROWS_FROM = 4096
 """From this many (unit, window) pairs in one update (the first windows of a recording, where nearly every window
 enters every unit), the activations are copied from the batch transposed to (B, units, T) once per layer
@@ -204,10 +201,10 @@ def topk_insert(keys: torch.Tensor, values: torch.Tensor, windows: torch.Tensor,
     whose activations are rows ``rows`` (P,) of ``batch`` (a :class:`~.trackers.BatchActs`). Returns how many
     (unit, window) pairs got in."""
     select, copy_strided, copy_rows, _ = _kernel()
-    score = score.float().contiguous()
+    score = score.float().T.contiguous()  # (units, P): each unit's new scores side by side
     n, got_unit, got_slot, got_new, per_new = select(
         keys.numpy(), values.numpy(), windows.numpy(), index.heap_key.numpy(), index.heap_slot.numpy(),
-        index.floor.numpy(), score.numpy(), score.view(torch.int32).numpy(), ids.numpy())
+        index.floor.numpy(), score.numpy(), score.view(torch.int32).numpy(), ids.numpy(), _scratch(score.numel()))
     if n >= ROWS_FROM:
         copy_rows(_np(acts), n, got_unit, got_slot, got_new, rows.numpy(), _np(batch.by_unit))
     elif n:
