@@ -1,9 +1,10 @@
 """Does a simulator respond to the explanation? Matched vs mismatched explanations on real neurons.
 
-    python experiments/simulator_sensitivity.py STORE [--units 6:1,12:5,...] [--n 6] [--simulator prompted:gemma-3-270m]
+    python experiments/simulator_sensitivity.py STORE [--units 6:1,12:5,...] [--n 6] [--simulators keyword,...]
+        [--split valid]
 
 For each unit, a plain explanation is written from its *train* exemplars only (the tokens at which its top
-train windows peak: "the words 'a', 'b' and 'c'"), then scored on *valid* with that unit's own explanation
+train windows peak: "the words 'a', 'b' and 'c'"), then scored on held-out data (``--split``: *valid* by default, or *test*) with that unit's own explanation
 and with another unit's (a rotation). A simulator that reads explanations scores matched well above
 mismatched; one that ignores them scores both alike. The keyword simulator is the transparent reference.
 """
@@ -16,7 +17,7 @@ from collections import Counter
 import numpy as np
 
 from ns_dspy.exemplars import ExemplarStore
-from ns_dspy.scoring import HeldOut, select
+from ns_dspy.scoring import HeldOut, score
 from ns_dspy.build import build_simulator
 from ns_dspy.config import SimulatorConfig
 from ns_dspy.types import UnitId, parse_units
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--units", default="")
     ap.add_argument("--n", type=int, default=6, help="units picked by peak z-score when --units is not given")
     ap.add_argument("--simulators", default="keyword,prompted:gemma-3-270m")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"), help="held-out split scored")
     args = ap.parse_args()
     store = ExemplarStore.open(args.store)
     if args.units:
@@ -57,14 +59,14 @@ def main() -> None:
         sim = build_simulator(SimulatorConfig(spec))
         diffs = []
         for u in units:
-            valid = HeldOut.from_store(store, u, "valid")
-            by = {s.explanation: s.value for s in select(sim, [explanations[u], rotated[u]], valid)}
+            held = HeldOut.from_store(store, u, args.split)
+            by = {s.explanation: s.value for s in score(sim, [explanations[u], rotated[u]], held)}
             diffs.append((by[explanations[u]], by[rotated[u]]))
             print(f"{str(u):>8}  {spec:<24} {diffs[-1][0]:>8.3f} {diffs[-1][1]:>10.3f}  {explanations[u]}")
         summary[spec] = np.mean(diffs, axis=0)
     print()
     for spec, (m, mm) in summary.items():
-        print(f"mean over {len(units)} units  {spec:<24} matched {m:.3f}  mismatched {mm:.3f}  gap {m - mm:+.3f}")
+        print(f"mean over {len(units)} units ({args.split})  {spec:<24} matched {m:.3f}  mismatched {mm:.3f}  gap {m - mm:+.3f}")
 
 
 if __name__ == "__main__":
