@@ -4,10 +4,10 @@
         [--split valid]
 
 For each unit, a plain explanation is written from its *train* exemplars only (the tokens at which its top
-train windows peak: "the words 'a', 'b' and 'c'"), then scored on held-out data (``--split``: *valid* by default,
-or *test*) with that unit's own explanation and with another unit's (a rotation). A simulator that reads
-explanations scores matched well above mismatched; one that ignores them scores both alike. The keyword simulator
-is the transparent reference.
+train windows peak: 'the words "a", "b" and "c"', quoted as the statistical explainer quotes them), then scored
+on held-out data (``--split``: *valid* by default, or *test*) with that unit's own explanation and with another
+unit's (a rotation). A simulator that reads explanations scores matched well above mismatched; one that ignores
+them scores both alike. The keyword simulator is the transparent reference.
 
 Beside the simulators, two exact readings of each unit's own explanation, with no simulator: an indicator (1 on
 the listed words, 0 elsewhere) and the listed words' mean activations over the unit's train exemplars (top and
@@ -24,6 +24,7 @@ from collections import Counter
 import numpy as np
 
 from ns_dspy.exemplars import ExemplarStore
+from ns_dspy.agents.evidence import word_list
 from ns_dspy.scoring import HeldOut, score
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.build import build_simulator
@@ -39,11 +40,6 @@ def peak_words(store: ExemplarStore, unit: UnitId, n: int = 3) -> list[str]:
         if tok:
             peaks[tok] += 1
     return [w for w, _ in peaks.most_common(n)]
-
-
-def word_list(words: list[str]) -> str:
-    quoted = [f"'{w}'" for w in words]
-    return "the words " + (", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0])
 
 
 def exact_readings(store: ExemplarStore, unit: UnitId, words: list[str], held: HeldOut) -> tuple[float, float]:
@@ -94,8 +90,11 @@ def main() -> None:
             diffs.append((by[explanations[u]], by[rotated[u]]))
             print(f"{str(u):>8}  {spec:<24} {diffs[-1][0]:>8.3f} {diffs[-1][1]:>10.3f}  {explanations[u]}")
         summary[spec] = np.mean(diffs, axis=0)
-    exact = np.mean([exact_readings(store, u, words[u], HeldOut.from_store(store, u, args.split)) for u in units],
-                    axis=0)
+    readings = [exact_readings(store, u, words[u], HeldOut.from_store(store, u, args.split)) for u in units]
+    for u, (indicator, lookup) in zip(units, readings):
+        print(f"{str(u):>8}  {'own list read exactly':<24} {indicator:>8.3f} {lookup:>10.3f}  (indicator, mean "
+              "train activations)")
+    exact = np.mean(readings, axis=0)
     print()
     for spec, (m, mm) in summary.items():
         print(f"mean over {len(units)} units ({args.split})  {spec:<24} matched {m:.3f}  mismatched {mm:.3f}  "
