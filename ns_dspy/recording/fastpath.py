@@ -101,7 +101,7 @@ def _kernel():
         return n, got_unit, got_slot, got_new, per_new
 
     @numba.njit(cache=True, nogil=True)
-    def copy_strided(acts, n, got_unit, got_slot, got_new, per_new, rows, batch):  # pragma: no cover - jit
+    def copy_strided(acts, got_unit, got_slot, per_new, rows, batch):  # pragma: no cover - jit
         # the pairs come window by window, units ascending within a window (a later window overwrites an earlier
         # one's slot). The batch is (B, T, units) and a slot holds a unit's T tokens: token by token, each of the
         # window's rows is read along the units while the window's few destination slots stay in cache
@@ -208,7 +208,7 @@ def topk_insert(keys: torch.Tensor, values: torch.Tensor, windows: torch.Tensor,
     if n >= ROWS_FROM:
         copy_rows(_np(acts), n, got_unit, got_slot, got_new, rows.numpy(), _np(batch.by_unit))
     elif n:
-        copy_strided(_np(acts), n, got_unit, got_slot, got_new, per_new, rows.numpy(), _np(batch.acts))
+        copy_strided(_np(acts), got_unit, got_slot, per_new, rows.numpy(), _np(batch.acts))
     return int(n)
 
 
