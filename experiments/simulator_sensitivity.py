@@ -11,9 +11,10 @@ them scores both alike. The keyword simulator is the transparent reference.
 
 Beside the simulators, two exact readings of each unit's own explanation, with no simulator: an indicator (1 on
 the listed words, 0 elsewhere) and the listed words' mean activations over the unit's train exemplars (top and
-random). A reader that predicts activity on the listed words only does best with their mean activations (the
-second reading estimates them on train), so it shows how much of a small matched score is the data's limit rather
-than the simulator's; a simulator can pass it only by also predicting words the list does not name.
+random), every other token at the mean of the others: the quality benchmark's lookup restricted to those words.
+A reader that predicts activity on the listed words only does best with their mean activations (the second
+reading estimates them on train), so it shows how much of a small matched score is the data's limit rather than
+the simulator's; a simulator can pass it only by also predicting words the list does not name.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from collections import Counter
 import numpy as np
 
 from ns_dspy.exemplars import ExemplarStore
-from ns_dspy.agents.evidence import word_list
+from ns_dspy.agents.evidence import token_key, word_list
 from ns_dspy.scoring import HeldOut, score
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.build import build_simulator
 from ns_dspy.config import SimulatorConfig
 from ns_dspy.types import UnitId, parse_units
+from quality import lookup_score  # experiments/quality.py, beside this script
 
 
 def peak_words(store: ExemplarStore, unit: UnitId, n: int = 3) -> list[str]:
@@ -43,19 +45,13 @@ def peak_words(store: ExemplarStore, unit: UnitId, n: int = 3) -> list[str]:
 
 
 def exact_readings(store: ExemplarStore, unit: UnitId, words: list[str], held: HeldOut) -> tuple[float, float]:
-    """Pooled r on ``held`` of the listed words read exactly: as an indicator, and at their mean train activation."""
-    sums, counts = Counter(), Counter()
-    for kind in ("top", "random"):
-        for ex in store.exemplars(unit, "train", kind):
-            for tok, act in zip(ex.tokens, ex.activations):
-                if tok.strip() in words:
-                    sums[tok.strip()] += float(act)
-                    counts[tok.strip()] += 1
-    level = {w: sums[w] / counts[w] for w in counts}
-    trues, kinds = [ex.activations for ex in held.exemplars], [ex.kind for ex in held.exemplars]
+    """Pooled r on ``held`` of the listed words read exactly: as an indicator, and as the quality benchmark's
+    lookup restricted to them (:func:`quality.lookup_score`: each at its mean train activation, every other token
+    at the mean of the others)."""
     indicator = [np.array([float(t.strip() in words) for t in ex.tokens]) for ex in held.exemplars]
-    lookup = [np.array([level.get(t.strip(), 0.0) for t in ex.tokens]) for ex in held.exemplars]
-    return float(pooled(indicator, trues, kinds)), float(pooled(lookup, trues, kinds))
+    r = pooled(indicator, [ex.activations for ex in held.exemplars], [ex.kind for ex in held.exemplars])
+    train = [*store.exemplars(unit, "train", "top"), *store.exemplars(unit, "train", "random")]
+    return float(r), lookup_score(train, held, {token_key(w) for w in words})
 
 
 def main() -> None:
@@ -79,18 +75,18 @@ def main() -> None:
     words = {u: peak_words(store, u) for u in units}
     explanations = {u: word_list(words[u]) for u in units}
     rotated = {u: explanations[units[(i + 1) % len(units)]] for i, u in enumerate(units)}
+    held = {u: HeldOut.from_store(store, u, args.split) for u in units}
     print(f"{'unit':>8}  {'simulator':<24} {'matched':>8} {'mismatched':>10}  explanation")
     summary = {}
     for spec in args.simulators.split(","):
         sim = build_simulator(SimulatorConfig(spec))
         diffs = []
         for u in units:
-            held = HeldOut.from_store(store, u, args.split)
-            by = {s.explanation: s.value for s in score(sim, [explanations[u], rotated[u]], held)}
+            by = {s.explanation: s.value for s in score(sim, [explanations[u], rotated[u]], held[u])}
             diffs.append((by[explanations[u]], by[rotated[u]]))
             print(f"{str(u):>8}  {spec:<24} {diffs[-1][0]:>8.3f} {diffs[-1][1]:>10.3f}  {explanations[u]}")
         summary[spec] = np.mean(diffs, axis=0)
-    readings = [exact_readings(store, u, words[u], HeldOut.from_store(store, u, args.split)) for u in units]
+    readings = [exact_readings(store, u, words[u], held[u]) for u in units]
     for u, (indicator, lookup) in zip(units, readings):
         print(f"{str(u):>8}  {'own list read exactly':<24} {indicator:>8.3f} {lookup:>10.3f}  (indicator, mean "
               "train activations)")
