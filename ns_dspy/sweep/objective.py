@@ -169,8 +169,10 @@ class Objective:
         import optuna
 
         self.last_number = trial.number
-        trial.set_user_attr("worker", self.worker)
+        # the name last: a trial is "named" only once both are written, so a kill -9 between the two writes
+        # leaves a nameless trial (failed after the grace), never a named one no machine can claim
         trial.set_user_attr("process_space", self.process)
+        trial.set_user_attr("worker", self.worker)
         if self.n_trials is not None and is_surplus(trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"trial {trial.number} not run: the study already has {self.n_trials} trials")

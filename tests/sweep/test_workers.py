@@ -183,8 +183,8 @@ def test_an_interrupted_sweep_resumes(store, tmp_path, capsys, caplog, sig):
 
 
 def test_a_trial_whose_worker_died_before_naming_itself_is_failed_after_a_grace(tmp_path, monkeypatch, caplog):
-    """kill -9 between creating a trial and writing the worker's name into it leaves a nameless RUNNING trial:
-    the next worker marks it failed once it has stayed nameless for the grace; a live worker's trial is kept."""
+    """kill -9 between creating a trial and writing the worker's name into it (the name is written last) leaves a
+    nameless RUNNING trial: the next worker marks it failed once it has stayed nameless for the grace; a live worker's trial is kept."""
     import os
 
     from ns_dspy.machine import process_space
@@ -192,7 +192,8 @@ def test_a_trial_whose_worker_died_before_naming_itself_is_failed_after_a_grace(
 
     monkeypatch.setattr(study_mod, "UNNAMED_GRACE_S", 0.05)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.sqlite", study_name="s")
-    orphan = study.ask()  # its worker died before naming itself
+    orphan = study.ask()  # its worker died before naming itself: after writing its process space, before its name
+    orphan.set_user_attr("process_space", process_space())
     alive = study.ask()
     alive.set_user_attr("worker", f"host:{os.getpid()}")
     alive.set_user_attr("process_space", process_space())
