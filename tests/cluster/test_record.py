@@ -47,8 +47,22 @@ def connected(ray_cluster):
     ray.shutdown()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def workers_threads():
+    """This process records with as many threads as each worker has (one CPU each: Ray sets OMP_NUM_THREADS=1):
+    on some CPUs a float32 forward's bits depend on the thread count (measured on an AMD EPYC with MKL: the tiny
+    model's MLP activations differ by ~4e-9 between 1 and 2 threads), and byte equality holds for equal
+    activations only (README: the workers must compute what one machine would)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def single(tiny_llama, corpus, tmp_path_factory) -> Path:
+def single(workers_threads, tiny_llama, corpus, tmp_path_factory) -> Path:
     """The reference: the same recording in one process."""
     return record(_config(tiny_llama, corpus), tmp_path_factory.mktemp("single") / "store", progress=False)
 
