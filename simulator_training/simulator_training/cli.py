@@ -43,10 +43,11 @@ def cmd_build_data(args) -> int:
         raise ConfigError("--wordnet adds synthetic units: it does not combine with --from-run")
     if args.from_run and args.conditions:
         raise ConfigError("--conditions adds synthetic units: it does not combine with --from-run")
-    if args.from_run and args.lists:
-        raise ConfigError("--lists adds synthetic units: it does not combine with --from-run")
-    if args.lists < 0:
-        raise ConfigError(f"--lists must be 0 (off) or more, not {args.lists}")
+    for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax)):
+        if args.from_run and n:
+            raise ConfigError(f"{flag} adds synthetic units: it does not combine with --from-run")
+        if n < 0:
+            raise ConfigError(f"{flag} must be 0 (off) or more, not {n}")
     if args.from_run:
         path = from_run_store(args.out, args.from_run, store_path=args.store, valid_share=args.valid_share,
                               seed=args.seed, overwrite=args.overwrite)
@@ -65,8 +66,9 @@ def cmd_build_data(args) -> int:
         extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
         if args.conditions:
             extra["conditions"] = True
-        if args.lists:
-            extra["lists"] = args.lists
+        for name in ("lists", "spelling", "syntax"):
+            if getattr(args, name):
+                extra[name] = getattr(args, name)
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
                                valid_share=args.valid_share, pairs_train=args.pairs_train,
                                pairs_valid=args.pairs_valid, seed=args.seed, progress=not args.quiet,
@@ -245,6 +247,12 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--lists", type=int, default=0, metavar="N",
                    help="add N units of the lists family: arbitrary sets of 4 to 32 words described by listing "
                         "them all, as the statistical explainer writes (default 0: off)")
+    p.add_argument("--spelling", type=int, default=0, metavar="N",
+                   help="add N generated spelling units: words ending, beginning with or containing a letter "
+                        "sequence, words of one length, drawn from the text's own words (default 0: off)")
+    p.add_argument("--syntax", type=int, default=0, metavar="N",
+                   help="add N generated syntax units: one part of speech right after another, as the Brown "
+                        "tags say (default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

@@ -237,7 +237,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     max_r: float = 0.8, seed: int = 0, families: tuple[str, ...] = FAMILIES, progress: bool = True,
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
                     wordnet_options: dict | None = None, conditions: bool = False,
-                    condition_options: dict | None = None, lists: int = 0) -> Path:
+                    condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
+                    syntax: int = 0) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -257,7 +258,11 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
 
     ``lists`` (default 0: off) adds that many units of the ``lists`` family
     (:func:`simulator_training.concepts.list_concepts`): arbitrary sets of 4 to 32 words, described by listing
-    them."""
+    them.
+
+    ``spelling`` and ``syntax`` (default 0: off) add that many generated units to those families
+    (:mod:`simulator_training.generated`): letter sequences and word lengths, and one part of speech right after
+    another, drawn from the pool's own words."""
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -283,6 +288,15 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         made = list_concepts(pool, lists, seed)
         concepts += made
         list_info = {"units": len(made), "requested": lists}
+    generated_info = {}
+    if spelling or syntax:
+        from .generated import spelling_concepts, syntax_concepts
+
+        for family, n, make in (("spelling", spelling, spelling_concepts), ("syntax", syntax, syntax_concepts)):
+            if n:
+                made = make(pool, n, seed)
+                concepts += made
+                generated_info[family] = {"units": len(made), "requested": n}
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     kept: dict[str, list[tuple[Concept, np.ndarray]]] = {s: [] for s in SPLITS}
@@ -329,6 +343,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["conditions"] = condition_info
     if list_info is not None:
         manifest["lists"] = list_info
+    if generated_info:
+        manifest["generated"] = generated_info
     return _write(out, units, manifest, overwrite)
 
 
