@@ -35,6 +35,7 @@ def _kernel():
     numba is missing (then the torch ops, with one warning)."""
     try:
         import numba
+        from numba import prange
     except ImportError as err:  # a declared dependency; an install without it still records, more slowly
         log.warning("recording uses torch ops for the top-k trackers (numba is not importable: %s)", err)
         return None
@@ -50,16 +51,18 @@ def _kernel():
                 tile[d, i] = batch[r, i, first + d]
 
     @numba.njit(cache=True, nogil=True)
-    def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, work):  # pragma: no cover
-        n_units, k = keys.shape
+    def select_units(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, u0, u1, base,
+                     count, work):  # pragma: no cover - jit
+        # units u0..u1-1 one by one (``score`` is (units, new windows): each unit's new scores side by side), the
+        # slot each new window takes, in window order: the unit's smallest key is the root of its min-heap
+        # (heap_key, heap_slot); the new key replaces it and sinks to its place. The pairs go to work[0..2] from
+        # ``base`` on, then counting-sorted by window (units ascending within a window) into work[3..5] at the
+        # same place; count[j + 1]: how many pairs window j has. Returns the number of pairs.
+        k = keys.shape[1]
         n_new = ids.shape[0]
-        # unit by unit (``score`` is (units, new windows)), the slot each new window takes, in window order: the
-        # unit's smallest key is the root of its min-heap (heap_key, heap_slot); the new key replaces it and sinks
-        # to its place. The pairs are returned window by window, units ascending within a window.
-        unit_of, slot_of, new_of = work[0], work[1], work[2]  # (6, >= units x new windows): reused scratch
-        per_new = np.zeros(n_new + 1, dtype=np.int64)
-        n = 0
-        for u in range(n_units):
+        unit_of, slot_of, new_of = work[0], work[1], work[2]
+        n = base
+        for u in range(u0, u1):
             f = floor[u]
             for j in range(n_new):
                 bits = score_bits[u, j]
@@ -75,7 +78,7 @@ def _kernel():
                 values[u, slot] = score[u, j]
                 windows[u, slot] = ids[j]
                 unit_of[n], slot_of[n], new_of[n] = u, slot, j
-                per_new[j + 1] += 1
+                count[j + 1] += 1
                 n += 1
                 pos = 0
                 while True:
@@ -91,47 +94,67 @@ def _kernel():
                 heap_key[u, pos], heap_slot[u, pos] = key, slot
                 f = heap_key[u, 0]
             floor[u] = f
-        # a stable counting sort by window: within a window, units stay ascending
-        fill = np.cumsum(per_new)[:-1].copy()
+        fill = base + np.cumsum(count)[:-1]  # a stable counting sort by window
         got_unit, got_slot, got_new = work[3], work[4], work[5]
-        for q in range(n):
+        for q in range(base, n):
             p = fill[new_of[q]]
             got_unit[p], got_slot[p], got_new[p] = unit_of[q], slot_of[q], new_of[q]
             fill[new_of[q]] += 1
-        return n, got_unit, got_slot, got_new, per_new
+        return n - base
 
-    @numba.njit(cache=True, nogil=True)
-    def copy_strided(acts, got_unit, got_slot, per_new, rows, batch):  # pragma: no cover - jit
-        # the pairs come window by window, units ascending within a window (a later window overwrites an earlier
-        # one's slot). The batch is (B, T, units) and a slot holds a unit's T tokens: token by token, each of the
-        # window's rows is read along the units while the window's few destination slots stay in cache
-        n_tokens = acts.shape[2]
-        start = np.cumsum(per_new)
-        for j in range(per_new.shape[0] - 1):
-            r = rows[j]
-            for i in range(n_tokens):
-                for q in range(start[j], start[j + 1]):
-                    u = got_unit[q]
-                    acts[u, got_slot[q], i] = batch[r, i, u]
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, work,
+               counts):  # pragma: no cover - jit
+        # the units cut into len(counts) blocks of consecutive units, selected in parallel; block b's pairs lie in
+        # work[3..5] from b's first unit x new windows on (a unit takes at most one slot per new window), window by
+        # window, counts[b, j + 1] of window j. Returns the pairs per block.
+        n_blocks, n_units, n_new = counts.shape[0], keys.shape[0], ids.shape[0]
+        got = np.zeros(n_blocks, dtype=np.int64)
+        for b in prange(n_blocks):
+            u0, u1 = b * n_units // n_blocks, (b + 1) * n_units // n_blocks
+            got[b] = select_units(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, u0, u1,
+                                  u0 * n_new, counts[b], work)
+        return got
 
-    @numba.njit(cache=True, nogil=True)
-    def copy_rows(acts, n, got_unit, got_slot, got_new, rows, by_unit):  # pragma: no cover - jit
-        # from the batch transposed to (B, units, T): each copy is one contiguous row; pairs come window by window,
-        # so a later window overwrites an earlier one's slot
-        for q in range(n):
-            u, slot, r = got_unit[q], got_slot[q], rows[got_new[q]]
-            for i in range(acts.shape[2]):
-                acts[u, slot, i] = by_unit[r, u, i]
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def copy_strided(acts, got_unit, got_slot, counts, n_new, rows, batch):  # pragma: no cover - jit
+        # each block's pairs come window by window, units ascending within a window (a later window overwrites an
+        # earlier one's slot). The batch is (B, T, units) and a slot holds a unit's T tokens: token by token, each
+        # of the window's rows is read along the block's units while the window's few destination slots stay in
+        # cache. Blocks hold disjoint units, so they copy in parallel.
+        n_blocks, n_units, n_tokens = counts.shape[0], acts.shape[0], acts.shape[2]
+        for b in prange(n_blocks):
+            start = (b * n_units // n_blocks) * n_new + np.cumsum(counts[b])
+            for j in range(counts.shape[1] - 1):
+                r = rows[j]
+                for i in range(n_tokens):
+                    for q in range(start[j], start[j + 1]):
+                        u = got_unit[q]
+                        acts[u, got_slot[q], i] = batch[r, i, u]
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def copy_rows(acts, got_unit, got_slot, got_new, counts, n_new, rows, by_unit):  # pragma: no cover - jit
+        # from the batch transposed to (B, units, T): each copy is one contiguous row; within a block pairs come
+        # window by window, so a later window overwrites an earlier one's slot
+        n_blocks, n_units = counts.shape[0], acts.shape[0]
+        for b in prange(n_blocks):
+            first = (b * n_units // n_blocks) * n_new
+            for q in range(first, first + counts[b].sum()):
+                u, slot, r = got_unit[q], got_slot[q], rows[got_new[q]]
+                for i in range(acts.shape[2]):
+                    acts[u, slot, i] = by_unit[r, u, i]
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
     def copy_windows(acts, slots, rows, batch):  # pragma: no cover - jit
+        # every unit: transposed a block of units at a time, as above; the blocks in parallel
         n_units, n_tokens = acts.shape[0], acts.shape[2]
-        tile = np.empty((TILE, n_tokens), dtype=batch.dtype)
-        for p in range(slots.shape[0]):
-            slot, r = slots[p], rows[p]
-            for first in range(0, n_units, TILE):  # every unit: transposed a block at a time, as above
-                width = min(TILE, n_units - first)
-                transpose_block(batch, r, first, width, tile)
+        for t in prange((n_units + TILE - 1) // TILE):
+            first = t * TILE
+            width = min(TILE, n_units - first)
+            tile = np.empty((TILE, n_tokens), dtype=batch.dtype)
+            for p in range(slots.shape[0]):
+                slot = slots[p]
+                transpose_block(batch, rows[p], first, width, tile)
                 for d in range(width):
                     for i in range(n_tokens):
                         acts[first + d, slot, i] = tile[d, i]
@@ -194,6 +217,21 @@ enters every unit), the activations are copied from the batch transposed to (B, 
 (:attr:`~.trackers.BatchActs.by_unit`, shared by the splits) instead of read strided from (B, T, units)."""
 
 
+BLOCKS: int | None = None
+"""Blocks of units the compiled update splits each tracker into (None: one per thread). The blocks are selected and
+copied in parallel; the result does not depend on their number (tests vary it)."""
+
+
+def _threads() -> int:
+    """The compiled loops' threads: as many as torch's (a Ray worker given one CPU uses one), at most numba's."""
+    import numba
+
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
+
+
 def topk_insert(keys: torch.Tensor, values: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor,
                 index: TopKIndex, score: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, batch) -> int:
     """Insert into a tracker's state (``keys``, ``values``, ``windows`` (units, k), ``acts`` (units, k, T), updated
@@ -201,18 +239,22 @@ def topk_insert(keys: torch.Tensor, values: torch.Tensor, windows: torch.Tensor,
     whose activations are rows ``rows`` (P,) of ``batch`` (a :class:`~.trackers.BatchActs`). Returns how many
     (unit, window) pairs got in."""
     select, copy_strided, copy_rows, _ = _kernel()
+    blocks = BLOCKS or _threads()
     score = score.float().T.contiguous()  # (units, P): each unit's new scores side by side
-    n, got_unit, got_slot, got_new, per_new = select(
-        keys.numpy(), values.numpy(), windows.numpy(), index.heap_key.numpy(), index.heap_slot.numpy(),
-        index.floor.numpy(), score.numpy(), score.view(torch.int32).numpy(), ids.numpy(), _scratch(score.numel()))
+    counts = np.zeros((blocks, len(ids) + 1), dtype=np.int64)
+    work = _scratch(score.numel())
+    n = int(select(keys.numpy(), values.numpy(), windows.numpy(), index.heap_key.numpy(), index.heap_slot.numpy(),
+                   index.floor.numpy(), score.numpy(), score.view(torch.int32).numpy(), ids.numpy(), work,
+                   counts).sum())
     if n >= ROWS_FROM:
-        copy_rows(_np(acts), n, got_unit, got_slot, got_new, rows.numpy(), _np(batch.by_unit))
+        copy_rows(_np(acts), work[3], work[4], work[5], counts, len(ids), rows.numpy(), _np(batch.by_unit))
     elif n:
-        copy_strided(_np(acts), got_unit, got_slot, per_new, rows.numpy(), _np(batch.acts))
-    return int(n)
+        copy_strided(_np(acts), work[3], work[4], counts, len(ids), rows.numpy(), _np(batch.acts))
+    return n
 
 
 def copy_windows(acts: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor, batch: torch.Tensor) -> None:
     """``acts[:, slots[p]] = batch[rows[p]]`` transposed to (units, T), for every p: a random sample's windows,
     which every unit keeps."""
+    _threads()
     _kernel()[3](_np(acts), slots.numpy(), rows.numpy(), _np(batch))

@@ -90,9 +90,12 @@ def _fed(dtype, path, monkeypatch, n_batches=30, B=9, T=5, U=40, k=6, seed=0, sp
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("copy_from", ["rows", "strided"])
-def test_the_compiled_topk_update_selects_exactly_what_the_torch_ops_select(dtype, copy_from, monkeypatch):
-    # copy_from: the activations copied from the transposed batch (as for many pairs) or read strided
+@pytest.mark.parametrize("blocks", [None, 1, 3, 64])
+def test_the_compiled_topk_update_selects_exactly_what_the_torch_ops_select(dtype, copy_from, blocks, monkeypatch):
+    # copy_from: the activations copied from the transposed batch (as for many pairs) or read strided; blocks: the
+    # units cut into that many blocks updated in parallel (None: one per thread; 64: more blocks than units)
     monkeypatch.setattr(fastpath, "ROWS_FROM", 1 if copy_from == "rows" else 10**9)
+    monkeypatch.setattr(fastpath, "BLOCKS", blocks)
     fast, ops = _fed(dtype, "compiled", monkeypatch), _fed(dtype, "torch", monkeypatch)
     (wf, af), (wo, ao) = fast.sorted_state(), ops.sorted_state()
     np.testing.assert_array_equal(wf, wo)
