@@ -52,32 +52,28 @@ def _kernel():
 
     @numba.njit(cache=True, nogil=True)
     def select_units(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, u0, u1, base,
-                     count, work):  # pragma: no cover - jit
-        # units u0..u1-1 one by one (``score`` is (units, new windows): each unit's new scores side by side), the
-        # slot each new window takes, in window order: the unit's smallest key is the root of its min-heap
-        # (heap_key, heap_slot); the new key replaces it and sinks to its place. The pairs go to work[0..2] from
-        # ``base`` on, then counting-sorted by window (units ascending within a window) into work[3..5] at the
-        # same place; count[j + 1]: how many pairs window j has. Returns the number of pairs.
+                     count, got_unit, got_slot, got_new):  # pragma: no cover - jit
+        # the new windows in order (``score`` is (new windows, units)), each over units u0..u1-1: the slot it takes
+        # in each unit it enters. A unit's smallest key (``floor``) is the root of its min-heap (heap_key,
+        # heap_slot); the new key replaces it and sinks to its place. The pairs go to got_* from ``base`` on,
+        # window by window and units ascending within a window; count[j + 1]: how many pairs window j has.
+        # Returns the number of pairs.
         k = keys.shape[1]
-        n_new = ids.shape[0]
-        unit_of, slot_of, new_of = work[0], work[1], work[2]
         n = base
-        for u in range(u0, u1):
-            f = floor[u]
-            for j in range(n_new):
-                bits = score_bits[u, j]
-                if bits == -8388608:  # -inf (0xFF800000): not eligible, never enters
-                    continue
+        for j in range(ids.shape[0]):
+            low_id = low - ids[j]
+            for u in range(u0, u1):
+                bits = score_bits[j, u]
                 if bits == -2147483648:  # -0.0 counts as +0.0
                     bits = 0
-                key = (np.int64(bits ^ ((bits >> 31) & 0x7FFFFFFF)) << 32) + (low - ids[j])
-                if key <= f:
+                key = (np.int64(bits ^ ((bits >> 31) & 0x7FFFFFFF)) << 32) + low_id
+                if key <= floor[u] or bits == -8388608:  # -inf (0xFF800000): not eligible, never enters
                     continue
                 slot = heap_slot[u, 0]
                 keys[u, slot] = key
-                values[u, slot] = score[u, j]
+                values[u, slot] = score[j, u]
                 windows[u, slot] = ids[j]
-                unit_of[n], slot_of[n], new_of[n] = u, slot, j
+                got_unit[n], got_slot[n], got_new[n] = u, slot, j
                 count[j + 1] += 1
                 n += 1
                 pos = 0
@@ -92,28 +88,21 @@ def _kernel():
                     heap_key[u, pos], heap_slot[u, pos] = heap_key[u, child], heap_slot[u, child]
                     pos = child
                 heap_key[u, pos], heap_slot[u, pos] = key, slot
-                f = heap_key[u, 0]
-            floor[u] = f
-        fill = base + np.cumsum(count)[:-1]  # a stable counting sort by window
-        got_unit, got_slot, got_new = work[3], work[4], work[5]
-        for q in range(base, n):
-            p = fill[new_of[q]]
-            got_unit[p], got_slot[p], got_new[p] = unit_of[q], slot_of[q], new_of[q]
-            fill[new_of[q]] += 1
+                floor[u] = heap_key[u, 0]
         return n - base
 
     @numba.njit(cache=True, nogil=True, parallel=True)
     def select(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, work,
                counts):  # pragma: no cover - jit
         # the units cut into len(counts) blocks of consecutive units, selected in parallel; block b's pairs lie in
-        # work[3..5] from b's first unit x new windows on (a unit takes at most one slot per new window), window by
+        # work[0..2] from b's first unit x new windows on (a unit takes at most one slot per new window), window by
         # window, counts[b, j + 1] of window j. Returns the pairs per block.
         n_blocks, n_units, n_new = counts.shape[0], keys.shape[0], ids.shape[0]
         got = np.zeros(n_blocks, dtype=np.int64)
         for b in prange(n_blocks):
             u0, u1 = b * n_units // n_blocks, (b + 1) * n_units // n_blocks
             got[b] = select_units(keys, values, windows, heap_key, heap_slot, floor, score, score_bits, ids, u0, u1,
-                                  u0 * n_new, counts[b], work)
+                                  u0 * n_new, counts[b], work[0], work[1], work[2])
         return got
 
     @numba.njit(cache=True, nogil=True, parallel=True)
@@ -203,11 +192,11 @@ _local = threading.local()
 
 
 def _scratch(size: int) -> np.ndarray:
-    """An int64 array (6, >= size) that :func:`topk_insert`'s selection reuses from call to call (a fresh one of a
-    few MB per call costs page faults), one per thread."""
+    """An int64 array (3, >= size) for :func:`topk_insert`'s pairs (unit, slot, window), reused from call to call
+    (a fresh one of a few MB per call costs page faults), one per thread."""
     work = getattr(_local, "work", None)
     if work is None or work.shape[1] < size:
-        work = _local.work = np.empty((6, max(size, 1 << 16)), dtype=np.int64)
+        work = _local.work = np.empty((3, max(size, 1 << 16)), dtype=np.int64)
     return work
 
 
@@ -240,16 +229,16 @@ def topk_insert(keys: torch.Tensor, values: torch.Tensor, windows: torch.Tensor,
     (unit, window) pairs got in."""
     select, copy_strided, copy_rows, _ = _kernel()
     blocks = BLOCKS or _threads()
-    score = score.float().T.contiguous()  # (units, P): each unit's new scores side by side
+    score = score.float().contiguous()  # (P, units): read along the units, window by window
     counts = np.zeros((blocks, len(ids) + 1), dtype=np.int64)
     work = _scratch(score.numel())
     n = int(select(keys.numpy(), values.numpy(), windows.numpy(), index.heap_key.numpy(), index.heap_slot.numpy(),
                    index.floor.numpy(), score.numpy(), score.view(torch.int32).numpy(), ids.numpy(), work,
                    counts).sum())
     if n >= ROWS_FROM:
-        copy_rows(_np(acts), work[3], work[4], work[5], counts, len(ids), rows.numpy(), _np(batch.by_unit))
+        copy_rows(_np(acts), work[0], work[1], work[2], counts, len(ids), rows.numpy(), _np(batch.by_unit))
     elif n:
-        copy_strided(_np(acts), work[3], work[4], counts, len(ids), rows.numpy(), _np(batch.acts))
+        copy_strided(_np(acts), work[0], work[1], counts, len(ids), rows.numpy(), _np(batch.acts))
     return n
 
 

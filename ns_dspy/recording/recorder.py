@@ -120,7 +120,8 @@ class Recorder:
                 state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
                 if want_negative:
                     state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
-                state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s])
+                state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s],
+                                     plan=batch["sample_plans"][s])
 
         return handle
 
@@ -135,7 +136,8 @@ class Recorder:
         keys = sample_keys(window_ids.astype(np.int64), self.config.seed)
         split_keys = [np.where(mask, keys, EMPTY) for mask, _, _ in splits]
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
-                 "span": (int(window_ids.min()), int(window_ids.max())), "sample_keys": split_keys}
+                 "span": (int(window_ids.min()), int(window_ids.max())), "sample_keys": split_keys,
+                 "sample_plans": [{} for _ in splits]}  # every layer's random sample of a split: one plan
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}
         with torch.inference_mode(), capture(self.subject.model, fns, self.hook.io, self.stop_after):
             self._forward(torch.from_numpy(tokens).to(self.device))

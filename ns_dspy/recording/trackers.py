@@ -229,11 +229,13 @@ class Reservoir:
         self._floor: int | None = None  # the smallest key held, as a Python int (no device sync per batch)
 
     def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray,
-               ids: np.ndarray | None = None, keys: np.ndarray | None = None) -> None:
+               ids: np.ndarray | None = None, keys: np.ndarray | None = None, plan: dict | None = None) -> None:
         """The batch's activations for windows ``window_ids`` (B,); only rows where ``eligible`` count.
         ``ids``: the same ids as a NumPy array, when the caller has them; ``keys``: their :func:`sample_keys` under
         this reservoir's seed, :data:`EMPTY` where not eligible, when the caller has computed them (every layer's
-        reservoir of a split sees the same windows, so a recorder computes them once per batch)."""
+        reservoir of a split sees the same windows, so a recorder computes them once per batch). ``plan``: a dict
+        the caller passes to every reservoir offered this batch's windows (one per split): which slots take which
+        windows is worked out by the first and reused by every other whose keys were the same before the batch."""
         if self.k == 0 or not eligible.any():
             return
         if keys is None:
@@ -243,8 +245,15 @@ class Reservoir:
             self._floor = int(self.keys.min())
         if int(keys.max()) <= self._floor:  # after the first windows, the usual case: nothing gets in
             return
+        if plan is not None and "before" in plan and torch.equal(plan["before"], self.keys):
+            slot, col = plan["slot"], plan["col"]
+        else:
+            before = self.keys.clone()
+            _, slot, col = replacement_pairs(self.keys[None], torch.from_numpy(keys).to(self.keys.device)[None],
+                                             self.k)
+            if plan is not None:
+                plan.update(before=before, slot=slot, col=col)
         keys = torch.from_numpy(keys).to(self.keys.device)
-        _, slot, col = replacement_pairs(self.keys[None], keys[None], self.k)
         self.keys[slot] = keys[col]
         self.windows[slot] = window_ids[col]
         if fastpath.available(self.acts, acts.acts):

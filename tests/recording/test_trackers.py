@@ -157,6 +157,39 @@ def test_reservoir_takes_keys_computed_once_per_batch():
     np.testing.assert_array_equal(a.sorted_state()[1], b.sorted_state()[1])
 
 
+
+def test_reservoirs_offered_one_batch_share_one_plan():
+    """A recorder hands every layer's reservoir of a split one plan per batch: the first works out which slots take
+    which windows, the others reuse it - and one whose keys differ (here: a reservoir that missed the first batch)
+    works out its own instead of taking a wrong plan."""
+    acts = _stream(n_windows=48, U=7)
+    layers = [Reservoir(acts.shape[2], 6, acts.shape[1], seed=3) for _ in range(3)]
+    alone, late, late_alone = (Reservoir(acts.shape[2], 6, acts.shape[1], seed=3) for _ in range(3))
+    reused = 0
+    for start in range(0, 48, 8):
+        ids = np.arange(start, start + 8)
+        keys = sample_keys(ids, 3)
+        plan: dict = {}
+        for i, res in enumerate(layers):
+            x = acts[start:start + 8] * (i + 1)  # every layer's own activations, the same windows
+            had = "before" in plan
+            res.update(BatchActs(x), torch.from_numpy(ids), np.ones(8, bool), ids, keys.copy(), plan=plan)
+            reused += had and "before" in plan
+        if start:
+            late.update(BatchActs(acts[start:start + 8]), torch.from_numpy(ids), np.ones(8, bool), ids, keys.copy(),
+                        plan=plan)
+            late_alone.update(BatchActs(acts[start:start + 8]), torch.from_numpy(ids), np.ones(8, bool), ids,
+                              keys.copy())
+            assert late.sorted_state()[0].tolist() == late_alone.sorted_state()[0].tolist()
+        alone.update(BatchActs(acts[start:start + 8]), torch.from_numpy(ids), np.ones(8, bool), ids, keys.copy())
+    assert reused > 0
+    for i, res in enumerate(layers):
+        assert res.sorted_state()[0].tolist() == alone.sorted_state()[0].tolist()
+        np.testing.assert_array_equal(res.sorted_state()[1], alone.sorted_state()[1] * (i + 1))
+    expect = np.argsort(uniform_keys(np.arange(8, 48), 3, stream=2))[:6] + 8
+    assert late.sorted_state()[0].tolist() == expect.tolist()
+
+
 def test_stats_match_numpy():
     acts = _stream()
     st = Stats(acts.shape[2])
