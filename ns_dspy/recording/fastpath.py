@@ -1,4 +1,4 @@
-"""The top-k trackers' update on CPU as one compiled loop per layer and split (numba), instead of ~20 torch ops.
+"""The top-k trackers' update on CPU as compiled loops per layer and split (numba), instead of ~20 torch ops.
 
 :meth:`~.trackers.TopK.update` with torch ops merges each unit's held keys with the batch's (cat, topk, scatter,
 nonzero, index_put): on an AMX CPU, where the model's forward is fast, those small ops cost as much as a fifth
@@ -6,6 +6,9 @@ of the forward. Here each unit's new windows are compared with its smallest held
 written over that slot, one window at a time. Inserting windows one by one into a best-``k`` set ends with the
 same set as merging them at once (keys are unique), so the selection is exactly the torch path's; only which
 slot holds which window may differ, and every reader orders the slots by key (:meth:`~.trackers.TopK.sorted_state`).
+
+The units are cut into blocks (one per thread, :data:`BLOCKS`) selected and copied in parallel (numba ``prange``):
+a unit's windows are only ever compared with its own keys, so the result is the same for any number of blocks.
 
 Keys are the same int64 :func:`~.trackers.score_keys`, computed in the loop from the float32 score's bits.
 Activations are copied as raw bits (16- or 32-bit), so bfloat16 needs no conversion. numba compiles for the CPU
