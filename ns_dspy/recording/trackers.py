@@ -245,15 +245,14 @@ class Reservoir:
             self._floor = int(self.keys.min())
         if int(keys.max()) <= self._floor:  # after the first windows, the usual case: nothing gets in
             return
+        keys = torch.from_numpy(keys).to(self.keys.device)
         if plan is not None and "before" in plan and torch.equal(plan["before"], self.keys):
             slot, col = plan["slot"], plan["col"]
         else:
             before = self.keys.clone()
-            _, slot, col = replacement_pairs(self.keys[None], torch.from_numpy(keys).to(self.keys.device)[None],
-                                             self.k)
+            _, slot, col = replacement_pairs(self.keys[None], keys[None], self.k)
             if plan is not None:
                 plan.update(before=before, slot=slot, col=col)
-        keys = torch.from_numpy(keys).to(self.keys.device)
         self.keys[slot] = keys[col]
         self.windows[slot] = window_ids[col]
         if fastpath.available(self.acts, acts.acts):

@@ -157,7 +157,6 @@ def test_reservoir_takes_keys_computed_once_per_batch():
     np.testing.assert_array_equal(a.sorted_state()[1], b.sorted_state()[1])
 
 
-
 def test_reservoirs_offered_one_batch_share_one_plan():
     """A recorder hands every layer's reservoir of a split one plan per batch: the first works out which slots take
     which windows, the others reuse it - and one whose keys differ (here: a reservoir that missed the first batch)
@@ -172,9 +171,9 @@ def test_reservoirs_offered_one_batch_share_one_plan():
         plan: dict = {}
         for i, res in enumerate(layers):
             x = acts[start:start + 8] * (i + 1)  # every layer's own activations, the same windows
-            had = "before" in plan
+            first = plan.get("slot")
             res.update(BatchActs(x), torch.from_numpy(ids), np.ones(8, bool), ids, keys.copy(), plan=plan)
-            reused += had and "before" in plan
+            reused += first is not None and plan["slot"] is first  # the first layer's plan, not one worked out anew
         if start:
             late.update(BatchActs(acts[start:start + 8]), torch.from_numpy(ids), np.ones(8, bool), ids, keys.copy(),
                         plan=plan)
