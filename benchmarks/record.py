@@ -1,16 +1,20 @@
 """Recording throughput against a plain forward pass of the model body, on the same batches, in one run.
 
-    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto]
+    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto] [--ways default,inductor,torch-ops,no-fuse]
 
 Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
 the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
-forward and for recording, and their ratio (target >= 0.9): recording as by default (``--fuse``: the per-token
-statistics in one compiled kernel on CPU; the top-k trackers updated by compiled loops), with ``--no-fuse``
-(plain torch ops for the statistics) and with the top-k update by torch ops (as on other devices), side by
-side. The stream is as long as a typical recording (the first windows of a recording are the costly ones:
-every window enters every unit's empty slots, so a short stream would mostly time that warm-up); the plain
-pass and the three recordings run interleaved for ``--rounds`` rounds and the best time of each counts, so drift
-of a shared machine's speed affects all alike. A warm-up batch of each runs first.
+forward and for recording, and their ratio (target >= 0.9), for each of ``--ways``: ``default`` (the per-token
+statistics in one compiled numba loop on CPU, the top-k trackers updated by compiled loops), ``inductor`` (the
+statistics by inductor's compiled kernel instead), ``torch-ops`` (the top-k update by torch ops, as on other
+devices) and, when asked, ``no-fuse`` (the statistics by plain torch ops). The stream is as long as a typical
+recording (the first windows of a recording are the costly ones: every window enters every unit's empty slots,
+so a short stream would mostly time that warm-up).
+
+Each way is measured in a pass of its own, **interleaved batch by batch** with a plain forward of the same batch
+(the order alternating from batch to batch), so a shared machine's drift - minutes of a slow or fast phase -
+reaches the recording and its plain forward alike; its ratio is recording time over plain time summed over the
+pass. One recorder exists at a time. A warm-up batch of each way runs first (and compiles).
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ import torch
 
 from ns_dspy.corpus import open_corpus
 from ns_dspy.models import load_subject
-from ns_dspy.recording import RecordConfig, Recorder, fastpath
+from ns_dspy.recording import RecordConfig, Recorder, fastpath, trackers
 from ns_dspy.recording.windows import iter_windows
+
+WAYS = {  # label; settings: fuse, compiled top-k update, numba's statistics loop
+    "default": ("statistics by numba's loop, compiled top-k update", dict(fuse=True, topk=True, loop=True)),
+    "inductor": ("statistics by inductor's kernel, compiled top-k update", dict(fuse=True, topk=True, loop=False)),
+    "no-fuse": ("statistics by plain torch ops", dict(fuse=False, topk=True, loop=True)),
+    "torch-ops": ("fused statistics; the top-k update by torch ops, as on other devices",
+                  dict(fuse=True, topk=False, loop=True)),
+}
 
 
 def main() -> None:
@@ -38,8 +50,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--dtype", default="auto", help="as recording's default: bfloat16 where it is fast, else float32")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best time of each way counts")
+    ap.add_argument("--ways", default="default,inductor,torch-ops", help=f"comma-separated, from {', '.join(WAYS)}")
     args = ap.parse_args()
+    ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+    unknown = [w for w in ways if w not in WAYS]
+    if unknown or not ways:
+        ap.error(f"unknown --ways {', '.join(unknown) or '(none)'}: choose from {', '.join(WAYS)}")
 
     subject = load_subject(args.model, dtype=args.dtype, device=args.device)
     config = RecordConfig(model=args.model, layers="all", batch_size=args.batch_size, window=args.window,
@@ -51,50 +67,59 @@ def main() -> None:
     prefix = torch.tensor(subject.prefix_ids, dtype=torch.long)
     device = subject.device
 
-    def plain(batches=batches) -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for b in batches:
-                ids = torch.cat([prefix.expand(len(b), -1), torch.from_numpy(b)], 1).to(device)
-                subject.body(input_ids=ids, use_cache=False)
+    def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    def plain(b: np.ndarray) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            ids = torch.cat([prefix.expand(len(b), -1), torch.from_numpy(b)], 1).to(device)
+            subject.body(input_ids=ids, use_cache=False)
+        sync()
         return time.perf_counter() - start
 
-    def recording(batches=batches, fuse=True, compiled_topk=True) -> float:
-        recorder = Recorder(subject, dataclasses.replace(config, fuse=fuse))
-        # compiled_topk=False: the top-k trackers by torch ops, as on other devices or without numba
-        with contextlib.nullcontext() if compiled_topk else fastpath.torch_ops():
-            start = time.perf_counter()
+    def interleaved(fuse: bool, topk: bool, loop: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per batch: (plain seconds, recording seconds), the two in alternating order."""
+        trackers.STATS_LOOP = loop
+        # topk=False: the top-k trackers by torch ops, as on other devices or without numba
+        with contextlib.nullcontext() if topk else fastpath.torch_ops():
+            warm = Recorder(subject, dataclasses.replace(config, fuse=fuse))
+            warm.process(np.arange(len(batches[0])), batches[0])  # compiles; this recorder is then dropped
+            plain(batches[0])
+            del warm
+            recorder = Recorder(subject, dataclasses.replace(config, fuse=fuse))
+            times = np.zeros((len(batches), 2))
             for i, b in enumerate(batches):
-                recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+                for way in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    if way == 0:
+                        times[i, 0] = plain(b)
+                    else:
+                        start = time.perf_counter()
+                        recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
+                        sync()
+                        times[i, 1] = time.perf_counter() - start
+        return times[:, 0], times[:, 1]
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
-    plain(batches[:1]), recording(batches[:1]), recording(batches[:1], fuse=False)  # warm-up (and compile)
-    recording(batches[:1], compiled_topk=False)
-    runs: dict[str, list[float]] = {"plain": [], "rec": [], "unfused": [], "ops": []}
-    for _ in range(args.rounds):  # interleaved, so the machine's drift reaches every way alike; the best counts
-        runs["plain"].append(plain())
-        runs["rec"].append(recording())
-        runs["unfused"].append(recording(fuse=False))
-        runs["ops"].append(recording(compiled_topk=False))
-    tp, tr, tu, to = (n_tokens / min(runs[k]) for k in ("plain", "rec", "unfused", "ops"))
     dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")
     print(f"model {args.model}  dtype {dtype} (--dtype {args.dtype})  device {device}  "
           f"threads {torch.get_num_threads()}")
     print(f"{len(batches)} batches x {args.batch_size} windows x {args.window} tokens = {n_tokens} tokens; "
-          f"{n_units} units tracked (top {config.top_k}, random {config.random_k})")
-    print(f"best of {args.rounds} interleaved rounds; every round in tok/s: "
-          + "; ".join(f"{k} {', '.join(f'{n_tokens / t:.0f}' for t in v)}" for k, v in runs.items()))
-    print(f"plain body forward : {tp:8.0f} tok/s")
-    print(f"recording          : {tr:8.0f} tok/s  (default: fused statistics, compiled top-k update)")
-    print(f"recording --no-fuse: {tu:8.0f} tok/s  (statistics by plain torch ops)")
-    print(f"top-k by torch ops : {to:8.0f} tok/s  (fused statistics; the top-k update as on other devices)")
-    print(f"ratio recording/plain = {tr / tp:.3f}  (target >= 0.9); --no-fuse {tu / tp:.3f}; top-k by torch ops "
-          f"{to / tp:.3f}")
+          f"{n_units} units tracked (top {config.top_k}, random {config.random_k}); each way interleaved batch by "
+          f"batch with a plain forward")
+    half = len(batches) // 2
+    ratios = {}
+    for way in ways:
+        label, settings = WAYS[way]
+        tp, tr = interleaved(**settings)
+        ratios[way] = tp.sum() / tr.sum()
+        parts = f"first {half} batches {tp[:half].sum() / tr[:half].sum():.3f}, last {len(batches) - half} " \
+                f"{tp[half:].sum() / tr[half:].sum():.3f}" if half else ""
+        print(f"{way:9s}: plain {n_tokens / tp.sum():6.0f} tok/s, recording {n_tokens / tr.sum():6.0f} tok/s, "
+              f"ratio {ratios[way]:.3f} ({parts})  [{label}]", flush=True)
+    shown = "; ".join(f"{w} {r:.3f}" for w, r in ratios.items())
+    print(f"ratio recording/plain: {shown}  (target >= 0.9 for the default)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TopKIndex", "available", "torch_ops", "topk_insert", "copy_windows"]
+__all__ = ["TopKIndex", "available", "torch_ops", "topk_insert", "copy_windows", "batch_stats"]
 
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
@@ -152,6 +152,93 @@ def _kernel():
                         acts[first + d, slot, i] = tile[d, i]
 
     return select, copy_strided, copy_rows, copy_windows
+
+
+@functools.cache
+def _stats_kernels():
+    """The per-token statistics as one compiled loop per input dtype ({torch dtype: kernel}), or None without numba.
+
+    Each block of units streams the batch row by row (one token's activations of the block's units are contiguous),
+    keeping five accumulators per unit; the rows of one window are summed in order and the windows' sums added in
+    window order: the order of ``trackers._one_pass`` compiled by inductor, whose sums these equal bit for bit. Two
+    loops per row (max/min, then the three sums), each simple enough for the compiler's vectoriser. bfloat16 is
+    widened by a shift of its bits. Compiled for the CPU it runs on at first use, like the loops above."""
+    try:
+        import numba
+        from numba import prange, types
+        from numba.extending import intrinsic
+    except ImportError:
+        return None
+    import llvmlite.ir as ir
+
+    @intrinsic
+    def widen(typingctx, bits):  # pragma: no cover - jit; bfloat16 bits (uint16) -> float32
+        def codegen(context, builder, signature, args):
+            wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(wide, ir.FloatType())
+        return types.float32(types.uint16), codegen
+
+    @numba.njit(inline="always")
+    def same(x):  # pragma: no cover - jit
+        return x
+
+    def make(load):
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def stats(flat, s0, s1, n_tokens, n_blocks, wmax, wmin, total, total_sq, positive):  # pragma: no cover - jit
+            # flat: the batch's memory from its first element on; window b's token t of unit u at
+            # b * s0 + t * s1 + u. Outputs: wmax, wmin (B, units), total, total_sq, positive (units,).
+            n_windows, n_units = wmax.shape
+            for blk in prange(n_blocks):
+                lo = (blk * (n_units // 16) // n_blocks) * 16  # blocks of whole vectors but the last
+                hi = n_units if blk == n_blocks - 1 else ((blk + 1) * (n_units // 16) // n_blocks) * 16
+                w = hi - lo
+                mx, mn = np.empty(w, np.float32), np.empty(w, np.float32)
+                st, sq, ps = np.empty(w, np.float32), np.empty(w, np.float32), np.empty(w, np.float32)
+                for j in range(w):
+                    total[lo + j], total_sq[lo + j], positive[lo + j] = 0.0, 0.0, 0.0
+                for b in range(n_windows):
+                    for j in range(w):
+                        mx[j], mn[j], st[j], sq[j], ps[j] = -np.inf, np.inf, 0.0, 0.0, 0.0
+                    for t in range(n_tokens):
+                        row = flat[b * s0 + t * s1 + lo:b * s0 + t * s1 + hi]
+                        for j in range(w):
+                            x = load(row[j])
+                            mx[j] = x if x > mx[j] else mx[j]
+                            mn[j] = x if x < mn[j] else mn[j]
+                        for j in range(w):
+                            x = load(row[j])
+                            st[j] += x
+                            sq[j] += x * x
+                            ps[j] += np.float32(1.0) if x > 0 else np.float32(0.0)
+                    for j in range(w):
+                        wmax[b, lo + j], wmin[b, lo + j] = mx[j], mn[j]
+                        total[lo + j] += st[j]
+                        total_sq[lo + j] += sq[j]
+                        positive[lo + j] += ps[j]
+        return stats
+
+    return {torch.bfloat16: make(widen), torch.float32: make(same)}
+
+
+def batch_stats(acts: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """``trackers._one_pass(acts)`` (window max and min (B, units), per-unit sum, sum of squares and positive count,
+    float32, the same bits) by the compiled loop, the units in blocks run in parallel (one per thread; a unit's sums
+    do not depend on the blocks). None where it does not apply: no numba, not a CPU tensor of bfloat16 or float32,
+    or the units not contiguous in memory."""
+    kernels = _stats_kernels()
+    if kernels is None or acts.device.type != "cpu" or acts.dtype not in kernels or acts.dim() != 3 \
+            or acts.stride(2) != 1 or acts.shape[2] == 0:
+        return None
+    n_windows, n_tokens, n_units = acts.shape
+    s0, s1 = acts.stride(0), acts.stride(1)
+    span = (n_windows - 1) * s0 + (n_tokens - 1) * s1 + n_units
+    flat = torch.as_strided(acts, (span,), (1,))  # the batch's memory from its first element, as one vector
+    flat = flat.view(torch.int16).numpy().view(np.uint16) if acts.dtype == torch.bfloat16 else flat.numpy()
+    window, unit = torch.empty((2, n_windows, n_units)), torch.empty((3, n_units))
+    blocks = max(1, min(_threads(), n_units // 16))
+    kernels[acts.dtype](flat, s0, s1, n_tokens, blocks, window[0].numpy(), window[1].numpy(), unit[0].numpy(),
+                        unit[1].numpy(), unit[2].numpy())
+    return window[0], window[1], unit[0], unit[1], unit[2]
 
 
 def available(tracker_acts: torch.Tensor, batch_acts: torch.Tensor) -> bool:

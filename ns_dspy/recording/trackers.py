@@ -293,6 +293,11 @@ class Reservoir:
 
 STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")
 
+STATS_LOOP = True
+"""Whether fused statistics take numba's loop where it applies (False: inductor's kernel; benchmarks compare the
+two). The loop streams the batch token by token along the units; inductor's kernel reads each block of units
+down the tokens, rows 4 KB apart."""
+
 FUSE_MIN_ELEMENTS = 1 << 20
 """Batches smaller than this many activations (per layer) take plain torch ops even with ``fuse``: a fused kernel
 saves little there, and which path a batch takes depends on its shape only, never on the machine."""
@@ -345,12 +350,20 @@ def _fused_kernel():
 
 def batch_stats(acts: torch.Tensor, fuse: bool = False) -> BatchStats:
     """:class:`BatchStats` of ``acts`` (B, T, units). ``fuse``: on CPU, for batches of at least
-    :data:`FUSE_MIN_ELEMENTS` activations, one compiled kernel reads the batch once instead of five passes
+    :data:`FUSE_MIN_ELEMENTS` activations, one compiled loop reads the batch once instead of five passes
     (several times faster; the sums differ from the plain ops' in float32 rounding only, and the window max and
-    min are exact either way). The path is a function of the batch's shape and the setting, so processes that
-    record chunks of one corpus sum alike."""
-    kernel = _fused_kernel() if fuse and acts.device.type == "cpu" and acts.numel() >= FUSE_MIN_ELEMENTS else None
-    parts = kernel(acts) if kernel is not None else _plain(acts)
+    min are exact either way): numba's (:func:`.fastpath.batch_stats`, bfloat16 and float32 with contiguous
+    units; :data:`STATS_LOOP`), else inductor's (:func:`_one_pass` compiled). The two give the same bits (both
+    sum each window's tokens in order, then the windows in order), so the path is a function of the batch's shape
+    and the setting only, and processes that record chunks of one corpus sum alike."""
+    parts = None
+    if fuse and acts.device.type == "cpu" and acts.numel() >= FUSE_MIN_ELEMENTS:
+        parts = fastpath.batch_stats(acts) if STATS_LOOP else None
+        if parts is None:
+            kernel = _fused_kernel()
+            parts = kernel(acts) if kernel is not None else None
+    if parts is None:
+        parts = _plain(acts)
     return BatchStats(*parts, count=acts.shape[0] * acts.shape[1])
 
 

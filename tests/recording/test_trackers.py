@@ -242,6 +242,50 @@ def test_the_fused_statistics_kernel_matches_the_plain_ops_and_does_not_depend_o
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(32, 65, 512), (3, 9, 517), (5, 70, 40), (2, 3, 7)])
+def test_the_statistics_loop_gives_the_compiled_kernels_bits(dtype, shape):
+    """The per-token statistics by the compiled loop (``fastpath.batch_stats``, the CPU default where numba is
+    importable) are the bits of the inductor kernel (``_one_pass`` compiled) and of its formula run window by window
+    in float32, for any width (whole vectors or not) and 1 or 2 threads, on a batch viewed past its prefix as the
+    recorder passes it; which path recorded a chunk therefore does not change the store."""
+    from ns_dspy.recording import fastpath, trackers
+
+    if fastpath._stats_kernels() is None:
+        pytest.skip("numba is not importable")
+    base = (torch.randn(shape) * 3).to(dtype)
+    base[0, 1, :3] = 0.0
+    base[-1, -1, -1] = -0.0
+    acts = base[:, 1:, :]
+    a = acts.float()
+    sums = [torch.zeros(shape[2]) for _ in range(3)]
+    for w in range(shape[0]):  # window sums in order, each window's tokens in order
+        parts = [torch.zeros(shape[2]) for _ in range(3)]
+        for t in range(a.shape[1]):
+            x = a[w, t]
+            parts[0] += x
+            parts[1] += x * x
+            parts[2] += (x > 0).float()
+        for total, part in zip(sums, parts):
+            total += part
+    want = (a.amax(1), a.amin(1), *sums)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            got = fastpath.batch_stats(acts)
+            for name, g, w in zip(trackers.BatchStats._fields, got, want):
+                assert torch.equal(g, w), (n, name)
+    finally:
+        torch.set_num_threads(threads)
+    kernel = trackers._fused_kernel()
+    if kernel is not None:
+        for g, k in zip(got, kernel(acts)):
+            assert torch.equal(g, k)
+    assert fastpath.batch_stats(acts.to(torch.float16)) is None  # other dtypes: the inductor kernel
+    assert fastpath.batch_stats(acts.transpose(1, 2)) is None  # units not contiguous
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_batch_acts_transpose_is_exact_and_drops_prefix(dtype):
     base = torch.randn(4, 9, 6).to(dtype)
     view = base[:, 1:, :]
