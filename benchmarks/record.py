@@ -1,6 +1,6 @@
 """Recording throughput against a plain forward pass of the model body, on the same batches, in one run.
 
-    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto] [--ways default,inductor,torch-ops,no-fuse]
+    python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto] [--ways default,inductor,...]
 
 Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
 the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body

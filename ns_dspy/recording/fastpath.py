@@ -13,6 +13,9 @@ a unit's windows are only ever compared with its own keys, so the result is the 
 Keys are the same int64 :func:`~.trackers.score_keys`, computed in the loop from the float32 score's bits.
 Activations are copied as raw bits (16- or 32-bit), so bfloat16 needs no conversion. numba compiles for the CPU
 it runs on when first called (about a second; cached on disk), so nothing here depends on the build machine.
+
+The per-token statistics the recorder takes before the trackers (window max and min, per-unit sums) are one
+compiled loop too (:func:`batch_stats`), with the bits of the inductor kernel it replaces for bfloat16 and float32.
 """
 
 from __future__ import annotations
@@ -222,9 +225,9 @@ def _stats_kernels():
 
 def batch_stats(acts: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
     """``trackers._one_pass(acts)`` (window max and min (B, units), per-unit sum, sum of squares and positive count,
-    float32, the same bits) by the compiled loop, the units in blocks run in parallel (one per thread; a unit's sums
-    do not depend on the blocks). None where it does not apply: no numba, not a CPU tensor of bfloat16 or float32,
-    or the units not contiguous in memory."""
+    float32; the same bits for finite activations - the recorder refuses a batch with others) by the compiled
+    loop, the units in blocks run in parallel (one per thread; a unit's sums do not depend on the blocks). None
+    where it does not apply: no numba, not a CPU tensor of bfloat16 or float32, or the units not contiguous."""
     kernels = _stats_kernels()
     if kernels is None or acts.device.type != "cpu" or acts.dtype not in kernels or acts.dim() != 3 \
             or acts.stride(2) != 1 or acts.shape[2] == 0:
