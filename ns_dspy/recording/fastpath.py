@@ -236,7 +236,7 @@ def batch_stats(acts: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
     s0, s1 = acts.stride(0), acts.stride(1)
     span = (n_windows - 1) * s0 + (n_tokens - 1) * s1 + n_units
     flat = torch.as_strided(acts, (span,), (1,))  # the batch's memory from its first element, as one vector
-    flat = flat.view(torch.int16).numpy().view(np.uint16) if acts.dtype == torch.bfloat16 else flat.numpy()
+    flat = _np(flat).view(np.uint16) if acts.dtype == torch.bfloat16 else _np(flat)  # bfloat16 as its bits
     window, unit = torch.empty((2, n_windows, n_units)), torch.empty((3, n_units))
     blocks = max(1, min(_threads(), n_units // 16))
     kernels[acts.dtype](flat, s0, s1, n_tokens, blocks, window[0].numpy(), window[1].numpy(), unit[0].numpy(),
