@@ -349,6 +349,10 @@ class ExplainConfig(_Config):
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "
                                   "neuron's valid score (the best on valid of the LM's modes, both together, and "
                                   "the word lists alone); --no-stats-modes: the LM's modes only")
+    list_edits: bool = opt(True, "with refinement, edit the statistical word lists (--stats-modes) from their "
+                                 "errors on valid before they join the modes: add the most missed tokens, drop the "
+                                 "worst false alarms, each edit kept only if it also holds on the train windows "
+                                 "(--no-list-edits: the lists as the statistical explainer chose them)")
     racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, half, then three "
                              "quarters of the valid excerpts first (highest peaks first; stages of at least 5) and "
                              "drop the clear losers (--no-racing: every candidate on all of them)")

@@ -18,7 +18,9 @@ the agents see the top ones as marked excerpts, a few random ones as quiet text,
 both. Beyond the paper, by default the agents read that statistics table, the Refinement agent sees each of the
 best history entries' missed tokens and false alarms on valid (``feedback``); optionally each mode's history
 starts with the statistical explanation too (``seed_stats``): refinement then never ends below it on valid,
-but a whole-neuron word list can then win every mode. Every method's trace carries the statistical
+but a whole-neuron word list can then win every mode. With refinement the statistical word lists that join the
+modes (``stats_modes``) are first edited from their own errors on valid, each edit confirmed on the train windows
+(``list_edits``, :mod:`ns_dspy.agents.list_edits`). Every method's trace carries the statistical
 explanation and its valid score (``trace.statistical``; the runner adds its test score, with the calibration the
 prediction carries as ``statistical_calibration``), so each run compares itself with the no-LM row on the same
 data. Every prediction gives each explanation's own valid score (``valids``) and, for several explanations, the
@@ -33,6 +35,7 @@ import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, valid_scorer)
+from .agents.list_edits import edit_lists
 from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations, ranked_tokens,
                               statistical_explanations, tiered_explanations, token_evidence)
 from .config import ExplainConfig
@@ -130,12 +133,24 @@ class NeuronScope(dspy.Module):
         combined = polysemantic(self.simulator, explanations, valid, calibration=valid)
         valids = {m.explanation: m.valid for m in modes}
         if self.config.stats_modes:
-            # the statistical word lists join the modes when that raises the neuron's valid score
+            # the statistical word lists join the modes when that raises the neuron's valid score; with refinement,
+            # first edited from their own errors on valid, each edit confirmed on the train windows
+            lists, lists_score, edits = list(stats.explanations), stats.score, []
             valids.update(zip(stats.explanations, stats.valids))
-            explanations, combined = with_statistical(self.simulator, valid, explanations, combined,
-                                                      list(stats.explanations), stats.score)
+            if self.config.refine and self.config.list_edits:
+                with stage("refinement"):
+                    edited = edit_lists(self.simulator, lists, valid, train)
+                if edited.edits:
+                    log.info("%s: word lists edited (%s), valid %.3f -> %.3f", valid.unit,
+                             ", ".join(e for e, _ in edited.edits), stats.polysemantic, edited.score.value)
+                    lists, lists_score = edited.explanations, edited.score
+                    edits = [stats.polysemantic] + [v for _, v in edited.edits]  # the set's valid score per edit
+                    valids.update((s.explanation, s.value) for s in score(self.simulator, lists, valid))
+            explanations, combined = with_statistical(self.simulator, valid, explanations, combined, lists,
+                                                      lists_score)
             lm_texts = {m.explanation for m in modes}
-            modes += [Mode(explanation=text, valid=valids[text], source="stats")
+            modes += [Mode(explanation=text, valid=valids[text], source="stats",
+                           trajectory=list(edits) if text not in stats.explanations else [])
                       for text in explanations if text not in lm_texts]
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)

@@ -251,7 +251,9 @@ def _modes(trace: Trace, finals: list[Final]) -> str:
                            width=340, height=170) if len(traj) > 1 else ""
         arrow = " \u2192 "
         steps = f'<p class="muted">trajectory: {esc(arrow.join(num(v) for v in traj))}</p>' if traj else ""
-        what = ("statistical word list (no LM), added because it raised the neuron's valid score"
+        edited = ", edited from its errors on valid (the trajectory: the lists' valid score per edit)" \
+            if cluster.source == "stats" and len(traj) > 1 else ""
+        what = (f"statistical word list (no LM){edited}, added because it raised the neuron's valid score"
                 if cluster.source == "stats" else f"{len(cluster.members)} conditions")
         left_out = "" if chosen else ' <span class="badge">left out: no better on valid</span>'
         out.append(f'<div class="mode" style="border-color:{color}" data-mode="{k + 1}"><b>Mode {k + 1}</b> '

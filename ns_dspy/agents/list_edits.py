@@ -1,0 +1,169 @@
+"""Refinement of word lists from their own errors: the statistical modes edited against valid, confirmed on train.
+
+The statistical explainer writes word lists from the train exemplars and chooses a set of them on valid. Like the
+Refinement agent, which shows the LM each candidate's missed tokens and false alarms on valid, :func:`edit_lists`
+reads the set's errors there and proposes edits, without an LM: the set's calibrated union is simulated on the
+valid windows and each token type's residual (the truth scaled to 0..10, the valid maximum at 10, minus the
+calibrated prediction, summed over its valid occurrences) names the most **missed** tokens (not listed, seen at
+least twice, positive residual) and the worst **false alarms** (listed, negative residual). The candidates of a
+round: each missed token added to the positive list whose tokens' mean valid activation is nearest its own, all of
+them added, each false alarm dropped, all of them dropped.
+
+The best candidate on valid is taken when it raises the valid score by more than ``min_delta`` **and does not
+lower the set's score on the train windows** (the explainer's own data; calibrations fitted on valid), else the
+next best on valid that passes. Without that check the edits fit the valid windows only: on 12 development
+neurons of gemma-3-270m, +0.055 on valid and -0.010 on test; with it +0.031 and +0.009, no neuron lower on test
+(``experiments/list_edits.py``). Test data is never read here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..scoring import HeldOut, Score, polysemantic
+from ..scoring.calibration import union
+from ..scoring.correlation import pooled
+from ..scoring.heldout import simulate
+from ..scoring.polarity import is_negative
+from ..types import Exemplar
+from .evidence import token_key, word_list
+
+__all__ = ["Edited", "edit_lists", "parse_word_list", "render_word_list"]
+
+WordList = tuple[bool, list[str]]  # (negative, tokens)
+
+
+def parse_word_list(text: str) -> WordList | None:
+    """``(negative, tokens)`` of a list as :func:`~.evidence.word_list` writes it (``(negative) `` in front for a
+    negative mode), or None for any other text (one that does not render back to itself)."""
+    negative = is_negative(text)
+    body = text.split(") ", 1)[1] if negative else text
+    m = re.match(r"the words? (.*)$", body, re.S)
+    if not m:
+        return None
+    tokens = re.findall(r'"(.*?)"(?:, | and |$)', m.group(1), re.S)
+    return (negative, tokens) if tokens and word_list(tokens) == body else None
+
+
+def render_word_list(negative: bool, tokens: Sequence[str]) -> str:
+    return f"(negative) {word_list(tokens)}" if negative else word_list(tokens)
+
+
+@dataclass
+class Edited:
+    """What :func:`edit_lists` did: the explanations (the input when nothing was taken), their valid score
+    (``score``: the calibrated union, or the one list's own score) and the edits taken, ``(edit, valid score)``."""
+
+    explanations: list[str]
+    score: Score
+    edits: list[tuple[str, float]] = field(default_factory=list)
+
+
+class _Sets:
+    """Simulations of word-list sets on one unit's valid and train windows, each text simulated once per split."""
+
+    def __init__(self, simulator, valid: HeldOut, train: Sequence[Exemplar]):
+        self.simulator, self.valid, self.train = simulator, valid, [ex for ex in train if ex.tokens]
+        self._preds: dict[tuple[str, str], list[np.ndarray]] = {}
+
+    def preds(self, texts: list[str], split: str) -> list[list[np.ndarray]]:
+        exemplars = self.valid.exemplars if split == "valid" else self.train
+        missing = [t for t in dict.fromkeys(texts) if (t, split) not in self._preds]
+        if missing:
+            for t, p in zip(missing, simulate(self.simulator, missing, exemplars)):
+                self._preds[(t, split)] = p
+        return [self._preds[(t, split)] for t in texts]
+
+    def valid_score(self, sets: list[WordList]) -> Score:
+        texts = [render_word_list(*s) for s in sets]
+        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid if len(texts) > 1 else None,
+                            preds=self.preds(texts, "valid"))
+
+    def train_score(self, sets: list[WordList], calibration) -> float:
+        texts = [render_word_list(*s) for s in sets]
+        preds = self.preds(texts, "train")
+        combined = union(preds, calibration, negative=[n for n, _ in sets]) if len(texts) > 1 else preds[0]
+        return pooled(combined, [ex.activations for ex in self.train], [ex.kind for ex in self.train]).r
+
+
+def _candidates(sets: list[WordList], current: Score, valid: HeldOut, n: int) -> list[tuple[str, list[WordList]]]:
+    trues = np.concatenate([np.asarray(ex.activations, np.float64) for ex in valid.exemplars])
+    scaled = trues * 10.0 / max(float(trues.max()), 1e-9)
+    combined = np.concatenate([np.asarray(p, np.float64) for p in current.predictions])
+    residual: dict[str, float] = {}
+    count: dict[str, int] = {}
+    truth: dict[str, float] = {}
+    shown: dict[str, str] = {}
+    for tok, y, p in zip((t for ex in valid.exemplars for t in ex.tokens), scaled, combined):
+        k = token_key(tok)
+        residual[k], count[k], truth[k] = residual.get(k, 0.0) + y - p, count.get(k, 0) + 1, truth.get(k, 0.0) + y
+        shown.setdefault(k, tok.strip() or tok)
+    positive = [i for i, (negative, _) in enumerate(sets) if not negative]
+    if not positive:
+        return []
+    listed = {token_key(t) for negative, tokens in sets if not negative for t in tokens}
+    missed = [k for k in sorted(residual, key=lambda k: (-residual[k], k))
+              if k not in listed and count[k] >= 2 and k.strip() and residual[k] > 0 and '"' not in shown[k]][:n]
+    false = [k for k in sorted(residual, key=lambda k: (residual[k], k)) if k in listed and residual[k] < 0][:n]
+
+    def nearest(k: str) -> int:  # the positive list whose tokens' mean valid activation is nearest the token's
+        best, gap = positive[-1], float("inf")
+        for i in positive:
+            means = [truth[token_key(t)] / count[token_key(t)] for t in sets[i][1] if token_key(t) in count]
+            if means and abs(float(np.mean(means)) - truth[k] / count[k]) < gap:
+                best, gap = i, abs(float(np.mean(means)) - truth[k] / count[k])
+        return best
+
+    def add(keys: list[str]) -> list[WordList]:
+        out = [(negative, list(tokens)) for negative, tokens in sets]
+        for k in keys:
+            out[nearest(k)][1].append(shown[k])
+        return out
+
+    def drop(keys: set[str]) -> list[WordList]:
+        out = [(negative, [t for t in tokens if negative or token_key(t) not in keys]) for negative, tokens in sets]
+        return [s for s in out if s[1]]
+
+    edits = [(f"add {shown[k]!r}", add([k])) for k in missed] + ([("add all", add(missed))] if len(missed) > 1 else [])
+    edits += [(f"drop {shown[k]!r}", drop({k})) for k in false] + \
+        ([("drop all", drop(set(false)))] if len(false) > 1 else [])
+    return [(name, s) for name, s in edits if any(not negative for negative, _ in s)]
+
+
+def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Sequence[Exemplar], *,
+               rounds: int = 3, tokens: int = 3, min_delta: float = 1e-3, confirm: bool = True) -> Edited:
+    """Refine a set of word lists (``explanations``, e.g. the statistical explainer's choice) against its errors
+    on ``valid`` for up to ``rounds`` rounds, each edit confirmed on the ``train`` exemplars (see the module's
+    docstring; ``tokens``: missed tokens and false alarms considered per round; ``confirm=False``: no train check,
+    the ablation that shows why it is there). A set with a text that is not a word list is returned as it is."""
+    if valid.split != "valid":
+        raise ValueError(f"word lists are edited against valid data, got {valid.split!r}")
+    if any(ex.split != "train" for ex in train):
+        raise ValueError("edits are confirmed on train exemplars only")
+    parsed = [parse_word_list(t) for t in explanations]
+    sets = _Sets(simulator, valid, train)
+    if not parsed or any(p is None for p in parsed):
+        return Edited(list(explanations), polysemantic(simulator, list(explanations), valid,
+                                                       calibration=valid if len(explanations) > 1 else None))
+    current_sets = [(negative, list(toks)) for negative, toks in parsed]
+    current = sets.valid_score(current_sets)
+    taken: list[tuple[str, float]] = []
+    for _ in range(rounds):
+        scored = [(sets.valid_score(s), name, s) for name, s in _candidates(current_sets, current, valid, tokens)]
+        better = sorted((x for x in scored if x[0].value > current.value + min_delta), key=lambda x: -x[0].value)
+        if not better:
+            break
+        if confirm:
+            floor = sets.train_score(current_sets, current.calibration)
+            chosen = next((x for x in better if sets.train_score(x[2], x[0].calibration) >= floor - 1e-9), None)
+        else:
+            chosen = better[0]
+        if chosen is None:
+            break
+        current, name, current_sets = chosen
+        taken.append((name, float(current.value)))
+    return Edited([render_word_list(*s) for s in current_sets], current, taken)
