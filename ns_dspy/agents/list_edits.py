@@ -12,7 +12,7 @@ them added, each false alarm dropped, all of them dropped.
 The best candidate on valid is taken when it raises the valid score by more than ``min_delta`` **and does not
 lower the set's score on the train windows** (the explainer's own data; calibrations fitted on valid), else the
 next best on valid that passes. Without that check the edits fit the valid windows only: on 12 development
-neurons of gemma-3-270m, +0.055 on valid and -0.010 on test; with it +0.031 and +0.009, no neuron lower on test
+neurons of gemma-3-270m, +0.055 on valid and -0.008 on test; with it +0.032 and +0.009, no neuron lower on test
 (``experiments/list_edits.py``). Test data is never read here.
 """
 
