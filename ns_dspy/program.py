@@ -145,7 +145,7 @@ class NeuronScope(dspy.Module):
                              ", ".join(e for e, _ in edited.edits), stats.polysemantic, edited.score.value)
                     lists, lists_score = edited.explanations, edited.score
                     edits = [stats.polysemantic] + [v for _, v in edited.edits]  # the set's valid score per edit
-                    valids.update((s.explanation, s.value) for s in score(self.simulator, lists, valid))
+                    valids.update(zip(lists, edited.valids))
             explanations, combined = with_statistical(self.simulator, valid, explanations, combined, lists,
                                                       lists_score)
             lm_texts = {m.explanation for m in modes}

@@ -56,10 +56,12 @@ def render_word_list(negative: bool, tokens: Sequence[str]) -> str:
 @dataclass
 class Edited:
     """What :func:`edit_lists` did: the explanations (the input when nothing was taken), their valid score
-    (``score``: the calibrated union, or the one list's own score) and the edits taken, ``(edit, valid score)``."""
+    (``score``: the calibrated union, or the one list's own score), each explanation's own valid score
+    (``valids``, from the same simulations) and the edits taken, ``(edit, valid score)``."""
 
     explanations: list[str]
     score: Score
+    valids: list[float]
     edits: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -82,6 +84,12 @@ class _Sets:
         texts = [render_word_list(*s) for s in sets]
         return polysemantic(self.simulator, texts, self.valid, calibration=self.valid if len(texts) > 1 else None,
                             preds=self.preds(texts, "valid"))
+
+    def own_scores(self, texts: list[str]) -> list[float]:
+        """Each text's own valid score (uncalibrated, as :func:`~ns_dspy.scoring.score` gives it)."""
+        trues = [ex.activations for ex in self.valid.exemplars]
+        kinds = [ex.kind for ex in self.valid.exemplars]
+        return [float(pooled(p, trues, kinds).r) for p in self.preds(texts, "valid")]
 
     def train_score(self, sets: list[WordList], calibration) -> float:
         texts = [render_word_list(*s) for s in sets]
@@ -147,8 +155,10 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
     parsed = [parse_word_list(t) for t in explanations]
     sets = _Sets(simulator, valid, train)
     if not parsed or any(p is None for p in parsed):
-        return Edited(list(explanations), polysemantic(simulator, list(explanations), valid,
-                                                       calibration=valid if len(explanations) > 1 else None))
+        texts = list(explanations)
+        return Edited(texts, polysemantic(simulator, texts, valid, calibration=valid if len(texts) > 1 else None,
+                                          preds=sets.preds(texts, "valid") if texts else None),
+                      sets.own_scores(texts) if texts else [])
     current_sets = [(negative, list(toks)) for negative, toks in parsed]
     current = sets.valid_score(current_sets)
     taken: list[tuple[str, float]] = []
@@ -166,4 +176,5 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
             break
         current, name, current_sets = chosen
         taken.append((name, float(current.value)))
-    return Edited([render_word_list(*s) for s in current_sets], current, taken)
+    texts = [render_word_list(*s) for s in current_sets]
+    return Edited(texts, current, sets.own_scores(texts), taken)

@@ -10,7 +10,7 @@ import pytest
 
 from ns_dspy.agents.evidence import word_list
 from ns_dspy.agents.list_edits import edit_lists, parse_word_list, render_word_list
-from ns_dspy.scoring import HeldOut, polysemantic
+from ns_dspy.scoring import HeldOut, polysemantic, score
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import Exemplar, UnitId
 
@@ -59,6 +59,8 @@ def test_a_missed_trigger_is_added_and_a_false_alarm_dropped():
     # the reported score is the edited set's own valid score (the union, calibrated on valid, for several lists)
     again = polysemantic(sim, edited.explanations, valid, calibration=valid if len(edited.explanations) > 1 else None)
     assert edited.score.value == pytest.approx(again.value, abs=1e-12)
+    # and each list's own valid score, as scoring it alone gives
+    assert edited.valids == pytest.approx([s.value for s in score(sim, edited.explanations, valid)], abs=1e-12)
     # each round's recorded score rises
     scores = [s for _, s in edited.edits]
     assert scores == sorted(scores) and scores[0] > before
@@ -81,6 +83,7 @@ def test_what_is_not_a_word_list_is_left_as_it_is_and_test_data_is_refused():
     valid, train = _valid(1, {" dog": 9.0}), _exemplars("train", 2, {" dog": 9.0})
     kept = edit_lists(sim, ["dogs and their friends"], valid, train)
     assert kept.explanations == ["dogs and their friends"] and kept.edits == []
+    assert kept.valids == pytest.approx([score(sim, kept.explanations, valid)[0].value], abs=1e-12)
     test = HeldOut(UNIT, "test", valid.exemplars)
     with pytest.raises(ValueError, match="valid"):
         edit_lists(sim, [word_list(["dog"])], test, train)
@@ -96,6 +99,8 @@ def test_a_negative_list_stays_and_is_never_edited():
     edited = edit_lists(sim, start, valid, train)
     assert edited.explanations[-1] == start[-1]
     assert any("cat" in text for text in edited.explanations[:-1])
+    own = [s.value for s in score(sim, edited.explanations, valid)]
+    assert edited.valids == pytest.approx(own, abs=1e-12) and own[-1] > 0  # the negative list's sign is read
 
 
 def test_the_programs_statistical_modes_are_edited_with_refinement_and_not_without(tmp_path):
