@@ -10,6 +10,7 @@ import pytest
 
 from ns_dspy.agents.evidence import word_list
 from ns_dspy.agents.list_edits import edit_lists, parse_word_list, render_word_list
+from ns_dspy.costs import metering
 from ns_dspy.scoring import HeldOut, polysemantic, score
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import Exemplar, UnitId
@@ -149,3 +150,35 @@ def test_the_programs_statistical_modes_are_edited_with_refinement_and_not_witho
     assert any("sky" in text for text in finals["edits"][0])
     assert not any("sky" in text for text in finals["off"][0] + finals["norefine"][0])
     assert finals["edits"][1] > finals["off"][1] + 0.05
+
+
+def test_a_token_in_the_wrong_tier_is_moved_with_moves_on():
+    sim = KeywordSimulator()
+    fires = {" dog": 9.0, " cat": 2.0, " mat": 2.0}
+    valid, train = _valid(1, fires), _exemplars("train", 2, fires)
+    start = [word_list(["dog", "cat"]), word_list(["mat"])]  # cat sits with dog, its level is mat's
+    moved = edit_lists(sim, start, valid, train, moves=True)
+    assert moved.edits and moved.edits[0][0] == "move 'cat' to list 2"
+    assert parse_word_list(moved.explanations[0])[1] == ["dog"]
+    assert parse_word_list(moved.explanations[1])[1] == ["mat", "cat"]
+    # without moves it takes two edits (drop 'cat', add it back to the other list): one round gets half way
+    plain = edit_lists(sim, start, valid, train, rounds=1, moves=False)
+    assert [name for name, _ in plain.edits] == ["drop 'cat'"]
+    assert edit_lists(sim, start, valid, train, rounds=1, moves=True).score.value > plain.score.value + 0.005
+
+
+def test_the_screen_simulates_fewer_candidates_and_finds_the_same_edits_on_an_exact_reader():
+    # the keyword simulator reads a list exactly (10 on a listed token, 0 elsewhere), so the screen's estimate of
+    # an edited list is its simulation: one simulated candidate a round finds what simulating all of them finds
+    fires = {" dog": 9.0, " cat": 6.0, " mat": 3.0}
+    valid, train = _valid(1, fires), _exemplars("train", 2, fires)
+    start = [word_list(["dog", "red"]), word_list(["sky", "mat"])]
+    runs = {}
+    for screen in (0, 1):
+        with metering() as meter:
+            runs[screen] = (edit_lists(KeywordSimulator(), start, valid, train, moves=True, screen=screen),
+                            meter.simulated_tokens)
+    (full, full_tokens), (screened, screened_tokens) = runs[0], runs[1]
+    assert len(full.edits) >= 2 and screened.edits == full.edits
+    assert screened.explanations == full.explanations
+    assert screened_tokens < 0.6 * full_tokens
