@@ -2,7 +2,7 @@
 
     python experiments/list_edits.py --store experiments/work/quality/store \
         --neurons experiments/results/quality-dev/neurons.json --out experiments/results/list-edits [--no-confirm]
-        [--moves] [--screen N]
+        [--moves] [--screen N] [--tokens N]
 
 For each neuron, the statistical explainer's chosen set (word lists written from the train exemplars, chosen on
 valid: what ``ns-dspy explain --method stats`` reports) is refined by :func:`ns_dspy.agents.list_edits.edit_lists`
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-confirm", dest="confirm", action="store_false",
                         help="take the best edit on valid without checking it on the train windows")
+    parser.add_argument("--tokens", type=int, default=3,
+                        help="missed tokens, false alarms (and misplaced tokens) considered per round")
     parser.add_argument("--moves", action="store_true",
                         help="also move a listed token to the list whose valid level is nearest its own")
     parser.add_argument("--screen", type=int, default=0,
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         before = stats(train=train, valid=valid)
         known = set(simulator.seen)
         edited = edit_lists(simulator, before.explanations, valid, train, rounds=args.rounds,
-                            confirm=args.confirm, moves=args.moves, screen=args.screen)
+                            confirm=args.confirm, moves=args.moves, screen=args.screen,
+                            tokens=args.tokens)
         cost = sum(n for pair, n in simulator.seen.items() if pair not in known)
 
         def on_test(texts, calibration):
