@@ -97,7 +97,7 @@ class _Sets:
 
     def valid_score(self, sets: list[WordList]) -> Score:
         texts = [render_word_list(*s) for s in sets]
-        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid if len(texts) > 1 else None,
+        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid,
                             preds=self.preds(texts, "valid"))
 
     def screen_score(self, sets: list[WordList], base: list[WordList]) -> float:
@@ -123,8 +123,7 @@ class _Sets:
             miss = float(flat[~inside].mean()) if (~inside).any() else 0.0
             preds.append([np.where(n & ~w, hit, np.where(w & ~n, miss, p)) for p, w, n in
                           zip(base_preds[j], was, now)])
-        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid if len(texts) > 1 else None,
-                            preds=preds).value
+        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid, preds=preds).value
 
     def own_scores(self, texts: list[str]) -> list[float]:
         """Each text's own valid score (uncalibrated, as :func:`~ns_dspy.scoring.score` gives it)."""
@@ -213,10 +212,9 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
     parsed = [parse_word_list(t) for t in explanations]
     sets = _Sets(simulator, valid, train)
     if not parsed or any(p is None for p in parsed):
-        texts = list(explanations)
-        return Edited(texts, polysemantic(simulator, texts, valid, calibration=valid if len(texts) > 1 else None,
-                                          preds=sets.preds(texts, "valid") if texts else None),
-                      sets.own_scores(texts) if texts else [])
+        texts = list(explanations)  # one explanation's score is its own (polysemantic calibrates several only)
+        return Edited(texts, polysemantic(simulator, texts, valid, calibration=valid, preds=sets.preds(texts, "valid")),
+                      sets.own_scores(texts))
     current_sets = [(negative, list(toks)) for negative, toks in parsed]
     current = sets.valid_score(current_sets)
     taken: list[tuple[str, float]] = []
@@ -230,12 +228,13 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
             groups = [order[:screen]] + [[i] for i in order[screen:] if guess[i] > current.value + min_delta]
         else:
             groups = [list(range(len(candidates)))]
-        scored, chosen = [], None
+        scored, chosen, floor = [], None, None
         for group in groups:
             scored += [(sets.valid_score(candidates[i][1]), *candidates[i]) for i in group]
             better = sorted((x for x in scored if x[0].value > current.value + min_delta), key=lambda x: -x[0].value)
             if confirm and better:
-                floor = sets.train_score(current_sets, current.calibration)
+                if floor is None:  # the current set's train score, once a round
+                    floor = sets.train_score(current_sets, current.calibration)
                 chosen = next((x for x in better if sets.train_score(x[2], x[0].calibration) >= floor - 1e-9), None)
             else:
                 chosen = better[0] if better else None

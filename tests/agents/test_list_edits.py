@@ -115,7 +115,7 @@ def test_the_programs_statistical_modes_are_edited_with_refinement_and_not_witho
     from ns_dspy.agents import ClusterConfig
     from ns_dspy.lms.scripted import scripted_lm
     from ns_dspy.program import ExplainConfig, NeuronScope
-    from tests.runs.test_runner import WordEmbedder
+    from tests.runs.test_runner import WordEmbedder, fixed_answers
 
     fires = {" dog": 9.0, " sky": 6.0}
     train = [ex for ex in _exemplars("train", 2, fires) if " sky" not in ex.tokens]
@@ -124,12 +124,8 @@ def test_the_programs_statistical_modes_are_edited_with_refinement_and_not_witho
                         split="train", kind=train[0].kind)
     valid = _valid(1, fires)
 
-    def responder(prompt, request):
-        if "[[ ## history ## ]]" in prompt:
-            return {"explanation": "the word dog"}
-        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-            return {"conditions": ["This neuron activates on dogs", "This neuron activates when a dog runs"]}
-        return {"explanation": "dogs running"}
+    responder = fixed_answers("dogs running",
+                              ["This neuron activates on dogs", "This neuron activates when a dog runs"], "the word dog")
 
     finals = {}
     try:

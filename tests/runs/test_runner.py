@@ -69,6 +69,17 @@ def responder(prompt, request):
     return {"explanation": "dogs, puppies, cats, and animals sitting on mats"}
 
 
+def fixed_answers(hypothesis: str, conditions: list[str], refined: str):
+    """A scripted-LM responder giving each agent one fixed answer (told apart by its prompt's fields)."""
+    def respond(prompt, request):
+        if "[[ ## history ## ]]" in prompt:
+            return {"explanation": refined}
+        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
+            return {"conditions": list(conditions)}
+        return {"explanation": hypothesis}
+    return respond
+
+
 def _program(**kw):
     cfg = ExplainConfig(candidates=2, iterations=2, max_exemplars=5, cluster=ClusterConfig(), **kw)
     return NeuronScope(KeywordSimulator(), WordEmbedder(), cfg)
@@ -226,12 +237,9 @@ def test_statistical_word_lists_join_the_modes_only_when_they_raise_the_valid_sc
     set, and neither is below the statistical row or the LM's modes on valid; --no-stats-modes keeps the LM's."""
     store = _store(tmp_path)
 
-    def cats_only(prompt, request):
-        if "[[ ## history ## ]]" in prompt:
-            return {"explanation": "the word cat"}
-        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-            return {"conditions": ["This neuron activates on cats", "This neuron activates when a cat sits"]}
-        return {"explanation": "cats sitting on mats"}
+    cats_only = fixed_answers("cats sitting on mats",
+                              ["This neuron activates on cats", "This neuron activates when a cat sits"],
+                              "the word cat")
 
     records = {}
     for on in (True, False):
