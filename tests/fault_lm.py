@@ -36,7 +36,7 @@ from fake_chat import DROP, Hang
 from trigger_words import trigger_store, word_rows
 
 from ns_dspy.agents import Embedder
-from ns_dspy.lms.scripted import chat_answer
+from ns_dspy.lms.scripted import agent_of, chat_answer
 
 __all__ = ["FAULTS", "GARBAGE", "WORDS", "FaultyExplainer", "FaultWords", "answer_fields", "fault_store",
            "explain_argv", "run_cli"]
@@ -80,15 +80,6 @@ def _prompt(body: dict) -> str:
     return "\n".join(str(m.get("content")) for m in body.get("messages", []))
 
 
-def stage(prompt: str) -> str:
-    """Which agent sent the prompt."""
-    if "[[ ## history ## ]]" in prompt:
-        return "refinement"
-    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-        return "decomposition"
-    return "hypothesis"
-
-
 def _field(text: str, name: str) -> str:
     return text.split(f"[[ ## {name} ## ]]")[-1].split("[[ ##")[0]
 
@@ -101,7 +92,7 @@ def _marked(prompt: str) -> list[str]:
 
 def answer_fields(prompt: str) -> dict:
     """A valid answer of the agent that sent ``prompt``: it names the words the exemplars mark."""
-    which = stage(prompt)
+    which = agent_of(prompt)
     if which == "hypothesis":
         return {"explanation": "the words " + " and ".join(_marked(prompt)[:2])}
     if which == "decomposition":

@@ -11,7 +11,18 @@ import json
 import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 
-__all__ = ["ScriptedEngine", "chat_answer", "scripted_lm"]
+__all__ = ["ScriptedEngine", "agent_of", "chat_answer", "scripted_lm"]
+
+
+def agent_of(prompt: str) -> str:
+    """Which of NeuronScope's LM agents sent ``prompt``: ``"refinement"`` (its inputs hold a history),
+    ``"decomposition"`` (its outputs are conditions) or ``"hypothesis"`` (any other), for scripts that answer
+    each agent differently."""
+    if "[[ ## history ## ]]" in prompt:
+        return "refinement"
+    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
+        return "decomposition"
+    return "hypothesis"
 
 
 def chat_answer(**fields) -> str:

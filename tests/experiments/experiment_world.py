@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 
 from ns_dspy.agents import Embedder
+from ns_dspy.lms.scripted import agent_of
 
 
 class BagOfWordsEmbedder(Embedder):
@@ -44,11 +45,11 @@ class MarkReader:
 
     def __call__(self, prompt: str, request):
         self.calls += 1
-        if "[[ ## history ## ]]" in prompt:
+        if agent_of(prompt) == "refinement":
             best = _field(prompt, "history").splitlines()[0] if _field(prompt, "history") else ""
             words = re.findall(r"'([^']+)'", best) or re.findall(r"\w+", best)[-2:] or ["x"]
             return {"explanation": f"the word '{words[self.calls % len(words)]}'"}
-        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
+        if agent_of(prompt) == "decomposition":
             words = re.findall(r"'([^']+)'", _field(prompt, "explanation")) or ["x"]
             return {"conditions": [c for w in words for c in (f"This neuron activates on the word '{w}'",
                                                               f"This neuron activates on '{w}' tokens")]}

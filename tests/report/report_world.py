@@ -9,7 +9,7 @@ import numpy as np
 
 from ns_dspy.agents import ClusterConfig, Embedder
 from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
-from ns_dspy.lms.scripted import scripted_lm
+from ns_dspy.lms.scripted import agent_of, scripted_lm
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.runs import RunStore
 from ns_dspy.runs.runner import explain_units
@@ -70,12 +70,12 @@ _calls: list[str] = []
 
 
 def responder(prompt, request):
-    if "[[ ## history ## ]]" in prompt:  # refinement: sharpen the mode's explanation
+    if agent_of(prompt) == "refinement":  # sharpen the mode's explanation
         history = prompt.split("[[ ## history ## ]]")[-1].split("[[ ##")[0]
         word = "dog" if "dog" in history else "cat"
         _calls.append(word)  # every other proposal carries markup too
         return {"explanation": f"the word {word}" + (" " + LM_INJECTION if len(_calls) % 2 else "")}
-    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1] and "[[ ## explanation ## ]]" in prompt:
+    if agent_of(prompt) == "decomposition":
         return {"conditions": ["This neuron activates on dogs and puppies", "This neuron activates when dog appears",
                                "This neuron activates on cats " + LM_INJECTION,
                                "This neuron activates when a cat sits"]}

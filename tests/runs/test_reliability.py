@@ -27,7 +27,7 @@ from ns_dspy.agents.refinement import RefinementAgent
 from ns_dspy.cli import main
 from ns_dspy.runs.read import summary_table
 from ns_dspy.lms import LMError, make_lm
-from ns_dspy.lms.scripted import ScriptedEngine, chat_answer
+from ns_dspy.lms.scripted import ScriptedEngine, agent_of, chat_answer
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.runs import NeuronRecord, RunStore
 from ns_dspy.runs.runner import explain_units
@@ -51,19 +51,11 @@ def fresh_dspy(tmp_path, monkeypatch):
     dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
 
 
-def stage(prompt: str) -> str:
-    if "[[ ## history ## ]]" in prompt:
-        return "refinement"
-    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-        return "decomposition"
-    return "hypothesis"
-
-
 def answer(prompt: str) -> dict:
     """The toy explainer: the same shape of answer for every unit."""
     return {"hypothesis": {"explanation": "dog, cat and mat words"},
             "decomposition": {"conditions": ["This neuron activates on dog", "This neuron activates on mat"]},
-            "refinement": {"explanation": "the word dog"}}[stage(prompt)]
+            "refinement": {"explanation": "the word dog"}}[agent_of(prompt)]
 
 
 def cached_lm(respond, *, sleep: float = 0.0, name: str = "reliability", cache: bool = True):
@@ -90,7 +82,7 @@ def store(tmp_path):
 # --- 1. failed work is retried, not replayed -------------------------------------------------------------------
 def test_garbage_hypothesis_fails_then_the_rerun_makes_new_calls_and_finishes(store, tmp_path):
     garbage = {"on": True}
-    lm, engine = cached_lm(lambda p: GARBAGE if garbage["on"] and stage(p) == "hypothesis" else answer(p))
+    lm, engine = cached_lm(lambda p: GARBAGE if garbage["on"] and agent_of(p) == "hypothesis" else answer(p))
     run = RunStore(tmp_path / "run.sqlite", CFG)
     first = explain_units(program(), store, [U], run, lm, progress=False)[0]
     assert first.status == "failed" and "could not be parsed" in first.error and "\n" not in first.error
@@ -110,8 +102,8 @@ def test_one_garbage_answer_is_retried_with_a_fresh_sample_in_the_same_run(store
     seen = []
 
     def respond(prompt):
-        seen.append(stage(prompt))
-        return GARBAGE if stage(prompt) == "hypothesis" and seen.count("hypothesis") <= 2 else answer(prompt)
+        seen.append(agent_of(prompt))
+        return GARBAGE if agent_of(prompt) == "hypothesis" and seen.count("hypothesis") <= 2 else answer(prompt)
 
     lm, engine = cached_lm(respond)
     record = explain_units(program(), store, [U], RunStore(tmp_path / "r.sqlite", CFG), lm, progress=False)[0]

@@ -11,7 +11,7 @@ from dspy.dsp.utils.settings import DEFAULT_CONFIG
 
 from ns_dspy.agents import ClusterConfig, Embedder
 from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
-from ns_dspy.lms.scripted import scripted_lm
+from ns_dspy.lms.scripted import agent_of, scripted_lm
 from ns_dspy.program import ExplainConfig, NeuronScope
 from ns_dspy.runs import RunStore
 from ns_dspy.runs.runner import explain_units
@@ -59,11 +59,11 @@ def _store(tmp_path):
 
 
 def responder(prompt, request):
-    if "[[ ## history ## ]]" in prompt:  # refinement: sharpen the explanation of this mode
+    if agent_of(prompt) == "refinement":  # sharpen the explanation of this mode
         history = prompt.split("[[ ## history ## ]]")[-1].split("[[ ##")[0]
         entries = "\n".join(line for line in history.splitlines() if ". score " in line)  # not the feedback
         return {"explanation": "the word dog" if "dog" in entries else "the word cat"}
-    if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1] and "[[ ## explanation ## ]]" in prompt:
+    if agent_of(prompt) == "decomposition":
         return {"conditions": ["This neuron activates on dogs and puppies", "This neuron activates when dog appears",
                                "This neuron activates on cats", "This neuron activates when a cat sits"]}
     return {"explanation": "dogs, puppies, cats, and animals sitting on mats"}
@@ -72,11 +72,8 @@ def responder(prompt, request):
 def fixed_answers(hypothesis: str, conditions: list[str], refined: str):
     """A scripted-LM responder giving each agent one fixed answer (told apart by its prompt's fields)."""
     def respond(prompt, request):
-        if "[[ ## history ## ]]" in prompt:
-            return {"explanation": refined}
-        if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
-            return {"conditions": list(conditions)}
-        return {"explanation": hypothesis}
+        return {"refinement": {"explanation": refined}, "decomposition": {"conditions": list(conditions)},
+                "hypothesis": {"explanation": hypothesis}}[agent_of(prompt)]
     return respond
 
 
@@ -170,7 +167,7 @@ def test_refinement_sees_the_statistics_and_its_errors_unless_turned_off(tmp_pat
         lm, engine = scripted_lm([responder] * 100)
         explain_units(_program(feedback=feedback, statistics=statistics), store, [UnitId(0, 1)],
                       RunStore(tmp_path / f"{feedback}.sqlite", {}), lm, progress=False)
-        refine = [p for p in engine.prompts if "[[ ## history ## ]]" in p]
+        refine = [p for p in engine.prompts if agent_of(p) == "refinement"]
         hypothesis = engine.prompts[0]
         assert refine
         assert any("   missed: " in p for p in refine) == feedback  # the cat mode misses the dogs
@@ -224,10 +221,7 @@ def test_every_agent_bounds_its_answer_length(tmp_path):
     explain_units(_program(), store, [UnitId(0, 1)], run, lm, progress=False)
     by_agent = {}
     for prompt, request in zip(engine.prompts, engine.requests):
-        agent = ("refinement" if "[[ ## history ## ]]" in prompt else
-                 "decomposition" if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]
-                 else "hypothesis")
-        by_agent.setdefault(agent, set()).add(request.config.max_tokens)
+        by_agent.setdefault(agent_of(prompt), set()).add(request.config.max_tokens)
     assert by_agent == {"hypothesis": {512}, "decomposition": {512}, "refinement": {192}}
 
 
