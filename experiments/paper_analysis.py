@@ -89,32 +89,42 @@ def same_modes(a: NeuronRecord, b: NeuronRecord) -> bool:
     return ta.conditions == tb.conditions and clusters(ta) == clusters(tb)
 
 
-def _statistical_rows(runs: dict[str, RunData], layer: int) -> list[Statistical]:
-    """The statistical explainer's scores stored in the traces of the first run (refine first) that has them."""
+def _statistical_rows(runs: dict[str, RunData], layer: int | None) -> list[Statistical]:
+    """The statistical explainer's scores stored in the traces of the first run (refine first) that has them, for
+    one layer (None: every layer)."""
     for mode in ("refine", "norefine", "baseline"):
         if mode not in runs:
             continue
-        rows = [row for r in runs[mode].records if r.unit.layer == layer
+        rows = [row for r in runs[mode].records if layer is None or r.unit.layer == layer
                 for row in [statistical_row(r)] if row is not None]
         if rows:
             return rows
     return []
 
 
+ALL_LAYERS = "all"
+"""Table 1's ``layer`` for the rows over every layer's neurons together (written when a run spans several layers)."""
+
+
 def table1(runs: dict[str, RunData], model: str) -> dict:
+    """Per layer and method the mean (± standard error) test and valid Score and Number, the statistical explainer's
+    row beside them and the paired refinement gain; with several layers, the same over all of them (layer
+    :data:`ALL_LAYERS`), which is what methods are compared on when a layer holds a few neurons."""
     layers = sorted({r.unit.layer for run in runs.values() for r in run.records})
     rows, gains = [], []
-    for layer in layers:
+    for layer in [*layers, *([None] if len(layers) > 1 else [])]:
+        here = (lambda unit: True) if layer is None else (lambda unit, layer=layer: unit.layer == layer)
+        name = ALL_LAYERS if layer is None else layer
         for mode in ("norefine", "refine", "baseline"):
             if mode not in runs:
                 continue
-            records = [r for r in runs[mode].records if r.unit.layer == layer]
+            records = [r for r in runs[mode].records if here(r.unit)]
             done = [r for r in records if r.status == "done"]
             test, test_se = mean_se([r.score_test for r in done])
             valid, valid_se = mean_se([r.score_valid for r in done])
             number, number_se = mean_se([r.number for r in done])
             tokens, _ = mean_se([r.lm_tokens or 0 for r in records])
-            rows.append({"model": model, "layer": layer, "mode": mode, "method": METHODS[mode],
+            rows.append({"model": model, "layer": name, "mode": mode, "method": METHODS[mode],
                          "neurons": len(done), "failed": len(records) - len(done), "score_test": test,
                          "score_test_se": test_se, "score_valid": valid, "score_valid_se": valid_se,
                          "number": number, "number_se": number_se, "lm_tokens_per_neuron": tokens})
@@ -122,17 +132,18 @@ def table1(runs: dict[str, RunData], model: str) -> dict:
         if stats:  # the no-LM explanation every run computes on the same neurons and data
             test, test_se = mean_se([s.test for s in stats])
             valid, valid_se = mean_se([s.valid for s in stats])
-            rows.append({"model": model, "layer": layer, "mode": "stats", "method": METHODS["stats"],
+            number, number_se = mean_se([1.0] * len(stats))  # one explanation per neuron
+            rows.append({"model": model, "layer": name, "mode": "stats", "method": METHODS["stats"],
                          "neurons": len(stats), "failed": 0, "score_test": test, "score_test_se": test_se,
-                         "score_valid": valid, "score_valid_se": valid_se, "number": 1.0, "number_se": 0.0,
+                         "score_valid": valid, "score_valid_se": valid_se, "number": number, "number_se": number_se,
                          "lm_tokens_per_neuron": 0.0})
         if "refine" in runs and "norefine" in runs:
             ref, abl = runs["refine"].by_unit(), runs["norefine"].by_unit()
-            pairs = [(ref[u], abl[u]) for u in sorted(ref) if u.layer == layer and u in abl
+            pairs = [(ref[u], abl[u]) for u in sorted(ref) if here(u) and u in abl
                      and ref[u].status == "done" and abl[u].status == "done"]
             delta, delta_se = mean_se([a.score_test - b.score_test for a, b in pairs])
             dvalid, _ = mean_se([a.score_valid - b.score_valid for a, b in pairs])
-            gains.append({"model": model, "layer": layer, "paired_neurons": len(pairs),
+            gains.append({"model": model, "layer": name, "paired_neurons": len(pairs),
                           "same_modes": sum(same_modes(a, b) for a, b in pairs),
                           "gain_test": delta, "gain_test_se": delta_se, "gain_valid": dvalid,
                           "improved_test": sum(a.score_test > b.score_test for a, b in pairs)})

@@ -87,17 +87,20 @@ def test_table1_and_gains_are_the_run_files_means(runs, tmp_path):
     out = tmp_path / "results"
     analyze(paths, out, command="python experiments/paper.py run toy.toml")
     rows = _read_csv(out / "table1.csv")
-    assert {(r["layer"], r["mode"]) for r in rows} == {(str(layer), m) for layer in (0, 3)
-                                                      for m in ("refine", "norefine", "baseline", "stats")}
+    # each layer, then every layer's neurons together ("all": the two layers here)
+    assert [(r["layer"], r["mode"]) for r in rows] == [(layer, m) for layer in ("0", "3", "all")
+                                                      for m in ("norefine", "refine", "baseline", "stats")]
+    here = lambda x, r: r["layer"] == "all" or x.unit.layer == int(r["layer"])  # noqa: E731
     for r in [r for r in rows if r["mode"] == "stats"]:  # the no-LM row, from the refine run's traces
-        stats = [x.trace["statistical"]["test"] for x in records["refine"]
-                 if x.unit.layer == int(r["layer"]) and x.status == "done"]
+        stats = [x.trace["statistical"]["test"] for x in records["refine"] if here(x, r) and x.status == "done"]
         assert int(r["neurons"]) == len(stats) and float(r["score_test"]) == pytest.approx(np.mean(stats))
-        assert float(r["lm_tokens_per_neuron"]) == 0
+        assert float(r["lm_tokens_per_neuron"]) == 0 and float(r["number"]) == 1
+    assert int([r for r in rows if r["layer"] == "all" and r["mode"] == "refine"][0]["neurons"]) == sum(
+        int(r["neurons"]) for r in rows if r["layer"] != "all" and r["mode"] == "refine")
     rows = [r for r in rows if r["mode"] != "stats"]
     for r in rows:
-        done = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status == "done"]
-        failed = [x for x in records[r["mode"]] if x.unit.layer == int(r["layer"]) and x.status != "done"]
+        done = [x for x in records[r["mode"]] if here(x, r) and x.status == "done"]
+        failed = [x for x in records[r["mode"]] if here(x, r) and x.status != "done"]
         assert int(r["neurons"]) == len(done) and int(r["failed"]) == len(failed)
         assert float(r["score_test"]) == pytest.approx(np.mean([x.score_test for x in done]))
         assert float(r["score_valid"]) == pytest.approx(np.mean([x.score_valid for x in done]))
@@ -109,9 +112,10 @@ def test_table1_and_gains_are_the_run_files_means(runs, tmp_path):
     assert [r for r in rows if r["layer"] == "3" and r["mode"] == "refine"][0]["failed"] == "1"  # 3:2 never fires
     t1 = json.loads((out / "table1.json").read_text())
     ref = {x.unit: x for x in records["refine"]}
+    assert [g["layer"] for g in t1["gains"]] == [0, 3, "all"]
     for gain in t1["gains"]:
-        pairs = [(ref[x.unit], x) for x in records["norefine"]
-                 if x.unit.layer == gain["layer"] and x.status == "done" and ref[x.unit].status == "done"]
+        pairs = [(ref[x.unit], x) for x in records["norefine"] if gain["layer"] in ("all", x.unit.layer)
+                 and x.status == "done" and ref[x.unit].status == "done"]
         assert gain["paired_neurons"] == len(pairs) > 0
         assert gain["gain_test"] == pytest.approx(np.mean([a.score_test - b.score_test for a, b in pairs]))
         # the same deterministic explainer in both runs: identical decompositions and clusters (the statistical
