@@ -154,15 +154,18 @@ def test_an_interrupted_sweep_resumes(store, tmp_path, capsys, caplog, sig):
         argv = _argv(store, server, space, "--n-trials", str(n_trials), "--pruner", "none", "--seed", "3")
         worker = _worker(argv, tmp_path)
         deadline = time.monotonic() + 120
-        complete = []
-        while not complete and time.monotonic() < deadline and worker.poll() is None:
+        complete, inside = [], []
+        # signal once a trial is complete and the worker is inside the next one (its name written): not while
+        # optuna is still creating that trial, which under load can take longer than the polling interval
+        while not (complete and inside) and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.1)
             try:
-                complete = optuna.load_study(study_name="sweep", storage=storage).get_trials(
-                    states=(optuna.trial.TrialState.COMPLETE,))
+                trials = optuna.load_study(study_name="sweep", storage=storage).get_trials()
             except Exception:  # the study does not exist yet
                 continue
-        assert complete and worker.poll() is None, "the worker finished a trial and is still running"
+            complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            inside = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs]
+        assert complete and inside and worker.poll() is None, "the worker finished a trial and is still running"
         worker.send_signal(sig)
         out, err = _finish(worker, timeout=60)
         if sig == signal.SIGINT:
