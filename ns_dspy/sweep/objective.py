@@ -165,14 +165,21 @@ class Objective:
         self.process = process_space()
         self.last_number: int | None = None
 
-    def __call__(self, trial):
-        import optuna
-
-        self.last_number = trial.number
+    def claim(self, trial) -> None:
+        """Write this worker's name into ``trial`` (once; :func:`~ns_dspy.sweep.study.run_worker` does it while
+        Ctrl-C is held back, so that a trial optuna has created is never left nameless by one)."""
+        if self.last_number == trial.number:
+            return
         # the name last: a trial is "named" only once both are written, so a kill -9 between the two writes
         # leaves a nameless trial (failed after the grace), never a named one no machine can claim
         trial.set_user_attr("process_space", self.process)
         trial.set_user_attr("worker", self.worker)
+        self.last_number = trial.number
+
+    def __call__(self, trial):
+        import optuna
+
+        self.claim(trial)
         if self.n_trials is not None and is_surplus(trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"trial {trial.number} not run: the study already has {self.n_trials} trials")

@@ -10,7 +10,9 @@ pruned) count towards it, whoever ran them and however often the sweep was inter
 trial only while finished + running trials are fewer than ``n_trials``; should two workers start the last
 trial at the same moment, the later trial (by number) is given back unrun: it is marked FAIL with the user
 attribute ``surplus`` and ignored everywhere. An interrupted trial (Ctrl-C) is marked FAIL by optuna and does
-not count. A worker killed outright leaves a RUNNING trial: a worker starting on the same machine marks it
+not count. A Ctrl-C is held back while optuna creates a trial and until the worker's name is in it, and while
+optuna finishes it (:class:`InterruptGate`): it is raised inside the trial or right after it, so a Ctrl-C never
+leaves a trial RUNNING. A worker killed outright leaves a RUNNING trial: a worker starting on the same machine marks it
 FAIL at once (its process is gone), and on other machines heartbeats do so after the grace period.
 
 **Choosing and reporting.** The chosen trial is the best complete one: highest mean valid score (with the
@@ -24,7 +26,10 @@ only read afterwards.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +37,7 @@ from ..errors import StudyError
 from ..scoring import HeldOut, polysemantic
 from ..machine import pid_alive, process_space
 
-__all__ = ["SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "score_on_test", "counts",
+__all__ = ["InterruptGate", "SurplusTrial", "is_surplus", "open_study", "run_worker", "choose", "score_on_test", "counts",
            "SETTINGS_ATTR"]
 
 log = logging.getLogger(__name__)
@@ -130,6 +135,57 @@ def fail_abandoned(study) -> list[int]:
     return failed
 
 
+class InterruptGate:
+    """Ctrl-C (SIGINT) held back inside ``with gate:`` and let through inside ``with gate.open():``.
+
+    A SIGINT that arrives while held is remembered and delivered (to the handler that was installed before,
+    which raises ``KeyboardInterrupt``) as soon as the gate opens or the ``with`` block ends. Python's handlers
+    can only be changed in the main thread, and only a Python handler can be delayed: elsewhere, or when SIGINT
+    is ignored or left to the system, the gate does nothing.
+    """
+
+    def __init__(self):
+        self.original, self.pending, self.active = None, False, False
+
+    def _defer(self, signum, frame) -> None:
+        self.pending = True
+
+    def _deliver(self) -> None:
+        signal.signal(signal.SIGINT, self.original)
+        if self.pending:
+            self.pending = False
+            self.original(signal.SIGINT, None)
+
+    def __enter__(self) -> "InterruptGate":
+        if threading.current_thread() is threading.main_thread():
+            self.original = signal.getsignal(signal.SIGINT)
+            self.active = callable(self.original)
+        if self.active:
+            signal.signal(signal.SIGINT, self._defer)
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if not self.active:
+            return
+        self.active = False
+        if kind is None:
+            self._deliver()  # a held Ctrl-C is raised now, the block's work done
+        else:
+            signal.signal(signal.SIGINT, self.original)  # already unwinding: that exception goes on
+
+    @contextmanager
+    def open(self):
+        """Let Ctrl-C through inside the block (one held back is raised on entry) and hold it again after it."""
+        if not self.active:
+            yield
+            return
+        try:
+            self._deliver()
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._defer)
+
+
 @dataclass
 class WorkerSummary:
     ran: int
@@ -138,7 +194,11 @@ class WorkerSummary:
 
 
 def run_worker(study, objective, n_trials: int, *, timeout: float | None = None, progress: bool = True) -> WorkerSummary:
-    """Run trials until the study has ``n_trials`` finished ones (or ``timeout`` seconds passed)."""
+    """Run trials until the study has ``n_trials`` finished ones (or ``timeout`` seconds passed).
+
+    Ctrl-C is let through only while a named trial runs (:class:`InterruptGate`): one that lands while optuna
+    creates or finishes a trial is raised inside the trial (optuna marks it FAIL) or right after it.
+    """
     import optuna
     from tqdm.auto import tqdm
 
@@ -151,25 +211,35 @@ def run_worker(study, objective, n_trials: int, *, timeout: float | None = None,
     bar = tqdm(total=n_trials, initial=min(finished, n_trials), desc="trials", unit="trial", disable=not progress)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module reports trials itself, one line each
+    gate = InterruptGate()
+
+    def attempt(trial):
+        objective.claim(trial)  # held: a trial optuna has created always gets its worker's name
+        with gate.open():
+            return objective(trial)
+
     try:
-        while True:
-            c = counts(study)
-            finished = c.get("complete", 0) + c.get("pruned", 0)
-            bar.n = min(finished, n_trials)
-            bar.refresh()
-            if finished >= n_trials:
-                break
-            if finished + c.get("running", 0) >= n_trials:
-                stopped = "others_running"
-                break
-            study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
-            trial = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.last_number), None)
-            if trial is not None:
-                ran += not trial.user_attrs.get("surplus")
-                _log_trial(trial)
-            if timeout is not None and time.monotonic() - start >= timeout:  # as optuna's: checked after a trial
-                stopped = "timeout"
-                break
+        with gate:
+            while True:
+                with gate.open():  # a Ctrl-C held back since the last trial stops the worker here, before another
+                    pass
+                c = counts(study)
+                finished = c.get("complete", 0) + c.get("pruned", 0)
+                bar.n = min(finished, n_trials)
+                bar.refresh()
+                if finished >= n_trials:
+                    break
+                if finished + c.get("running", 0) >= n_trials:
+                    stopped = "others_running"
+                    break
+                study.optimize(attempt, n_trials=1, catch=(SurplusTrial,))
+                trial = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.last_number), None)
+                if trial is not None:
+                    ran += not trial.user_attrs.get("surplus")
+                    _log_trial(trial)
+                if timeout is not None and time.monotonic() - start >= timeout:  # as optuna's: checked after a trial
+                    stopped = "timeout"
+                    break
     finally:
         optuna.logging.set_verbosity(verbosity)
         bar.close()
