@@ -52,9 +52,11 @@ Methods, all scored by the same simulator on each neuron's test split (top and r
   unit's ratio can be large when its ceiling is small), and the ratio of the means
   (mean method_test / mean truth_test), separately for single-concept and two-concept units.
 
-Writes ``OUT/quality.json`` (per neuron and method) and ``OUT/summary.md`` (mean +- standard error per method and
+Writes ``OUT/quality.json`` (per neuron and method), ``OUT/summary.md`` (mean +- standard error per method and
 per neuron group, with the exact command; on a synthetic store also per family, the shares of the ceiling and
-the commands that rebuild the dataset and the store). Test data is only ever reported: every selection uses valid.
+the commands that rebuild the dataset and the store) and ``OUT/quality.png`` (every neuron's test score per method,
+coloured by group, with the mean +- standard error; ``--plot-only`` redraws it from an existing
+``OUT/quality.json``). Test data is only ever reported: every selection uses valid.
 """
 
 from __future__ import annotations
@@ -100,6 +102,61 @@ TITLES = {"lookup": "token lookup table (no simulator)",
           "compiled": "NeuronScope with the compiled program, LM modes only (--no-stats-modes)",
           "hybrid-compiled": "NeuronScope with the compiled program and the word lists when they help on valid",
           "truth": "true description (ceiling)"}
+
+
+METHOD_ORDER = ("lookup", "lists-ceiling", "shuffled", "peak3", "stats1", "stats-pos", "stats", *LM_METHODS,
+                "hybrid", "hybrid-compiled", "truth")
+"""Rows of the chart, top to bottom: the references without a simulator, the decoy, the statistical explainers,
+the LM methods, NeuronScope's default and the ceiling."""
+LABELS = {"lookup": "token lookup table (no simulator)", "lists-ceiling": "lookup of the listable tokens only",
+          "shuffled": "another neuron's statistical explanation", "peak3": "three commonest peak tokens",
+          "stats1": "statistical: one word list", "stats-pos": "statistical: positive lists",
+          "stats": "statistical explainer (no LM)", "baseline": "single-pass LM baseline",
+          "norefine": "NeuronScope w/o refinement (LM modes)", "refine": "NeuronScope, LM modes only",
+          "seeded": "NeuronScope, seeded with the statistical one", "compiled": "NeuronScope, compiled, LM modes",
+          "hybrid": "NeuronScope (default: + word lists)", "hybrid-compiled": "NeuronScope compiled (+ word lists)",
+          "truth": "true description (ceiling)"}
+"""Short row names for the chart (the table's are :data:`TITLES`)."""
+
+
+def plot_quality(data: dict, path: Path, title: str = "") -> dict[str, tuple[float | None, float | None]]:
+    """``quality.png`` from a ``quality.json``: one row per method (:data:`METHOD_ORDER`), each neuron's test score
+    as a dot coloured by its group, the mean +- standard error as a black bar. Returns the rows drawn, top to
+    bottom: method -> (mean, standard error)."""
+    from paper_analysis import PALETTE, _plt, _save_png
+
+    results, group_of = data["results"], data.get("group_of", {})
+    methods = [m for m in METHOD_ORDER if any(row.get(m, {}).get("test") is not None for row in results.values())]
+    groups = list(dict.fromkeys(group_of.get(u, "all") for u in results)) or ["all"]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(methods) + 1.4))
+    rng = np.random.default_rng(0)  # the vertical jitter of the dots only
+    drawn: dict[str, tuple[float | None, float | None]] = {}
+    for y, m in enumerate(reversed(methods)):
+        for k, g in enumerate(groups):
+            xs = [row[m]["test"] for u, row in results.items() if row.get(m, {}).get("test") is not None
+                  and group_of.get(u, "all") == g]
+            ax.scatter(xs, y + rng.uniform(-0.18, 0.18, len(xs)), s=14, alpha=0.7, color=PALETTE[k % len(PALETTE)],
+                       label=g if y == 0 else None, zorder=2)
+        mean, se = mean_se([row.get(m, {}).get("test") for row in results.values()])
+        ax.errorbar([mean], [y], xerr=[[se or 0.0], [se or 0.0]], fmt="|", color="black", markersize=16, capsize=4,
+                    zorder=3)
+        drawn[m] = (mean, se)
+    ax.set_yticks(range(len(methods)))
+    ax.set_yticklabels([LABELS.get(m, m) for m in reversed(methods)], fontsize=8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("test score (Pearson r); bar: mean ± standard error over the neurons")
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if len(groups) > 1:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="neurons", title_fontsize=7)
+    _save_png(fig, path)
+    return dict(reversed(drawn.items()))
+
+
+def _plot_title(store: Path) -> str:
+    return f"test score per neuron and method, store {store}"
 
 
 def read_truth(store_path: str | Path, given: str | None) -> dict | None:
@@ -291,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="start no new neuron's LM methods after this many minutes (a rerun resumes)")
     parser.add_argument("--truth", help="synthetic sidecar with each unit's true explanations (default: "
                         "STORE/synthetic.json when present; experiments/synthetic_store.py writes it)")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw OUT/quality.png from OUT/quality.json")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        made = Path(args.out) / "quality.json"
+        if not made.is_file():
+            raise SystemExit(f"quality.py: {made} does not exist: run without --plot-only first")
+        plot_quality(json.loads(made.read_text()), made.with_name("quality.png"), _plot_title(Path(args.store)))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = "python experiments/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
@@ -529,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   k: v for k, v in truth.items() if k != "units"},
                                               "summary": summary, "results": results})
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    plot_quality(json.loads((out / "quality.json").read_text()), out / "quality.png", _plot_title(Path(args.store)))
     print("\n".join(lines))
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from quality import choose, lookup_score, main, peak_tokens, round_robin
+from quality import METHOD_ORDER, choose, lookup_score, main, peak_tokens, plot_quality, round_robin
 
 from ns_dspy.scoring import HeldOut
 from ns_dspy.scoring.polarity import simulated_text
@@ -32,9 +32,32 @@ def test_no_lm_methods_side_by_side(tmp_path, capsys):
     assert "stats" not in data["results"]["0:2"]  # never fires: no explanation, counted as not done
     summary = (out / "summary.md").read_text()
     assert "| statistical explainer (no LM): a word list or tier lists, and a negative list when it helps |" in summary and "Command: `python experiments/quality.py" in summary
+    assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the chart beside the table
     (out / "neurons.json").write_text(json.dumps({"z-score": ["0:2"], "frequency": []}))
     main(["--store", str(store.path), "--out", str(out), "--simulator", "keyword"])
     assert json.loads((out / "quality.json").read_text())["neurons"] == {"z-score": ["0:2"], "frequency": []}
+
+
+def test_the_chart_draws_each_scored_method_in_table_order_with_its_mean(tmp_path):
+    results = {"1:1": {"refine": {"test": 0.1}, "stats": {"test": 0.3}, "lookup": {"test": 0.5}},
+               "1:2": {"refine": {"test": 0.3}, "stats": {"test": 0.1}, "hybrid": {"test": None}},
+               "1:3": {"stats": {"test": 0.2}}}
+    data = {"results": results, "group_of": {"1:1": "z-score", "1:2": "frequency", "1:3": "frequency"}}
+    drawn = plot_quality(data, tmp_path / "q.png")
+    assert list(drawn) == [m for m in METHOD_ORDER if m in ("lookup", "stats", "refine")]  # hybrid: never scored
+    assert drawn["stats"][0] == pytest.approx(0.2) and drawn["stats"][1] == pytest.approx(0.1 / 3 ** 0.5)
+    assert drawn["refine"][0] == pytest.approx(0.2) and drawn["lookup"] == (pytest.approx(0.5), None)
+    assert (tmp_path / "q.png").stat().st_size > 1000
+
+
+def test_plot_only_redraws_from_quality_json_and_needs_one(tmp_path):
+    out = tmp_path / "q"
+    out.mkdir()
+    with pytest.raises(SystemExit, match="quality.json does not exist"):
+        main(["--store", "s", "--out", str(out), "--plot-only"])
+    assert not (out / "quality.png").exists()
+    (out / "quality.json").write_text(json.dumps({"results": {"1:1": {"stats": {"test": 0.25}}}}))
+    assert main(["--store", "s", "--out", str(out), "--plot-only"]) == 0 and (out / "quality.png").is_file()
 
 
 def test_lm_methods_take_the_groups_in_turns():
