@@ -203,7 +203,7 @@ class DecompositionAgent(dspy.Module):
         conditions = parse_conditions(raw, max_conditions=self.max_conditions, max_chars=self.max_chars)
         # conditions about the answer rather than the neuron are dropped, unless that would leave none (a
         # preference: this filter alone never fails a neuron)
-        usable = [c for c in conditions if not leaked_instructions(c)]
+        usable = [c for c in conditions if not leaked_instructions(c, self.decompose.signature.instructions)]
         if len(usable) < len(conditions):
             log.info("decomposition: %d of %d conditions talk about the task, not the neuron%s",
                      len(conditions) - len(usable), len(conditions), "; kept them all" if not usable else "")

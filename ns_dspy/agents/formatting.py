@@ -17,7 +17,7 @@ import numpy as np
 from ..types import Exemplar
 
 __all__ = ["MARK_OPEN", "MARK_CLOSE", "format_exemplars", "format_history", "clean_output", "leaked_instructions",
-           "drop_task_talk"]
+           "drop_task_talk", "copied_instructions", "COPIED_WORDS"]
 
 MARK_OPEN, MARK_CLOSE = "<<", ">>"
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -127,16 +127,37 @@ _META = re.compile(r"\b(?:explanations?|(?:marked|highlighted) (?:tokens?|words?
                    + re.escape(MARK_OPEN) + r"[^\n]{0,40}?" + re.escape(MARK_CLOSE), re.I)
 
 
-def leaked_instructions(text: str) -> str | None:
+COPIED_WORDS = 5
+"""A run of this many consecutive words shared with the agent's instructions is copied from them, not written about
+the neuron (4 also matched plain phrasing such as "the neuron's activation on")."""
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def copied_instructions(text: str, instructions: str, n: int = COPIED_WORDS) -> str | None:
+    """The first run of ``n`` consecutive words of ``text`` (outside quoted words, case and punctuation ignored)
+    that ``instructions`` also contain, or None. A small LM that has nothing to say about the neuron echoes its
+    prompt ("... would predict activation where there is none"); the simulator then reads the task's own words."""
+    if not instructions:
+        return None
+    words = _WORD.findall(_QUOTED.sub(" ", text).lower())
+    if len(words) < n:
+        return None
+    said = _WORD.findall(instructions.lower())
+    known = {tuple(said[i:i + n]) for i in range(len(said) - n + 1)}
+    return next((" ".join(words[i:i + n]) for i in range(len(words) - n + 1) if tuple(words[i:i + n]) in known), None)
+
+
+def leaked_instructions(text: str, instructions: str = "") -> str | None:
     """What in an explanation talks about the task instead of the neuron (the explanation itself, the marked
-    tokens, a span copied with its marks), outside quoted words; None when nothing does. A small LM often
+    tokens, a span copied with its marks, or :data:`COPIED_WORDS` words copied from ``instructions``, the
+    agent's own), outside quoted words; None when nothing does. A small LM often
     answers "The new explanation should focus on ...": such a text describes the answer it was asked for, and
     the simulator can only read it as noise. (Mentions of "the excerpts" are left alone: the offline LM writes
     them into most conditions, "X appears in the excerpts about Y", which still name a cue.) Quoted words are
     the neuron's own cues and never count (an explanation may be 'the word "explanation"')."""
     bare = _QUOTED.sub(" ", text)
     found = _META.search(bare)
-    return found.group(0) if found else None
+    return found.group(0) if found else copied_instructions(text, instructions)
 
 
 _ANSWER = r"(?:the|this|my|our|a|an)\s+(?:(?:new|improved|refined|revised|updated|better|final|current|more\s+specific)\s+)?" \
@@ -149,19 +170,20 @@ _TALK_LEAD = re.compile(
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
-def drop_task_talk(text: str) -> str:
+def drop_task_talk(text: str, instructions: str = "") -> str:
     """``text`` without talk about the task that a description of the neuron can be read out of: a leading
     "The new explanation focuses on" / "A better explanation would be:" clause, and whole sentences that talk
-    about the task ("This explanation is more specific.") when another sentence does not. What remains is
-    checked by :func:`leaked_instructions` as before; a text that is all task talk comes back unchanged (and is
-    refused there)."""
+    about the task ("This explanation is more specific.", or one that copies ``instructions``: see
+    :func:`leaked_instructions`) when another sentence does not. What remains is checked by
+    :func:`leaked_instructions` as before; a text that is all task talk comes back unchanged (and is refused
+    there)."""
     stripped = text.strip()
     lead = _TALK_LEAD.match(stripped)
     rest = stripped[lead.end():] if lead else stripped
     if not rest:
         return text
     sentences = _SENTENCE_END.split(rest)
-    kept = [s for s in sentences if not leaked_instructions(s)]
+    kept = [s for s in sentences if not leaked_instructions(s, instructions)]
     if kept and len(kept) < len(sentences):
         rest = " ".join(kept)
     return rest[:1].upper() + rest[1:] if rest != stripped else text

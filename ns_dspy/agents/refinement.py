@@ -261,11 +261,12 @@ class RefinementAgent(dspy.Module):
                                      config={"rollout_id": rollout, "temperature": temperature,
                                              "max_tokens": self.max_tokens})
                 raw = clean_output(answer.explanation)
-                text = drop_task_talk(raw)
+                instructions = self.refine.signature.instructions  # what the LM read (a compiled program's own)
+                text = drop_task_talk(raw, instructions)
                 if text != raw:
                     log.info("refinement candidate %d of iteration %d: task talk dropped from %r", k + 1, iteration,
                              _shorten(raw))
-                if leaked := leaked_instructions(text):
+                if leaked := leaked_instructions(text, instructions):
                     raise AdapterParseError(adapter_name="refinement", signature=Refine, lm_response=text,
                                             message=f"the answer talks about the task ({leaked!r}), not the neuron: "
                                                    f"{_shorten(text)!r}")

@@ -107,6 +107,10 @@ def test_conditions_about_the_task_are_dropped(scripted):
     lm, _ = scripted([{"conditions": [A, "The explanation should mention the excerpts.", B]}])
     with dspy.context(lm=lm):
         assert DecompositionAgent()(explanation="cats and comments").conditions == [A, B]
+    echo = "This neuron activates when it keeps the meaning and the concrete details."  # the prompt's own words
+    lm, _ = scripted([{"conditions": [A, echo, B]}])
+    with dspy.context(lm=lm):
+        assert DecompositionAgent()(explanation="cats and comments").conditions == [A, B]
     only = ["This neuron activates when the explanation mentions cats.",
             "This neuron activates when tokens marked <<like this>> fire."]
     lm, _ = scripted([{"conditions": only}])

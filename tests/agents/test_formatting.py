@@ -99,3 +99,34 @@ def test_drop_task_talk_keeps_the_description_inside_talk_about_the_task(text, k
 
     assert drop_task_talk(text) == kept
     assert (leaked_instructions(kept) is None) == (kept != "The explanation should be improved.")
+
+
+# an answer seen in a run of the 1.5B offline LM: the refinement prompt's own words, nothing about the neuron
+ECHO = ("When using a language model, it is essential to understand which tokens activate and in what context. "
+        "The word 'def' at line starts. The neurons in the language model also predict activation where there is none.")
+
+
+def test_copied_instructions_finds_five_words_of_the_prompt_outside_quotes():
+    from ns_dspy.agents.formatting import COPIED_WORDS, copied_instructions
+    from ns_dspy.agents.signatures import Refine
+
+    instructions = Refine.instructions
+    assert COPIED_WORDS == 5
+    assert copied_instructions(ECHO, instructions) == "which tokens activate and in"
+    assert copied_instructions("it would predict activation where there is none", instructions) == \
+        "would predict activation where there"  # the first five shared words
+    assert copied_instructions('the words "predict activation where there is none"', instructions) is None  # quoted
+    assert copied_instructions("which tokens activate and", instructions) is None  # four words only
+    assert copied_instructions("the neuron's activation on commas after names", instructions) is None
+    assert copied_instructions(ECHO, "") is None  # no instructions given: nothing to copy from
+
+
+def test_sentences_copied_from_the_instructions_are_task_talk():
+    from ns_dspy.agents.formatting import drop_task_talk, leaked_instructions
+    from ns_dspy.agents.signatures import Refine
+
+    assert drop_task_talk(ECHO, Refine.instructions) == "The word 'def' at line starts."
+    assert drop_task_talk(ECHO) == ECHO  # without the instructions only the old rules apply: nothing dropped
+    all_echo = "Drop parts that would predict activation where there is none."
+    assert drop_task_talk(all_echo, Refine.instructions) == all_echo  # all of it: refused by the next check
+    assert leaked_instructions(all_echo, Refine.instructions) == "drop parts that would predict"

@@ -181,3 +181,19 @@ def test_an_answer_about_the_task_is_not_scored(scripted):
     # iteration 1: both usable; iteration 2: both unusable, then one fresh sample, unusable too
     assert result.failures == 3 and len(engine.requests) == 5 and result.stopped == "lm_failed"
     assert result.explanation == "cat or dog tokens"
+
+
+def test_sentences_echoing_the_instructions_are_dropped_and_an_echo_alone_is_not_scored(scripted):
+    """A proposal that copies five or more words of the agent's instructions (as the offline LM's "... would predict
+    activation where there is none") keeps only its other sentences; one that is nothing but the echo is refused."""
+    lm, engine = scripted(proposals(
+        "Cat tokens after the. The neurons also predict activation where there is none.",
+        "Make it more specific about which tokens activate and in which context.",
+        "dog tokens",
+    ))
+    score = Scorer()
+    with dspy.context(lm=lm):
+        result = RefinementAgent(candidates=2, iterations=1, patience=1)(seed="house tokens", score=score)
+    assert score.calls[1] == ["Cat tokens after the."]  # the echo dropped from the first; the second refused
+    assert result.failures == 1 and len(engine.requests) == 2
+    assert not any("activation where there is none" in e or "which tokens activate" in e for e in score.scored)
