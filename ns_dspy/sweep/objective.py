@@ -163,18 +163,20 @@ class Objective:
         self.neurons, self.tokens, self.prune, self.n_trials = neurons, tokens, prune and not tokens, n_trials
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.process = process_space()
-        self.last_number: int | None = None
+        self.last_number: int | None = None  # the trial begun last (logged by run_worker)
+        self._claimed: int | None = None  # the trial this worker's name was last written into
 
     def claim(self, trial) -> None:
         """Write this worker's name into ``trial`` (once; :func:`~ns_dspy.sweep.study.run_worker` does it while
         Ctrl-C is held back, so that a trial optuna has created is never left nameless by one)."""
-        if self.last_number == trial.number:
+        if self._claimed == trial.number:
             return
+        self.last_number = trial.number
         # the name last: a trial is "named" only once both are written, so a kill -9 between the two writes
         # leaves a nameless trial (failed after the grace), never a named one no machine can claim
         trial.set_user_attr("process_space", self.process)
         trial.set_user_attr("worker", self.worker)
-        self.last_number = trial.number
+        self._claimed = trial.number
 
     def __call__(self, trial):
         import optuna
