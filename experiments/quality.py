@@ -104,10 +104,11 @@ TITLES = {"lookup": "token lookup table (no simulator)",
           "truth": "true description (ceiling)"}
 
 
-METHOD_ORDER = ("lookup", "lists-ceiling", "shuffled", "peak3", "stats1", "stats-pos", "stats", *LM_METHODS,
-                "hybrid", "hybrid-compiled", "truth")
-"""Rows of the chart, top to bottom: the references without a simulator, the decoy, the statistical explainers,
-the LM methods, NeuronScope's default and the ceiling."""
+NO_LM_METHODS = ("lookup", "lists-ceiling", "shuffled", "peak3", "stats1", "stats-pos", "stats")
+"""The rows every run has, in table order: the references without a simulator, the decoy, the statistical
+explainers."""
+METHOD_ORDER = (*NO_LM_METHODS, *LM_METHODS, "hybrid", "hybrid-compiled", "truth")
+"""Rows of the chart, top to bottom: those above, the LM methods, NeuronScope's default and the ceiling."""
 LABELS = {"lookup": "token lookup table (no simulator)", "lists-ceiling": "lookup of the listable tokens only",
           "shuffled": "another neuron's statistical explanation", "peak3": "three commonest peak tokens",
           "stats1": "statistical: one word list", "stats-pos": "statistical: positive lists",
@@ -499,8 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         built.close()
     hybrid = [h for h in ("hybrid", "hybrid-compiled") if any(h in r for r in results.values())]
-    methods = [m for m in ("lookup", "lists-ceiling", "shuffled", "peak3", "stats1", "stats-pos", "stats", *lm_methods, *hybrid)] + \
-        (["truth"] if truth else [])
+    methods = [*NO_LM_METHODS, *lm_methods, *hybrid] + (["truth"] if truth else [])
     if truth:
         family_of = {u: truth["units"][str(u)]["family"] for u in units if str(u) in truth["units"]}
         columns = {"single": [u for u in units if family_of.get(u) != TWO],
@@ -586,14 +586,13 @@ def main(argv: list[str] | None = None) -> int:
                          f"{row.get('explanation', '-')} ({row.get('candidates', 0)} wordings) | "
                          f"{_pm(row.get('valid'), None)} | {_pm(row.get('test'), None)} |")
     lines += ["", "Neurons: " + "; ".join(f"{g}: {', '.join(map(str, us))}" for g, us in groups.items())]
-    atomic_write_json(out / "quality.json", {"command": command, "neurons": {g: [str(u) for u in us]
-                                                                              for g, us in groups.items()},
-                                              "group_of": {str(u): g for u, g in group_of.items()},
-                                              "truth": None if truth is None else {
-                                                  k: v for k, v in truth.items() if k != "units"},
-                                              "summary": summary, "results": results})
+    made = {"command": command, "neurons": {g: [str(u) for u in us] for g, us in groups.items()},
+            "group_of": {str(u): g for u, g in group_of.items()},
+            "truth": None if truth is None else {k: v for k, v in truth.items() if k != "units"},
+            "summary": summary, "results": results}
+    atomic_write_json(out / "quality.json", made)
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
-    plot_quality(json.loads((out / "quality.json").read_text()), out / "quality.png", _plot_title(Path(args.store)))
+    plot_quality(made, out / "quality.png", _plot_title(Path(args.store)))
     print("\n".join(lines))
     return 0
 
