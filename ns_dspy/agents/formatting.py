@@ -9,6 +9,7 @@ first. No activation values are printed: small explainer models quoted them as i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -140,11 +141,16 @@ def copied_instructions(text: str, instructions: str, n: int = COPIED_WORDS) -> 
     if not instructions:
         return None
     words = _WORD.findall(_QUOTED.sub(" ", text).lower())
-    if len(words) < n:
-        return None
-    said = _WORD.findall(instructions.lower())
-    known = {tuple(said[i:i + n]) for i in range(len(said) - n + 1)}
+    known = _runs(instructions, n)
     return next((" ".join(words[i:i + n]) for i in range(len(words) - n + 1) if tuple(words[i:i + n]) in known), None)
+
+
+@functools.lru_cache(maxsize=16)
+def _runs(instructions: str, n: int) -> frozenset[tuple[str, ...]]:
+    """Every run of ``n`` consecutive words of ``instructions`` (an agent's few prompts: built once each, not once
+    per sentence checked)."""
+    said = _WORD.findall(instructions.lower())
+    return frozenset(tuple(said[i:i + n]) for i in range(len(said) - n + 1))
 
 
 def leaked_instructions(text: str, instructions: str = "") -> str | None:
