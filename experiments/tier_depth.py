@@ -1,0 +1,152 @@
+"""How deep should the statistical explainer's tier lists go? A development experiment for issue 15, on the
+development neurons of ``experiments/stats_styles.py`` only (never the evaluation neurons).
+
+    python experiments/tier_depth.py --store experiments/work/quality/store \
+        --out experiments/results/tier-depth [--neurons 12] [--depths 4,5]
+
+For each depth ``d`` the statistical explainer (``ns-dspy explain --method stats``: single word lists, sets of
+tier lists scored as unions calibrated on valid, a negative list when it helps on valid) runs with tier sets of
+up to ``d`` tiers (first tier 1-4 tokens, each tier twice the one before: 4 tiers name up to 60 tokens, 5 up to
+124); its choice is scored on test with the valid calibration. No simulator bounds what the lists could reach:
+``ceiling d`` is the test correlation of a token lookup table (each token's mean train activation) restricted to
+the tokens the deepest set of depth ``d`` names and the 16 lowest (every other token at one level), as
+``experiments/quality.py``'s lists-ceiling row. Results per neuron in ``OUT/depths.json`` (resumed on a rerun),
+the table in ``OUT/summary.md``. Once a depth is chosen there, ``--evaluation --neurons LAYER:INDEX,...`` measures
+the evaluation neurons the same way, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from paper_analysis import _pm, mean_se  # noqa: E402
+from quality import choose, lookup_score  # noqa: E402
+from stats_styles import excluded  # noqa: E402
+
+import ns_dspy.program as program_module  # noqa: E402
+from ns_dspy.agents.evidence import NEGATIVE_SIZES, TIER_FIRSTS, ranked_tokens, tiered_explanations  # noqa: E402
+from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from ns_dspy.build import build_simulator  # noqa: E402
+from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
+from ns_dspy.exemplars import ExemplarStore  # noqa: E402
+from ns_dspy.program import NeuronScope  # noqa: E402
+from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
+from ns_dspy.types import UnitId, parse_units  # noqa: E402
+
+
+def named(depth: int) -> int:
+    """The most tokens a set of tier lists of at most ``depth`` tiers names."""
+    return max(k * (2 ** depth - 1) for k in TIER_FIRSTS)
+
+
+@contextlib.contextmanager
+def depth_of(depth: int):
+    """The program's statistical explainer with tier sets of 2..``depth`` tiers (the program reads both names
+    from its module when it runs)."""
+    saved = program_module.TIER_TOKENS, program_module.tiered_explanations
+    program_module.TIER_TOKENS = named(depth)
+    program_module.tiered_explanations = functools.partial(tiered_explanations, tiers=tuple(range(2, depth + 1)))
+    try:
+        yield
+    finally:
+        program_module.TIER_TOKENS, program_module.tiered_explanations = saved
+
+
+def one(simulator, store, unit: UnitId, depths: list[int]) -> dict:
+    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
+    lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
+    out = {}
+    for depth in depths:
+        start = time.perf_counter()
+        with depth_of(depth):
+            got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
+        keep = {row.key for row in ranked_tokens(train, most=named(depth))} | lows
+        out[str(depth)] = {"explanations": list(got.explanations), "valid": got.polysemantic,
+                           "test": polysemantic(simulator, got.explanations, test,
+                                                calibration=got.calibration).value,
+                           "ceiling": lookup_score(train, test, keep=keep),
+                           "seconds": round(time.perf_counter() - start, 1)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
+    ap.add_argument("--depths", default="4,5", help="the tier depths compared, the first the reference")
+    ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
+    ap.add_argument("--evaluation", action="store_true",
+                    help="measure the named evaluation neurons (LAYER:INDEX units), once a depth was chosen on the "
+                         "development neurons")
+    args = ap.parse_args(argv)
+    depths = [int(d) for d in args.depths.split(",")]
+    if any(d < 2 for d in depths):
+        ap.error("--depths: each depth is at least 2")
+    store = ExemplarStore.open(args.store)
+    if args.neurons.isdigit():
+        groups = choose(store, int(args.neurons) // 2, excluded(store))
+        units = [u for group in groups.values() for u in group]
+    else:
+        units = parse_units(args.neurons)
+    if args.evaluation and args.neurons.isdigit():
+        ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
+    if not args.evaluation and set(units) & excluded(store):
+        ap.error("development neurons must not overlap the evaluation/benchmark neurons (--evaluation measures them)")
+    out = Path(args.out)
+    path = out / "depths.json"
+    results = json.loads(path.read_text())["neurons"] if path.exists() else {}
+    simulator = build_simulator(SimulatorConfig(args.simulator))
+    command = "python experiments/tier_depth.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    for i, unit in enumerate(units, 1):
+        have = results.get(str(unit), {})
+        todo = [d for d in depths if str(d) not in have]
+        if todo:
+            have.update(one(simulator, store, unit, todo))
+            results[str(unit)] = have
+            atomic_write_json(path, {"command": command, "simulator": args.simulator, "neurons": results})
+        print(f"[{i}/{len(units)}] {unit}: " + ", ".join(
+            f"depth {d} test {have[str(d)]['test']:.3f} (ceiling {have[str(d)]['ceiling']:.3f}, "
+            f"{have[str(d)]['seconds']:.0f} s)" for d in depths), flush=True)
+    rows = {d: [results[str(u)][str(d)] for u in units] for d in depths}
+    kind = "evaluation" if args.evaluation else "development"
+    lines = [f"# Tier depth of the statistical explainer ({len(units)} {kind} neurons)", "", f"`{command}`", "",
+             f"Simulator `{args.simulator}`; the statistical explainer's choice at each depth, scored on test with "
+             "its valid calibration (mean +- standard error over neurons); the ceiling is the lookup of the "
+             "tokens the depth can name (no simulator).", "",
+             "| most tiers | tokens named | valid | test | ceiling (lookup of those tokens) |", "|---:|---:|---:|---:|---:|"]
+    for d in depths:
+        lines.append(f"| {d} | {named(d)} | {_pm(*mean_se([r['valid'] for r in rows[d]]))} | "
+                     f"{_pm(*mean_se([r['test'] for r in rows[d]]))} | {_pm(*mean_se([r['ceiling'] for r in rows[d]]))} |")
+    ref = depths[0]
+    for d in depths[1:]:
+        diff = [b["test"] - a["test"] for a, b in zip(rows[ref], rows[d])]
+        vdiff = [b["valid"] - a["valid"] for a, b in zip(rows[ref], rows[d])]
+        changed = sum(a["explanations"] != b["explanations"] for a, b in zip(rows[ref], rows[d]))
+        lines += ["", f"Paired depth {d} - depth {ref}: test {_pm(*mean_se(diff))}, valid {_pm(*mean_se(vdiff))} "
+                  f"over {len(diff)} neurons ({sum(x > 1e-9 for x in diff)} up, {sum(x < -1e-9 for x in diff)} down; "
+                  f"another choice on {changed})."]
+    lines += ["", "| neuron | " + " | ".join(f"depth {d} test (tiers chosen)" for d in depths) + " |",
+              "|---|" + "---:|" * len(depths)]
+    for u in units:
+        r = results[str(u)]
+        lines.append(f"| {u} | " + " | ".join(f"{r[str(d)]['test']:.3f} ({len(r[str(d)]['explanations'])})"
+                                               for d in depths) + " |")
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
