@@ -56,13 +56,13 @@ def test_tier_sets_double_in_size_and_need_enough_tokens():
     assert tiered_explanations(ranked[:2]) == []
 
 
-def test_the_default_sets_run_to_four_tiers_and_the_explainer_asks_for_enough_tokens():
+def test_the_default_sets_run_to_five_tiers_and_the_explainer_asks_for_enough_tokens():
     ranked = [RankedToken(f"w{i}", f"w{i}", 0.0) for i in range(TIER_TOKENS)]
     sets = tiered_explanations(ranked)
     sizes = [[len(t.split('"')[1::2]) for t in s] for s in sets]
-    assert [4, 8, 16, 32] in sizes and max(sum(s) for s in sizes) == TIER_TOKENS == 60
-    assert [1, 2, 4, 8] in sizes and [3, 6, 12] in sizes
-    assert [4, 8, 16, 32] not in [[len(t.split('"')[1::2]) for t in s] for s in tiered_explanations(ranked[:59])]
+    assert [4, 8, 16, 32, 64] in sizes and max(sum(s) for s in sizes) == TIER_TOKENS == 124
+    assert [1, 2, 4, 8, 16] in sizes and [4, 8, 16, 32] in sizes and [3, 6, 12] in sizes
+    assert [4, 8, 16, 32, 64] not in [[len(t.split('"')[1::2]) for t in s] for s in tiered_explanations(ranked[:123])]
 
 
 def _program(tiers: bool) -> NeuronScope:
