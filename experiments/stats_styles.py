@@ -90,6 +90,14 @@ def excluded(store) -> set[UnitId]:
     return units
 
 
+def development_units(store, neurons: str) -> list[UnitId]:
+    """``neurons``: a count (half by peak z-score, half by frequency, as ``quality.py`` chooses, none of
+    :func:`excluded`) or ``LAYER:INDEX`` units as given."""
+    if neurons.isdigit():
+        return [u for group in choose(store, int(neurons) // 2, excluded(store)).values() for u in group]
+    return parse_units(neurons)
+
+
 def one(simulator, store, unit: UnitId) -> dict:
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
@@ -130,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
     args = ap.parse_args(argv)
     store = ExemplarStore.open(args.store)
-    if args.neurons.isdigit():
-        groups = choose(store, int(args.neurons) // 2, excluded(store))
-        units = [u for group in groups.values() for u in group]
-    else:
-        units = parse_units(args.neurons)
+    units = development_units(store, args.neurons)
     assert not set(units) & excluded(store), "development neurons must not overlap the evaluation/benchmark neurons"
     out = Path(args.out)
     path = out / "styles.json"

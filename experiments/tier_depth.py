@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
-from quality import choose, lookup_score  # noqa: E402
-from stats_styles import excluded  # noqa: E402
+from quality import lookup_score  # noqa: E402
+from stats_styles import development_units, excluded  # noqa: E402
 
 import ns_dspy.program as program_module  # noqa: E402
 from ns_dspy.agents.evidence import NEGATIVE_SIZES, TIER_FIRSTS, ranked_tokens, tiered_explanations  # noqa: E402
@@ -41,7 +41,7 @@ from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.program import NeuronScope  # noqa: E402
 from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
-from ns_dspy.types import UnitId, parse_units  # noqa: E402
+from ns_dspy.types import UnitId  # noqa: E402
 
 
 def named(depth: int) -> int:
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(d < 2 for d in depths):
         ap.error("--depths: each depth is at least 2")
     store = ExemplarStore.open(args.store)
-    if args.neurons.isdigit():
-        groups = choose(store, int(args.neurons) // 2, excluded(store))
-        units = [u for group in groups.values() for u in group]
-    else:
-        units = parse_units(args.neurons)
+    units = development_units(store, args.neurons)
     if args.evaluation and args.neurons.isdigit():
         ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
     if not args.evaluation and set(units) & excluded(store):
