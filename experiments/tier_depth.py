@@ -34,7 +34,7 @@ from quality import lookup_score  # noqa: E402
 from stats_styles import development_units, excluded  # noqa: E402
 
 import ns_dspy.program as program_module  # noqa: E402
-from ns_dspy.agents.evidence import NEGATIVE_SIZES, TIER_FIRSTS, ranked_tokens, tiered_explanations  # noqa: E402
+from ns_dspy.agents.evidence import NEGATIVE_SIZES, ranked_tokens, tier_tokens, tiered_explanations  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
 from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
@@ -44,9 +44,14 @@ from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 from ns_dspy.types import UnitId  # noqa: E402
 
 
+def tiers_to(depth: int) -> tuple[int, ...]:
+    """The numbers of tiers a set may have at depth ``depth``: 2..``depth``."""
+    return tuple(range(2, depth + 1))
+
+
 def named(depth: int) -> int:
     """The most tokens a set of tier lists of at most ``depth`` tiers names."""
-    return max(k * (2 ** depth - 1) for k in TIER_FIRSTS)
+    return tier_tokens(tiers=tiers_to(depth))
 
 
 @contextlib.contextmanager
@@ -55,7 +60,7 @@ def depth_of(depth: int):
     from its module when it runs)."""
     saved = program_module.TIER_TOKENS, program_module.tiered_explanations
     program_module.TIER_TOKENS = named(depth)
-    program_module.tiered_explanations = functools.partial(tiered_explanations, tiers=tuple(range(2, depth + 1)))
+    program_module.tiered_explanations = functools.partial(tiered_explanations, tiers=tiers_to(depth))
     try:
         yield
     finally:
@@ -94,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     depths = [int(d) for d in args.depths.split(",")]
     if any(d < 2 for d in depths):
         ap.error("--depths: each depth is at least 2")
-    store = ExemplarStore.open(args.store)
-    units = development_units(store, args.neurons)
     if args.evaluation and args.neurons.isdigit():
         ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
+    store = ExemplarStore.open(args.store)
+    units = development_units(store, args.neurons)
     if not args.evaluation and set(units) & excluded(store):
         ap.error("development neurons must not overlap the evaluation/benchmark neurons (--evaluation measures them)")
     out = Path(args.out)

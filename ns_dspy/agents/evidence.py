@@ -36,7 +36,7 @@ from ..types import Exemplar
 
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
-           "TIER_COUNTS", "TIER_TOKENS", "NEGATIVE_SIZES"]
+           "TIER_COUNTS", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens"]
 
 SCALE = 10.0
 
@@ -267,9 +267,16 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
 #: test over three; a first tier of 6 or 8 raised valid but not test), five tiers on 12-03
 #: (``experiments/tier_depth.py``, dev neurons only: +0.009 +- 0.002 on test over four, 11 of 12 up, none down)
 TIER_FIRSTS, TIER_COUNTS = (1, 2, 3, 4), (2, 3, 4, 5)
+
+
+def tier_tokens(firsts: Sequence[int] = TIER_FIRSTS, tiers: Sequence[int] = TIER_COUNTS) -> int:
+    """The most tokens one set of :func:`tiered_explanations` ``(ranked, firsts, tiers)`` names."""
+    return max(k * (2 ** t - 1) for k in firsts for t in tiers)
+
+
 #: the most tokens one set of tier lists names (4 + 8 + 16 + 32 + 64): how many :func:`ranked_tokens` the explainer
 #: asks for
-TIER_TOKENS = max(k * (2 ** t - 1) for k in TIER_FIRSTS for t in TIER_COUNTS)
+TIER_TOKENS = tier_tokens()
 #: the lengths of the negative lists tried (:func:`negative_explanations`)
 NEGATIVE_SIZES = (2, 4, 8, 16)
 
