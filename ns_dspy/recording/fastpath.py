@@ -305,12 +305,21 @@ copied in parallel; the result does not depend on their number (tests vary it)."
 
 
 def _threads() -> int:
-    """The compiled loops' threads: as many as torch's (a Ray worker given one CPU uses one), at most numba's."""
+    """The compiled loops' threads: as many as torch's (a Ray worker given one CPU uses one), at most numba's.
+
+    numba's OpenMP threading layer shares the process's OpenMP runtime with torch, and launching its pool (the
+    first ``numba.get_num_threads()`` or parallel call) sets that runtime's thread count to numba's, one per core:
+    torch's forward would then run on every core from the second batch of a recording on, whatever the user or Ray
+    (``OMP_NUM_THREADS``) chose, oversubscribing a machine shared by workers, and on some CPUs (an AMD EPYC with
+    MKL, measured) with other float32 bits than the first batch. torch's count is put back right after."""
     import numba
 
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    want = torch.get_num_threads()
+    n = max(1, min(want, numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
     return n
 
 

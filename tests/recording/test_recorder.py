@@ -281,3 +281,38 @@ def test_compiled_topk_update_records_the_same_store_as_the_torch_ops(tiny_llama
     assert compiled.units() == ops.units()
     _same_exemplars(compiled, ops, compiled.units())
     assert any(len(compiled.exemplars(u, "train", "negative")) for u in compiled.units())
+
+
+_THREADS_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from ns_dspy.recording import RecordConfig, Recorder
+from ns_dspy.recording import recorder as R
+
+seen = []
+forward = Recorder._forward
+def counted(self, ids):
+    seen.append(torch.get_num_threads())
+    return forward(self, ids)
+R.Recorder._forward = counted
+R.record(RecordConfig(model=sys.argv[1], corpus=sys.argv[2], layers="0,2", tokens=480, window=8, top_k=10,
+                      random_k=6, negative_k=3, batch_size=5, dtype="float32", device="cpu"), sys.argv[3],
+         progress=False)
+print(sorted(set(seen)), torch.get_num_threads())
+"""
+
+
+def test_recording_keeps_the_thread_count_it_was_given(tiny_llama, text_corpus, tmp_path):
+    """numba's OpenMP pool, launched by the first compiled update, set the process's thread count to one per core
+    (here 2, NUMBA_NUM_THREADS): every forward after the first ran on 2 threads though torch was given 1 (a Ray
+    worker's OMP_NUM_THREADS=1 oversubscribed; on an AMD EPYC the first batch's bits then differed from the
+    rest). A fresh process, since the pool launches once per process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(tiny_llama), str(text_corpus),
+                           str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[1] 1"
