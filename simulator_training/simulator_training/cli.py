@@ -13,6 +13,7 @@ from pathlib import Path
 from ns_dspy.config import add_options, from_options
 from ns_dspy.errors import NsDspyError
 
+from .evaluate import STYLES
 from .train import TrainConfig
 
 log = logging.getLogger("simulator_training")
@@ -43,7 +44,8 @@ def cmd_build_data(args) -> int:
         raise ConfigError("--wordnet adds synthetic units: it does not combine with --from-run")
     if args.from_run and args.conditions:
         raise ConfigError("--conditions adds synthetic units: it does not combine with --from-run")
-    for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax)):
+    for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax),
+                    ("--long", args.long)):
         if args.from_run and n:
             raise ConfigError(f"{flag} adds synthetic units: it does not combine with --from-run")
         if n < 0:
@@ -66,7 +68,7 @@ def cmd_build_data(args) -> int:
         extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
         if args.conditions:
             extra["conditions"] = True
-        for name in ("lists", "spelling", "syntax"):
+        for name in ("lists", "spelling", "syntax", "long"):
             if getattr(args, name):
                 extra[name] = getattr(args, name)
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
@@ -94,9 +96,9 @@ def cmd_eval(args) -> int:
     from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
-    from .evaluate import evaluate, markdown, plot, summarise
+    from .evaluate import evaluate, markdown, plot, summarise, restyle
 
-    units = read_units(args.data, args.split)
+    units = restyle(read_units(args.data, args.split), args.style, args.data)
     results, rows = {}, {}
     for spec in [args.simulator] + list(args.baseline or []):
         simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
@@ -107,7 +109,8 @@ def cmd_eval(args) -> int:
     if args.out:
         out = Path(args.out)
         atomic_write_json(out.with_suffix(".json"), {"data": str(Path(args.data).resolve()), "split": args.split,
-                                                      "seed": args.seed, "summary": results, "units": rows})
+                                                      "style": args.style, "seed": args.seed, "summary": results,
+                                                      "units": rows})
         atomic_write_text(out.with_suffix(".md"), table)
         if plot(results, out.with_suffix(".png")):
             print(f"wrote {out.with_suffix('.json')}, .md and .png")
@@ -120,9 +123,9 @@ def cmd_decoys(args) -> int:
     from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
-    from .evaluate import evaluate_decoys, markdown_decoys, plot_decoys, summarise_decoys
+    from .evaluate import evaluate_decoys, markdown_decoys, plot_decoys, summarise_decoys, restyle
 
-    units = read_units(args.data, args.split)
+    units = restyle(read_units(args.data, args.split), args.style, args.data)
     results, rows = {}, {}
     for spec in [args.simulator] + list(args.baseline or []):  # the same units and decoys for every spec
         simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
@@ -134,8 +137,9 @@ def cmd_decoys(args) -> int:
     if args.out:
         out = Path(args.out)
         atomic_write_json(out.with_suffix(".json"), {"data": str(Path(args.data).resolve()), "split": args.split,
-                                                      "seed": args.seed, "max_units": args.max_units,
-                                                      "summary": results, "units": rows})
+                                                      "style": args.style, "seed": args.seed,
+                                                      "max_units": args.max_units, "summary": results,
+                                                      "units": rows})
         atomic_write_text(out.with_suffix(".md"), table)
         if plot_decoys(results, out.with_suffix(".png")):
             print(f"wrote {out.with_suffix('.json')}, .md and .png")
@@ -149,9 +153,9 @@ def cmd_union(args) -> int:
     from ns_dspy.errors import ConfigError
 
     from .data import read_units
-    from .evaluate import evaluate_union, markdown_union, plot_union, summarise_union
+    from .evaluate import evaluate_union, markdown_union, plot_union, summarise_union, restyle
 
-    units = read_units(args.data, args.split)
+    units = restyle(read_units(args.data, args.split), args.style, args.data)
     if not any(u["family"] == "two-concept" for u in units):
         raise ConfigError(f"{args.data} has no two-concept {args.split} units: the union evaluation needs "
                           "synthetic data from build-data")
@@ -170,8 +174,9 @@ def cmd_union(args) -> int:
         out = Path(args.out)
         command = "ns-dspy-train-simulator " + shlex.join(getattr(args, "argv", None) or [])
         atomic_write_json(out.with_suffix(".json"), {"command": command, "data": str(Path(args.data).resolve()),
-                                                      "split": args.split, "seed": args.seed,
-                                                      "max_units": args.max_units, "summary": results,
+                                                      "split": args.split, "style": args.style,
+                                                      "seed": args.seed, "max_units": args.max_units,
+                                                      "summary": results,
                                                       "units": rows})
         atomic_write_text(out.with_suffix(".md"), table + "\n" + UNION_NOTE.format(command=command))
         if plot_union(results, rows, out.with_suffix(".png")):
@@ -253,6 +258,10 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--syntax", type=int, default=0, metavar="N",
                    help="add N generated syntax units: one part of speech right after another, as the Brown "
                         "tags say (default 0: off)")
+    p.add_argument("--long", type=int, default=0, metavar="N",
+                   help="add N long explanations per unit, written as an explainer LM writes them (preamble, "
+                        "hedges, quoted examples the unit is active on, words near them it is quiet on, closing "
+                        "sentences), stored beside the short ones; training draws from both (default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)
@@ -278,6 +287,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="bfloat16")
         p.add_argument("--device")
         p.add_argument("--out", help="write OUT.json (per unit), OUT.md (table) and OUT.png (chart)")
+        p.add_argument("--style", default="short", choices=STYLES,
+                       help="which explanations to read: the short ones, or the long ones of build-data --long")
 
     p = sub.add_parser("eval", help="score a simulator on validation units: correct vs shuffled explanations")
     eval_options(p)

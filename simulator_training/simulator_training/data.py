@@ -32,6 +32,7 @@ import random
 import sysconfig
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -42,6 +43,7 @@ from ns_dspy.simulators.finetuned_adapter import tokenizer_fingerprint
 
 from .concepts import (CONDITION_FAMILY, FAMILIES, Concept, all_concepts, condition_concepts, explanations,
                        list_concepts, pair)
+from .prose import long_explanations
 from .text import Pool
 
 log = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ def _contrast(pool: Pool, decoy: np.ndarray, values: np.ndarray, candidates: np.
 
 def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: str, n_top: int, n_random: int,
                  n_explanations: int, rng: np.random.Generator, prng: random.Random,
-                 n_contrast: int = 0) -> dict | None:
+                 n_contrast: int = 0, n_long: int = 0, seed: int = 0) -> dict | None:
     candidates = pool.windows(text, concept.source)
     picked = _select(pool, parts, candidates, n_top, n_random, rng)
     if not picked:
@@ -227,8 +229,14 @@ def _unit_record(pool: Pool, concept: Concept, parts: list[np.ndarray], text: st
         targets = pool.token_values(values, np.asarray([w]))[0, :len(ids)]
         exemplars.append({"tokens": tokens, "token_ids": ids, "targets": [round(float(t), 2) for t in targets],
                           "kind": kind})
-    return {"unit": concept.name, "family": concept.family,
-            "explanations": explanations(concept, prng, n_explanations), "exemplars": exemplars}
+    record = {"unit": concept.name, "family": concept.family,
+              "explanations": explanations(concept, prng, n_explanations), "exemplars": exemplars}
+    if n_long:  # from a generator of their own: the rest of the dataset is the same with or without them
+        seen = [SimpleNamespace(tokens=ex["tokens"], activations=ex["targets"]) for ex in exemplars]
+        record["long_explanations"] = long_explanations(concept.descriptions, seen,
+                                                        random.Random(f"{seed}:{concept.name}:long"), n_long,
+                                                        weak=concept.weak)
+    return record
 
 
 def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Pool | None = None,
@@ -238,7 +246,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
                     wordnet_options: dict | None = None, conditions: bool = False,
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
-                    syntax: int = 0) -> Path:
+                    syntax: int = 0, long: int = 0) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -262,7 +270,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
 
     ``spelling`` and ``syntax`` (default 0: off) add that many generated units to those families
     (:mod:`simulator_training.generated`): letter sequences and word lengths, and one part of speech right after
-    another, drawn from the pool's own words."""
+    another, drawn from the pool's own words.
+
+    ``long`` (default 0: off) adds that many long explanations per unit, written as an explainer LM writes them
+    (:mod:`simulator_training.prose`), as ``long_explanations``; the rest of the dataset is unchanged."""
+    if long < 0:
+        raise ConfigError(f"--long must be 0 or more, got {long}")
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -311,7 +324,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             continue
         text = "eval" if split == "valid" else "train"
         top, rand = (valid_top, valid_random) if split == "valid" else (n_top, n_random)
-        record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng, n_contrast)
+        record = _unit_record(pool, concept, [values], text, top, rand, n_explanations, rng, prng, n_contrast,
+                              long, seed)
         if record is None:
             log.info("%s: too rare in %s text, skipped", concept.name, text)
             continue
@@ -330,7 +344,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             weak = prng.random() < 0.3
             concept = pair(a, b, weak)
             record = _unit_record(pool, concept, [va, vb * (0.6 if weak else 1.0)], text, top, rand,
-                                  n_explanations, rng, prng)
+                                  n_explanations, rng, prng, n_long=long, seed=seed)
             if record is not None:
                 units[split].append(record)
                 made += 1
@@ -345,6 +359,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["lists"] = list_info
     if generated_info:
         manifest["generated"] = generated_info
+    if long:
+        manifest["long_explanations"] = long
     return _write(out, units, manifest, overwrite)
 
 

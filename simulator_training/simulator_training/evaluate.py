@@ -32,14 +32,37 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ns_dspy.agents.evidence import word_list
+from ns_dspy.errors import ConfigError
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.types import Exemplar
 
+from .prose import token_stats
+
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
+__all__ = ["STYLES", "restyle", "evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
            "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys", "UNION_METHODS", "components",
            "halves", "union_units", "evaluate_union", "summarise_union", "markdown_union", "plot_union"]
+
+
+STYLES = ("short", "long")
+"""Which of a unit's explanations an evaluation reads: ``explanations``, or ``long_explanations``
+(``build-data --long``, :mod:`simulator_training.prose`)."""
+
+
+def restyle(units: list[dict], style: str, data="the dataset") -> list[dict]:
+    """``units`` reading the explanations of ``style``: for ``long``, each unit's ``long_explanations`` in
+    place of its short ones (the units and exemplars are the same, so the two styles compare on the same
+    tokens). A dataset built without ``--long`` is refused in one line."""
+    if style not in STYLES:
+        raise ConfigError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+    if style == "short":
+        return units
+    lacking = [u["unit"] for u in units if not u.get("long_explanations")]
+    if lacking:
+        raise ConfigError(f"{data}: {len(lacking)} of {len(units)} units have no long explanations (e.g. "
+                          f"{lacking[0]}): rebuild it with build-data --long N")
+    return [{**u, "explanations": list(u["long_explanations"])} for u in units]
 
 
 def _exemplars(unit: dict) -> list[Exemplar]:
@@ -188,30 +211,6 @@ class Decoys:
     skipped: dict[str, str]
 
 
-def _token_stats(exemplars: list[Exemplar], quiet: float, window: int):
-    """Per token type (stripped, lower-cased): its surface forms, occurrences, quiet occurrences, activation
-    mass, and how often it sits within ``window`` tokens of an active token (other than itself)."""
-    forms: dict[str, Counter] = defaultdict(Counter)
-    count, quiet_n, near = Counter(), Counter(), Counter()
-    mass: dict[str, float] = defaultdict(float)
-    for ex in exemplars:
-        acts = np.asarray(ex.activations, dtype=float)
-        active = np.flatnonzero(acts >= quiet)
-        keys = [tok.strip().lower() for tok in ex.tokens]
-        for tok, key, a in zip(ex.tokens, keys, acts):
-            if not key:
-                continue
-            forms[key][tok.strip()] += 1
-            count[key] += 1
-            quiet_n[key] += a < quiet
-            mass[key] += float(a)
-        nearby = {j for i in active for j in range(max(0, i - window), min(len(keys), i + window + 1)) if j != i}
-        for j in sorted(nearby):
-            if keys[j] and acts[j] < quiet:
-                near[keys[j]] += 1
-    return forms, count, quiet_n, mass, near
-
-
 def decoys(unit: dict, units: list[dict], rng: random.Random, *, explanation: str | None = None,
            quiet: float = 1.0, window: int = 3, n_words: int = 3, context_share: float = 0.3,
            narrow_share: float = 0.5) -> Decoys:
@@ -234,7 +233,7 @@ def decoys(unit: dict, units: list[dict], rng: random.Random, *, explanation: st
     A family whose condition fails, or whose text repeats the truth or an earlier decoy, is left out and its
     reason recorded in ``skipped``. Deterministic for a given ``rng`` state."""
     truth = explanation if explanation is not None else unit["explanations"][rng.randrange(len(unit["explanations"]))]
-    forms, count, quiet_n, mass, near = _token_stats(_exemplars(unit), quiet, window)
+    forms, count, quiet_n, mass, near = token_stats(_exemplars(unit), quiet, window)
 
     def words(keys):
         return word_list([forms[k].most_common(1)[0][0] for k in keys])

@@ -63,6 +63,9 @@ class TrainConfig:
     max_tokens: int = opt(192, "longest input (explanation + exemplar) in tokens; longer exemplars are cut")
     checkpoint_every: int = opt(50, "steps between checkpoints")
     seed: int = opt(0, "seed of the batches and the initialisation")
+    init: str = opt("", "start from an adapter (a folder written by train/export, or a shipped name such as "
+                        "gemma-3-270m) instead of fresh LoRA weights and bin head: its base, rank and targets must "
+                        "match; the optimizer starts fresh")
 
     def __post_init__(self) -> None:
         for name in ("rank", "steps", "batch_size", "checkpoint_every", "max_tokens"):
@@ -75,7 +78,8 @@ class TrainConfig:
 
     def fingerprint(self) -> dict:
         """What must not change when a run resumes (the number of steps may)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("steps", "checkpoint_every")}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("steps", "checkpoint_every") and not (k == "init" and not v)}
 
 
 def bin_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
@@ -137,7 +141,8 @@ class Batcher:
             u = int(family[rng.integers(len(family))])
             unit = self.units[u]
             e = int(rng.integers(len(unit["exemplars"])))
-            explanation = unit["explanations"][int(rng.integers(len(unit["explanations"])))]
+            texts = unit["explanations"] + unit.get("long_explanations", [])  # build-data --long adds the latter
+            explanation = texts[int(rng.integers(len(texts)))]
             out.append(self.example(u, e, explanation))
         return out
 
@@ -233,9 +238,11 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
 
     ckpt = out / "checkpoint"
     state = {"step": 0, "seconds": 0.0, "config": config.fingerprint(), "data": _data_key(data_manifest)}
+    if config.init:
+        state["init"] = _init_from(config, model, head)
     if (ckpt / "state.json").is_file():
         saved = json.loads((ckpt / "state.json").read_text())
-        if saved.get("config") != state["config"] or saved.get("data") != state["data"]:
+        if any(saved.get(k) != state.get(k) for k in ("config", "data", "init")):
             raise ConfigError(f"{out} holds a checkpoint of another configuration or dataset: "
                               "use a new --out or the same settings")
         set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
@@ -289,9 +296,48 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     bar.close()
     model.eval()
     extra = {"training": {**asdict(config), "steps_done": state["step"], "seconds": round(state["seconds"], 1),
-                          "data": _data_key(data_manifest), "final_loss_ema": round(ema or 0.0, 4)}}
+                          "data": _data_key(data_manifest), "final_loss_ema": round(ema or 0.0, 4),
+                          **({"init_from": state["init"]} if config.init else {})}}
     return save_adapter(model, head, out / "adapter", base_model=config.base_model, tokenizer=tokenizer,
                         extra=extra, overwrite=True)
+
+
+def _init_from(config: TrainConfig, model, head: BinHead) -> dict:
+    """Load the adapter ``config.init`` into ``model`` (LoRA weights, as float32) and ``head``; what it was
+    (folder, the sha256 of its weights, how it was trained) goes into the state, so a resumed run and the
+    exported manifest say what training started from. A mismatch is one line, before any step."""
+    import hashlib
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from ns_dspy.simulators.finetuned_adapter import (ADAPTER_FILE, HEAD_FILE, read_adapter_manifest,
+                                                      resolve_adapter)
+
+    folder = resolve_adapter(config.init)
+    manifest = read_adapter_manifest(folder)
+    lora = json.loads((folder / "adapter_config.json").read_text())
+    theirs = {"base_model": manifest.get("base_model"), "rank": lora.get("r"), "alpha": lora.get("lora_alpha"),
+              "targets": sorted(lora.get("target_modules") or [])}
+    ours = {"base_model": config.base_model, "rank": config.rank, "alpha": config.alpha,
+            "targets": sorted(t.strip() for t in config.targets.split(",") if t.strip())}
+    diff = [f"{k} {theirs[k]!r} (ours {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
+    if diff:
+        raise ConfigError(f"--init {config.init}: the adapter has {', '.join(diff)}: train with its settings")
+    weights = {k: v.float() for k, v in load_file(str(folder / ADAPTER_FILE)).items()}
+    result = set_peft_model_state_dict(model, weights)
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise ConfigError(f"--init {config.init}: its weights lack {len(missing)} LoRA tensors of this model "
+                          f"(e.g. {missing[0]}): train with its settings")
+    loaded = BinHead.load(folder / HEAD_FILE)
+    if loaded.weight.shape != head.weight.shape:
+        raise ConfigError(f"--init {config.init}: its bin head is {tuple(loaded.weight.shape)}, this model's "
+                          f"{tuple(head.weight.shape)}")
+    head.load_state_dict({k: v.float() for k, v in loaded.state_dict().items()})
+    digest = hashlib.sha256((folder / ADAPTER_FILE).read_bytes()).hexdigest()
+    log.info("starting from adapter %s (sha256 %s)", folder, digest[:12])
+    return {"folder": str(folder), "sha256": digest, "trained": manifest.get("training", {}).get("data")}
 
 
 def _data_key(manifest: dict) -> dict:
