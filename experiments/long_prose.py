@@ -1,7 +1,7 @@
 """Does a simulator credit the same words less when they come wrapped in an explainer's prose?
 
-For each neuron, the three tokens that are most often the peak of its train top exemplars (as the quality
-benchmark's ``peak3`` row) are written five ways: as the bare list the statistical explainer writes
+For each neuron, the (up to) three tokens that are most often the peak of its train top exemplars (as the
+quality benchmark's ``peak3`` row) are written five ways: as the bare list the statistical explainer writes
 (``the words "a", "b" and "c"``), in the shortest style of the training data (``Fires on "a", "b" and "c".``),
 and in three longer forms an explainer LM writes: a hedged sentence, a sentence with a "but not" clause, and
 three sentences. Every form names the same words, so a simulator that reads explanations (and not their
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import peak_tokens  # experiments/quality.py, beside this script  # noqa: E402
 
 FORMS = {
-    "list": 'the words {q}',
+    "list": '{list}',
     "fires-on": 'Fires on {q}.',
     "hedged": 'This neuron appears to respond mainly to the tokens {q}, which often occur in running text.',
     "but-not": 'Tokens such as {q} activate this neuron, but not other common words such as "the" or "of".',
@@ -43,7 +43,8 @@ FORMS = {
 
 
 def quoted(words: list[str]) -> str:
-    return ", ".join(f'"{w}"' for w in words[:-1]) + f' and "{words[-1]}"'
+    q = [f'"{w}"' for w in words]
+    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for long_prose.json and long_prose.md")
     args = parser.parse_args(argv)
 
+    from ns_dspy.agents.evidence import word_list
     from ns_dspy.build import build_simulator
     from ns_dspy.config import SimulatorConfig
     from ns_dspy.exemplars import ExemplarStore
@@ -67,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         listed = [u for group in listed.values() for u in group]
     units = parse_units(",".join(listed))
     specs = [s.strip() for s in args.simulators.split(",") if s.strip()]
-    texts, held = {}, {}
+    texts, held = {}, {}  # units whose train top exemplars have peaks
     for unit in units:
         words = peak_tokens(store.exemplars(unit, "train", "top"))
-        if len(words) == 3:
-            texts[unit] = {name: form.format(q=quoted(words)) for name, form in FORMS.items()}
+        if words:
+            texts[unit] = {name: form.format(q=quoted(words), list=word_list(words)) for name, form in FORMS.items()}
             held[unit] = HeldOut.from_store(store, unit, args.split)
+    if not texts:
+        print(f"no neuron of {args.neurons} has a peak in its train top exemplars", file=sys.stderr)
+        return 1
     results: dict[str, dict] = {}
     for spec in specs:
         simulator = build_simulator(SimulatorConfig(spec))

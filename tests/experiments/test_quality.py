@@ -154,9 +154,15 @@ def test_rescore_with_the_same_simulator_reproduces_the_recorded_scores(tmp_path
     assert main(["--store", str(store.path), "--out", str(out), "--per-group", "1", "--simulator", "keyword"]) == 0
     capsys.readouterr()
     args = ["--quality", str(out / "quality.json"), "--store", str(store.path), "--simulator", "keyword"]
-    assert rescore([*args, "--method", "stats"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert rescore([*args, "--method", "stats", "--out", str(tmp_path / "re")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("stats over"))
     recorded = json.loads((out / "quality.json").read_text())["results"]["0:1"]["stats"]["test"]
     assert line.startswith("stats over 1 neurons:") and "paired +0.000" in line
     assert f"recorded {recorded:.3f}" in line
+    saved = json.loads((tmp_path / "re" / "rescore.json").read_text())["results"]["keyword"]
+    assert saved["units"]["0:1"]["stats"]["test"] == pytest.approx(recorded, abs=1e-4)
+    assert "| keyword |" in (tmp_path / "re" / "rescore.md").read_text()
+    # two methods, two readers: the paired difference between methods is reported per reader
+    assert rescore([*args, "--methods", "stats,stats1"]) == 0
+    assert "stats - stats1" in capsys.readouterr().out
     assert rescore([*args, "--method", "refine"]) == 1  # no LM method ran: nothing to rescore
