@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from paper_analysis import fmt, mean_se  # noqa: E402
 from quality import peak_tokens  # experiments/quality.py, beside this script  # noqa: E402
 
 FORMS = {
@@ -42,11 +43,6 @@ FORMS = {
 }
 
 
-def quoted(words: list[str]) -> str:
-    q = [f'"{w}"' for w in words]
-    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
@@ -56,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for long_prose.json and long_prose.md")
     args = parser.parse_args(argv)
 
-    from ns_dspy.agents.evidence import word_list
+    from ns_dspy.agents.evidence import quoted, word_list
     from ns_dspy.build import build_simulator
     from ns_dspy.config import SimulatorConfig
     from ns_dspy.exemplars import ExemplarStore
@@ -90,15 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         diffs = table - table[:, :1]
         results[spec] = {"units": rows, "seconds": round(time.perf_counter() - start, 1),
                          "mean": {name: round(float(table[:, k].mean()), 4) for k, name in enumerate(FORMS)},
-                         "minus_list": {name: [round(float(diffs[:, k].mean()), 4),
-                                               round(float(diffs[:, k].std(ddof=1) / np.sqrt(len(diffs))), 4)]
+                         "minus_list": {name: [None if v is None else round(v, 4) for v in mean_se(diffs[:, k])]
                                         for k, name in enumerate(FORMS)}}
     lines = [f"| simulator ({len(texts)} neurons, {args.split}) | " + " | ".join(FORMS) + " |",
              "|---|" + "---:|" * len(FORMS)]
     for spec, res in results.items():
         lines.append(f"| {spec} | " + " | ".join(f"{res['mean'][n]:.3f}" for n in FORMS) + " |")
         lines.append(f"| {spec}: minus the list | " + " | ".join(
-            f"{res['minus_list'][n][0]:+.3f} +- {res['minus_list'][n][1]:.3f}" for n in FORMS) + " |")
+            f"{res['minus_list'][n][0]:+.3f} +- {fmt(res['minus_list'][n][1])}" for n in FORMS) + " |")
     table_md = "\n".join(lines) + "\n"
     print(table_md)
     if args.out:

@@ -21,12 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def mean_se(values) -> tuple[float, float]:
-    x = np.asarray(values, float)
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+from paper_analysis import fmt, mean_se  # experiments/paper_analysis.py, beside this script  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from ns_dspy.build import build_simulator
     from ns_dspy.config import SimulatorConfig
     from ns_dspy.exemplars import ExemplarStore
-    from ns_dspy.scoring import HeldOut
-    from ns_dspy.scoring.heldout import polysemantic
+    from ns_dspy.scoring import HeldOut, polysemantic
     from ns_dspy.types import parse_units
 
     quality = json.loads(Path(args.quality).read_text())
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no neuron finished {', '.join(methods)} in {args.quality}: nothing to rescore", file=sys.stderr)
         return 1
     specs = [s.strip() for s in args.simulators.split(",") if s.strip()]
-    held = {u: (HeldOut.from_store(store, parse_units(u)[0], "valid"), HeldOut.from_store(store, parse_units(u)[0], "test"))
+    held = {u: tuple(HeldOut.from_store(store, parse_units(u)[0], split) for split in ("valid", "test"))
             for u in texts}
     results: dict[str, dict] = {}
     for spec in specs:
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if "recorded_test" in summary[m]:
                 rec, (d, se) = summary[m]["recorded_test"][0], summary[m]["test_minus_recorded"]
                 print(f"{m} over {len(rows)} neurons: recorded {rec:.3f}, {spec} {summary[m]['test'][0]:.3f}, "
-                      f"paired {d:+.3f} +- {se:.3f}")
+                      f"paired {d:+.3f} +- {fmt(se)}")
         results[spec] = {"units": rows, "summary": summary, "paired_test": paired,
                          "seconds": round(time.perf_counter() - start, 1)}
         simulator.close()
@@ -102,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| recorded by the run | " + " | ".join(recorded_row) + " |" + " - |" * len(results[specs[0]]["paired_test"]))
     for spec, res in results.items():
         cells = [f"{res['summary'][m]['valid'][0]:.3f} | {res['summary'][m]['test'][0]:.3f} +- "
-                 f"{res['summary'][m]['test'][1]:.3f}" for m in methods]
-        cells += [f"{d[0]:+.3f} +- {d[1]:.3f}" for d in res["paired_test"].values()]
+                 f"{fmt(res['summary'][m]['test'][1])}" for m in methods]
+        cells += [f"{d[0]:+.3f} +- {fmt(d[1])}" for d in res["paired_test"].values()]
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     print(table)

@@ -171,14 +171,17 @@ def token_evidence(top: Sequence[Exemplar], random: Sequence[Exemplar] = (), *, 
     return Evidence(rows, before_rows, quiet, round(baseline, 2), len(top), len(random))
 
 
+def quoted(tokens: Sequence[str]) -> str:
+    """``"X"`` / ``"X" and "Y"`` / ``"X", "Y" and "Z"``."""
+    q = [f'"{t}"' for t in tokens]
+    if not q:
+        raise ValueError("no tokens to list")
+    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
+
+
 def word_list(tokens: Sequence[str]) -> str:
     """``the word "X"`` / ``the words "X" and "Y"`` / ``the words "X", "Y" and "Z"``."""
-    quoted = [f'"{t}"' for t in tokens]
-    if not quoted:
-        raise ValueError("no tokens to list")
-    if len(quoted) == 1:
-        return f"the word {quoted[0]}"
-    return f"the words {', '.join(quoted[:-1])} and {quoted[-1]}"
+    return f"the word{'' if len(tokens) == 1 else 's'} {quoted(tokens)}"
 
 
 def statistical_explanations(evidence: Evidence, sizes: Sequence[int] = (1, 2, 3, 5, 8)) -> list[str]:

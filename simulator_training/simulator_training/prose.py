@@ -27,7 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["token_stats", "examples_and_exceptions", "long_explanations", "quoted"]
+from ns_dspy.agents.evidence import quoted
+
+__all__ = ["token_stats", "examples_and_exceptions", "long_explanations"]
 
 OPENERS = ("This neuron", "The neuron", "This unit", "Based on the excerpts, this neuron",
            "Looking at the examples, the neuron", "Across these excerpts, the neuron", "In these examples, the neuron")
@@ -88,12 +90,6 @@ def examples_and_exceptions(exemplars: Sequence, *, active: float = 5.0, quiet: 
     bad = [k for k in near if near[k] >= 2 and count[k] >= 2 and quiet_n[k] == count[k] and '"' not in k]
     exceptions = [shown(k) for k in sorted(bad, key=lambda k: (-near[k] ** 2 / count[k], k))[:most]]
     return examples, exceptions
-
-
-def quoted(words: Sequence[str]) -> str:
-    """``"a"`` / ``"a" and "b"`` / ``"a", "b" and "c"``."""
-    q = [f'"{w}"' for w in words]
-    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
 
 
 def _lower(text: str) -> str:
