@@ -2,12 +2,13 @@
 development neurons of ``experiments/stats_styles.py`` only (never the evaluation neurons).
 
     python experiments/tier_depth.py --store experiments/work/quality/store \
-        --out experiments/results/tier-depth [--neurons 12] [--depths 4,5]
+        --out experiments/results/tier-depth [--neurons 12] [--depths 4,5,5/32]
 
 For each depth ``d`` the statistical explainer (``ns-dspy explain --method stats``: single word lists, sets of
 tier lists scored as unions calibrated on valid, a negative list when it helps on valid) runs with tier sets of
 up to ``d`` tiers (first tier 1-4 tokens, each tier twice the one before: 4 tiers name up to 60 tokens, 5 up to
-124); its choice is scored on test with the valid calibration. No simulator bounds what the lists could reach:
+124; ``5/32``: five tiers, a tier of more than 32 tokens written as several lists of at most 32, which the
+simulator reads with more recall); its choice is scored on test with the valid calibration. No simulator bounds what the lists could reach:
 ``ceiling d`` is the test correlation of a token lookup table (each token's mean train activation) restricted to
 the tokens the deepest set of depth ``d`` names and the 16 lowest (every other token at one level), as
 ``experiments/quality.py``'s lists-ceiling row. Results per neuron in ``OUT/depths.json`` (resumed on a rerun),
@@ -54,20 +55,27 @@ def named(depth: int) -> int:
     return tier_tokens(tiers=tiers_to(depth))
 
 
+def variant(text: str) -> tuple[int, int | None]:
+    """``"5"`` -> (5, None): five tiers, one list each; ``"5/32"`` -> (5, 32): no list longer than 32 tokens."""
+    depth, _, longest = text.partition("/")
+    return int(depth), int(longest) if longest else None
+
+
 @contextlib.contextmanager
-def depth_of(depth: int):
-    """The program's statistical explainer with tier sets of 2..``depth`` tiers (the program reads both names
-    from its module when it runs)."""
+def depth_of(text: str):
+    """The program's statistical explainer with tier sets of 2..``depth`` tiers, lists of at most ``longest``
+    tokens (the variant ``text``; the program reads both names from its module when it runs)."""
+    depth, longest = variant(text)
     saved = program_module.TIER_TOKENS, program_module.tiered_explanations
     program_module.TIER_TOKENS = named(depth)
-    program_module.tiered_explanations = functools.partial(tiered_explanations, tiers=tiers_to(depth))
+    program_module.tiered_explanations = functools.partial(tiered_explanations, tiers=tiers_to(depth), longest=longest)
     try:
         yield
     finally:
         program_module.TIER_TOKENS, program_module.tiered_explanations = saved
 
 
-def one(simulator, store, unit: UnitId, depths: list[int]) -> dict:
+def one(simulator, store, unit: UnitId, depths: list[str]) -> dict:
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
@@ -76,8 +84,8 @@ def one(simulator, store, unit: UnitId, depths: list[int]) -> dict:
         start = time.perf_counter()
         with depth_of(depth):
             got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
-        keep = {row.key for row in ranked_tokens(train, most=named(depth))} | lows
-        out[str(depth)] = {"explanations": list(got.explanations), "valid": got.polysemantic,
+        keep = {row.key for row in ranked_tokens(train, most=named(variant(depth)[0]))} | lows
+        out[depth] = {"explanations": list(got.explanations), "valid": got.polysemantic,
                            "test": polysemantic(simulator, got.explanations, test,
                                                 calibration=got.calibration).value,
                            "ceiling": lookup_score(train, test, keep=keep),
@@ -90,15 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
-    ap.add_argument("--depths", default="4,5", help="the tier depths compared, the first the reference")
+    ap.add_argument("--depths", default="4,5", help="the tier depths compared, the first the reference; DEPTH/N: "
+                    "no list longer than N tokens (a longer tier written as several lists)")
     ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
     ap.add_argument("--evaluation", action="store_true",
                     help="measure the named evaluation neurons (LAYER:INDEX units), once a depth was chosen on the "
                          "development neurons")
     args = ap.parse_args(argv)
-    depths = [int(d) for d in args.depths.split(",")]
-    if any(d < 2 for d in depths):
-        ap.error("--depths: each depth is at least 2")
+    depths = args.depths.split(",")
+    try:
+        if any(variant(d)[0] < 2 or (variant(d)[1] is not None and variant(d)[1] < 1) for d in depths):
+            ap.error("--depths: each depth is at least 2 and each longest list at least 1 token")
+    except ValueError:
+        ap.error(f"--depths: give DEPTH or DEPTH/N, comma-separated (got {args.depths!r})")
     if args.evaluation and args.neurons.isdigit():
         ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
     store = ExemplarStore.open(args.store)
@@ -112,24 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     command = "python experiments/tier_depth.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     for i, unit in enumerate(units, 1):
         have = results.get(str(unit), {})
-        todo = [d for d in depths if str(d) not in have]
+        todo = [d for d in depths if d not in have]
         if todo:
             have.update(one(simulator, store, unit, todo))
             results[str(unit)] = have
             atomic_write_json(path, {"command": command, "simulator": args.simulator, "neurons": results})
         print(f"[{i}/{len(units)}] {unit}: " + ", ".join(
-            f"depth {d} test {have[str(d)]['test']:.3f} (ceiling {have[str(d)]['ceiling']:.3f}, "
-            f"{have[str(d)]['seconds']:.0f} s)" for d in depths), flush=True)
-    rows = {d: [results[str(u)][str(d)] for u in units] for d in depths}
+            f"depth {d} test {have[d]['test']:.3f} (ceiling {have[d]['ceiling']:.3f}, "
+            f"{have[d]['seconds']:.0f} s)" for d in depths), flush=True)
+    rows = {d: [results[str(u)][d] for u in units] for d in depths}
     kind = "evaluation" if args.evaluation else "development"
     lines = [f"# Tier depth of the statistical explainer ({len(units)} {kind} neurons)", "", f"`{command}`", "",
              f"Simulator `{args.simulator}`; the statistical explainer's choice at each depth, scored on test with "
              "its valid calibration (mean +- standard error over neurons); the ceiling is the lookup of the "
              "tokens the depth can name (no simulator).", "",
-             "| most tiers | tokens named | valid | test | ceiling (lookup of those tokens) |", "|---:|---:|---:|---:|---:|"]
+             "| most tiers (/ longest list) | tokens named | valid | test | ceiling (lookup of those tokens) | "
+             "seconds per neuron |", "|---:|---:|---:|---:|---:|---:|"]
     for d in depths:
-        lines.append(f"| {d} | {named(d)} | {_pm(*mean_se([r['valid'] for r in rows[d]]))} | "
-                     f"{_pm(*mean_se([r['test'] for r in rows[d]]))} | {_pm(*mean_se([r['ceiling'] for r in rows[d]]))} |")
+        lines.append(f"| {d} | {named(variant(d)[0])} | {_pm(*mean_se([r['valid'] for r in rows[d]]))} | "
+                     f"{_pm(*mean_se([r['test'] for r in rows[d]]))} | {_pm(*mean_se([r['ceiling'] for r in rows[d]]))} | "
+                     f"{sum(r['seconds'] for r in rows[d]) / len(rows[d]):.0f} |")
     ref = depths[0]
     for d in depths[1:]:
         diff = [b["test"] - a["test"] for a, b in zip(rows[ref], rows[d])]
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
               "|---|" + "---:|" * len(depths)]
     for u in units:
         r = results[str(u)]
-        lines.append(f"| {u} | " + " | ".join(f"{r[str(d)]['test']:.3f} ({len(r[str(d)]['explanations'])})"
+        lines.append(f"| {u} | " + " | ".join(f"{r[d]['test']:.3f} ({len(r[d]['explanations'])})"
                                                for d in depths) + " |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

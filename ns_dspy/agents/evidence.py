@@ -36,7 +36,7 @@ from ..types import Exemplar
 
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
-           "TIER_COUNTS", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens"]
+           "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens"]
 
 SCALE = 10.0
 
@@ -270,6 +270,8 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
 #: test over three; a first tier of 6 or 8 raised valid but not test), five tiers on 12-03
 #: (``experiments/tier_depth.py``, dev neurons only: +0.009 +- 0.002 on test over four, 11 of 12 up, none down)
 TIER_FIRSTS, TIER_COUNTS = (1, 2, 3, 4), (2, 3, 4, 5)
+#: the longest list one tier is written as (:func:`tiered_explanations`; None: one list per tier, however long)
+TIER_LONGEST: int | None = None
 
 
 def tier_tokens(firsts: Sequence[int] = TIER_FIRSTS, tiers: Sequence[int] = TIER_COUNTS) -> int:
@@ -285,11 +287,16 @@ NEGATIVE_SIZES = (2, 4, 8, 16)
 
 
 def tiered_explanations(ranked: Sequence[RankedToken], firsts: Sequence[int] = TIER_FIRSTS,
-                        tiers: Sequence[int] = TIER_COUNTS) -> list[list[str]]:
+                        tiers: Sequence[int] = TIER_COUNTS, longest: int | None = TIER_LONGEST) -> list[list[str]]:
     """Sets of word lists, one list per tier of ``ranked`` (most first): for each first-tier size ``k`` in
     ``firsts`` and number of tiers ``t`` in ``tiers``, tiers of ``k``, ``2k``, ``4k``, ... tokens (each tier twice
     the one before, as activations thin out), when ``ranked`` has enough tokens. Distinct, in that order.
-    A caller scores each set as a calibrated union on valid data and keeps the best (with the single lists)."""
+    A tier of more than ``longest`` tokens is written as the fewest consecutive lists (in rank order, of equal
+    length within one) of at most ``longest`` each: the simulator reads long lists with less recall (``None``:
+    one list per tier). A caller scores each set as a calibrated union on valid data and keeps the best (with
+    the single lists)."""
+    if longest is not None and longest < 1:
+        raise ValueError(f"longest must be at least 1, got {longest}")
     tokens = [row.token for row in ranked]
     out: list[list[str]] = []
     for k in firsts:
@@ -299,7 +306,8 @@ def tiered_explanations(ranked: Sequence[RankedToken], firsts: Sequence[int] = T
                 continue
             parts, at = [], 0
             for size in sizes:
-                parts.append(word_list(tokens[at:at + size]))
+                n = 1 if longest is None else -(-size // longest)
+                parts += [word_list(tokens[at + j * size // n:at + (j + 1) * size // n]) for j in range(n)]
                 at += size
             if parts not in out:
                 out.append(parts)

@@ -65,6 +65,20 @@ def test_the_default_sets_run_to_five_tiers_and_the_explainer_asks_for_enough_to
     assert [4, 8, 16, 32, 64] not in [[len(t.split('"')[1::2]) for t in s] for s in tiered_explanations(ranked[:123])]
 
 
+def test_a_tier_longer_than_the_longest_list_is_split_in_rank_order_into_equal_lists():
+    ranked = [RankedToken(f"w{i}", f"w{i}", 0.0) for i in range(TIER_TOKENS)]
+    sets = tiered_explanations(ranked, firsts=(4,), tiers=(5,), longest=32)
+    assert len(sets) == 1
+    words = [t.split('"')[1::2] for t in sets[0]]
+    assert [len(w) for w in words] == [4, 8, 16, 32, 32, 32]  # the 64-token tier as two lists of 32
+    assert [x for w in words for x in w] == [f"w{i}" for i in range(124)]  # every token once, in rank order
+    assert [len(t.split('"')[1::2]) for t in tiered_explanations(ranked, firsts=(3,), tiers=(5,), longest=20)[0]] == \
+        [3, 6, 12, 12, 12, 16, 16, 16]  # 24 -> 12 + 12, 48 -> 3 x 16
+    assert tiered_explanations(ranked, longest=None) == tiered_explanations(ranked, longest=124)
+    with pytest.raises(ValueError, match="at least 1"):
+        tiered_explanations(ranked, longest=0)
+
+
 def _program(tiers: bool) -> NeuronScope:
     return NeuronScope(KeywordSimulator(), None, ExplainConfig(method="stats", tiers=tiers))
 
