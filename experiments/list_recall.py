@@ -10,6 +10,8 @@ them (``the words "X", "Y" and "Z"``). Each list is simulated on the neuron's va
 its words are: the mean prediction on the tokens the list names (and the share of them predicted above 5 of 10:
 recall) against the mean on every other token (and the share above 5: false alarms). No activation is used: this
 measures reading, not the neuron. A simulator that reads every listed word has recall near 1 at every length.
+Recall is also split by the kind of listed token (:func:`token_class`: a lower-case word, a capitalised word, a
+fragment of one or two letters, digits, a symbol, or a mixed code-like token) and by the half of the list it is in.
 
 Writes ``OUT/list_recall.json`` and ``OUT/summary.md`` (per simulator and length: mean over neurons, with the
 command). Uses valid data only.
@@ -35,6 +37,19 @@ from ns_dspy.scoring.heldout import simulate
 from ns_dspy.types import parse_units
 
 
+CLASSES = ("word", "Capitalised", "fragment", "digits", "symbol", "mixed")
+
+
+def token_class(token: str) -> str:
+    """The kind of a listed token, as :data:`CLASSES` names them (spaces around it ignored)."""
+    t = token.strip()
+    if t.isalpha():
+        return "fragment" if len(t) <= 2 else ("Capitalised" if t[0].isupper() else "word")
+    if t.isdigit():
+        return "digits"
+    return "symbol" if not any(c.isalnum() for c in t) else "mixed"
+
+
 def reading(simulator, store, unit, sizes: list[int]) -> dict[int, dict]:
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     valid = HeldOut.from_store(store, unit, "valid")
@@ -43,15 +58,24 @@ def reading(simulator, store, unit, sizes: list[int]) -> dict[int, dict]:
     preds = simulate(simulator, [word_list([r.token for r in ranked[:k]]) for k in kept], valid.exemplars) if kept else []
     out = {}
     for k, pred in zip(kept, preds):
-        keys = {r.key for r in ranked[:k]}
+        rank = {r.key: i for i, r in enumerate(ranked[:k])}
         on, off = [], []
+        groups: dict[str, list[float]] = {}
         for ex, p in zip(valid.exemplars, pred):
             for tok, v in zip(ex.tokens, p):
-                (on if token_key(tok) in keys else off).append(float(v))
+                key = token_key(tok)
+                if key in rank:
+                    on.append(float(v))
+                    for g in (token_class(tok), "first half" if rank[key] < k / 2 else "second half"):
+                        groups.setdefault(g, []).append(float(v))
+                else:
+                    off.append(float(v))
         if on:
             on_a, off_a = np.array(on), np.array(off)
             out[k] = {"on_mean": float(on_a.mean()), "recall": float((on_a > 5).mean()), "off_mean": float(off_a.mean()),
-                      "false_alarms": float((off_a > 5).mean()), "listed_tokens": len(on)}
+                      "false_alarms": float((off_a > 5).mean()), "listed_tokens": len(on),
+                      "by_group": {g: {"recall": float((np.array(v) > 5).mean()), "tokens": len(v)}
+                                   for g, v in groups.items()}}
     return out
 
 
@@ -92,6 +116,18 @@ def main(argv: list[str] | None = None) -> int:
                 m = {f: np.mean([r[f] for r in rows]) for f in ("recall", "on_mean", "false_alarms", "off_mean")}
                 lines.append(f"| `{spec}` | {k} | {m['recall']:.2f} | {m['on_mean']:.2f} | {m['false_alarms']:.3f} | "
                              f"{m['off_mean']:.2f} | {len(rows)} |")
+    groups = list(CLASSES) + ["first half", "second half"]
+    lines += ["", "Recall by the kind of listed token and by its half of the list (occurrences of listed tokens in the "
+              "valid windows pooled over neurons; the count in brackets):", "",
+              "| simulator | words listed | " + " | ".join(groups) + " |", "|---|---:|" + "---:|" * len(groups)]
+    for spec, per in results.items():
+        for k in sizes:
+            cells = []
+            for g in groups:
+                got = [r[k]["by_group"][g] for r in per.values() if k in r and g in r[k].get("by_group", {})]
+                n = sum(x["tokens"] for x in got)
+                cells.append(f"{sum(x['recall'] * x['tokens'] for x in got) / n:.2f} ({n})" if n else "-")
+            lines.append(f"| `{spec}` | {k} | " + " | ".join(cells) + " |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
