@@ -1,0 +1,137 @@
+"""What limits the statistical word lists' score? A ladder from the data to the simulator, on the test split.
+
+    python experiments/limits.py --store experiments/work/quality/store \
+        --depths experiments/results/tier-longest/depths.json --variant 5 --out experiments/results/limits-dev
+
+Issue 15 asks, where a target is unmet, to show with numbers what limits it: the explainer, the simulator or the
+data. For each neuron of an ``experiments/tier_depth.py`` run, the statistical explainer's chosen explanations at
+``--variant`` are taken as they are and four test correlations are computed, each asking less of the reader than
+the one below it:
+
+- **all tokens**: a lookup table of every token's mean train activation (what token identity alone carries, the
+  most any word list could reach);
+- **named tokens**: the same lookup restricted to the tokens the variant's deepest tier set can name and the
+  negative list's candidates, every other token at one level (``tier_depth.py``'s ceiling);
+- **tier levels**: the chosen set read perfectly: each listed token at its list's mean train activation (a token
+  in two lists: the first), every other token at the mean of the rest;
+- **simulator**: the chosen set as the simulator reads it (the run's own test score).
+
+all tokens - named tokens is what naming at most that many tokens costs, named tokens - tier levels what the
+chosen grading (a few levels instead of one per token) costs, tier levels - simulator what the simulator's reading
+costs. Also, per kind of token (``list_recall.token_class``), what leaving that kind out of the named tokens
+would cost: the most a better reading of that kind could gain. No simulator is loaded; train data builds every
+table and test data scores it. Writes ``OUT/limits.json`` and ``OUT/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from list_recall import CLASSES, token_class  # noqa: E402
+from paper_analysis import _pm, mean_se  # noqa: E402
+from quality import lookup_score  # noqa: E402
+from tier_depth import named, variant  # noqa: E402
+
+from ns_dspy.agents.evidence import NEGATIVE_SIZES, ranked_tokens, token_key  # noqa: E402
+from ns_dspy.agents.list_edits import parse_word_list  # noqa: E402
+from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from ns_dspy.exemplars import ExemplarStore  # noqa: E402
+from ns_dspy.scoring import HeldOut  # noqa: E402
+from ns_dspy.scoring.correlation import pooled  # noqa: E402
+from ns_dspy.types import parse_units  # noqa: E402
+
+RUNGS = ("all tokens", "named tokens", "tier levels", "simulator")
+
+
+def tier_levels(explanations: list[str], train, test) -> float:
+    """Test r of the explanations read perfectly: each listed token at its list's mean train activation."""
+    group: dict[str, int] = {}
+    for i, parsed in enumerate(parse_word_list(e) for e in explanations):
+        for tok in parsed[1] if parsed else []:
+            group.setdefault(token_key(tok), i)
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for ex in train:
+        for tok, act in zip(ex.tokens, ex.activations):
+            g = group.get(token_key(tok), -1)
+            sums[g], counts[g] = sums.get(g, 0.0) + float(act), counts.get(g, 0) + 1
+    level = {g: sums[g] / counts[g] for g in sums}
+    rest = level.get(-1, 0.0)
+    preds = [np.array([level.get(group.get(token_key(t), -1), rest) for t in ex.tokens], np.float32)
+             for ex in test.exemplars]
+    return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
+
+
+def ladder(store, unit, explanations: list[str], simulator_test: float, depth: int) -> dict:
+    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    test = HeldOut.from_store(store, unit, "test")
+    ranked = ranked_tokens(train, most=named(depth))
+    lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
+    keep = {row.key for row in ranked} | lows
+    rungs = {"all tokens": lookup_score(train, test), "named tokens": lookup_score(train, test, keep=keep),
+             "tier levels": tier_levels(explanations, train, test), "simulator": simulator_test}
+    kinds = {}
+    for kind in CLASSES:
+        mine = {row.key for row in ranked if token_class(row.token) == kind}
+        if mine:
+            kinds[kind] = {"share": len(mine) / len(ranked),
+                           "loss": rungs["named tokens"] - lookup_score(train, test, keep=keep - mine)}
+    return {"rungs": {k: float(v) for k, v in rungs.items()}, "kinds": kinds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--depths", required=True, help="depths.json of an experiments/tier_depth.py run")
+    ap.add_argument("--variant", default="5", help="the run's variant whose choice is examined (default 5)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    path = Path(args.depths)
+    if not path.is_file():
+        ap.error(f"--depths: no such file {path}: give the depths.json an experiments/tier_depth.py run wrote")
+    run = json.loads(path.read_text())
+    neurons = {u: r[args.variant] for u, r in run["neurons"].items() if args.variant in r}
+    if not neurons:
+        ap.error(f"--variant {args.variant!r}: {path} has no neuron with it")
+    depth = variant(args.variant)[0]
+    store = ExemplarStore.open(args.store)
+    command = "python experiments/limits.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    per = {u: ladder(store, parse_units(u)[0], r["explanations"], r["test"], depth) for u, r in neurons.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "limits.json", {"command": command, "depths": run.get("command"), "variant": args.variant,
+                                            "simulator": run.get("simulator"), "neurons": per})
+    col = {k: [p["rungs"][k] for p in per.values()] for k in RUNGS}
+    lines = [f"# What limits the statistical word lists ({len(per)} neurons, test split)", "", f"`{command}`", "",
+             f"Explanations: the statistical explainer's choice at variant {args.variant} of `{run.get('command')}` "
+             f"(simulator `{run.get('simulator')}`). Each rung asks less of the reader than the one below it "
+             "(mean +- standard error over neurons):", "",
+             "| rung | test r | cost against the rung above |", "|---|---:|---:|"]
+    for i, k in enumerate(RUNGS):
+        cost = "" if i == 0 else _pm(*mean_se([a - b for a, b in zip(col[RUNGS[i - 1]], col[k])]))
+        lines.append(f"| {k} | {_pm(*mean_se(col[k]))} | {cost} |")
+    lines += ["", "Naming loss by kind of token: the named-token lookup without that kind's tokens (the most a better "
+              "reading of that kind could add); share: of the tokens named.", "",
+              "| kind | neurons | share named | loss |", "|---|---:|---:|---:|"]
+    for kind in CLASSES:
+        got = [p["kinds"][kind] for p in per.values() if kind in p["kinds"]]
+        if got:
+            lines.append(f"| {kind} | {len(got)} | {np.mean([g['share'] for g in got]):.2f} | "
+                         f"{_pm(*mean_se([g['loss'] for g in got]))} |")
+    lines += ["", "| neuron | " + " | ".join(RUNGS) + " |", "|---|" + "---:|" * len(RUNGS)]
+    lines += [f"| {u} | " + " | ".join(f"{p['rungs'][k]:.3f}" for k in RUNGS) + " |" for u, p in per.items()]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
