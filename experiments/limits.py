@@ -18,7 +18,9 @@ the one below it:
 
 all tokens - named tokens is what naming at most that many tokens costs, named tokens - tier levels what the
 chosen grading (a few levels instead of one per token) costs, tier levels - simulator what the simulator's reading
-costs. Also, per kind of token (``list_recall.token_class``), what leaving that kind out of the named tokens
+costs. The naming cost is split in turn: the lookup of every token the ranking could name at any depth (seen twice
+or more in train), then with the whitespace tokens (line breaks, indentation: no quoted list names them), and the
+rest is what the tokens seen once in train add (the all-tokens rung). Also, per kind of token (``list_recall.token_class``), what leaving that kind out of the named tokens
 would cost: the most a better reading of that kind could gain. No simulator is loaded; train data builds every
 table and test data scores it. Writes ``OUT/limits.json`` and ``OUT/summary.md``.
 """
@@ -78,13 +80,21 @@ def ladder(store, unit, explanations: list[str], simulator_test: float, depth: i
     keep = {row.key for row in ranked} | lows
     rungs = {"all tokens": lookup_score(train, test), "named tokens": lookup_score(train, test, keep=keep),
              "tier levels": tier_levels(explanations, train, test), "simulator": simulator_test}
+    from collections import Counter
+
+    seen = Counter(token_key(t) for ex in train for t in ex.tokens)
+    deep = {row.key for row in ranked_tokens(train, most=len(seen))} | lows
+    space = {k for k in seen if not k.strip()}
+    naming = {"any depth": lookup_score(train, test, keep=deep),
+              "any depth + whitespace": lookup_score(train, test, keep=deep | space)}
     kinds = {}
     for kind in CLASSES:
         mine = {row.key for row in ranked if token_class(row.token) == kind}
         if mine:
             kinds[kind] = {"share": len(mine) / len(ranked),
                            "loss": rungs["named tokens"] - lookup_score(train, test, keep=keep - mine)}
-    return {"rungs": {k: float(v) for k, v in rungs.items()}, "kinds": kinds}
+    return {"rungs": {k: float(v) for k, v in rungs.items()}, "naming": {k: float(v) for k, v in naming.items()},
+            "kinds": kinds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, k in enumerate(RUNGS):
         cost = "" if i == 0 else _pm(*mean_se([a - b for a, b in zip(col[RUNGS[i - 1]], col[k])]))
         lines.append(f"| {k} | {_pm(*mean_se(col[k]))} | {cost} |")
+    lines += ["", f"The naming cost split: the lookup of more tokens than the {named(depth)} the variant can name "
+              "(mean +- standard error):", "", "| tokens in the lookup | test r |", "|---|---:|",
+              f"| named by the variant ({named(depth)} and the negative candidates) | {_pm(*mean_se(col['named tokens']))} |"]
+    for k in next(iter(per.values()))["naming"]:
+        lines.append(f"| {k} | {_pm(*mean_se([p['naming'][k] for p in per.values()]))} |")
+    lines.append(f"| every token (+ those seen once in train) | {_pm(*mean_se(col['all tokens']))} |")
     lines += ["", "Naming loss by kind of token: the named-token lookup without that kind's tokens (the most a better "
               "reading of that kind could add); share: of the tokens named.", "",
               "| kind | neurons | share named | loss |", "|---|---:|---:|---:|"]

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Tier depth of the statistical explainer ({len(units)} {kind} neurons)", "", f"`{command}`", "",
              f"Simulator `{args.simulator}`; the statistical explainer's choice at each depth, scored on test with "
              "its valid calibration (mean +- standard error over neurons); the ceiling is the lookup of the "
-             "tokens the depth can name (no simulator).", "",
+             "tokens the depth can name (no simulator); seconds: the first run of each variant, so a variant "
+             "after the first finds the lists it shares with those before it in the simulation cache.", "",
              "| most tiers (/ longest list) | tokens named | valid | test | ceiling (lookup of those tokens) | "
              "seconds per neuron |", "|---:|---:|---:|---:|---:|---:|"]
     for d in depths:
