@@ -8,8 +8,8 @@ For each depth ``d`` the statistical explainer (``ns-dspy explain --method stats
 tier lists scored as unions calibrated on valid, a negative list when it helps on valid) runs with tier sets of
 up to ``d`` tiers (first tier 1-4 tokens, each tier twice the one before: 4 tiers name up to 60 tokens, 5 up to
 124; ``5/32``: five tiers, a tier of more than 32 tokens written as several lists of at most 32, which the
-simulator reads with more recall); its choice is scored on test with the valid calibration. No simulator bounds what the lists could reach:
-``ceiling d`` is the test correlation of a token lookup table (each token's mean train activation) restricted to
+simulator reads with more recall); its choice is scored on test with the valid calibration. No simulator bounds
+what the lists could reach: ``ceiling d`` is the test correlation of a token lookup table (each token's mean train activation) restricted to
 the tokens the deepest set of depth ``d`` names and the 16 lowest (every other token at one level), as
 ``experiments/quality.py``'s lists-ceiling row. Results per neuron in ``OUT/depths.json`` (resumed on a rerun),
 the table in ``OUT/summary.md``. Once a depth is chosen there, ``--evaluation --neurons LAYER:INDEX,...`` measures
@@ -86,10 +86,9 @@ def one(simulator, store, unit: UnitId, depths: list[str]) -> dict:
             got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
         keep = {row.key for row in ranked_tokens(train, most=named(variant(depth)[0]))} | lows
         out[depth] = {"explanations": list(got.explanations), "valid": got.polysemantic,
-                           "test": polysemantic(simulator, got.explanations, test,
-                                                calibration=got.calibration).value,
-                           "ceiling": lookup_score(train, test, keep=keep),
-                           "seconds": round(time.perf_counter() - start, 1)}
+                      "test": polysemantic(simulator, got.explanations, test, calibration=got.calibration).value,
+                      "ceiling": lookup_score(train, test, keep=keep),
+                      "seconds": round(time.perf_counter() - start, 1)}
     return out
 
 

@@ -270,7 +270,10 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
 #: test over three; a first tier of 6 or 8 raised valid but not test), five tiers on 12-03
 #: (``experiments/tier_depth.py``, dev neurons only: +0.009 +- 0.002 on test over four, 11 of 12 up, none down)
 TIER_FIRSTS, TIER_COUNTS = (1, 2, 3, 4), (2, 3, 4, 5)
-#: the longest list one tier is written as (:func:`tiered_explanations`; None: one list per tier, however long)
+#: the longest list one tier is written as (:func:`tiered_explanations`; None: one list per tier, however long).
+#: Lists of at most 32 or 16 tokens were measured on 12-04 and not adopted (``experiments/tier_depth.py``, dev
+#: neurons only: test -0.000 +- 0.001 and +0.001 +- 0.001): each list is calibrated on valid, which makes up for the
+#: simulator's lower recall of long lists
 TIER_LONGEST: int | None = None
 
 
