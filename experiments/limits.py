@@ -20,8 +20,9 @@ all tokens - named tokens is what naming at most that many tokens costs, named t
 chosen grading (a few levels instead of one per token) costs, tier levels - simulator what the simulator's reading
 costs. The naming cost is split in turn: the lookup of every token the ranking could name at any depth (seen twice
 or more in train), then with the whitespace tokens (line breaks, indentation: no quoted list names them), and the
-rest is what the tokens seen once in train add (the all-tokens rung). Also, per kind of token (``list_recall.token_class``), what leaving that kind out of the named tokens
-would cost: the most a better reading of that kind could gain. No simulator is loaded; train data builds every
+rest is what the tokens seen once in train add (the all-tokens rung). Also, per kind of token
+(``list_recall.token_class``), what leaving that kind out of the named tokens would cost: the most a better
+reading of that kind could gain. No simulator is loaded; train data builds every
 table and test data scores it. Writes ``OUT/limits.json`` and ``OUT/summary.md``.
 """
 
@@ -31,6 +32,7 @@ import argparse
 import json
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from list_recall import CLASSES, token_class  # noqa: E402
 from paper_analysis import _pm, mean_se  # noqa: E402
 from quality import lookup_score  # noqa: E402
-from tier_depth import named, variant  # noqa: E402
+from tier_depth import nameable, named, variant  # noqa: E402
 
-from ns_dspy.agents.evidence import NEGATIVE_SIZES, ranked_tokens, token_key  # noqa: E402
+from ns_dspy.agents.evidence import token_key  # noqa: E402
 from ns_dspy.agents.list_edits import parse_word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
@@ -75,15 +77,11 @@ def tier_levels(explanations: list[str], train, test) -> float:
 def ladder(store, unit, explanations: list[str], simulator_test: float, depth: int) -> dict:
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     test = HeldOut.from_store(store, unit, "test")
-    ranked = ranked_tokens(train, most=named(depth))
-    lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
-    keep = {row.key for row in ranked} | lows
+    ranked, keep = nameable(train, named(depth))
     rungs = {"all tokens": lookup_score(train, test), "named tokens": lookup_score(train, test, keep=keep),
              "tier levels": tier_levels(explanations, train, test), "simulator": simulator_test}
-    from collections import Counter
-
     seen = Counter(token_key(t) for ex in train for t in ex.tokens)
-    deep = {row.key for row in ranked_tokens(train, most=len(seen))} | lows
+    deep = nameable(train, len(seen))[1]
     space = {k for k in seen if not k.strip()}
     naming = {"any depth": lookup_score(train, test, keep=deep),
               "any depth + whitespace": lookup_score(train, test, keep=deep | space)}

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in sizes:
             cells = []
             for g in groups:
-                got = [r[k]["by_group"][g] for r in per.values() if k in r and g in r[k].get("by_group", {})]
+                got = [r[k]["by_group"][g] for r in per.values() if k in r and g in r[k]["by_group"]]
                 n = sum(x["tokens"] for x in got)
                 cells.append(f"{sum(x['recall'] * x['tokens'] for x in got) / n:.2f} ({n})" if n else "-")
             lines.append(f"| `{spec}` | {k} | " + " | ".join(cells) + " |")

@@ -9,9 +9,9 @@ tier lists scored as unions calibrated on valid, a negative list when it helps o
 up to ``d`` tiers (first tier 1-4 tokens, each tier twice the one before: 4 tiers name up to 60 tokens, 5 up to
 124; ``5/32``: five tiers, a tier of more than 32 tokens written as several lists of at most 32, which the
 simulator reads with more recall); its choice is scored on test with the valid calibration. No simulator bounds
-what the lists could reach: ``ceiling d`` is the test correlation of a token lookup table (each token's mean train activation) restricted to
-the tokens the deepest set of depth ``d`` names and the 16 lowest (every other token at one level), as
-``experiments/quality.py``'s lists-ceiling row. Results per neuron in ``OUT/depths.json`` (resumed on a rerun),
+what the lists could reach: ``ceiling d`` is the test correlation of a token lookup table (each token's mean train
+activation) restricted to the tokens the deepest set of depth ``d`` names and the 16 lowest (every other token at
+one level, :func:`nameable`), as ``experiments/quality.py``'s lists-ceiling row. Results per neuron in ``OUT/depths.json`` (resumed on a rerun),
 the table in ``OUT/summary.md``. Once a depth is chosen there, ``--evaluation --neurons LAYER:INDEX,...`` measures
 the evaluation neurons the same way, once.
 """
@@ -35,7 +35,8 @@ from quality import lookup_score  # noqa: E402
 from stats_styles import development_units, excluded  # noqa: E402
 
 import ns_dspy.program as program_module  # noqa: E402
-from ns_dspy.agents.evidence import NEGATIVE_SIZES, ranked_tokens, tier_tokens, tiered_explanations  # noqa: E402
+from ns_dspy.agents.evidence import (NEGATIVE_SIZES, RankedToken, ranked_tokens, tier_tokens,  # noqa: E402
+                                     tiered_explanations)
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
 from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
@@ -53,6 +54,14 @@ def tiers_to(depth: int) -> tuple[int, ...]:
 def named(depth: int) -> int:
     """The most tokens a set of tier lists of at most ``depth`` tiers names."""
     return tier_tokens(tiers=tiers_to(depth))
+
+
+def nameable(train, most: int) -> tuple[list[RankedToken], set[str]]:
+    """The ``most`` tokens a tier set can name (ranked, train only) and the keys of those and of the negative
+    list's candidates: what the ceiling's lookup keeps."""
+    ranked = ranked_tokens(train, most=most)
+    lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
+    return ranked, {row.key for row in ranked} | lows
 
 
 def variant(text: str) -> tuple[int, int | None]:
@@ -78,13 +87,12 @@ def depth_of(text: str):
 def one(simulator, store, unit: UnitId, depths: list[str]) -> dict:
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
-    lows = {row.key for row in ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True)}
     out = {}
     for depth in depths:
         start = time.perf_counter()
         with depth_of(depth):
             got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
-        keep = {row.key for row in ranked_tokens(train, most=named(variant(depth)[0]))} | lows
+        keep = nameable(train, named(variant(depth)[0]))[1]
         out[depth] = {"explanations": list(got.explanations), "valid": got.polysemantic,
                       "test": polysemantic(simulator, got.explanations, test, calibration=got.calibration).value,
                       "ceiling": lookup_score(train, test, keep=keep),
@@ -106,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     depths = args.depths.split(",")
     try:
-        if any(variant(d)[0] < 2 or (variant(d)[1] is not None and variant(d)[1] < 1) for d in depths):
-            ap.error("--depths: each depth is at least 2 and each longest list at least 1 token")
+        parsed = [variant(d) for d in depths]
     except ValueError:
         ap.error(f"--depths: give DEPTH or DEPTH/N, comma-separated (got {args.depths!r})")
+    if any(depth < 2 or (longest is not None and longest < 1) for depth, longest in parsed):
+        ap.error("--depths: each depth is at least 2 and each longest list at least 1 token")
     if args.evaluation and args.neurons.isdigit():
         ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
     store = ExemplarStore.open(args.store)
