@@ -6,8 +6,12 @@ Records every MLP neuron of every layer of the offline default model (gemma-3-27
 the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
 forward and for recording, and their ratio (target >= 0.9), for each of ``--ways``: ``default`` (the per-token
 statistics in one compiled numba loop on CPU, the top-k trackers updated by compiled loops), ``inductor`` (the
-statistics by inductor's compiled kernel instead), ``torch-ops`` (the top-k update by torch ops, as on other
-devices) and, when asked, ``no-fuse`` (the statistics by plain torch ops). The stream is as long as a typical
+statistics by inductor's compiled kernel instead), ``torch-ops`` (the top-k update by torch ops that read values
+on the host: GPUs before 2026-12-04), ``sync-free`` (the updates that read nothing on the host: the default off the
+CPU) and, when asked, ``no-fuse`` (the statistics by plain torch ops). Each way also prints the host waits per batch
+(ops that make the host wait for a device: scalar reads, ``nonzero``, ``equal``) it adds to a plain forward,
+counted with a dispatch mode on two batches outside the timing: on a GPU each such wait holds back the forward's
+next kernels. The stream is as long as a typical
 recording (the first windows of a recording are the costly ones: every window enters every unit's empty slots,
 so a short stream would mostly time that warm-up).
 
@@ -27,19 +31,37 @@ from itertools import islice
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ns_dspy.corpus import open_corpus
 from ns_dspy.models import load_subject
 from ns_dspy.recording import RecordConfig, Recorder, fastpath, trackers
 from ns_dspy.recording.windows import iter_windows
 
-WAYS = {  # label; settings: fuse, compiled top-k update, numba's statistics loop
-    "default": ("statistics by numba's loop, compiled top-k update", dict(fuse=True, topk=True, loop=True)),
-    "inductor": ("statistics by inductor's kernel, compiled top-k update", dict(fuse=True, topk=True, loop=False)),
-    "no-fuse": ("statistics by plain torch ops", dict(fuse=False, topk=True, loop=True)),
-    "torch-ops": ("fused statistics; the top-k update by torch ops, as on other devices",
-                  dict(fuse=True, topk=False, loop=True)),
+WAYS = {  # label; settings: fuse, compiled top-k update, numba's statistics loop, trackers.SYNC_FREE
+    "default": ("statistics by numba's loop (CPU), compiled top-k update (CPU), sync-free updates elsewhere",
+                dict(fuse=True, topk=True, loop=True, free=None)),
+    "inductor": ("statistics by inductor's kernel, compiled top-k update",
+                 dict(fuse=True, topk=True, loop=False, free=None)),
+    "no-fuse": ("statistics by plain torch ops", dict(fuse=False, topk=True, loop=True, free=None)),
+    "torch-ops": ("fused statistics; the top-k update by torch ops that read values on the host (GPUs before "
+                  "2026-12-04)", dict(fuse=True, topk=False, loop=True, free=False)),
+    "sync-free": ("fused statistics; the updates that read nothing on the host (the default off the CPU)",
+                  dict(fuse=True, topk=False, loop=True, free=True)),
 }
+WAITS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default, torch.ops.aten.equal.default,
+         torch.ops.aten.is_nonzero.default}
+"""The ops that make the host wait for the device (a scalar read, ``nonzero``, ``equal``), counted per batch."""
+
+
+class CountWaits(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += func in WAITS
+        return func(*args, **(kwargs or {}))
 
 
 def main() -> None:
@@ -79,9 +101,10 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
-    def interleaved(fuse: bool, topk: bool, loop: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Per batch: (plain seconds, recording seconds), the two in alternating order."""
-        trackers.STATS_LOOP = loop
+    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per batch: (plain seconds, recording seconds), the two in alternating order; and the host waits per
+        batch that recording adds to a plain forward (counted on two batches outside the timing)."""
+        trackers.STATS_LOOP, trackers.SYNC_FREE = loop, free
         # topk=False: the top-k trackers by torch ops, as on other devices or without numba
         with contextlib.nullcontext() if topk else fastpath.torch_ops():
             warm = Recorder(subject, dataclasses.replace(config, fuse=fuse))
@@ -99,7 +122,15 @@ def main() -> None:
                         recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
                         sync()
                         times[i, 1] = time.perf_counter() - start
-        return times[:, 0], times[:, 1]
+            counts = []
+            for run in (plain, recorder.process):  # two more batches (new window ids), outside the timing
+                with CountWaits() as mode:
+                    for j, b in enumerate(batches[:2]):
+                        first = (len(batches) + j) * len(batches[0])
+                        run(b) if run is plain else run(np.arange(first, first + len(b)), b)
+                counts.append(mode.n / 2)
+        trackers.SYNC_FREE = None
+        return times[:, 0], times[:, 1], counts[1] - counts[0]
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
     dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")
@@ -112,12 +143,13 @@ def main() -> None:
     ratios = {}
     for way in ways:
         label, settings = WAYS[way]
-        tp, tr = interleaved(**settings)
+        tp, tr, waits = interleaved(**settings)
         ratios[way] = tp.sum() / tr.sum()
         parts = f"first {half} batches {tp[:half].sum() / tr[:half].sum():.3f}, last {len(batches) - half} " \
                 f"{tp[half:].sum() / tr[half:].sum():.3f}" if half else ""
         print(f"{way:9s}: plain {n_tokens / tp.sum():6.0f} tok/s, recording {n_tokens / tr.sum():6.0f} tok/s, "
-              f"ratio {ratios[way]:.3f} ({parts})  [{label}]", flush=True)
+              f"ratio {ratios[way]:.3f} ({parts}); host waits per batch beyond the forward's {waits:.0f}  "
+              f"[{label}]", flush=True)
     shown = "; ".join(f"{w} {r:.3f}" for w, r in ratios.items())
     print(f"ratio recording/plain: {shown}  (target >= 0.9 for the default)")
 

@@ -24,7 +24,7 @@ step() {  # name timeout command...: output to the log (progress bars dropped), 
     tr '\r' '\n' < "/tmp/$name.out" | grep -v -e '%|' -e 'warn' | tail -n 40 | tee -a $LOG
     echo "== $name rc=$rc $((SECONDS - start)) s" | tee -a $LOG
 }
-step record 120 python3 benchmarks/record.py --device cuda --ways default
+step record 150 python3 benchmarks/record.py --device cuda --ways default,torch-ops
 step record-b256 70 python3 benchmarks/record.py --device cuda --batch-size 256 --ways default
 step record-16k 45 python3 benchmarks/record.py --device cuda --tokens 16384 --ways default
 step simulate 100 python3 benchmarks/simulate.py --device cuda --backends finetuned,prompted,keyword

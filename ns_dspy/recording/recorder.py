@@ -27,7 +27,7 @@ from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
 from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
-from .trackers import EMPTY, BatchActs, batch_stats, sample_keys
+from .trackers import EMPTY, BatchActs, batch_stats, sample_keys, sync_free
 from .windows import iter_windows, split_of
 
 __all__ = ["Recorder", "record", "EXECUTORS"]
@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 """Where :func:`record` runs: this process, or a Ray cluster (:mod:`ns_dspy.cluster.record`)."""
+
+
+def _non_finite(layer: int, batch: dict) -> RecordingError:
+    return RecordingError(f"non-finite activations at layer {layer} in windows {batch['first']}.."
+                          f"{batch['first'] + len(batch['ids']) - 1}: record with --dtype float32")
 
 
 class Recorder:
@@ -108,9 +113,11 @@ class Recorder:
                 skip = 0
             reduced = batch_stats(acts, self.config.fuse)
             wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and every tracker
-            if not bool(torch.isfinite(reduced.total).all()):  # any non-finite activation makes its unit's sum so
-                raise RecordingError(f"non-finite activations at layer {layer} in windows {batch['first']}.."
-                                     f"{batch['first'] + len(batch['ids']) - 1}: record with --dtype float32")
+            finite = torch.isfinite(reduced.total).all()  # any non-finite activation makes its unit's sum so
+            if sync_free(finite.device):
+                batch["finite"].append((layer, finite))  # read once, after the forward (no wait per layer)
+            elif not bool(finite):
+                raise _non_finite(layer, batch)
             state.stats.update(reduced)
             shared = BatchActs(acts, base, skip)
             for s, (mask, rows, ids) in enumerate(batch["splits"]):
@@ -137,10 +144,16 @@ class Recorder:
         split_keys = [np.where(mask, keys, EMPTY) for mask, _, _ in splits]
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
                  "span": (int(window_ids.min()), int(window_ids.max())), "sample_keys": split_keys,
-                 "sample_plans": [{} for _ in splits]}  # every layer's random sample of a split: one plan
+                 "sample_plans": [{} for _ in splits],  # every layer's random sample of a split: one plan
+                 "finite": []}  # (layer, flag on the device) where the check waits until the batch is done
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}
         with torch.inference_mode(), capture(self.subject.model, fns, self.hook.io, self.stop_after):
             self._forward(torch.from_numpy(tokens).to(self.device))
+        if batch["finite"]:
+            flags = torch.stack([flag for _, flag in batch["finite"]]).cpu().tolist()
+            bad = [layer for (layer, _), ok in zip(batch["finite"], flags) if not ok]
+            if bad:  # the trackers took this batch; the error ends the recording before anything is saved
+                raise _non_finite(bad[0], batch)
 
     def record_chunk(self, chunk: int, first: int, tokens: np.ndarray, start: int, windows: dict[int, np.ndarray],
                      after_batch=None) -> None:

@@ -70,6 +70,21 @@ class BatchActs:
         return self._by_unit
 
 
+SYNC_FREE: bool | None = None
+"""Whether the top-k trackers' updates read no device value on the host. None (the default): on every device but
+the CPU. Then each update recomputes every unit's best ``k`` from its slots and the batch's windows (one ``topk``,
+then gathers: every slot is rewritten, cheap on a GPU) instead of finding the few units and slots that change
+(``nonzero``: the host waits for the device). On a GPU each such wait also holds back the forward's next kernels;
+an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing and the compiled loops
+(:mod:`.fastpath`) are faster. The selection is the same either way (tests/recording/test_trackers.py).
+The random sample's choices are always worked out on the host (:class:`Reservoir` keeps a host copy of its keys)."""
+
+
+def sync_free(device: torch.device) -> bool:
+    """Whether trackers on ``device`` take the updates that never wait for it (:data:`SYNC_FREE`)."""
+    return SYNC_FREE if SYNC_FREE is not None else device.type != "cpu"
+
+
 EMPTY = torch.iinfo(torch.int64).min
 """The key of a window that may not enter (another split's, a -inf score): below every other key."""
 VACANT = EMPTY + 1
@@ -109,6 +124,15 @@ def replacement_pairs(old: torch.Tensor, new: torch.Tensor, k: int, largest: boo
     return row_out, slot, col
 
 
+def _host_replacement(old: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`replacement_pairs` for one row on the host (NumPy): which of the ``k`` slots of ``old`` the best
+    ``k`` of ``old`` and ``new`` evict (ascending), and by which columns of ``new`` (ascending), paired."""
+    merged = np.concatenate([old, new])
+    keep = np.zeros(len(merged), dtype=bool)
+    keep[np.argsort(merged, kind="stable")[len(merged) - k:]] = True
+    return np.flatnonzero(~keep[:k]), np.flatnonzero(keep[k:])
+
+
 def best_k(keys: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
     """Column indices (rows, k) of the ``k`` largest ``keys`` of each row, best first, skipping duplicates: an
     entry with the same id as the one before it (the same window held twice; negative ids are empty slots)."""
@@ -145,6 +169,10 @@ class TopK:
         ``batch_rows``: which rows of the batch ``score`` and ``window_ids`` are (default: all, in order)."""
         if self.k == 0:
             return
+        if sync_free(self.acts.device):
+            self._update_all(score, acts, window_ids, batch_rows)
+            self.last = max(self.last, span[1] if span is not None else int(window_ids.max()))
+            return
         if fastpath.available(self.acts, acts.acts):
             if self._index is None:
                 self._index = fastpath.TopKIndex(self.keys)
@@ -173,6 +201,22 @@ class TopK:
         self.windows[unit, slot] = window_ids[col]
         at = col if batch_rows is None else batch_rows[col]
         self.acts[unit, slot] = acts.unit_rows(at, unit).to(self.acts.dtype)
+        self._index = None
+
+    def _update_all(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor,
+                    batch_rows: torch.Tensor | None) -> None:
+        """The update without host reads (:data:`SYNC_FREE`): each unit keeps the best ``k`` of its slots and the
+        batch's windows by key, and every slot is rewritten from those. Empty slots (key :data:`VACANT`) tie with
+        each other only, and a -inf score (key :data:`EMPTY`) ranks below them, as in the other paths."""
+        n = self.keys.shape[0]
+        keys = torch.cat([self.keys, score_keys(score, window_ids[:, None]).T], 1)  # (units, k + B)
+        take = keys.topk(self.k, dim=1, sorted=False).indices
+        self.keys = keys.gather(1, take)
+        self.values = torch.cat([self.values, score.T.float()], 1).gather(1, take)
+        self.windows = torch.cat([self.windows, window_ids[None].expand(n, -1)], 1).gather(1, take)
+        rows = acts.by_unit if batch_rows is None else acts.by_unit[batch_rows]  # (B, units, T)
+        merged = torch.cat([self.acts, rows.transpose(0, 1).to(self.acts.dtype)], 1)
+        self.acts = merged.gather(1, take[:, :, None].expand(-1, -1, merged.shape[2]))
         self._index = None
 
     def merge(self, values: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor) -> None:
@@ -226,7 +270,7 @@ class Reservoir:
         self.keys = torch.full((k,), VACANT, dtype=torch.int64, device=device)
         self.windows = torch.full((k,), -1, dtype=torch.int64, device=device)
         self.acts = torch.zeros((n_units, k, window), dtype=dtype, device=device)
-        self._floor: int | None = None  # the smallest key held, as a Python int (no device sync per batch)
+        self._host = np.full(k, VACANT, dtype=np.int64)  # the keys, on the host: choices never wait for a device
 
     def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray,
                ids: np.ndarray | None = None, keys: np.ndarray | None = None, plan: dict | None = None) -> None:
@@ -241,25 +285,23 @@ class Reservoir:
         if keys is None:
             keys = sample_keys(window_ids.cpu().numpy() if ids is None else ids, self.seed)
             keys[~eligible] = EMPTY
-        if self._floor is None:
-            self._floor = int(self.keys.min())
-        if int(keys.max()) <= self._floor:  # after the first windows, the usual case: nothing gets in
+        if int(keys.max()) <= int(self._host.min()):  # after the first windows, the usual case: nothing gets in
             return
-        keys = torch.from_numpy(keys).to(self.keys.device)
-        if plan is not None and "before" in plan and torch.equal(plan["before"], self.keys):
-            slot, col = plan["slot"], plan["col"]
+        if plan is not None and "before" in plan and np.array_equal(plan["before"], self._host):
+            slot, col, host_slot, host_col = plan["slot"], plan["col"], plan["host_slot"], plan["host_col"]
         else:
-            before = self.keys.clone()
-            _, slot, col = replacement_pairs(self.keys[None], keys[None], self.k)
+            before = self._host.copy()
+            host_slot, host_col = _host_replacement(before, keys, self.k)
+            slot, col = (torch.from_numpy(a).to(self.keys.device, non_blocking=True) for a in (host_slot, host_col))
             if plan is not None:
-                plan.update(before=before, slot=slot, col=col)
-        self.keys[slot] = keys[col]
+                plan.update(before=before, slot=slot, col=col, host_slot=host_slot, host_col=host_col)
+        self._host[host_slot] = keys[host_col]
+        self.keys = torch.from_numpy(self._host.copy()).to(self.keys.device, non_blocking=True)
         self.windows[slot] = window_ids[col]
         if fastpath.available(self.acts, acts.acts):
             fastpath.copy_windows(self.acts, slot, col, acts.acts)
         else:
             self.acts[:, slot] = acts.window_rows(col).to(self.acts.dtype)
-        self._floor = None
 
     def _keys(self, windows: torch.Tensor) -> torch.Tensor:
         keys = torch.from_numpy(sample_keys(windows.clamp(min=0).cpu().numpy(), self.seed)).to(windows.device)
@@ -274,7 +316,7 @@ class Reservoir:
         take = best_k(keys[None], windows[None], self.k)[0]
         self.keys, self.windows = keys[take], windows[take]
         self.acts = torch.cat([self.acts, acts.to(self.acts)], 1)[:, take].contiguous()
-        self._floor = None
+        self._host = self.keys.cpu().numpy().copy()
 
     def sorted_state(self) -> tuple[np.ndarray, np.ndarray]:
         """(windows (k,), acts (units, k, T) float32) in sample order (smallest hash first), empty slots last."""
@@ -288,7 +330,7 @@ class Reservoir:
         for name in ("windows", "acts"):  # keys follow from the windows (older checkpoints stored floats)
             getattr(self, name).copy_(state[name])
         self.keys = self._keys(self.windows)
-        self._floor = None
+        self._host = self.keys.cpu().numpy().copy()
 
 
 STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")

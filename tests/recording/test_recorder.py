@@ -283,6 +283,70 @@ def test_compiled_topk_update_records_the_same_store_as_the_torch_ops(tiny_llama
     assert any(len(compiled.exemplars(u, "train", "negative")) for u in compiled.units())
 
 
+def test_sync_free_updates_record_the_same_store(tiny_llama, text_corpus, tmp_path, monkeypatch):
+    """The updates GPUs take (:data:`~ns_dspy.recording.trackers.SYNC_FREE`: every unit's best k recomputed from
+    its slots and the batch, the finiteness check read once a batch), forced here on the CPU, hold exactly the
+    windows and activations of the CPU default, for every unit of every layer, negative windows included."""
+    from ns_dspy.recording import trackers
+
+    default = _record(tiny_llama, text_corpus, tmp_path / "default", negative_k=6)
+    monkeypatch.setattr(trackers, "SYNC_FREE", True)
+    free = _record(tiny_llama, text_corpus, tmp_path / "free", negative_k=6)
+    _same_exemplars(default, free, default.units())
+    for layer in (0, 2):
+        for name in ("mean", "std", "frequency", "max", "min"):
+            np.testing.assert_array_equal(free.layer_stats(layer)[name], default.layer_stats(layer)[name])
+
+
+def test_sync_free_recording_reads_nothing_on_the_host_beyond_the_forward(tiny_llama, text_corpus, monkeypatch):
+    """Counted with a dispatch mode (device-independent): the ops that make the host wait for a device (a scalar
+    read, ``nonzero``, ``equal``) during batches of recording. The torch-ops update adds many per batch to what a
+    plain forward does; the sync-free one adds at most one (the batch's finiteness flags), and the non-finite
+    check still fires."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ns_dspy.recording import fastpath, trackers
+
+    waits = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+             torch.ops.aten.equal.default, torch.ops.aten.is_nonzero.default}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += func in waits
+            return func(*args, **(kwargs or {}))
+
+    subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
+    config = _config(tiny_llama, text_corpus, negative_k=3)
+    tokens = np.random.default_rng(0).integers(5, 200, (20, 8))
+    batches = [(np.arange(i, i + 5), tokens[i:i + 5]) for i in range(0, 20, 5)]
+
+    def count(run) -> int:
+        run(*batches[0])  # the first batch fills empty slots; count the steady state
+        Count.n = 0
+        with Count():
+            for ids, rows in batches[1:]:
+                run(ids, rows)
+        return Count.n
+
+    bare = Recorder(subject, config)
+    plain = count(lambda ids, rows: bare._forward(torch.from_numpy(rows)))
+    monkeypatch.setattr(fastpath, "available", lambda *_: False)
+    ops = count(Recorder(subject, config).process)
+    monkeypatch.setattr(trackers, "SYNC_FREE", True)
+    free = count(Recorder(subject, config).process)
+    assert ops - plain >= 3 * 2 * 3  # at least one wait per tracker update (2 layers, top and negative, 3 batches)
+    assert free - plain <= 3, (plain, ops, free)
+    print(f"waits in 3 batches: plain forward {plain}, torch-ops update {ops}, sync-free {free}")
+    from ns_dspy.recording import recorder as recorder_module
+
+    recorder = Recorder(subject, config)
+    monkeypatch.setattr(recorder_module, "batch_stats", lambda acts, fuse: trackers.batch_stats(acts * torch.nan))
+    with pytest.raises(RecordingError, match="non-finite activations at layer 0"):
+        recorder.process(*batches[0])
+
+
 _THREADS_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)

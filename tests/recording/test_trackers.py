@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ns_dspy.recording import fastpath
+from ns_dspy.recording import fastpath, trackers
 from ns_dspy.recording.trackers import BatchActs, Reservoir, Stats, TopK, batch_stats, sample_keys
 from ns_dspy.recording.windows import uniform_keys
 
@@ -12,12 +12,14 @@ def _stream(n_windows=60, T=5, U=7, seed=0):
     return torch.randn(n_windows, T, U, generator=g)
 
 
-@pytest.fixture(params=["compiled", "torch"])
+@pytest.fixture(params=["compiled", "torch", "sync-free"])
 def topk_path(request, monkeypatch):
-    """Each top-k test runs on both update paths: the compiled loop (:mod:`ns_dspy.recording.fastpath`, CPU) and
-    the torch ops (other devices, or without numba)."""
+    """Each top-k test runs on every update path: the compiled loop (:mod:`ns_dspy.recording.fastpath`, CPU), the
+    torch ops (without numba) and the update that reads nothing on the host (GPUs and other devices)."""
     if request.param == "torch":
         monkeypatch.setattr(fastpath, "available", lambda *_: False)
+    elif request.param == "sync-free":
+        monkeypatch.setattr(trackers, "SYNC_FREE", True)
     else:
         assert fastpath.available(torch.zeros(1), torch.zeros(1))
     return request.param
@@ -187,6 +189,26 @@ def test_reservoirs_offered_one_batch_share_one_plan():
         np.testing.assert_array_equal(res.sorted_state()[1], alone.sorted_state()[1] * (i + 1))
     expect = np.argsort(uniform_keys(np.arange(8, 48), 3, stream=2))[:6] + 8
     assert late.sorted_state()[0].tolist() == expect.tolist()
+
+
+def test_host_replacement_pairs_the_slots_and_columns_the_torch_ops_pair():
+    """The random sample's choice on the host keeps the same set of keys as :func:`replacement_pairs`, with empty
+    slots (:data:`VACANT`, tied) and ineligible windows (:data:`EMPTY`) in play; evicted slots and entering
+    columns come paired, each ascending."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        k, b = int(rng.integers(1, 9)), int(rng.integers(1, 12))
+        old = rng.integers(-50, 50, k).astype(np.int64)
+        old[rng.random(k) < 0.3] = trackers.VACANT
+        new = rng.choice(np.arange(100, 200), b, replace=False).astype(np.int64) - rng.integers(0, 150)
+        new[rng.random(b) < 0.3] = trackers.EMPTY
+        slot, col = trackers._host_replacement(old, new, k)
+        _, t_slot, t_col = trackers.replacement_pairs(torch.from_numpy(old)[None], torch.from_numpy(new)[None], k)
+        after, t_after = old.copy(), old.copy()
+        after[slot], t_after[t_slot.numpy()] = new[col], new[t_col.numpy()]
+        assert sorted(after) == sorted(t_after), trial
+        assert len(slot) == len(col) and (np.diff(slot) > 0).all() and (np.diff(col) > 0).all()
+        assert trackers.EMPTY not in after
 
 
 def test_stats_match_numpy():
