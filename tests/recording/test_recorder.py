@@ -142,8 +142,14 @@ def test_deterministic_and_batch_independent_up_to_near_ties(tiny_llama, text_co
     assert not np.array_equal(a.window_split, d.window_split) or a.windows.shape != d.windows.shape
 
 
-def test_interrupted_recording_resumes_to_the_same_store(tiny_llama, text_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sync_free", [False, True], ids=["cpu-default", "sync-free"])
+def test_interrupted_recording_resumes_to_the_same_store(tiny_llama, text_corpus, tmp_path, monkeypatch, sync_free):
+    """Resumed from a checkpoint, the store is the uninterrupted one's; also when the interrupted and resumed runs
+    take the GPUs' sync-free updates (forced on the CPU), against the CPU default's uninterrupted store."""
+    from ns_dspy.recording import trackers
+
     full = _record(tiny_llama, text_corpus, tmp_path / "full")
+    monkeypatch.setattr(trackers, "SYNC_FREE", sync_free or None)
     out = tmp_path / "resumed"
     calls = {"n": 0}
     original = Recorder.process
