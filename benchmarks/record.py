@@ -10,8 +10,8 @@ statistics by inductor's compiled kernel instead), ``torch-ops`` (the top-k upda
 on the host: GPUs before 2026-12-04), ``sync-free`` (the updates that read nothing on the host: the default off the
 CPU) and, when asked, ``no-fuse`` (the statistics by plain torch ops). Each way also prints the host waits per batch
 (ops that make the host wait for a device: scalar reads, ``nonzero``, ``equal``) it adds to a plain forward,
-counted with a dispatch mode on two batches outside the timing: on a GPU each such wait holds back the forward's
-next kernels. The stream is as long as a typical
+counted with a dispatch mode on two batches outside the timing (on a GPU each such wait holds back the forward's
+next kernels), and on CUDA the synchronisations CUDA itself reports (torch's sync debug mode) on the same batches. The stream is as long as a typical
 recording (the first windows of a recording are the costly ones: every window enters every unit's empty slots,
 so a short stream would mostly time that warm-up).
 
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import dataclasses
 import time
+import warnings
 from itertools import islice
 
 import numpy as np
@@ -52,6 +53,18 @@ WAYS = {  # label; settings: fuse, compiled top-k update, numba's statistics loo
 WAITS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default, torch.ops.aten.equal.default,
          torch.ops.aten.is_nonzero.default}
 """The ops that make the host wait for the device (a scalar read, ``nonzero``, ``equal``), counted per batch."""
+
+
+def cuda_syncs(fn) -> int:
+    """How many synchronisations CUDA reports while ``fn`` runs (torch's sync debug mode warns at each)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in seen)
 
 
 class CountWaits(TorchDispatchMode):
@@ -124,13 +137,16 @@ def main() -> None:
                         times[i, 1] = time.perf_counter() - start
             counts = []
             for run in (plain, recorder.process):  # two more batches (new window ids), outside the timing
-                with CountWaits() as mode:
+                def two(run=run):
                     for j, b in enumerate(batches[:2]):
                         first = (len(batches) + j) * len(batches[0])
                         run(b) if run is plain else run(np.arange(first, first + len(b)), b)
-                counts.append(mode.n / 2)
+                with CountWaits() as mode:
+                    two()
+                counts.append((mode.n / 2, cuda_syncs(two) / 2 if device.type == "cuda" else None))
         trackers.SYNC_FREE = None
-        return times[:, 0], times[:, 1], counts[1] - counts[0]
+        syncs = counts[1][1] - counts[0][1] if device.type == "cuda" else None
+        return times[:, 0], times[:, 1], counts[1][0] - counts[0][0], syncs
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
     dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")
@@ -143,13 +159,13 @@ def main() -> None:
     ratios = {}
     for way in ways:
         label, settings = WAYS[way]
-        tp, tr, waits = interleaved(**settings)
+        tp, tr, waits, syncs = interleaved(**settings)
         ratios[way] = tp.sum() / tr.sum()
         parts = f"first {half} batches {tp[:half].sum() / tr[:half].sum():.3f}, last {len(batches) - half} " \
                 f"{tp[half:].sum() / tr[half:].sum():.3f}" if half else ""
         print(f"{way:9s}: plain {n_tokens / tp.sum():6.0f} tok/s, recording {n_tokens / tr.sum():6.0f} tok/s, "
-              f"ratio {ratios[way]:.3f} ({parts}); host waits per batch beyond the forward's {waits:.0f}  "
-              f"[{label}]", flush=True)
+              f"ratio {ratios[way]:.3f} ({parts}); host waits per batch beyond the forward's {waits:.0f}"
+              + (f", CUDA synchronisations {syncs:.0f}" if syncs is not None else "") + f"  [{label}]", flush=True)
     shown = "; ".join(f"{w} {r:.3f}" for w, r in ratios.items())
     print(f"ratio recording/plain: {shown}  (target >= 0.9 for the default)")
 
