@@ -11,9 +11,9 @@ on the host: GPUs before 2026-12-04), ``sync-free`` (the updates that read nothi
 CPU) and, when asked, ``no-fuse`` (the statistics by plain torch ops). Each way also prints the host waits per batch
 (ops that make the host wait for a device: scalar reads, ``nonzero``, ``equal``) it adds to a plain forward,
 counted with a dispatch mode on two batches outside the timing (on a GPU each such wait holds back the forward's
-next kernels), and on CUDA the synchronisations CUDA itself reports (torch's sync debug mode) on the same batches. The stream is as long as a typical
-recording (the first windows of a recording are the costly ones: every window enters every unit's empty slots,
-so a short stream would mostly time that warm-up).
+next kernels), and on CUDA the synchronisations CUDA itself reports (torch's sync debug mode) on the same batches.
+The stream is as long as a typical recording (the first windows of a recording are the costly ones: every window
+enters every unit's empty slots, so a short stream would mostly time that warm-up).
 
 Each way is measured in a pass of its own, **interleaved batch by batch** with a plain forward of the same batch
 (the order alternating from batch to batch), so a shared machine's drift - minutes of a slow or fast phase -
@@ -114,9 +114,10 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
-    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Per batch: (plain seconds, recording seconds), the two in alternating order; and the host waits per
-        batch that recording adds to a plain forward (counted on two batches outside the timing)."""
+    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None):
+        """Per batch: (plain seconds, recording seconds), the two in alternating order; and the host waits and
+        (on CUDA, else None) CUDA synchronisations per batch that recording adds to a plain forward (counted on two
+        batches outside the timing)."""
         trackers.STATS_LOOP, trackers.SYNC_FREE = loop, free
         # topk=False: the top-k trackers by torch ops, as on other devices or without numba
         with contextlib.nullcontext() if topk else fastpath.torch_ops():
@@ -135,7 +136,7 @@ def main() -> None:
                         recorder.process(np.arange(i * len(b), (i + 1) * len(b)), b)
                         sync()
                         times[i, 1] = time.perf_counter() - start
-            counts = []
+            waits, syncs = [], []
             for run in (plain, recorder.process):  # two more batches (new window ids), outside the timing
                 def two(run=run):
                     for j, b in enumerate(batches[:2]):
@@ -143,10 +144,10 @@ def main() -> None:
                         run(b) if run is plain else run(np.arange(first, first + len(b)), b)
                 with CountWaits() as mode:
                     two()
-                counts.append((mode.n / 2, cuda_syncs(two) / 2 if device.type == "cuda" else None))
+                waits.append(mode.n / 2)
+                syncs.append(cuda_syncs(two) / 2 if device.type == "cuda" else None)
         trackers.SYNC_FREE = None
-        syncs = counts[1][1] - counts[0][1] if device.type == "cuda" else None
-        return times[:, 0], times[:, 1], counts[1][0] - counts[0][0], syncs
+        return times[:, 0], times[:, 1], waits[1] - waits[0], syncs[1] - syncs[0] if syncs[0] is not None else None
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
     dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")

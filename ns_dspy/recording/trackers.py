@@ -262,15 +262,19 @@ class Reservoir:
     (:func:`sample_keys`).
 
     State: ``windows`` (k,) int64 (-1 when empty), ``acts`` (units, k, T); ``keys`` (k,) int64 follow from the
-    windows and the seed.
+    windows and the seed, and are kept on the host (:attr:`keys` gives them on the device).
     """
 
     def __init__(self, n_units: int, k: int, window: int, *, seed: int, dtype=torch.float32, device="cpu"):
         self.k, self.seed = k, seed
-        self.keys = torch.full((k,), VACANT, dtype=torch.int64, device=device)
         self.windows = torch.full((k,), -1, dtype=torch.int64, device=device)
         self.acts = torch.zeros((n_units, k, window), dtype=dtype, device=device)
         self._host = np.full(k, VACANT, dtype=np.int64)  # the keys, on the host: choices never wait for a device
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """The slots' keys (k,) int64 on the tracker's device, from the host copy the choices are made on."""
+        return torch.from_numpy(self._host.copy()).to(self.windows.device)
 
     def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray,
                ids: np.ndarray | None = None, keys: np.ndarray | None = None, plan: dict | None = None) -> None:
@@ -292,11 +296,10 @@ class Reservoir:
         else:
             before = self._host.copy()
             host_slot, host_col = _host_replacement(before, keys, self.k)
-            slot, col = (torch.from_numpy(a).to(self.keys.device, non_blocking=True) for a in (host_slot, host_col))
+            slot, col = (torch.from_numpy(a).to(self.windows.device, non_blocking=True) for a in (host_slot, host_col))
             if plan is not None:
                 plan.update(before=before, slot=slot, col=col, host_slot=host_slot, host_col=host_col)
         self._host[host_slot] = keys[host_col]
-        self.keys = torch.from_numpy(self._host.copy()).to(self.keys.device, non_blocking=True)
         self.windows[slot] = window_ids[col]
         if fastpath.available(self.acts, acts.acts):
             fastpath.copy_windows(self.acts, slot, col, acts.acts)
@@ -314,9 +317,8 @@ class Reservoir:
         windows = torch.cat([self.windows, windows.to(self.windows)])
         keys = torch.cat([self.keys, self._keys(windows[self.k:])])
         take = best_k(keys[None], windows[None], self.k)[0]
-        self.keys, self.windows = keys[take], windows[take]
+        self._host, self.windows = keys[take].cpu().numpy(), windows[take]
         self.acts = torch.cat([self.acts, acts.to(self.acts)], 1)[:, take].contiguous()
-        self._host = self.keys.cpu().numpy().copy()
 
     def sorted_state(self) -> tuple[np.ndarray, np.ndarray]:
         """(windows (k,), acts (units, k, T) float32) in sample order (smallest hash first), empty slots last."""
@@ -329,8 +331,7 @@ class Reservoir:
     def load(self, state: dict[str, torch.Tensor]) -> None:
         for name in ("windows", "acts"):  # keys follow from the windows (older checkpoints stored floats)
             getattr(self, name).copy_(state[name])
-        self.keys = self._keys(self.windows)
-        self._host = self.keys.cpu().numpy().copy()
+        self._host = self._keys(self.windows).cpu().numpy()
 
 
 STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")
