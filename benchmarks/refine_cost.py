@@ -1,7 +1,9 @@
-"""Simulation cost of refinement with racing on and off, on the same neurons and the same candidates.
+"""Simulation cost of refinement (or of the statistical explainer) with racing on and off, on the same neurons
+and the same candidates.
 
     python benchmarks/refine_cost.py --store STORE [--neurons 12] [--simulator finetuned:gemma-3-270m]
         [--iterations 5] [--candidates 8] [--out benchmarks/results/refine_cost.json]
+    python benchmarks/refine_cost.py --what stats --store STORE [--neurons 12] [--out benchmarks/results/stats_cost.json]
 
 Runs the Refinement agent on ``--neurons`` real neurons of an exemplar store twice, exhaustive scoring
 (``--no-racing``) and racing (the default), interleaved neuron by neuron so that drift of the machine affects
@@ -10,6 +12,10 @@ of word-list explanations made from the neuron's train exemplars (its strongest 
 statistical explainer's lists, and decoys from its quiet windows), whatever the history says; so the two runs
 see the same candidates, and differ only where racing dropped a candidate that exhaustive scoring would have
 kept. The seed is the statistical explainer's three-word list.
+
+``--what stats`` runs the statistical explainer instead (``ns-dspy explain --method stats``: its word lists and
+tier sets scored as calibrated unions, then the negative lists), which needs no LM: the candidates are its own,
+the same in both runs, and racing drops the clear losers among them.
 
 Prints per neuron and on average: simulated tokens, seconds, the selected explanation's valid and test scores,
 and the ratios. Neurons are chosen like ``experiments/quality.py`` chooses them (half by peak z-score, half by
@@ -39,10 +45,11 @@ from ns_dspy.agents.evidence import statistical_explanations, token_evidence, wo
 from ns_dspy.atomic import atomic_write_json  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.lms.scripted import scripted_lm  # noqa: E402
-from ns_dspy.scoring import HeldOut, report  # noqa: E402
+from ns_dspy.program import NeuronScope  # noqa: E402
+from ns_dspy.scoring import HeldOut, polysemantic, report  # noqa: E402
 from ns_dspy.scoring.racing import Racing  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
-from ns_dspy.config import SimulatorConfig  # noqa: E402
+from ns_dspy.config import ExplainConfig, SimulatorConfig  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 EVALUATION = ROOT / "experiments/results/quality-gemma-3-270m/neurons.json"
@@ -94,6 +101,35 @@ def refine_once(simulator, store, unit: UnitId, racing: bool, iterations: int, c
             "iterations": len(result.trajectory) - 1, "stopped": result.stopped}
 
 
+class Counting:
+    """A simulator that counts the exemplar tokens it simulates (explanations x tokens), else the one it wraps."""
+
+    def __init__(self, simulator):
+        self._inner, self.tokens = simulator, 0
+
+    def simulate(self, explanations, exemplars):
+        self.tokens += len(explanations) * sum(len(ex.tokens) for ex in exemplars)
+        return self._inner.simulate(explanations, exemplars)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def stats_once(simulator, store, unit: UnitId, racing: bool) -> dict:
+    """The statistical explainer on one unit; its valid scoring counted (the test score is not)."""
+    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    valid = HeldOut.from_store(store, unit, "valid")
+    test = HeldOut.from_store(store, unit, "test")
+    counting = Counting(simulator)
+    start = time.perf_counter()
+    pred = NeuronScope(counting, None, ExplainConfig(method="stats", racing=racing))(train=train, valid=valid)
+    seconds = time.perf_counter() - start
+    on_test = polysemantic(simulator, pred.explanations, test, calibration=pred.calibration).value
+    return {"explanation": " | ".join(pred.explanations), "valid": pred.polysemantic, "test": on_test,
+            "simulated_tokens": counting.tokens, "seconds": round(seconds, 2),
+            "scored": len(pred.trace.stats_candidates), "raced_out": len(pred.trace.stats_raced)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True)
@@ -102,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--candidates", type=int, default=8)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/refine_cost.json"))
+    ap.add_argument("--what", choices=("refinement", "stats"), default="refinement",
+                    help="refinement (a scripted LM's candidates) or stats (the statistical explainer's own)")
+    ap.add_argument("--out", help="results JSON (default: benchmarks/results/refine_cost.json, or stats_cost.json "
+                                  "with --what stats)")
     args = ap.parse_args(argv)
+    args.out = args.out or str(ROOT / f"benchmarks/results/{'stats' if args.what == 'stats' else 'refine'}_cost.json")
 
     store = ExemplarStore.open(args.store)
     if args.neurons.isdigit():
@@ -118,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/refine_cost.py", *(argv or sys.argv[1:])])
     settings = {"store": str(Path(args.store).resolve()), "simulator": args.simulator, "iterations": args.iterations,
                 "candidates": args.candidates, "racing": vars(Racing()) | {"stages": list(Racing().stages)}}
+    if args.what == "stats":
+        settings = {k: v for k, v in settings.items() if k not in ("iterations", "candidates")} | {"what": "stats"}
     results = json.loads(out.read_text()) if out.exists() else {}
     if results.get("settings") != settings:
         results = {"settings": settings, "neurons": {}}
@@ -128,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         if key not in results["neurons"]:
             row = {}
             for mode, racing in (("exhaustive", False), ("racing", True)):
-                row[mode] = refine_once(simulator, store, unit, racing, args.iterations, args.candidates)
+                row[mode] = (stats_once(simulator, store, unit, racing) if args.what == "stats" else
+                             refine_once(simulator, store, unit, racing, args.iterations, args.candidates))
             results["neurons"][key] = row
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out, results)
@@ -140,13 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = [results["neurons"][str(u)] for u in units]
     mean = lambda mode, k: float(np.mean([row[mode][k] for row in rows]))  # noqa: E731
     diffs = np.array([row["racing"]["test"] - row["exhaustive"]["test"] for row in rows])
-    print(f"\n{len(rows)} neurons, {args.simulator}, {args.iterations} iterations x {args.candidates} candidates")
+    what = ("the statistical explainer's candidates" if args.what == "stats" else
+            f"{args.iterations} iterations x {args.candidates} candidates")
+    print(f"\n{len(rows)} neurons, {args.simulator}, {what}")
     print(f"{'':<12}{'simulated tok':>14}{'seconds':>9}{'valid':>8}{'test':>8}")
     for mode in ("exhaustive", "racing"):
         print(f"{mode:<12}{mean(mode, 'simulated_tokens'):>14.0f}{mean(mode, 'seconds'):>9.1f}"
               f"{mean(mode, 'valid'):>8.3f}{mean(mode, 'test'):>8.3f}")
+    target = "" if args.what == "stats" else " (target >= 3x)"
     print(f"simulated tokens: {mean('exhaustive', 'simulated_tokens') / mean('racing', 'simulated_tokens'):.2f}x "
-          f"fewer with racing (target >= 3x); seconds {mean('exhaustive', 'seconds') / mean('racing', 'seconds'):.2f}x")
+          f"fewer with racing{target}; seconds {mean('exhaustive', 'seconds') / mean('racing', 'seconds'):.2f}x")
     print(f"test score, racing - exhaustive: {diffs.mean():+.4f} (SE {diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0:.4f}; "
           f"target within 0.01); the same explanation chosen for "
           f"{sum(row['racing']['explanation'] == row['exhaustive']['explanation'] for row in rows)} of {len(rows)}")

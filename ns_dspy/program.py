@@ -34,14 +34,14 @@ import logging
 import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
-                     RefinementAgent, valid_scorer)
+                     RefinementAgent, ValidScorer, valid_scorer)
 from .agents.list_edits import edit_lists
 from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations, ranked_tokens,
                               statistical_explanations, tiered_explanations, token_evidence)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import HeldOut, Score, polysemantic, score
+from .scoring import HeldOut, Score, polysemantic
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_score: Score, stats: list[str],
-                     stats_score: Score) -> tuple[list[str], Score]:
+                     stats_score: Score, scorer: "ValidScorer | None" = None) -> tuple[list[str], Score]:
     """The neuron's explanations with the statistical explainer's word lists as extra modes, when they help.
 
     Three candidate sets compete on ``valid``: the LM's modes ``lm`` (scored ``lm_score``), the LM's modes and
@@ -61,15 +61,19 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     whose predictions do not rise with the truth left out, and ``stats`` alone (``stats_score``, as the
     statistical explainer scored them). The best valid score wins; within rounding (1e-9) the earlier, so the
     LM's modes win a tie. Returns the chosen explanations and their valid score (``.value``, ``.calibration``:
-    what the test score reuses)."""
+    what the test score reuses). ``scorer``: a :class:`ValidScorer` of ``simulator`` on ``valid`` holding
+    predictions already made (what it lacks it simulates), else every explanation is simulated here."""
     candidates: list[tuple[list[str], Score]] = [(list(lm), lm_score)]
     extra = [text for text in stats if text not in lm]
     if extra:
         both = list(lm) + extra
-        whole = polysemantic(simulator, both, valid, calibration=valid)
-        kept = [t for t, ok in zip(both, whole.calibration.informative) if ok] if whole.calibration else both
-        if kept and kept != both:
-            whole = polysemantic(simulator, kept, valid, calibration=valid)
+        if scorer is not None:
+            kept, whole = scorer.union(both)
+        else:
+            whole = polysemantic(simulator, both, valid, calibration=valid)
+            kept = [t for t, ok in zip(both, whole.calibration.informative) if ok] if whole.calibration else both
+            if kept and kept != both:
+                whole = polysemantic(simulator, kept, valid, calibration=valid)
         if kept:
             candidates.append((kept, whole))
     candidates.append((list(stats), stats_score))
@@ -95,7 +99,9 @@ class NeuronScope(dspy.Module):
     def forward(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         if valid.split != "valid":
             raise ConfigError(f"NeuronScope selects on valid data, got {valid.split!r}")
-        stats = self._statistical(train, valid)  # no LM: the row every method is compared with
+        # one scorer on valid for the whole neuron: what one stage simulated, the next reuses
+        scorer = valid_scorer(self.simulator, valid, self._racing())
+        stats = self._statistical(train, valid, scorer)  # no LM: the row every method is compared with
         if self.config.method == "stats":
             return stats
         statistical = Statistical(list(stats.explanations), stats.polysemantic)
@@ -113,7 +119,6 @@ class NeuronScope(dspy.Module):
         with stage("clustering"):
             clustered = self.clustering(conditions=conditions)
         log.info("%s: %d atomic conditions in %d clusters", valid.unit, len(conditions), len(clustered.clusters))
-        scorer = valid_scorer(self.simulator, valid, self._racing())
         modes = []
         for k, cluster in enumerate(clustered.clusters, 1):
             mode = Mode(members=list(cluster.members), representative=cluster.representative)
@@ -130,7 +135,8 @@ class NeuronScope(dspy.Module):
                 mode.explanation, mode.valid = cluster.representative, scorer([cluster.representative])[0]
             modes.append(mode)
         explanations = [m.explanation for m in modes]
-        combined = polysemantic(self.simulator, explanations, valid, calibration=valid)
+        combined = polysemantic(self.simulator, explanations, valid, calibration=valid,
+                                preds=[scorer.score_of(e).predictions for e in explanations])
         valids = {m.explanation: m.valid for m in modes}
         if self.config.stats_modes:
             # the statistical word lists join the modes when that raises the neuron's valid score; with refinement,
@@ -147,7 +153,7 @@ class NeuronScope(dspy.Module):
                     edits = [stats.polysemantic] + [v for _, v in edited.edits]  # the set's valid score per edit
                     valids.update(zip(lists, edited.valids))
             explanations, combined = with_statistical(self.simulator, valid, explanations, combined, lists,
-                                                      lists_score)
+                                                      lists_score, scorer)
             lm_texts = {m.explanation for m in modes}
             modes += [Mode(explanation=text, valid=valids[text], source="stats",
                            trajectory=list(edits) if text not in stats.explanations else [])
@@ -161,8 +167,13 @@ class NeuronScope(dspy.Module):
     def _racing(self) -> "Racing | None":
         return Racing(delta=self.config.racing_delta) if self.config.racing else None
 
-    def _statistical(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
-        """The statistical explainer: candidates from the token statistics of ``train``, the best on valid."""
+    def _statistical(self, train: list[Exemplar], valid: HeldOut,
+                     scorer: "ValidScorer | None" = None) -> dspy.Prediction:
+        """The statistical explainer: candidates from the token statistics of ``train``, the best on valid.
+
+        With racing (``ExplainConfig.racing``) the candidates race as refinement's do (:meth:`ValidScorer.race_sets`):
+        scored on growing shares of the valid exemplars, highest peaks first, the clear losers dropped early and
+        only the others scored on all of them."""
         from .agents.errors import AgentError
 
         top = [ex for ex in train if ex.kind != "random"]
@@ -173,50 +184,39 @@ class NeuronScope(dspy.Module):
         # sets of tier lists, each scored as a union calibrated on valid (a graded word list); a single list and
         # a set compete on the same number, the valid score of what would be reported
         sets = tiered_explanations(ranked_tokens(train, most=TIER_TOKENS)) if self.config.tiers else []
-        texts = list(dict.fromkeys(singles + [text for tiers in sets for text in tiers]))
-        alone = {s.explanation: s for s in score(self.simulator, texts, valid)}  # one simulation of each text
-
-        def union(members: list[str]):
-            return polysemantic(self.simulator, members, valid, calibration=valid,
-                                preds=[alone[t].predictions for t in members])
-
-        def pruned(members: list[str]):
-            """The members whose predictions rise with the truth on valid (a member that does not is left out of
-            the union: name only the others) and their score."""
-            whole = union(members)
-            kept = [t for t, ok in zip(members, whole.calibration.informative) if ok]
-            if kept and kept != members:
-                whole = alone[kept[0]] if len(kept) == 1 else union(kept)
-            return kept, whole
-
-        candidates, scored = [[text] for text in singles], [alone[text] for text in singles]
-        for tiers in sets:
-            kept, whole = pruned(tiers)
-            if kept and kept not in candidates:
-                candidates.append(kept)
-                scored.append(whole)
+        scorer = scorer or valid_scorer(self.simulator, valid, self._racing())
+        results = scorer.race_sets([[text] for text in singles] + sets)
+        seen = list(results)
+        candidates, scored = [], []
+        for result in results:
+            if result.kept and result.kept not in candidates:
+                candidates.append(result.kept)
+                scored.append(result.score)
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
-        top = max(s.value for s in scored)
-        best = next(i for i, s in enumerate(scored) if s.value >= top - 1e-9)
+        top_value = max(s.value for s in scored)
+        best = next(i for i, s in enumerate(scored) if s.value >= top_value - 1e-9)
         if self.config.negative:
             # a list of the tokens where the activation is lowest, as a negative mode, joins the chosen set when
             # the set's calibrated union then scores higher on valid (the shortest list within rounding)
             lows = negative_explanations(ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))
-            alone.update({s.explanation: s for s in score(self.simulator, lows, valid)} if lows else {})
             base = candidates[best]
-            for low in lows:
-                kept, whole = pruned(base + [low])
-                if low in kept and whole.value > scored[best].value + 1e-9:
-                    candidates.append(kept)
-                    scored.append(whole)
+            tried = scorer.race_sets([base + [low] for low in lows], reference=base) if lows else []
+            seen += tried
+            for low, result in zip(lows, tried):
+                if low in result.kept and result.score.value > scored[best].value + 1e-9:
+                    candidates.append(result.kept)
+                    scored.append(result.score)
                     best = len(scored) - 1
         chosen = candidates[best]
+        listed = [Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)]
+        raced = {" | ".join(r.members): r for r in seen if r.raced}
         trace = Trace(method="stats", statistics=evidence.table(),
-                      stats_candidates=[Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)],
+                      stats_candidates=listed + [Candidate(label, r.estimate) for label, r in raced.items()],
+                      stats_raced={label: r.exemplars for label, r in raced.items()},
                       statistical=Statistical(list(chosen), scored[best].value))
         return dspy.Prediction(explanations=list(chosen), polysemantic=scored[best].value, trace=trace,
-                               valids=[alone[t].value for t in chosen], calibration=scored[best].calibration,
-                               score=scored[best])
+                               valids=[scorer.score_of(t).value for t in chosen],
+                               calibration=scored[best].calibration, score=scored[best])
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

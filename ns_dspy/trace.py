@@ -238,7 +238,7 @@ class Cost:
 
 
 _KNOWN = ("version", "unit", "attempt", "method", "exemplars_shown", "raw_explanation", "conditions", "labels",
-          "clusters", "statistics", "stats_candidates", "baseline_candidates", "statistical", "finals",
+          "clusters", "statistics", "stats_candidates", "stats_raced", "baseline_candidates", "statistical", "finals",
           "polysemantic", "lm_usage", "cost", "failure")
 
 
@@ -256,6 +256,7 @@ class Trace:
     modes: list[Mode] = field(default_factory=list)
     statistics: str | None = None  # the evidence table shown to the agents (stats method)
     stats_candidates: list[Candidate] = field(default_factory=list)
+    stats_raced: dict[str, int] = field(default_factory=dict)  # candidate -> valid exemplars it was judged on
     baseline_candidates: list[Candidate] = field(default_factory=list)
     statistical: Statistical | None = None
     finals: list[Final] = field(default_factory=list)
@@ -308,6 +309,8 @@ class Trace:
             out["statistics"] = self.statistics
         if self.stats_candidates:
             out["stats_candidates"] = [c.to_json() for c in self.stats_candidates]
+        if self.stats_raced:
+            out["stats_raced"] = dict(self.stats_raced)
         if self.baseline_candidates:
             out["baseline_candidates"] = [c.to_json() for c in self.baseline_candidates]
         if self.statistical is not None:
@@ -368,6 +371,8 @@ class Trace:
                    modes=[Mode.from_dict(m, where) for where, m in _objects(d, "clusters")],
                    statistics=_opt(d, "statistics", _str, "a string", ""),
                    stats_candidates=Candidate.list_from(d, "stats_candidates"),
+                   stats_raced={k: int(v) for k, v in _opt(d, "stats_raced", lambda v: isinstance(v, dict) and all(
+                       _int(x) for x in v.values()), "an object of whole numbers", "", {}).items()},
                    baseline_candidates=Candidate.list_from(d, "baseline_candidates"),
                    statistical=statistical, finals=finals,
                    polysemantic=None if poly is None else Scores.from_dict(poly, '"polysemantic"'),

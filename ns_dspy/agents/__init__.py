@@ -12,7 +12,7 @@ from .embedders import DEFAULT_EMBEDDER, Embedder, MiniLMEmbedder, OpenAIEmbedde
 from .errors import AgentError
 from .formatting import clean_output, format_exemplars, format_history
 from .hypothesis import HypothesisAgent
-from .refinement import RefinementAgent, ScoreFn, valid_scorer
+from .refinement import RefinementAgent, ScoreFn, SetResult, ValidScorer, valid_scorer
 from .signatures import Decompose, Hypothesize, Refine
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Refine",
     "RefinementAgent",
     "ScoreFn",
+    "SetResult",
     "build_clusters",
     "build_embedder",
     "clean_output",
@@ -41,5 +42,6 @@ __all__ = [
     "hdbscan_labels",
     "normalise_condition",
     "parse_conditions",
+    "ValidScorer",
     "valid_scorer",
 ]

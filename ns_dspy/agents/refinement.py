@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dspy
@@ -30,11 +31,11 @@ from .signatures import Refine
 if TYPE_CHECKING:  # ns_dspy.simulators imports torch: keep it out of `import ns_dspy.agents`
     import numpy as np
 
-    from ..scoring import HeldOut
+    from ..scoring import HeldOut, Score
     from ..scoring.racing import Racing
     from ..simulators.base import Simulator
 
-__all__ = ["RefinementAgent", "ScoreFn", "ValidScorer", "valid_scorer"]
+__all__ = ["RefinementAgent", "ScoreFn", "SetResult", "ValidScorer", "valid_scorer"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,23 @@ def _shorten(text: str, limit: int = 160) -> str:
     """One line of at most ``limit`` characters, for a log message."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+@dataclass
+class SetResult:
+    """What :meth:`ValidScorer.race_sets` made of one set of explanations: scored in full (``score``, the valid
+    score of its ``kept`` members as a calibrated union; ``exemplars`` all valid ones) or dropped by the race
+    (``score`` None, ``kept`` empty, ``estimate`` its score on the ``exemplars`` it was judged on)."""
+
+    members: list[str]
+    kept: list[str]
+    score: "Score | None"
+    estimate: float
+    exemplars: int
+
+    @property
+    def raced(self) -> bool:
+        return self.score is None
 
 
 class ValidScorer:
@@ -143,6 +161,100 @@ class ValidScorer:
             alive = survivors
         full = dict(zip(alive, self(alive))) if alive else {}
         return [(full[e], n) if e in full else partial[e] for e in explanations]
+
+    def score_of(self, explanation: str) -> "Score":
+        """The full valid :class:`~ns_dspy.scoring.Score` of an explanation (simulated now if it is not yet)."""
+        self([explanation])
+        return self._scores[explanation]
+
+    def union(self, members: list[str]) -> tuple[list[str], "Score"]:
+        """A set of explanations scored as one, on all valid exemplars: their union calibrated on valid
+        (:func:`~ns_dspy.scoring.polysemantic`) with the members whose predictions do not rise with the truth
+        left out (a set names only the others), and ``(kept members, score)``; a single member: its own score.
+        No member kept: ``([], the whole set's score)``."""
+        from ..scoring import polysemantic
+
+        members = list(members)
+        alone = {t: self.score_of(t) for t in members}
+        if len(members) == 1:
+            return members, alone[members[0]]
+
+        def whole_of(texts: list[str]) -> "Score":
+            return polysemantic(self.simulator, texts, self.valid, calibration=self.valid,
+                                preds=[alone[t].predictions for t in texts])
+
+        whole = whole_of(members)
+        kept = [t for t, ok in zip(members, whole.calibration.informative) if ok]
+        if kept and kept != members:
+            whole = alone[kept[0]] if len(kept) == 1 else whole_of(kept)
+        return kept, whole
+
+    def _stage_moments(self, members: list[str], idx: Sequence[int]) -> "np.ndarray":
+        """:func:`~ns_dspy.scoring.racing.moments` of a set's prediction on the valid exemplars ``idx`` as
+        :meth:`union` makes it, with the calibration fitted on those exemplars only (what a stage can judge)."""
+        from ..scoring.calibration import calibrate, union
+        from ..scoring.polarity import is_negative
+        from ..scoring.racing import moments
+
+        trues = [self._trues[i] for i in idx]
+        preds = [[self._preds[t][i] for i in idx] for t in members]
+        texts = list(members)
+        if len(texts) > 1:
+            informative = calibrate(texts, preds, trues).informative
+            keep = [j for j, ok in enumerate(informative) if ok]
+            if keep and len(keep) < len(texts):
+                texts, preds = [texts[j] for j in keep], [preds[j] for j in keep]
+        calibration = calibrate(texts, preds, trues) if len(texts) > 1 else None
+        return moments(union(preds, calibration, negative=[is_negative(t) for t in texts]), trues)
+
+    def race_sets(self, sets: list[list[str]], reference: list[str] | None = None) -> list["SetResult"]:
+        """:meth:`race` for sets of explanations each scored as one (:meth:`union`; a set of one is an
+        explanation): at each stage every surviving set's union is calibrated and scored on that share of the
+        valid exemplars, the clear losers are dropped, and the survivors are scored in full. ``reference``: a set
+        already chosen, which every set must be able to beat. Without ``racing`` every set is scored in full.
+        One :class:`SetResult` per set, in order."""
+        from ..scoring.racing import _r, beat_probability, informative
+
+        sets = [list(s) for s in sets]
+        for members in sets + ([list(reference)] if reference else []):
+            if not members:
+                raise ValueError("an empty set of explanations cannot be scored")
+        n = len(self._trues)
+        keys = list(dict.fromkeys(tuple(s) for s in sets))
+        ref = tuple(reference) if reference else None
+        partial: dict[tuple[str, ...], tuple[float, int]] = {}
+        alive = list(keys)
+        sizes = self.racing.sizes(n) if self.racing else [n]
+        for step, k in enumerate(sizes[:-1]):
+            rivals = alive + ([ref] if ref is not None and ref not in alive else [])
+            if len(rivals) < 2:
+                break
+            idx = self._order[:k]
+            self._simulate([t for s in rivals for t in s], idx)
+            kinds = [self._kinds[i] for i in idx]
+            m = {s: self._stage_moments(list(s), idx) for s in rivals}
+            point = {s: float(_r(m[s].sum(axis=0))) for s in rivals}
+            leader = max(rivals, key=lambda s: point[s])
+            survivors = []
+            for s in alive:
+                if s == leader or not informative(m[s]) or beat_probability(
+                        m[s], [m[leader]], kinds, margin=self.racing.epsilon, resamples=self.racing.resamples,
+                        seed=self.racing.seed + step) >= self.racing.delta:
+                    survivors.append(s)
+                else:
+                    partial[s] = (point[s], k)
+            alive = survivors
+        self._simulate([t for s in alive for t in s], range(n))  # the survivors' texts in one call
+        full = {s: self.union(list(s)) for s in alive}
+        out = []
+        for s in (tuple(s) for s in sets):
+            if s in full:
+                kept, whole = full[s]
+                out.append(SetResult(list(s), kept, whole, whole.value, n))
+            else:
+                value, k = partial[s]
+                out.append(SetResult(list(s), [], None, value, k))
+        return out
 
     def feedback(self, explanation: str, n: int = 3) -> tuple[list[str], list[str]] | None:
         """(missed, false alarms): up to ``n`` valid tokens of each, in context; None if not scored in full."""
