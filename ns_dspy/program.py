@@ -192,6 +192,8 @@ class NeuronScope(dspy.Module):
             if result.kept and result.kept not in candidates:
                 candidates.append(result.kept)
                 scored.append(result.score)
+        if not candidates:  # the race's survivors were sets of which no member rises with the truth on valid
+            candidates, scored = [[text] for text in singles], [scorer.score_of(text) for text in singles]
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
         top_value = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top_value - 1e-9)
@@ -209,7 +211,8 @@ class NeuronScope(dspy.Module):
                     best = len(scored) - 1
         chosen = candidates[best]
         listed = [Candidate(" | ".join(c), s.value) for c, s in zip(candidates, scored)]
-        raced = {" | ".join(r.members): r for r in seen if r.raced}
+        full = {c.text for c in listed}  # a set raced out whose members another set was pruned to is listed once
+        raced = {label: r for r in seen if r.raced and (label := " | ".join(r.members)) not in full}
         trace = Trace(method="stats", statistics=evidence.table(),
                       stats_candidates=listed + [Candidate(label, r.estimate) for label, r in raced.items()],
                       stats_raced={label: r.exemplars for label, r in raced.items()},

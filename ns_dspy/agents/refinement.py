@@ -132,35 +132,10 @@ class ValidScorer:
         the estimate on that share). ``reference``: the best explanation so far (scored on all valid data), which
         every candidate must be able to beat. Without ``racing`` every explanation is scored in full."""
         from ..scoring.heldout import check_explanations
-        from ..scoring.racing import _r, beat_probability, informative, moments
 
         check_explanations(explanations)
-        n = len(self._trues)
-        partial: dict[str, tuple[float, int]] = {}
-        alive = list(dict.fromkeys(explanations))
-        sizes = self.racing.sizes(n) if self.racing else [n]
-        for step, k in enumerate(sizes[:-1]):
-            if len(alive) + (reference is not None) < 2:
-                break
-            idx = self._order[:k]
-            rivals = alive + ([reference] if reference is not None and reference not in alive else [])
-            self._simulate(rivals, idx)
-            kinds = [self._kinds[i] for i in idx]
-            trues = [self._trues[i] for i in idx]
-            m = {e: moments([self._preds[e][i] for i in idx], trues) for e in rivals}
-            point = {e: float(_r(m[e].sum(axis=0))) for e in rivals}
-            leader = max(rivals, key=lambda e: point[e])
-            survivors = []
-            for e in alive:
-                if e == leader or not informative(m[e]) or beat_probability(
-                        m[e], [m[leader]], kinds, margin=self.racing.epsilon, resamples=self.racing.resamples,
-                        seed=self.racing.seed + step) >= self.racing.delta:
-                    survivors.append(e)  # the leader, one this share cannot judge, or one that may still win
-                else:
-                    partial[e] = (point[e], k)
-            alive = survivors
-        full = dict(zip(alive, self(alive))) if alive else {}
-        return [(full[e], n) if e in full else partial[e] for e in explanations]
+        results = self.race_sets([[e] for e in explanations], [reference] if reference is not None else None)
+        return [(r.estimate, r.exemplars) for r in results]
 
     def score_of(self, explanation: str) -> "Score":
         """The full valid :class:`~ns_dspy.scoring.Score` of an explanation (simulated now if it is not yet)."""
