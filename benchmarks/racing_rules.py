@@ -2,6 +2,7 @@
 
     python benchmarks/racing_rules.py --store STORE [--neurons 12] [--simulator finetuned:gemma-3-270m]
         [--work experiments/work/racing-rules] [--out benchmarks/results/racing_rules.json]
+    python benchmarks/racing_rules.py --what stats --store STORE [--neurons 8] [--out benchmarks/results/racing_rules_stats.json]
 
 The neurons are NOT the ones ``benchmarks/refine_cost.py`` reports on, nor ``experiments/quality.py``'s evaluation
 neurons: the next ``--neurons`` that the same choice gives after excluding both (half by peak z-score, half by
@@ -11,6 +12,12 @@ simulator (kept in ``--work`` as .npz, resumed on a rerun). Every rule is then r
 ``RefinementAgent`` and ``ValidScorer`` with a simulator that hands back those recorded predictions, so each rule
 sees the same candidates and exactly the predictions a live run would get; tokens are counted as a live run
 counts them. The explanation each rule chooses is then scored on test with the real simulator.
+
+``--what stats`` compares rules for the statistical explainer's race (its own candidates: word lists, tier sets
+scored as calibrated unions, negative lists; ``STATS_RULES``) on the same tuning neurons, through the real program
+(``ns-dspy explain --method stats``) with the simulator's own cache (``SimulatorConfig(cache=True)``): the first
+(exhaustive) run of a neuron simulates every candidate on all of valid, the other rules read the same predictions
+back, and tokens are counted as a live run counts them (before the cache).
 
 Prints per rule: how many times fewer tokens than exhaustive scoring, the valid score lost against the
 exhaustive choice (mean, and the neurons losing more than 0.01) and the test difference.
@@ -57,6 +64,33 @@ RULES = {
     "peak-first, 6 windows, delta 0.1, margin 0.005, 4 stages (default)": Racing(),
     "peak-first, 6 windows, delta 0.1, margin 0.01, 4 stages": Racing(epsilon=0.01),
 }
+
+
+STATS_RULES = {
+    "exhaustive (--no-racing)": None,
+    "peak-first, 6 windows, delta 0.1, margin 0.005, 4 stages (refinement's)": Racing(),
+    "peak-first, 6 windows, delta 0.05, margin 0": Racing(delta=0.05, epsilon=0.0),
+    "peak-first, stages 1/4 1/2 3/4, delta 0.1, margin 0.005": Racing(stages=(0.25, 0.5, 0.75)),
+    "peak-first, stages 1/2 3/4, delta 0.1, margin 0.005": Racing(stages=(0.5, 0.75)),
+    "random order, 6 windows, delta 0.1, margin 0.005, 4 stages": Racing(order="random"),
+}
+
+
+def stats_rule(simulator, valid: HeldOut, test: HeldOut, train, racing: Racing | None) -> dict:
+    """The statistical explainer under one racing rule: its choice, valid and test scores, tokens counted."""
+    from refine_cost import Counting
+
+    from ns_dspy.config import ExplainConfig
+    from ns_dspy.program import NeuronScope
+    from ns_dspy.scoring import polysemantic
+
+    counting = Counting(simulator)
+    program = NeuronScope(counting, None, ExplainConfig(method="stats", racing=racing is not None))
+    program._racing = lambda: racing  # the rule under test in place of the configured one
+    pred = program(train=train, valid=valid)
+    return {"explanation": " | ".join(pred.explanations), "simulated_tokens": counting.tokens,
+            "valid": pred.polysemantic,
+            "test": polysemantic(simulator, pred.explanations, test, calibration=pred.calibration).value}
 
 
 class Recorded:
@@ -110,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--candidates", type=int, default=8)
     ap.add_argument("--work", default=str(ROOT / "experiments/work/racing-rules"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/racing_rules.json"))
+    ap.add_argument("--what", choices=("refinement", "stats"), default="refinement")
+    ap.add_argument("--out", help="default: benchmarks/results/racing_rules.json (racing_rules_stats.json for stats)")
     args = ap.parse_args(argv)
+    stats = args.what == "stats"
+    args.out = args.out or str(ROOT / f"benchmarks/results/racing_rules{'_stats' if stats else ''}.json")
+    rules = STATS_RULES if stats else RULES
 
     store = ExemplarStore.open(args.store)
     evaluation = set()
@@ -120,12 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     benchmark = choose(store, 6, evaluation)  # the neurons refine_cost.py reports on
     taken = evaluation | {u for us in benchmark.values() for u in us}
     units = [u for us in choose(store, (args.neurons + 1) // 2, taken).values() for u in us][: args.neurons]
-    simulator = build_simulator(SimulatorConfig(args.simulator, dtype=args.dtype, cache=False))
+    simulator = build_simulator(SimulatorConfig(args.simulator, dtype=args.dtype, cache=stats))
     rows = {}
     for n, unit in enumerate(units, 1):
         train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
         valid = HeldOut.from_store(store, unit, "valid")
         test = HeldOut.from_store(store, unit, "test")
+        if stats:
+            rows[str(unit)] = row = {name: stats_rule(simulator, valid, test, train, rule)
+                                     for name, rule in rules.items()}
+            print(f"[{n}/{len(units)}] {unit}: " + ", ".join(f"{c['simulated_tokens']}" for c in row.values()),
+                  flush=True)
+            continue
         seed, pool = candidate_pool(train, unit, args.iterations * args.candidates)
         texts = list(dict.fromkeys([seed, *pool]))
         preds = record(simulator, valid, texts, Path(args.work) / f"{unit.layer}_{unit.index}.npz")
@@ -145,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     base = "exhaustive (--no-racing)"
     summary = {}
-    print(f"\n{len(units)} tuning neurons, {args.simulator}, {args.iterations} iterations x {args.candidates} "
-          f"candidates\n{'rule':<72}{'fewer tok':>10}{'valid lost':>11}{'> 0.01':>7}{'test diff':>10}")
-    for name in RULES:
+    what = "the statistical explainer" if stats else f"{args.iterations} iterations x {args.candidates} candidates"
+    print(f"\n{len(units)} tuning neurons, {args.simulator}, {what}\n{'rule':<72}{'fewer tok':>10}{'valid lost':>11}{'> 0.01':>7}{'test diff':>10}")
+    for name in rules:
         tokens = np.mean([r[base]["simulated_tokens"] for r in rows.values()]) / \
             np.mean([r[name]["simulated_tokens"] for r in rows.values()])
         lost = np.array([r[base]["valid"] - r[name]["valid"] for r in rows.values()])
