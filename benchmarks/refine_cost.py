@@ -156,20 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         units = parse_units(args.neurons)
     out = Path(args.out)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/refine_cost.py", *(argv or sys.argv[1:])])
+    rule = NeuronScope(None, None, ExplainConfig())._stats_racing() if args.what == "stats" else Racing()
     settings = {"store": str(Path(args.store).resolve()), "simulator": args.simulator, "iterations": args.iterations,
-                "candidates": args.candidates, "racing": vars(Racing()) | {"stages": list(Racing().stages)}}
+                "candidates": args.candidates, "racing": vars(rule) | {"stages": list(rule.stages)}}
     if args.what == "stats":
         settings = {k: v for k, v in settings.items() if k not in ("iterations", "candidates")} | {"what": "stats"}
     results = json.loads(out.read_text()) if out.exists() else {}
-    if results.get("settings") != settings:
+    old = results.get("settings") or {}
+    if {k: v for k, v in old.items() if k != "racing"} != {k: v for k, v in settings.items() if k != "racing"}:
         results = {"settings": settings, "neurons": {}}
+    elif old.get("racing") != settings["racing"]:  # another rule: the exhaustive runs stand, the races are rerun
+        results["neurons"] = {k: {"exhaustive": row["exhaustive"]} for k, row in results["neurons"].items()}
+        results["settings"] = settings
     results["command"] = command
     simulator = build_simulator(SimulatorConfig(args.simulator, dtype=args.dtype, cache=False))
     for n, unit in enumerate(units, 1):
         key = str(unit)
-        if key not in results["neurons"]:
-            row = {}
+        if "racing" not in results["neurons"].get(key, {}):
+            row = dict(results["neurons"].get(key, {}))
             for mode, racing in (("exhaustive", False), ("racing", True)):
+                if mode in row:
+                    continue
                 row[mode] = (stats_once(simulator, store, unit, racing) if args.what == "stats" else
                              refine_once(simulator, store, unit, racing, args.iterations, args.candidates))
             results["neurons"][key] = row

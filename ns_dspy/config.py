@@ -353,11 +353,13 @@ class ExplainConfig(_Config):
                                  "errors on valid before they join the modes: add the most missed tokens, drop the "
                                  "worst false alarms, each edit kept only if it also holds on the train windows "
                                  "(--no-list-edits: the lists as the statistical explainer chose them)")
-    racing: bool = opt(True, "race refinement candidates: score them on an eighth, a quarter, half, then three "
-                             "quarters of the valid excerpts first (highest peaks first; stages of at least 5) and "
-                             "drop the clear losers (--no-racing: every candidate on all of them)")
-    racing_delta: float = opt(0.1, "racing drops a candidate when its bootstrap chance of beating the leader by "
-                                   "more than 0.005 is below this (per stage)")
+    racing: bool = opt(True, "race refinement's and the statistical explainer's candidates: score them on an "
+                             "eighth, a quarter, half, then three quarters of the valid excerpts first (highest peaks "
+                             "first; stages of at least 5) and drop the clear losers (--no-racing: every candidate on "
+                             "all of them)")
+    racing_delta: float = opt(0.1, "racing drops a refinement candidate when its bootstrap chance of beating the "
+                                   "leader by more than 0.005 is below this (per stage); a statistical candidate when "
+                                   "its chance of beating it at all is below half of this")
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
 
     def __post_init__(self) -> None:

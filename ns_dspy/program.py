@@ -167,13 +167,20 @@ class NeuronScope(dspy.Module):
     def _racing(self) -> "Racing | None":
         return Racing(delta=self.config.racing_delta) if self.config.racing else None
 
+    def _stats_racing(self) -> "Racing | None":
+        """The statistical explainer's rule: twice as strict as refinement's and without its indifference zone.
+        Its candidates are many and close (tier sets a few thousandths apart on valid) and differ most on the
+        weaker tokens, which the highest-peak windows of the first stages show least; refinement's own rule lost
+        more valid score on them (``benchmarks/racing_rules.py --what stats``)."""
+        return Racing(delta=self.config.racing_delta / 2, epsilon=0.0) if self.config.racing else None
+
     def _statistical(self, train: list[Exemplar], valid: HeldOut,
                      scorer: "ValidScorer | None" = None) -> dspy.Prediction:
         """The statistical explainer: candidates from the token statistics of ``train``, the best on valid.
 
-        With racing (``ExplainConfig.racing``) the candidates race as refinement's do (:meth:`ValidScorer.race_sets`):
-        scored on growing shares of the valid exemplars, highest peaks first, the clear losers dropped early and
-        only the others scored on all of them."""
+        With racing (``ExplainConfig.racing``) the candidates race as refinement's do (:meth:`ValidScorer.race_sets`,
+        under :meth:`_stats_racing`'s stricter rule): scored on growing shares of the valid exemplars, highest peaks
+        first, the clear losers dropped early and only the others scored on all of them."""
         from .agents.errors import AgentError
 
         top = [ex for ex in train if ex.kind != "random"]
@@ -185,7 +192,8 @@ class NeuronScope(dspy.Module):
         # a set compete on the same number, the valid score of what would be reported
         sets = tiered_explanations(ranked_tokens(train, most=TIER_TOKENS)) if self.config.tiers else []
         scorer = scorer or valid_scorer(self.simulator, valid, self._racing())
-        results = scorer.race_sets([[text] for text in singles] + sets)
+        rule = self._stats_racing()
+        results = scorer.race_sets([[text] for text in singles] + sets, rule=rule)
         seen = list(results)
         candidates, scored = [], []
         for result in results:
@@ -202,7 +210,7 @@ class NeuronScope(dspy.Module):
             # the set's calibrated union then scores higher on valid (the shortest list within rounding)
             lows = negative_explanations(ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))
             base = candidates[best]
-            tried = scorer.race_sets([base + [low] for low in lows], reference=base) if lows else []
+            tried = scorer.race_sets([base + [low] for low in lows], reference=base, rule=rule) if lows else []
             seen += tried
             for low, result in zip(lows, tried):
                 if low in result.kept and result.score.value > scored[best].value + 1e-9:

@@ -182,13 +182,15 @@ class ValidScorer:
         calibration = calibrate(texts, preds, trues) if len(texts) > 1 else None
         return moments(union(preds, calibration, negative=[is_negative(t) for t in texts]), trues)
 
-    def race_sets(self, sets: list[list[str]], reference: list[str] | None = None) -> list["SetResult"]:
+    def race_sets(self, sets: list[list[str]], reference: list[str] | None = None,
+                  rule: "Racing | None" = None) -> list["SetResult"]:
         """:meth:`race` for sets of explanations each scored as one (:meth:`union`; a set of one is an
         explanation): at each stage every surviving set's union is calibrated and scored on that share of the
         valid exemplars, the clear losers are dropped, and the survivors are scored in full. ``reference``: a set
-        already chosen, which every set must be able to beat. Without ``racing`` every set is scored in full.
-        One :class:`SetResult` per set, in order."""
-        from ..scoring.racing import _r, beat_probability, informative
+        already chosen, which every set must be able to beat. ``rule``: this race's rule instead of the scorer's
+        ``racing`` (a scorer without racing scores every set in full whatever the rule). One
+        :class:`SetResult` per set, in order."""
+        from ..scoring.racing import _r, beat_probability, informative, stage_order
 
         sets = [list(s) for s in sets]
         for members in sets + ([list(reference)] if reference else []):
@@ -199,12 +201,17 @@ class ValidScorer:
         ref = tuple(reference) if reference else None
         partial: dict[tuple[str, ...], tuple[float, int]] = {}
         alive = list(keys)
-        sizes = self.racing.sizes(n) if self.racing else [n]
+        racing = (rule or self.racing) if self.racing else None
+        order = self._order
+        if racing is not None and (racing.order, racing.seed) != (self.racing.order, self.racing.seed):
+            peaks = [float(ex.max_activation) for ex in self.valid.exemplars] if racing.order == "peaks" else None
+            order = stage_order(self._kinds, racing.seed, peaks)
+        sizes = racing.sizes(n) if racing else [n]
         for step, k in enumerate(sizes[:-1]):
             rivals = alive + ([ref] if ref is not None and ref not in alive else [])
             if len(rivals) < 2:
                 break
-            idx = self._order[:k]
+            idx = order[:k]
             self._simulate([t for s in rivals for t in s], idx)
             kinds = [self._kinds[i] for i in idx]
             m = {s: self._stage_moments(list(s), idx) for s in rivals}
@@ -213,8 +220,8 @@ class ValidScorer:
             survivors = []
             for s in alive:
                 if s == leader or not informative(m[s]) or beat_probability(
-                        m[s], [m[leader]], kinds, margin=self.racing.epsilon, resamples=self.racing.resamples,
-                        seed=self.racing.seed + step) >= self.racing.delta:
+                        m[s], [m[leader]], kinds, margin=racing.epsilon, resamples=racing.resamples,
+                        seed=racing.seed + step) >= racing.delta:
                     survivors.append(s)
                 else:
                     partial[s] = (point[s], k)
