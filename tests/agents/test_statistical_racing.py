@@ -116,3 +116,21 @@ def test_the_statistical_explainer_races_its_candidates_to_the_same_choice_for_f
     assert {c.text for c in full.trace.stats_candidates} >= listed - set(dropped)  # the survivors as exhaustive
     back = Trace.from_dict(raced.trace.to_dict())
     assert back.stats_raced == dropped
+
+
+def test_the_statistical_race_is_stricter_than_refinements_and_off_with_racing():
+    program = _program(True, KeywordSimulator())
+    rule, refinement = program._stats_racing(), program._racing()
+    assert rule.delta == refinement.delta / 2 and rule.epsilon == 0.0 < refinement.epsilon
+    assert (rule.stages, rule.order, rule.seed) == (refinement.stages, refinement.order, refinement.seed)
+    assert _program(False, KeywordSimulator())._stats_racing() is None
+    # a race's own rule: the stricter one never keeps fewer sets in full than the looser one on the same scorer
+    valid = _valid()
+    close = [['the words "dog", "cat" and "mat"'], ['the words "dog", "cat", "mat" and "fox"'],
+             ['the word "dog"', 'the words "cat" and "mat"'], ['the word "dog"', 'the words "cat", "mat" and "fox"']]
+    loose = ValidScorer(KeywordSimulator(), valid, Racing(delta=0.45, epsilon=0.05)).race_sets(close)
+    strict = ValidScorer(KeywordSimulator(), valid, Racing(delta=0.45, epsilon=0.05)).race_sets(
+        close, rule=Racing(delta=0.01, epsilon=0.0))
+    assert sum(not r.raced for r in strict) > sum(not r.raced for r in loose)
+    # a scorer without racing scores every set in full, whatever the rule
+    assert not any(r.raced for r in ValidScorer(KeywordSimulator(), valid).race_sets(SETS, rule=Racing()))
