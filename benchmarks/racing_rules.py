@@ -86,7 +86,7 @@ def stats_rule(simulator, valid: HeldOut, test: HeldOut, train, racing: Racing |
 
     counting = Counting(simulator)
     program = NeuronScope(counting, None, ExplainConfig(method="stats", racing=racing is not None))
-    program._racing = lambda: racing  # the rule under test in place of the configured one
+    program._stats_racing = lambda: racing  # the rule under test in place of the statistical explainer's own
     pred = program(train=train, valid=valid)
     return {"explanation": " | ".join(pred.explanations), "simulated_tokens": counting.tokens,
             "valid": pred.polysemantic,

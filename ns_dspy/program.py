@@ -62,18 +62,12 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     statistical explainer scored them). The best valid score wins; within rounding (1e-9) the earlier, so the
     LM's modes win a tie. Returns the chosen explanations and their valid score (``.value``, ``.calibration``:
     what the test score reuses). ``scorer``: a :class:`ValidScorer` of ``simulator`` on ``valid`` holding
-    predictions already made (what it lacks it simulates), else every explanation is simulated here."""
+    predictions already made (what it lacks it simulates; without one, a new one)."""
     candidates: list[tuple[list[str], Score]] = [(list(lm), lm_score)]
     extra = [text for text in stats if text not in lm]
     if extra:
         both = list(lm) + extra
-        if scorer is not None:
-            kept, whole = scorer.union(both)
-        else:
-            whole = polysemantic(simulator, both, valid, calibration=valid)
-            kept = [t for t, ok in zip(both, whole.calibration.informative) if ok] if whole.calibration else both
-            if kept and kept != both:
-                whole = polysemantic(simulator, kept, valid, calibration=valid)
+        kept, whole = (scorer or valid_scorer(simulator, valid)).union(both)
         if kept:
             candidates.append((kept, whole))
     candidates.append((list(stats), stats_score))

@@ -11,7 +11,8 @@ never string keys. Its parts:
   score after each iteration (``trajectory``) and the candidates raced out;
 - :class:`Final` - each final explanation with its valid and test scores; :class:`Statistical` - the statistical
   explainer's row (no LM) beside every method, with its candidates (``stats_candidates``, text and valid score, an
-  estimate for those raced out: ``stats_raced``, the valid exemplars each was judged on); :class:`Scores` - the neuron-level (polysemantic) scores;
+  estimate for those raced out: ``stats_raced``, the valid exemplars each was judged on); :class:`Scores` - the
+  neuron-level (polysemantic) scores;
 - :class:`Cost` - LM tokens, simulated tokens and seconds by stage (:mod:`ns_dspy.costs`); ``lm_usage`` - the LM
   calls, tokens, cost and transient faults (:func:`ns_dspy.lms.lm_usage`).
 
