@@ -2,16 +2,19 @@
 
     python benchmarks/record.py [--tokens 204800] [--batch-size 32] [--dtype auto] [--ways default,inductor,...]
 
-Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with
-the default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body
-forward and for recording, and their ratio (target >= 0.9), for each of ``--ways``: ``default`` (the per-token
-statistics in one compiled numba loop on CPU, the top-k trackers updated by compiled loops), ``inductor`` (the
-statistics by inductor's compiled kernel instead), ``torch-ops`` (the top-k update by torch ops that read values
-on the host: GPUs before 2026-12-04), ``sync-free`` (the updates that read nothing on the host: the default off the
-CPU) and, when asked, ``no-fuse`` (the statistics by plain torch ops). Each way also prints the host waits per batch
-(ops that make the host wait for a device: scalar reads, ``nonzero``, ``equal``) it adds to a plain forward,
-counted with a dispatch mode on two batches outside the timing (on a GPU each such wait holds back the forward's
-next kernels), and on CUDA the synchronisations CUDA itself reports (torch's sync debug mode) on the same batches.
+Records every MLP neuron of every layer of the offline default model (gemma-3-270m: 18 x 2048 units) with the
+default exemplar counts (top 100, random 50, split 40/30/30), and prints tokens/s for the plain body forward and
+for recording, and their ratio (target >= 0.9), for each of ``--ways``: ``default`` (the per-token statistics in
+one compiled numba loop on CPU, the top-k trackers updated by compiled loops), ``inductor`` (the statistics by
+inductor's compiled kernel instead), ``torch-ops`` (the top-k update by torch ops that read values on the host:
+GPUs before 2026-12-04), ``sync-free`` (the updates that read nothing on the host, every layer's statistics and
+trackers at once after the forward: the default off the CPU), ``per-layer`` (the same updates layer by layer in the
+forward's hooks) and, when asked, ``no-fuse`` (the statistics by plain torch ops). Each way also prints the host
+waits per batch (ops that make the host wait for a device: scalar reads, ``nonzero``, ``equal``) it adds to a plain
+forward, counted with a dispatch mode on two batches outside the timing (on a GPU each such wait holds back the
+forward's next kernels), and on CUDA the synchronisations CUDA itself reports (torch's sync debug mode) on the same
+batches. ``--profile N`` then profiles N batches of the first way and of the plain forward (torch.profiler: the ops
+with the most device time, the device's busy share of the wall time, and on CUDA where recording synchronises).
 The stream is as long as a typical recording (the first windows of a recording are the costly ones: every window
 enters every unit's empty slots, so a short stream would mostly time that warm-up).
 
@@ -47,8 +50,10 @@ WAYS = {  # label; settings: fuse, compiled top-k update, numba's statistics loo
     "no-fuse": ("statistics by plain torch ops", dict(fuse=False, topk=True, loop=True, free=None)),
     "torch-ops": ("fused statistics; the top-k update by torch ops that read values on the host (GPUs before "
                   "2026-12-04)", dict(fuse=True, topk=False, loop=True, free=False)),
-    "sync-free": ("fused statistics; the updates that read nothing on the host (the default off the CPU)",
-                  dict(fuse=True, topk=False, loop=True, free=True)),
+    "sync-free": ("the updates that read nothing on the host, every layer's at once after the forward (the default "
+                  "off the CPU)", dict(fuse=True, topk=False, loop=True, free=True)),
+    "per-layer": ("the updates that read nothing on the host, layer by layer in the forward's hooks (GPUs before "
+                  "the grouped update)", dict(fuse=True, topk=False, loop=True, free=True, grouped=False)),
 }
 WAITS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default, torch.ops.aten.equal.default,
          torch.ops.aten.is_nonzero.default}
@@ -86,6 +91,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="as recording's default: bfloat16 where it is fast, else float32")
     ap.add_argument("--device", default=None)
     ap.add_argument("--ways", default="default,inductor,torch-ops", help=f"comma-separated, from {', '.join(WAYS)}")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the timing, profile N batches of the first way (torch.profiler) and print the ops "
+                         "that take the most device (else CPU) time, and the device's busy share of the wall time")
+    ap.add_argument("--trace", default=None, help="with --profile: also write a Chrome trace there")
     args = ap.parse_args()
     ways = [w.strip() for w in args.ways.split(",") if w.strip()]
     unknown = [w for w in ways if w not in WAYS]
@@ -114,11 +123,11 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
-    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None):
+    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None, grouped: bool = True):
         """Per batch: (plain seconds, recording seconds), the two in alternating order; and the host waits and
         (on CUDA, else None) CUDA synchronisations per batch that recording adds to a plain forward (counted on two
         batches outside the timing)."""
-        trackers.STATS_LOOP, trackers.SYNC_FREE = loop, free
+        trackers.STATS_LOOP, trackers.SYNC_FREE, Recorder.GROUPED = loop, free, grouped
         # topk=False: the top-k trackers by torch ops, as on other devices or without numba
         with contextlib.nullcontext() if topk else fastpath.torch_ops():
             warm = Recorder(subject, dataclasses.replace(config, fuse=fuse))
@@ -146,7 +155,7 @@ def main() -> None:
                     two()
                 waits.append(mode.n / 2)
                 syncs.append(cuda_syncs(two) / 2 if device.type == "cuda" else None)
-        trackers.SYNC_FREE = None
+        trackers.SYNC_FREE, Recorder.GROUPED = None, True
         return times[:, 0], times[:, 1], waits[1] - waits[0], syncs[1] - syncs[0] if syncs[0] is not None else None
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
@@ -169,6 +178,76 @@ def main() -> None:
               + (f", CUDA synchronisations {syncs:.0f}" if syncs is not None else "") + f"  [{label}]", flush=True)
     shown = "; ".join(f"{w} {r:.3f}" for w, r in ratios.items())
     print(f"ratio recording/plain: {shown}  (target >= 0.9 for the default)")
+    if args.profile:
+        profile(subject, config, batches, ways[0], args.profile, plain, sync, args.trace)
+
+
+def profile(subject, config, batches, way, n, plain, sync, trace) -> None:
+    """Profile ``n`` batches of recording in ``way`` (after a warm-up batch) and, for comparison, of the plain
+    forward: the ops with the most self time on the device (CPU time where there is no device), and how much of
+    the wall time the device was busy. Where recording's device time is close to the plain forward's but its wall
+    time is not, the host is what recording waits on (launches, Python, reads)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    settings = WAYS[way][1]
+    trackers.STATS_LOOP, trackers.SYNC_FREE = settings["loop"], settings["free"]
+    Recorder.GROUPED = settings.get("grouped", True)
+    cuda = subject.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_cpu_time_total"
+    with contextlib.nullcontext() if settings["topk"] else fastpath.torch_ops():
+        recorder = Recorder(subject, dataclasses.replace(config, fuse=settings["fuse"]))
+        recorder.process(np.arange(len(batches[0])), batches[0])
+        sync()
+        for name, step in (("plain forward", lambda i, b: plain(b)),
+                           (f"recording ({way})", lambda i, b: recorder.process(
+                               np.arange((i + 1) * len(b), (i + 2) * len(b)), b))):
+            chosen = (batches[1:] or batches)[:n]
+            with torch_profile(activities=activities) as prof:
+                start = time.perf_counter()
+                for i, b in enumerate(chosen):
+                    step(i, b)
+                sync()
+                wall = time.perf_counter() - start
+            events = prof.key_averages()
+            if cuda:  # torch >= 2.4 names it self_device_time_total
+                key = next(k for k in ("self_device_time_total", "self_cuda_time_total") if hasattr(events[0], k))
+            # the device's busy time: its kernels' self times (an op's row repeats its kernels' time on a GPU)
+            rows = [e for e in events if e.device_type.name == "CUDA"] if cuda else events
+            busy = sum(getattr(e, key) for e in (rows or events)) / 1e6
+            print(f"\n== profile: {name}, {len(chosen)} batches: wall {wall * 1e3 / len(chosen):.1f} ms/batch, "
+                  f"{'device' if cuda else 'CPU'} self time {busy * 1e3 / len(chosen):.1f} ms/batch "
+                  f"(busy {busy / wall:.0%} of the wall time); kernels/ops per batch "
+                  f"{sum(e.count for e in events if (e.device_type.name == 'CUDA') == cuda) / len(chosen):.0f}")
+            print(events.table(sort_by=key, row_limit=18, max_name_column_width=60))
+            if trace and name != "plain forward":
+                prof.export_chrome_trace(trace)
+        if cuda:  # where recording synchronises: the innermost ns_dspy line of each CUDA sync warning
+            import collections
+            import traceback
+            where = collections.Counter()
+            shown = warnings.showwarning
+
+            def note(message, category, filename, lineno, file=None, line=None):
+                if "synchroniz" in str(message):
+                    frames = [f for f in traceback.extract_stack() if "ns_dspy" in f.filename]
+                    where[f"{frames[-1].filename.split('ns_dspy')[-1]}:{frames[-1].lineno} {frames[-1].line}"
+                          if frames else "(outside ns_dspy)"] += 1
+            b = batches[-1]
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = note
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    recorder.process(np.arange(len(batches) * len(b), (len(batches) + 1) * len(b)), b)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+                    warnings.showwarning = shown
+            print("\nCUDA synchronisations in one recorded batch, by the innermost ns_dspy line:")
+            for line, count in where.most_common():
+                print(f"  {count:4d}  {line}")
+    trackers.SYNC_FREE, Recorder.GROUPED = None, True
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
 from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
-from .trackers import EMPTY, BatchActs, batch_stats, sample_keys, sync_free
+from .trackers import EMPTY, BatchActs, StatsGroup, TopKGroup, batch_stats, sample_keys, sync_free
 from .windows import iter_windows, split_of
 
 __all__ = ["Recorder", "record", "EXECUTORS"]
@@ -46,6 +46,9 @@ def _non_finite(layer: int, batch: dict) -> RecordingError:
 class Recorder:
     """Records ``config``'s units of ``subject``. Use :meth:`record` (or the module-level :func:`record`)."""
 
+    GROUPED = True
+    """Whether sync-free devices update every layer at once (:meth:`_groups`); benchmarks/record.py compares."""
+
     def __init__(self, subject: Subject, config: RecordConfig):
         self.subject, self.config = subject, config
         self.hook = HookSpec.parse(config.hookpoint)
@@ -60,6 +63,7 @@ class Recorder:
         self.stop_after = f"{layers_path}.{deepest}" if inside else None
         self.dtype = next(model.parameters()).dtype
         self.layers = {layer: self._build_layer(layer, dim) for layer, dim in self._probe_dims().items()}
+        self._group_cache: dict | None = None
 
     # -- set-up -----------------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor) -> None:
@@ -111,22 +115,27 @@ class Recorder:
             if state.units is not None:
                 acts = base = acts.index_select(2, state.units)
                 skip = 0
-            reduced = batch_stats(acts, self.config.fuse)
-            wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and every tracker
-            finite = torch.isfinite(reduced.total).all()  # any non-finite activation makes its unit's sum so
-            if sync_free(finite.device):
-                batch["finite"].append((layer, finite))  # read once, after the forward (no wait per layer)
-            elif not bool(finite):
-                raise _non_finite(layer, batch)
-            state.stats.update(reduced)
             shared = BatchActs(acts, base, skip)
+            grouped = batch["grouped"]
+            if grouped is not None:  # statistics and top-k updates of every layer at once, after the forward
+                grouped[layer] = acts
+            else:
+                reduced = batch_stats(acts, self.config.fuse)
+                wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and trackers
+                finite = torch.isfinite(reduced.total).all()  # any non-finite activation makes its unit's sum so
+                if sync_free(finite.device):
+                    batch["finite"].append((layer, finite))  # read once, after the forward (no wait per layer)
+                elif not bool(finite):
+                    raise _non_finite(layer, batch)
+                state.stats.update(reduced)
             for s, (mask, rows, ids) in enumerate(batch["splits"]):
                 if not mask.any():
                     continue
                 # each tracker sees only its split's windows (rows of the batch)
-                state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
-                if want_negative:
-                    state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
+                if grouped is None:
+                    state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
+                    if want_negative:
+                        state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
                 state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s],
                                      plan=batch["sample_plans"][s])
 
@@ -145,15 +154,58 @@ class Recorder:
         batch = {"ids": ids, "splits": splits, "first": int(window_ids[0]), "np_ids": window_ids,
                  "span": (int(window_ids.min()), int(window_ids.max())), "sample_keys": split_keys,
                  "sample_plans": [{} for _ in splits],  # every layer's random sample of a split: one plan
-                 "finite": []}  # (layer, flag on the device) where the check waits until the batch is done
+                 "finite": [],  # (layer, flag on the device) where the check waits until the batch is done
+                 "grouped": {} if self._groups() else None}  # layer -> its activations, for _update_groups
         fns = {self.paths[layer]: self._handler(layer, batch) for layer in self.layers}
         with torch.inference_mode(), capture(self.subject.model, fns, self.hook.io, self.stop_after):
             self._forward(torch.from_numpy(tokens).to(self.device))
+            if batch["grouped"] is not None:
+                self._update_groups(batch)
         if batch["finite"]:
             flags = torch.stack([flag for _, flag in batch["finite"]]).cpu().tolist()
             bad = [layer for (layer, _), ok in zip(batch["finite"], flags) if not ok]
             if bad:  # the trackers took this batch; the error ends the recording before anything is saved
                 raise _non_finite(bad[0], batch)
+
+    def _groups(self) -> dict | None:
+        """Where the updates take no host reads (:func:`~.trackers.sync_free`: GPUs), the statistics of every layer
+        as one :class:`~.trackers.StatsGroup` and, per split, the top (and negative) trackers of every layer as one
+        :class:`~.trackers.TopKGroup`: a GPU then runs a few dozen kernels per batch for all layers instead of
+        that many per layer, and its host, which launches them, is what recording waits on there. None elsewhere
+        (the CPU's compiled updates are per layer), or when the layers' activations differ in dtype (an encoder's)
+        or there is one layer."""
+        if not self.GROUPED or not sync_free(self.device) or len(self.layers) < 2:
+            return None
+        states = list(self.layers.values())
+        if len({st.top[0].acts.dtype for st in states}) > 1:
+            return None
+        if self._group_cache is None:
+            layer_of = np.repeat(np.arange(len(states)), [st.n_units for st in states])
+            self._group_cache = {"stats": StatsGroup([st.stats for st in states]),
+                                 "layer_of": torch.from_numpy(layer_of).to(self.device),
+                                 **{kind: [TopKGroup([getattr(st, kind)[s] for st in states])
+                                           for s in range(len(SPLITS))] for kind in ("top", "neg")}}
+        return self._group_cache
+
+    def _update_groups(self, batch: dict) -> None:
+        """The statistics and top-k (and negative) updates of every layer's units at once (:meth:`_groups`)."""
+        groups = self._groups()
+        # (B, units of every layer, T): each layer's (B, T, units) transposed into one tensor by one copy
+        by_unit = torch.cat([batch["grouped"][layer].transpose(1, 2) for layer in self.layers], 1)
+        reduced = batch_stats(by_unit, self.config.fuse, by_unit=True)
+        # a non-finite activation makes its unit's sum so; each layer's flag is read once, after the batch
+        bad = torch.zeros(len(self.layers), device=self.device).index_add_(
+            0, groups["layer_of"], (~torch.isfinite(reduced.total)).float())
+        batch["finite"].extend(zip(self.layers, bad == 0))
+        groups["stats"].update(reduced)
+        shared = BatchActs.of_units(by_unit)
+        negative = any(g.k for g in groups["neg"])
+        for s, (mask, rows, ids) in enumerate(batch["splits"]):
+            if not mask.any():
+                continue
+            groups["top"][s].update(reduced.window_max[rows], shared, ids, batch["span"], batch_rows=rows)
+            if negative:
+                groups["neg"][s].update(-reduced.window_min[rows], shared, ids, batch["span"], batch_rows=rows)
 
     def record_chunk(self, chunk: int, first: int, tokens: np.ndarray, start: int, windows: dict[int, np.ndarray],
                      after_batch=None) -> None:

@@ -26,8 +26,8 @@ import torch
 from . import fastpath
 from .windows import window_hashes
 
-__all__ = ["BatchActs", "BatchStats", "TopK", "Reservoir", "Stats", "batch_stats", "replacement_pairs", "best_k",
-           "score_keys", "sample_keys", "EMPTY", "VACANT", "STAT_FIELDS"]
+__all__ = ["BatchActs", "BatchStats", "TopK", "TopKGroup", "keep_best", "Reservoir", "Stats", "StatsGroup",
+           "batch_stats", "replacement_pairs", "best_k", "score_keys", "sample_keys", "EMPTY", "VACANT", "STAT_FIELDS"]
 
 
 class BatchActs:
@@ -45,6 +45,13 @@ class BatchActs:
         self.acts, self.skip = acts, skip
         self.base = acts if base is None else base
         self._by_unit: torch.Tensor | None = None
+
+    @classmethod
+    def of_units(cls, by_unit: torch.Tensor) -> "BatchActs":
+        """The activations given in the (B, units, T) layout."""
+        acts = cls(by_unit.transpose(1, 2))
+        acts._by_unit = by_unit
+        return acts
 
     def unit_rows(self, window: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
         """``acts[window[i], :, unit[i]]`` for each i, shape (P, T)."""
@@ -72,9 +79,10 @@ class BatchActs:
 
 SYNC_FREE: bool | None = None
 """Whether the top-k trackers' updates read no device value on the host. None (the default): on every device but
-the CPU. Then each update recomputes every unit's best ``k`` from its slots and the batch's windows (one ``topk``,
-then gathers: every slot is rewritten, cheap on a GPU) instead of finding the few units and slots that change
-(``nonzero``: the host waits for the device). On a GPU each such wait also holds back the forward's next kernels;
+the CPU. Then each update finds every unit's best ``k`` of its slots and the batch's windows with fixed-shape ops
+(:func:`keep_best`: one ``topk``, sorts, gathers and scatters of ``min(k, batch)`` windows per unit) instead of
+finding the few units and slots that change (``nonzero``: the host waits for the device), and a recorder updates
+every layer's trackers of a split as one (:class:`TopKGroup`). On a GPU each such wait also holds back the forward's next kernels;
 an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing and the compiled loops
 (:mod:`.fastpath`) are faster. The selection is the same either way (tests/recording/test_trackers.py).
 The random sample's choices are always worked out on the host (:class:`Reservoir` keeps a host copy of its keys)."""
@@ -205,18 +213,9 @@ class TopK:
 
     def _update_all(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor,
                     batch_rows: torch.Tensor | None) -> None:
-        """The update without host reads (:data:`SYNC_FREE`): each unit keeps the best ``k`` of its slots and the
-        batch's windows by key, and every slot is rewritten from those. Empty slots (key :data:`VACANT`) tie with
-        each other only, and a -inf score (key :data:`EMPTY`) ranks below them, as in the other paths."""
-        n = self.keys.shape[0]
-        keys = torch.cat([self.keys, score_keys(score, window_ids[:, None]).T], 1)  # (units, k + B)
-        take = keys.topk(self.k, dim=1, sorted=False).indices
-        self.keys = keys.gather(1, take)
-        self.values = torch.cat([self.values, score.T.float()], 1).gather(1, take)
-        self.windows = torch.cat([self.windows, window_ids[None].expand(n, -1)], 1).gather(1, take)
-        rows = acts.by_unit if batch_rows is None else acts.by_unit[batch_rows]  # (B, units, T)
-        merged = torch.cat([self.acts, rows.transpose(0, 1).to(self.acts.dtype)], 1)
-        self.acts = merged.gather(1, take[:, :, None].expand(-1, -1, merged.shape[2]))
+        """The update without host reads (:data:`SYNC_FREE`; :func:`keep_best`)."""
+        rows = acts.by_unit if batch_rows is None else acts.by_unit[batch_rows]
+        keep_best((self.keys, self.values, self.windows, self.acts), score, rows, window_ids, self.k)
         self._index = None
 
     def merge(self, values: torch.Tensor, windows: torch.Tensor, acts: torch.Tensor) -> None:
@@ -255,6 +254,76 @@ class TopK:
         self.keys = self._keys(self.values, self.windows)
         self.last = int(self.windows.max()) if self.windows.numel() else -1
         self._index = None
+
+
+def keep_best(state: tuple[torch.Tensor, ...], score: torch.Tensor, rows: torch.Tensor, window_ids: torch.Tensor,
+              k: int) -> None:
+    """The top-k update that reads nothing on the host (:data:`SYNC_FREE`), in place: each unit keeps the best
+    ``k`` of its slots and the batch's windows by key; the windows that get in take the evicted slots (the i-th
+    evicted slot, in slot order, the i-th window in, in batch order), every other slot keeps what it holds.
+    ``state``: (keys, values, windows, acts) of shapes (units, k) x 3 and (units, k, T); ``score`` (B, units),
+    ``rows`` (B, units, T) the batch's activations by unit, ``window_ids`` (B,). Empty slots (key :data:`VACANT`)
+    tie with each other only, and a -inf score (key :data:`EMPTY`) ranks below them, as in the other paths.
+    Every step has a fixed shape (at most ``min(k, B)`` windows get into a unit), so nothing waits for the device;
+    it reads and writes ``min(k, B)`` windows of activations per unit, not all ``k``."""
+    keys, values, windows, acts = state
+    n, b = keys.shape[0], score.shape[0]
+    new_keys = score_keys(score, window_ids[:, None]).T  # (units, B)
+    keep = torch.zeros((n, k + b), dtype=torch.bool, device=keys.device)
+    keep.scatter_(1, torch.cat([keys, new_keys], 1).topk(k, dim=1, sorted=False).indices, True)
+    j = min(k, b)
+    # per unit: the evicted slots first (in slot order) and the windows that get in first (in batch order); as
+    # many of each, paired; beyond that, slots that stay, which are written back unchanged (the targets of a
+    # row are distinct: a permutation's first j)
+    slot = (~keep[:, :k]).to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :j]
+    col = keep[:, k:].to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :j]
+    enter = torch.arange(j, device=keys.device) < keep[:, k:].sum(1, keepdim=True)  # (units, j)
+    keys.scatter_(1, slot, torch.where(enter, new_keys.gather(1, col), keys.gather(1, slot)))
+    values.scatter_(1, slot, torch.where(enter, score.T.float().gather(1, col), values.gather(1, slot)))
+    windows.scatter_(1, slot, torch.where(enter, window_ids[col], windows.gather(1, slot)))
+    at = slot[:, :, None].expand(-1, -1, acts.shape[2])
+    new = rows.transpose(0, 1).gather(1, col[:, :, None].expand(-1, -1, acts.shape[2])).to(acts.dtype)
+    acts.scatter_(1, at, torch.where(enter[:, :, None], new, acts.gather(1, at)))
+
+
+class TopKGroup:
+    """Top-k trackers of the same ``k`` (one split of every recorded layer) updated as one tracker over all their
+    units, by :func:`keep_best`: a GPU then runs one update per batch instead of one per layer, and its host,
+    which launches the kernels, is what recording waits on there (README, GPU figures). The trackers hold views
+    of the group's tensors, updated in place; a tracker whose tensors were replaced since (a merge) is read
+    again. The selection is the same as updating each tracker alone: a unit's best ``k`` depend on its own slots
+    and scores only."""
+
+    FIELDS = ("keys", "values", "windows", "acts")
+
+    def __init__(self, trackers: list[TopK]):
+        self.trackers = trackers
+        self.k = trackers[0].k
+        self.sizes = [t.keys.shape[0] for t in trackers]
+        self._held: list[tuple[torch.Tensor, ...]] = []
+        self._state: tuple[torch.Tensor, ...] = ()
+
+    def state(self) -> tuple[torch.Tensor, ...]:
+        """(keys, values, windows, acts) of every unit of the group, in tracker order; the trackers hold views."""
+        held = [tuple(getattr(t, f) for f in self.FIELDS) for t in self.trackers]
+        if len(held) != len(self._held) or any(a is not b for h, g in zip(held, self._held) for a, b in zip(h, g)):
+            self._state = tuple(torch.cat([h[i] for h in held]) for i in range(len(self.FIELDS)))
+            parts = [t.split(self.sizes) for t in self._state]
+            self._held = [tuple(p[i] for p in parts) for i in range(len(self.trackers))]
+            for tracker, views in zip(self.trackers, self._held):
+                for field, view in zip(self.FIELDS, views):
+                    setattr(tracker, field, view)
+        return self._state
+
+    def update(self, score: torch.Tensor, acts: BatchActs, window_ids: torch.Tensor, span: tuple[int, int],
+               batch_rows: torch.Tensor | None = None) -> None:
+        """As :meth:`TopK.update` with ``score`` (B, units of every tracker, in order) and ``acts`` likewise."""
+        if self.k == 0:
+            return
+        rows = acts.by_unit if batch_rows is None else acts.by_unit[batch_rows]
+        keep_best(self.state(), score, rows, window_ids, self.k)
+        for tracker in self.trackers:
+            tracker.last, tracker._index = max(tracker.last, span[1]), None
 
 
 class Reservoir:
@@ -391,14 +460,20 @@ def _fused_kernel():
         return None
 
 
-def batch_stats(acts: torch.Tensor, fuse: bool = False) -> BatchStats:
+def batch_stats(acts: torch.Tensor, fuse: bool = False, *, by_unit: bool = False) -> BatchStats:
     """:class:`BatchStats` of ``acts`` (B, T, units). ``fuse``: on CPU, for batches of at least
     :data:`FUSE_MIN_ELEMENTS` activations, one compiled loop reads the batch once instead of five passes
     (several times faster; the sums differ from the plain ops' in float32 rounding only, and the window max and
     min are exact either way): numba's (:func:`.fastpath.batch_stats`, bfloat16 and float32 with contiguous
     units; :data:`STATS_LOOP`), else inductor's (:func:`_one_pass` compiled). The two give the same bits (both
     sum each window's tokens in order, then the windows in order), so the path is a function of the batch's shape
-    and the setting only, and processes that record chunks of one corpus sum alike."""
+    and the setting only, and processes that record chunks of one corpus sum alike. ``by_unit``: ``acts`` is laid out
+    (B, units, T) (a recorder's every layer at once, :class:`StatsGroup`), reduced by plain ops, each window's tokens
+    summed first."""
+    if by_unit:
+        a = acts.float()
+        return BatchStats(acts.amax(2), acts.amin(2), a.sum(2).sum(0), a.square().sum(2).sum(0),
+                          (acts > 0).sum(2, dtype=torch.float32).sum(0), count=acts.shape[0] * acts.shape[2])
     parts = None
     if fuse and acts.device.type == "cpu" and acts.numel() >= FUSE_MIN_ELEMENTS:
         parts = fastpath.batch_stats(acts) if STATS_LOOP else None
@@ -471,3 +546,26 @@ class Stats:
                 "max": torch.maximum(self.max, self.part["max"]).cpu().numpy(),
                 "min": torch.minimum(self.min, self.part["min"]).cpu().numpy(),
                 "frequency": (positive / n).cpu().numpy()}
+
+
+class StatsGroup:
+    """Several layers' :class:`Stats` updated as one over all their units (a recorder on a GPU, with
+    :class:`TopKGroup`): the current chunk's partial sums of each are views of the group's tensors, updated in
+    place; a chunk taken (:meth:`Stats.take_part`) or a checkpoint loaded starts new ones, which are read again."""
+
+    def __init__(self, stats: list[Stats]):
+        self.stats = stats
+        self.sizes = [st.n_units for st in stats]
+        self._held: list[dict[str, torch.Tensor]] = []
+        self._all = Stats(0, device=stats[0].device)
+
+    def update(self, batch: BatchStats) -> None:
+        """As :meth:`Stats.update` with ``batch`` over every unit of the group, in order."""
+        held = [dict(st.part) for st in self.stats]
+        if len(held) != len(self._held) or any(h[f] is not g[f] for h, g in zip(held, self._held) for f in h):
+            self._all.part = {f: torch.cat([h[f] for h in held]) for f in STAT_FIELDS}
+            views = {f: t.split(self.sizes) for f, t in self._all.part.items()}
+            self._held = [{f: views[f][i] for f in STAT_FIELDS} for i in range(len(self.stats))]
+            for st, part in zip(self.stats, self._held):
+                st.part = dict(part)
+        self._all.update(batch)

@@ -326,3 +326,40 @@ def test_torch_ops_switches_the_trackers_to_the_torch_update_and_back():
     top.update(x.amax(1) + 100, BatchActs(x), torch.arange(4, 8))  # every later window beats every earlier one
     assert top._index is not None and fastpath.available(top.acts, x)
     assert (top.sorted_state()[0] >= 4).all()
+
+
+@pytest.mark.parametrize("batch", [1, 4, 13])
+def test_topk_group_selects_as_each_tracker_alone(batch, monkeypatch):
+    """A :class:`~ns_dspy.recording.trackers.TopKGroup` (every layer's trackers of a split updated as one, as a
+    recorder does on a GPU) keeps, per unit, exactly the windows and activations of each tracker updated alone by
+    the compiled CPU loop, through a merge that replaces one tracker's tensors mid-stream and with batches both
+    smaller and larger than k; its trackers keep reading as trackers (views of the group's tensors)."""
+    from ns_dspy.recording.trackers import TopKGroup
+
+    sizes, k, T = [7, 3, 11], 6, 5
+    acts = _stream(n_windows=60, T=T, U=sum(sizes), seed=3)
+    acts[:, :, 1] = 0.5  # a constant unit: every window ties
+    eligible = torch.arange(len(acts)) % 3 != 1
+    alone = [TopK(n, k, T) for n in sizes]
+    grouped = [TopK(n, k, T) for n in sizes]
+    monkeypatch.setattr(trackers, "SYNC_FREE", True)
+    group = TopKGroup(grouped)
+    offsets = np.cumsum([0] + sizes)
+    for start in range(0, len(acts), batch):
+        a = acts[start:start + batch]
+        ids = torch.arange(start, start + len(a))
+        score = a.amax(1).masked_fill(~eligible[start:start + batch, None], -torch.inf)
+        group.update(score, BatchActs(a), ids, (start, start + len(a) - 1))
+        monkeypatch.setattr(trackers, "SYNC_FREE", False)
+        for t, lo, hi in zip(alone, offsets[:-1], offsets[1:]):
+            t.update(score[:, lo:hi], BatchActs(a[:, :, lo:hi]), ids)
+        monkeypatch.setattr(trackers, "SYNC_FREE", True)
+        if start <= 30 < start + batch:  # a merge replaces the middle tracker's tensors
+            for t in (alone[1], grouped[1]):
+                t.merge(torch.full((3, 2), 9.0), torch.tensor([[100, 101]] * 3), torch.ones(3, 2, T))
+    for a_, g_ in zip(alone, grouped):
+        wa, ka = a_.sorted_state()
+        wg, kg = g_.sorted_state()
+        assert wa.tolist() == wg.tolist()
+        np.testing.assert_array_equal(ka, kg)
+    assert grouped[1].windows[:, :2].tolist() != [[-1, -1]] * 3 and 100 in grouped[1].sorted_state()[0]
