@@ -414,6 +414,10 @@ FUSE_MIN_ELEMENTS = 1 << 20
 """Batches smaller than this many activations (per layer) take plain torch ops even with ``fuse``: a fused kernel
 saves little there, and which path a batch takes depends on its shape only, never on the machine."""
 
+FLOAT_BLOCK_BYTES = 1 << 29
+"""The largest float32 copy of activations the statistics of every layer at once (``batch_stats(by_unit=True)``)
+make: 512 MB, so a large model's batch is reduced in blocks of units."""
+
 log = logging.getLogger(__name__)
 
 
@@ -469,11 +473,18 @@ def batch_stats(acts: torch.Tensor, fuse: bool = False, *, by_unit: bool = False
     sum each window's tokens in order, then the windows in order), so the path is a function of the batch's shape
     and the setting only, and processes that record chunks of one corpus sum alike. ``by_unit``: ``acts`` is laid out
     (B, units, T) (a recorder's every layer at once, :class:`StatsGroup`), reduced by plain ops, each window's tokens
-    summed first."""
+    summed first, in blocks of units of at most :data:`FLOAT_BLOCK_BYTES` as float32."""
     if by_unit:
-        a = acts.float()
-        return BatchStats(acts.amax(2), acts.amin(2), a.sum(2).sum(0), a.square().sum(2).sum(0),
-                          (acts > 0).sum(2, dtype=torch.float32).sum(0), count=acts.shape[0] * acts.shape[2])
+        b, n, t = acts.shape
+        step = max(1, FLOAT_BLOCK_BYTES // (4 * b * t))
+        parts = []
+        for lo in range(0, n, step):
+            x = acts[:, lo:lo + step]
+            a = x.float()
+            parts.append((x.amax(2), x.amin(2), a.sum(2).sum(0), a.square().sum(2).sum(0),
+                          (x > 0).sum(2, dtype=torch.float32).sum(0)))
+        joined = parts[0] if len(parts) == 1 else [torch.cat(p, dim=p[0].dim() - 1) for p in zip(*parts)]
+        return BatchStats(*joined, count=b * t)
     parts = None
     if fuse and acts.device.type == "cpu" and acts.numel() >= FUSE_MIN_ELEMENTS:
         parts = fastpath.batch_stats(acts) if STATS_LOOP else None

@@ -363,3 +363,20 @@ def test_topk_group_selects_as_each_tracker_alone(batch, monkeypatch):
         assert wa.tolist() == wg.tolist()
         np.testing.assert_array_equal(ka, kg)
     assert grouped[1].windows[:, :2].tolist() != [[-1, -1]] * 3 and 100 in grouped[1].sorted_state()[0]
+
+
+def test_batch_stats_by_unit_in_blocks(monkeypatch):
+    """The statistics of every layer at once (activations laid out (B, units, T)) agree with the (B, T, units)
+    path - maxima, minima and positive counts exactly, sums to rounding - whether the units are reduced in one
+    block or in blocks of 4 (a large model's batch; the block size follows from the batch's shape only)."""
+    x = torch.randn(5, 37, 7)
+    whole = batch_stats(x, by_unit=True)
+    monkeypatch.setattr(trackers, "FLOAT_BLOCK_BYTES", 4 * 5 * 7 * 4)
+    blocks = batch_stats(x, by_unit=True)
+    ref = batch_stats(x.transpose(1, 2))
+    assert whole.count == blocks.count == ref.count == 35
+    for got in (whole, blocks):
+        for name in ("window_max", "window_min", "positive"):
+            assert torch.equal(getattr(got, name).float(), getattr(ref, name).float()), name
+        for name in ("total", "total_sq"):
+            torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
