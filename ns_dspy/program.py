@@ -47,7 +47,7 @@ from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope", "with_statistical"]
+__all__ = ["ExplainConfig", "NeuronScope", "statistical_racing", "with_statistical"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,14 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     candidates.append((list(stats), stats_score))
     top = max(score.value for _, score in candidates)
     return next(c for c in candidates if c[1].value >= top - 1e-9)
+
+
+def statistical_racing(config: ExplainConfig) -> "Racing | None":
+    """The statistical explainer's racing rule under ``config`` (None without racing): twice as strict as
+    refinement's and without its indifference zone. Its candidates are many and close (tier sets a few thousandths
+    apart on valid) and differ most on the weaker tokens, which the highest-peak windows of the first stages show
+    least; refinement's own rule lost more valid score on them (``benchmarks/racing_rules.py --what stats``)."""
+    return Racing(delta=config.racing_delta / 2, epsilon=0.0) if config.racing else None
 
 
 class NeuronScope(dspy.Module):
@@ -162,11 +170,8 @@ class NeuronScope(dspy.Module):
         return Racing(delta=self.config.racing_delta) if self.config.racing else None
 
     def _stats_racing(self) -> "Racing | None":
-        """The statistical explainer's rule: twice as strict as refinement's and without its indifference zone.
-        Its candidates are many and close (tier sets a few thousandths apart on valid) and differ most on the
-        weaker tokens, which the highest-peak windows of the first stages show least; refinement's own rule lost
-        more valid score on them (``benchmarks/racing_rules.py --what stats``)."""
-        return Racing(delta=self.config.racing_delta / 2, epsilon=0.0) if self.config.racing else None
+        """The statistical explainer's rule (:func:`statistical_racing`)."""
+        return statistical_racing(self.config)
 
     def _statistical(self, train: list[Exemplar], valid: HeldOut,
                      scorer: "ValidScorer | None" = None) -> dspy.Prediction:

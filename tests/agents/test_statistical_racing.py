@@ -10,7 +10,7 @@ import pytest
 
 from ns_dspy.agents import ValidScorer
 from ns_dspy.config import ExplainConfig
-from ns_dspy.program import NeuronScope
+from ns_dspy.program import NeuronScope, statistical_racing
 from ns_dspy.scoring import HeldOut, polysemantic, score
 from ns_dspy.scoring.racing import Racing
 from ns_dspy.simulators import KeywordSimulator
@@ -121,6 +121,7 @@ def test_the_statistical_explainer_races_its_candidates_to_the_same_choice_for_f
 def test_the_statistical_race_is_stricter_than_refinements_and_off_with_racing():
     program = _program(True, KeywordSimulator())
     rule, refinement = program._stats_racing(), program._racing()
+    assert rule == statistical_racing(program.config)
     assert rule.delta == refinement.delta / 2 and rule.epsilon == 0.0 < refinement.epsilon
     assert (rule.stages, rule.order, rule.seed) == (refinement.stages, refinement.order, refinement.seed)
     assert _program(False, KeywordSimulator())._stats_racing() is None
@@ -134,3 +135,28 @@ def test_the_statistical_race_is_stricter_than_refinements_and_off_with_racing()
     assert sum(not r.raced for r in strict) > sum(not r.raced for r in loose)
     # a scorer without racing scores every set in full, whatever the rule
     assert not any(r.raced for r in ValidScorer(KeywordSimulator(), valid).race_sets(SETS, rule=Racing()))
+
+
+def test_when_no_raced_set_keeps_a_member_the_singles_are_scored_in_full():
+    """The statistical explainer's fallback: if every set that survived its race kept no member (each member's
+    prediction falls where the truth rises, so the pruned union names nothing), the single lists are scored in
+    full and the best on valid is chosen, as exhaustive scoring of the singles would choose it."""
+    from ns_dspy.agents.refinement import SetResult
+
+    train, valid = _exemplars("train", 0), _valid()
+    program = NeuronScope(KeywordSimulator(), None, ExplainConfig(method="stats", racing=True, negative=False))
+    scorer = ValidScorer(KeywordSimulator(), valid, program._racing())
+    raced_sets = []
+
+    def nothing_kept(sets, reference=None, rule=None):
+        raced_sets.extend(sets)
+        return [SetResult(list(s), [], None, -1.0, 3) for s in sets]
+
+    scorer.race_sets = nothing_kept
+    out = program._statistical(train, valid, scorer)
+    singles = [s[0] for s in raced_sets if len(s) == 1]
+    assert singles and out.explanations in [[s] for s in singles]
+    exhaustive = {s: score(KeywordSimulator(), [s], valid)[0].value for s in singles}
+    assert out.explanations == [max(singles, key=lambda s: exhaustive[s])]
+    assert out.polysemantic == pytest.approx(max(exhaustive.values()), abs=1e-12)
+    assert {c.text for c in out.trace.stats_candidates} >= set(singles)
