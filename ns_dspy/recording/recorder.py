@@ -27,7 +27,8 @@ from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
 from .state import LayerState, RecordState, fingerprint, iter_chunks, make_layer
-from .trackers import EMPTY, BatchActs, StatsGroup, TopKGroup, batch_stats, sample_keys, sync_free
+from .trackers import (EMPTY, BatchActs, ReservoirGroup, StatsGroup, TopKGroup, batch_stats, sample_keys,
+                       sync_free)
 from .windows import iter_windows, split_of
 
 __all__ = ["Recorder", "record", "EXECUTORS"]
@@ -115,27 +116,25 @@ class Recorder:
             if state.units is not None:
                 acts = base = acts.index_select(2, state.units)
                 skip = 0
+            if batch["grouped"] is not None:  # every layer's statistics and trackers at once, after the forward
+                batch["grouped"][layer] = acts
+                return
+            reduced = batch_stats(acts, self.config.fuse)
+            wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and every tracker
+            finite = torch.isfinite(reduced.total).all()  # any non-finite activation makes its unit's sum so
+            if sync_free(finite.device):
+                batch["finite"].append((layer, finite))  # read once, after the forward (no wait per layer)
+            elif not bool(finite):
+                raise _non_finite(layer, batch)
+            state.stats.update(reduced)
             shared = BatchActs(acts, base, skip)
-            grouped = batch["grouped"]
-            if grouped is not None:  # statistics and top-k updates of every layer at once, after the forward
-                grouped[layer] = acts
-            else:
-                reduced = batch_stats(acts, self.config.fuse)
-                wmax, wmin = reduced.window_max, reduced.window_min  # (B, U): shared by the stats and trackers
-                finite = torch.isfinite(reduced.total).all()  # any non-finite activation makes its unit's sum so
-                if sync_free(finite.device):
-                    batch["finite"].append((layer, finite))  # read once, after the forward (no wait per layer)
-                elif not bool(finite):
-                    raise _non_finite(layer, batch)
-                state.stats.update(reduced)
             for s, (mask, rows, ids) in enumerate(batch["splits"]):
                 if not mask.any():
                     continue
                 # each tracker sees only its split's windows (rows of the batch)
-                if grouped is None:
-                    state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
-                    if want_negative:
-                        state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
+                state.top[s].update(wmax[rows], shared, ids, batch["span"], batch_rows=rows)
+                if want_negative:
+                    state.neg[s].update(-wmin[rows], shared, ids, batch["span"], batch_rows=rows)
                 state.rand[s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s],
                                      plan=batch["sample_plans"][s])
 
@@ -170,8 +169,9 @@ class Recorder:
     def _groups(self) -> dict | None:
         """Where the updates take no host reads (:func:`~.trackers.sync_free`: GPUs), the statistics of every layer
         as one :class:`~.trackers.StatsGroup` and, per split, the top (and negative) trackers of every layer as one
-        :class:`~.trackers.TopKGroup`: a GPU then runs a few dozen kernels per batch for all layers instead of
-        that many per layer, and its host, which launches them, is what recording waits on there. None elsewhere
+        :class:`~.trackers.TopKGroup` and their random samples as one :class:`~.trackers.ReservoirGroup`: a GPU
+        then runs a few dozen kernels per batch for all layers instead of that many per layer, and its host, which
+        launches them, is what recording waits on there. None elsewhere
         (the CPU's compiled updates are per layer), or when the layers' activations differ in dtype (an encoder's)
         or there is one layer. The cost is memory: every layer's activations of the batch stay until the forward
         ends, plus one copy of them by unit and a float32 block for the statistics (at most
@@ -185,12 +185,14 @@ class Recorder:
             layer_of = np.repeat(np.arange(len(states)), [st.n_units for st in states])
             self._group_cache = {"stats": StatsGroup([st.stats for st in states]),
                                  "layer_of": torch.from_numpy(layer_of).to(self.device),
+                                 "rand": [ReservoirGroup([st.rand[s] for st in states]) for s in range(len(SPLITS))],
                                  **{kind: [TopKGroup([getattr(st, kind)[s] for st in states])
                                            for s in range(len(SPLITS))] for kind in ("top", "neg")}}
         return self._group_cache
 
     def _update_groups(self, batch: dict) -> None:
-        """The statistics and top-k (and negative) updates of every layer's units at once (:meth:`_groups`)."""
+        """The statistics, top-k (and negative) and random-sample updates of every layer's units at once
+        (:meth:`_groups`)."""
         groups = self._groups()
         # (B, units of every layer, T): each layer's (B, T, units) transposed into one tensor by one copy
         by_unit = torch.cat([batch["grouped"][layer].transpose(1, 2) for layer in self.layers], 1)
@@ -208,6 +210,7 @@ class Recorder:
             groups["top"][s].update(reduced.window_max[rows], shared, ids, batch["span"], batch_rows=rows)
             if negative:
                 groups["neg"][s].update(-reduced.window_min[rows], shared, ids, batch["span"], batch_rows=rows)
+            groups["rand"][s].update(shared, batch["ids"], mask, batch["np_ids"], batch["sample_keys"][s])
 
     def record_chunk(self, chunk: int, first: int, tokens: np.ndarray, start: int, windows: dict[int, np.ndarray],
                      after_batch=None) -> None:

@@ -26,8 +26,9 @@ import torch
 from . import fastpath
 from .windows import window_hashes
 
-__all__ = ["BatchActs", "BatchStats", "TopK", "TopKGroup", "keep_best", "Reservoir", "Stats", "StatsGroup",
-           "batch_stats", "replacement_pairs", "best_k", "score_keys", "sample_keys", "EMPTY", "VACANT", "STAT_FIELDS"]
+__all__ = ["BatchActs", "BatchStats", "TopK", "TopKGroup", "keep_best", "Reservoir", "ReservoirGroup", "Stats",
+           "StatsGroup", "batch_stats", "replacement_pairs", "best_k", "score_keys", "sample_keys", "EMPTY", "VACANT",
+           "STAT_FIELDS"]
 
 
 class BatchActs:
@@ -355,11 +356,25 @@ class Reservoir:
         windows is worked out by the first and reused by every other whose keys were the same before the batch."""
         if self.k == 0 or not eligible.any():
             return
+        chosen = self.choose(window_ids, eligible, ids, keys, plan)
+        if chosen is None:
+            return
+        slot, col = chosen
+        if fastpath.available(self.acts, acts.acts):
+            fastpath.copy_windows(self.acts, slot, col, acts.acts)
+        else:
+            self.acts[:, slot] = acts.window_rows(col).to(self.acts.dtype)
+
+    def choose(self, window_ids: torch.Tensor, eligible: np.ndarray, ids: np.ndarray | None = None,
+               keys: np.ndarray | None = None, plan: dict | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`update`'s choice, worked out on the host: which slots take which of the batch's windows, as
+        device index tensors (slot, column of the batch), with the keys and windows updated; None when no window
+        gets in. The caller copies the activations."""
         if keys is None:
             keys = sample_keys(window_ids.cpu().numpy() if ids is None else ids, self.seed)
             keys[~eligible] = EMPTY
         if int(keys.max()) <= int(self._host.min()):  # after the first windows, the usual case: nothing gets in
-            return
+            return None
         if plan is not None and "before" in plan and np.array_equal(plan["before"], self._host):
             slot, col, host_slot, host_col = plan["slot"], plan["col"], plan["host_slot"], plan["host_col"]
         else:
@@ -370,10 +385,7 @@ class Reservoir:
                 plan.update(before=before, slot=slot, col=col, host_slot=host_slot, host_col=host_col)
         self._host[host_slot] = keys[host_col]
         self.windows[slot] = window_ids[col]
-        if fastpath.available(self.acts, acts.acts):
-            fastpath.copy_windows(self.acts, slot, col, acts.acts)
-        else:
-            self.acts[:, slot] = acts.window_rows(col).to(self.acts.dtype)
+        return slot, col
 
     def _keys(self, windows: torch.Tensor) -> torch.Tensor:
         keys = torch.from_numpy(sample_keys(windows.clamp(min=0).cpu().numpy(), self.seed)).to(windows.device)
@@ -401,6 +413,44 @@ class Reservoir:
         for name in ("windows", "acts"):  # keys follow from the windows (older checkpoints stored floats)
             getattr(self, name).copy_(state[name])
         self._host = self._keys(self.windows).cpu().numpy()
+
+
+class ReservoirGroup:
+    """The random samples of one split of every recorded layer updated as one (a recorder on a GPU, with
+    :class:`TopKGroup`). They see the same windows under the same seed, so they hold the same windows: the group
+    works out the choice once and copies the windows that get in for every layer's units in one copy. The
+    reservoirs share their host keys and hold views of the group's windows (one row each) and activations; a
+    reservoir whose tensors were replaced since (a checkpoint loaded, a merge) is read again."""
+
+    def __init__(self, reservoirs: list[Reservoir]):
+        self.reservoirs = reservoirs
+        self.k = reservoirs[0].k
+        self.sizes = [r.acts.shape[0] for r in reservoirs]
+        self._held: list[tuple] = []
+        self._acts = self._windows = torch.empty(0)
+
+    def _sync(self) -> None:
+        held = [(r.windows, r.acts, r._host) for r in self.reservoirs]
+        if len(held) == len(self._held) and all(a is b for h, g in zip(held, self._held) for a, b in zip(h, g)):
+            return
+        lead = self.reservoirs[0]
+        self._acts = torch.cat([r.acts for r in self.reservoirs])
+        self._windows = torch.stack([r.windows for r in self.reservoirs])
+        for r, acts, windows in zip(self.reservoirs, self._acts.split(self.sizes), self._windows):
+            r.windows, r._host, r.acts = windows, lead._host, acts
+        self._held = [(r.windows, r.acts, r._host) for r in self.reservoirs]
+
+    def update(self, acts: BatchActs, window_ids: torch.Tensor, eligible: np.ndarray, ids: np.ndarray | None = None,
+               keys: np.ndarray | None = None) -> None:
+        """As :meth:`Reservoir.update` with ``acts`` over every unit of the group, in order."""
+        if self.k == 0 or not eligible.any():
+            return
+        self._sync()
+        chosen = self.reservoirs[0].choose(window_ids, eligible, ids, keys)  # the first reservoir's windows too
+        if chosen is not None:
+            slot, col = chosen
+            self._windows[:, slot] = window_ids[col]
+            self._acts[:, slot] = acts.window_rows(col).to(self._acts.dtype)
 
 
 STAT_FIELDS = ("count", "total", "total_sq", "positive", "max", "min")
