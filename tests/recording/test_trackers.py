@@ -380,3 +380,33 @@ def test_batch_stats_by_unit_in_blocks(monkeypatch):
             assert torch.equal(getattr(got, name).float(), getattr(ref, name).float()), name
         for name in ("total", "total_sq"):
             torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+
+
+def test_reservoir_group_samples_as_each_reservoir_alone():
+    """A :class:`~ns_dspy.recording.trackers.ReservoirGroup` (every layer's random sample of a split updated as
+    one) holds, for every layer, the windows and activations of that layer's reservoir updated alone, also after a
+    state loaded mid-stream (a resumed checkpoint), and its reservoirs' states save as separate tensors."""
+    from ns_dspy.recording.trackers import ReservoirGroup
+
+    sizes, k, T = [4, 9, 2], 5, 6
+    acts = _stream(n_windows=70, T=T, U=sum(sizes), seed=4)
+    eligible = (np.arange(70) % 4) != 2
+    alone = [Reservoir(n, k, T, seed=7) for n in sizes]
+    grouped = [Reservoir(n, k, T, seed=7) for n in sizes]
+    group = ReservoirGroup(grouped)
+    offsets = np.cumsum([0] + sizes)
+    for start in range(0, 70, 6):
+        a, ids = acts[start:start + 6], torch.arange(start, min(start + 6, 70))
+        group.update(BatchActs.of_units(a.transpose(1, 2).contiguous()), ids, eligible[start:start + 6])
+        for r, lo, hi in zip(alone, offsets[:-1], offsets[1:]):
+            r.update(BatchActs(a[:, :, lo:hi]), ids, eligible[start:start + 6])
+        if start == 30:  # a checkpoint loaded into the group's reservoirs replaces their host keys
+            for r in grouped:
+                r.load({name: t.clone() for name, t in r.state().items()})
+    for r_alone, r_group in zip(alone, grouped):
+        wa, ka = r_alone.sorted_state()
+        wg, kg = r_group.sorted_state()
+        assert wa.tolist() == wg.tolist() and (wa >= 0).all()
+        np.testing.assert_array_equal(ka, kg)
+    states = [r.state() for r in grouped]
+    assert states[0]["windows"].data_ptr() != states[1]["windows"].data_ptr()
