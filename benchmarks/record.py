@@ -82,6 +82,20 @@ class CountWaits(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@contextlib.contextmanager
+def recording_as(config: RecordConfig, fuse: bool, topk: bool, loop: bool, free: bool | None, grouped: bool = True):
+    """Recording as one of :data:`WAYS` (its settings as keywords): the trackers' switches set for the block and
+    restored after, the top-k update by torch ops when ``topk`` is False (as on other devices or without numba);
+    yields the recording's configuration."""
+    before = trackers.STATS_LOOP, trackers.SYNC_FREE, Recorder.GROUPED
+    trackers.STATS_LOOP, trackers.SYNC_FREE, Recorder.GROUPED = loop, free, grouped
+    try:
+        with contextlib.nullcontext() if topk else fastpath.torch_ops():
+            yield dataclasses.replace(config, fuse=fuse)
+    finally:
+        trackers.STATS_LOOP, trackers.SYNC_FREE, Recorder.GROUPED = before
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
@@ -123,18 +137,16 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
-    def interleaved(fuse: bool, topk: bool, loop: bool, free: bool | None, grouped: bool = True):
+    def interleaved(settings: dict):
         """Per batch: (plain seconds, recording seconds), the two in alternating order; and the host waits and
         (on CUDA, else None) CUDA synchronisations per batch that recording adds to a plain forward (counted on two
         batches outside the timing)."""
-        trackers.STATS_LOOP, trackers.SYNC_FREE, Recorder.GROUPED = loop, free, grouped
-        # topk=False: the top-k trackers by torch ops, as on other devices or without numba
-        with contextlib.nullcontext() if topk else fastpath.torch_ops():
-            warm = Recorder(subject, dataclasses.replace(config, fuse=fuse))
+        with recording_as(config, **settings) as way_config:
+            warm = Recorder(subject, way_config)
             warm.process(np.arange(len(batches[0])), batches[0])  # compiles; this recorder is then dropped
             plain(batches[0])
             del warm
-            recorder = Recorder(subject, dataclasses.replace(config, fuse=fuse))
+            recorder = Recorder(subject, way_config)
             times = np.zeros((len(batches), 2))
             for i, b in enumerate(batches):
                 for way in ((0, 1) if i % 2 == 0 else (1, 0)):
@@ -155,7 +167,6 @@ def main() -> None:
                     two()
                 waits.append(mode.n / 2)
                 syncs.append(cuda_syncs(two) / 2 if device.type == "cuda" else None)
-        trackers.SYNC_FREE, Recorder.GROUPED = None, True
         return times[:, 0], times[:, 1], waits[1] - waits[0], syncs[1] - syncs[0] if syncs[0] is not None else None
 
     n_units = sum(st.n_units for st in Recorder(subject, config).layers.values())
@@ -169,7 +180,7 @@ def main() -> None:
     ratios = {}
     for way in ways:
         label, settings = WAYS[way]
-        tp, tr, waits, syncs = interleaved(**settings)
+        tp, tr, waits, syncs = interleaved(settings)
         ratios[way] = tp.sum() / tr.sum()
         parts = f"first {half} batches {tp[:half].sum() / tr[:half].sum():.3f}, last {len(batches) - half} " \
                 f"{tp[half:].sum() / tr[half:].sum():.3f}" if half else ""
@@ -190,14 +201,11 @@ def profile(subject, config, batches, way, n, plain, sync, trace) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    settings = WAYS[way][1]
-    trackers.STATS_LOOP, trackers.SYNC_FREE = settings["loop"], settings["free"]
-    Recorder.GROUPED = settings.get("grouped", True)
     cuda = subject.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     key = "self_cpu_time_total"
-    with contextlib.nullcontext() if settings["topk"] else fastpath.torch_ops():
-        recorder = Recorder(subject, dataclasses.replace(config, fuse=settings["fuse"]))
+    with recording_as(config, **WAYS[way][1]) as way_config:
+        recorder = Recorder(subject, way_config)
         recorder.process(np.arange(len(batches[0])), batches[0])
         sync()
         for name, step in (("plain forward", lambda i, b: plain(b)),
@@ -247,7 +255,6 @@ def profile(subject, config, batches, way, n, plain, sync, trace) -> None:
             print("\nCUDA synchronisations in one recorded batch, by the innermost ns_dspy line:")
             for line, count in where.most_common():
                 print(f"  {count:4d}  {line}")
-    trackers.SYNC_FREE, Recorder.GROUPED = None, True
 
 
 if __name__ == "__main__":

@@ -83,9 +83,9 @@ SYNC_FREE: bool | None = None
 the CPU. Then each update finds every unit's best ``k`` of its slots and the batch's windows with fixed-shape ops
 (:func:`keep_best`: one ``topk``, sorts, gathers and scatters of ``min(k, batch)`` windows per unit) instead of
 finding the few units and slots that change (``nonzero``: the host waits for the device), and a recorder updates
-every layer's trackers of a split as one (:class:`TopKGroup`). On a GPU each such wait also holds back the forward's next kernels;
-an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing and the compiled loops
-(:mod:`.fastpath`) are faster. The selection is the same either way (tests/recording/test_trackers.py).
+every layer's trackers of a split as one (:class:`TopKGroup`). On a GPU each such wait also holds back the
+forward's next kernels; an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing
+and the compiled loops (:mod:`.fastpath`) are faster. The selection is the same either way (tests/recording/test_trackers.py).
 The random sample's choices are always worked out on the host (:class:`Reservoir` keeps a host copy of its keys)."""
 
 
@@ -287,6 +287,12 @@ def keep_best(state: tuple[torch.Tensor, ...], score: torch.Tensor, rows: torch.
     acts.scatter_(1, at, torch.where(enter[:, :, None], new, acts.gather(1, at)))
 
 
+def _still_held(held: list[tuple], views: list[tuple]) -> bool:
+    """Whether each tracker of a group still holds the very objects the group gave it (``views``, per tracker):
+    anything replaced since (a checkpoint loaded, a merge, a chunk's sums taken) makes the group read them again."""
+    return len(held) == len(views) and all(a is b for h, v in zip(held, views) for a, b in zip(h, v))
+
+
 class TopKGroup:
     """Top-k trackers of the same ``k`` (one split of every recorded layer) updated as one tracker over all their
     units, by :func:`keep_best`: a GPU then runs one update per batch instead of one per layer, and its host,
@@ -307,7 +313,7 @@ class TopKGroup:
     def state(self) -> tuple[torch.Tensor, ...]:
         """(keys, values, windows, acts) of every unit of the group, in tracker order; the trackers hold views."""
         held = [tuple(getattr(t, f) for f in self.FIELDS) for t in self.trackers]
-        if len(held) != len(self._held) or any(a is not b for h, g in zip(held, self._held) for a, b in zip(h, g)):
+        if not _still_held(held, self._held):
             self._state = tuple(torch.cat([h[i] for h in held]) for i in range(len(self.FIELDS)))
             parts = [t.split(self.sizes) for t in self._state]
             self._held = [tuple(p[i] for p in parts) for i in range(len(self.trackers))]
@@ -430,8 +436,7 @@ class ReservoirGroup:
         self._acts = self._windows = torch.empty(0)
 
     def _sync(self) -> None:
-        held = [(r.windows, r.acts, r._host) for r in self.reservoirs]
-        if len(held) == len(self._held) and all(a is b for h, g in zip(held, self._held) for a, b in zip(h, g)):
+        if _still_held([(r.windows, r.acts, r._host) for r in self.reservoirs], self._held):
             return
         lead = self.reservoirs[0]
         self._acts = torch.cat([r.acts for r in self.reservoirs])
@@ -617,16 +622,16 @@ class StatsGroup:
     def __init__(self, stats: list[Stats]):
         self.stats = stats
         self.sizes = [st.n_units for st in stats]
-        self._held: list[dict[str, torch.Tensor]] = []
+        self._held: list[tuple[torch.Tensor, ...]] = []
         self._all = Stats(0, device=stats[0].device)
 
     def update(self, batch: BatchStats) -> None:
         """As :meth:`Stats.update` with ``batch`` over every unit of the group, in order."""
-        held = [dict(st.part) for st in self.stats]
-        if len(held) != len(self._held) or any(h[f] is not g[f] for h, g in zip(held, self._held) for f in h):
-            self._all.part = {f: torch.cat([h[f] for h in held]) for f in STAT_FIELDS}
-            views = {f: t.split(self.sizes) for f, t in self._all.part.items()}
-            self._held = [{f: views[f][i] for f in STAT_FIELDS} for i in range(len(self.stats))]
+        held = [tuple(st.part[f] for f in STAT_FIELDS) for st in self.stats]
+        if not _still_held(held, self._held):
+            self._all.part = {f: torch.cat([h[i] for h in held]) for i, f in enumerate(STAT_FIELDS)}
+            views = [t.split(self.sizes) for t in self._all.part.values()]
+            self._held = [tuple(v[i] for v in views) for i in range(len(self.stats))]
             for st, part in zip(self.stats, self._held):
-                st.part = dict(part)
+                st.part = dict(zip(STAT_FIELDS, part))
         self._all.update(batch)
