@@ -86,7 +86,8 @@ finding the few units and slots that change (``nonzero``: the host waits for the
 every layer's trackers of a split as one (:class:`TopKGroup`). On a GPU each such wait also holds back the
 forward's next kernels; an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing
 and the compiled loops (:mod:`.fastpath`) are faster. The selection is the same either way
-(tests/recording/test_trackers.py). The random sample's choices are always worked out on the host (:class:`Reservoir` keeps a host copy of its keys)."""
+(tests/recording/test_trackers.py). The random sample's choices are always worked out on the host
+(:class:`Reservoir` keeps a host copy of its keys)."""
 
 
 def sync_free(device: torch.device) -> bool:
