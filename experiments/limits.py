@@ -8,6 +8,9 @@ data. For each neuron of an ``experiments/tier_depth.py`` run, the statistical e
 ``--variant`` are taken as they are and four test correlations are computed, each asking less of the reader than
 the one below it:
 
+- **previous token and token**: a lookup table of every (previous token, token) pair's mean train activation,
+  the token's own where the pair occurs fewer than twice in train (what the nearest context adds to token
+  identity: the most an explanation of the form "X after Y" could add to word lists);
 - **all tokens**: a lookup table of every token's mean train activation (what token identity alone carries, the
   most any word list could reach);
 - **named tokens**: the same lookup restricted to the tokens the variant's deepest tier set can name and the
@@ -16,14 +19,14 @@ the one below it:
   in two lists: the first), every other token at the mean of the rest;
 - **simulator**: the chosen set as the simulator reads it (the run's own test score).
 
-all tokens - named tokens is what naming at most that many tokens costs, named tokens - tier levels what the
-chosen grading (a few levels instead of one per token) costs, tier levels - simulator what the simulator's reading
-costs. The naming cost is split in turn: the lookup of every token the ranking could name at any depth (seen twice
-or more in train), then with the whitespace tokens (line breaks, indentation: no quoted list names them), and the
-rest is what the tokens seen once in train add (the all-tokens rung). Also, per kind of token
-(``list_recall.token_class``), what leaving that kind out of the named tokens would cost: the most a better
-reading of that kind could gain. No simulator is loaded; train data builds every
-table and test data scores it. Writes ``OUT/limits.json`` and ``OUT/summary.md``.
+previous token and token - all tokens is what the nearest context adds, all tokens - named tokens what naming at
+most that many tokens costs, named tokens - tier levels what the chosen grading (a few levels instead of one per
+token) costs, tier levels - simulator what the simulator's reading costs. The naming cost is split in turn: the
+lookup of every token the ranking could name at any depth (seen twice or more in train), then with the whitespace
+tokens (line breaks, indentation: no quoted list names them), and the rest is what the tokens seen once in train
+add (the all-tokens rung). Also, per kind of token (``list_recall.token_class``), what leaving that kind out of the
+named tokens would cost: the most a better reading of that kind could gain. No simulator is loaded; train data
+builds every table and test data scores it. Writes ``OUT/limits.json`` and ``OUT/summary.md``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,34 @@ from ns_dspy.scoring import HeldOut  # noqa: E402
 from ns_dspy.scoring.correlation import pooled  # noqa: E402
 from ns_dspy.types import parse_units  # noqa: E402
 
-RUNGS = ("all tokens", "named tokens", "tier levels", "simulator")
+RUNGS = ("previous token and token", "all tokens", "named tokens", "tier levels", "simulator")
+
+
+def context_lookup(train, test, min_count: int = 2) -> float:
+    """Test r of a lookup of each (previous token, token) pair's mean train activation, backing off to the
+    token's mean (then the global mean) where the pair was seen fewer than ``min_count`` times in train."""
+    sums: Counter = Counter()
+    counts: Counter = Counter()
+    for ex in train:
+        keys = [token_key(t) for t in ex.tokens]
+        for i, (key, act) in enumerate(zip(keys, ex.activations)):
+            for k in (key, (keys[i - 1] if i else None, key)):
+                sums[k] += float(act)
+                counts[k] += 1
+    default = sum(v for k, v in sums.items() if isinstance(k, str)) / max(
+        sum(v for k, v in counts.items() if isinstance(k, str)), 1)
+
+    def level(keys, i):
+        pair = (keys[i - 1] if i else None, keys[i])
+        if counts[pair] >= min_count:
+            return sums[pair] / counts[pair]
+        return sums[keys[i]] / counts[keys[i]] if counts[keys[i]] else default
+
+    preds = []
+    for ex in test.exemplars:
+        keys = [token_key(t) for t in ex.tokens]
+        preds.append(np.array([level(keys, i) for i in range(len(keys))], np.float32))
+    return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
 
 
 def tier_levels(explanations: list[str], train, test) -> float:
@@ -78,7 +108,8 @@ def ladder(store, unit, explanations: list[str], simulator_test: float, depth: i
     train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
     test = HeldOut.from_store(store, unit, "test")
     ranked, keep = nameable(train, named(depth))
-    rungs = {"all tokens": lookup_score(train, test), "named tokens": lookup_score(train, test, keep=keep),
+    rungs = {"previous token and token": context_lookup(train, test), "all tokens": lookup_score(train, test),
+             "named tokens": lookup_score(train, test, keep=keep),
              "tier levels": tier_levels(explanations, train, test), "simulator": simulator_test}
     seen = Counter(token_key(t) for ex in train for t in ex.tokens)
     deep = nameable(train, len(seen))[1]

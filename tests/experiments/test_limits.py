@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from limits import RUNGS, main
+from limits import RUNGS, context_lookup, main
 
 from tests.runs.test_runner import _store
 
@@ -40,3 +40,24 @@ def test_a_missing_file_or_variant_is_one_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--store", "x", "--depths", str(tmp_path / "d.json"), "--out", str(tmp_path / "o")])
     assert "--variant" in capsys.readouterr().err
+
+
+def test_the_context_rung_reads_the_previous_token_and_backs_off_to_the_token():
+    """' dog' fires (4) only after ' the'; elsewhere it is quiet, as every other token: the token's own mean
+    (half the time 4) cannot tell the two apart, the pair's can. A pair seen once in train is not trusted: the
+    lookup falls back to the token's mean, which is what a token-only lookup gives."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from quality import lookup_score
+
+    def ex(tokens):
+        acts = [4.0 if t == " dog" and i and tokens[i - 1] == " the" else 0.0 for i, t in enumerate(tokens)]
+        return SimpleNamespace(tokens=tokens, activations=np.array(acts, np.float32), kind="top")
+
+    texts = [[" the", " dog", " ran"], [" a", " dog", " sat"], [" see", " the", " dog"], [" my", " dog", " ate"]]
+    train = [ex(t) for t in texts * 2]  # every pair seen twice
+    test = SimpleNamespace(exemplars=[ex(t) for t in texts[::-1]])
+    assert context_lookup(train, test) == pytest.approx(1.0)
+    assert lookup_score(train, test) < 0.8
+    assert context_lookup(train[:2], test) == pytest.approx(lookup_score(train[:2], test))  # each pair seen once
