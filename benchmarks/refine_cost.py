@@ -45,7 +45,7 @@ from ns_dspy.agents.evidence import statistical_explanations, token_evidence, wo
 from ns_dspy.atomic import atomic_write_json  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.lms.scripted import scripted_lm  # noqa: E402
-from ns_dspy.program import NeuronScope, statistical_racing  # noqa: E402
+from ns_dspy.program import NeuronScope, refinement_racing, statistical_racing  # noqa: E402
 from ns_dspy.scoring import HeldOut, polysemantic, report  # noqa: E402
 from ns_dspy.scoring.racing import Racing  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         units = parse_units(args.neurons)
     out = Path(args.out)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/refine_cost.py", *(argv or sys.argv[1:])])
-    rule = statistical_racing(ExplainConfig()) if args.what == "stats" else Racing()
+    rule = (statistical_racing if args.what == "stats" else refinement_racing)(ExplainConfig())
     settings = {"store": str(Path(args.store).resolve()), "simulator": args.simulator, "iterations": args.iterations,
                 "candidates": args.candidates, "racing": vars(rule) | {"stages": list(rule.stages)}}
     if args.what == "stats":

@@ -47,7 +47,7 @@ from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope", "statistical_racing", "with_statistical"]
+__all__ = ["ExplainConfig", "NeuronScope", "refinement_racing", "statistical_racing", "with_statistical"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,12 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     candidates.append((list(stats), stats_score))
     top = max(score.value for _, score in candidates)
     return next(c for c in candidates if c[1].value >= top - 1e-9)
+
+
+def refinement_racing(config: ExplainConfig) -> "Racing | None":
+    """Refinement's racing rule under ``config`` (None without racing): ``Racing`` with ``config.racing_delta``,
+    the bound on the chance of dropping the best candidate, and its default indifference zone."""
+    return Racing(delta=config.racing_delta) if config.racing else None
 
 
 def statistical_racing(config: ExplainConfig) -> "Racing | None":
@@ -167,7 +173,8 @@ class NeuronScope(dspy.Module):
                                statistical_calibration=stats.calibration)
 
     def _racing(self) -> "Racing | None":
-        return Racing(delta=self.config.racing_delta) if self.config.racing else None
+        """Refinement's rule (:func:`refinement_racing`)."""
+        return refinement_racing(self.config)
 
     def _stats_racing(self) -> "Racing | None":
         """The statistical explainer's rule (:func:`statistical_racing`)."""

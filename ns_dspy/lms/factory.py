@@ -76,10 +76,10 @@ def _accepted() -> str:
 
 def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw):
     """A ``dspy.LM`` for ``spec`` (see the module docstring); ``kw`` goes to the builder (for ``local``:
-    ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``, ``prefix_cache``; for the others: ``dspy.LM``
-    options such as ``cache``, ``num_retries`` (default 3), ``timeout`` (seconds per call, default 120; None
-    means the default), ``hedge`` (default True: slow calls are hedged, :mod:`ns_dspy.lms.retry`),
-    ``api_key``)."""
+    ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``, ``prefix_cache``, ``loop_span``; for
+    the others: ``dspy.LM`` options such as ``cache``, ``num_retries`` (default 3), ``timeout`` (seconds per
+    call, default 120; None means the default), ``hedge`` (default True: slow calls are hedged,
+    :mod:`ns_dspy.lms.retry`), ``api_key``)."""
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
     if builder is None or not sep or not arg:
@@ -104,7 +104,7 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
 # --- local ------------------------------------------------------------------------------------------------------
 _ENGINES: dict[tuple, LlamaCppEngine] = {}
 _ENGINES_LOCK = threading.Lock()
-_ENGINE_OPTIONS = ("n_ctx", "n_threads", "seed", "n_gpu_layers", "chat_format", "prefix_cache")
+_ENGINE_OPTIONS = ("n_ctx", "n_threads", "seed", "n_gpu_layers", "chat_format", "prefix_cache", "loop_span")
 _LOCAL_LM_OPTIONS = ("cache", "callbacks", "num_retries", "rollout_id")
 """dspy.LM options a local LM takes besides the engine's (timeout and hedge are for network LMs and ignored)."""
 

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 PREFIX_CACHE_ENTRIES = 4
 """Prompts whose llama.cpp states are kept for prefix reuse (:class:`PrefixCache`): one per agent, and one more."""
 
+LOOP_SPAN = 32
+"""An answer whose last ``LOOP_SPAN`` tokens already occur, verbatim, earlier in it is looping: generation stops
+there (:class:`LoopGuard`)."""
+
 DEFAULT_MAX_TOKENS = 512
 """Used when a request sets no ``max_tokens``: without a cap a looping small model runs to the context's end."""
 
@@ -115,7 +119,8 @@ class LlamaCppEngine:
                                   "presence_penalty", "response_format"})
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0,
-                 n_gpu_layers: int = 0, chat_format: str | None = None, prefix_cache: int = PREFIX_CACHE_ENTRIES):
+                 n_gpu_layers: int = 0, chat_format: str | None = None, prefix_cache: int = PREFIX_CACHE_ENTRIES,
+                 loop_span: int = LOOP_SPAN):
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise LMError(f"no GGUF file at {path}: give local:NAME of a registered LM or an existing .gguf path")
@@ -126,6 +131,12 @@ class LlamaCppEngine:
             raise ValueError(f"prefix_cache must be >= 0 prompts, got {prefix_cache}")
         self.prefix_cache = prefix_cache
         """How many recent prompts' llama.cpp states are kept for prefix reuse (:class:`PrefixCache`; 0: none)."""
+        if loop_span < 0 or 0 < loop_span < 8:
+            raise ValueError(f"loop_span must be 0 (off) or at least 8 tokens, got {loop_span}")
+        self.loop_span = loop_span
+        """Stop an answer once its last ``loop_span`` tokens repeat an earlier span of it (:class:`LoopGuard`;
+        0: never)."""
+        self.loops_stopped = 0
         self._llama = None
         self._cache: PrefixCache | None = None
         self._lock = threading.Lock()
@@ -145,8 +156,9 @@ class LlamaCppEngine:
         with self._lock:
             llama = self._load()
             start = time.perf_counter()
+            guard = LoopGuard(self.loop_span) if self.loop_span else None
             try:
-                out = llama.create_chat_completion(messages=messages, **options)
+                out = _chat(llama, messages, options, guard)
             except ValueError as err:
                 if "exceed context window" in str(err):
                     from dspy.lm15 import ContextLengthError
@@ -154,6 +166,9 @@ class LlamaCppEngine:
                     raise ContextLengthError(f"{err} (raise n_ctx or shorten the prompt)", provider="local") from err
                 raise
             seconds = time.perf_counter() - start
+            if guard is not None and guard.fired:
+                self.loops_stopped += 1
+                _trim_repeat(out, llama.detokenize(guard.tail.tolist()).decode("utf-8", "ignore"))
         usage = out.get("usage") or {}
         log.debug("local LM: %s prompt (%d reused) + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
                   self._cache.last_reused if self._cache else 0, usage.get("completion_tokens"), seconds)
@@ -207,6 +222,64 @@ class LlamaCppEngine:
                 self._llama.set_cache(self._cache)
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama
+
+
+class LoopGuard:
+    """A llama-cpp-python stopping criterion that ends a looping answer: once the answer's last ``span`` tokens
+    occur, verbatim, earlier in the answer (at any earlier start), the model is repeating itself (a small model looping on a list, or on
+    a sentence, until ``max_tokens``); what is left of the budget would only add copies. Answers that never
+    repeat a span that long run exactly as without it. The first call sees the prompt alone (the answer starts
+    after it); ``tail`` is the repeated span when it fired."""
+
+    def __init__(self, span: int = LOOP_SPAN):
+        self.span = span
+        self.start: int | None = None
+        self.fired = False
+        self.tail = None
+
+    def __call__(self, input_ids, logits) -> bool:
+        import numpy as np
+
+        if self.start is None:
+            self.start = len(input_ids)
+            return False
+        out = np.asarray(input_ids[self.start:])
+        if len(out) <= self.span:
+            return False
+        tail = out[-self.span:]
+        # every earlier start, overlapping the tail or not: a loop of period p is caught after span + p tokens
+        earlier = np.lib.stride_tricks.sliding_window_view(out[:-1], self.span)
+        if (earlier == tail).all(axis=1).any():
+            self.fired, self.tail = True, tail
+        return self.fired
+
+
+def _chat(llama, messages: list[dict], options: dict, guard: LoopGuard | None) -> dict:
+    """``llama.create_chat_completion``, with ``guard`` added to the stopping criteria the chat handler passes on
+    to ``create_completion`` (``create_chat_completion`` takes none itself)."""
+    plain = getattr(llama, "create_completion", None)
+    if guard is None or plain is None:  # no guard, or a stand-in that completes chats by itself
+        return llama.create_chat_completion(messages=messages, **options)
+    from llama_cpp import StoppingCriteriaList
+
+
+    def create_completion(*args, stopping_criteria=None, **kw):
+        return plain(*args, stopping_criteria=StoppingCriteriaList([*(stopping_criteria or []), guard]), **kw)
+
+    llama.create_completion = create_completion
+    try:
+        return llama.create_chat_completion(messages=messages, **options)
+    finally:
+        del llama.create_completion
+
+
+def _trim_repeat(out: dict, tail: str) -> None:
+    """Drop the repeated span a :class:`LoopGuard` stopped on from the end of the answer's text."""
+    message = out["choices"][0]["message"]
+    text = message.get("content") or ""
+    if tail.strip() and text.endswith(tail):
+        message["content"] = text[:-len(tail)].rstrip()
+    log.info("local LM: stopped a looping answer after %s tokens", (out.get("usage") or {}).get("completion_tokens"))
 
 
 class PrefixCache:

@@ -10,7 +10,7 @@ import pytest
 
 from ns_dspy.agents import ValidScorer
 from ns_dspy.config import ExplainConfig
-from ns_dspy.program import NeuronScope, statistical_racing
+from ns_dspy.program import NeuronScope, refinement_racing, statistical_racing
 from ns_dspy.scoring import HeldOut, polysemantic, score
 from ns_dspy.scoring.racing import Racing
 from ns_dspy.simulators import KeywordSimulator
@@ -121,7 +121,7 @@ def test_the_statistical_explainer_races_its_candidates_to_the_same_choice_for_f
 def test_the_statistical_race_is_stricter_than_refinements_and_off_with_racing():
     program = _program(True, KeywordSimulator())
     rule, refinement = program._stats_racing(), program._racing()
-    assert rule == statistical_racing(program.config)
+    assert rule == statistical_racing(program.config) and refinement == refinement_racing(program.config)
     assert rule.delta == refinement.delta / 2 and rule.epsilon == 0.0 < refinement.epsilon
     assert (rule.stages, rule.order, rule.seed) == (refinement.stages, refinement.order, refinement.seed)
     assert _program(False, KeywordSimulator())._stats_racing() is None

@@ -311,6 +311,40 @@ def test_assemble_streams_parts_in_order(tmp_path):
     assert not any(a.exists() for a in archives)
 
 
+# --- the loop guard ------------------------------------------------------------------------------------------------
+def test_loop_guard_fires_when_the_answer_repeats_a_span_of_itself():
+    import numpy as np
+
+    from ns_dspy.lms.local import LoopGuard
+
+    prompt = np.arange(100, 150)  # the first call sees the prompt alone: the answer starts after it
+    answer = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] + [20, 21, 22, 23, 24, 25, 26, 27] * 3
+
+    def first_stop(guard, answer):
+        assert guard(prompt, None) is False
+        for n in range(1, len(answer) + 1):
+            if guard(np.concatenate([prompt, answer[:n]]), None):
+                return n
+        return None
+
+    guard = LoopGuard(8)
+    assert first_stop(guard, answer) == 28  # the second copy of the 8-token phrase completes at token 28
+    assert guard.fired and guard.tail.tolist() == [20, 21, 22, 23, 24, 25, 26, 27]
+    assert first_stop(LoopGuard(16), answer) == 36  # a longer span needs a longer repeat
+    # the prompt's own repeats never count, nor an answer without a repeated span of that length
+    assert first_stop(LoopGuard(8), list(range(40))) is None
+    assert first_stop(LoopGuard(8), [1, 2, 3, 4, 5, 6, 7, 9] + [1, 2, 3, 4, 5, 6, 7, 8]) is None
+
+
+def test_engine_loop_span_is_checked_at_construction(tmp_path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    assert LlamaCppEngine(path).loop_span == 32 and LlamaCppEngine(path, loop_span=0).loop_span == 0
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="loop_span"):
+            LlamaCppEngine(path, loop_span=bad)
+
+
 # --- real models (slow) ---------------------------------------------------------------------------------------
 def _predict_through_llama_cpp(spec: str, **kw):
     lm = make_lm(spec, temperature=0.0, max_tokens=48, cache=False, **kw)
@@ -380,6 +414,32 @@ def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer():
         cached, cache = answers(4, temperature)
         assert none is None and cached == plain
         assert cache.hits == 6 and cache.reused_tokens >= 6 * 500  # each agent's ~600-token prefix, after its first
+
+
+@pytest.mark.slow
+def test_the_loop_guard_stops_a_looping_answer_and_changes_no_other():
+    """SmolLM2 loops on a continued pattern: with the guard its answer stops early (a prefix of the answer without
+    it, the repeated span dropped); an answer that does not loop is the same text both ways."""
+    from dspy.lm15 import Config, Message, Request
+
+    path = LMAsset.registry["smollm2-135m-instruct"].path()
+
+    def answers(span: int):
+        engine = LlamaCppEngine(path, n_ctx=1024, n_threads=1, seed=3, loop_span=span)
+        try:
+            out = [engine.complete(Request(model="local/s", messages=(Message.user(p),),
+                                           config=Config(max_tokens=300, temperature=0.0)))
+                   for p in ("Continue: red blue red blue red blue red blue red blue",
+                             "List the numbers from 1 to 10 as words.")]
+            return [(r.text, r.usage.output_tokens) for r in out], engine.loops_stopped
+        finally:
+            engine.close()
+
+    (loop_plain, other_plain), none = answers(0)
+    (loop_guarded, other_guarded), stopped = answers(32)
+    assert none == 0 and stopped == 1
+    assert loop_guarded[1] < loop_plain[1] and loop_guarded[0] and loop_plain[0].startswith(loop_guarded[0])
+    assert other_guarded == other_plain
 
 
 @pytest.mark.slow
