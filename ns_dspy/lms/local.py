@@ -137,6 +137,7 @@ class LlamaCppEngine:
         """Stop an answer once its last ``loop_span`` tokens repeat an earlier span of it (:class:`LoopGuard`;
         0: never)."""
         self.loops_stopped = 0
+        """Answers this engine stopped because they looped."""
         self._llama = None
         self._cache: PrefixCache | None = None
         self._lock = threading.Lock()
@@ -226,10 +227,10 @@ class LlamaCppEngine:
 
 class LoopGuard:
     """A llama-cpp-python stopping criterion that ends a looping answer: once the answer's last ``span`` tokens
-    occur, verbatim, earlier in the answer (at any earlier start), the model is repeating itself (a small model looping on a list, or on
-    a sentence, until ``max_tokens``); what is left of the budget would only add copies. Answers that never
-    repeat a span that long run exactly as without it. The first call sees the prompt alone (the answer starts
-    after it); ``tail`` is the repeated span when it fired."""
+    occur, verbatim, earlier in the answer (at any earlier start), the model is repeating itself (a small model
+    looping on a list, or on a sentence, until ``max_tokens``); what is left of the budget would only add copies.
+    Answers that never repeat a span that long run exactly as without it. The first call sees the prompt alone
+    (the answer starts after it); ``tail`` is the repeated span when it fired."""
 
     def __init__(self, span: int = LOOP_SPAN):
         self.span = span
@@ -261,7 +262,6 @@ def _chat(llama, messages: list[dict], options: dict, guard: LoopGuard | None) -
     if guard is None or plain is None:  # no guard, or a stand-in that completes chats by itself
         return llama.create_chat_completion(messages=messages, **options)
     from llama_cpp import StoppingCriteriaList
-
 
     def create_completion(*args, stopping_criteria=None, **kw):
         return plain(*args, stopping_criteria=StoppingCriteriaList([*(stopping_criteria or []), guard]), **kw)
