@@ -5,7 +5,7 @@
 
 Issue 15 asks, where a target is unmet, to show with numbers what limits it: the explainer, the simulator or the
 data. For each neuron of an ``experiments/tier_depth.py`` run, the statistical explainer's chosen explanations at
-``--variant`` are taken as they are and four test correlations are computed, each asking less of the reader than
+``--variant`` are taken as they are and five test correlations are computed, each asking less of the reader than
 the one below it:
 
 - **previous token and token**: a lookup table of every (previous token, token) pair's mean train activation,
