@@ -65,7 +65,6 @@ def capture(args) -> int:
 def replay(args) -> int:
     from ns_dspy.config import DEFAULT_LM
     from ns_dspy.lms import make_lm
-    from ns_dspy.lms.local import _chat, LoopGuard, _trim_repeat
     from ns_dspy.machine import cpu_description
 
     requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line.strip()]
@@ -74,21 +73,17 @@ def replay(args) -> int:
     engines = {s: make_lm(DEFAULT_LM, cache=False, loop_span=s).engine for s in spans}
     seconds = {s: 0.0 for s in spans}
     tokens = {s: 0 for s in spans}
-    stopped, differ = 0, []
+    differ = []
     try:
         for i, req in enumerate(requests):
             texts, counts = {}, {}
             for s in (spans if i % 2 == 0 else spans[::-1]):
                 engine = engines[s]
-                guard = LoopGuard(s) if s else None
-                with engine._lock:
+                with engine._lock:  # the engine's own answer (guard and trim), with this request's seed
                     llama = engine._load()
                     start = time.perf_counter()
-                    out = _chat(llama, req["messages"], {**req["options"], "seed": i}, guard)
+                    out = engine._answer(llama, req["messages"], {**req["options"], "seed": i})
                     seconds[s] += time.perf_counter() - start
-                    if guard is not None and guard.fired:
-                        stopped += 1
-                        _trim_repeat(out, llama.detokenize(guard.tail.tolist()).decode("utf-8", "ignore"))
                 texts[s] = out["choices"][0]["message"]["content"]
                 counts[s] = out["usage"]["completion_tokens"]
                 tokens[s] += counts[s]
@@ -102,8 +97,8 @@ def replay(args) -> int:
             engine.close()
     off, on = seconds[0], seconds[args.span]
     print(f"\nguard off: {tokens[0]} completion tokens, {off:.1f} s; guard on (span {args.span}): {tokens[args.span]} "
-          f"tokens, {on:.1f} s; {stopped} loops stopped; LM time ratio off / on {off / on:.2f}x; answers that differ "
-          f"without a stop: {differ or 'none'}")
+          f"tokens, {on:.1f} s; {engines[args.span].loops_stopped} loops stopped; LM time ratio off / on "
+          f"{off / on:.2f}x; answers that differ without a stop: {differ or 'none'}")
     return 0 if not differ else 1
 
 

@@ -157,9 +157,8 @@ class LlamaCppEngine:
         with self._lock:
             llama = self._load()
             start = time.perf_counter()
-            guard = LoopGuard(self.loop_span) if self.loop_span else None
             try:
-                out = _chat(llama, messages, options, guard)
+                out = self._answer(llama, messages, options)
             except ValueError as err:
                 if "exceed context window" in str(err):
                     from dspy.lm15 import ContextLengthError
@@ -167,9 +166,6 @@ class LlamaCppEngine:
                     raise ContextLengthError(f"{err} (raise n_ctx or shorten the prompt)", provider="local") from err
                 raise
             seconds = time.perf_counter() - start
-            if guard is not None and guard.fired:
-                self.loops_stopped += 1
-                _trim_repeat(out, llama.detokenize(guard.tail.tolist()).decode("utf-8", "ignore"))
         usage = out.get("usage") or {}
         log.debug("local LM: %s prompt (%d reused) + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
                   self._cache.last_reused if self._cache else 0, usage.get("completion_tokens"), seconds)
@@ -204,6 +200,18 @@ class LlamaCppEngine:
                                chat_format=s.chat_format)
 
     # --- internals ----------------------------------------------------------------------------------------
+    def _answer(self, llama, messages: list[dict], options: dict) -> dict:
+        """One chat completion of the loaded ``llama`` (the caller holds the lock), stopped by a
+        :class:`LoopGuard` when ``loop_span`` is set and the answer loops; the repeated span is then dropped."""
+        guard = LoopGuard(self.loop_span) if self.loop_span else None
+        out = _chat(llama, messages, options, guard)
+        if guard is not None and guard.fired:
+            self.loops_stopped += 1
+            _trim_repeat(out, llama.detokenize(guard.tail.tolist()).decode("utf-8", "ignore"))
+            log.info("local LM: stopped a looping answer after %s tokens",
+                     (out.get("usage") or {}).get("completion_tokens"))
+        return out
+
     def _threads(self) -> int:
         return self.settings.n_threads or os.cpu_count() or 1
 
@@ -279,7 +287,6 @@ def _trim_repeat(out: dict, tail: str) -> None:
     text = message.get("content") or ""
     if tail.strip() and text.endswith(tail):
         message["content"] = text[:-len(tail)].rstrip()
-    log.info("local LM: stopped a looping answer after %s tokens", (out.get("usage") or {}).get("completion_tokens"))
 
 
 class PrefixCache:
