@@ -191,8 +191,8 @@ def hybrid_row(simulator, store, unit, refine: dict, stats: dict) -> dict:
     lm_score = polysemantic(simulator, lm, valid, calibration=valid)
     stats_score = polysemantic(simulator, lists, valid, calibration=valid)
     chosen, best = with_statistical(simulator, valid, lm, lm_score, lists, stats_score)
-    return {"explanations": chosen, "valid": best.value,
-            "test": polysemantic(simulator, chosen, test, calibration=best.calibration).value,
+    return {"explanations": chosen, "valid": best.value,  # test: the chosen set's final maps, fitted on valid
+            "test": polysemantic(simulator, chosen, test, calibration=valid).value,
             "number": len(chosen), "lm_modes": sum(e in lm for e in chosen), "lists": sum(e not in lm for e in chosen),
             "lm_tokens": refine.get("lm_tokens"), "seconds": (refine.get("seconds") or 0) + (stats.get("seconds") or 0)}
 

@@ -41,13 +41,14 @@ from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import HeldOut, Score, polysemantic
+from .scoring import Calibration, HeldOut, Score, polysemantic
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope", "refinement_racing", "statistical_racing", "with_statistical"]
+__all__ = ["ExplainConfig", "NeuronScope", "final_calibration", "refinement_racing", "statistical_racing",
+           "with_statistical"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,20 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     candidates.append((list(stats), stats_score))
     top = max(score.value for _, score in candidates)
     return next(c for c in candidates if c[1].value >= top - 1e-9)
+
+
+def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
+                      fitted: "Calibration | None") -> "Calibration | None":
+    """The calibration a chosen set's test score reuses: its maps refitted on all of ``valid`` as
+    ``calibration.FINAL_KIND`` (monotone), from the predictions ``scorer`` holds; ``fitted`` (the maps selection
+    scored the set with) when they are of that kind already, and for a single explanation (never calibrated)."""
+    from .scoring import calibration as kinds
+    from .scoring import fit_calibration
+
+    if len(explanations) < 2 or fitted is None or kinds.FINAL_KIND == kinds.KIND:
+        return fitted
+    return fit_calibration(simulator, explanations, valid, preds=[scorer.score_of(e).predictions for e in explanations],
+                           kind=kinds.FINAL_KIND)
 
 
 def refinement_racing(config: ExplainConfig) -> "Racing | None":
@@ -169,7 +184,9 @@ class NeuronScope(dspy.Module):
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
-                               valids=[valids[e] for e in explanations], calibration=combined.calibration,
+                               valids=[valids[e] for e in explanations],
+                               calibration=final_calibration(self.simulator, explanations, valid, scorer,
+                                                             combined.calibration),
                                statistical_calibration=stats.calibration)
 
     def _racing(self) -> "Racing | None":
@@ -233,7 +250,8 @@ class NeuronScope(dspy.Module):
                       statistical=Statistical(list(chosen), scored[best].value))
         return dspy.Prediction(explanations=list(chosen), polysemantic=scored[best].value, trace=trace,
                                valids=[scorer.score_of(t).value for t in chosen],
-                               calibration=scored[best].calibration, score=scored[best])
+                               calibration=final_calibration(self.simulator, list(chosen), valid, scorer,
+                                                             scored[best].calibration), score=scored[best])
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

@@ -167,7 +167,7 @@ class ValidScorer:
     def _stage_moments(self, members: list[str], idx: Sequence[int]) -> "np.ndarray":
         """:func:`~ns_dspy.scoring.racing.moments` of a set's prediction on the valid exemplars ``idx`` as
         :meth:`union` makes it, with the calibration fitted on those exemplars only (what a stage can judge)."""
-        from ..scoring.calibration import calibrate, union
+        from ..scoring.calibration import calibrate, cross_fit_applies, cross_fitted, union
         from ..scoring.polarity import is_negative
         from ..scoring.racing import moments
 
@@ -179,8 +179,11 @@ class ValidScorer:
             keep = [j for j, ok in enumerate(informative) if ok]
             if keep and len(keep) < len(texts):
                 texts, preds = [texts[j] for j in keep], [preds[j] for j in keep]
+        negative = [is_negative(t) for t in texts]
+        if len(texts) > 1 and cross_fit_applies(len(trues)):
+            return moments(cross_fitted(texts, preds, trues, negative), trues)
         calibration = calibrate(texts, preds, trues) if len(texts) > 1 else None
-        return moments(union(preds, calibration, negative=[is_negative(t) for t in texts]), trues)
+        return moments(union(preds, calibration, negative=negative), trues)
 
     def race_sets(self, sets: list[list[str]], reference: list[str] | None = None,
                   rule: "Racing | None" = None) -> list["SetResult"]:

@@ -18,7 +18,7 @@ from .. import costs
 from ..errors import ConfigError, ModelError
 from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
-from .calibration import Calibration, calibrate, union
+from .calibration import Calibration, calibrate, cross_fit_applies, cross_fitted, union
 from .correlation import Correlation, pooled
 from .polarity import is_negative, simulated_text
 
@@ -132,18 +132,18 @@ def report(simulator: Simulator, explanation: str, test: HeldOut) -> Score:
 
 
 def fit_calibration(simulator: Simulator, explanations: Sequence[str], valid: HeldOut,
-                    preds: Sequence[Sequence[np.ndarray]] | None = None) -> Calibration:
-    """Each explanation's linear calibration (``truth ~ slope * prediction + intercept``, least squares over
-    the pooled tokens of ``valid``; :mod:`ns_dspy.scoring.calibration`), fitted on valid data only: test
-    data is only for reporting. ``preds`` are the explanations' predictions on ``valid`` when already
-    simulated."""
+                    preds: Sequence[Sequence[np.ndarray]] | None = None, kind: str | None = None) -> Calibration:
+    """Each explanation's calibration (by default linear: ``truth ~ slope * prediction + intercept``, least
+    squares over the pooled tokens of ``valid``; ``kind``: :func:`~ns_dspy.scoring.calibration.calibrate`'s),
+    fitted on valid data only: test data is only for reporting. ``preds`` are the explanations' predictions on
+    ``valid`` when already simulated."""
     if valid.split != "valid":
         raise ConfigError(f"calibration is fitted on valid data, got {valid.split!r}: test data is only for "
                           "reporting")
     check_explanations(explanations)
     if preds is None:
         preds = simulate(simulator, explanations, valid.exemplars)
-    return calibrate(explanations, preds, [ex.activations for ex in valid.exemplars], valid.split)
+    return calibrate(explanations, preds, [ex.activations for ex in valid.exemplars], valid.split, kind)
 
 
 def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut,
@@ -155,8 +155,9 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
 
     ``calibration``: each explanation's predictions are first calibrated against the truth
     (:func:`fit_calibration`), so a weak explanation's false alarms do not outweigh a good one's correct
-    zeros; give the unit's **valid** :class:`HeldOut` (fitted here; when it is ``heldout`` itself, with the
-    same simulation) or a :class:`Calibration` fitted on it. ``None``: the raw maximum. A single explanation
+    zeros; give the unit's **valid** :class:`HeldOut` (fitted here: when it is ``heldout`` itself, with the
+    same simulation and linear maps, as selection scores; for other data, ``calibration.FINAL_KIND`` maps)
+    or a :class:`Calibration` fitted on it. ``None``: the raw maximum. A single explanation
     is never calibrated: its score is its own score either way. ``preds``: the explanations' predictions on
     ``heldout`` when the caller has them (e.g. from :func:`score`), instead of simulating them again."""
     if not explanations:
@@ -166,19 +167,28 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
     elif len(preds) != len(explanations) or any(len(p) != len(heldout.exemplars) for p in preds):
         raise ValueError(f"predictions for {len(preds)} explanations on other exemplars given for "
                          f"{len(explanations)} explanations on {len(heldout.exemplars)} exemplars")
+    in_sample = calibration is heldout
     if len(explanations) == 1:
         calibration = None
     elif isinstance(calibration, HeldOut):
         if calibration.unit != heldout.unit:
             raise ConfigError(f"calibration data of unit {calibration.unit} for unit {heldout.unit}")
-        calibration = fit_calibration(simulator, explanations, calibration, preds if calibration is heldout else None)
+        # in sample (selection on valid): the default kind; maps fitted on valid for other data: the final kind
+        from . import calibration as kinds
+
+        calibration = fit_calibration(simulator, explanations, calibration, preds if in_sample else None,
+                                      kind=None if in_sample else kinds.FINAL_KIND)
     elif calibration is not None:
         if calibration.split != "valid":
             raise ConfigError(f"a calibration fitted on {calibration.split!r} data: fit it on valid data")
         if tuple(calibration.explanations) != tuple(explanations):
             raise ConfigError("the calibration was fitted for other explanations: fit it for these")
-    combined = union(preds, calibration, negative=[is_negative(e) for e in explanations])
     trues = [ex.activations for ex in heldout.exemplars]
+    negative = [is_negative(e) for e in explanations]
+    if in_sample and calibration is not None and cross_fit_applies(len(trues)):
+        combined = cross_fitted(explanations, preds, trues, negative)
+    else:
+        combined = union(preds, calibration, negative=negative)
     label = " | ".join(explanations)
     return Score(label, heldout.split, pooled(combined, trues, [ex.kind for ex in heldout.exemplars]),
                  tuple(combined), calibration)

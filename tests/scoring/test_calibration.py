@@ -146,3 +146,75 @@ def test_a_valid_score_carries_its_calibration_and_test_reuses_it_without_simula
     assert reused.value == polysemantic(KeywordSimulator(), [GOOD, NOISY], test, calibration=valid).value
     assert polysemantic(sim, [GOOD], valid, calibration=valid).calibration is None  # one explanation: never
     assert polysemantic(sim, [GOOD, NOISY], valid).calibration is None  # the raw maximum
+
+
+# ---------------------------------------------------------------------------------- monotone maps, out of fold
+
+def test_fit_monotone_is_the_isotonic_least_squares_fit():
+    from ns_dspy.scoring.calibration import Monotone, fit_monotone
+
+    # the truth rises with the prediction but not linearly; one violation (4 -> 3) is pooled
+    x = [np.array([0.0, 0.0, 2.0, 4.0, 6.0, 9.0])]
+    y = [np.array([0.0, 0.0, 4.0, 3.0, 5.0, 5.0])]
+    fitted = fit_monotone(x, y)
+    assert isinstance(fitted, Monotone) and fitted.informative
+    # pool-adjacent-violators: (2, 4) and (4, 3) pool to 3.5; nothing else violates
+    assert list(fitted(np.array([0.0, 2.0, 4.0, 6.0, 9.0]))) == pytest.approx([0.0, 3.5, 3.5, 5.0, 5.0])
+    assert fitted(np.array([-1.0, 20.0])) == pytest.approx([0.0, 5.0])  # constant beyond the fitted points
+    assert fitted(np.array([1.0]))[0] == pytest.approx(1.75)  # linear between them
+    assert fitted.intercept == pytest.approx(0.0)
+    residual = np.sum((fitted(x[0]) - y[0]) ** 2)
+    line = fit_affine(x, y)
+    assert residual < np.sum((line(x[0]) - y[0]) ** 2)  # a closer fit than the straight line
+    # as fit_affine: a falling or constant relation is not informative (the mean truth, constant)
+    falling = fit_monotone([np.arange(4.0)], [np.arange(4.0)[::-1]])
+    assert not falling.informative and falling(np.arange(4.0)) == pytest.approx([1.5] * 4)
+    assert not fit_monotone([np.full(4, 7.0)], [np.arange(4.0)]).informative
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Monotone((0.0, 1.0), (2.0, 1.0))
+
+
+def test_calibrate_fits_the_kind_asked_and_records_it():
+    from ns_dspy.scoring.calibration import Monotone
+
+    sim, valid = KeywordSimulator(), _heldout("valid")
+    preds = sim.simulate([GOOD, NOISY], valid.exemplars)
+    trues = [ex.activations for ex in valid.exemplars]
+    mono = calibrate([GOOD, NOISY], preds, trues, kind="monotone")
+    assert all(isinstance(m, Monotone) for m in mono.maps) and mono.informative == (True, True)
+    assert "points" in mono.to_dict()["maps"][0]
+    assert "slope" in calibrate([GOOD, NOISY], preds, trues).to_dict()["maps"][0]
+    with pytest.raises(ValueError, match="unknown calibration kind"):
+        calibrate([GOOD, NOISY], preds, trues, kind="spline")
+    # the keyword simulator's 0/10 predictions: two values, so the monotone and the linear map agree on them
+    linear = calibrate([GOOD, NOISY], preds, trues, kind="linear")
+    for a, b in zip(union(preds, mono), union(preds, linear)):
+        assert a == pytest.approx(b)
+
+
+def test_cross_fitted_values_come_from_maps_fitted_on_the_other_fold(monkeypatch):
+    from ns_dspy.scoring import calibration as cal
+
+    sim, valid = KeywordSimulator(), _heldout("valid")
+    texts = [GOOD, NOISY]
+    preds = sim.simulate(texts, valid.exemplars)
+    trues = [ex.activations for ex in valid.exemplars]
+    out = cal.cross_fitted(texts, preds, trues)
+    scale = 10.0 / max(float(np.max(t)) for t in trues)
+    for j in range(len(trues)):
+        other = [i for i in range(len(trues)) if i % 2 != j % 2]
+        maps = calibrate(texts, [[p[i] for i in other] for p in preds], [trues[i] for i in other]).maps
+        ups = [m(p[j]) for m, p in zip(maps, preds) if m.informative]
+        assert out[j] == pytest.approx(scale * np.max(np.stack(ups), axis=0))
+    with pytest.raises(ValueError, match="folds"):
+        cal.cross_fitted(texts, [p[:1] for p in preds], trues[:1])
+    # scored in sample on valid, a set's score is the out-of-fold one when CROSS_FIT is on; test is not affected
+    in_sample = polysemantic(sim, texts, valid, calibration=valid)
+    test = _heldout("test", sky=5)
+    reported = polysemantic(sim, texts, test, calibration=valid).value
+    monkeypatch.setattr(cal, "CROSS_FIT", True)
+    crossed = polysemantic(sim, texts, valid, calibration=valid)
+    assert crossed.value == pytest.approx(pooled(out, trues).r, abs=1e-12) and crossed.value != in_sample.value
+    assert crossed.calibration.maps == in_sample.calibration.maps  # test reuses the maps fitted on all of valid
+    assert polysemantic(sim, texts, test, calibration=valid).value == reported
+    assert polysemantic(sim, [GOOD], valid, calibration=valid).value == score(sim, [GOOD], valid)[0].value
