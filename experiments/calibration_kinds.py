@@ -63,9 +63,12 @@ def one(simulator, store, unit, kind: str) -> dict:
     out = {"explanations": list(got.explanations), "valid": got.polysemantic, "test": scored.value,
            "seconds": round(time.perf_counter() - start, 1)}
     if kind == "linear" and len(got.explanations) > 1:
-        # the same choice, its final calibration refitted monotone on valid (what test reuses)
-        final = fit_calibration(simulator, got.explanations, valid, kind="monotone")
-        out["test_monotone_final"] = polysemantic(simulator, got.explanations, test, calibration=final).value
+        # the same choice, its final calibration refitted on valid (what test reuses) monotone, and monotone only
+        # where that scores better out of fold on valid ("guarded", what ships)
+        for final_kind in ("monotone", "guarded"):
+            final = fit_calibration(simulator, got.explanations, valid, kind=final_kind)
+            out[f"test_{final_kind}_final"] = polysemantic(simulator, got.explanations, test, calibration=final).value
+            out[f"{final_kind}_final_maps"] = type(final.maps[0]).__name__
     return out
 
 
@@ -84,14 +87,18 @@ def summary(results: dict, command: str, simulator: str) -> str:
         diff = [results[u][kind]["test"] - results[u]["linear"]["test"] for u in units]
         dvalid = [results[u][kind]["valid"] - results[u]["linear"]["valid"] for u in units]
         same = sum(results[u][kind]["explanations"] == results[u]["linear"]["explanations"] for u in units)
-        lines.append(f"- paired, {kind} - linear: test {_pm(*mean_se(diff))} ({sum(d > 0 for d in diff)} up, "
-                     f"{sum(d < 0 for d in diff)} down), valid {_pm(*mean_se(dvalid))}; the same explanations "
+        lines.append(f"- paired, {kind} - linear: test {_pm(*mean_se(diff))} ({sum(d > 1e-9 for d in diff)} up, "
+                     f"{sum(d < -1e-9 for d in diff)} down), valid {_pm(*mean_se(dvalid))}; the same explanations "
                      f"chosen for {same} of {len(units)}")
-    final = [results[u]["linear"].get("test_monotone_final", results[u]["linear"]["test"])
-             - results[u]["linear"]["test"] for u in units]
-    lines.append(f"- paired, the linear choice with its final calibration monotone - linear: test "
-                 f"{_pm(*mean_se(final))} ({sum(d > 0 for d in final)} up, {sum(d < 0 for d in final)} down; a single "
-                 "list is not calibrated)")
+    for final_kind, how in (("monotone", "monotone"), ("guarded", "monotone where it scores better out of fold "
+                                                        "on valid (what ships)")):
+        final = [results[u]["linear"].get(f"test_{final_kind}_final", results[u]["linear"]["test"])
+                 - results[u]["linear"]["test"] for u in units]
+        taken = sum(results[u]["linear"].get(f"{final_kind}_final_maps") == "Monotone" for u in units)
+        up, down = sum(d > 1e-9 for d in final), sum(d < -1e-9 for d in final)
+        lines.append(f"- paired, the linear choice with its final calibration {how} - linear: test "
+                     f"{_pm(*mean_se(final))} ({up} up, {down} down; monotone maps for {taken} of {len(units)}; a "
+                     "single list is not calibrated)")
     lines += ["", "| neuron | " + " | ".join(f"{k} valid | {k} test" for k in KINDS) + " |",
               "|---|" + "---:|" * (2 * len(KINDS))]
     for u in units:

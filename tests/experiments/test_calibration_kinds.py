@@ -43,7 +43,7 @@ def test_every_variant_runs_the_statistical_explainer_and_restores_the_settings(
     assert (out / "kinds.json").stat().st_mtime_ns == stamp
 
 
-def test_final_calibration_scores_the_same_choice_with_both_maps(tmp_path):
+def test_final_calibration_scores_the_same_choice_with_each_kind_of_map(tmp_path):
     store = _store(tmp_path)
     lists = ['the word "dog"', 'the word "cat"']
     run = tmp_path / "list_edits.json"
@@ -54,8 +54,9 @@ def test_final_calibration_scores_the_same_choice_with_both_maps(tmp_path):
     row = json.loads((out / "final.json").read_text())["neurons"]["0:1"]["explanations"]
     sim, unit = KeywordSimulator(), UnitId(0, 1)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
-    for kind in ("linear", "monotone"):
+    for kind in ("linear", "monotone", "guarded"):
         maps = fit_calibration(sim, lists, valid, kind=kind)
         assert row[kind] == pytest.approx(polysemantic(sim, lists, test, calibration=maps).value)
-    assert row["linear"] == pytest.approx(1.0)  # two levels, one list each: the lookup table itself
+    # the keyword simulator predicts 0 or 10: through two values a monotone map and a line agree
+    assert row["monotone"] == pytest.approx(row["linear"]) and row["guarded"] == pytest.approx(row["linear"])
     assert "the edited word lists alone" in (out / "summary.md").read_text()

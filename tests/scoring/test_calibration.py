@@ -218,3 +218,32 @@ def test_cross_fitted_values_come_from_maps_fitted_on_the_other_fold(monkeypatch
     assert crossed.calibration.maps == in_sample.calibration.maps  # test reuses the maps fitted on all of valid
     assert polysemantic(sim, texts, test, calibration=valid).value == reported
     assert polysemantic(sim, [GOOD], valid, calibration=valid).value == score(sim, [GOOD], valid)[0].value
+
+
+def test_guarded_takes_the_monotone_maps_only_where_they_score_better_out_of_fold():
+    """A step relation (a listed word read at 4 or at 9, the unit equally active on both) is what monotone maps
+    read and straight lines do not; a noisy linear relation is what they overfit. The guarded kind takes the
+    monotone maps exactly when their out-of-fold union correlates better, and both cases occur."""
+    from ns_dspy.scoring.calibration import Affine, Monotone, cross_fitted
+
+    texts = ["a", "b"]
+    taken = {}
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        preds = [[np.where(rng.random(10) < 0.3, rng.choice([4.0, 9.0], 10), 0.0) for _ in range(8)]
+                 for _ in texts]
+        if seed % 2 == 0:
+            trues = [np.where(p > 0, 5.0, 0.0) for p in preds[0]]
+        else:
+            trues = [0.5 * p + rng.normal(0, 2.0, 10) for p in preds[0]]
+        fitted = calibrate(texts, preds, trues, kind="guarded")
+        r = {kind: pooled(cross_fitted(texts, preds, trues, folds=2, kind=kind), trues).r
+             for kind in ("linear", "monotone")}
+        expected = Monotone if r["monotone"] > r["linear"] else Affine
+        assert all(type(m) is expected for m in fitted.maps)
+        taken[seed] = expected
+    assert taken[0] is Monotone and Affine in taken.values()
+    # a single explanation, or too few exemplars to fold: the linear maps
+    assert isinstance(calibrate(["a"], [[np.arange(3.0)] * 8], [np.arange(3.0)] * 8, kind="guarded").maps[0], Affine)
+    assert all(isinstance(m, Affine) for m in calibrate(texts, [[np.arange(3.0)] * 3] * 2, [np.arange(3.0)] * 3,
+                                                        kind="guarded").maps)
