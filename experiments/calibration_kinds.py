@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
-from stats_styles import development_units, excluded  # noqa: E402
+from stats_styles import chosen_units  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
@@ -116,12 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evaluation", action="store_true",
                     help="measure the named evaluation neurons (LAYER:INDEX units), once chosen on development ones")
     args = ap.parse_args(argv)
-    if args.evaluation and args.neurons.isdigit():
-        ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
     store = ExemplarStore.open(args.store)
-    units = development_units(store, args.neurons)
-    if not args.evaluation and set(units) & excluded(store):
-        ap.error("development neurons must not overlap the evaluation/benchmark neurons (--evaluation measures them)")
+    units = chosen_units(ap, store, args.neurons, args.evaluation)
     out = Path(args.out)
     path = out / "kinds.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}

@@ -90,6 +90,17 @@ def excluded(store) -> set[UnitId]:
     return units
 
 
+def chosen_units(ap, store, neurons: str, evaluation: bool) -> list[UnitId]:
+    """:func:`development_units`, or with ``evaluation`` the named evaluation neurons; a count with
+    ``evaluation``, or development neurons among :func:`excluded`, is one usage error of ``ap``."""
+    if evaluation and neurons.isdigit():
+        ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
+    units = development_units(store, neurons)
+    if not evaluation and set(units) & excluded(store):
+        ap.error("development neurons must not overlap the evaluation/benchmark neurons (--evaluation measures them)")
+    return units
+
+
 def development_units(store, neurons: str) -> list[UnitId]:
     """``neurons``: a count (half by peak z-score, half by frequency, as ``quality.py`` chooses, none of
     :func:`excluded`) or ``LAYER:INDEX`` units as given."""

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
 from quality import lookup_score  # noqa: E402
-from stats_styles import development_units, excluded  # noqa: E402
+from stats_styles import chosen_units  # noqa: E402
 
 import ns_dspy.program as program_module  # noqa: E402
 from ns_dspy.agents.evidence import (NEGATIVE_SIZES, RankedToken, ranked_tokens, tier_tokens,  # noqa: E402
@@ -119,12 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--depths: give DEPTH or DEPTH/N, comma-separated (got {args.depths!r})")
     if any(depth < 2 or (longest is not None and longest < 1) for depth, longest in parsed):
         ap.error("--depths: each depth is at least 2 and each longest list at least 1 token")
-    if args.evaluation and args.neurons.isdigit():
-        ap.error("--evaluation measures named neurons: give --neurons LAYER:INDEX,...")
     store = ExemplarStore.open(args.store)
-    units = development_units(store, args.neurons)
-    if not args.evaluation and set(units) & excluded(store):
-        ap.error("development neurons must not overlap the evaluation/benchmark neurons (--evaluation measures them)")
+    units = chosen_units(ap, store, args.neurons, args.evaluation)
     out = Path(args.out)
     path = out / "depths.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}
