@@ -79,8 +79,9 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
 def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
                       fitted: "Calibration | None") -> "Calibration | None":
     """The calibration a chosen set's test score reuses: its maps refitted on all of ``valid`` as
-    ``calibration.FINAL_KIND`` (monotone), from the predictions ``scorer`` holds; ``fitted`` (the maps selection
-    scored the set with) when they are of that kind already, and for a single explanation (never calibrated)."""
+    ``calibration.FINAL_KIND`` ("guarded": monotone where a 2-fold out-of-fold score on valid favours them over
+    the linear maps selection uses), from the predictions ``scorer`` holds; ``fitted`` (the maps selection scored
+    the set with) when they are of that kind already, and for a single explanation (never calibrated)."""
     from .scoring import calibration as kinds
     from .scoring import fit_calibration
 
