@@ -23,7 +23,7 @@ points it interpolates linearly and it is constant beyond them), which keeps onl
 more predicted never means less expected. An explanation is informative under either map only where its linear
 slope is positive (its predictions rise with the truth) and the fitted map is not constant. :data:`KIND` is the
 kind :func:`calibrate` fits when none is given: linear, what selection on valid scores sets with. Choosing
-with monotone scores overfits valid (~40 excerpts: +0.07 on valid, -0.010 on test on 24 development neurons), while
+with monotone scores overfits valid (~45 excerpts: +0.07 on valid, -0.010 on test on 24 development neurons), while
 the same choices scored on test with monotone maps refitted on all of valid gained +0.019 (16 of 24 up;
 ``experiments/calibration_kinds.py``): so a set's maps that test reuses are of :data:`FINAL_KIND`, "guarded":
 monotone only where a 2-fold out-of-fold comparison on valid favours them over straight lines (:func:`guarded`;
