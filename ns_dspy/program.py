@@ -41,7 +41,8 @@ from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
-from .scoring import Calibration, HeldOut, Score, polysemantic
+from .scoring import Calibration, HeldOut, Score, fit_calibration, polysemantic
+from .scoring import calibration as _calibration
 from .scoring.racing import Racing
 from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
@@ -82,13 +83,10 @@ def final_calibration(simulator: Simulator, explanations: list[str], valid: Held
     ``calibration.FINAL_KIND`` ("guarded": monotone where a 2-fold out-of-fold score on valid favours them over
     the linear maps selection uses), from the predictions ``scorer`` holds; ``fitted`` (the maps selection scored
     the set with) when they are of that kind already, and for a single explanation (never calibrated)."""
-    from .scoring import calibration as kinds
-    from .scoring import fit_calibration
-
-    if len(explanations) < 2 or fitted is None or kinds.FINAL_KIND == kinds.KIND:
+    if len(explanations) < 2 or fitted is None or _calibration.FINAL_KIND == _calibration.KIND:
         return fitted
     return fit_calibration(simulator, explanations, valid, preds=[scorer.score_of(e).predictions for e in explanations],
-                           kind=kinds.FINAL_KIND)
+                           kind=_calibration.FINAL_KIND)
 
 
 def refinement_racing(config: ExplainConfig) -> "Racing | None":

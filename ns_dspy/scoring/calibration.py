@@ -76,6 +76,12 @@ def fit_affine(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> Affi
     """Least squares ``true ~ slope * pred + intercept`` over all tokens of all exemplars (pooled).
 
     Constant predictions (no variance) or a slope <= 0 give ``Affine(0, mean truth)``: not informative."""
+    return _fit_line(*_pooled_tokens(preds, trues))
+
+
+def _pooled_tokens(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All tokens' predictions and true activations, pooled over the exemplars (float64), checked: as many of
+    each, finite."""
     if len(preds) != len(trues):
         raise ValueError(f"{len(preds)} predictions for {len(trues)} exemplars")
     x = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in preds]) if preds else np.zeros(0)
@@ -84,6 +90,11 @@ def fit_affine(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> Affi
         raise ValueError(f"{x.size} predictions for {y.size} true activations")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("calibration is defined on finite predictions and activations only")
+    return x, y
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> Affine:
+    """:func:`fit_affine` on pooled tokens."""
     if x.size == 0:
         return Affine(0.0, 0.0)
     dx = x - x.mean()
@@ -127,13 +138,11 @@ def fit_monotone(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> Mo
     """The isotonic least-squares fit ``true ~ m(pred)``, ``m`` non-decreasing, over all tokens of all exemplars
     (pooled; equal predictions pooled first). Informative when :func:`fit_affine`'s slope is positive and the fit
     is not constant; otherwise the constant mean truth, not informative."""
-    linear = fit_affine(preds, trues)  # checks the input as it does
-    y = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in trues]) if trues else np.zeros(0)
-    if not linear.informative:
+    x, y = _pooled_tokens(preds, trues)
+    if not _fit_line(x, y).informative:
         return Monotone((0.0,), (float(y.mean()) if y.size else 0.0,), informative=False)
     from sklearn.isotonic import IsotonicRegression
 
-    x = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in preds])
     fit = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(x, y)
     xs, ys = np.asarray(fit.X_thresholds_, np.float64), np.maximum.accumulate(np.asarray(fit.y_thresholds_, np.float64))
     if ys[-1] - ys[0] <= 1e-12 * max(1.0, float(np.abs(ys).max())):
@@ -183,9 +192,13 @@ def calibrate(explanations: Sequence[str], preds: Sequence[Sequence[np.ndarray]]
         return guarded(explanations, preds, trues, split)
     fit = fit_affine if kind == "linear" else fit_monotone
     maps = tuple(fit(p, trues) for p in preds)
+    return Calibration(tuple(explanations), maps, split, int(sum(np.size(t) for t in trues)), _scale(trues))
+
+
+def _scale(trues: Sequence[np.ndarray]) -> float:
+    """The factor that puts calibrated values on 0..10: the truth's maximum at 10 (1 without a positive one)."""
     top = max((float(np.max(t)) for t in trues if np.size(t)), default=0.0)
-    scale = 10.0 / top if top > 0 else 1.0
-    return Calibration(tuple(explanations), maps, split, int(sum(np.size(t) for t in trues)), scale)
+    return 10.0 / top if top > 0 else 1.0
 
 
 def union(preds: Sequence[Sequence[np.ndarray]], calibration: Calibration | None = None,
@@ -278,13 +291,12 @@ def cross_fitted(explanations: Sequence[str], preds: Sequence[Sequence[np.ndarra
     if n < folds:
         raise ValueError(f"{n} exemplars cannot be split into {folds} folds")
     out: list[np.ndarray | None] = [None] * n
+    scale = _scale(trues)  # of the whole data, so that every fold's values are on one 0..10 scale
     for f in range(folds):
         fit = [j for j in range(n) if j % folds != f]
         held = [j for j in range(n) if j % folds == f]
         maps = calibrate(explanations, [[p[j] for j in fit] for p in preds], [trues[j] for j in fit], kind=kind)
-        # the scale of the whole data, so that both folds' values are on one 0..10 scale
-        top = max((float(np.max(t)) for t in trues if np.size(t)), default=0.0)
-        maps = Calibration(maps.explanations, maps.maps, maps.split, maps.n, 10.0 / top if top > 0 else 1.0)
+        maps = Calibration(maps.explanations, maps.maps, maps.split, maps.n, scale)
         for j, value in zip(held, union([[p[j] for j in held] for p in preds], maps, negative)):
             out[j] = value
     return out  # type: ignore[return-value]

@@ -18,6 +18,7 @@ from .. import costs
 from ..errors import ConfigError, ModelError
 from ..simulators.base import Simulator
 from ..types import Exemplar, UnitId
+from . import calibration as _calibration
 from .calibration import Calibration, calibrate, cross_fit_applies, cross_fitted, union
 from .correlation import Correlation, pooled
 from .polarity import is_negative, simulated_text
@@ -174,10 +175,8 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
         if calibration.unit != heldout.unit:
             raise ConfigError(f"calibration data of unit {calibration.unit} for unit {heldout.unit}")
         # in sample (selection on valid): the default kind; maps fitted on valid for other data: the final kind
-        from . import calibration as kinds
-
         calibration = fit_calibration(simulator, explanations, calibration, preds if in_sample else None,
-                                      kind=None if in_sample else kinds.FINAL_KIND)
+                                      kind=None if in_sample else _calibration.FINAL_KIND)
     elif calibration is not None:
         if calibration.split != "valid":
             raise ConfigError(f"a calibration fitted on {calibration.split!r} data: fit it on valid data")
