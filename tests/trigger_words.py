@@ -11,9 +11,11 @@ import numpy as np
 from ns_dspy.exemplars import ExemplarStore, LayerData, write_store
 
 
-def trigger_store(path: Path, words: list[str], triggers: list[dict[str, float]], n: int = 48) -> ExemplarStore:
+def trigger_store(path: Path, words: list[str], triggers: list[dict[str, float]], n: int = 48,
+                  token_ids: bool = False) -> ExemplarStore:
     """Layer 0, unit ``u`` fires ``triggers[u][word]`` on each word; the last unit is -0.5 everywhere. Windows
-    of 6 random words, split train/valid/test in turn; per split the 8 strongest windows are top, 4 others random."""
+    of 6 random words, split train/valid/test in turn; per split the 8 strongest windows are top, 4 others random.
+    ``token_ids``: keep each word's index as its token id, as a recording with the subject's tokenizer does."""
     rng = np.random.default_rng(0)
     windows = np.array([rng.permutation(len(words))[:6] for _ in range(n)])
     split = np.array([0, 1, 2] * (n // 3))
@@ -34,7 +36,8 @@ def trigger_store(path: Path, words: list[str], triggers: list[dict[str, float]]
     layer = LayerData(units=np.arange(len(triggers)), slots=slots,
                       stats={"max": acts.max((1, 2)), "mean": acts.mean((1, 2))})
     return ExemplarStore.open(write_store(path, manifest={"model": {"name": "toy"}}, strings=words, windows=windows,
-                                          window_split=split, layers={0: layer}))
+                                          window_split=split, layers={0: layer},
+                                          token_ids=windows.astype(np.int64) if token_ids else None))
 
 
 def word_rows(texts: list[str], words: list[str]) -> np.ndarray:

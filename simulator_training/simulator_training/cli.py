@@ -35,24 +35,59 @@ def _load_tokenizer(name: str):
         raise ModelError(f"cannot load the tokenizer of {name!r}: {str(err).splitlines()[0]}") from None
 
 
+def _excluded(items: list[str] | None) -> set[str]:
+    """Unit names from ``--exclude`` values: comma-separated names (``9:1397,11:815``) or JSON files holding
+    names in lists, at any depth (``experiments/results/*/neurons.json``)."""
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.types import parse_units
+
+    def names(value) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            return [n for v in value for n in names(v)]
+        return []
+
+    out: set[str] = set()
+    for item in items or []:
+        if item.endswith(".json"):
+            try:
+                found = names(json.loads(Path(item).read_text()))
+            except (OSError, json.JSONDecodeError) as err:
+                raise ConfigError(f"--exclude {item}: cannot read it as JSON ({err}): give a neurons JSON file or "
+                                  "comma-separated unit names") from None
+        else:
+            found = item.split(",")
+        out.update(str(u) for u in parse_units(",".join(found)))
+    return out
+
+
 def cmd_build_data(args) -> int:
     from ns_dspy.errors import ConfigError
 
-    from .data import build_synthetic, from_run_store, load_pool
+    from .data import build_synthetic, from_exemplar_store, from_run_store, load_pool
 
-    if args.from_run and args.wordnet is not None:
-        raise ConfigError("--wordnet adds synthetic units: it does not combine with --from-run")
-    if args.from_run and args.conditions:
-        raise ConfigError("--conditions adds synthetic units: it does not combine with --from-run")
+    if args.from_run and args.from_store:
+        raise ConfigError("--from-run and --from-store are two sources: build one dataset from each and merge them")
+    source = "--from-run" if args.from_run else "--from-store" if args.from_store else None
+    if source and args.wordnet is not None:
+        raise ConfigError(f"--wordnet adds synthetic units: it does not combine with {source}")
+    if source and args.conditions:
+        raise ConfigError(f"--conditions adds synthetic units: it does not combine with {source}")
     for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax),
                     ("--long", args.long)):
-        if args.from_run and n:
-            raise ConfigError(f"{flag} adds synthetic units: it does not combine with --from-run")
+        if source and n:
+            raise ConfigError(f"{flag} adds synthetic units: it does not combine with {source}")
         if n < 0:
             raise ConfigError(f"{flag} must be 0 (off) or more, not {n}")
     if args.from_run:
         path = from_run_store(args.out, args.from_run, store_path=args.store, valid_share=args.valid_share,
                               seed=args.seed, overwrite=args.overwrite)
+    elif args.from_store:
+        path = from_exemplar_store(args.out, args.from_store, n_units=args.units, exclude=_excluded(args.exclude),
+                                   valid_share=args.valid_share, seed=args.seed, overwrite=args.overwrite)
     else:
         wordnet = None
         if args.wordnet is not None:  # a missing or malformed database fails before anything is written
@@ -237,6 +272,13 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default="gemma-3-270m", help="tokenizer of the simulator to train (synthetic data)")
     p.add_argument("--from-run", help="an ns-dspy explain run (RUN.sqlite): its explanations x held-out exemplars")
     p.add_argument("--store", help="the run's exemplar store (default: the one recorded in the run)")
+    p.add_argument("--from-store", metavar="STORE",
+                   help="an exemplar store (ns-dspy record): real units' statistical word lists, written from their "
+                        "train windows, x their held-out exemplars (family 'recorded')")
+    p.add_argument("--units", type=int, default=300, metavar="N", help="units drawn with --from-store (default 300)")
+    p.add_argument("--exclude", action="append", metavar="UNITS",
+                   help="with --from-store, units never drawn: comma-separated names or a JSON file of them "
+                        "(repeatable); name every unit you evaluate on")
     p.add_argument("--valid-share", type=float, default=0.2, help="share of units held out for validation")
     p.add_argument("--pairs-train", type=int, default=400, help="two-concept training units")
     p.add_argument("--pairs-valid", type=int, default=60, help="two-concept validation units")

@@ -18,7 +18,10 @@ Splits are **by unit**: a validation unit is never trained on. Two sources write
   (valid and test) exemplars, activations divided by the unit's maximum over the whole recording and clipped
   to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
   simulator's tokenizer (:func:`ns_dspy.simulators.align.align_to_tokenizer`), so any simulator can learn from
-  any subject.
+  any subject;
+* :func:`from_exemplar_store`: real units of a recording without an explain run: each unit's word lists as the
+  statistical explainer writes them (:func:`ns_dspy.agents.evidence.ranked_tokens`, from its train windows only)
+  x its held-out exemplars, normalised as above; the units a caller evaluates on are excluded by name.
 
 :func:`merge` concatenates datasets (e.g. synthetic + real) for one training run.
 """
@@ -48,7 +51,7 @@ from .text import Pool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DATA_FORMAT", "build_synthetic", "from_run_store", "merge", "read_units", "read_manifest",
+__all__ = ["DATA_FORMAT", "build_synthetic", "from_exemplar_store", "from_run_store", "merge", "read_units", "read_manifest",
            "unit_split", "load_pool"]
 
 DATA_FORMAT = "ns-dspy-simulator-data"
@@ -382,8 +385,7 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
         raise ConfigError(f"{run_path} does not name its exemplar store: pass --store")
     store = ExemplarStore.open(store_path)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    tokenizer_name = (store.manifest.get("model") or {}).get("name") if isinstance(store.manifest.get("model"), dict) \
-        else store.manifest.get("model")
+    tokenizer_name = _model_name(store)
     for rec in run.records():
         if rec.status != "done":
             continue
@@ -393,15 +395,7 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
         peak = store.stats(rec.unit).get("max", 0.0)
         if not peak or peak <= 0:
             continue
-        exemplars = []
-        for split in ("valid", "test"):
-            for kind in ("top", "random"):
-                for ex in store.exemplars(rec.unit, split, kind):
-                    if ex.token_ids is None:
-                        raise ConfigError(f"{store_path} keeps no token ids: re-record it with this ns_dspy")
-                    targets = np.clip(ex.activations / peak * 10.0, 0.0, 10.0)
-                    exemplars.append({"tokens": list(ex.tokens), "token_ids": [int(i) for i in ex.token_ids],
-                                      "targets": [round(float(t), 2) for t in targets], "kind": kind})
+        exemplars = _held_out_targets(store, rec.unit, peak, store_path)
         split = unit_split(str(rec.unit), valid_share, seed)
         units[split].append({"unit": str(rec.unit), "family": "recorded", "explanations": finals,
                              "exemplars": exemplars})
@@ -409,6 +403,80 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
         raise ConfigError(f"{run_path} has no finished unit with explanations: run ns-dspy explain first")
     manifest = {"source": "run", "run": str(Path(run_path).resolve()), "store": str(Path(store_path).resolve()),
                 "tokenizer_name": tokenizer_name, "seed": seed, "valid_share": valid_share}
+    return _write(out, units, manifest, overwrite)
+
+
+def _model_name(store) -> str | None:
+    """The subject model's name as the store's manifest gives it (a dict with ``name`` or a plain string)."""
+    model = store.manifest.get("model")
+    return (model or {}).get("name") if isinstance(model, dict) else model
+
+
+def _held_out_targets(store, unit, peak: float, store_path) -> list[dict]:
+    """The unit's valid and test exemplars (top and random) with targets ``activation / peak * 10`` in 0..10."""
+    exemplars = []
+    for split in ("valid", "test"):
+        for kind in ("top", "random"):
+            for ex in store.exemplars(unit, split, kind):
+                if ex.token_ids is None:
+                    raise ConfigError(f"{store_path} keeps no token ids: re-record it with this ns_dspy")
+                targets = np.clip(ex.activations / peak * 10.0, 0.0, 10.0)
+                exemplars.append({"tokens": list(ex.tokens), "token_ids": [int(i) for i in ex.token_ids],
+                                  "targets": [round(float(t), 2) for t in targets], "kind": kind})
+    return exemplars
+
+
+#: the list lengths :func:`from_exemplar_store` writes per unit: a first tier and longer prefixes of the ranking,
+#: as the statistical explainer's lists run (one to 16 words)
+STORE_LIST_SIZES = (1, 3, 8, 16)
+
+
+def from_exemplar_store(out: str | Path, store_path: str | Path, *, n_units: int = 300,
+                        exclude: set[str] | frozenset[str] = frozenset(), sizes=STORE_LIST_SIZES,
+                        valid_share: float = 0.2, seed: int = 0, overwrite: bool = False) -> Path:
+    """A dataset of ``n_units`` real units drawn at random (``seed``) from a recording's exemplar store, none of
+    them in ``exclude`` (unit names such as ``"9:1397"``: the units anything is evaluated on). Each unit's
+    explanations are word lists of its ``k`` best tokens for each ``k`` in ``sizes``, ranked on its **train**
+    windows only as the statistical explainer ranks them (:func:`ns_dspy.agents.evidence.ranked_tokens`);
+    its exemplars are its valid and test windows, targets as :func:`from_run_store` normalises them. Family
+    ``recorded``; a unit with no active train window, no positive peak or no ranked token is skipped."""
+    from ns_dspy.agents.evidence import ranked_tokens, word_list
+    from ns_dspy.exemplars import ExemplarStore
+
+    if n_units < 1:
+        raise ConfigError(f"--units must be at least 1, not {n_units}")
+    if not Path(store_path).is_dir():
+        raise ConfigError(f"exemplar store {store_path} does not exist: give the folder ns-dspy record wrote")
+    store = ExemplarStore.open(store_path)
+    pool = [u for u in store.units() if str(u) not in exclude]
+    random.Random(seed).shuffle(pool)
+    units: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    skipped, taken = 0, 0
+    for unit in pool:
+        if taken >= n_units:
+            break
+        peak = store.stats(unit).get("max", 0.0)
+        train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+        ranked = ranked_tokens(train, most=max(sizes)) if peak and peak > 0 else []
+        finals = list(dict.fromkeys(word_list([r.token for r in ranked[:k]]) for k in sizes if k <= len(ranked)))
+        if not finals:
+            skipped += 1
+            continue
+        exemplars = _held_out_targets(store, unit, peak, store_path)
+        if not exemplars:
+            skipped += 1
+            continue
+        split = unit_split(str(unit), valid_share, seed)
+        units[split].append({"unit": str(unit), "family": "recorded", "explanations": finals,
+                             "exemplars": exemplars})
+        taken += 1
+    if taken < n_units:
+        raise ConfigError(f"{store_path} has only {taken} usable units outside the excluded ones, not {n_units}: "
+                          f"ask for fewer with --units")
+    tokenizer_name = _model_name(store)
+    manifest = {"source": "store", "store": str(Path(store_path).resolve()), "tokenizer_name": tokenizer_name,
+                "seed": seed, "valid_share": valid_share, "list_sizes": list(sizes), "skipped": skipped,
+                "excluded": sorted(exclude)}
     return _write(out, units, manifest, overwrite)
 
 

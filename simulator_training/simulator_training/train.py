@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,8 @@ class TrainConfig:
     alpha: float = opt(16.0, "LoRA alpha (scaling alpha / rank)")
     dropout: float = opt(0.0, "LoRA dropout")
     targets: str = opt(LORA_TARGETS, "comma-separated module names that get LoRA adapters")
-    dtype: str = opt("bfloat16", "dtype of the frozen base weights (bfloat16 or float32); adapters train in float32")
+    dtype: str = opt("auto", "dtype of the frozen base weights: auto (bfloat16 where the device computes it fast, "
+                             "else float32), bfloat16 or float32; adapters train in float32")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory, slower)")
     load_in_4bit: bool = opt(False, "load the base in 4-bit NF4 (QLoRA; needs CUDA and bitsandbytes)")
     steps: int = opt(1000, "optimizer steps")
@@ -71,8 +72,8 @@ class TrainConfig:
         for name in ("rank", "steps", "batch_size", "checkpoint_every", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.dtype not in ("bfloat16", "float32", "float16"):
-            raise ConfigError(f"--dtype must be bfloat16, float16 or float32, not {self.dtype!r}")
+        if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
+            raise ConfigError(f"--dtype must be auto, bfloat16, float16 or float32, not {self.dtype!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError("--dropout must be in [0, 1)")
 
@@ -195,6 +196,22 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _resolved(config: TrainConfig, device: str | None) -> TrainConfig:
+    """``config`` with ``dtype`` ``auto`` resolved for ``device`` (the resolved name is what a checkpoint records,
+    so a run resumes only in the dtype it began in). bfloat16 asked for where it is emulated trains ~100x slower
+    (an AVX2-only CPU): warned, not refused."""
+    from ns_dspy.models.subject import default_device, fast_bf16, resolve_dtype
+
+    device = device or default_device()
+    dtype = resolve_dtype(config.dtype, device)
+    if dtype == "bfloat16" and config.dtype != "auto" and not fast_bf16(device):
+        log.warning("bfloat16 is emulated on this %s (no AVX512-BF16/AMX): training will be ~100x slower than "
+                    "with --dtype auto or float32", device)
+    if dtype != config.dtype:
+        log.info("--dtype %s: %s on %s", config.dtype, dtype, device)
+    return replace(config, dtype=dtype)
+
+
 def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str | None = None,
           progress: bool = True, max_minutes: float | None = None) -> Path:
     """Train (or resume) into ``out``; returns the adapter folder ``out/adapter``.
@@ -207,6 +224,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     out = Path(out)
     data_manifest = read_manifest(data)
     units = read_units(data, "train")
+    config = _resolved(config, device)
     torch.manual_seed(config.seed)
     subject = load_base(config, device)
     model, tokenizer = subject.model, subject.tokenizer

@@ -152,3 +152,20 @@ def test_every_subcommand_prints_its_help(capsys):
             parser.parse_args([command, "--help"])
         assert done.value.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+def test_auto_dtype_trains_in_float32_where_bfloat16_is_emulated(monkeypatch, caplog):
+    import ns_dspy.models.subject as subject
+    from simulator_training.train import _resolved
+
+    assert TrainConfig().dtype == "auto"
+    monkeypatch.setattr(subject, "cpu_description", lambda: {"flags": ["avx2", "fma"]})  # an AVX2-only CPU
+    assert _resolved(TrainConfig(), "cpu").dtype == "float32"
+    with caplog.at_level("WARNING", logger="simulator_training"):
+        assert _resolved(TrainConfig(dtype="bfloat16"), "cpu").dtype == "bfloat16"  # asked for: kept, warned
+    assert "emulated" in caplog.text
+    monkeypatch.setattr(subject, "cpu_description", lambda: {"flags": ["avx512f", "amx_bf16"]})
+    assert _resolved(TrainConfig(), "cpu").dtype == "bfloat16"
+    assert _resolved(TrainConfig(dtype="float32"), "cpu").dtype == "float32"
+    with pytest.raises(ConfigError, match="--dtype must be auto"):
+        TrainConfig(dtype="int8")
