@@ -360,9 +360,18 @@ class ExplainConfig(_Config):
     racing_delta: float = opt(0.1, "racing drops a refinement candidate when its bootstrap chance of beating the "
                                    "leader by more than 0.005 is below this (per stage); a statistical candidate when "
                                    "its chance of beating it at all is below half of this")
+    test_maps: str = opt("guarded", "how a set of explanations (modes, tier lists) reads its members on test: each "
+                                    "member's predictions through a map fitted on valid, then their per-token maximum; "
+                                    "guarded: monotone maps where a 2-fold out-of-fold score on valid favours them, "
+                                    "else straight lines; monotone; linear: straight lines, as Bills et al. (the "
+                                    "scores before 2026-12-04). Selection on valid uses lines either way")
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig, metadata={"help": "HDBSCAN settings"})
 
     def __post_init__(self) -> None:
+        from .scoring.calibration import KINDS
+
+        if self.test_maps not in KINDS:
+            raise ConfigError(f"unknown --test-maps {self.test_maps!r}: use one of {', '.join(KINDS)}")
         for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")

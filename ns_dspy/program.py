@@ -78,15 +78,15 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
 
 
 def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
-                      fitted: "Calibration | None") -> "Calibration | None":
-    """The calibration a chosen set's test score reuses: its maps refitted on all of ``valid`` as
-    ``calibration.FINAL_KIND`` ("guarded": monotone where a 2-fold out-of-fold score on valid favours them over
+                      fitted: "Calibration | None", kind: str = _calibration.FINAL_KIND) -> "Calibration | None":
+    """The calibration a chosen set's test score reuses: its maps refitted on all of ``valid`` as ``kind``
+    (``ExplainConfig.test_maps``; "guarded": monotone where a 2-fold out-of-fold score on valid favours them over
     the linear maps selection uses), from the predictions ``scorer`` holds; ``fitted`` (the maps selection scored
     the set with) when they are of that kind already, and for a single explanation (never calibrated)."""
-    if len(explanations) < 2 or fitted is None or _calibration.FINAL_KIND == _calibration.KIND:
+    if len(explanations) < 2 or fitted is None or kind == _calibration.KIND:
         return fitted
     return fit_calibration(simulator, explanations, valid, preds=[scorer.score_of(e).predictions for e in explanations],
-                           kind=_calibration.FINAL_KIND)
+                           kind=kind)
 
 
 def refinement_racing(config: ExplainConfig) -> "Racing | None":
@@ -185,7 +185,7 @@ class NeuronScope(dspy.Module):
         return dspy.Prediction(explanations=explanations, polysemantic=combined.value, trace=trace,
                                valids=[valids[e] for e in explanations],
                                calibration=final_calibration(self.simulator, explanations, valid, scorer,
-                                                             combined.calibration),
+                                                             combined.calibration, self.config.test_maps),
                                statistical_calibration=stats.calibration)
 
     def _racing(self) -> "Racing | None":
@@ -250,7 +250,8 @@ class NeuronScope(dspy.Module):
         return dspy.Prediction(explanations=list(chosen), polysemantic=scored[best].value, trace=trace,
                                valids=[scorer.score_of(t).value for t in chosen],
                                calibration=final_calibration(self.simulator, list(chosen), valid, scorer,
-                                                             scored[best].calibration), score=scored[best])
+                                                             scored[best].calibration, self.config.test_maps),
+                               score=scored[best])
 
     def _baseline(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         drafts = []

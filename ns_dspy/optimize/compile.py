@@ -297,6 +297,7 @@ def evaluate_program(program, devset: list, metric: SimulatorMetric, *, num_thre
             # the calibration the program fitted on valid, when it carries one; else fitted here on valid
             calibration = getattr(prediction, "calibration", None) or example.get("valid")
             test_scores[example.unit] = (polysemantic(sim, list(explanations), example.test,
-                                                      calibration=calibration).value
+                                                      calibration=calibration,
+                                                      final_kind=program.config.test_maps).value
                                          if explanations else 0.0)
     return Evaluation(scores, test_scores, failed)

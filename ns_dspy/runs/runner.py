@@ -108,12 +108,14 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
                         for e, valid_score in zip(pred.explanations, pred.valids)]
         single = program.config.baseline or program.config.method == "stats"
         # test scores of several explanations reuse the calibration the program fitted on valid (else: fitted here)
+        maps = program.config.test_maps
         poly_test = polysemantic(program.simulator, pred.explanations, test,
-                                 calibration=pred.get("calibration") or valid).value
+                                 calibration=pred.get("calibration") or valid, final_kind=maps).value
         if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
             trace.statistical.test = (poly_test if program.config.method == "stats" else
                                       polysemantic(program.simulator, trace.statistical.explanations, test,
-                                                   calibration=pred.get("statistical_calibration") or valid).value)
+                                                   calibration=pred.get("statistical_calibration") or valid,
+                                                   final_kind=maps).value)
         trace.polysemantic = Scores(pred.polysemantic, poly_test)
         trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]

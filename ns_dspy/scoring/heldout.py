@@ -149,7 +149,7 @@ def fit_calibration(simulator: Simulator, explanations: Sequence[str], valid: He
 
 def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: HeldOut,
                  calibration: Calibration | HeldOut | None = None,
-                 preds: Sequence[Sequence[np.ndarray]] | None = None) -> Score:
+                 preds: Sequence[Sequence[np.ndarray]] | None = None, final_kind: str | None = None) -> Score:
     """The neuron-level score of several explanations (one per semantic mode): simulate each, take the
     per-token maximum (less the negative modes' deviations, :func:`~ns_dspy.scoring.calibration.union`),
     correlate with the truth. One number, comparable with a single explanation's score.
@@ -157,7 +157,8 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
     ``calibration``: each explanation's predictions are first calibrated against the truth
     (:func:`fit_calibration`), so a weak explanation's false alarms do not outweigh a good one's correct
     zeros; give the unit's **valid** :class:`HeldOut` (fitted here: when it is ``heldout`` itself, with the
-    same simulation and linear maps, as selection scores; for other data, ``calibration.FINAL_KIND`` maps)
+    same simulation and linear maps, as selection scores; for other data, maps of ``final_kind``, by default
+    ``calibration.FINAL_KIND``: ``ExplainConfig.test_maps``)
     or a :class:`Calibration` fitted on it. ``None``: the raw maximum. A single explanation
     is never calibrated: its score is its own score either way. ``preds``: the explanations' predictions on
     ``heldout`` when the caller has them (e.g. from :func:`score`), instead of simulating them again."""
@@ -176,7 +177,7 @@ def polysemantic(simulator: Simulator, explanations: Sequence[str], heldout: Hel
             raise ConfigError(f"calibration data of unit {calibration.unit} for unit {heldout.unit}")
         # in sample (selection on valid): the default kind; maps fitted on valid for other data: the final kind
         calibration = fit_calibration(simulator, explanations, calibration, preds if in_sample else None,
-                                      kind=None if in_sample else _calibration.FINAL_KIND)
+                                      kind=None if in_sample else (final_kind or _calibration.FINAL_KIND))
     elif calibration is not None:
         if calibration.split != "valid":
             raise ConfigError(f"a calibration fitted on {calibration.split!r} data: fit it on valid data")

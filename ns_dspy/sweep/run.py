@@ -207,7 +207,7 @@ def _finish(config: RunConfig, sweep: SweepConfig, study, summary, store, simula
     if best is None:
         print("no trial completed: nothing to export")
         return 1
-    report = score_on_test(study, best, store, simulator, neurons)
+    report = score_on_test(study, best, store, simulator, neurons, test_maps=config.explain.test_maps)
     record = best.user_attrs["config"]
     chosen = config.replace(explain=ExplainConfig.from_dict(record["explain"], "explain"),
                             lm=dict(temperature=record["temperature"]))

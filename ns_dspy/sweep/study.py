@@ -276,8 +276,9 @@ def choose(study):
     return max(complete, key=lambda t: (t.values[0], -t.user_attrs.get("lm_tokens", 0), -t.number))
 
 
-def score_on_test(study, trial, store, simulator, neurons) -> dict[str, Any]:
-    """The chosen trial's explanations scored on the sweep neurons' test data - once per study and trial.
+def score_on_test(study, trial, store, simulator, neurons, test_maps: str | None = None) -> dict[str, Any]:
+    """The chosen trial's explanations scored on the sweep neurons' test data - once per study and trial; a set
+    of several reads its members through maps of ``test_maps`` (``ExplainConfig.test_maps``) fitted on valid.
 
     A neuron that failed in that trial scores 0 on test as on valid. Returns ``{"trial", "test", "valid",
     "neurons": {unit: test score}, "scored_now"}``.
@@ -292,7 +293,8 @@ def score_on_test(study, trial, store, simulator, neurons) -> dict[str, Any]:
         texts = explanations.get(str(neuron.unit)) or []
         test = HeldOut.from_store(store, neuron.unit, "test")
         valid = HeldOut.from_store(store, neuron.unit, "valid") if len(texts) > 1 else None  # calibrates the union
-        scores[str(neuron.unit)] = polysemantic(simulator, texts, test, calibration=valid).value if texts else 0.0
+        scores[str(neuron.unit)] = (polysemantic(simulator, texts, test, calibration=valid, final_kind=test_maps).value
+                                    if texts else 0.0)
     report = {"trial": trial.number, "valid": trial.values[0], "test": sum(scores.values()) / len(scores),
               "neurons": scores}
     study.set_user_attr(key, report)

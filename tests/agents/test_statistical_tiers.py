@@ -114,3 +114,33 @@ def test_a_uniform_unit_keeps_a_single_list():
         GRADED = saved
     assert len(pred.explanations) == 1 and set(pred.explanations[0].split('"')[1::2]) == {"dog", "cat", "mat"}
     assert pred.polysemantic == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "monotone", "guarded"])
+def test_test_maps_sets_the_kind_of_the_maps_a_chosen_set_reuses_on_test(kind):
+    """``--test-maps``: the chosen tier set's calibration (what its test score reuses) is fitted on valid as asked;
+    the choice itself (linear maps on valid) is the same for every kind, and the runner's fallback fits the same
+    kind from valid."""
+    from ns_dspy.scoring import fit_calibration
+    from ns_dspy.scoring.calibration import Affine, Monotone
+
+    train = _exemplars("train", 0)
+    valid, test = HeldOut(UNIT, "valid", tuple(_exemplars("valid", 1))), HeldOut(UNIT, "test", tuple(_exemplars("test", 2)))
+    program = NeuronScope(KeywordSimulator(), None, ExplainConfig(method="stats", test_maps=kind))
+    pred = program(train=train, valid=valid)
+    shipped = _program(True)(train=train, valid=valid)
+    assert pred.explanations == shipped.explanations and len(pred.explanations) == 2
+    assert pred.polysemantic == pytest.approx(shipped.polysemantic)
+    expected = fit_calibration(KeywordSimulator(), pred.explanations, valid, kind=kind)
+    assert [type(m) for m in pred.calibration.maps] == [type(m) for m in expected.maps]
+    assert all(type(m) is (Monotone if kind == "monotone" else Affine) for m in pred.calibration.maps)
+    assert polysemantic(KeywordSimulator(), pred.explanations, test, calibration=pred.calibration).value == \
+        pytest.approx(polysemantic(KeywordSimulator(), pred.explanations, test, calibration=valid,
+                                   final_kind=kind).value, abs=1e-12)
+
+
+def test_an_unknown_test_maps_kind_is_a_one_line_error():
+    from ns_dspy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown --test-maps 'spline': use one of linear, monotone, guarded"):
+        ExplainConfig(test_maps="spline")
