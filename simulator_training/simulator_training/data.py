@@ -19,9 +19,10 @@ Splits are **by unit**: a validation unit is never trained on. Two sources write
   to 0..10, as Bills et al. (2023) normalise. ``token_ids`` are the subject's; training aligns them to the
   simulator's tokenizer (:func:`ns_dspy.simulators.align.align_to_tokenizer`), so any simulator can learn from
   any subject;
-* :func:`from_exemplar_store`: real units of a recording without an explain run: each unit's word lists as the
-  statistical explainer writes them (:func:`ns_dspy.agents.evidence.ranked_tokens`, from its train windows only)
-  x its held-out exemplars, normalised as above; the units a caller evaluates on are excluded by name.
+* :func:`from_exemplar_store`: real units of a recording without an explain run, from their **train** windows
+  only: word lists as the statistical explainer writes them (:func:`ns_dspy.agents.evidence.ranked_tokens`),
+  ranked on one half of the windows, x the other half, normalised as above; the units a caller evaluates on are
+  excluded by name, and no valid or test window (the text every score is computed on) is ever trained on.
 
 :func:`merge` concatenates datasets (e.g. synthetic + real) for one training run.
 """
@@ -395,7 +396,8 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
         peak = store.stats(rec.unit).get("max", 0.0)
         if not peak or peak <= 0:
             continue
-        exemplars = _held_out_targets(store, rec.unit, peak, store_path)
+        exemplars = [_targets(ex, peak, store_path) for split in ("valid", "test") for kind in ("top", "random")
+                     for ex in store.exemplars(rec.unit, split, kind)]
         split = unit_split(str(rec.unit), valid_share, seed)
         units[split].append({"unit": str(rec.unit), "family": "recorded", "explanations": finals,
                              "exemplars": exemplars})
@@ -412,18 +414,13 @@ def _model_name(store) -> str | None:
     return (model or {}).get("name") if isinstance(model, dict) else model
 
 
-def _held_out_targets(store, unit, peak: float, store_path) -> list[dict]:
-    """The unit's valid and test exemplars (top and random) with targets ``activation / peak * 10`` in 0..10."""
-    exemplars = []
-    for split in ("valid", "test"):
-        for kind in ("top", "random"):
-            for ex in store.exemplars(unit, split, kind):
-                if ex.token_ids is None:
-                    raise ConfigError(f"{store_path} keeps no token ids: re-record it with this ns_dspy")
-                targets = np.clip(ex.activations / peak * 10.0, 0.0, 10.0)
-                exemplars.append({"tokens": list(ex.tokens), "token_ids": [int(i) for i in ex.token_ids],
-                                  "targets": [round(float(t), 2) for t in targets], "kind": kind})
-    return exemplars
+def _targets(ex, peak: float, store_path) -> dict:
+    """One exemplar as training data: its tokens and ids, targets ``activation / peak * 10`` clipped to 0..10."""
+    if ex.token_ids is None:
+        raise ConfigError(f"{store_path} keeps no token ids: re-record it with this ns_dspy")
+    targets = np.clip(ex.activations / peak * 10.0, 0.0, 10.0)
+    return {"tokens": list(ex.tokens), "token_ids": [int(i) for i in ex.token_ids],
+            "targets": [round(float(t), 2) for t in targets], "kind": ex.kind}
 
 
 #: the list lengths :func:`from_exemplar_store` writes per unit: a first tier and longer prefixes of the ranking,
@@ -435,11 +432,14 @@ def from_exemplar_store(out: str | Path, store_path: str | Path, *, n_units: int
                         exclude: set[str] | frozenset[str] = frozenset(), sizes=STORE_LIST_SIZES,
                         valid_share: float = 0.2, seed: int = 0, overwrite: bool = False) -> Path:
     """A dataset of ``n_units`` real units drawn at random (``seed``) from a recording's exemplar store, none of
-    them in ``exclude`` (unit names such as ``"9:1397"``: the units anything is evaluated on). Each unit's
-    explanations are word lists of its ``k`` best tokens for each ``k`` in ``sizes``, ranked on its **train**
-    windows only as the statistical explainer ranks them (:func:`ns_dspy.agents.evidence.ranked_tokens`);
-    its exemplars are its valid and test windows, targets as :func:`from_run_store` normalises them. Family
-    ``recorded``; a unit with no active train window, no positive peak or no ranked token is skipped."""
+    them in ``exclude`` (unit names such as ``"9:1397"``: the units anything is evaluated on). Only the units'
+    **train** windows (top and random) are read, split in two halves by alternating rank (every other top window,
+    every other random one): each unit's explanations are word lists of its ``k`` best tokens for each ``k`` in
+    ``sizes``, ranked on the first half as the statistical explainer ranks them
+    (:func:`ns_dspy.agents.evidence.ranked_tokens`), and its exemplars are the second half, targets as
+    :func:`from_run_store` normalises them: a list is read on windows it was not written from, as in the product,
+    and the valid and test windows of the recording, on which every score is computed, are never trained on.
+    Family ``recorded``; a unit with no positive peak or no ranked token is skipped."""
     from ns_dspy.agents.evidence import ranked_tokens, word_list
     from ns_dspy.exemplars import ExemplarStore
 
@@ -456,16 +456,16 @@ def from_exemplar_store(out: str | Path, store_path: str | Path, *, n_units: int
         if taken >= n_units:
             break
         peak = store.stats(unit).get("max", 0.0)
-        train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
-        ranked = ranked_tokens(train, most=max(sizes)) if peak and peak > 0 else []
+        halves = [[], []]
+        for kind in ("top", "random"):
+            for i, ex in enumerate(store.exemplars(unit, "train", kind)):
+                halves[i % 2].append(ex)
+        ranked = ranked_tokens(halves[0], most=max(sizes)) if peak and peak > 0 else []
         finals = list(dict.fromkeys(word_list([r.token for r in ranked[:k]]) for k in sizes if k <= len(ranked)))
-        if not finals:
+        if not finals or not halves[1]:
             skipped += 1
             continue
-        exemplars = _held_out_targets(store, unit, peak, store_path)
-        if not exemplars:
-            skipped += 1
-            continue
+        exemplars = [_targets(ex, peak, store_path) for ex in halves[1]]
         split = unit_split(str(unit), valid_share, seed)
         units[split].append({"unit": str(unit), "family": "recorded", "explanations": finals,
                              "exemplars": exemplars})

@@ -1,6 +1,6 @@
 """``build-data --from-store``: real units of a recording as training data without an explain run - each unit's
-statistical word lists, ranked on its train windows, paired with its valid and test windows, targets normalised
-by the unit's peak; the units a caller evaluates on are never drawn."""
+statistical word lists, ranked on half of its train windows, paired with the other half, targets normalised by the
+unit's peak; no valid or test window is used, and the units a caller evaluates on are never drawn."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _units(folder) -> dict[str, dict]:
     return {u["unit"]: u for split in ("train", "valid") for u in read_units(folder, split)}
 
 
-def test_units_are_word_lists_of_their_train_ranking_with_held_out_targets(store, tmp_path):
+def test_units_are_word_lists_ranked_on_half_their_train_windows_with_the_other_half_as_targets(store, tmp_path):
     out = from_exemplar_store(tmp_path / "d", store.path, n_units=2, sizes=(1, 3), valid_share=0.5)
     units = _units(out)
     assert set(units) == {"0:0", "0:1"}  # the unit that is never positive is skipped
@@ -37,9 +37,13 @@ def test_units_are_word_lists_of_their_train_ranking_with_held_out_targets(store
     assert cat["explanations"][0] == 'the word "cat"'
     assert cat["explanations"][1].startswith('the words "cat", "dog" and ')
     assert units["0:1"]["explanations"][0] == 'the word "sun"'
-    held = {(ex.window, ex.split) for split in ("valid", "test") for kind in ("top", "random")
-            for ex in store.exemplars(store.units()[0], split, kind)}
-    assert len(cat["exemplars"]) == len(held) == 24  # valid and test windows only, top and random
+    unit = store.units()[0]
+    second = [ex for kind in ("top", "random") for ex in store.exemplars(unit, "train", kind)[1::2]]
+    assert [ex["tokens"] for ex in cat["exemplars"]] == [ex.tokens for ex in second]  # train windows only
+    assert [ex["kind"] for ex in cat["exemplars"]] == [ex.kind for ex in second]
+    held_out = {tuple(ex.tokens) for split in ("valid", "test") for kind in ("top", "random")
+                for ex in store.exemplars(unit, split, kind)}
+    assert not held_out & {tuple(ex["tokens"]) for ex in cat["exemplars"]}
     for ex in cat["exemplars"]:
         words = ex["tokens"]
         expected = [10.0 if w == "cat" else 5.0 if w == "dog" else 0.0 for w in words]  # activation / 2.0 * 10
@@ -48,6 +52,18 @@ def test_units_are_word_lists_of_their_train_ranking_with_held_out_targets(store
     manifest = read_manifest(out)
     assert manifest["source"] == "store" and manifest["units"]["train"].get("recorded", 0) + \
         manifest["units"]["valid"].get("recorded", 0) == 2
+
+
+def test_the_lists_are_ranked_on_the_first_half_only(store, tmp_path, monkeypatch):
+    import ns_dspy.agents.evidence as evidence
+
+    seen = []
+    real = evidence.ranked_tokens
+    monkeypatch.setattr(evidence, "ranked_tokens", lambda exs, **kw: seen.append(list(exs)) or real(exs, **kw))
+    from_exemplar_store(tmp_path / "d", store.path, n_units=1, exclude={"0:1"})
+    unit = store.units()[0]
+    first = [ex for kind in ("top", "random") for ex in store.exemplars(unit, "train", kind)[0::2]]
+    assert [ex.window for ex in seen[0]] == [ex.window for ex in first]
 
 
 def test_excluded_units_are_never_drawn_and_too_few_units_is_an_error(store, tmp_path):
