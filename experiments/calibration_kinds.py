@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
-from stats_styles import chosen_units  # noqa: E402
+from stats_styles import chosen_units, neuron_arguments, valid_test_table  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
@@ -99,22 +99,14 @@ def summary(results: dict, command: str, simulator: str) -> str:
         lines.append(f"- paired, the linear choice with its final calibration {how} - linear: test "
                      f"{_pm(*mean_se(final))} ({up} up, {down} down; monotone maps for {taken} of {len(units)}; a "
                      "single list is not calibrated)")
-    lines += ["", "| neuron | " + " | ".join(f"{k} valid | {k} test" for k in KINDS) + " |",
-              "|---|" + "---:|" * (2 * len(KINDS))]
-    for u in units:
-        lines.append(f"| {u} | " + " | ".join(f"{results[u][k]['valid']:.3f} | {results[u][k]['test']:.3f}"
-                                             for k in KINDS) + " |")
+    lines += [""] + valid_test_table(results, units, KINDS, KINDS)
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
+    neuron_arguments(ap)
     ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
-    ap.add_argument("--evaluation", action="store_true",
-                    help="measure the named evaluation neurons (LAYER:INDEX units), once chosen on development ones")
     args = ap.parse_args(argv)
     store = ExemplarStore.open(args.store)
     units = chosen_units(ap, store, args.neurons, args.evaluation)

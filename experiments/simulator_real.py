@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
-from stats_styles import chosen_units  # noqa: E402
+from stats_styles import chosen_units, neuron_arguments, valid_test_table  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
@@ -61,22 +61,14 @@ def summary(results: dict, specs: list[str], command: str) -> str:
         paired = "-" if spec == specs[0] else _pm(*mean_se(diff))
         updown = "-" if spec == specs[0] else f"{sum(d > 1e-9 for d in diff)} / {sum(d < -1e-9 for d in diff)}"
         lines.append(f"| `{spec}` | {_pm(*valid)} | {_pm(*test)} | {seconds:.0f} | {paired} | {updown} |")
-    lines += ["", "| neuron | " + " | ".join(f"{i + 1}: valid | {i + 1}: test" for i in range(len(specs))) + " |",
-              "|---|" + "---:|" * (2 * len(specs))]
-    for u in units:
-        lines.append(f"| {u} | " + " | ".join(f"{results[u][s]['valid']:.3f} | {results[u][s]['test']:.3f}"
-                                             for s in specs) + " |")
+    lines += [""] + valid_test_table(results, units, specs, [f"{i + 1}:" for i in range(len(specs))])
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
+    neuron_arguments(ap)
     ap.add_argument("--simulators", required=True, help="comma list of simulator specs; the first is the reference")
-    ap.add_argument("--evaluation", action="store_true",
-                    help="measure the named evaluation neurons (LAYER:INDEX units), once chosen on development ones")
     args = ap.parse_args(argv)
     store = ExemplarStore.open(args.store)
     units = chosen_units(ap, store, args.neurons, args.evaluation)

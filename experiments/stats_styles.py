@@ -90,6 +90,28 @@ def excluded(store) -> set[UnitId]:
     return units
 
 
+def neuron_arguments(ap) -> None:
+    """``--store``, ``--out``, ``--neurons`` and ``--evaluation``, as the scripts that call :func:`chosen_units` read
+    them."""
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
+    ap.add_argument("--evaluation", action="store_true",
+                    help="measure the named evaluation neurons (LAYER:INDEX units), once a choice was made on the "
+                         "development neurons")
+
+
+def valid_test_table(results: dict, units, keys, labels) -> list[str]:
+    """Markdown rows, one per neuron of ``units``: ``results[unit][key]``'s valid and test scores for each key, the
+    columns headed by ``labels``."""
+    lines = ["| neuron | " + " | ".join(f"{label} valid | {label} test" for label in labels) + " |",
+             "|---|" + "---:|" * (2 * len(keys))]
+    for u in units:
+        lines.append(f"| {u} | " + " | ".join(f"{results[u][k]['valid']:.3f} | {results[u][k]['test']:.3f}"
+                                             for k in keys) + " |")
+    return lines
+
+
 def chosen_units(ap, store, neurons: str, evaluation: bool) -> list[UnitId]:
     """:func:`development_units`, or with ``evaluation`` the named evaluation neurons; a count with
     ``evaluation``, or development neurons among :func:`excluded`, is one usage error of ``ap``."""

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
 from quality import lookup_score  # noqa: E402
-from stats_styles import chosen_units  # noqa: E402
+from stats_styles import chosen_units, neuron_arguments  # noqa: E402
 
 import ns_dspy.program as program_module  # noqa: E402
 from ns_dspy.agents.evidence import (NEGATIVE_SIZES, RankedToken, ranked_tokens, tier_tokens,  # noqa: E402
@@ -102,15 +102,10 @@ def one(simulator, store, unit: UnitId, depths: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--neurons", default="12", help="a count (chosen as stats_styles.py does) or LAYER:INDEX units")
+    neuron_arguments(ap)
     ap.add_argument("--depths", default="4,5", help="the tier depths compared, the first the reference; DEPTH/N: "
                     "no list longer than N tokens (a longer tier written as several lists)")
     ap.add_argument("--simulator", default="finetuned:gemma-3-270m")
-    ap.add_argument("--evaluation", action="store_true",
-                    help="measure the named evaluation neurons (LAYER:INDEX units), once a depth was chosen on the "
-                         "development neurons")
     args = ap.parse_args(argv)
     depths = args.depths.split(",")
     try:
