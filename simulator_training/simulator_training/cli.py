@@ -273,8 +273,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--from-run", help="an ns-dspy explain run (RUN.sqlite): its explanations x held-out exemplars")
     p.add_argument("--store", help="the run's exemplar store (default: the one recorded in the run)")
     p.add_argument("--from-store", metavar="STORE",
-                   help="an exemplar store (ns-dspy record): real units' statistical word lists, written from their "
-                        "train windows, x their held-out exemplars (family 'recorded')")
+                   help="an exemplar store (ns-dspy record): real units' statistical word lists, ranked on half of "
+                        "their train windows, x the other half (family 'recorded'; valid and test windows unused)")
     p.add_argument("--units", type=int, default=300, metavar="N", help="units drawn with --from-store (default 300)")
     p.add_argument("--exclude", action="append", metavar="UNITS",
                    help="with --from-store, units never drawn: comma-separated names or a JSON file of them "

@@ -52,8 +52,8 @@ from .text import Pool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DATA_FORMAT", "build_synthetic", "from_exemplar_store", "from_run_store", "merge", "read_units", "read_manifest",
-           "unit_split", "load_pool"]
+__all__ = ["DATA_FORMAT", "build_synthetic", "from_exemplar_store", "from_run_store", "merge", "read_units",
+           "read_manifest", "unit_split", "load_pool"]
 
 DATA_FORMAT = "ns-dspy-simulator-data"
 DATA_VERSION = 1
