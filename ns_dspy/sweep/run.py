@@ -123,6 +123,9 @@ def _settings(config: RunConfig, sweep: SweepConfig, space, neurons) -> dict:
 
         program_state = read_manifest(program)["state_sha256"]  # a missing program: one line, no model loaded
     base_record = config_record(config.explain, config.lm.temperature)
+    # how the chosen trial's test score reads a set changes no trial (valid scores): not part of the study's settings,
+    # so a study resumes under any --test-maps (the test score is stored per kind) and studies made before it existed
+    base_record["explain"].pop("test_maps")
     for name in space.names:  # swept settings are not part of the base
         if name == "temperature":
             base_record.pop("temperature")

@@ -277,13 +277,17 @@ def choose(study):
 
 
 def score_on_test(study, trial, store, simulator, neurons, test_maps: str | None = None) -> dict[str, Any]:
-    """The chosen trial's explanations scored on the sweep neurons' test data - once per study and trial; a set
-    of several reads its members through maps of ``test_maps`` (``ExplainConfig.test_maps``) fitted on valid.
+    """The chosen trial's explanations scored on the sweep neurons' test data - once per study, trial and kind of
+    maps; a set of several reads its members through maps of ``test_maps`` (``ExplainConfig.test_maps``, default
+    ``calibration.FINAL_KIND``) fitted on valid.
 
     A neuron that failed in that trial scores 0 on test as on valid. Returns ``{"trial", "test", "valid",
-    "neurons": {unit: test score}, "scored_now"}``.
+    "neurons": {unit: test score}, "test_maps", "scored_now"}``.
     """
-    key = f"test:{trial.number}"
+    from ..scoring.calibration import FINAL_KIND
+
+    test_maps = test_maps or FINAL_KIND
+    key = f"test:{trial.number}" if test_maps == FINAL_KIND else f"test:{trial.number}:{test_maps}"
     stored = study.user_attrs.get(key)
     if stored is not None:
         return {**stored, "scored_now": False}
@@ -296,11 +300,12 @@ def score_on_test(study, trial, store, simulator, neurons, test_maps: str | None
         scores[str(neuron.unit)] = (polysemantic(simulator, texts, test, calibration=valid, final_kind=test_maps).value
                                     if texts else 0.0)
     report = {"trial": trial.number, "valid": trial.values[0], "test": sum(scores.values()) / len(scores),
-              "neurons": scores}
+              "neurons": scores, "test_maps": test_maps}
     study.set_user_attr(key, report)
     return {**report, "scored_now": True}
 
 
 def looks_at_test(study) -> list[int]:
-    """Trials whose explanations were scored on test in this study (one per chosen configuration)."""
-    return sorted(int(k.split(":", 1)[1]) for k in study.user_attrs if k.startswith("test:"))
+    """Trials whose explanations were scored on test in this study (one per chosen configuration, however many
+    kinds of maps they were scored with)."""
+    return sorted({int(k.split(":")[1]) for k in study.user_attrs if k.startswith("test:")})

@@ -76,6 +76,11 @@ def test_sweep_exports_the_best_configuration_for_explain(store, server, sweep_a
     again = capsys.readouterr().out
     assert server.calls == calls and "this worker ran 0 trial(s)" in again and "computed once, earlier" in again
     assert looks_at_test(_study(store)) == [best.number]
+    assert main(argv + ["--test-maps", "linear"]) == 0  # another kind of maps: scored once more, stored apart
+    assert server.calls == calls and "scored on test now" in capsys.readouterr().out
+    linear = _study(store).user_attrs[f"test:{best.number}:linear"]
+    assert linear["test_maps"] == "linear" and report["test_maps"] == "guarded"
+    assert looks_at_test(_study(store)) == [best.number]
 
     run = tmp_path / "explained.sqlite"
     assert main(["explain", "--store", str(store.path), "--neurons", "0:0", "--lm", server.lm, "--simulator",
