@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator = build_simulator(SimulatorConfig(args.simulator, dtype=args.dtype, cache=stats))
     rows = {}
     for n, unit in enumerate(units, 1):
-        train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+        train = store.train_exemplars(unit)
         valid = HeldOut.from_store(store, unit, "valid")
         test = HeldOut.from_store(store, unit, "test")
         if stats:

@@ -84,7 +84,7 @@ def candidate_pool(train, unit: UnitId, size: int) -> tuple[str, list[str]]:
 
 
 def refine_once(simulator, store, unit: UnitId, racing: bool, iterations: int, candidates: int) -> dict:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid = HeldOut.from_store(store, unit, "valid")
     test = HeldOut.from_store(store, unit, "test")
     seed, pool = candidate_pool(train, unit, iterations * candidates)
@@ -117,7 +117,7 @@ class Counting:
 
 def stats_once(simulator, store, unit: UnitId, racing: bool) -> dict:
     """The statistical explainer on one unit; its valid scoring counted (the test score is not)."""
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid = HeldOut.from_store(store, unit, "valid")
     test = HeldOut.from_store(store, unit, "test")
     counting = Counting(simulator)

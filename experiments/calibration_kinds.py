@@ -48,7 +48,7 @@ KINDS = ("linear", "monotone", "linear-cross", "monotone-cross")
 
 
 def one(simulator, store, unit, kind: str) -> dict:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     start = time.perf_counter()
     saved = calibration.KIND, calibration.FINAL_KIND, calibration.CROSS_FIT

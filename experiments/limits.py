@@ -105,7 +105,7 @@ def tier_levels(explanations: list[str], train, test) -> float:
 
 
 def ladder(store, unit, explanations: list[str], simulator_test: float, depth: int) -> dict:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     test = HeldOut.from_store(store, unit, "test")
     ranked, keep = nameable(train, named(depth))
     rungs = {"previous token and token": context_lookup(train, test), "all tokens": lookup_score(train, test),

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, t0 = [], time.time()
     for unit in units:
         valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
-        train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+        train = store.train_exemplars(unit)
         simulator.seen = {}
         before = stats(train=train, valid=valid)
         known = set(simulator.seen)

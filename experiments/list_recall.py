@@ -51,7 +51,7 @@ def token_class(token: str) -> str:
 
 
 def reading(simulator, store, unit, sizes: list[int]) -> dict[int, dict]:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid = HeldOut.from_store(store, unit, "valid")
     ranked = ranked_tokens(train, most=max(sizes))
     kept = [k for k in sizes if k <= len(ranked)]

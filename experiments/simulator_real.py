@@ -37,7 +37,7 @@ from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 
 def one(simulator, store, unit) -> dict:
     """The statistical explainer's choice with ``simulator`` and its valid and test scores."""
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     start = time.perf_counter()
     got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)

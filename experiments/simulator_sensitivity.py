@@ -50,7 +50,7 @@ def exact_readings(store: ExemplarStore, unit: UnitId, words: list[str], held: H
     at the mean of the others)."""
     indicator = [np.array([float(t.strip() in words) for t in ex.tokens]) for ex in held.exemplars]
     r = pooled(indicator, [ex.activations for ex in held.exemplars], [ex.kind for ex in held.exemplars])
-    train = [*store.exemplars(unit, "train", "top"), *store.exemplars(unit, "train", "random")]
+    train = store.train_exemplars(unit)
     return float(r), lookup_score(train, held, {token_key(w) for w in words})
 
 

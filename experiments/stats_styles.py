@@ -132,7 +132,7 @@ def development_units(store, neurons: str) -> list[UnitId]:
 
 
 def one(simulator, store, unit: UnitId) -> dict:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     top = [ex for ex in train if ex.kind != "random"]
     evidence = token_evidence(top, [ex for ex in train if ex.kind == "random"], limit=16)

@@ -85,7 +85,7 @@ def depth_of(text: str):
 
 
 def one(simulator, store, unit: UnitId, depths: list[str]) -> dict:
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     out = {}
     for depth in depths:

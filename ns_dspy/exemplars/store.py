@@ -280,6 +280,11 @@ class ExemplarStore:
         return stats
 
     # -- exemplars --------------------------------------------------------------------------------------
+    def train_exemplars(self, unit: UnitId) -> list[Exemplar]:
+        """What the explainers read of a unit: its train top exemplars, best first, then its train random (quiet)
+        ones."""
+        return self.exemplars(unit, "train", "top") + self.exemplars(unit, "train", "random")
+
     def exemplars(self, unit: UnitId, split: str, kind: str = "top") -> list[Exemplar]:
         """The unit's ``kind`` exemplars of ``split``, best first (top/negative) or in sample order (random)."""
         if split not in SPLITS:

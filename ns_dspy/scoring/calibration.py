@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import ExplainConfig
+
 __all__ = ["Affine", "CROSS_FIT", "Calibration", "FINAL_KIND", "KIND", "KINDS", "Monotone", "calibrate",
            "cross_fit_applies", "cross_fitted", "fit_affine", "fit_monotone", "guarded", "union"]
 
@@ -50,8 +52,9 @@ KINDS = ("linear", "monotone", "guarded")
 #: the kind :func:`calibrate` fits by default: what selection scores sets with on valid
 KIND = "linear"
 #: the kind of the maps that a set's score on other data (test) reuses, fitted on all of valid
-#: (``heldout.polysemantic`` with a valid :class:`HeldOut` as ``calibration``, the program's final calibration)
-FINAL_KIND = "guarded"
+#: (``heldout.polysemantic`` with a valid :class:`HeldOut` as ``calibration``, the program's final calibration):
+#: the default of ``ExplainConfig.test_maps``, written there once
+FINAL_KIND = ExplainConfig.test_maps
 #: whether a set scored on the data its calibration is fitted on (valid, in selection) is scored out of fold
 #: (:func:`cross_fitted`) instead of in sample
 CROSS_FIT = False

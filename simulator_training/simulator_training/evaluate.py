@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -416,9 +416,10 @@ def plot_decoys(results: dict[str, dict], path) -> bool:
 
 # --- union: several explanations of a polysemantic unit, combined per token ----------------------------------
 
-UNION_METHODS = ("raw_max", "calibrated_max", "calibrated_sum")
+UNION_METHODS = ("raw_max", "calibrated_max", "calibrated_sum", "final_max")
 """How the single explanations are combined (see :func:`evaluate_union`); ``calibrated_max`` is what ns-dspy's
-neuron-level score uses (:func:`ns_dspy.scoring.polysemantic` with ``calibration``)."""
+neuron-level score uses on valid, where selection scores sets (:func:`ns_dspy.scoring.polysemantic` with
+``calibration``), ``final_max`` what its test score uses (the maps of ``ExplainConfig.test_maps``)."""
 
 
 def components(unit: dict, names: set[str]) -> tuple[str, str] | None:
@@ -481,13 +482,14 @@ def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: in
     (:func:`ns_dspy.scoring.calibration.calibrate`) is fitted on one half and everything is scored on the other,
     then the other way round, so no score is taken on tokens it was fitted on. A score is the mean over the
     two halves of the pooled Pearson r (as :func:`evaluate`). Methods (:data:`UNION_METHODS`): ``raw_max``,
-    the per-token maximum of the raw predictions; ``calibrated_max``, the maximum of the calibrated ones;
-    ``calibrated_sum``, their sum. ``beats`` tells per method whether it scores strictly above the best
+    the per-token maximum of the raw predictions; ``calibrated_max``, the maximum of the linearly calibrated ones;
+    ``calibrated_sum``, their sum; ``final_max``, the maximum through the maps a test score reuses
+    (:data:`ns_dspy.scoring.calibration.FINAL_KIND`, fitted on the same half). ``beats`` tells per method whether it scores strictly above the best
     single explanation (the better of the two on the same tokens).
 
     Row: ``{"unit", "weak", "parts", "explanations", "r_single": [a, b], "best_single", "r": {method: r},
     "beats": {method: bool}, "calibration": [per half: maps]}``."""
-    from ns_dspy.scoring.calibration import calibrate, union
+    from ns_dspy.scoring.calibration import FINAL_KIND, calibrate, union
 
     rows = []
     for unit, parts, texts in tqdm(union_units(units, seed=seed, max_units=max_units), desc="union",
@@ -509,6 +511,8 @@ def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: in
             scores["raw_max"].append(pooled(union(on_scored), trues).r)
             scores["calibrated_max"].append(pooled(union(on_scored, calibration), trues).r)
             scores["calibrated_sum"].append(pooled(_calibrated_sum(on_scored, calibration), trues).r)
+            final = calibrate(texts, on_fit, [exemplars[j].activations for j in fit], kind=FINAL_KIND)
+            scores["final_max"].append(pooled(union(on_scored, final), trues).r)
         r_single = [round(float(np.mean(s)), 4) for s in singles]
         best = max(r_single)
         r = {m: round(float(np.mean(v)), 4) for m, v in scores.items()}
@@ -576,7 +580,7 @@ def plot_union(results: dict[str, dict], rows: dict[str, list[dict]], path) -> b
             values = [results[name][g].get("beats", {}).get(method) or 0 for g in groups]
             left.bar(np.arange(len(groups)) + (k * len(UNION_METHODS) + m) * width, values, width,
                      label=f"{name}: {method}" if len(names) > 1 else method)
-        for method, marker in zip(UNION_METHODS, "o^s"):
+        for method, marker in zip(UNION_METHODS, "o^sD"):
             right.scatter([x["best_single"] for x in rows[name]], [x["r"][method] for x in rows[name]], s=14,
                           marker=marker, alpha=0.7, label=f"{name}: {method}" if len(names) > 1 else method)
     left.axhline(0.75, color="grey", ls="--", lw=0.8)

@@ -12,6 +12,7 @@ def _write(path, **kw):
     windows = np.array([[0, 1, 2], [2, 1, -1], [1, 1, 1]])
     acts = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
     slots = {("train", "top"): (np.array([[0, 1], [2, -1]]), acts),
+             ("train", "random"): (np.array([[1], [0]]), acts[:, 1:]),
              ("valid", "random"): (np.array([[2], [2]]), acts[:, :1])}
     layer = LayerData(units=np.array([4, 9]), slots=slots, stats={"max": np.array([5.0, 11.0])})
     return write_store(path, manifest={"model": {"name": "m"}, "hookpoint": "mlp"}, strings=["a", "b", "c"],
@@ -27,6 +28,9 @@ def test_round_trip_and_padding(tmp_path):
     assert len(store.exemplars(UnitId(3, 9), "train", "top")) == 1  # the empty slot is skipped
     assert store.exemplars(UnitId(3, 4), "test", "top") == []
     assert store.stats(UnitId(3, 9)) == {"max": 11.0}
+    # what the explainers read: train top windows best first, then the train random ones
+    shown = store.train_exemplars(UnitId(3, 4))
+    assert [(e.kind, e.tokens) for e in shown] == [("top", ["a", "b", "c"]), ("top", ["c", "b"]), ("random", ["c", "b"])]
 
 
 def test_unrecorded_unit_and_bad_names(tmp_path):
