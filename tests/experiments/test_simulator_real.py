@@ -25,7 +25,7 @@ def test_each_simulator_runs_the_shipped_explainer_and_reruns_keep_what_is_done(
     assert main(argv) == 0
     got = json.loads((out / "simulators.json").read_text())["neurons"]["0:1"]["keyword"]
     sim, unit = KeywordSimulator(), UnitId(0, 1)
-    train = store.exemplars(unit, "train", "top") + store.exemplars(unit, "train", "random")
+    train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     shipped = NeuronScope(sim, None, ExplainConfig(method="stats"))(train=train, valid=valid)
     assert got["explanations"] == list(shipped.explanations)
