@@ -250,7 +250,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
                     wordnet_options: dict | None = None, conditions: bool = False,
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
-                    syntax: int = 0, long: int = 0) -> Path:
+                    syntax: int = 0, long: int = 0, whitespace: int = 0) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -277,9 +277,15 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     another, drawn from the pool's own words.
 
     ``long`` (default 0: off) adds that many long explanations per unit, written as an explainer LM writes them
-    (:mod:`simulator_training.prose`), as ``long_explanations``; the rest of the dataset is unchanged."""
+    (:mod:`simulator_training.prose`), as ``long_explanations``; the rest of the dataset is unchanged.
+
+    ``whitespace`` (default 0: off) adds that many training units per class of the ``whitespace`` family
+    (:mod:`simulator_training.whitespace`: line breaks, blank lines, indentation, spaces; values set per token),
+    from generators of their own: the rest of the dataset is unchanged."""
     if long < 0:
         raise ConfigError(f"--long must be 0 or more, got {long}")
+    if whitespace < 0:
+        raise ConfigError(f"--whitespace must be 0 or more, got {whitespace}")
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -352,6 +358,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             if record is not None:
                 units[split].append(record)
                 made += 1
+    if whitespace:
+        from .whitespace import whitespace_units
+
+        made = whitespace_units(pool, replicas=whitespace, n_top=n_top, n_random=n_random,
+                                n_explanations=n_explanations, seed=seed)
+        units["train"] += made
     manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
                 "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
@@ -365,6 +377,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["generated"] = generated_info
     if long:
         manifest["long_explanations"] = long
+    if whitespace:
+        manifest["whitespace"] = {"units": len(made), "replicas": whitespace}
     return _write(out, units, manifest, overwrite)
 
 

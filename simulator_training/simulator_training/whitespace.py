@@ -1,0 +1,102 @@
+"""Whitespace units (family ``whitespace``): line breaks, blank lines, indentation, spaces.
+
+Real neurons fire on whitespace: on random units of a gemma-3-270m recording, ~9% of the activation of their top
+windows falls on whitespace tokens, over 30% for one unit in twenty (``experiments/whitespace.py``), and a
+simulator trained only on the other families reads none of the ways an explainer could name them. The other
+families are concepts over *words* (a token takes the value of the word it stands for), and a whitespace token
+stands for no word; so these units are built on the pool's tokens directly: a token's value is set by its own
+text (10 where the class holds, 0 elsewhere).
+
+Each class is one concept, written in several descriptions (:data:`CLASSES`); ``replicas`` units per class draw
+different windows of train text (top: windows holding the class's tokens, random: any), so the family is not
+a handful of windows seen over and over. Every unit is a training unit: the classes are few and named alike in
+any data, so whether a simulator reads them is measured on real units no one trained on
+(``experiments/whitespace.py``), not on held-out synthetic ones.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+
+from .concepts import Concept, explanations
+from .text import Pool
+
+__all__ = ["CLASSES", "whitespace_units"]
+
+
+def _spaces(token: str, least: int) -> bool:
+    return len(token) >= least and set(token) == {" "}
+
+
+#: name -> (which token texts the class holds, its descriptions, which windows show it: prose, code or any)
+CLASSES: dict[str, tuple[Callable[[str], bool], list[str], str]] = {
+    "line_break": (lambda t: "\n" in t and not t.strip(),
+                   ["line breaks", "newline tokens", "the end of each line (the line-break token)",
+                    'the token "\\n" (a line break)', "every line break, single or double", "the newline character"],
+                   "any"),
+    "single_line_break": (lambda t: t == "\n",
+                          ["single line breaks, not blank lines", "a lone newline: one line break, no blank line",
+                           'the token "\\n" on its own, not "\\n\\n"', "the end of a line that is not followed by "
+                           "a blank line"], "any"),
+    "blank_line": (lambda t: t.count("\n") >= 2 and not t.strip(),
+                   ["blank lines (two or more line breaks in a row)", "paragraph breaks",
+                    'the token "\\n\\n" (a blank line)', "double line breaks between paragraphs or blocks of code"],
+                   "any"),
+    "indentation": (lambda t: _spaces(t, 2),
+                    ["indentation: the runs of spaces at the start of an indented line",
+                     "indentation in code", "runs of several spaces", "the leading spaces of indented code lines"],
+                    "code"),
+    "deep_indentation": (lambda t: _spaces(t, 8),
+                         ["deep indentation (eight spaces or more)",
+                          "the indentation of nested blocks of code, two levels or more",
+                          "long runs of spaces, eight or more"], "code"),
+    "space": (lambda t: t == " ", ["lone space tokens", 'a single space token " "', "standalone spaces"], "any"),
+    "any_whitespace": (lambda t: bool(t) and not t.strip(),
+                       ["whitespace tokens: spaces, indentation and line breaks", "whitespace",
+                        "tokens made only of spaces or line breaks"], "any"),
+}
+
+
+def _token_table(pool: Pool, holds: Callable[[str], bool]) -> np.ndarray:
+    """Value per token id: 10 where the token's text is in the class, 0 elsewhere."""
+    table = np.zeros(max(pool.token_strings, default=0) + 1, dtype=np.float32)
+    for i, text in pool.token_strings.items():
+        if holds(text):
+            table[i] = 10.0
+    return table
+
+
+def whitespace_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random: int = 4, n_explanations: int = 6,
+                     seed: int = 0) -> list[dict]:
+    """``replicas`` training units per class of :data:`CLASSES` that the pool's train text shows, each with
+    ``n_top`` windows holding the class's tokens and ``n_random`` others (drawn without reuse across a class's
+    replicas while there are enough), targets 10 on the class's tokens and 0 elsewhere."""
+    rng, prng = np.random.default_rng(seed), random.Random(seed)
+    out = []
+    for name, (holds, descriptions, source) in CLASSES.items():
+        table = _token_table(pool, holds)
+        candidates = pool.windows("train", source)
+        ids = pool.token_ids[candidates]
+        values = np.where(ids >= 0, table[np.maximum(ids, 0)], 0.0)
+        hits = (values > 0).sum(1)
+        firing = candidates[hits > 0]
+        if len(firing) < n_top:
+            continue
+        order = rng.permutation(firing)
+        others = rng.permutation(candidates)
+        concept = Concept(f"whitespace:{name}", "whitespace", descriptions, values=lambda p: None, source=source)
+        for r in range(replicas):
+            top = [order[(r * n_top + k) % len(order)] for k in range(n_top)]
+            rand = [w for w in others[r * n_random:] if w not in top][:n_random]
+            exemplars = []
+            for w, kind in [(w, "top") for w in top] + [(w, "random") for w in rand]:
+                tids, tokens = pool.tokens(int(w))
+                targets = table[np.asarray(tids)]
+                exemplars.append({"tokens": tokens, "token_ids": tids,
+                                  "targets": [round(float(t), 2) for t in targets], "kind": kind})
+            out.append({"unit": f"whitespace:{name}#{r}", "family": "whitespace",
+                        "explanations": explanations(concept, prng, n_explanations), "exemplars": exemplars})
+    return out
