@@ -11,7 +11,7 @@ two questions behind it on units that no experiment evaluates or develops on (``
 126 units of ``simulator_training/results/gemma-3-270m-recorded-trial/excluded.json``):
 
 1. Over ``--sample`` random units, the share of the positive activation of their top *train* windows that
-   falls on whitespace tokens (any; those holding a line break; runs of spaces).
+   falls on whitespace tokens (any, and each class the statistical explainer can name).
 2. For the ``--units`` units with the largest share: on their *valid* windows, the pooled r of each class read
    exactly (an indicator: 1 on the class's tokens, 0 elsewhere; no simulator), and the simulator's r for each of
    :data:`PHRASINGS`, with one word list of ordinary words as the reference.
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ns_dspy.agents.evidence import WHITESPACE
 from ns_dspy.atomic import atomic_write_json, atomic_write_text
 from ns_dspy.build import build_simulator
 from ns_dspy.config import SimulatorConfig
@@ -40,17 +41,14 @@ from ns_dspy.types import UnitId
 
 EXCLUDED = Path("simulator_training/results/gemma-3-270m-recorded-trial/excluded.json")
 
-#: whitespace token classes, by the token's text (a token that is whitespace only)
-CLASSES = {
-    "any whitespace": lambda t: not t.strip(),
-    "line breaks": lambda t: not t.strip() and "\n" in t,
-    "runs of spaces": lambda t: not t.strip() and "\n" not in t and len(t) >= 2,
-}
+#: whitespace token classes, by the token's text (a token that is whitespace only): every whitespace token, and the
+#: classes the statistical explainer can name (``ns_dspy.agents.evidence.WHITESPACE``)
+CLASSES = {"any whitespace": lambda t: bool(t) and not t.strip(),
+           **{name.replace("_", " "): holds for name, (holds, _) in WHITESPACE.items()}}
 
-#: explanations that name whitespace in the words an explainer could write
-PHRASINGS = ("line breaks", "newline tokens (the end of each line)", 'the token "\\n"',
-             'blank lines (the token "\\n\\n")', "indentation: the runs of spaces at the start of a code line",
-             "spaces", "whitespace tokens (spaces, indentation and line breaks)")
+#: explanations that name whitespace: the statistical explainer's (``--whitespace``), then other wordings
+PHRASINGS = (*(text for _, text in WHITESPACE.values()), 'the token "\\n"', "spaces",
+             "whitespace tokens (spaces, indentation and line breaks)")
 REFERENCE = 'the words "the", "of" and "and"'
 
 

@@ -36,7 +36,8 @@ from ..types import Exemplar
 
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
-           "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens"]
+           "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
+           "whitespace_explanations"]
 
 SCALE = 10.0
 
@@ -326,3 +327,45 @@ def negative_explanations(lowest: Sequence[RankedToken], sizes: Sequence[int] = 
 
     tokens = [row.token for row in lowest]
     return [negative(word_list(tokens[:k])) for k in sizes if 0 < k <= len(tokens)]
+
+
+def _spaces(token: str, least: int) -> bool:
+    return len(token) >= least and set(token) == {" "}
+
+
+#: the whitespace classes the statistical explainer can name, which a quoted word list cannot show: name ->
+#: (which token texts the class holds, the explanation), in order; ``simulator_training``'s ``whitespace`` family
+#: trains a simulator on the same classes and these explanations among its descriptions
+WHITESPACE: dict[str, tuple] = {
+    "line_break": (lambda t: "\n" in t and not t.strip(), "line breaks"),
+    "single_line_break": (lambda t: t == "\n", "single line breaks, not blank lines"),
+    "blank_line": (lambda t: t.count("\n") >= 2 and not t.strip(), "blank lines (two or more line breaks in a row)"),
+    "indentation": (lambda t: _spaces(t, 2), "indentation: the runs of spaces at the start of an indented line"),
+    "deep_indentation": (lambda t: _spaces(t, 8), "deep indentation (eight spaces or more)"),
+    "space": (lambda t: t == " ", "lone space tokens"),
+}
+
+
+def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 2) -> list[str]:
+    """Explanations of the whitespace classes (:data:`WHITESPACE`) where the train activation is highest: each
+    class seen at least twice in ``exemplars`` (train windows, top and random) whose mean activation, shrunk
+    towards the overall mean as :func:`ranked_tokens` shrinks a token's, is above the overall mean; highest first,
+    at most ``most``. A caller adds one to an explanation set when the set's calibrated union scores higher on
+    valid data with it."""
+    held_out = {ex.split for ex in exemplars} - {"train"}
+    if held_out:
+        raise ValueError(f"whitespace is ranked on train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    tokens = [t for ex in exemplars for t in ex.tokens]
+    if not tokens:
+        return []
+    acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars if ex.tokens])
+    mu = float(acts.mean())
+    rows = []
+    for name, (holds, text) in WHITESPACE.items():
+        mask = np.fromiter((holds(t) for t in tokens), dtype=bool, count=len(tokens))
+        n = int(mask.sum())
+        if n >= 2:
+            shrunk = (float(acts[mask].sum()) + prior * mu) / (n + prior)
+            if shrunk > mu:
+                rows.append((-shrunk, name, text))
+    return [text for _, _, text in sorted(rows)[:most]]

@@ -21,39 +21,34 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ns_dspy.agents.evidence import WHITESPACE
+
 from .concepts import Concept, explanations
 from .text import Pool
 
 __all__ = ["CLASSES", "whitespace_units"]
 
 
-def _spaces(token: str, least: int) -> bool:
-    return len(token) >= least and set(token) == {" "}
-
-
-#: name -> (which token texts the class holds, its descriptions, which windows show it: prose, code or any)
-CLASSES: dict[str, tuple[Callable[[str], bool], list[str], str]] = {
-    "line_break": (lambda t: "\n" in t and not t.strip(),
-                   ["line breaks", "newline tokens", "the end of each line (the line-break token)",
-                    'the token "\\n" (a line break)', "every line break, single or double", "the newline character"],
-                   "any"),
-    "single_line_break": (lambda t: t == "\n",
-                          ["single line breaks, not blank lines", "a lone newline: one line break, no blank line",
-                           'the token "\\n" on its own, not "\\n\\n"', "the end of a line that is not followed by "
-                           "a blank line"], "any"),
-    "blank_line": (lambda t: t.count("\n") >= 2 and not t.strip(),
-                   ["blank lines (two or more line breaks in a row)", "paragraph breaks",
-                    'the token "\\n\\n" (a blank line)', "double line breaks between paragraphs or blocks of code"],
-                   "any"),
-    "indentation": (lambda t: _spaces(t, 2),
-                    ["indentation: the runs of spaces at the start of an indented line",
-                     "indentation in code", "runs of several spaces", "the leading spaces of indented code lines"],
+#: more ways to describe each class of :data:`ns_dspy.agents.evidence.WHITESPACE` (whose explanation, the one the
+#: statistical explainer writes, comes first), and which windows show it: prose, code or any
+_MORE: dict[str, tuple[list[str], str]] = {
+    "line_break": (["newline tokens", "the end of each line (the line-break token)", 'the token "\\n" (a line break)',
+                    "every line break, single or double", "the newline character"], "any"),
+    "single_line_break": (["a lone newline: one line break, no blank line", 'the token "\\n" on its own, not "\\n\\n"',
+                           "the end of a line that is not followed by a blank line"], "any"),
+    "blank_line": (["paragraph breaks", 'the token "\\n\\n" (a blank line)',
+                    "double line breaks between paragraphs or blocks of code"], "any"),
+    "indentation": (["indentation in code", "runs of several spaces", "the leading spaces of indented code lines"],
                     "code"),
-    "deep_indentation": (lambda t: _spaces(t, 8),
-                         ["deep indentation (eight spaces or more)",
-                          "the indentation of nested blocks of code, two levels or more",
+    "deep_indentation": (["the indentation of nested blocks of code, two levels or more",
                           "long runs of spaces, eight or more"], "code"),
-    "space": (lambda t: t == " ", ["lone space tokens", 'a single space token " "', "standalone spaces"], "any"),
+    "space": (['a single space token " "', "standalone spaces"], "any"),
+}
+
+#: name -> (which token texts the class holds, its descriptions, which windows show it): the explainer's classes,
+#: and every whitespace token at once
+CLASSES: dict[str, tuple[Callable[[str], bool], list[str], str]] = {
+    **{name: (holds, [text, *_MORE[name][0]], _MORE[name][1]) for name, (holds, text) in WHITESPACE.items()},
     "any_whitespace": (lambda t: bool(t) and not t.strip(),
                        ["whitespace tokens: spaces, indentation and line breaks", "whitespace",
                         "tokens made only of spaces or line breaks"], "any"),
