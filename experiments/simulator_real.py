@@ -9,7 +9,8 @@ A simulator is the metric every optimiser climbs; what the product shows users i
 chose with it. So each simulator runs the whole statistical explainer (candidates, race, choice on valid, the
 final maps the test score reuses) and the figure is that choice's test score under the same simulator: a
 simulator that reads real neurons' word lists better raises it. The first simulator is the reference of the
-paired differences. Development neurons unless ``--evaluation`` (named neurons, measured once a choice was made
+paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
+explanation of line breaks or indentation) with the simulator before it. Development neurons unless ``--evaluation`` (named neurons, measured once a choice was made
 on development ones). Writes ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
 
@@ -35,12 +36,12 @@ from ns_dspy.program import NeuronScope  # noqa: E402
 from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 
 
-def one(simulator, store, unit) -> dict:
+def one(simulator, store, unit, whitespace: bool = False) -> dict:
     """The statistical explainer's choice with ``simulator`` and its valid and test scores."""
     train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     start = time.perf_counter()
-    got = NeuronScope(simulator, None, ExplainConfig(method="stats"))(train=train, valid=valid)
+    got = NeuronScope(simulator, None, ExplainConfig(method="stats", whitespace=whitespace))(train=train, valid=valid)
     scored = polysemantic(simulator, got.explanations, test, calibration=got.calibration)
     return {"explanations": list(got.explanations), "valid": got.polysemantic, "test": scored.value,
             "seconds": round(time.perf_counter() - start, 1)}
@@ -77,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     path = out / "simulators.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}
     command = "python experiments/simulator_real.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    for spec in specs:
+        if spec.partition("+")[2] not in ("", "whitespace"):
+            ap.error(f"--simulators {spec}: the only option after + is whitespace")
     for spec in specs:  # one simulator loaded at a time
-        simulator = build_simulator(SimulatorConfig(spec))
+        simulator = build_simulator(SimulatorConfig(spec.partition("+")[0]))
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:
-                have[spec] = one(simulator, store, unit)
+                have[spec] = one(simulator, store, unit, whitespace=spec.endswith("+whitespace"))
                 atomic_write_json(path, {"command": command, "simulators": specs, "neurons": results})
             print(f"[{spec} {i}/{len(units)}] {unit}: valid {have[spec]['valid']:.3f} test {have[spec]['test']:.3f} "
                   f"({have[spec]['seconds']} s)", flush=True)

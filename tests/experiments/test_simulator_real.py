@@ -37,3 +37,16 @@ def test_each_simulator_runs_the_shipped_explainer_and_reruns_keep_what_is_done(
     stamp = (out / "simulators.json").stat().st_mtime_ns
     assert main(argv) == 0
     assert (out / "simulators.json").stat().st_mtime_ns == stamp
+
+
+def test_a_spec_with_whitespace_runs_the_explainer_with_it_and_other_options_are_refused(tmp_path):
+    store = _store(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--store", str(store.path), "--out", str(out), "--neurons", "0:1", "--evaluation",
+            "--simulators", "keyword,keyword+whitespace"]
+    assert main(argv) == 0
+    got = json.loads((out / "simulators.json").read_text())["neurons"]["0:1"]
+    assert set(got) == {"keyword", "keyword+whitespace"}  # the toy text has no whitespace: the same choice
+    assert got["keyword+whitespace"]["explanations"] == got["keyword"]["explanations"]
+    with pytest.raises(SystemExit):
+        main([*argv[:-1], "keyword+tiers"])
