@@ -41,14 +41,12 @@ from ns_dspy.types import UnitId
 
 EXCLUDED = Path("simulator_training/results/gemma-3-270m-recorded-trial/excluded.json")
 
-#: whitespace token classes, by the token's text (a token that is whitespace only): every whitespace token, and the
-#: classes the statistical explainer can name (``ns_dspy.agents.evidence.WHITESPACE``)
-CLASSES = {"any whitespace": lambda t: bool(t) and not t.strip(),
-           **{name.replace("_", " "): holds for name, (holds, _) in WHITESPACE.items()}}
+#: whitespace token classes, by the token's text: the classes the statistical explainer can name
+#: (``ns_dspy.agents.evidence.WHITESPACE``; the last, any whitespace token)
+CLASSES = {name.replace("_", " "): holds for name, (holds, _) in WHITESPACE.items()}
 
 #: explanations that name whitespace: the statistical explainer's (``--whitespace``), then other wordings
-PHRASINGS = (*(text for _, text in WHITESPACE.values()), 'the token "\\n"', "spaces",
-             "whitespace tokens (spaces, indentation and line breaks)")
+PHRASINGS = (*(text for _, text in WHITESPACE.values()), 'the token "\\n"', "spaces")
 REFERENCE = 'the words "the", "of" and "and"'
 
 

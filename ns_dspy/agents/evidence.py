@@ -343,10 +343,11 @@ WHITESPACE: dict[str, tuple] = {
     "indentation": (lambda t: _spaces(t, 2), "indentation: the runs of spaces at the start of an indented line"),
     "deep_indentation": (lambda t: _spaces(t, 8), "deep indentation (eight spaces or more)"),
     "space": (lambda t: t == " ", "lone space tokens"),
+    "any_whitespace": (lambda t: bool(t) and not t.strip(), "whitespace tokens: spaces, indentation and line breaks"),
 }
 
 
-def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 2) -> list[str]:
+def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 3) -> list[str]:
     """Explanations of the whitespace classes (:data:`WHITESPACE`) where the train activation is highest: each
     class seen at least twice in ``exemplars`` (train windows, top and random) whose mean activation, shrunk
     towards the overall mean as :func:`ranked_tokens` shrinks a token's, is above the overall mean; highest first,

@@ -43,16 +43,12 @@ _MORE: dict[str, tuple[list[str], str]] = {
     "deep_indentation": (["the indentation of nested blocks of code, two levels or more",
                           "long runs of spaces, eight or more"], "code"),
     "space": (['a single space token " "', "standalone spaces"], "any"),
+    "any_whitespace": (["whitespace", "tokens made only of spaces or line breaks"], "any"),
 }
 
-#: name -> (which token texts the class holds, its descriptions, which windows show it): the explainer's classes,
-#: and every whitespace token at once
+#: name -> (which token texts the class holds, its descriptions, which windows show it)
 CLASSES: dict[str, tuple[Callable[[str], bool], list[str], str]] = {
-    **{name: (holds, [text, *_MORE[name][0]], _MORE[name][1]) for name, (holds, text) in WHITESPACE.items()},
-    "any_whitespace": (lambda t: bool(t) and not t.strip(),
-                       ["whitespace tokens: spaces, indentation and line breaks", "whitespace",
-                        "tokens made only of spaces or line breaks"], "any"),
-}
+    name: (holds, [text, *_MORE[name][0]], _MORE[name][1]) for name, (holds, text) in WHITESPACE.items()}
 
 
 def _token_table(pool: Pool, holds: Callable[[str], bool]) -> np.ndarray:

@@ -45,9 +45,9 @@ def test_the_classes_where_the_unit_is_most_active_are_named_most_first():
     train = _exemplars("train", 0, {"\n": 6.0, "\n\n": 6.0, "    ": 3.0, " dog": 8.0})
     texts = whitespace_explanations(train, most=6)
     breaks = {WHITESPACE[k][1] for k in ("line_break", "single_line_break", "blank_line")}  # each at 6
-    assert set(texts[:3]) == breaks and texts[3] == WHITESPACE["indentation"][1]  # then the spaces at 3
-    assert len(texts) == 4  # deep indentation never occurs; the lone space is quiet (0, below the mean)
-    assert len(whitespace_explanations(train)) == 2  # at most two by default
+    assert set(texts[:3]) == breaks  # then any whitespace (line breaks, indentation and the quiet lone space)
+    assert texts[3:] == [WHITESPACE["any_whitespace"][1], WHITESPACE["indentation"][1]]  # and the spaces at 3
+    assert len(whitespace_explanations(train)) == 3  # at most three by default
     assert whitespace_explanations(_exemplars("train", 0, {" dog": 8.0})) == []  # quiet on every whitespace
     with pytest.raises(ValueError, match="train exemplars only"):
         whitespace_explanations(_exemplars("valid", 0, {" dog": 8.0}))
