@@ -13,7 +13,8 @@ from ns_dspy.config import ExplainConfig
 from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut
 from ns_dspy.simulators import KeywordSimulator
-from ns_dspy.types import Exemplar, UnitId
+from ns_dspy.types import UnitId
+from tests.scoring.test_polarity import _exemplars as windows
 
 UNIT = UnitId(0, 1)
 VOCAB = [" dog", " cat", " mat", " sat", " ran", " on", " sky", " big", "\n", "\n\n", "    ", " "]
@@ -30,15 +31,8 @@ class LineBreakReader(KeywordSimulator):
         return out
 
 
-def _exemplars(split, seed, values, n=16):
-    rng = np.random.default_rng(seed)
-    out = []
-    for kind in ("top", "random"):
-        for _ in range(n):
-            tokens = [VOCAB[i] for i in rng.integers(0, len(VOCAB), 12)]
-            acts = np.array([values.get(t, 0.0) for t in tokens], np.float32) + rng.normal(0, 0.1, 12).astype(np.float32)
-            out.append(Exemplar(tokens=tokens, activations=acts, split=split, kind=kind))
-    return out
+def _exemplars(split, seed, values):
+    return windows(split, seed, values, n_top=16, n_random=16, vocab=VOCAB, quiet=0.0)
 
 
 def test_the_classes_where_the_unit_is_most_active_are_named_most_first():

@@ -10,6 +10,7 @@ import pytest
 from simulator_real import main
 
 from ns_dspy.config import ExplainConfig
+from ns_dspy.exemplars import ExemplarStore
 from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut, polysemantic
 from ns_dspy.simulators.keyword import KeywordSimulator
@@ -17,11 +18,14 @@ from ns_dspy.types import UnitId
 from tests.runs.test_runner import _store
 
 
+def _argv(tmp_path, specs: str) -> list[str]:
+    return ["--store", str(_store(tmp_path).path), "--out", str(tmp_path / "out"), "--neurons", "0:1",
+            "--evaluation", "--simulators", specs]
+
+
 def test_each_simulator_runs_the_shipped_explainer_and_reruns_keep_what_is_done(tmp_path):
-    store = _store(tmp_path)
-    out = tmp_path / "out"
-    argv = ["--store", str(store.path), "--out", str(out), "--neurons", "0:1", "--evaluation",
-            "--simulators", "keyword"]
+    argv = _argv(tmp_path, "keyword")
+    store, out = ExemplarStore.open(argv[1]), tmp_path / "out"
     assert main(argv) == 0
     got = json.loads((out / "simulators.json").read_text())["neurons"]["0:1"]["keyword"]
     sim, unit = KeywordSimulator(), UnitId(0, 1)
@@ -40,10 +44,8 @@ def test_each_simulator_runs_the_shipped_explainer_and_reruns_keep_what_is_done(
 
 
 def test_a_spec_with_whitespace_runs_the_explainer_with_it_and_other_options_are_refused(tmp_path):
-    store = _store(tmp_path)
+    argv = _argv(tmp_path, "keyword,keyword+whitespace")
     out = tmp_path / "out"
-    argv = ["--store", str(store.path), "--out", str(out), "--neurons", "0:1", "--evaluation",
-            "--simulators", "keyword,keyword+whitespace"]
     assert main(argv) == 0
     got = json.loads((out / "simulators.json").read_text())["neurons"]["0:1"]
     assert set(got) == {"keyword", "keyword+whitespace"}  # the toy text has no whitespace: the same choice

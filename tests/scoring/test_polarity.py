@@ -26,13 +26,14 @@ SIGNED = {" dog": 6.0, " zip": -8.0, " zap": -8.0}  # fires on dog, pushed far d
 
 
 def _exemplars(split: str, seed: int, values: dict[str, float] = SIGNED, n_top: int = 12,
-               n_random: int = 12) -> list[Exemplar]:
+               n_random: int = 12, vocab: list[str] = VOCAB, quiet: float = 0.5) -> list[Exemplar]:
+    """Windows of 12 random words of ``vocab``, each at its value (``quiet`` if it has none) plus a little noise."""
     rng = np.random.default_rng(seed)
     out = []
     for kind, n in (("top", n_top), ("random", n_random)):
         for _ in range(n):
-            tokens = [VOCAB[i] for i in rng.integers(0, len(VOCAB), 12)]
-            acts = np.array([values.get(t, 0.5) for t in tokens], np.float32) + rng.normal(0, 0.1, 12).astype(np.float32)
+            tokens = [vocab[i] for i in rng.integers(0, len(vocab), 12)]
+            acts = np.array([values.get(t, quiet) for t in tokens], np.float32) + rng.normal(0, 0.1, 12).astype(np.float32)
             out.append(Exemplar(tokens=tokens, activations=acts, split=split, kind=kind))
     return out
 
