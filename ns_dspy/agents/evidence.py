@@ -21,8 +21,10 @@ union whose members are calibrated on valid data (:func:`ns_dspy.scoring.polysem
 word list, the strongest tier highest, which a single list cannot say to a simulator that reads lists as
 yes/no. :func:`negative_explanations` lists the tokens where the activation is lowest, as explanations of the
 negative side (:mod:`ns_dspy.scoring.polarity`: gated MLP neurons are signed, and for many of them the largest
-excursions are negative). ``ns-dspy explain --method stats`` selects one list or one set on valid data, with a
-negative list added when that helps on valid, so a table row can sit beside NeuronScope's.
+excursions are negative). :func:`whitespace_explanations` names the whitespace classes (:data:`WHITESPACE`: line
+breaks, indentation, ...) where the activation is high, which the tier lists leave out. ``ns-dspy explain --method
+stats`` selects one list or one set on valid data, with a negative list (and with ``--whitespace`` a whitespace
+class) added when that helps on valid, so a table row can sit beside NeuronScope's.
 """
 
 from __future__ import annotations
