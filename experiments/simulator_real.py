@@ -10,8 +10,8 @@ chose with it. So each simulator runs the whole statistical explainer (candidate
 final maps the test score reuses) and the figure is that choice's test score under the same simulator: a
 simulator that reads real neurons' word lists better raises it. The first simulator is the reference of the
 paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
-explanation of line breaks or indentation) with the simulator before it. Development neurons unless ``--evaluation`` (named neurons, measured once a choice was made
-on development ones). Writes ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
+explanation of line breaks or indentation) with the simulator before it. Development neurons unless
+``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
 
 from __future__ import annotations
@@ -78,15 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     path = out / "simulators.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}
     command = "python experiments/simulator_real.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    for spec in specs:
-        if spec.partition("+")[2] not in ("", "whitespace"):
+    parsed = [(spec, *spec.partition("+")[::2]) for spec in specs]  # (spec, simulator spec, option)
+    for spec, _, option in parsed:
+        if option not in ("", "whitespace"):
             ap.error(f"--simulators {spec}: the only option after + is whitespace")
-    for spec in specs:  # one simulator loaded at a time
-        simulator = build_simulator(SimulatorConfig(spec.partition("+")[0]))
+    for spec, simulator_spec, option in parsed:  # one simulator loaded at a time
+        simulator = build_simulator(SimulatorConfig(simulator_spec))
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:
-                have[spec] = one(simulator, store, unit, whitespace=spec.endswith("+whitespace"))
+                have[spec] = one(simulator, store, unit, whitespace=option == "whitespace")
                 atomic_write_json(path, {"command": command, "simulators": specs, "neurons": results})
             print(f"[{spec} {i}/{len(units)}] {unit}: valid {have[spec]['valid']:.3f} test {have[spec]['test']:.3f} "
                   f"({have[spec]['seconds']} s)", flush=True)

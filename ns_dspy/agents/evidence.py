@@ -105,9 +105,7 @@ class Evidence:
 
 def token_evidence(top: Sequence[Exemplar], random: Sequence[Exemplar] = (), *, limit: int = 8) -> Evidence:
     """The evidence table of a unit from its train ``top`` and ``random`` exemplars (see the module docstring)."""
-    held_out = {ex.split for ex in (*top, *random)} - {"train"}
-    if held_out:
-        raise ValueError(f"token evidence uses train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    _train_only((*top, *random), "token evidence uses")
     top = [ex for ex in top if ex.tokens]
     random = [ex for ex in random if ex.tokens]
     peak = max((ex.max_activation for ex in top), default=0.0)
@@ -218,6 +216,13 @@ class RankedToken:
     """Pearson r, over the train tokens, between the activations and "this token or one ranked above it"."""
 
 
+def _train_only(exemplars: Sequence[Exemplar], what: str) -> None:
+    """A ValueError unless every exemplar is a train one (valid selects explanations, test reports them)."""
+    held_out = {ex.split for ex in exemplars} - {"train"}
+    if held_out:
+        raise ValueError(f"{what} train exemplars only, got {'/'.join(sorted(held_out))} ones")
+
+
 def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: int = 40,
                   lowest: bool = False) -> list[RankedToken]:
     """The tokens of ``exemplars`` (train windows, top and random) that a word list should name, in order:
@@ -230,9 +235,7 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
     shrunk mean is below zero and below the overall mean, lowest first (their correlations are negative). Below
     zero, so that "(negative)" is true of them: a unit that never goes negative has none, and the tokens where
     it is merely quiet are not named as if it were pushed down there."""
-    held_out = {ex.split for ex in exemplars} - {"train"}
-    if held_out:
-        raise ValueError(f"tokens are ranked on train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    _train_only(exemplars, "tokens are ranked on")
     exemplars = [ex for ex in exemplars if ex.tokens]
     if not exemplars:
         return []
@@ -355,9 +358,7 @@ def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0
     towards the overall mean as :func:`ranked_tokens` shrinks a token's, is above the overall mean; highest first,
     at most ``most``. A caller adds one to an explanation set when the set's calibrated union scores higher on
     valid data with it."""
-    held_out = {ex.split for ex in exemplars} - {"train"}
-    if held_out:
-        raise ValueError(f"whitespace is ranked on train exemplars only, got {'/'.join(sorted(held_out))} ones")
+    _train_only(exemplars, "whitespace is ranked on")
     tokens = [t for ex in exemplars for t in ex.tokens]
     if not tokens:
         return []

@@ -361,9 +361,9 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     if whitespace:
         from .whitespace import whitespace_units
 
-        made = whitespace_units(pool, replicas=whitespace, n_top=n_top, n_random=n_random,
-                                n_explanations=n_explanations, seed=seed)
-        units["train"] += made
+        spaces = whitespace_units(pool, replicas=whitespace, n_top=n_top, n_random=n_random,
+                                  n_explanations=n_explanations, seed=seed)
+        units["train"] += spaces
     manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
                 "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
@@ -378,7 +378,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     if long:
         manifest["long_explanations"] = long
     if whitespace:
-        manifest["whitespace"] = {"units": len(made), "replicas": whitespace}
+        manifest["whitespace"] = {"units": len(spaces), "replicas": whitespace}
     return _write(out, units, manifest, overwrite)
 
 

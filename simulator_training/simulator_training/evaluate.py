@@ -484,8 +484,8 @@ def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: in
     two halves of the pooled Pearson r (as :func:`evaluate`). Methods (:data:`UNION_METHODS`): ``raw_max``,
     the per-token maximum of the raw predictions; ``calibrated_max``, the maximum of the linearly calibrated ones;
     ``calibrated_sum``, their sum; ``final_max``, the maximum through the maps a test score reuses
-    (:data:`ns_dspy.scoring.calibration.FINAL_KIND`, fitted on the same half). ``beats`` tells per method whether it scores strictly above the best
-    single explanation (the better of the two on the same tokens).
+    (:data:`ns_dspy.scoring.calibration.FINAL_KIND`, fitted on the same half). ``beats`` tells per method whether
+    it scores strictly above the best single explanation (the better of the two on the same tokens).
 
     Row: ``{"unit", "weak", "parts", "explanations", "r_single": [a, b], "best_single", "r": {method: r},
     "beats": {method: bool}, "calibration": [per half: maps]}``."""
@@ -504,14 +504,15 @@ def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: in
             trues = [exemplars[j].activations for j in scored]
             on_fit = [[p[j] for j in fit] for p in preds]
             on_scored = [[p[j] for j in scored] for p in preds]
-            calibration = calibrate(texts, on_fit, [exemplars[j].activations for j in fit])
+            fit_trues = [exemplars[j].activations for j in fit]
+            calibration = calibrate(texts, on_fit, fit_trues)
             fitted.append([{"slope": round(m.slope, 4), "intercept": round(m.intercept, 4)} for m in calibration.maps])
             for i, p in enumerate(on_scored):
                 singles[i].append(pooled(p, trues).r)
             scores["raw_max"].append(pooled(union(on_scored), trues).r)
             scores["calibrated_max"].append(pooled(union(on_scored, calibration), trues).r)
             scores["calibrated_sum"].append(pooled(_calibrated_sum(on_scored, calibration), trues).r)
-            final = calibrate(texts, on_fit, [exemplars[j].activations for j in fit], kind=FINAL_KIND)
+            final = calibrate(texts, on_fit, fit_trues, kind=FINAL_KIND)
             scores["final_max"].append(pooled(union(on_scored, final), trues).r)
         r_single = [round(float(np.mean(s)), 4) for s in singles]
         best = max(r_single)

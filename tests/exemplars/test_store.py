@@ -30,7 +30,8 @@ def test_round_trip_and_padding(tmp_path):
     assert store.stats(UnitId(3, 9)) == {"max": 11.0}
     # what the explainers read: train top windows best first, then the train random ones
     shown = store.train_exemplars(UnitId(3, 4))
-    assert [(e.kind, e.tokens) for e in shown] == [("top", ["a", "b", "c"]), ("top", ["c", "b"]), ("random", ["c", "b"])]
+    assert [(e.kind, e.tokens) for e in shown] == [("top", ["a", "b", "c"]), ("top", ["c", "b"]),
+                                                   ("random", ["c", "b"])]
 
 
 def test_unrecorded_unit_and_bad_names(tmp_path):

@@ -33,7 +33,8 @@ def _exemplars(split: str, seed: int, values: dict[str, float] = SIGNED, n_top: 
     for kind, n in (("top", n_top), ("random", n_random)):
         for _ in range(n):
             tokens = [vocab[i] for i in rng.integers(0, len(vocab), 12)]
-            acts = np.array([values.get(t, quiet) for t in tokens], np.float32) + rng.normal(0, 0.1, 12).astype(np.float32)
+            acts = (np.array([values.get(t, quiet) for t in tokens], np.float32)
+                    + rng.normal(0, 0.1, 12).astype(np.float32))
             out.append(Exemplar(tokens=tokens, activations=acts, split=split, kind=kind))
     return out
 
