@@ -18,11 +18,20 @@ from typing import Any
 from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
 
 __all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "build_lm", "build_simulator", "build_embedder",
-           "PROVENANCE_VERSION"]
+           "PROVENANCE_VERSION", "ADDED_OPTIONS"]
 
 PROVENANCE_VERSION = 2
 """Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see
 :meth:`Built.legacy_provenance`."""
+
+ADDED_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("explain.tiers", False), ("explain.stats_modes", False), ("explain.negative", False),
+    ("explain.list_edits", False), ("explain.test_maps", "guarded"), ("explain.whitespace", False))
+"""Options added to the recorded run configuration since provenance version 2, oldest first: the dotted path in
+``to_dict(provenance=True)`` and the value that does what ns-dspy did before the option existed. A run file made
+then lacks the key, and resumes when every option added since is at that value now (otherwise the refusal
+names the option, e.g. ``run.explain.whitespace``, so the user can set it back). Add a row with every new
+option of the recorded configuration."""
 
 
 def build_lm(config: LMConfig, **extra: Any):
@@ -80,8 +89,8 @@ class Built:
             out["program_state"] = read_manifest(program)["state_sha256"]
         return {**out, **extra}
 
-    def legacy_provenance(self, **extra: Any) -> dict[str, Any]:
-        return legacy_provenance(self.config, **extra)
+    def legacy_provenance(self, **extra: Any) -> list[dict[str, Any]]:
+        return legacy_provenance(self.config, self.provenance(**extra), **extra)
 
     def program_for(self, explain) -> Any:
         """Another program with this build's simulator and embedder and the settings ``explain`` (an
@@ -107,8 +116,26 @@ class Built:
         self.close()
 
 
-def legacy_provenance(config: RunConfig, **extra: Any) -> dict[str, Any]:
-    """The provenance run files recorded before version 2, so that such a run resumes unchanged."""
+def _before_added(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """``run`` (a dict with an ``explain`` key) as ns-dspy recorded it before each of :data:`ADDED_OPTIONS`
+    existed, newest first: each form lacks an option and every later one, as long as those are at their old
+    value in ``run``."""
+    forms, current = [], run
+    for path, old in reversed(ADDED_OPTIONS):
+        section, key = path.split(".")
+        if current.get(section, {}).get(key, object()) != old:
+            break
+        current = {**current, section: {k: v for k, v in current[section].items() if k != key}}
+        forms.append(current)
+    return forms
+
+
+def legacy_provenance(config: RunConfig, provenance: dict[str, Any] | None = None,
+                      **extra: Any) -> list[dict[str, Any]]:
+    """The forms in which older ns-dspy recorded this run's provenance, so that such a run resumes unchanged:
+    ``provenance`` (the current form, :meth:`Built.provenance`) before each of :data:`ADDED_OPTIONS` existed,
+    and the form of run files made before version 2."""
+    forms = [] if provenance is None else [{**provenance, "run": run} for run in _before_added(provenance["run"])]
     out = {"explain": config.explain.to_dict(), "lm": config.lm.spec, "temperature": config.lm.temperature,
            "simulator": config.simulator.spec, "embedder": config.embedder.spec}
     program = config.program_path()
@@ -116,7 +143,7 @@ def legacy_provenance(config: RunConfig, **extra: Any) -> dict[str, Any]:
         from .optimize import read_manifest
 
         out["program"] = {"path": str(program.resolve()), "state_sha256": read_manifest(program)["state_sha256"]}
-    return {**out, **extra}
+    return forms + [{**form, **extra} for form in [out, *_before_added(out)]]
 
 
 def _lm_key(lm) -> str:

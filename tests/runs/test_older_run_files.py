@@ -1,0 +1,65 @@
+"""A run file made before an option of the recorded configuration existed resumes when the option is at the
+value that does what ns-dspy did then (``build.ADDED_OPTIONS``), and is refused, naming the option, otherwise."""
+
+import pytest
+
+from ns_dspy.build import ADDED_OPTIONS, PROVENANCE_VERSION, legacy_provenance
+from ns_dspy.config import ExplainConfig, RunConfig, SimulatorConfig
+from ns_dspy.errors import StoreError
+from ns_dspy.runs import RunStore
+
+
+def _provenance(config: RunConfig) -> dict:
+    # the shape of Built.provenance, without loading a model
+    return {"version": PROVENANCE_VERSION, "run": config.to_dict(provenance=True),
+            "components": {"simulator": "keyword", "embedder": "minilm"}, "store": "s"}
+
+
+def _older(config: RunConfig, since: str) -> dict:
+    """The provenance ns-dspy recorded before the option ``since`` (and every later one) existed."""
+    names = [path for path, _ in ADDED_OPTIONS]
+    old = _provenance(config)
+    for path in names[names.index(since):]:
+        old["run"]["explain"].pop(path.split(".")[1])
+    return old
+
+
+def _open(path, config: RunConfig) -> RunStore:
+    return RunStore(path, _provenance(config), legacy=legacy_provenance(config, _provenance(config), store="s"))
+
+
+def test_every_added_option_is_recorded():
+    recorded = RunConfig().to_dict(provenance=True)
+    for path, old in ADDED_OPTIONS:
+        section, key = path.split(".")
+        assert key in recorded[section] and isinstance(old, type(recorded[section][key]))
+
+
+def test_a_run_made_before_an_option_resumes_when_the_option_does_what_it_did_then(tmp_path):
+    at_old = RunConfig(explain=ExplainConfig(tiers=False, stats_modes=False, negative=False, list_edits=False),
+                       simulator=SimulatorConfig("keyword"))
+    for since, _ in ADDED_OPTIONS:
+        path = tmp_path / f"{since}.sqlite"
+        RunStore(path, _older(at_old, since)).close()
+        _open(path, at_old).close()  # resumes
+    # the current form resumes too, and a run made before whitespace existed resumes with today's defaults
+    RunStore(tmp_path / "now.sqlite", _provenance(RunConfig())).close()
+    _open(tmp_path / "now.sqlite", RunConfig()).close()
+    RunStore(tmp_path / "ws.sqlite", _older(RunConfig(), "explain.whitespace")).close()
+    _open(tmp_path / "ws.sqlite", RunConfig()).close()
+
+
+def test_a_run_made_before_an_option_is_refused_when_the_option_changes_what_it_does(tmp_path):
+    RunStore(tmp_path / "ws.sqlite", _older(RunConfig(), "explain.whitespace")).close()
+    with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace\)"):
+        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(whitespace=True)))
+    # made before tiers: today's default runs tier lists, which that run never did
+    RunStore(tmp_path / "tiers.sqlite", _older(RunConfig(), "explain.tiers")).close()
+    with pytest.raises(StoreError, match=r"run\.explain\.tiers"):
+        _open(tmp_path / "tiers.sqlite", RunConfig())
+    # a stored form that lacks an option but holds a later one is no form ns-dspy ever wrote
+    odd = _provenance(RunConfig())
+    odd["run"]["explain"].pop("test_maps")
+    RunStore(tmp_path / "odd.sqlite", odd).close()
+    with pytest.raises(StoreError, match=r"run\.explain\.test_maps"):
+        _open(tmp_path / "odd.sqlite", RunConfig())
