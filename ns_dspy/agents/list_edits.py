@@ -80,10 +80,12 @@ class Edited:
 
 
 class _Sets:
-    """Simulations of word-list sets on one unit's valid and train windows, each text simulated once per split."""
+    """Simulations of word-list sets on one unit's valid and train windows, each text simulated once per split;
+    the ``fixed`` texts (not word lists) join every set after its lists."""
 
-    def __init__(self, simulator, valid: HeldOut, train: Sequence[Exemplar]):
+    def __init__(self, simulator, valid: HeldOut, train: Sequence[Exemplar], fixed: Sequence[str] = ()):
         self.simulator, self.valid, self.train = simulator, valid, [ex for ex in train if ex.tokens]
+        self.fixed = list(fixed)
         self._preds: dict[tuple[str, str], list[np.ndarray]] = {}
         self._keys = [[token_key(t) for t in ex.tokens] for ex in valid.exemplars]
 
@@ -95,8 +97,11 @@ class _Sets:
                 self._preds[(t, split)] = p
         return [self._preds[(t, split)] for t in texts]
 
+    def texts(self, sets: list[WordList]) -> list[str]:
+        return [render_word_list(*s) for s in sets] + self.fixed
+
     def valid_score(self, sets: list[WordList]) -> Score:
-        texts = [render_word_list(*s) for s in sets]
+        texts = self.texts(sets)
         return polysemantic(self.simulator, texts, self.valid, calibration=self.valid,
                             preds=self.preds(texts, "valid"))
 
@@ -123,7 +128,8 @@ class _Sets:
             miss = float(flat[~inside].mean()) if (~inside).any() else 0.0
             preds.append([np.where(n & ~w, hit, np.where(w & ~n, miss, p)) for p, w, n in
                           zip(base_preds[j], was, now)])
-        return polysemantic(self.simulator, texts, self.valid, calibration=self.valid, preds=preds).value
+        return polysemantic(self.simulator, texts + self.fixed, self.valid, calibration=self.valid,
+                            preds=preds + self.preds(self.fixed, "valid")).value
 
     def own_scores(self, texts: list[str]) -> list[float]:
         """Each text's own valid score (uncalibrated, as :func:`~ns_dspy.scoring.score` gives it)."""
@@ -132,9 +138,10 @@ class _Sets:
         return [float(pooled(p, trues, kinds).r) for p in self.preds(texts, "valid")]
 
     def train_score(self, sets: list[WordList], calibration) -> float:
-        texts = [render_word_list(*s) for s in sets]
+        texts = self.texts(sets)
         preds = self.preds(texts, "train")
-        combined = union(preds, calibration, negative=[n for n, _ in sets]) if len(texts) > 1 else preds[0]
+        negative = [n for n, _ in sets] + [is_negative(t) for t in self.fixed]
+        combined = union(preds, calibration, negative=negative) if len(texts) > 1 else preds[0]
         return pooled(combined, [ex.activations for ex in self.train], [ex.kind for ex in self.train]).r
 
 
@@ -203,19 +210,22 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
     docstring; ``tokens``: missed tokens, false alarms and misplaced tokens considered per round; ``confirm=False``:
     no train check, the ablation that shows why it is there; ``moves``: also move a listed token to the positive
     list whose other tokens' mean valid activation is nearest its own; ``screen``: simulate only the round's
-    ``screen`` candidates that :meth:`_Sets.screen_score` ranks best, 0 for every candidate). A set with a text
-    that is not a word list is returned as it is."""
+    ``screen`` candidates that :meth:`_Sets.screen_score` ranks best, 0 for every candidate). A text that is not
+    a word list (an explanation of a whitespace class, prose) stays in the set as it is, after the lists: its
+    predictions are part of every candidate's union, so an edit is judged with it. A set with no word list is
+    returned as it is."""
     if valid.split != "valid":
         raise ValueError(f"word lists are edited against valid data, got {valid.split!r}")
     if any(ex.split != "train" for ex in train):
         raise ValueError("edits are confirmed on train exemplars only")
     parsed = [parse_word_list(t) for t in explanations]
-    sets = _Sets(simulator, valid, train)
-    if not parsed or any(p is None for p in parsed):
+    fixed = [t for t, p in zip(explanations, parsed) if p is None]
+    sets = _Sets(simulator, valid, train, fixed)
+    if len(fixed) == len(parsed):
         texts = list(explanations)  # one explanation's score is its own (polysemantic calibrates several only)
         return Edited(texts, polysemantic(simulator, texts, valid, calibration=valid, preds=sets.preds(texts, "valid")),
                       sets.own_scores(texts))
-    current_sets = [(negative, list(toks)) for negative, toks in parsed]
+    current_sets = [(negative, list(toks)) for p in parsed if p is not None for negative, toks in [p]]
     current = sets.valid_score(current_sets)
     taken: list[tuple[str, float]] = []
     for _ in range(rounds):
@@ -244,5 +254,5 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
             break
         current, name, current_sets = chosen
         taken.append((name, float(current.value)))
-    texts = [render_word_list(*s) for s in current_sets]
+    texts = sets.texts(current_sets)
     return Edited(texts, current, sets.own_scores(texts), taken)

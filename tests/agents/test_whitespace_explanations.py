@@ -65,3 +65,25 @@ def test_a_whitespace_explanation_joins_the_set_when_it_helps_on_valid():
     plain = _stats(KeywordSimulator(), True)(train=train, valid=valid)
     assert plain.explanations == _stats(KeywordSimulator(), False)(train=train, valid=valid).explanations
     assert ExplainConfig().whitespace is False
+
+
+def test_the_word_lists_of_a_set_with_a_whitespace_explanation_are_edited_around_it():
+    from ns_dspy.agents.evidence import word_list
+    from ns_dspy.agents.list_edits import edit_lists, parse_word_list
+    from ns_dspy.scoring import polysemantic
+
+    values = {" dog": 8.0, " cat": 7.0, "\n": 6.0, "\n\n": 6.0}
+    train = _exemplars("train", 0, values)
+    valid = HeldOut(UNIT, "valid", tuple(_exemplars("valid", 1, values)))
+    reader, breaks = LineBreakReader(), WHITESPACE["line_break"][1]
+    start = [word_list(["dog", "sky"]), breaks]  # misses cat, lists sky, which never fires
+    edited = edit_lists(reader, start, valid, train)
+    assert edited.explanations[-1] == breaks  # kept as it is, after the lists
+    listed = {t for text in edited.explanations[:-1] for t in parse_word_list(text)[1]}
+    assert {"dog", "cat"} <= listed and "sky" not in listed
+    # the edits were judged with it: the reported score is the whole set's calibrated union on valid
+    again = polysemantic(reader, edited.explanations, valid, calibration=valid)
+    assert edited.score.value == pytest.approx(again.value, abs=1e-12)
+    assert edited.score.value > polysemantic(reader, start, valid, calibration=valid).value + 0.05
+    # without the lists there is nothing to edit
+    assert edit_lists(reader, [breaks], valid, train).explanations == [breaks]
