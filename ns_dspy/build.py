@@ -17,8 +17,8 @@ from typing import Any
 
 from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
 
-__all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "build_lm", "build_simulator", "build_embedder",
-           "PROVENANCE_VERSION", "ADDED_OPTIONS"]
+__all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "build_lm", "build_simulator",
+           "build_embedder", "PROVENANCE_VERSION", "ADDED_OPTIONS"]
 
 PROVENANCE_VERSION = 2
 """Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see

@@ -50,8 +50,8 @@ import numpy as np
 
 from .text import Pool
 
-__all__ = ["Concept", "all_concepts", "pair", "explanations", "FAMILIES", "wordnet_concepts", "wordnet_descriptions",
-           "plural", "condition_concepts", "CONDITION_FAMILY", "list_concepts", "LIST_FAMILY"]
+__all__ = ["Concept", "all_concepts", "pair", "explanations", "phrasings", "FAMILIES", "wordnet_concepts",
+           "wordnet_descriptions", "plural", "condition_concepts", "CONDITION_FAMILY", "list_concepts", "LIST_FAMILY"]
 
 FAMILIES = ("semantic", "word", "spelling", "syntax", "position", "code")
 
@@ -1240,15 +1240,22 @@ def _cap(s: str) -> str:
 
 def explanations(concept: Concept, rng: random.Random, n: int = 6) -> list[str]:
     """``n`` distinct natural explanations of ``concept`` in varied styles (seeded by ``rng``)."""
+    return phrasings(concept.descriptions, rng, n, weak=concept.weak, family=concept.family)
+
+
+def phrasings(descriptions: list[str], rng: random.Random, n: int = 6, *, weak: str | None = None,
+              family: str = "") -> list[str]:
+    """``n`` distinct natural explanations from ``descriptions`` in varied styles (seeded by ``rng``); ``weak``
+    and ``family`` as :class:`Concept`'s, for a graded two-part concept."""
     out: list[str] = []
     for _ in range(n * 4):
-        d = rng.choice(concept.descriptions)
-        if concept.weak is None:
+        d = rng.choice(descriptions)
+        if weak is None:
             text = rng.choice(STYLES).format(d=d, D=_cap(d))
         else:
-            b, _, flag = concept.weak.partition("|")
-            weak = flag == "weak" or concept.family == "semantic"
-            text = rng.choice(TWO_WEAK if weak else TWO).format(a=d, A=_cap(d), b=b)
+            b, _, flag = weak.partition("|")
+            weak_b = flag == "weak" or family == "semantic"
+            text = rng.choice(TWO_WEAK if weak_b else TWO).format(a=d, A=_cap(d), b=b)
         if text not in out:
             out.append(text)
         if len(out) == n:

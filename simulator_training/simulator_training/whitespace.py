@@ -23,7 +23,7 @@ import numpy as np
 
 from ns_dspy.agents.evidence import WHITESPACE
 
-from .concepts import Concept, explanations
+from .concepts import phrasings
 from .text import Pool
 
 __all__ = ["CLASSES", "whitespace_units"]
@@ -78,7 +78,6 @@ def whitespace_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random:
             continue
         order = rng.permutation(firing)
         others = rng.permutation(candidates)
-        concept = Concept(f"whitespace:{name}", "whitespace", descriptions, values=lambda p: None, source=source)
         for r in range(replicas):
             top = [order[(r * n_top + k) % len(order)] for k in range(n_top)]
             rand = [w for w in others[r * n_random:] if w not in top][:n_random]
@@ -89,5 +88,5 @@ def whitespace_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random:
                 exemplars.append({"tokens": tokens, "token_ids": tids,
                                   "targets": [round(float(t), 2) for t in targets], "kind": kind})
             out.append({"unit": f"whitespace:{name}#{r}", "family": "whitespace",
-                        "explanations": explanations(concept, prng, n_explanations), "exemplars": exemplars})
+                        "explanations": phrasings(descriptions, prng, n_explanations), "exemplars": exemplars})
     return out
