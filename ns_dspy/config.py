@@ -344,11 +344,11 @@ class ExplainConfig(_Config):
     negative: bool = opt(True, "the statistical explainer also tries adding a list of the tokens where the activation "
                                "is lowest, as a negative mode (\"(negative) the words ...\": gated MLP neurons are "
                                "signed), kept when it raises the valid score; --no-negative: positive lists only")
-    whitespace: bool = opt(False, "the statistical explainer also tries adding an explanation of a whitespace class "
-                                  "(line breaks, blank lines, indentation, lone spaces: a quoted word list cannot "
-                                  "name them) where the unit's train activation is above its mean, kept when it "
-                                  "raises the valid score; off by default: the shipped simulator does not read such "
-                                  "explanations (experiments/whitespace.py)")
+    whitespace: bool = opt(True, "the statistical explainer also tries adding an explanation of a whitespace class "
+                                 "(line breaks, blank lines, indentation, lone spaces: a quoted word list cannot "
+                                 "name them) where the unit's train activation is above its mean, kept when it "
+                                 "raises the valid score (the default simulator reads them since 2026-12-05; "
+                                 "experiments/whitespace.py); --no-whitespace: word lists only")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "
