@@ -36,30 +36,33 @@ def test_every_added_option_is_recorded():
 
 
 def test_a_run_made_before_an_option_resumes_when_the_option_does_what_it_did_then(tmp_path):
-    at_old = RunConfig(explain=ExplainConfig(tiers=False, stats_modes=False, negative=False, list_edits=False),
-                       simulator=SimulatorConfig("keyword"))
+    at_old = RunConfig(explain=ExplainConfig(tiers=False, stats_modes=False, negative=False, list_edits=False,
+                                             whitespace=False), simulator=SimulatorConfig("keyword"))
     for since, _ in ADDED_OPTIONS:
         path = tmp_path / f"{since}.sqlite"
         RunStore(path, _older(at_old, since)).close()
         _open(path, at_old).close()  # resumes
-    # the current form resumes too, and a run made before whitespace existed resumes with today's defaults
+    # the current form resumes too, and a run made before whitespace existed (on by default since) resumes with
+    # today's other defaults and --no-whitespace
     RunStore(tmp_path / "now.sqlite", _provenance(RunConfig())).close()
     _open(tmp_path / "now.sqlite", RunConfig()).close()
-    RunStore(tmp_path / "ws.sqlite", _older(RunConfig(), "explain.whitespace")).close()
-    _open(tmp_path / "ws.sqlite", RunConfig()).close()
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False))
+    RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
+    _open(tmp_path / "ws.sqlite", no_whitespace).close()
 
 
 def test_a_run_made_before_an_option_is_refused_when_the_option_changes_what_it_does(tmp_path):
-    RunStore(tmp_path / "ws.sqlite", _older(RunConfig(), "explain.whitespace")).close()
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False))
+    RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
     with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace\)"):
-        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(whitespace=True)))
+        _open(tmp_path / "ws.sqlite", RunConfig())  # today's default names whitespace
     # made before tiers: today's default runs tier lists, which that run never did
     RunStore(tmp_path / "tiers.sqlite", _older(RunConfig(), "explain.tiers")).close()
     with pytest.raises(StoreError, match=r"run\.explain\.tiers"):
         _open(tmp_path / "tiers.sqlite", RunConfig())
     # a stored form that lacks an option but holds a later one is no form ns-dspy ever wrote
-    odd = _provenance(RunConfig())
+    odd = _provenance(no_whitespace)
     odd["run"]["explain"].pop("test_maps")
     RunStore(tmp_path / "odd.sqlite", odd).close()
     with pytest.raises(StoreError, match=r"run\.explain\.test_maps"):
-        _open(tmp_path / "odd.sqlite", RunConfig())
+        _open(tmp_path / "odd.sqlite", no_whitespace)
