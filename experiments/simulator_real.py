@@ -11,7 +11,8 @@ final maps the test score reuses) and the figure is that choice's test score und
 simulator that reads real neurons' word lists better raises it. The first simulator is the reference of the
 paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
 explanation of line breaks or indentation) with the simulator before it. Development neurons unless
-``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
+``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes
+``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
 
 from __future__ import annotations

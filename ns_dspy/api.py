@@ -88,8 +88,11 @@ def open_run(path: str | Path, source, store: str | Path):
     as an older ns-dspy recorded it)."""
     from .runs import RunStore
 
+    from .build import legacy_provenance
+
     where = {"store": str(Path(store).resolve())}
-    return RunStore(path, source.provenance(**where), legacy=source.legacy_provenance(**where))
+    current = source.provenance(**where)
+    return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where))
 
 
 def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, explanations: Sequence[str], *,

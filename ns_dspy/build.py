@@ -22,7 +22,7 @@ __all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "b
 
 PROVENANCE_VERSION = 2
 """Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see
-:meth:`Built.legacy_provenance`."""
+:func:`legacy_provenance`."""
 
 ADDED_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("explain.tiers", False), ("explain.stats_modes", False), ("explain.negative", False),
@@ -88,9 +88,6 @@ class Built:
 
             out["program_state"] = read_manifest(program)["state_sha256"]
         return {**out, **extra}
-
-    def legacy_provenance(self, **extra: Any) -> list[dict[str, Any]]:
-        return legacy_provenance(self.config, self.provenance(**extra), **extra)
 
     def program_for(self, explain) -> Any:
         """Another program with this build's simulator and embedder and the settings ``explain`` (an

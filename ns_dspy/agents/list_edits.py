@@ -225,7 +225,7 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
         texts = list(explanations)  # one explanation's score is its own (polysemantic calibrates several only)
         return Edited(texts, polysemantic(simulator, texts, valid, calibration=valid, preds=sets.preds(texts, "valid")),
                       sets.own_scores(texts))
-    current_sets = [(negative, list(toks)) for p in parsed if p is not None for negative, toks in [p]]
+    current_sets = [(p[0], list(p[1])) for p in parsed if p is not None]
     current = sets.valid_score(current_sets)
     taken: list[tuple[str, float]] = []
     for _ in range(rounds):

@@ -199,11 +199,6 @@ class RayWorkers:
         """What a run records, as :meth:`ns_dspy.build.Built.provenance` (from a worker's build)."""
         return self.ray.get(self.actors[0].provenance.remote(extra))
 
-    def legacy_provenance(self, **extra: Any) -> list[dict]:
-        from ..build import legacy_provenance
-
-        return legacy_provenance(self.config, self.provenance(**extra), **extra)
-
     def explain(self, unit: UnitId, attempt: int, budget_s: float | None):
         """The unit's record from a free actor; handed to another actor if its actor stays dead."""
         ray = self.ray

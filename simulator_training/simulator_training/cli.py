@@ -228,8 +228,8 @@ calibration against the truth (an explanation with slope <= 0 is left out), what
 uses on valid to choose; `calibrated_sum`, the sum of the calibrated predictions; `final_max`, the maximum through
 the maps ns-dspy's test score reuses (`ExplainConfig.test_maps`, by default guarded: monotone where a 2-fold
 out-of-fold score on the fitting half favours them, else the straight lines). The exemplars are cut in two halves
-(alternating within top and random); calibrations are fitted on one half and every score is taken on the other, then the
-other way round, and a unit's score is the mean over the two halves. "beats best" is the share of units where
+(alternating within top and random); calibrations are fitted on one half and every score is taken on the other,
+then the other way round, and a unit's score is the mean over the two halves. "beats best" is the share of units where
 the combination scores strictly above the better single explanation on the same tokens.
 """
 
