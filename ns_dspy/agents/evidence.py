@@ -39,7 +39,7 @@ from ..types import Exemplar
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
-           "whitespace_explanations"]
+           "whitespace_explanations", "train_only"]
 
 SCALE = 10.0
 
@@ -105,7 +105,7 @@ class Evidence:
 
 def token_evidence(top: Sequence[Exemplar], random: Sequence[Exemplar] = (), *, limit: int = 8) -> Evidence:
     """The evidence table of a unit from its train ``top`` and ``random`` exemplars (see the module docstring)."""
-    _train_only((*top, *random), "token evidence uses")
+    train_only((*top, *random), "token evidence uses")
     top = [ex for ex in top if ex.tokens]
     random = [ex for ex in random if ex.tokens]
     peak = max((ex.max_activation for ex in top), default=0.0)
@@ -216,7 +216,7 @@ class RankedToken:
     """Pearson r, over the train tokens, between the activations and "this token or one ranked above it"."""
 
 
-def _train_only(exemplars: Sequence[Exemplar], what: str) -> None:
+def train_only(exemplars: Sequence[Exemplar], what: str) -> None:
     """A ValueError unless every exemplar is a train one (valid selects explanations, test reports them)."""
     held_out = {ex.split for ex in exemplars} - {"train"}
     if held_out:
@@ -235,7 +235,7 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
     shrunk mean is below zero and below the overall mean, lowest first (their correlations are negative). Below
     zero, so that "(negative)" is true of them: a unit that never goes negative has none, and the tokens where
     it is merely quiet are not named as if it were pushed down there."""
-    _train_only(exemplars, "tokens are ranked on")
+    train_only(exemplars, "tokens are ranked on")
     exemplars = [ex for ex in exemplars if ex.tokens]
     if not exemplars:
         return []
@@ -358,7 +358,7 @@ def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0
     towards the overall mean as :func:`ranked_tokens` shrinks a token's, is above the overall mean; highest first,
     at most ``most``. A caller adds one to an explanation set when the set's calibrated union scores higher on
     valid data with it."""
-    _train_only(exemplars, "whitespace is ranked on")
+    train_only(exemplars, "whitespace is ranked on")
     tokens = [t for ex in exemplars for t in ex.tokens]
     if not tokens:
         return []

@@ -44,7 +44,7 @@ from ..scoring.correlation import pooled
 from ..scoring.heldout import simulate
 from ..scoring.polarity import is_negative
 from ..types import Exemplar
-from .evidence import token_key, word_list
+from .evidence import token_key, train_only, word_list
 
 __all__ = ["Edited", "edit_lists", "parse_word_list", "render_word_list"]
 
@@ -216,8 +216,7 @@ def edit_lists(simulator, explanations: Sequence[str], valid: HeldOut, train: Se
     returned as it is."""
     if valid.split != "valid":
         raise ValueError(f"word lists are edited against valid data, got {valid.split!r}")
-    if any(ex.split != "train" for ex in train):
-        raise ValueError("edits are confirmed on train exemplars only")
+    train_only(train, "edits are confirmed on")
     parsed = [parse_word_list(t) for t in explanations]
     fixed = [t for t, p in zip(explanations, parsed) if p is None]
     sets = _Sets(simulator, valid, train, fixed)

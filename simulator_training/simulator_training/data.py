@@ -250,7 +250,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     overwrite: bool = False, wordnet=None, wordnet_units: int = 300, n_contrast: int = 3,
                     wordnet_options: dict | None = None, conditions: bool = False,
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
-                    syntax: int = 0, long: int = 0, whitespace: int = 0) -> Path:
+                    syntax: int = 0, long: int = 0, whitespace: int = 0, narrow: int = 0,
+                    narrow_options: dict | None = None) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -281,11 +282,20 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
 
     ``whitespace`` (default 0: off) adds that many training units per class of the ``whitespace`` family
     (:mod:`simulator_training.whitespace`: line breaks, blank lines, indentation, spaces; values set per token),
-    from generators of their own: the rest of the dataset is unchanged."""
+    from generators of their own: the rest of the dataset is unchanged.
+
+    ``narrow`` (default 0: off) adds up to that many training units of the ``narrow`` family
+    (:func:`simulator_training.concepts.narrow_concepts`): one to three words of a training ``wordnet`` or
+    ``semantic`` unit's category, described by listing them, each with ``n_top // 2`` contrast windows where the
+    category's other members occur and the unit is quiet; from generators of their own, after every other unit,
+    so the rest of the dataset is unchanged, and left out like any training unit when it is a validation unit's
+    twin over the text; ``narrow_options`` are further keyword arguments of ``narrow_concepts`` (for tiny texts)."""
     if long < 0:
         raise ConfigError(f"--long must be 0 or more, got {long}")
     if whitespace < 0:
         raise ConfigError(f"--whitespace must be 0 or more, got {whitespace}")
+    if narrow < 0:
+        raise ConfigError(f"--narrow must be 0 or more, got {narrow}")
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -358,6 +368,25 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             if record is not None:
                 units[split].append(record)
                 made += 1
+    narrow_info = None
+    if narrow:
+        from .concepts import NARROW_FAMILY, narrow_concepts
+
+        sources = [c for c, _ in kept["train"] if c.family in ("wordnet", "semantic")]
+        nrng, nprng = np.random.default_rng([seed, 7]), random.Random(f"{seed}:narrow-text")
+        made = 0
+        for concept in narrow_concepts(sources, pool, narrow, seed, **(narrow_options or {})):
+            values = concept.word_values(pool)
+            if (twin := overlap.twin(values, max_r)) is not None:
+                dropped[concept.name] = twin
+                continue
+            record = _unit_record(pool, concept, [values], "train", n_top, n_random, n_explanations, nrng, nprng,
+                                  max(1, n_top // 2), long, seed)
+            if record is not None:
+                units["train"].append(record)
+                made += 1
+        narrow_info = {"units": made, "requested": narrow, "family": NARROW_FAMILY,
+                       "contrast_windows": max(1, n_top // 2)}
     if whitespace:
         from .whitespace import whitespace_units
 
@@ -379,6 +408,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["long_explanations"] = long
     if whitespace:
         manifest["whitespace"] = {"units": len(spaces), "replicas": whitespace}
+    if narrow_info is not None:
+        manifest["narrow"] = narrow_info
     return _write(out, units, manifest, overwrite)
 
 

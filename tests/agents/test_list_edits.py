@@ -88,7 +88,7 @@ def test_what_is_not_a_word_list_is_left_as_it_is_and_test_data_is_refused():
     test = HeldOut(UNIT, "test", valid.exemplars)
     with pytest.raises(ValueError, match="valid"):
         edit_lists(sim, [word_list(["dog"])], test, train)
-    with pytest.raises(ValueError, match="train"):
+    with pytest.raises(ValueError, match="edits are confirmed on train exemplars only, got valid ones"):
         edit_lists(sim, [word_list(["dog"])], valid, list(valid.exemplars))
 
 
