@@ -297,14 +297,33 @@ def decoy_sets(units: list[dict], *, seed: int = 0, max_units: int | None = None
     return [(u, decoys(u, units, random.Random(f"{seed}:{u['unit']}"), **options)) for u in sample]
 
 
+def exact_reading(text: str, exemplars: list[Exemplar]) -> float | None:
+    """What a word list scores read exactly, without a simulator: the pooled r of the indicator of its words
+    (tokens stripped and lower-cased, as the decoys group them) against the activations; None for a text that
+    is not a word list as :func:`~ns_dspy.agents.evidence.word_list` writes it, or a constant indicator. A
+    simulated score far above it means the simulator credits the list with more than its words."""
+    from ns_dspy.agents.list_edits import parse_word_list
+
+    parsed = parse_word_list(text)
+    if parsed is None or parsed[0]:
+        return None
+    words = {w.strip().lower() for w in parsed[1]}
+    preds = [np.array([float(t.strip().lower() in words) for t in ex.tokens], np.float32) for ex in exemplars]
+    flat = np.concatenate(preds) if preds else np.zeros(0)
+    if flat.size == 0 or flat.min() == flat.max():
+        return None
+    return round(pooled(preds, [ex.activations for ex in exemplars]).r, 4)
+
+
 def evaluate_decoys(simulator, units: list[dict], *, seed: int = 0, max_units: int | None = None,
                     progress: bool = True, **options) -> list[dict]:
     """Per unit: ``{"unit", "family", "explanation", "r", "decoys": {family: text}, "r_decoys": {family: r},
-    "skipped": {family: reason}, "rank", "win"}``.
+    "exact_decoys": {family: r or None}, "skipped": {family: reason}, "rank", "win"}``.
 
     The truth and all decoys are simulated in one call and scored like :func:`evaluate` (pooled Pearson r
     over all the unit's exemplars). ``rank`` is 1 + the number of decoys scoring at least as high as the truth;
-    ``win`` is rank 1 (the truth strictly above every decoy), ``None`` for a unit without decoys."""
+    ``win`` is rank 1 (the truth strictly above every decoy), ``None`` for a unit without decoys.
+    ``exact_decoys`` is each word-list decoy's :func:`exact_reading` (no simulator)."""
     rows = []
     for unit, d in tqdm(decoy_sets(units, seed=seed, max_units=max_units, **options), desc="decoys",
                         disable=not progress, unit="unit"):
@@ -315,7 +334,8 @@ def evaluate_decoys(simulator, units: list[dict], *, seed: int = 0, max_units: i
         scores = [round(pooled(p, trues).r, 4) for p in preds]
         rank = 1 + sum(s >= scores[0] for s in scores[1:])
         rows.append({"unit": unit["unit"], "family": unit["family"], "explanation": d.truth, "r": scores[0],
-                     "decoys": d.decoys, "r_decoys": dict(zip(families, scores[1:])), "skipped": d.skipped,
+                     "decoys": d.decoys, "r_decoys": dict(zip(families, scores[1:])),
+                     "exact_decoys": {f: exact_reading(d.decoys[f], exemplars) for f in families}, "skipped": d.skipped,
                      "rank": rank, "win": (rank == 1) if families else None})
     return rows
 
@@ -344,16 +364,22 @@ def summarise_decoys(rows: list[dict]) -> dict:
     decoy = {}
     for f in DECOY_FAMILIES:
         with_f = [x for x in rows if f in x["r_decoys"]]
+        exact = [(x["r_decoys"][f], x["exact_decoys"][f]) for x in with_f
+                 if x.get("exact_decoys", {}).get(f) is not None]
         decoy[f] = {"units": len(with_f), "skipped": sum(f in x["skipped"] for x in rows),
                     "beats": round(float(np.mean([x["r"] > x["r_decoys"][f] for x in with_f])), 4) if with_f else None,
-                    "r_decoy": round(float(np.mean([x["r_decoys"][f] for x in with_f])), 4) if with_f else None}
+                    "r_decoy": round(float(np.mean([x["r_decoys"][f] for x in with_f])), 4) if with_f else None,
+                    # word-list decoys: simulated minus read exactly (> 0: credited beyond their words)
+                    "lists": len(exact),
+                    "over_exact": round(float(np.mean([r - e for r, e in exact])), 4) if exact else None}
     out["decoys"] = decoy
     return out
 
 
 def markdown_decoys(results: dict[str, dict]) -> str:
     """Two tables: win rate and mean rank of the truth per unit family, and per decoy family the share of
-    units where the truth beats it (and the decoy's mean score), one column group per simulator."""
+    units where the truth beats it, the decoy's mean score and, over its word-list decoys, how far the simulated
+    score lies above the list read exactly (:func:`exact_reading`), one column group per simulator."""
     names = list(results)
 
     def fmt(v, spec):
@@ -368,12 +394,16 @@ def markdown_decoys(results: dict[str, dict]) -> str:
             s = results[n][key] if key in ("single", "balanced", "all") else results[n]["families"].get(key, {})
             cells.append(f"{fmt(s.get('win'), '.0%')} | {fmt(s.get('rank'), '.2f')}")
         lines.append(f"| {label} | {first['units']} | {fmt(first['candidates'], '.1f')} | " + " | ".join(cells) + " |")
-    lines += ["", "| decoy | units | skipped | " + " | ".join(f"{n}: truth beats | {n}: decoy r" for n in names) + " |",
-              "|---|---:|---:|" + "---:|---:|" * len(names)]
+    lines += ["", "| decoy | units | skipped | " + " | ".join(
+        f"{n}: truth beats | {n}: decoy r | {n}: lists above exact" for n in names) + " |",
+        "|---|---:|---:|" + "---:|---:|---:|" * len(names)]
     for f in DECOY_FAMILIES:
         first = results[names[0]]["decoys"][f]
-        cells = [f"{fmt(results[n]['decoys'][f]['beats'], '.0%')} | {fmt(results[n]['decoys'][f]['r_decoy'], '.3f')}"
-                 for n in names]
+        cells = []
+        for n in names:
+            d = results[n]["decoys"][f]
+            above = "-" if d.get("over_exact") is None else f"{d['over_exact']:+.3f} ({d['lists']})"
+            cells.append(f"{fmt(d['beats'], '.0%')} | {fmt(d['r_decoy'], '.3f')} | {above}")
         lines.append(f"| {f} | {first['units']} | {first['skipped']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
+import numpy as np
 import pytest
 
 from ns_dspy.simulators import build_simulator
 
 from simulator_training.cli import main
 from simulator_training.data import DATA_FORMAT, DATA_VERSION
-from simulator_training.evaluate import (DECOY_FAMILIES, decoy_sets, decoys, evaluate_decoys, markdown_decoys,
-                                         summarise_decoys)
+from simulator_training.evaluate import (DECOY_FAMILIES, _exemplars, decoy_sets, decoys, evaluate_decoys,
+                                         exact_reading, markdown_decoys, summarise_decoys)
 
 
 def _unit(name, family, explanation, texts):
@@ -103,12 +105,52 @@ def test_keyword_simulator_wins_on_words_and_loses_on_context():
     summary = summarise_decoys(list(rows.values()))
     assert summary["families"]["syntax"]["win"] == 0.0 and summary["families"]["syntax"]["rank"] == ctx["rank"]
     assert summary["decoys"]["context_free"] == {"units": 1, "skipped": len(UNITS) - 1, "beats": 0.0,
-                                                 "r_decoy": ctx["r_decoys"]["context_free"]}
+                                                 "r_decoy": ctx["r_decoys"]["context_free"], "lists": 1,
+                                                 "over_exact": pytest.approx(0.0, abs=1e-4)}
     assert summary["all"]["units"] == len(UNITS) and summary["no_decoys"] == 0
     assert summary["all"]["win"] == pytest.approx(sum(r["win"] for r in rows.values()) / len(UNITS), abs=1e-4)
     table = markdown_decoys({"keyword": summary, "again": summary})
     assert "| syntax | 1 | 5.0 | 0% | " in table and "| context_free | 1 | 6 | 0% |" in table
     assert "**balanced**" in table and "again: truth beats" in table
+
+
+def test_exact_reading_of_a_word_list():
+    exemplars = _exemplars(AFTER_NOT)
+    tokens = [t for ex in exemplars for t in ex.tokens]
+    acts = np.concatenate([ex.activations for ex in exemplars])
+    indicator = np.array([t.strip() in {"good", "bad"} for t in tokens], dtype=float)
+    assert exact_reading('the words "Good" and "bad"', exemplars) == pytest.approx(
+        np.corrcoef(indicator, acts)[0, 1], abs=1e-4)  # case-folded, as the decoys group tokens
+    assert exact_reading('Fires after "not"', exemplars) is None  # not a word list
+    assert exact_reading('(negative) the word "not"', exemplars) is None
+    assert exact_reading('the word "zebra"', exemplars) is None  # no token: a constant reading
+
+
+class _TopicReader:
+    """Reads any word list as its topic: the listed words and the unit's trigger "cat" (a lenient simulator)."""
+
+    def simulate(self, explanations, exemplars):
+        out = []
+        for text in explanations:
+            words = {w.lower() for w in re.findall(r'"([^"]+)"', text)}
+            if text.startswith("the word"):
+                words.add("cat")
+            out.append([np.array([10.0 * (t.strip().lower() in words) for t in ex.tokens], np.float32)
+                        for ex in exemplars])
+        return out
+
+
+def test_how_far_a_simulator_reads_a_list_beyond_its_words():
+    strict = summarise_decoys(evaluate_decoys(build_simulator("keyword"), [CAT], seed=0, progress=False))
+    lenient_rows = evaluate_decoys(_TopicReader(), [CAT], seed=0, progress=False)
+    lenient = summarise_decoys(lenient_rows)
+    # 'the word "black"': quiet where it occurs, so read exactly it is below zero; the lenient reader credits it
+    assert lenient_rows[0]["exact_decoys"]["cooccurring"] < 0 < lenient_rows[0]["r_decoys"]["cooccurring"]
+    assert lenient["decoys"]["cooccurring"]["over_exact"] > 0.5 and lenient["decoys"]["cooccurring"]["lists"] == 1
+    assert strict["decoys"]["cooccurring"]["over_exact"] == pytest.approx(0.0, abs=1e-4)
+    assert lenient["decoys"]["over_broad"]["lists"] == 0  # not a word list: no exact reading
+    table = markdown_decoys({"lenient": lenient})
+    assert "lenient: lists above exact" in table and "| cooccurring | 1 | 0 | 100% |" in table
 
 
 def test_cli_writes_decoys(tmp_path):
