@@ -77,7 +77,8 @@ def cmd_build_data(args) -> int:
     if source and args.conditions:
         raise ConfigError(f"--conditions adds synthetic units: it does not combine with {source}")
     for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax),
-                    ("--long", args.long), ("--whitespace", args.whitespace), ("--narrow", args.narrow)):
+                    ("--long", args.long), ("--whitespace", args.whitespace), ("--narrow", args.narrow),
+                    ("--neighbour", args.neighbour)):
         if source and n:
             raise ConfigError(f"{flag} adds synthetic units: it does not combine with {source}")
         if n < 0:
@@ -103,7 +104,7 @@ def cmd_build_data(args) -> int:
         extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
         if args.conditions:
             extra["conditions"] = True
-        for name in ("lists", "spelling", "syntax", "long", "whitespace", "narrow"):
+        for name in ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour"):
             if getattr(args, name):
                 extra[name] = getattr(args, name)
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
@@ -313,6 +314,9 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                    help="add up to N training units that fire on one to three words of a WordNet or semantic "
                         "category and on nothing else, described by listing them, with windows where the "
                         "category's other words occur and the unit is quiet (default 0: off)")
+    p.add_argument("--neighbour", type=int, default=0, metavar="N",
+                   help="add up to N training units that fire on a unit's concept and on the words right beside "
+                        "it, described as the concept '; also' those words (default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

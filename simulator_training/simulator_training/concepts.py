@@ -52,7 +52,7 @@ from .text import Pool
 
 __all__ = ["Concept", "all_concepts", "pair", "explanations", "phrasings", "FAMILIES", "wordnet_concepts",
            "wordnet_descriptions", "plural", "condition_concepts", "CONDITION_FAMILY", "list_concepts", "LIST_FAMILY",
-           "narrow_concepts", "NARROW_FAMILY"]
+           "narrow_concepts", "NARROW_FAMILY", "neighbour_concepts", "NEIGHBOUR_FAMILY"]
 
 FAMILIES = ("semantic", "word", "spelling", "syntax", "position", "code")
 
@@ -868,6 +868,66 @@ def narrow_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: int 
                            c.source,
                            decoy=(lambda ids, c: lambda p: (c.word_values(p) > 0) & ~np.isin(p.lower_id, ids))(ids, c)))
     return out
+
+
+# ----------------------------------------------------------------------------------------- neighbour words
+
+NEIGHBOUR_FAMILY = "neighbour"
+
+
+def neighbour_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: int = 0, min_near: int = 5,
+                       max_words: int = 3, weak_share: float = 0.3) -> list[Concept]:
+    """The ``neighbour`` family (``build-data --neighbour N``, off by default): up to ``n_units`` two-part units,
+    one per source unit taken in a seeded order: the source's concept, and one to ``max_words`` words that sit
+    right before or after its active words (at least ``min_near`` times) but are never active themselves,
+    ranked by near^2 / occurrences (often beside the concept, rarely elsewhere: "the" for "world after the").
+    The unit fires on both (the words at 10, or 6 for a ``weak_share`` of units), described as the concept
+    "; also" the word list (:func:`pair`'s phrasings), from the source's descriptions that do not quote those
+    words.
+
+    A simulator trained without them reads such an appended list as little as nothing: on held-out units the
+    truth and "the truth; also the words X" (X quiet words beside the trigger) scored within 0.01 of each other
+    where the list's false positives should cost the latter. These units show a listed word beside the concept
+    to be predicted as listed, so that an explanation naming false neighbours loses what it should."""
+    rng = random.Random(f"{seed}:neighbour")
+    order = sorted(sources, key=lambda c: c.name)
+    rng.shuffle(order)
+    counts = np.bincount(pool.lower_id, minlength=len(pool.lowers)).astype(np.float64)
+    nameable = np.array([bool(w.strip()) and '"' not in w for w in pool.lowers])
+    out = []
+    for c in order:
+        if len(out) >= n_units:
+            break
+        active = c.word_values(pool) > 0
+        if not active.any():
+            continue
+        ever = np.zeros(len(pool.lowers), dtype=bool)
+        ever[pool.lower_id[active]] = True
+        near = np.concatenate([pool.prev[active], pool.next[active]])
+        near = np.bincount(near[near >= 0], minlength=len(pool.lowers)).astype(np.float64)
+        score = np.where((near >= min_near) & nameable & ~ever, near ** 2 / np.maximum(counts, 1.0), 0.0)
+        ranked = [int(i) for i in np.argsort(-score, kind="stable")[:max_words] if score[i] > 0]
+        ids = np.array(sorted(ranked[:rng.randint(1, max_words)]))
+        if not len(ids):
+            continue
+        words = [_commonest_form(pool, int(i)) for i in ids]
+        quoted = {f'"{w.lower()}"' for w in words}
+        descs = [d for d in c.descriptions if not any(q in d.lower() for q in quoted)]
+        if not descs:
+            continue
+        prose = c.source == "prose"
+        listed = Concept("listed", LIST_FAMILY, [word_list_text(words)],
+                         (lambda ids, prose: lambda p: _v(np.isin(p.lower_id, ids) & ~(p.code & prose)))(ids, prose),
+                         c.source)
+        unit = pair(Concept(c.name, c.family, descs, c.values, c.source), listed, rng.random() < weak_share)
+        out.append(Concept(f"neighbour:{c.name}", NEIGHBOUR_FAMILY, unit.descriptions, unit.values, unit.source,
+                           weak=unit.weak))
+    return out
+
+
+def word_list_text(words: list[str]) -> str:
+    """``the word "X"`` / ``the words "X", "Y" and "Z"``, as ns-dspy's statistical explainer writes a list."""
+    return _narrow_text(words, 0)
 
 
 # ----------------------------------------------------------------------------------------- conditions

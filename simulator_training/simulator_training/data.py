@@ -251,7 +251,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     wordnet_options: dict | None = None, conditions: bool = False,
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
                     syntax: int = 0, long: int = 0, whitespace: int = 0, narrow: int = 0,
-                    narrow_options: dict | None = None) -> Path:
+                    narrow_options: dict | None = None, neighbour: int = 0,
+                    neighbour_options: dict | None = None) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -289,13 +290,20 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     ``semantic`` unit's category, described by listing them, each with ``n_top // 2`` contrast windows where the
     category's other members occur and the unit is quiet; from generators of their own, after every other unit,
     so the rest of the dataset is unchanged, and left out like any training unit when it is a validation unit's
-    twin over the text; ``narrow_options`` are further keyword arguments of ``narrow_concepts`` (for tiny texts)."""
+    twin over the text; ``narrow_options`` are further keyword arguments of ``narrow_concepts`` (for tiny texts).
+
+    ``neighbour`` (default 0: off) adds up to that many training units of the ``neighbour`` family
+    (:func:`simulator_training.concepts.neighbour_concepts`): a training unit's concept and the words beside its
+    active words, described as the concept "; also" those words; from generators of their own, after the narrow
+    units (``neighbour_options``: further keyword arguments of ``neighbour_concepts``)."""
     if long < 0:
         raise ConfigError(f"--long must be 0 or more, got {long}")
     if whitespace < 0:
         raise ConfigError(f"--whitespace must be 0 or more, got {whitespace}")
     if narrow < 0:
         raise ConfigError(f"--narrow must be 0 or more, got {narrow}")
+    if neighbour < 0:
+        raise ConfigError(f"--neighbour must be 0 or more, got {neighbour}")
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -387,6 +395,24 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                 made += 1
         narrow_info = {"units": made, "requested": narrow, "family": NARROW_FAMILY,
                        "contrast_windows": max(1, n_top // 2)}
+    neighbour_info = None
+    if neighbour:
+        from .concepts import LIST_FAMILY, NEIGHBOUR_FAMILY, neighbour_concepts
+
+        sources = [c for c, _ in kept["train"] if c.family != LIST_FAMILY]
+        grng, gprng = np.random.default_rng([seed, 11]), random.Random(f"{seed}:neighbour-text")
+        made = 0
+        for concept in neighbour_concepts(sources, pool, neighbour, seed, **(neighbour_options or {})):
+            values = concept.word_values(pool)
+            if (twin := overlap.twin(values, max_r)) is not None:
+                dropped[concept.name] = twin
+                continue
+            record = _unit_record(pool, concept, [values], "train", n_top, n_random, n_explanations, grng, gprng,
+                                  0, long, seed)
+            if record is not None:
+                units["train"].append(record)
+                made += 1
+        neighbour_info = {"units": made, "requested": neighbour, "family": NEIGHBOUR_FAMILY}
     if whitespace:
         from .whitespace import whitespace_units
 
@@ -410,6 +436,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["whitespace"] = {"units": len(spaces), "replicas": whitespace}
     if narrow_info is not None:
         manifest["narrow"] = narrow_info
+    if neighbour_info is not None:
+        manifest["neighbour"] = neighbour_info
     return _write(out, units, manifest, overwrite)
 
 
