@@ -814,10 +814,16 @@ NARROW_FAMILY = "narrow"
 
 
 def _narrow_text(words: list[str], style: int) -> str:
+    """A list of one or more words in one of four styles; style 0 is the statistical explainer's own form."""
     if len(words) > 1:
         return _list_text(words, style)
     w = words[0]
     return (f'the word "{w}"', f'occurrences of "{w}"', f'the token "{w}" (any capitalisation)', f'"{w}"')[style]
+
+
+def _listed(ids: np.ndarray, prose: bool) -> Callable[[Pool], np.ndarray]:
+    """Values of a word list: 10 on every occurrence of the words ``ids`` (lower-cased), outside code if ``prose``."""
+    return lambda p: _v(np.isin(p.lower_id, ids) & ~(p.code & prose))
 
 
 def _commonest_form(pool: Pool, lower: int) -> str:
@@ -832,9 +838,9 @@ def narrow_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: int 
     (10) on one to three words of a category unit in ``sources`` (a ``wordnet`` or ``semantic`` one: the words
     drawn among its ``frequent`` commonest members seen ``min_count`` times or more), in any capitalisation, and
     on nothing else; described by listing those words in their commonest spelling, as the statistical explainer
-    writes a word list (``the word "birds"``). Its
-    decoy is the category's other members, so :func:`~simulator_training.data.build_synthetic` adds contrast
-    windows where they occur and the unit is quiet.
+    writes a word list (``the word "birds"``). Its decoy is the category's other members, so
+    :func:`~simulator_training.data.build_synthetic` adds contrast windows where they occur and the unit is
+    quiet.
 
     A simulator trained without them reads a short word list as its category: measured on held-out units, given
     ``the word "birds"`` for a unit of animal names it predicted the other animals too, scoring 0.77 where
@@ -862,10 +868,7 @@ def narrow_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: int 
         words = [_commonest_form(pool, int(i)) for i in ids]
         rng.shuffle(words)
         descs = [_narrow_text(words, 0), _narrow_text(words, 0), _narrow_text(words, rng.randrange(1, 4))]
-        prose = c.source == "prose"
-        out.append(Concept(f"narrow:{c.name}", NARROW_FAMILY, descs,
-                           (lambda ids, prose: lambda p: _v(np.isin(p.lower_id, ids) & ~(p.code & prose)))(ids, prose),
-                           c.source,
+        out.append(Concept(f"narrow:{c.name}", NARROW_FAMILY, descs, _listed(ids, c.source == "prose"), c.source,
                            decoy=(lambda ids, c: lambda p: (c.word_values(p) > 0) & ~np.isin(p.lower_id, ids))(ids, c)))
     return out
 
@@ -915,19 +918,11 @@ def neighbour_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: i
         descs = [d for d in c.descriptions if not any(q in d.lower() for q in quoted)]
         if not descs:
             continue
-        prose = c.source == "prose"
-        listed = Concept("listed", LIST_FAMILY, [word_list_text(words)],
-                         (lambda ids, prose: lambda p: _v(np.isin(p.lower_id, ids) & ~(p.code & prose)))(ids, prose),
-                         c.source)
+        listed = Concept("listed", LIST_FAMILY, [_narrow_text(words, 0)], _listed(ids, c.source == "prose"), c.source)
         unit = pair(Concept(c.name, c.family, descs, c.values, c.source), listed, rng.random() < weak_share)
         out.append(Concept(f"neighbour:{c.name}", NEIGHBOUR_FAMILY, unit.descriptions, unit.values, unit.source,
                            weak=unit.weak))
     return out
-
-
-def word_list_text(words: list[str]) -> str:
-    """``the word "X"`` / ``the words "X", "Y" and "Z"``, as ns-dspy's statistical explainer writes a list."""
-    return _narrow_text(words, 0)
 
 
 # ----------------------------------------------------------------------------------------- conditions
