@@ -376,23 +376,30 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             if record is not None:
                 units[split].append(record)
                 made += 1
+    def add_training_units(made: list[Concept], key: int, name: str, n_contrast: int) -> int:
+        """Training units of ``made`` (an opt-in family built after all others), drawn with generators of their
+        own (seeded by ``key`` and ``name``) so the rest of the dataset is unchanged; a validation unit's twin is
+        left out."""
+        frng, fprng, added = np.random.default_rng([seed, key]), random.Random(f"{seed}:{name}-text"), 0
+        for concept in made:
+            values = concept.word_values(pool)
+            if (twin := overlap.twin(values, max_r)) is not None:
+                dropped[concept.name] = twin
+                continue
+            record = _unit_record(pool, concept, [values], "train", n_top, n_random, n_explanations, frng, fprng,
+                                  n_contrast, long, seed)
+            if record is not None:
+                units["train"].append(record)
+                added += 1
+        return added
+
     narrow_info = None
     if narrow:
         from .concepts import NARROW_FAMILY, narrow_concepts
 
         sources = [c for c, _ in kept["train"] if c.family in ("wordnet", "semantic")]
-        nrng, nprng = np.random.default_rng([seed, 7]), random.Random(f"{seed}:narrow-text")
-        made = 0
-        for concept in narrow_concepts(sources, pool, narrow, seed, **(narrow_options or {})):
-            values = concept.word_values(pool)
-            if (twin := overlap.twin(values, max_r)) is not None:
-                dropped[concept.name] = twin
-                continue
-            record = _unit_record(pool, concept, [values], "train", n_top, n_random, n_explanations, nrng, nprng,
-                                  max(1, n_top // 2), long, seed)
-            if record is not None:
-                units["train"].append(record)
-                made += 1
+        made = add_training_units(narrow_concepts(sources, pool, narrow, seed, **(narrow_options or {})), 7,
+                                  "narrow", max(1, n_top // 2))
         narrow_info = {"units": made, "requested": narrow, "family": NARROW_FAMILY,
                        "contrast_windows": max(1, n_top // 2)}
     neighbour_info = None
@@ -400,18 +407,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         from .concepts import LIST_FAMILY, NEIGHBOUR_FAMILY, neighbour_concepts
 
         sources = [c for c, _ in kept["train"] if c.family != LIST_FAMILY]
-        grng, gprng = np.random.default_rng([seed, 11]), random.Random(f"{seed}:neighbour-text")
-        made = 0
-        for concept in neighbour_concepts(sources, pool, neighbour, seed, **(neighbour_options or {})):
-            values = concept.word_values(pool)
-            if (twin := overlap.twin(values, max_r)) is not None:
-                dropped[concept.name] = twin
-                continue
-            record = _unit_record(pool, concept, [values], "train", n_top, n_random, n_explanations, grng, gprng,
-                                  0, long, seed)
-            if record is not None:
-                units["train"].append(record)
-                made += 1
+        made = add_training_units(neighbour_concepts(sources, pool, neighbour, seed, **(neighbour_options or {})),
+                                  11, "neighbour", 0)
         neighbour_info = {"units": made, "requested": neighbour, "family": NEIGHBOUR_FAMILY}
     if whitespace:
         from .whitespace import whitespace_units
