@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ns_dspy.agents.evidence import word_list
+from ns_dspy.agents.list_edits import parse_word_list
 from ns_dspy.errors import ConfigError
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.types import Exemplar
@@ -302,8 +303,6 @@ def exact_reading(text: str, exemplars: list[Exemplar]) -> float | None:
     (tokens stripped and lower-cased, as the decoys group them) against the activations; None for a text that
     is not a word list as :func:`~ns_dspy.agents.evidence.word_list` writes it, or a constant indicator. A
     simulated score far above it means the simulator credits the list with more than its words."""
-    from ns_dspy.agents.list_edits import parse_word_list
-
     parsed = parse_word_list(text)
     if parsed is None or parsed[0]:
         return None
