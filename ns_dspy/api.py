@@ -86,9 +86,8 @@ def open_run(path: str | Path, source, store: str | Path):
     """The run file at ``path`` for what ``source`` (a :class:`~ns_dspy.build.Built`, or Ray workers) computes on
     the exemplar store ``store``: created with its provenance, or reopened if it was made with the same (also
     as an older ns-dspy recorded it)."""
-    from .runs import RunStore
-
     from .build import legacy_provenance
+    from .runs import RunStore
 
     where = {"store": str(Path(store).resolve())}
     current = source.provenance(**where)

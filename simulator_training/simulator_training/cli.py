@@ -64,6 +64,10 @@ def _excluded(items: list[str] | None) -> set[str]:
     return out
 
 
+COUNTED_OPTIONS = ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour")
+"""build-data's opt-in additions that take a count (``--lists N``, ...), each a keyword of ``build_synthetic``."""
+
+
 def cmd_build_data(args) -> int:
     from ns_dspy.errors import ConfigError
 
@@ -76,9 +80,8 @@ def cmd_build_data(args) -> int:
         raise ConfigError(f"--wordnet adds synthetic units: it does not combine with {source}")
     if source and args.conditions:
         raise ConfigError(f"--conditions adds synthetic units: it does not combine with {source}")
-    for flag, n in (("--lists", args.lists), ("--spelling", args.spelling), ("--syntax", args.syntax),
-                    ("--long", args.long), ("--whitespace", args.whitespace), ("--narrow", args.narrow),
-                    ("--neighbour", args.neighbour)):
+    for name in COUNTED_OPTIONS:
+        flag, n = f"--{name}", getattr(args, name)
         if source and n:
             raise ConfigError(f"{flag} adds synthetic units: it does not combine with {source}")
         if n < 0:
@@ -104,7 +107,7 @@ def cmd_build_data(args) -> int:
         extra = {} if wordnet is None else {"wordnet": wordnet, "wordnet_units": args.wordnet_units}
         if args.conditions:
             extra["conditions"] = True
-        for name in ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour"):
+        for name in COUNTED_OPTIONS:
             if getattr(args, name):
                 extra[name] = getattr(args, name)
         path = build_synthetic(args.out, tokenizer, tokenizer_name=args.tokenizer, pool=pool,
