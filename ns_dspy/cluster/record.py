@@ -219,9 +219,11 @@ def _record(ray, config: RecordConfig, out: Path, *, overwrite: bool, progress: 
     actors = [actor.remote(config.to_dict(), record_shard) for _ in range(workers)]
     try:
         # every worker loads the model now; a worker gets shards once it has (one the cluster has no room for
-        # yet waits)
+        # yet waits). The recording is described by the first worker that is ready: Ray places actors in no
+        # fixed order, and asking one the cluster has no room for would wait for a worker that never frees
         starting = {worker.ready.remote(): worker for worker in actors}
-        info = _get(ray, actors[0].describe.remote())
+        [first], _ = ray.wait(list(starting), num_returns=1)
+        info = _get(ray, starting[first].describe.remote())
         return _Driver(ray, config, info, source, out, progress).run(starting, shard_chunks, overwrite)
     finally:
         for a in actors:  # the workers' processes, and their models' memory, end with the recording
