@@ -220,7 +220,8 @@ def _record(ray, config: RecordConfig, out: Path, *, overwrite: bool, progress: 
     try:
         # every worker loads the model now; a worker gets shards once it has (one the cluster has no room for
         # yet waits). The recording is described by the first worker that is ready: Ray places actors in no
-        # fixed order, and asking one the cluster has no room for would wait for a worker that never frees
+        # fixed order, and one left without room starts only when a running worker ends, which none does before
+        # the recording has been described
         starting = {worker.ready.remote(): worker for worker in actors}
         [first], _ = ray.wait(list(starting), num_returns=1)
         info = _get(ray, starting[first].describe.remote())

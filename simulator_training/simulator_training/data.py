@@ -376,12 +376,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
             if record is not None:
                 units[split].append(record)
                 made += 1
-    def add_training_units(made: list[Concept], key: int, name: str, n_contrast: int) -> int:
-        """Training units of ``made`` (an opt-in family built after all others), drawn with generators of their
-        own (seeded by ``key`` and ``name``) so the rest of the dataset is unchanged; a validation unit's twin is
-        left out."""
+    def add_training_units(concepts: list[Concept], key: int, name: str, n_contrast: int) -> int:
+        """Training units of ``concepts`` (an opt-in family built after all others), drawn with generators of
+        their own (seeded by ``key`` and ``name``) so the rest of the dataset is unchanged; a validation unit's
+        twin is left out. Returns how many were added."""
         frng, fprng, added = np.random.default_rng([seed, key]), random.Random(f"{seed}:{name}-text"), 0
-        for concept in made:
+        for concept in concepts:
             values = concept.word_values(pool)
             if (twin := overlap.twin(values, max_r)) is not None:
                 dropped[concept.name] = twin
