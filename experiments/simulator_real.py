@@ -10,7 +10,8 @@ chose with it. So each simulator runs the whole statistical explainer (candidate
 final maps the test score reuses) and the figure is that choice's test score under the same simulator: a
 simulator that reads real neurons' word lists better raises it. The first simulator is the reference of the
 paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
-explanation of line breaks or indentation) with the simulator before it. Development neurons unless
+explanation of line breaks or indentation) with the simulator before it, ``+classes`` with ``--word-classes`` (an
+explanation of a word class: plural nouns, forms of be), both with ``+whitespace+classes``. Development neurons unless
 ``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes
 ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
@@ -37,12 +38,17 @@ from ns_dspy.program import NeuronScope  # noqa: E402
 from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 
 
-def one(simulator, store, unit, whitespace: bool = False) -> dict:
+#: options a spec may add after ``+``: the ``ExplainConfig`` field each turns on (all off otherwise)
+OPTIONS = {"whitespace": "whitespace", "classes": "word_classes"}
+
+
+def one(simulator, store, unit, whitespace: bool = False, word_classes: bool = False) -> dict:
     """The statistical explainer's choice with ``simulator`` and its valid and test scores."""
     train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     start = time.perf_counter()
-    got = NeuronScope(simulator, None, ExplainConfig(method="stats", whitespace=whitespace))(train=train, valid=valid)
+    config = ExplainConfig(method="stats", whitespace=whitespace, word_classes=word_classes)
+    got = NeuronScope(simulator, None, config)(train=train, valid=valid)
     scored = polysemantic(simulator, got.explanations, test, calibration=got.calibration)
     return {"explanations": list(got.explanations), "valid": got.polysemantic, "test": scored.value,
             "seconds": round(time.perf_counter() - start, 1)}
@@ -79,16 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     path = out / "simulators.json"
     results = json.loads(path.read_text())["neurons"] if path.exists() else {}
     command = "python experiments/simulator_real.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    parsed = [(spec, *spec.partition("+")[::2]) for spec in specs]  # (spec, simulator spec, option)
-    for spec, _, option in parsed:
-        if option not in ("", "whitespace"):
-            ap.error(f"--simulators {spec}: the only option after + is whitespace")
-    for spec, simulator_spec, option in parsed:  # one simulator loaded at a time
+    parsed = [(spec, spec.split("+")[0], set(spec.split("+")[1:])) for spec in specs]  # (spec, simulator, options)
+    for spec, _, options in parsed:
+        if options - set(OPTIONS):
+            ap.error(f"--simulators {spec}: the options after + are {' and '.join(OPTIONS)}")
+    for spec, simulator_spec, options in parsed:  # one simulator loaded at a time
         simulator = build_simulator(SimulatorConfig(simulator_spec))
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:
-                have[spec] = one(simulator, store, unit, whitespace=option == "whitespace")
+                have[spec] = one(simulator, store, unit, **{OPTIONS[o]: True for o in options})
                 atomic_write_json(path, {"command": command, "simulators": specs, "neurons": results})
             print(f"[{spec} {i}/{len(units)}] {unit}: valid {have[spec]['valid']:.3f} test {have[spec]['test']:.3f} "
                   f"({have[spec]['seconds']} s)", flush=True)

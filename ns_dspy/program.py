@@ -37,7 +37,8 @@ from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAg
                      RefinementAgent, ValidScorer, valid_scorer)
 from .agents.list_edits import edit_lists
 from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations, ranked_tokens,
-                              statistical_explanations, tiered_explanations, token_evidence, whitespace_explanations)
+                              statistical_explanations, tiered_explanations, token_evidence, whitespace_explanations,
+                              word_class_explanations)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
@@ -227,12 +228,14 @@ class NeuronScope(dspy.Module):
         # the best on valid; within rounding of it (1e-9), the first - a single list before any set
         top_value = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top_value - 1e-9)
-        # a list of the tokens where the activation is lowest, as a negative mode, and then an explanation of a
-        # whitespace class (which no quoted list names), each join the chosen set when the set's calibrated union
-        # then scores higher on valid (the first of several within rounding)
+        # a list of the tokens where the activation is lowest, as a negative mode, then an explanation of a
+        # whitespace class (which no quoted list names), then of a word class (plural nouns, forms of be: too many
+        # words to list), each join the chosen set when the set's calibrated union then scores higher on valid (the
+        # first of several within rounding)
         for on, extra in ((self.config.negative, lambda: negative_explanations(
                               ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))),
-                          (self.config.whitespace, lambda: whitespace_explanations(train))):
+                          (self.config.whitespace, lambda: whitespace_explanations(train)),
+                          (self.config.word_classes, lambda: word_class_explanations(train))):
             added = extra() if on else []
             base = candidates[best]
             tried = scorer.race_sets([base + [more] for more in added], reference=base, rule=rule) if added else []

@@ -39,7 +39,7 @@ from ..types import Exemplar
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
-           "whitespace_explanations", "train_only"]
+           "whitespace_explanations", "word_class_explanations", "train_only"]
 
 SCALE = 10.0
 
@@ -373,3 +373,42 @@ def whitespace_explanations(exemplars: Sequence[Exemplar], *, prior: float = 2.0
             if shrunk > mu:
                 rows.append((-shrunk, name, text))
     return [text for _, _, text in sorted(rows)[:most]]
+
+
+def word_class_explanations(exemplars: Sequence[Exemplar], *, most: int = 3, min_count: int = 5, min_r: float = 0.05,
+                            prior: float = 2.0, classes: dict[str, str] | None = None) -> list[str]:
+    """Explanations of the word classes (:data:`ns_dspy.agents.word_classes.WORD_CLASSES`: plural nouns, forms
+    of *be*, ...) that the train activation follows most: for each class with at least ``min_count`` tokens in
+    ``exemplars`` (train windows, top and random; a token's class from the shipped lexicon, or ``classes``), its
+    mean activation shrunk towards the overall mean as :func:`ranked_tokens` shrinks a token's. A class above the
+    overall mean is named as it is ("plural nouns"), one below both it and zero as a negative explanation
+    ("(negative) plural nouns", :mod:`ns_dspy.scoring.polarity`); ranked by the train correlation of the class's
+    indicator with the activation (in the named direction; at least ``min_r``), largest first, at most ``most``.
+    A caller adds one to an explanation set when the set's calibrated union scores higher on valid data with it."""
+    from ..scoring.polarity import negative
+    from .word_classes import WORD_CLASSES, lexicon
+
+    train_only(exemplars, "word classes are ranked on")
+    classes = lexicon() if classes is None else classes
+    keys = [token_key(t) for ex in exemplars for t in ex.tokens]
+    if not keys:
+        return []
+    acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars if ex.tokens])
+    mu, sd = float(acts.mean()), float(acts.std())
+    if sd <= 0:
+        return []
+    of = np.array([classes.get(k, "") for k in keys])
+    rows = []
+    for name, (_, descriptions) in WORD_CLASSES.items():
+        mask = of == name
+        n = int(mask.sum())
+        if n < min_count or n == len(keys):
+            continue
+        shrunk = (float(acts[mask].sum()) + prior * mu) / (n + prior)
+        r = float(np.corrcoef(mask.astype(np.float64), acts)[0, 1])
+        if shrunk > mu and r >= min_r:
+            rows.append((-r, name, descriptions[0]))
+        elif shrunk < min(mu, 0.0) and r <= -min_r:
+            rows.append((r, name, negative(descriptions[0])))
+    return [text for _, _, text in sorted(rows)[:most]]
+

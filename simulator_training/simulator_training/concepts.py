@@ -48,6 +48,8 @@ from typing import Callable
 
 import numpy as np
 
+from ns_dspy.agents.word_classes import BE, HAVE, WORD_CLASSES
+
 from .text import Pool
 
 __all__ = ["Concept", "all_concepts", "pair", "explanations", "phrasings", "FAMILIES", "wordnet_concepts",
@@ -320,44 +322,8 @@ def _spelling() -> list[Concept]:
 
 # ----------------------------------------------------------------------------------------- syntax
 
-BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
-HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
-POS = {
-    "nouns": ({"nn"}, ["singular common nouns", "nouns", "common nouns in the singular"]),
-    "plural_nouns": ({"nns"}, ["plural nouns", "nouns in the plural", "plural common nouns"]),
-    "proper_nouns": ({"np", "np$", "nps"}, ["proper nouns", "names of people and places", "proper names"]),
-    "base_verbs": ({"vb"}, ["verbs in the base form", "infinitive verbs", "bare verb forms"]),
-    "past_verbs": ({"vbd"}, ["past-tense verbs", "verbs in the simple past", "past tense verb forms"]),
-    "gerunds": ({"vbg"}, ["present participles and gerunds", "-ing verb forms", "verbs in the progressive"]),
-    "participles": ({"vbn"}, ["past participles", "perfect or passive participles", "past participle verb forms"]),
-    "third_person": ({"vbz"}, ["third-person singular present verbs", "verbs like runs or says", "present-tense verbs with -s"]),
-    "adjectives": ({"jj"}, ["adjectives", "descriptive adjectives", "words that modify nouns"]),
-    "comparatives": ({"jjr", "rbr"}, ["comparative adjectives and adverbs", "comparatives like bigger or more", "comparison words"]),
-    "superlatives": ({"jjt", "jjs", "rbt"}, ["superlatives", "superlative adjectives like biggest", "superlative forms"]),
-    "adverbs": ({"rb"}, ["adverbs", "manner and degree adverbs", "adverbial words"]),
-    "prepositions": ({"in"}, ["prepositions", "prepositions like in, on and of", "words that begin prepositional phrases"]),
-    "articles": ({"at"}, ["articles", "the articles a, an and the", "determiners that are articles"]),
-    "conjunctions": ({"cc"}, ["coordinating conjunctions", "and, or, but", "conjunctions joining clauses"]),
-    "subordinators": ({"cs"}, ["subordinating conjunctions", "words like because, if, that, while introducing clauses", "subordinators"]),
-    "subject_pronouns": ({"pps", "ppss"}, ["subject pronouns", "personal pronouns as subjects", "pronouns like he, she, they, I"]),
-    "object_pronouns": ({"ppo"}, ["object pronouns", "pronouns like him, them, me", "objective-case pronouns"]),
-    "possessives": ({"pp$", "pp$$"}, ["possessive pronouns", "possessive determiners like his, her, their", "possessives"]),
-    "modals": ({"md", "md*"}, ["modal verbs", "modals like can, would, must", "auxiliary modal verbs"]),
-    "be_forms": (BE, ["forms of the verb to be", "is, was, were, be, been", "the copula be"]),
-    "have_forms": (HAVE, ["forms of the verb have", "has, had, have", "the auxiliary have"]),
-    "wh_words": ({"wdt", "wps", "wpo", "wrb", "wp$", "wql"}, ["wh-words", "question and relative words like who, which, when", "wh-pronouns and adverbs"]),
-    "numbers_pos": ({"cd", "od"}, ["cardinal and ordinal numbers", "numbers and ordinals", "number words and numerals"]),
-    "particles": ({"rp"}, ["verb particles", "particles like up, out, off after verbs", "phrasal-verb particles"]),
-    "determiners": ({"dt", "dti", "dts", "abn", "abx"}, ["determiners like this, that, these, some, all, both", "demonstrative and quantifying determiners", "determiners other than articles"]),
-    "existential_there": ({"ex"}, ["existential there, as in 'there is'", "the word there introducing existence", "there in there-is / there-are"]),
-    "infinitive_to": ({"to"}, ["the infinitive marker to", "to before a verb", "the to of an infinitive, not the preposition"]),
-    "qualifiers": ({"ql", "qlp"}, ["qualifiers like very, too, so, quite", "degree words that intensify", "intensifiers before adjectives"]),
-    "negators": ({"*"}, ["the negator not and n't", "negation particles", "not, n't and never"]),
-    "possessive_nouns": ({"nn$", "np$", "nns$"}, ["possessive nouns ending in 's", "nouns in the genitive", "possessive forms like John's"]),
-    "do_forms": ({"do", "dod", "doz", "do*", "dod*"}, ["forms of the verb do", "do, does, did", "the auxiliary do"]),
-    "reflexives": ({"ppl", "ppls"}, ["reflexive pronouns", "himself, herself, themselves", "pronouns ending in -self"]),
-    "post_determiners": ({"ap"}, ["post-determiners like many, few, other, next", "quantity words after determiners", "words like many, more, several, other"]),
-}
+# parts of speech from the Brown tags: the one definition is ns_dspy's (its statistical explainer names them too)
+POS = WORD_CLASSES
 
 
 NEXT_TO = ("the", "a", "of", "to", "in", "and", "was", "had", "would", "not", "very", "his", "my", "i", "he", "they",
