@@ -43,12 +43,14 @@ def test_each_simulator_runs_the_shipped_explainer_and_reruns_keep_what_is_done(
     assert (out / "simulators.json").stat().st_mtime_ns == stamp
 
 
-def test_a_spec_with_whitespace_runs_the_explainer_with_it_and_other_options_are_refused(tmp_path):
-    argv = _argv(tmp_path, "keyword,keyword+whitespace")
+def test_a_spec_with_options_runs_the_explainer_with_them_and_other_options_are_refused(tmp_path):
+    argv = _argv(tmp_path, "keyword,keyword+whitespace,keyword+whitespace+classes")
     out = tmp_path / "out"
     assert main(argv) == 0
     got = json.loads((out / "simulators.json").read_text())["neurons"]["0:1"]
-    assert set(got) == {"keyword", "keyword+whitespace"}  # the toy text has no whitespace: the same choice
+    assert set(got) == {"keyword", "keyword+whitespace", "keyword+whitespace+classes"}
+    # the toy text has no whitespace, and the keyword simulator reads no word class: the same choice
     assert got["keyword+whitespace"]["explanations"] == got["keyword"]["explanations"]
+    assert got["keyword+whitespace+classes"]["explanations"] == got["keyword"]["explanations"]
     with pytest.raises(SystemExit):
         main([*argv[:-1], "keyword+tiers"])
