@@ -64,7 +64,7 @@ def _excluded(items: list[str] | None) -> set[str]:
     return out
 
 
-COUNTED_OPTIONS = ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour")
+COUNTED_OPTIONS = ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour", "word_classes")
 """build-data's opt-in additions that take a count (``--lists N``, ...), each a keyword of ``build_synthetic``."""
 
 
@@ -81,7 +81,7 @@ def cmd_build_data(args) -> int:
     if source and args.conditions:
         raise ConfigError(f"--conditions adds synthetic units: it does not combine with {source}")
     for name in COUNTED_OPTIONS:
-        flag, n = f"--{name}", getattr(args, name)
+        flag, n = f"--{name.replace('_', '-')}", getattr(args, name)
         if source and n:
             raise ConfigError(f"{flag} adds synthetic units: it does not combine with {source}")
         if n < 0:
@@ -320,6 +320,10 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--neighbour", type=int, default=0, metavar="N",
                    help="add up to N training units that fire on a unit's concept and on the words right beside "
                         "it, described as the concept '; also' those words (default 0: off)")
+    p.add_argument("--word-classes", type=int, default=0, metavar="N",
+                   help="add N training units per word class the statistical explainer names (plural nouns, forms "
+                        "of be, ...; ns-dspy's lexicon, on prose and code; the held-out parts of speech left out), "
+                        "each from other windows (default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

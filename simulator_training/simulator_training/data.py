@@ -252,7 +252,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
                     syntax: int = 0, long: int = 0, whitespace: int = 0, narrow: int = 0,
                     narrow_options: dict | None = None, neighbour: int = 0,
-                    neighbour_options: dict | None = None) -> Path:
+                    neighbour_options: dict | None = None, word_classes: int = 0) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -295,7 +295,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     ``neighbour`` (default 0: off) adds up to that many training units of the ``neighbour`` family
     (:func:`simulator_training.concepts.neighbour_concepts`): a training unit's concept and the words beside its
     active words, described as the concept "; also" those words; from generators of their own, after the narrow
-    units (``neighbour_options``: further keyword arguments of ``neighbour_concepts``)."""
+    units (``neighbour_options``: further keyword arguments of ``neighbour_concepts``).
+
+    ``word_classes`` (default 0: off) adds that many training units per word class of the ``word_class`` family
+    (:func:`simulator_training.whitespace.word_class_units`: the parts of speech the statistical explainer names,
+    read from ns-dspy's lexicon on prose and code; a class whose ``syntax`` unit is a validation unit is left
+    out), from generators of their own after the whitespace units: the rest of the dataset is unchanged."""
     if long < 0:
         raise ConfigError(f"--long must be 0 or more, got {long}")
     if whitespace < 0:
@@ -416,6 +421,12 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         spaces = whitespace_units(pool, replicas=whitespace, n_top=n_top, n_random=n_random,
                                   n_explanations=n_explanations, seed=seed)
         units["train"] += spaces
+    if word_classes:
+        from .whitespace import word_class_units
+
+        classes = word_class_units(pool, replicas=word_classes, n_top=n_top, n_random=n_random,
+                                   n_explanations=n_explanations, seed=seed, valid_share=valid_share, split_seed=seed)
+        units["train"] += classes
     manifest = {"source": "synthetic", "tokenizer_name": tokenizer_name,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "seed": seed, "valid_share": valid_share,
                 "max_r": max_r, "left_out_near_valid": dropped, "text": pool.meta}
@@ -431,6 +442,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["long_explanations"] = long
     if whitespace:
         manifest["whitespace"] = {"units": len(spaces), "replicas": whitespace}
+    if word_classes:
+        manifest["word_classes"] = {"units": len(classes), "replicas": word_classes}
     if narrow_info is not None:
         manifest["narrow"] = narrow_info
     if neighbour_info is not None:

@@ -1,4 +1,5 @@
-"""Whitespace units (family ``whitespace``): line breaks, blank lines, indentation, spaces.
+"""Whitespace units (family ``whitespace``): line breaks, blank lines, indentation, spaces; and word-class units
+(family ``word_class``, :func:`word_class_units`): plural nouns, forms of be, ... as the shipped lexicon gives them.
 
 Real neurons fire on whitespace: on random units of a gemma-3-270m recording, ~9% of the activation of their top
 windows falls on whitespace tokens, over 30% for one unit in twenty (``experiments/whitespace.py``), and a
@@ -26,7 +27,9 @@ from ns_dspy.agents.evidence import WHITESPACE
 from .concepts import phrasings
 from .text import Pool
 
-__all__ = ["CLASSES", "whitespace_units"]
+__all__ = ["CLASSES", "whitespace_units", "word_class_units", "WORD_CLASS_FAMILY"]
+
+WORD_CLASS_FAMILY = "word_class"
 
 
 #: more ways to describe each class of :data:`ns_dspy.agents.evidence.WHITESPACE` (whose explanation, the one the
@@ -65,9 +68,40 @@ def whitespace_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random:
     """``replicas`` training units per class of :data:`CLASSES` that the pool's train text shows, each with
     ``n_top`` windows holding the class's tokens and ``n_random`` others (drawn without reuse across a class's
     replicas while there are enough), targets 10 on the class's tokens and 0 elsewhere."""
+    return token_class_units(pool, CLASSES, "whitespace", replicas=replicas, n_top=n_top, n_random=n_random,
+                             n_explanations=n_explanations, seed=seed)
+
+
+def word_class_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random: int = 4, n_explanations: int = 6,
+                     seed: int = 0, valid_share: float = 0.2, split_seed: int = 0) -> list[dict]:
+    """Family ``word_class``: ``replicas`` training units per word class of
+    :data:`ns_dspy.agents.word_classes.WORD_CLASSES` as the statistical explainer names them: 10 on every token
+    whose text the shipped lexicon gives that class (a context-free reading, on prose and code alike), 0
+    elsewhere, described by the class's descriptions. A class whose ``syntax`` unit is a validation unit
+    (:func:`simulator_training.data.unit_split` with ``valid_share`` and ``split_seed``) is left out, so the
+    held-out parts of speech stay unseen."""
+    from ns_dspy.agents.evidence import token_key
+    from ns_dspy.agents.word_classes import WORD_CLASSES, lexicon
+
+    from .data import unit_split
+
+    words = lexicon()
+    classes = {name: ((lambda n: lambda text: words.get(token_key(text)) == n)(name), descriptions, "any")
+               for name, (_, descriptions) in WORD_CLASSES.items()
+               if unit_split(f"syntax:{name}", valid_share, split_seed) == "train"}
+    return token_class_units(pool, classes, WORD_CLASS_FAMILY, replicas=replicas, n_top=n_top, n_random=n_random,
+                             n_explanations=n_explanations, seed=seed)
+
+
+def token_class_units(pool: Pool, classes: dict[str, tuple[Callable[[str], bool], list[str], str]], family: str, *,
+                      replicas: int, n_top: int, n_random: int, n_explanations: int, seed: int) -> list[dict]:
+    """``replicas`` training units per class of ``classes`` (name -> (which token texts it holds, descriptions,
+    which windows show it)) that the pool's train text shows, each with ``n_top`` windows holding the class's
+    tokens and ``n_random`` others (drawn without reuse across a class's replicas while there are enough),
+    targets 10 on the class's tokens and 0 elsewhere; units named ``FAMILY:CLASS#REPLICA``."""
     rng, prng = np.random.default_rng(seed), random.Random(seed)
     out = []
-    for name, (holds, descriptions, source) in CLASSES.items():
+    for name, (holds, descriptions, source) in classes.items():
         table = _token_table(pool, holds)
         candidates = pool.windows("train", source)
         ids = pool.token_ids[candidates]
@@ -87,6 +121,6 @@ def whitespace_units(pool: Pool, *, replicas: int = 6, n_top: int = 8, n_random:
                 targets = table[np.asarray(tids)]
                 exemplars.append({"tokens": tokens, "token_ids": tids,
                                   "targets": [round(float(t), 2) for t in targets], "kind": kind})
-            out.append({"unit": f"whitespace:{name}#{r}", "family": "whitespace",
+            out.append({"unit": f"{family}:{name}#{r}", "family": family,
                         "explanations": phrasings(descriptions, prng, n_explanations), "exemplars": exemplars})
     return out
