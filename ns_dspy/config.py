@@ -349,10 +349,10 @@ class ExplainConfig(_Config):
                                  "name them) where the unit's train activation is above its mean, kept when it "
                                  "raises the valid score (the default simulator reads them since 2026-12-05; "
                                  "experiments/whitespace.py); --no-whitespace: word lists only")
-    word_classes: bool = opt(False, "the statistical explainer also tries adding an explanation of a word class "
-                                    "(plural nouns, forms of be, ...: ns_dspy/agents/word_classes.py) that the unit's "
-                                    "train activation follows, kept when it raises the valid score; "
-                                    "--no-word-classes: not tried")
+    word_classes: bool = opt(True, "the statistical explainer also tries adding an explanation of a word class "
+                                   "(plural nouns, forms of be, ...: ns_dspy/agents/word_classes.py) that the unit's "
+                                   "train activation follows, kept when it raises the valid score (on since "
+                                   "2026-12-05: experiments/word_classes.py); --no-word-classes: not tried")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "

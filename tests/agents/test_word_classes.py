@@ -106,4 +106,4 @@ def test_a_word_class_joins_the_set_when_it_helps_on_valid():
     # a reader that cannot read it gains nothing from it on valid, and the set stays as it was
     plain = _stats(KeywordSimulator(), True)(train=train, valid=valid)
     assert plain.explanations == _stats(KeywordSimulator(), False)(train=train, valid=valid).explanations
-    assert ExplainConfig().word_classes is False  # off by default
+    assert ExplainConfig().word_classes is True  # on by default

@@ -37,25 +37,29 @@ def test_every_added_option_is_recorded():
 
 def test_a_run_made_before_an_option_resumes_when_the_option_does_what_it_did_then(tmp_path):
     at_old = RunConfig(explain=ExplainConfig(tiers=False, stats_modes=False, negative=False, list_edits=False,
-                                             whitespace=False), simulator=SimulatorConfig("keyword"))
+                                             whitespace=False, word_classes=False),
+                       simulator=SimulatorConfig("keyword"))
     for since, _ in ADDED_OPTIONS:
         path = tmp_path / f"{since}.sqlite"
         RunStore(path, _older(at_old, since)).close()
         _open(path, at_old).close()  # resumes
-    # the current form resumes too, and a run made before whitespace existed (on by default since) resumes with
-    # today's other defaults and --no-whitespace
+    # the current form resumes too, and a run made before whitespace existed (on by default since, as word classes
+    # are) resumes with today's other defaults, --no-whitespace and --no-word-classes
     RunStore(tmp_path / "now.sqlite", _provenance(RunConfig())).close()
     _open(tmp_path / "now.sqlite", RunConfig()).close()
-    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False))
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False))
     RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
     _open(tmp_path / "ws.sqlite", no_whitespace).close()
 
 
 def test_a_run_made_before_an_option_is_refused_when_the_option_changes_what_it_does(tmp_path):
-    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False))
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False))
     RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
+    with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace, run\.explain\.word_classes\)"):
+        _open(tmp_path / "ws.sqlite", RunConfig())  # today's defaults name whitespace and word classes
+    # with --no-word-classes, only whitespace is named: against the nearest form this ns-dspy would accept
     with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace\)"):
-        _open(tmp_path / "ws.sqlite", RunConfig())  # today's default names whitespace
+        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(word_classes=False)))
     # made before tiers: today's default runs tier lists, which that run never did
     RunStore(tmp_path / "tiers.sqlite", _older(RunConfig(), "explain.tiers")).close()
     with pytest.raises(StoreError, match=r"run\.explain\.tiers"):
