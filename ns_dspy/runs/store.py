@@ -118,13 +118,13 @@ class RunStore:
             if stored is None:
                 self._set_meta(format=FORMAT, version=VERSION, config=canonical,
                                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            elif stored != canonical and stored not in (forms := [json.loads(json.dumps(old, sort_keys=True,
-                                                                                     default=str))
-                                                                  for old in _as_list(legacy)]):
-                # named against the nearest form this ns-dspy accepts (an older run lacks the newer options)
-                changed = min((_changed(stored, form) for form in [canonical, *forms]), key=len)
-                raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
-                                 "rerun with the same options to resume, or give a new --run")
+            elif stored != canonical:
+                forms = [json.loads(json.dumps(old, sort_keys=True, default=str)) for old in _as_list(legacy)]
+                if stored not in forms:
+                    # named against the nearest form this ns-dspy accepts (an older run lacks the newer options)
+                    changed = min((_changed(stored, form) for form in [canonical, *forms]), key=len)
+                    raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
+                                     "rerun with the same options to resume, or give a new --run")
 
     def _check_format(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
