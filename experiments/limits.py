@@ -85,22 +85,32 @@ def context_lookup(train, test, min_count: int = 2) -> float:
     return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
 
 
-def tier_levels(explanations: list[str], train, test) -> float:
-    """Test r of the explanations read perfectly: each listed token at its list's mean train activation."""
+def tier_levels(explanations: list[str], train, test, classes=frozenset(), words: dict[str, str] | None = None
+                ) -> float:
+    """Test r of the explanations read perfectly: each listed token at its list's mean train activation. With
+    ``classes`` (word-class names) and ``words`` (a lexicon ``{token key: class}``), an unlisted token of one of
+    those classes at its class's mean train activation (``experiments/word_classes.py``)."""
     group: dict[str, int] = {}
     for i, parsed in enumerate(parse_word_list(e) for e in explanations):
         for tok in parsed[1] if parsed else []:
             group.setdefault(token_key(tok), i)
-    sums: dict[int, float] = {}
-    counts: dict[int, int] = {}
+
+    def of(tok):
+        key = token_key(tok)
+        if key in group:
+            return group[key]
+        name = (words or {}).get(key)
+        return name if name in classes else -1
+
+    sums: dict = {}
+    counts: dict = {}
     for ex in train:
         for tok, act in zip(ex.tokens, ex.activations):
-            g = group.get(token_key(tok), -1)
+            g = of(tok)
             sums[g], counts[g] = sums.get(g, 0.0) + float(act), counts.get(g, 0) + 1
     level = {g: sums[g] / counts[g] for g in sums}
     rest = level.get(-1, 0.0)
-    preds = [np.array([level.get(group.get(token_key(t), -1), rest) for t in ex.tokens], np.float32)
-             for ex in test.exemplars]
+    preds = [np.array([level.get(of(t), rest) for t in ex.tokens], np.float32) for ex in test.exemplars]
     return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
 
 

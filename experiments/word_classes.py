@@ -9,7 +9,7 @@ how a simulator reads each class's explanation on real text.
 
 ``ceiling`` (no simulator): for each neuron of ``experiments/tier_depth.py`` runs (the statistical explainer's
 choice at variant 5), on test, the chosen lists read perfectly (``limits.py``'s "tier levels": each listed token at
-its list's mean train activation) against the same plus up to ``--classes`` word classes
+its list's mean train activation, ``limits.tier_levels``) against the same plus up to ``--classes`` word classes
 (:data:`ns_dspy.agents.word_classes.WORD_CLASSES`; each unlisted token of a chosen class at the class's mean train
 activation, either direction), the classes chosen greedily on valid (each must raise valid r by 0.005). What the
 statistical explainer's ``--word-classes`` could add if the simulator read a class as the lexicon does.
@@ -29,66 +29,40 @@ import argparse
 import json
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from limits import tier_levels  # noqa: E402
 from paper_analysis import _pm, mean_se  # noqa: E402
 
 from ns_dspy.agents.evidence import token_key  # noqa: E402
-from ns_dspy.agents.list_edits import parse_word_list  # noqa: E402
 from ns_dspy.agents.word_classes import WORD_CLASSES, lexicon  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.scoring import HeldOut  # noqa: E402
-from ns_dspy.scoring.correlation import pooled  # noqa: E402
 from ns_dspy.types import parse_units  # noqa: E402
-
-
-def _levels_r(listed: dict[str, int], classes: set[str], words: dict[str, str], train, held) -> float:
-    """Test (or valid) r of a lookup: a listed token at its list's mean train activation, an unlisted token of a
-    class in ``classes`` at its class's, every other token at the mean of the rest."""
-    def group(tok):
-        key = token_key(tok)
-        if key in listed:
-            return ("list", listed[key])
-        name = words.get(key)
-        return ("class", name) if name in classes else None
-
-    sums, counts = Counter(), Counter()
-    for ex in train:
-        for tok, act in zip(ex.tokens, ex.activations):
-            g = group(tok)
-            sums[g] += float(act)
-            counts[g] += 1
-    level = {g: sums[g] / counts[g] for g in counts}
-    rest = level.get(None, 0.0)
-    preds = [np.array([level.get(group(t), rest) for t in ex.tokens], np.float32) for ex in held.exemplars]
-    return float(pooled(preds, [ex.activations for ex in held.exemplars], [ex.kind for ex in held.exemplars]).r)
 
 
 def ceiling(store, unit, explanations: list[str], words: dict[str, str], most: int = 3) -> dict:
     train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
-    listed: dict[str, int] = {}
-    for i, parsed in enumerate(parse_word_list(e) for e in explanations):
-        for tok in parsed[1] if parsed else []:
-            listed.setdefault(token_key(tok), i)
+
+    def r(classes, held):
+        return tier_levels(explanations, train, held, classes=set(classes), words=words)
+
     chosen: list[str] = []
-    best = _levels_r(listed, set(), words, train, valid)
+    best = r((), valid)
     for _ in range(most):
-        tried = [(_levels_r(listed, {*chosen, c}, words, train, valid), c) for c in WORD_CLASSES if c not in chosen]
-        value, name = max(tried)
+        value, name = max((r([*chosen, c], valid), c) for c in WORD_CLASSES if c not in chosen)
         if value < best + 0.005:
             break
         chosen.append(name)
         best = value
-    return {"lists": _levels_r(listed, set(), words, train, test), "classes": chosen,
-            "lists + classes": _levels_r(listed, set(chosen), words, train, test),
-            "lists + first class": _levels_r(listed, set(chosen[:1]), words, train, test)}
+    return {"lists": r((), test), "classes": chosen, "lists + classes": r(chosen, test),
+            "lists + first class": r(chosen[:1], test)}
 
 
 def reading(simulator, store, units, words: dict[str, str], per_unit: int = 20) -> dict:
