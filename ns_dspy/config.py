@@ -353,6 +353,11 @@ class ExplainConfig(_Config):
                                    "(plural nouns, forms of be, ...: ns_dspy/agents/word_classes.py) that the unit's "
                                    "train activation follows, kept when it raises the valid score (on since "
                                    "2026-12-05: experiments/word_classes.py); --no-word-classes: not tried")
+    context: bool = opt(False, "the statistical explainer also tries adding an explanation of a token in the context "
+                               "of the token before it ('the word \"to\" only right after \"up\"'), where the "
+                               "unit's train activation there is furthest above what its word lists give the token, "
+                               "kept when it raises the valid score (experiments/context_pairs.py); --no-context: "
+                               "not tried")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "

@@ -36,9 +36,9 @@ import dspy
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, ValidScorer, valid_scorer)
 from .agents.list_edits import edit_lists
-from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, negative_explanations, ranked_tokens,
-                              statistical_explanations, tiered_explanations, token_evidence, whitespace_explanations,
-                              word_class_explanations)
+from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, context_explanations, negative_explanations,
+                              ranked_tokens, statistical_explanations, tiered_explanations, token_evidence,
+                              whitespace_explanations, word_class_explanations)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
@@ -230,12 +230,13 @@ class NeuronScope(dspy.Module):
         best = next(i for i, s in enumerate(scored) if s.value >= top_value - 1e-9)
         # a list of the tokens where the activation is lowest, as a negative mode, then an explanation of a
         # whitespace class (which no quoted list names), then of a word class (plural nouns, forms of be: too many
-        # words to list), each join the chosen set when the set's calibrated union then scores higher on valid (the
-        # first of several within rounding)
+        # words to list), then of a token right after another (what the token before carries), each join the chosen
+        # set when the set's calibrated union then scores higher on valid (the first of several within rounding)
         for on, extra in ((self.config.negative, lambda: negative_explanations(
                               ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))),
                           (self.config.whitespace, lambda: whitespace_explanations(train)),
-                          (self.config.word_classes, lambda: word_class_explanations(train))):
+                          (self.config.word_classes, lambda: word_class_explanations(train)),
+                          (self.config.context, lambda: context_explanations(train, candidates[best]))):
             added = extra() if on else []
             base = candidates[best]
             tried = scorer.race_sets([base + [more] for more in added], reference=base, rule=rule) if added else []

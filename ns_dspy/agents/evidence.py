@@ -39,7 +39,7 @@ from ..types import Exemplar
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
-           "whitespace_explanations", "word_class_explanations", "train_only"]
+           "whitespace_explanations", "word_class_explanations", "context_explanations", "train_only"]
 
 SCALE = 10.0
 
@@ -412,3 +412,63 @@ def word_class_explanations(exemplars: Sequence[Exemplar], *, most: int = 3, min
             rows.append((r, name, negative(descriptions[0])))
     return [text for _, _, text in sorted(rows)[:most]]
 
+
+
+def context_explanations(exemplars: Sequence[Exemplar], explanations: Sequence[str] = (), *, most: int = 3,
+                         min_count: int = 3, prior: float = 2.0) -> list[str]:
+    """Explanations of a token in the context of the token before it, ``the word "to" only right after "up"``,
+    where the train activation there lies furthest above what the word lists among ``explanations`` (the set
+    chosen so far) give that token: a token of the lists at its list's mean train activation, any other at the
+    mean of the tokens no list names. For each (previous token, token) pair seen at least ``min_count`` times in
+    ``exemplars`` (train windows, top and random; neither token whitespace nor holding a double quote), its mean
+    activation is shrunk towards the overall mean as :func:`ranked_tokens` shrinks a token's; a pair above the
+    overall mean is ranked by its occurrences times that excess over the token's level, largest first; one pair
+    per token, at most ``most``. Word lists name tokens, not their neighbours: this is the part of the activation
+    that the token before carries (``experiments/limits.py``'s top rung; ``experiments/context_pairs.py`` reads
+    it exactly). A caller adds one to an explanation set when the set's calibrated union scores higher on valid
+    data with it."""
+    from .list_edits import parse_word_list
+
+    train_only(exemplars, "contexts are ranked on")
+    exemplars = [ex for ex in exemplars if ex.tokens]
+    if not exemplars:
+        return []
+    group: dict[str, int] = {}
+    for i, parsed in enumerate(parse_word_list(e) for e in explanations):
+        if parsed and not parsed[0]:
+            for tok in parsed[1]:
+                group.setdefault(token_key(tok), i)
+    acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars])
+    mu = float(acts.mean())
+    sums: dict = {}
+    counts: dict = {}
+    shown: dict[str, str] = {}
+    pair_of: dict[tuple[str, str], int] = {}
+    at = 0
+    for ex in exemplars:
+        keys = [token_key(t) for t in ex.tokens]
+        for i, tok in enumerate(ex.tokens):
+            act, key = float(acts[at]), keys[i]
+            at += 1
+            shown.setdefault(key, _show(tok))
+            g = group.get(key, -1)
+            sums[g], counts[g] = sums.get(g, 0.0) + act, counts.get(g, 0) + 1
+            if i and key.strip() and keys[i - 1].strip():
+                pair = (keys[i - 1], key)
+                sums[pair], counts[pair] = sums.get(pair, 0.0) + act, counts.get(pair, 0) + 1
+                pair_of[pair] = g
+    rows = []
+    for pair, g in pair_of.items():
+        n = counts[pair]
+        if n < min_count or '"' in pair[0] + pair[1]:
+            continue
+        shrunk = (sums[pair] + prior * mu) / (n + prior)
+        gain = n * (shrunk - sums[g] / counts[g])
+        if shrunk > mu and gain > 0:
+            rows.append((-gain, pair))
+    out, named = [], set()
+    for _, (before, key) in sorted(rows):
+        if key not in named and len(out) < most:
+            named.add(key)
+            out.append(f'the word "{shown[key]}" only right after "{shown[before]}"')
+    return out
