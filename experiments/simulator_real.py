@@ -12,8 +12,8 @@ simulator that reads real neurons' word lists better raises it. The first simula
 paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
 explanation of line breaks or indentation) with the simulator before it, ``+classes`` with ``--word-classes`` (an
 explanation of a word class: plural nouns, forms of be), both with ``+whitespace+classes``; ``+context`` with
-``--context`` (a token right after another). Development neurons unless
-``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes
+``--context`` (a token right after another), ``+spelling`` with ``--spelling`` (a spelling class). Development
+neurons unless ``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes
 ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
 
@@ -40,15 +40,15 @@ from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 
 
 #: options a spec may add after ``+``: the ``ExplainConfig`` field each turns on (all off otherwise)
-OPTIONS = {"whitespace": "whitespace", "classes": "word_classes", "context": "context"}
+OPTIONS = {"whitespace": "whitespace", "classes": "word_classes", "context": "context", "spelling": "spelling"}
 
 
-def one(simulator, store, unit, whitespace: bool = False, word_classes: bool = False, context: bool = False) -> dict:
+def one(simulator, store, unit, **options: bool) -> dict:
     """The statistical explainer's choice with ``simulator`` and its valid and test scores."""
     train = store.train_exemplars(unit)
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     start = time.perf_counter()
-    config = ExplainConfig(method="stats", whitespace=whitespace, word_classes=word_classes, context=context)
+    config = ExplainConfig(method="stats", **{field: options.get(field, False) for field in OPTIONS.values()})
     got = NeuronScope(simulator, None, config)(train=train, valid=valid)
     scored = polysemantic(simulator, got.explanations, test, calibration=got.calibration)
     return {"explanations": list(got.explanations), "valid": got.polysemantic, "test": scored.value,

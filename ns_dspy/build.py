@@ -27,7 +27,8 @@ PROVENANCE_VERSION = 2
 ADDED_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("explain.tiers", False), ("explain.stats_modes", False), ("explain.negative", False),
     ("explain.list_edits", False), ("explain.test_maps", "guarded"), ("explain.whitespace", False),
-    ("explain.word_classes", False), ("explain.context", False))
+    ("explain.word_classes", False), ("explain.context", False), ("explain.spelling", False),
+    ("explain.concepts", False), ("explain.concepts_k", 3))
 """Options added to the recorded run configuration since provenance version 2, oldest first: the dotted path in
 ``to_dict(provenance=True)`` and the value that does what ns-dspy did before the option existed. A run file made
 then lacks the key, and resumes when every option added since is at that value now (otherwise the refusal

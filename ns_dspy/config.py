@@ -353,11 +353,20 @@ class ExplainConfig(_Config):
                                    "(plural nouns, forms of be, ...: ns_dspy/agents/word_classes.py) that the unit's "
                                    "train activation follows, kept when it raises the valid score (on since "
                                    "2026-12-05: experiments/word_classes.py); --no-word-classes: not tried")
+    spelling: bool = opt(False, "the statistical explainer also tries adding an explanation of a spelling class "
+                                "(words written in all capital letters, words ending in -ing, numbers written with "
+                                "digits, ...: ns_dspy/agents/word_classes.py) that the unit's train activation "
+                                "follows, kept when it raises the valid score; --no-spelling: not tried")
     context: bool = opt(False, "the statistical explainer also tries adding an explanation of a token in the context "
                                "of the token before it ('the word \"to\" only right after \"up\"'), where the "
                                "unit's train activation there is furthest above what its word lists give the token, "
                                "kept when it raises the valid score (experiments/context_pairs.py); --no-context: "
                                "not tried")
+    concepts: bool = opt(False, "the offline-friendly concept step: the LM names what the unit's highest-ranked "
+                                "train tokens share (ns_dspy/agents/concept.py), and a concept with examples, or "
+                                "alone, joins or replaces the statistical word lists when that scores higher on "
+                                "valid (experiments/concepts.py); --no-concepts: not tried")
+    concepts_k: int = opt(3, "category names the concept step asks the LM for (one call each)")
     seed_stats: bool = opt(False, "start each mode's refinement history with the statistical explanation too "
                                   "(refinement then never ends below it on valid, but modes may converge on it)")
     stats_modes: bool = opt(True, "add the statistical explainer's word lists to the modes when that raises the "
@@ -386,7 +395,7 @@ class ExplainConfig(_Config):
 
         if self.test_maps not in KINDS:
             raise ConfigError(f"unknown --test-maps {self.test_maps!r}: use one of {', '.join(KINDS)}")
-        for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience"):
+        for name in ("max_exemplars", "baseline_k", "candidates", "iterations", "patience", "concepts_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 < self.racing_delta < 0.5:

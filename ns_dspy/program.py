@@ -35,10 +35,11 @@ import dspy
 
 from .agents import (ClusteringAgent, DecompositionAgent, Embedder, HypothesisAgent,
                      RefinementAgent, ValidScorer, valid_scorer)
+from .agents.concept import ConceptAgent, concept_explanations
 from .agents.list_edits import edit_lists
 from .agents.evidence import (NEGATIVE_SIZES, TIER_TOKENS, context_explanations, negative_explanations,
                               ranked_tokens, statistical_explanations, tiered_explanations, token_evidence,
-                              whitespace_explanations, word_class_explanations)
+                              spelling_explanations, whitespace_explanations, word_class_explanations)
 from .config import ExplainConfig
 from .costs import stage
 from .errors import ConfigError
@@ -76,6 +77,23 @@ def with_statistical(simulator: Simulator, valid: HeldOut, lm: list[str], lm_sco
     candidates.append((list(stats), stats_score))
     top = max(score.value for _, score in candidates)
     return next(c for c in candidates if c[1].value >= top - 1e-9)
+
+
+def with_concepts(scorer: "ValidScorer", lists: list[str], lists_score: Score, texts: list[str]
+                  ) -> tuple[list[str], Score]:
+    """The statistical set ``lists`` (scored ``lists_score``) or, when it scores higher on valid, one concept
+    explanation of ``texts`` (:func:`~ns_dspy.agents.concept.concept_explanations`) joined to it - the union
+    calibrated on valid with the members whose predictions do not rise with the truth left out - or in its place:
+    the best valid score, the set as it was within rounding (1e-9), then the candidates in order."""
+    best: tuple[list[str], Score] = (list(lists), lists_score)
+    for text in texts:
+        if text in lists:
+            continue
+        kept, whole = scorer.union(list(lists) + [text])
+        for candidate in ((kept, whole), ([text], scorer.score_of(text))):
+            if candidate[0] and candidate[1].value > best[1].value + 1e-9:
+                best = candidate
+    return best
 
 
 def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
@@ -118,6 +136,8 @@ class NeuronScope(dspy.Module):
         self.clustering = ClusteringAgent(embedder, c.cluster)
         self.refinement = RefinementAgent(candidates=c.candidates, iterations=c.iterations, patience=c.patience,
                                           min_delta=c.min_delta, feedback=c.feedback, statistics=c.statistics)
+        # built only when on, so that a program without it keeps the predictors (and state digest) it had before
+        self.concept = ConceptAgent() if c.concepts else None
 
     def forward(self, train: list[Exemplar], valid: HeldOut) -> dspy.Prediction:
         if valid.split != "valid":
@@ -166,6 +186,17 @@ class NeuronScope(dspy.Module):
             # first edited from their own errors on valid, each edit confirmed on the train windows
             lists, lists_score, edits = list(stats.explanations), stats.score, []
             valids.update(zip(stats.explanations, stats.valids))
+            if self.concept is not None:
+                # the LM names what the listed tokens share; a concept joins or replaces the lists when that
+                # scores higher on valid
+                with stage("hypothesis"):
+                    named = self.concept(train, k=self.config.concepts_k)
+                texts = [t for c in named.concepts for t in concept_explanations(c, named.words)]
+                lists, lists_score = with_concepts(scorer, lists, lists_score, texts)
+                if lists != list(stats.explanations):
+                    log.info("%s: concept %s, valid %.3f -> %.3f", valid.unit, lists[-1][:60], stats.polysemantic,
+                             lists_score.value)
+                valids.update((t, scorer.score_of(t).value) for t in lists)
             if self.config.refine and self.config.list_edits:
                 with stage("refinement"):
                     edited = edit_lists(self.simulator, lists, valid, train)
@@ -229,13 +260,15 @@ class NeuronScope(dspy.Module):
         top_value = max(s.value for s in scored)
         best = next(i for i, s in enumerate(scored) if s.value >= top_value - 1e-9)
         # a list of the tokens where the activation is lowest, as a negative mode, then an explanation of a
-        # whitespace class (which no quoted list names), then of a word class (plural nouns, forms of be: too many
-        # words to list), then of a token right after another (what the token before carries), each join the chosen
-        # set when the set's calibrated union then scores higher on valid (the first of several within rounding)
+        # whitespace class (which no quoted list names), of a word class (plural nouns, forms of be: too many words
+        # to list), of a spelling class (all capitals, -ing), then of a token right after another (what the token
+        # before carries), each join the chosen set when the set's calibrated union then scores higher on valid
+        # (the first of several within rounding)
         for on, extra in ((self.config.negative, lambda: negative_explanations(
                               ranked_tokens(train, most=max(NEGATIVE_SIZES), lowest=True))),
                           (self.config.whitespace, lambda: whitespace_explanations(train)),
                           (self.config.word_classes, lambda: word_class_explanations(train)),
+                          (self.config.spelling, lambda: spelling_explanations(train)),
                           (self.config.context, lambda: context_explanations(train, candidates[best]))):
             added = extra() if on else []
             base = candidates[best]

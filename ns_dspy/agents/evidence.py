@@ -39,7 +39,8 @@ from ..types import Exemplar
 __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations", "word_list", "token_key",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
-           "whitespace_explanations", "word_class_explanations", "context_explanations", "train_only"]
+           "whitespace_explanations", "word_class_explanations", "spelling_explanations", "context_explanations",
+           "train_only"]
 
 SCALE = 10.0
 
@@ -385,33 +386,58 @@ def word_class_explanations(exemplars: Sequence[Exemplar], *, most: int = 3, min
     ("(negative) plural nouns", :mod:`ns_dspy.scoring.polarity`); ranked by the train correlation of the class's
     indicator with the activation (in the named direction; at least ``min_r``), largest first, at most ``most``.
     A caller adds one to an explanation set when the set's calibrated union scores higher on valid data with it."""
-    from ..scoring.polarity import negative
     from .word_classes import WORD_CLASSES, lexicon
 
     train_only(exemplars, "word classes are ranked on")
     classes = lexicon() if classes is None else classes
-    keys = [token_key(t) for ex in exemplars for t in ex.tokens]
-    if not keys:
+    of = np.array([classes.get(token_key(t), "") for ex in exemplars for t in ex.tokens])
+    return _class_explanations(exemplars, {descriptions[0]: of == name for name, (_, descriptions)
+                                           in WORD_CLASSES.items()}, most, min_count, min_r, prior)
+
+
+def spelling_explanations(exemplars: Sequence[Exemplar], *, most: int = 3, min_count: int = 5, min_r: float = 0.05,
+                          prior: float = 2.0) -> list[str]:
+    """Explanations of the spelling classes (:func:`ns_dspy.agents.word_classes.spelling_classes`: words
+    written in all capital letters, words ending in -ing, numbers written with digits, ...) that the train
+    activation follows most, chosen and named as :func:`word_class_explanations` chooses word classes. A class
+    spans every word of its shape, which a list names only where train shows it."""
+    from .word_classes import spelling_classes, spelling_description
+
+    train_only(exemplars, "spelling classes are ranked on")
+    marks: dict[str, list[bool]] = {}
+    for ex in exemplars:
+        if ex.tokens:
+            for name, mask in spelling_classes(list(ex.tokens)).items():
+                marks.setdefault(name, []).extend(mask)
+    return _class_explanations(exemplars, {spelling_description(name): np.array(mask, bool)
+                                           for name, mask in marks.items()}, most, min_count, min_r, prior)
+
+
+def _class_explanations(exemplars: Sequence[Exemplar], masks: dict[str, np.ndarray], most: int, min_count: int,
+                        min_r: float, prior: float) -> list[str]:
+    """:func:`word_class_explanations`' choice among classes given as ``{description: mask over the tokens of
+    exemplars}``."""
+    from ..scoring.polarity import negative
+
+    n_tokens = sum(len(ex.tokens) for ex in exemplars)
+    if not n_tokens:
         return []
     acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars if ex.tokens])
     mu, sd = float(acts.mean()), float(acts.std())
     if sd <= 0:
         return []
-    of = np.array([classes.get(k, "") for k in keys])
     rows = []
-    for name, (_, descriptions) in WORD_CLASSES.items():
-        mask = of == name
+    for text, mask in masks.items():
         n = int(mask.sum())
-        if n < min_count or n == len(keys):
+        if n < min_count or n == n_tokens:
             continue
         shrunk = (float(acts[mask].sum()) + prior * mu) / (n + prior)
         r = float(np.corrcoef(mask.astype(np.float64), acts)[0, 1])
         if shrunk > mu and r >= min_r:
-            rows.append((-r, name, descriptions[0]))
+            rows.append((-r, text, text))
         elif shrunk < min(mu, 0.0) and r <= -min_r:
-            rows.append((r, name, negative(descriptions[0])))
-    return [text for _, _, text in sorted(rows)[:most]]
-
+            rows.append((r, text, negative(text)))
+    return [named for _, _, named in sorted(rows)[:most]]
 
 
 def context_explanations(exemplars: Sequence[Exemplar], explanations: Sequence[str] = (), *, most: int = 3,

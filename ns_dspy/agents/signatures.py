@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dspy
 
-__all__ = ["Hypothesize", "Decompose", "Refine"]
+__all__ = ["Hypothesize", "Decompose", "Refine", "NameConcept"]
 
 
 class Hypothesize(dspy.Signature):
@@ -80,3 +80,15 @@ class Refine(dspy.Signature):
     exemplars: str = dspy.InputField(desc="excerpts with activating tokens marked, or a note that none are given")
     statistics: str = dspy.InputField(desc="token statistics of the training excerpts, or a note that none are given")
     explanation: str = dspy.OutputField(desc="the new explanation, nothing else")
+
+
+class NameConcept(dspy.Signature):
+    """You are given the words on which one neuron of a language model is most active, strongest first; a word is
+    shown with the word before it where that is nearly always the same. Say what most of them have in common - a
+    topic, a kind of word or a job they do in a sentence or in code - as a short category name of 2 to 6 words.
+    If they share nothing, name what the first few share.
+
+    Return only the category name: no sentence, no quotes, no list of the words, no commentary."""
+
+    words: str = dspy.InputField(desc="the words, strongest first, comma-separated")
+    concept: str = dspy.OutputField(desc="a short category name, 2 to 6 words")

@@ -27,10 +27,76 @@ from pathlib import Path
 from typing import Iterable
 
 __all__ = ["WORD_CLASSES", "BE", "HAVE", "MIN_SEEN", "MIN_SHARE", "build_lexicon", "lexicon", "write_lexicon",
-           "LEXICON"]
+           "LEXICON", "SUFFIXES", "SUFFIX_ENDINGS", "PREFIXES", "SHAPES", "spelling_classes",
+           "spelling_description"]
 
 BE = {"be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez"}
 HAVE = {"hv", "hvd", "hvg", "hvn", "hvz"}
+
+#: spelling classes, the one definition (``simulator_training``'s spelling family trains the default simulator on
+#: these descriptions; the statistical explainer names them, ``ExplainConfig.spelling``). Suffix -> description
+#: (a word ends in one of :data:`SUFFIX_ENDINGS`), prefix -> description, and word shapes: name -> descriptions
+SUFFIXES = {"ing": "words ending in -ing", "ed": "words ending in -ed", "ly": "words ending in -ly",
+            "tion": "words ending in -tion", "ness": "words ending in -ness", "ment": "words ending in -ment",
+            "er": "words ending in -er", "est": "words ending in -est", "ful": "words ending in -ful",
+            "less": "words ending in -less", "able": "words ending in -able or -ible", "ity": "words ending in -ity",
+            "ous": "words ending in -ous", "al": "words ending in -al", "ive": "words ending in -ive",
+            "ize": "words ending in -ize or -ise", "ship": "words ending in -ship", "ism": "words ending in -ism",
+            "ist": "words ending in -ist", "ance": "words ending in -ance or -ence"}
+SUFFIX_ENDINGS = {suf: {"able": ("able", "ible"), "ize": ("ize", "ise", "ized", "ised"),
+                        "ance": ("ance", "ence")}.get(suf, (suf,)) for suf in SUFFIXES}
+PREFIXES = {"un": "words beginning with the prefix un-", "re": "words beginning with re-",
+            "dis": "words beginning with dis-", "pre": "words beginning with pre-",
+            "over": "words beginning with over-", "inter": "words beginning with inter-",
+            "th": "words that start with the letters th", "st": "words that start with the letters st",
+            "wh": "words that start with wh"}
+SHAPES: dict[str, list[str]] = {
+    "capitalised-mid": ["capitalised words in the middle of a sentence",
+                        "words starting with a capital letter that are not sentence-initial"],
+    "allcaps": ["words written in all capital letters", "upper-case words and acronyms"],
+    "digits": ["numbers written with digits", "tokens containing digits"],
+    "hyphen": ["hyphenated compound words", "words joined with a hyphen"],
+    "long": ["very long words (ten letters or more)", "long multi-syllable words"],
+    "apostrophe": ["contractions and possessives with an apostrophe",
+                   "words containing an apostrophe, like don't or John's"],
+    "double": ["words with a doubled letter", "words containing a repeated letter such as ll, ss or ee"],
+}
+_SENTENCE_END = (".", "!", "?", "\n")
+
+
+def spelling_classes(tokens: list[str]) -> dict[str, "list[bool]"]:
+    """For each spelling class (``-ing``, ``un-``, ``allcaps``, ...: :data:`SUFFIXES`, :data:`PREFIXES`,
+    :data:`SHAPES`), which of ``tokens`` (one window's, in order) are in it, by the token's text without
+    surrounding spaces, as ``simulator_training``'s spelling units mark words: affixes on lower-cased letters-only
+    words longer than the affix by more than 2, a capitalised word only where the token before does not end a
+    sentence."""
+    words = [t.strip() for t in tokens]
+    lower = [w.lower() for w in words]
+    out: dict[str, list[bool]] = {}
+    for suf, ends in SUFFIX_ENDINGS.items():
+        out[f"-{suf}"] = [w.isalpha() and len(w) > max(map(len, ends)) + 2 and w.endswith(ends) for w in lower]
+    for pre in PREFIXES:
+        out[f"{pre}-"] = [w.isalpha() and len(w) > len(pre) + 2 and w.startswith(pre) for w in lower]
+    out["capitalised-mid"] = [i > 0 and len(w) > 1 and w[:1].isupper() and w[1:].islower() and w.isalpha()
+                              and not tokens[i - 1].rstrip(" ").endswith(_SENTENCE_END)
+                              for i, w in enumerate(words)]
+    out["allcaps"] = [len(w) > 1 and w.isalpha() and w.isupper() for w in words]
+    out["digits"] = [any(c.isdigit() for c in w) for w in words]
+    out["hyphen"] = ["-" in w.strip("-") and any(c.isalpha() for c in w) for w in words]
+    out["long"] = [w.isalpha() and len(w) >= 10 for w in lower]
+    out["apostrophe"] = ["'" in w and any(c.isalpha() for c in w) for w in words]
+    out["double"] = [w.isalpha() and any(a == b for a, b in zip(w, w[1:])) for w in lower]
+    return out
+
+
+def spelling_description(name: str) -> str:
+    """What an explanation says for the class ``name`` of :func:`spelling_classes`."""
+    if name.startswith("-"):
+        return SUFFIXES[name[1:]]
+    if name.endswith("-"):
+        return PREFIXES[name[:-1]]
+    return SHAPES[name][0]
+
 
 #: class name -> (Brown tags, descriptions: the first is what an explanation says)
 WORD_CLASSES: dict[str, tuple[set[str], list[str]]] = {

@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from ns_dspy.agents.word_classes import BE, HAVE, WORD_CLASSES
+from ns_dspy.agents.word_classes import BE, HAVE, PREFIXES, SHAPES, SUFFIX_ENDINGS, SUFFIXES, WORD_CLASSES
 
 from .text import Pool
 
@@ -273,19 +273,8 @@ def _words(pool: Pool, n_content: int = 240) -> list[Concept]:
 
 # ----------------------------------------------------------------------------------------- spelling
 
-SUFFIXES = {"ing": "words ending in -ing", "ed": "words ending in -ed", "ly": "words ending in -ly",
-            "tion": "words ending in -tion", "ness": "words ending in -ness", "ment": "words ending in -ment",
-            "er": "words ending in -er", "est": "words ending in -est", "ful": "words ending in -ful",
-            "less": "words ending in -less", "able": "words ending in -able or -ible", "ity": "words ending in -ity",
-            "ous": "words ending in -ous", "al": "words ending in -al", "ive": "words ending in -ive",
-            "ize": "words ending in -ize or -ise", "ship": "words ending in -ship", "ism": "words ending in -ism",
-            "ist": "words ending in -ist", "ance": "words ending in -ance or -ence"}
-ALT = {"able": ("able", "ible"), "ize": ("ize", "ise", "ized", "ised"), "ance": ("ance", "ence")}
-PREFIXES = {"un": "words beginning with the prefix un-", "re": "words beginning with re-",
-            "dis": "words beginning with dis-", "pre": "words beginning with pre-",
-            "over": "words beginning with over-", "inter": "words beginning with inter-",
-            "th": "words that start with the letters th", "st": "words that start with the letters st",
-            "wh": "words that start with wh"}
+# the spelling classes and their descriptions: the one definition is ns_dspy's (its statistical explainer names them)
+ALT = {suf: ends for suf, ends in SUFFIX_ENDINGS.items() if ends != (suf,)}
 
 
 def _spelling() -> list[Concept]:
@@ -302,19 +291,19 @@ def _spelling() -> list[Concept]:
                            (lambda pred: lambda p: _v(_lex(p, pred) & ~p.code))(pred), "prose"))
     out += [
         Concept("spelling:capitalised-mid", "spelling",
-                ["capitalised words in the middle of a sentence", "words starting with a capital letter that are not sentence-initial"],
+                list(SHAPES["capitalised-mid"]),
                 lambda p: _v(_raw(p, lambda w: w[:1].isupper() and w[1:].islower()) & (p.pos > 0) & ~p.code), "prose"),
-        Concept("spelling:allcaps", "spelling", ["words written in all capital letters", "upper-case words and acronyms"],
+        Concept("spelling:allcaps", "spelling", list(SHAPES["allcaps"]),
                 lambda p: _v(_raw(p, lambda w: len(w) > 1 and w.isalpha() and w.isupper())), "any"),
-        Concept("spelling:digits", "spelling", ["numbers written with digits", "tokens containing digits"],
+        Concept("spelling:digits", "spelling", list(SHAPES["digits"]),
                 lambda p: _v(_raw(p, lambda w: any(c.isdigit() for c in w)) & ~p.code), "prose"),
-        Concept("spelling:hyphen", "spelling", ["hyphenated compound words", "words joined with a hyphen"],
+        Concept("spelling:hyphen", "spelling", list(SHAPES["hyphen"]),
                 lambda p: _v(_raw(p, lambda w: "-" in w.strip("-") and any(c.isalpha() for c in w)) & ~p.code), "prose"),
-        Concept("spelling:long", "spelling", ["very long words (ten letters or more)", "long multi-syllable words"],
+        Concept("spelling:long", "spelling", list(SHAPES["long"]),
                 lambda p: _v(_lex(p, lambda w: w.isalpha() and len(w) >= 10) & ~p.code), "prose"),
-        Concept("spelling:apostrophe", "spelling", ["contractions and possessives with an apostrophe", "words containing an apostrophe, like don't or John's"],
+        Concept("spelling:apostrophe", "spelling", list(SHAPES["apostrophe"]),
                 lambda p: _v(_raw(p, lambda w: "'" in w and any(c.isalpha() for c in w)) & ~p.code), "prose"),
-        Concept("spelling:double", "spelling", ["words with a doubled letter", "words containing a repeated letter such as ll, ss or ee"],
+        Concept("spelling:double", "spelling", list(SHAPES["double"]),
                 lambda p: _v(_lex(p, lambda w: w.isalpha() and any(a == b for a, b in zip(w, w[1:]))) & ~p.code), "prose"),
     ]
     return out
