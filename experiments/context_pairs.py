@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_analysis import _pm, mean_se  # noqa: E402
+from paper_analysis import paired_rows  # noqa: E402
 
 from ns_dspy.agents.evidence import token_key  # noqa: E402
 from ns_dspy.agents.list_edits import parse_word_list  # noqa: E402
@@ -137,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("lists", "lists + first pair", "lists + pairs")
     lines = [f"# Context pairs read exactly ({len(per)} neurons, test split)", "", f"`{command}`", "",
              "| lookup | test r | paired - lists | up / down |", "|---|---:|---:|---:|"]
-    for k in keys:
-        d = [p[k] - p["lists"] for p in per.values()]
-        lines.append(f"| {k} | {_pm(*mean_se([p[k] for p in per.values()]))} | "
-                     + ("- | - |" if k == "lists" else f"{_pm(*mean_se(d))} | {sum(x > 1e-3 for x in d)} / "
-                                                        f"{sum(x < -1e-3 for x in d)} |"))
+    lines += paired_rows(per, keys, "lists")
     lines += ["", "| neuron | lists | + pairs | pairs (previous, token) |", "|---|---:|---:|---|"]
     lines += [f"| {u} | {p['lists']:.3f} | {p['lists + pairs']:.3f} | "
               f"{', '.join(repr(tuple(x)) for x in p['pairs'])} |" for u, p in per.items()]

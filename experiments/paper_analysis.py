@@ -67,6 +67,18 @@ def _pm(mean: float | None, se: float | None, digits: int = 3) -> str:
     return fmt(mean, digits) + ("" if se is None else f" ± {se:.{digits}f}")
 
 
+def paired_rows(per: dict[str, dict], keys: Sequence[str], base: str, tol: float = 1e-3) -> list[str]:
+    """Markdown rows ``| key | mean ± SE | paired - base | up / down |`` over ``per``'s neurons (``per[unit][key]``:
+    a score), the first of ``keys`` being ``base``; a neuron is up or down when it moved by more than ``tol``."""
+    out = []
+    for k in keys:
+        d = [p[k] - p[base] for p in per.values()]
+        out.append(f"| {k} | {_pm(*mean_se([p[k] for p in per.values()]))} | "
+                   + ("- | - |" if k == base else f"{_pm(*mean_se(d))} | {sum(x > tol for x in d)} / "
+                                                  f"{sum(x < -tol for x in d)} |"))
+    return out
+
+
 def _csv(rows: list[dict], columns: Sequence[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
