@@ -186,13 +186,18 @@ class NeuronScope(dspy.Module):
             # first edited from their own errors on valid, each edit confirmed on the train windows
             lists, lists_score, edits = list(stats.explanations), stats.score, []
             valids.update(zip(stats.explanations, stats.valids))
+            named_texts: set[str] = set()  # a concept the LM named, as a mode: written by the LM
             if self.concept is not None:
                 # the LM names what the listed tokens share; a concept joins or replaces the lists when that
                 # scores higher on valid
                 with stage("hypothesis"):
                     named = self.concept(train, k=self.config.concepts_k)
                 texts = [t for c in named.concepts for t in concept_explanations(c, named.words)]
+                if named.failed:
+                    log.info("%s: %d of %d concept answers were not a short category name", valid.unit,
+                             named.failed, self.config.concepts_k)
                 lists, lists_score = with_concepts(scorer, lists, lists_score, texts)
+                named_texts = set(texts)
                 if lists != list(stats.explanations):
                     log.info("%s: concept %s, valid %.3f -> %.3f", valid.unit, lists[-1][:60], stats.polysemantic,
                              lists_score.value)
@@ -209,8 +214,8 @@ class NeuronScope(dspy.Module):
             explanations, combined = with_statistical(self.simulator, valid, explanations, combined, lists,
                                                       lists_score, scorer)
             lm_texts = {m.explanation for m in modes}
-            modes += [Mode(explanation=text, valid=valids[text], source="stats",
-                           trajectory=list(edits) if text not in stats.explanations else [])
+            modes += [Mode(explanation=text, valid=valids[text], source="lm" if text in named_texts else "stats",
+                           trajectory=list(edits) if text not in {*stats.explanations, *named_texts} else [])
                       for text in explanations if text not in lm_texts]
         trace = Trace(raw_explanation=raw, conditions=list(conditions), labels=list(clustered.cluster_labels),
                       modes=modes, statistical=statistical)

@@ -16,10 +16,13 @@ __all__ = ["ScriptedEngine", "agent_of", "chat_answer", "scripted_lm"]
 
 def agent_of(prompt: str) -> str:
     """Which of NeuronScope's LM agents sent ``prompt``: ``"refinement"`` (its inputs hold a history),
-    ``"decomposition"`` (its outputs are conditions) or ``"hypothesis"`` (any other), for scripts that answer
+    ``"concept"`` (its output is a concept, ``ExplainConfig.concepts``), ``"decomposition"`` (its outputs are
+    conditions) or ``"hypothesis"`` (any other), for scripts that answer
     each agent differently."""
     if "[[ ## history ## ]]" in prompt:
         return "refinement"
+    if "[[ ## concept ## ]]" in prompt.split("Your output fields are")[-1]:
+        return "concept"
     if "[[ ## conditions ## ]]" in prompt.split("Your output fields are")[-1]:
         return "decomposition"
     return "hypothesis"

@@ -74,3 +74,44 @@ def test_a_concept_joins_or_replaces_the_lists_only_when_valid_rises():
     # a concept the reader finds nothing in keeps the lists as they were
     same, kept = with_concepts(scorer, lists, score, ['things, such as "sky"', "things"])
     assert same == lists and kept.value == score.value
+
+
+def test_the_program_takes_a_named_concept_as_an_lm_mode_only_with_concepts_on():
+    """cat fires on valid but is seen once in train, so no word list names it; the LM's concept does."""
+    from ns_dspy.agents import ClusterConfig
+    from ns_dspy.config import ExplainConfig
+    from ns_dspy.lms.scripted import agent_of, scripted_lm
+    from ns_dspy.program import NeuronScope
+    from tests.runs.test_runner import WordEmbedder
+
+    fires = {" dog": 9.0, " cat": 9.0}
+    vocab = [" dog", " cat", " mat", " sat", " ran", " on", " a", " sky", " big", " red"]
+    rng = np.random.default_rng(3)
+
+    def windows(split, n, allow_cat=True):
+        out = []
+        for k in range(n):
+            tokens = [vocab[i] for i in rng.integers(0 if allow_cat else 2, len(vocab), 12)]
+            tokens[5] = " dog" if k % 2 else tokens[5]
+            tokens = [t if allow_cat or t != " cat" else " mat" for t in tokens]
+            out.append(Exemplar(tokens=tokens, activations=np.array([fires.get(t, 0.0) for t in tokens], np.float32),
+                                split=split, kind="top" if k < n // 2 else "random"))
+        return out
+
+    train, valid = windows("train", 24, allow_cat=False), HeldOut(UnitId(0, 1), "valid", tuple(windows("valid", 24)))
+    answers = {"refinement": {"explanation": "the word dog"}, "hypothesis": {"explanation": "dogs"},
+               "decomposition": {"conditions": ["This neuron activates on dogs"]},
+               "concept": {"concept": "cat and dog"}}
+    got = {}
+    for on in (True, False):
+        lm, engine = scripted_lm([lambda prompt, request: answers[agent_of(prompt)]] * 100)
+        config = ExplainConfig(candidates=1, iterations=1, max_exemplars=5, cluster=ClusterConfig(), concepts=on,
+                               list_edits=False, word_classes=False, whitespace=False, negative=False)
+        with dspy.context(lm=lm):
+            got[on] = NeuronScope(KeywordSimulator(), WordEmbedder(), config)(train=train, valid=valid)
+        assert any("## concept ##" in p for p in engine.prompts) == on  # the LM is asked only with concepts on
+    assert "cat and dog" in got[True].explanations and "cat and dog" not in got[False].explanations
+    assert got[True].polysemantic > got[False].polysemantic + 0.05
+    (mode,) = [m for m in got[True].trace.modes if m.explanation == "cat and dog"]
+    assert mode.source == "lm" and not mode.trajectory
+    assert got[True].trace.statistical.explanations == got[False].trace.statistical.explanations  # no LM there
