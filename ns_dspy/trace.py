@@ -173,9 +173,10 @@ class Mode:
     """One semantic mode: a cluster of atomic conditions and, with refinement, what refining it did.
 
     ``source``: ``"lm"`` for a mode the agents wrote (a concept the LM named, ``ExplainConfig.concepts``,
-    included), ``"stats"`` for one of the statistical explainer's word lists added to the modes (``ExplainConfig.stats_modes``; no conditions, no LM refinement; when the lists were
-    edited from their valid errors, ``ExplainConfig.list_edits``, an edited list's ``trajectory`` is the set's valid
-    score before and after each edit)."""
+    included), ``"stats"`` for one of the statistical explainer's word lists added to the modes
+    (``ExplainConfig.stats_modes``; no conditions, no LM refinement; when the lists were edited from their valid
+    errors, ``ExplainConfig.list_edits``, an edited list's ``trajectory`` is the set's valid score before and after
+    each edit)."""
 
     members: list[str] = field(default_factory=list)
     representative: str | None = None
