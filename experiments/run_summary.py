@@ -1,0 +1,78 @@
+"""A run file's NeuronScope rows beside its own statistical rows, per neuron and paired.
+
+    python experiments/run_summary.py experiments/work/ns-eval-1205/run.sqlite --out experiments/results/ns-eval-1205
+
+Reads a run file written by ``ns-dspy explain`` (read-only) and writes ``OUT/summary.md``: per finished neuron its
+Number, NeuronScope's valid and test scores, the statistical explainer's valid and test scores inside the same run
+(``trace.statistical``: its own choice and calibration), how many of the final modes the LM wrote, LM tokens and
+seconds; then the means ± standard errors and the paired difference NeuronScope - statistical on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sqlite3
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from paper_analysis import _pm, mean_se  # noqa: E402
+
+from ns_dspy.atomic import atomic_write_text  # noqa: E402
+
+
+def rows(path: Path) -> list[dict]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        out = []
+        for unit, number, valid, test, tokens, seconds, trace in db.execute(
+                "select unit, number, score_valid, score_test, lm_tokens, seconds, trace from neurons "
+                "where status = 'done' order by finished"):
+            t = json.loads(trace)
+            stats = t.get("statistical") or {}
+            lm_modes = sum(1 for m in t.get("modes", t.get("clusters", [])) if m.get("source", "lm") == "lm"
+                           and m.get("explanation") in {f["explanation"] for f in t.get("finals", [])})
+            out.append({"unit": unit, "number": number, "valid": valid, "test": test, "stats_valid": stats.get("valid"),
+                        "stats_test": stats.get("test"), "lm_modes": lm_modes, "lm_tokens": tokens,
+                        "seconds": seconds})
+        return out
+    finally:
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="run file written by ns-dspy explain")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    path = Path(args.run)
+    if not path.is_file():
+        ap.error(f"no such run file {path}: give the file ns-dspy explain --run wrote")
+    done = rows(path)
+    command = "python experiments/run_summary.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    lines = [f"# NeuronScope beside its own statistical rows ({len(done)} finished neurons)", "", f"`{command}`", "",
+             "| neuron | Number | NeuronScope valid | NeuronScope test | statistical valid | statistical test | "
+             "LM modes kept | LM tokens | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in done:
+        lines.append(f"| {r['unit']} | {r['number']} | {r['valid']:.3f} | {r['test']:.3f} | {r['stats_valid']:.3f} | "
+                     f"{r['stats_test']:.3f} | {r['lm_modes']} | {r['lm_tokens']} | {r['seconds']:.0f} |")
+    if done:
+        d = [r["test"] - r["stats_test"] for r in done]
+        lines += ["", f"NeuronScope test {_pm(*mean_se([r['test'] for r in done]))}, statistical test "
+                      f"{_pm(*mean_se([r['stats_test'] for r in done]))}; paired NeuronScope - statistical "
+                      f"{_pm(*mean_se(d))} ({sum(x > 1e-9 for x in d)} up, {sum(x < -1e-9 for x in d)} down); "
+                      f"LM modes kept in {sum(r['lm_modes'] > 0 for r in done)} of {len(done)}; "
+                      f"{sum(r['lm_tokens'] for r in done) / len(done):,.0f} LM tokens and "
+                      f"{sum(r['seconds'] for r in done) / len(done):.0f} s per neuron."]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
