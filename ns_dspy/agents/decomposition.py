@@ -18,6 +18,7 @@ import re
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from ..parsing import PARSE_LOCK
 from .errors import AgentError
 from .formatting import clean_output, leaked_instructions
 from .reliability import UnusableAnswer, check_budget, fresh_rollout
@@ -81,9 +82,10 @@ def _literal(text: str):
     for candidate in candidates:
         for load in (json.loads, ast.literal_eval):
             try:
-                obj = load(candidate)
+                with PARSE_LOCK:
+                    obj = load(candidate)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, SystemError):
-                continue  # SystemError: CPython 3.11's parser, racing another thread's on deep garbage
+                continue  # SystemError: CPython 3.11's parser, racing a parse in DSPy (ns_dspy.parsing)
             if isinstance(obj, (list, tuple, dict)):
                 return obj
     body = re.sub(r"^```[\w-]*\s*", "", text).rstrip("` \n")

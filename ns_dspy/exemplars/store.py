@@ -31,6 +31,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_write_json
 from ..errors import StoreError, json_kind
+from ..parsing import PARSE_LOCK
 from ..types import KINDS, SPLITS, UNIT_LIMIT, Exemplar, UnitId
 
 __all__ = ["FORMAT", "VERSION", "LayerData", "ExemplarStore", "write_store"]
@@ -177,7 +178,8 @@ class ExemplarStore:
 
     def _load(self, rel: str) -> np.ndarray:
         try:
-            array = np.load(self.path / rel, mmap_mode="r", allow_pickle=False)
+            with PARSE_LOCK:  # numpy parses the header with ast.literal_eval, not thread-safe on CPython 3.11
+                array = np.load(self.path / rel, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
             raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({_one_line(err)})") from None
         if not isinstance(array, np.ndarray):  # e.g. an .npz archive under an .npy name
@@ -260,11 +262,12 @@ class ExemplarStore:
         n = len(self.layer_units(layer))
         rel = f"layer_{layer}/stats.npz"
         try:
-            archive = np.load(self.path / rel, allow_pickle=False)
-            if isinstance(archive, np.ndarray):
-                raise ValueError("an .npy array, not an .npz archive")
-            with archive as z:
-                stats = {k: np.array(z[k]) for k in z.files}
+            with PARSE_LOCK:  # each member's .npy header is parsed with ast.literal_eval (see ns_dspy.parsing)
+                archive = np.load(self.path / rel, allow_pickle=False)
+                if isinstance(archive, np.ndarray):
+                    raise ValueError("an .npy array, not an .npz archive")
+                with archive as z:
+                    stats = {k: np.array(z[k]) for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise StoreError(f"{self.path} is corrupt: cannot read {rel} ({_one_line(err)}): "
                              "re-record (re-import) the store") from None
