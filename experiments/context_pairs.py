@@ -24,56 +24,21 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from limits import list_groups, tier_levels  # noqa: E402
 from paper_analysis import paired_rows  # noqa: E402
 
 from ns_dspy.agents.evidence import token_key  # noqa: E402
-from ns_dspy.agents.list_edits import parse_word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
 from ns_dspy.scoring import HeldOut  # noqa: E402
-from ns_dspy.scoring.correlation import pooled  # noqa: E402
 from ns_dspy.types import parse_units  # noqa: E402
-
-
-def _groups(explanations: list[str]) -> dict[str, int]:
-    group: dict[str, int] = {}
-    for i, parsed in enumerate(parse_word_list(e) for e in explanations):
-        for tok in parsed[1] if parsed else []:
-            group.setdefault(token_key(tok), i)
-    return group
-
-
-def _labels(ex, group: dict[str, int], pairs: list[tuple]) -> list:
-    keys = [token_key(t) for t in ex.tokens]
-    out = []
-    for i, k in enumerate(keys):
-        pair = (keys[i - 1] if i else None, k)
-        out.append(("pair", pair) if pair in pairs else group.get(k, -1))
-    return out
-
-
-def pair_levels(explanations: list[str], train, held, pairs: list[tuple]) -> float:
-    """Test (or valid) r of the lists and ``pairs`` read exactly, levels from train."""
-    group = _groups(explanations)
-    sums: Counter = Counter()
-    counts: Counter = Counter()
-    for ex in train:
-        for g, act in zip(_labels(ex, group, pairs), ex.activations):
-            sums[g] += float(act)
-            counts[g] += 1
-    rest = sums[-1] / counts[-1] if counts[-1] else 0.0
-    level = {g: sums[g] / counts[g] for g in counts}
-    preds = [np.array([level.get(g, rest) for g in _labels(ex, group, pairs)], np.float32) for ex in held.exemplars]
-    return float(pooled(preds, [ex.activations for ex in held.exemplars], [ex.kind for ex in held.exemplars]).r)
 
 
 def candidates(explanations: list[str], train, min_count: int, most: int) -> list[tuple]:
     """Pairs whose train occurrences sit furthest above what the lists read there (summed), seen >= min_count."""
-    group = _groups(explanations)
+    group = list_groups(explanations)
     sums: Counter = Counter()
     counts: Counter = Counter()
     pair_sum: Counter = Counter()
@@ -100,9 +65,9 @@ def ceiling(store, unit, explanations: list[str], most: int, min_count: int, n_c
     valid, test = HeldOut.from_store(store, unit, "valid"), HeldOut.from_store(store, unit, "test")
     pool = candidates(explanations, train, min_count, n_candidates)
     chosen: list[tuple] = []
-    best = pair_levels(explanations, train, valid, [])
+    best = tier_levels(explanations, train, valid)
     for _ in range(most):
-        tried = [(pair_levels(explanations, train, valid, [*chosen, p]), p) for p in pool if p not in chosen]
+        tried = [(tier_levels(explanations, train, valid, pairs=[*chosen, p]), p) for p in pool if p not in chosen]
         if not tried:
             break
         value, pair = max(tried, key=lambda x: x[0])
@@ -110,9 +75,9 @@ def ceiling(store, unit, explanations: list[str], most: int, min_count: int, n_c
             break
         chosen.append(pair)
         best = value
-    return {"lists": pair_levels(explanations, train, test, []), "pairs": [list(p) for p in chosen],
-            "lists + pairs": pair_levels(explanations, train, test, chosen),
-            "lists + first pair": pair_levels(explanations, train, test, chosen[:1])}
+    return {"lists": tier_levels(explanations, train, test), "pairs": [list(p) for p in chosen],
+            "lists + pairs": tier_levels(explanations, train, test, pairs=chosen),
+            "lists + first pair": tier_levels(explanations, train, test, pairs=chosen[:1])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,32 +85,47 @@ def context_lookup(train, test, min_count: int = 2) -> float:
     return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
 
 
-def tier_levels(explanations: list[str], train, test, classes=frozenset(), words: dict[str, str] | None = None
-                ) -> float:
-    """Test r of the explanations read perfectly: each listed token at its list's mean train activation. With
-    ``classes`` (word-class names) and ``words`` (a lexicon ``{token key: class}``), an unlisted token of one of
-    those classes at its class's mean train activation (``experiments/word_classes.py``)."""
+def list_groups(explanations: list[str]) -> dict[str, int]:
+    """Each token key a word list among ``explanations`` names -> the index of the first list naming it."""
     group: dict[str, int] = {}
     for i, parsed in enumerate(parse_word_list(e) for e in explanations):
         for tok in parsed[1] if parsed else []:
             group.setdefault(token_key(tok), i)
+    return group
 
-    def of(tok):
-        key = token_key(tok)
-        if key in group:
-            return group[key]
-        name = (words or {}).get(key)
-        return name if name in classes else -1
+
+def tier_levels(explanations: list[str], train, test, classes=frozenset(), words: dict[str, str] | None = None,
+                pairs=()) -> float:
+    """Test r of the explanations read perfectly: each listed token at its list's mean train activation. With
+    ``classes`` (word-class names) and ``words`` (a lexicon ``{token key: class}``), an unlisted token of one of
+    those classes at its class's mean train activation (``experiments/word_classes.py``). With ``pairs``
+    ((previous token key, token key) tuples), a token right after its pair's first token at the pair's mean train
+    activation, whatever else it is (``experiments/context_pairs.py``)."""
+    group = list_groups(explanations)
+    pairs = set(pairs)
+
+    def labels(ex) -> list:
+        keys = [token_key(t) for t in ex.tokens]
+        out = []
+        for i, key in enumerate(keys):
+            pair = (keys[i - 1] if i else None, key)
+            if pair in pairs:
+                out.append(("pair", pair))
+            elif key in group:
+                out.append(group[key])
+            else:
+                name = (words or {}).get(key)
+                out.append(name if name in classes else -1)
+        return out
 
     sums: dict = {}
     counts: dict = {}
     for ex in train:
-        for tok, act in zip(ex.tokens, ex.activations):
-            g = of(tok)
+        for g, act in zip(labels(ex), ex.activations):
             sums[g], counts[g] = sums.get(g, 0.0) + float(act), counts.get(g, 0) + 1
     level = {g: sums[g] / counts[g] for g in sums}
     rest = level.get(-1, 0.0)
-    preds = [np.array([level.get(of(t), rest) for t in ex.tokens], np.float32) for ex in test.exemplars]
+    preds = [np.array([level.get(g, rest) for g in labels(ex)], np.float32) for ex in test.exemplars]
     return float(pooled(preds, [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]).r)
 
 
