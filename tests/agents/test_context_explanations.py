@@ -12,11 +12,10 @@ import pytest
 
 from ns_dspy.agents.evidence import context_explanations
 from ns_dspy.build import ADDED_OPTIONS
-from ns_dspy.config import ExplainConfig
-from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import Exemplar, UnitId
+from tests.agents.stats_only import stats_only
 
 UNIT = UnitId(0, 1)
 VOCAB = [" more", " than", " dog", " cat", " sat", " ran", " on", " sky", " big", " the", " less", " was"]
@@ -85,23 +84,20 @@ class ContextReader(KeywordSimulator):
         return out
 
 
-def _stats(reader, context):
-    return NeuronScope(reader, None, ExplainConfig(method="stats", context=context, negative=False, whitespace=False,
-                                                   word_classes=False))
-
-
 def test_a_context_joins_the_set_when_it_helps_on_valid():
     fire = {("more", "than"): 8.0}
     token = {" dog": 5.0}
     train = _windows("train", 0, fire, token)
     valid = HeldOut(UNIT, "valid", tuple(_windows("valid", 1, fire, token)))
     reader = ContextReader()
-    on, off = _stats(reader, True)(train=train, valid=valid), _stats(reader, False)(train=train, valid=valid)
+    on = stats_only(reader, context=True)(train=train, valid=valid)
+    off = stats_only(reader, context=False)(train=train, valid=valid)
     assert THAN not in off.explanations
     assert on.explanations[-1] == THAN and on.explanations[:-1] == off.explanations
     assert on.polysemantic > off.polysemantic + 0.1
     assert on.trace.statistical.explanations == on.explanations
     # the keyword simulator fires on "more" and on every "than": that loses on valid, and the set stays as it was
-    plain = _stats(KeywordSimulator(), True)(train=train, valid=valid)
-    assert plain.explanations == _stats(KeywordSimulator(), False)(train=train, valid=valid).explanations
+    plain = stats_only(KeywordSimulator(), context=True)(train=train, valid=valid)
+    without = stats_only(KeywordSimulator(), context=False)(train=train, valid=valid)
+    assert plain.explanations == without.explanations
     assert ("explain.context", False) in ADDED_OPTIONS  # run files made before the option resume without it

@@ -11,11 +11,10 @@ import pytest
 
 from ns_dspy.agents.evidence import spelling_explanations
 from ns_dspy.agents.word_classes import SHAPES, SUFFIXES, spelling_classes
-from ns_dspy.config import ExplainConfig
-from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import Exemplar, UnitId
+from tests.agents.stats_only import stats_only
 from tests.scoring.test_polarity import _exemplars as windows
 
 UNIT = UnitId(0, 1)
@@ -66,22 +65,19 @@ class CapsReader(KeywordSimulator):
         return out
 
 
-def _stats(reader, spelling):
-    return NeuronScope(reader, None, ExplainConfig(method="stats", spelling=spelling, word_classes=False,
-                                                   negative=False, whitespace=False))
-
-
 def test_a_spelling_class_joins_the_set_when_it_helps_on_valid():
     values = {" dog": 8.0, **dict.fromkeys(TRAIN_CAPS + VALID_CAPS, 6.0)}
     train = _exemplars("train", 0, values, TRAIN_CAPS)
     valid = HeldOut(UNIT, "valid", tuple(_exemplars("valid", 1, values, VALID_CAPS)))
     reader = CapsReader()
-    on, off = _stats(reader, True)(train=train, valid=valid), _stats(reader, False)(train=train, valid=valid)
+    on = stats_only(reader, spelling=True)(train=train, valid=valid)
+    off = stats_only(reader, spelling=False)(train=train, valid=valid)
     assert CAPS not in off.explanations
     assert on.explanations[-1] == CAPS and on.explanations[:-1] == off.explanations
     assert on.polysemantic > off.polysemantic + 0.1  # the lists name train's capitals only
-    plain = _stats(KeywordSimulator(), True)(train=train, valid=valid)
-    assert plain.explanations == _stats(KeywordSimulator(), False)(train=train, valid=valid).explanations
+    plain = stats_only(KeywordSimulator(), spelling=True)(train=train, valid=valid)
+    without = stats_only(KeywordSimulator(), spelling=False)(train=train, valid=valid)
+    assert plain.explanations == without.explanations
 
 
 def test_the_simulator_is_trained_on_the_same_descriptions():

@@ -13,10 +13,10 @@ import pytest
 from ns_dspy.agents.evidence import word_class_explanations
 from ns_dspy.agents.word_classes import LEXICON, WORD_CLASSES, build_lexicon, lexicon, write_lexicon
 from ns_dspy.config import ExplainConfig
-from ns_dspy.program import NeuronScope
 from ns_dspy.scoring import HeldOut
 from ns_dspy.simulators import KeywordSimulator
 from ns_dspy.types import Exemplar, UnitId
+from tests.agents.stats_only import stats_only
 from tests.scoring.test_polarity import _exemplars as windows
 
 UNIT = UnitId(0, 1)
@@ -88,22 +88,19 @@ class PluralReader(KeywordSimulator):
         return out
 
 
-def _stats(reader, word_classes):
-    return NeuronScope(reader, None, ExplainConfig(method="stats", word_classes=word_classes, negative=False,
-                                                   whitespace=False))
-
-
 def test_a_word_class_joins_the_set_when_it_helps_on_valid():
     values = {" dog": 8.0, **dict.fromkeys(TRAIN_PLURALS + VALID_PLURALS, 6.0)}
     train = _exemplars("train", 0, values, TRAIN_PLURALS)
     valid = HeldOut(UNIT, "valid", tuple(_exemplars("valid", 1, values, VALID_PLURALS)))
     reader = PluralReader()
-    on, off = _stats(reader, True)(train=train, valid=valid), _stats(reader, False)(train=train, valid=valid)
+    on = stats_only(reader, word_classes=True)(train=train, valid=valid)
+    off = stats_only(reader, word_classes=False)(train=train, valid=valid)
     assert PLURAL not in off.explanations
     assert on.explanations[-1] == PLURAL and on.explanations[:-1] == off.explanations
     assert on.polysemantic > off.polysemantic + 0.1  # the lists name train's plurals only
     assert on.trace.statistical.explanations == on.explanations
     # a reader that cannot read it gains nothing from it on valid, and the set stays as it was
-    plain = _stats(KeywordSimulator(), True)(train=train, valid=valid)
-    assert plain.explanations == _stats(KeywordSimulator(), False)(train=train, valid=valid).explanations
+    plain = stats_only(KeywordSimulator(), word_classes=True)(train=train, valid=valid)
+    without = stats_only(KeywordSimulator(), word_classes=False)(train=train, valid=valid)
+    assert plain.explanations == without.explanations
     assert ExplainConfig().word_classes is True  # on by default
