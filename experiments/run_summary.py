@@ -33,7 +33,7 @@ def rows(path: Path) -> list[dict]:
                 "where status = 'done' order by finished"):
             t = json.loads(trace)
             stats = t.get("statistical") or {}
-            lm_modes = sum(1 for m in t.get("modes", t.get("clusters", [])) if m.get("source", "lm") == "lm"
+            lm_modes = sum(1 for m in t.get("clusters", []) if m.get("source", "lm") == "lm"
                            and m.get("explanation") in {f["explanation"] for f in t.get("finals", [])})
             out.append({"unit": unit, "number": number, "valid": valid, "test": test, "stats_valid": stats.get("valid"),
                         "stats_test": stats.get("test"), "lm_modes": lm_modes, "lm_tokens": tokens,
