@@ -254,3 +254,27 @@ def test_a_cached_explainer_gives_the_ablation_the_same_modes(tmp_path):
         assert a.trace.get("conditions") == b.trace.get("conditions")
         assert [c["members"] for c in a.trace.get("clusters", []) if c.get("source", "lm") == "lm"] == \
             [c["members"] for c in b.trace.get("clusters", []) if c.get("source", "lm") == "lm"]
+
+
+def test_run_summary_pairs_each_neuron_with_its_run_without_refinement(runs, tmp_path, capsys):
+    """run_summary's --ablation: the per-neuron rows and the paired gain are the two run files' own scores."""
+    from run_summary import main as summary
+
+    paths, records = runs
+    out = tmp_path / "summary"
+    assert summary([str(paths["refine"]), "--out", str(out), "--ablation", str(paths["norefine"])]) == 0
+    text = (out / "summary.md").read_text()
+    refine = {r.unit: r for r in records["refine"] if r.status == "done"}
+    norefine = {r.unit: r for r in records["norefine"] if r.status == "done"}
+    both = sorted(set(refine) & set(norefine))
+    assert both and f"({len(both)} paired)" in text
+    for unit in both:
+        a, r = norefine[unit], refine[unit]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {unit} | {a.score_valid:.3f} |"))
+        assert f"| {r.score_valid:.3f} | {r.score_test:.3f} |" in row
+    gain = sum(refine[u].score_test - norefine[u].score_test for u in both) / len(both)
+    assert f"test {gain:.3f}" in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        summary([str(paths["refine"]), "--out", str(out), "--ablation", str(tmp_path / "missing.sqlite")])
+    assert "missing.sqlite" in capsys.readouterr().err
