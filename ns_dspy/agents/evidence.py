@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,7 @@ __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
            "whitespace_explanations", "word_class_explanations", "spelling_explanations", "context_explanations",
-           "train_only"]
+           "context_text", "context_pairs", "ContextPair", "train_only"]
 
 SCALE = 10.0
 
@@ -440,19 +441,46 @@ def _class_explanations(exemplars: Sequence[Exemplar], masks: dict[str, np.ndarr
     return [named for _, _, named in sorted(rows)[:most]]
 
 
+def context_text(token: str, before: str) -> str:
+    """How an explanation names a token in the context of the token before it: ``the word "to" only right after
+    "up"`` (what :func:`context_explanations` writes; ``simulator_training``'s ``context`` family trains the
+    simulator on the same words)."""
+    return f'the word "{token}" only right after "{before}"'
+
+
+class ContextPair(NamedTuple):
+    """A token in the context of the token before it, as :func:`context_pairs` ranks them: both tokens' keys
+    (:func:`token_key`) and their shown forms."""
+
+    before: str
+    token: str
+    shown_before: str
+    shown: str
+
+    @property
+    def text(self) -> str:
+        return context_text(self.shown, self.shown_before)
+
+
 def context_explanations(exemplars: Sequence[Exemplar], explanations: Sequence[str] = (), *, most: int = 3,
                          min_count: int = 3, prior: float = 2.0) -> list[str]:
-    """Explanations of a token in the context of the token before it, ``the word "to" only right after "up"``,
-    where the train activation there lies furthest above what the word lists among ``explanations`` (the set
-    chosen so far) give that token: a token of the lists at its list's mean train activation, any other at the
+    """:func:`context_pairs` written as explanations, ``the word "to" only right after "up"``. A caller adds one to
+    an explanation set when the set's calibrated union scores higher on valid data with it."""
+    return [pair.text for pair in context_pairs(exemplars, explanations, most=most, min_count=min_count,
+                                                prior=prior)]
+
+
+def context_pairs(exemplars: Sequence[Exemplar], explanations: Sequence[str] = (), *, most: int = 3,
+                  min_count: int = 3, prior: float = 2.0) -> list[ContextPair]:
+    """The (token before, token) pairs where the train activation lies furthest above what the word lists among
+    ``explanations`` (the set chosen so far) give that token: a token of the lists at its list's mean train activation, any other at the
     mean of the tokens no list names. For each (previous token, token) pair seen at least ``min_count`` times in
     ``exemplars`` (train windows, top and random; neither token whitespace nor holding a double quote), its mean
     activation is shrunk towards the overall mean as :func:`ranked_tokens` shrinks a token's; a pair above the
     overall mean is ranked by its occurrences times that excess over the token's level, largest first; one pair
     per token, at most ``most``. Word lists name tokens, not their neighbours: this is the part of the activation
     that the token before carries (``experiments/limits.py``'s top rung; ``experiments/context_pairs.py`` reads
-    it exactly). A caller adds one to an explanation set when the set's calibrated union scores higher on valid
-    data with it."""
+    it exactly)."""
     from .list_edits import parse_word_list
 
     train_only(exemplars, "contexts are ranked on")
@@ -496,5 +524,5 @@ def context_explanations(exemplars: Sequence[Exemplar], explanations: Sequence[s
     for _, (before, key) in sorted(rows):
         if key not in named and len(out) < most:
             named.add(key)
-            out.append(f'the word "{shown[key]}" only right after "{shown[before]}"')
+            out.append(ContextPair(before, key, shown[before], shown[key]))
     return out

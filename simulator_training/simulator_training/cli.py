@@ -64,7 +64,8 @@ def _excluded(items: list[str] | None) -> set[str]:
     return out
 
 
-COUNTED_OPTIONS = ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour", "word_classes")
+COUNTED_OPTIONS = ("lists", "spelling", "syntax", "long", "whitespace", "narrow", "neighbour", "word_classes",
+                   "context")
 """build-data's opt-in additions that take a count (``--lists N``, ...), each a keyword of ``build_synthetic``."""
 
 
@@ -324,6 +325,11 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                    help="add N training units per word class the statistical explainer names (plural nouns, forms "
                         "of be, ...; ns-dspy's lexicon, on prose and code; the held-out parts of speech left out), "
                         "each from other windows (default 0: off)")
+    p.add_argument("--context", type=int, default=0, metavar="N",
+                   help="add up to N training units that fire on one word only right after one other word, "
+                        "described as the statistical explainer writes it (the word \"to\" only right after "
+                        "\"up\"), with windows where the word follows another word and the unit is quiet "
+                        "(default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)

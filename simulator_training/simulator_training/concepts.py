@@ -828,6 +828,60 @@ def narrow_concepts(sources: list[Concept], pool: Pool, n_units: int, seed: int 
     return out
 
 
+# ----------------------------------------------------------------------------------------- a word in context
+
+CONTEXT_FAMILY = "context"
+
+
+def context_concepts(pool: Pool, n_units: int, seed: int = 0, min_count: int = 15, low: float = 0.1,
+                     high: float = 0.6, per_before: int = 3) -> list[Concept]:
+    """The ``context`` family (``build-data --context N``, off by default): up to ``n_units`` units, each firing
+    (10) on one word only right after one other word and on nothing else, described first as ns-dspy's statistical
+    explainer writes it (:func:`ns_dspy.agents.evidence.context_text`, ``the word "to" only right after "up"``).
+    Pairs are drawn, seeded, among every (word before, word) pair of the text, prose and code, function words and
+    symbols included (the condition family's context units take content words only): the pair is seen
+    ``min_count`` times or more and holds ``low``..``high`` of the word's occurrences, so the word also occurs,
+    quiet, elsewhere; that is its decoy, so :func:`~simulator_training.data.build_synthetic` adds contrast windows
+    that show it. One unit per word, at most ``per_before`` per word before.
+
+    A simulator trained without them read ``the word "to" only right after "up"`` on real neurons as every "to"
+    (mean prediction 9.75 on "up to" against 9.02 on the other "to"s; README of ns-dspy, "Context, spelling classes
+    and named concepts")."""
+    from ns_dspy.agents.evidence import context_text
+
+    n_lower = len(pool.lowers)
+    counts = np.bincount(pool.lower_id, minlength=n_lower)
+    has_prev = pool.prev >= 0
+    keys, n = np.unique(pool.lower_id[has_prev].astype(np.int64) * n_lower + pool.prev[has_prev],
+                        return_counts=True)
+    word, before = keys // n_lower, keys % n_lower
+    ok = (n >= min_count) & (n >= low * counts[word]) & (n <= high * counts[word])
+    usable = lambda w: bool(w.strip()) and '"' not in w and w == w.strip()  # noqa: E731
+    candidates = [(int(w), int(b)) for w, b in zip(word[ok], before[ok])
+                  if usable(pool.lowers[int(w)]) and usable(pool.lowers[int(b)])]
+    rng = random.Random(f"{seed}:context")
+    rng.shuffle(candidates)
+    out: list[Concept] = []
+    used: set[int] = set()
+    per: Counter = Counter()
+    for w, b in candidates:
+        if len(out) >= n_units:
+            break
+        if w in used or per[b] >= per_before:
+            continue
+        used.add(w)
+        per[b] += 1
+        W, B = _commonest_form(pool, w), _commonest_form(pool, b)
+        exact = context_text(W, B)
+        out.append(Concept(f"context:{pool.lowers[w]}_after_{pool.lowers[b]}", CONTEXT_FAMILY, [
+            exact, exact, exact, f'"{W}" when the token before it is "{B}"',
+            f'"{W}" in "{B} {W}", not "{W}" elsewhere',
+            f'the token "{W}", but only where it comes right after "{B}"; every other "{W}" stays quiet'],
+            (lambda w, b: lambda p: _v((p.lower_id == w) & (p.prev == b)))(w, b), "any",
+            decoy=(lambda w, b: lambda p: (p.lower_id == w) & (p.prev != b))(w, b)))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- neighbour words
 
 NEIGHBOUR_FAMILY = "neighbour"

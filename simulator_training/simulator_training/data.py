@@ -252,7 +252,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
                     condition_options: dict | None = None, lists: int = 0, spelling: int = 0,
                     syntax: int = 0, long: int = 0, whitespace: int = 0, narrow: int = 0,
                     narrow_options: dict | None = None, neighbour: int = 0,
-                    neighbour_options: dict | None = None, word_classes: int = 0) -> Path:
+                    neighbour_options: dict | None = None, word_classes: int = 0, context: int = 0,
+                    context_options: dict | None = None) -> Path:
     """Write a synthetic dataset for ``tokenizer`` (see the module docstring). Train units draw their
     windows from train text, validation units from eval text; two-concept units pair units of the same split.
     A training unit whose activations over the text correlate above ``max_r`` with a validation unit's (the
@@ -300,7 +301,14 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
     ``word_classes`` (default 0: off) adds that many training units per word class of the ``word_class`` family
     (:func:`simulator_training.whitespace.word_class_units`: the parts of speech the statistical explainer names,
     read from ns-dspy's lexicon on prose and code; a class whose ``syntax`` unit is a validation unit is left
-    out), from generators of their own after the whitespace units: the rest of the dataset is unchanged."""
+    out), from generators of their own after the whitespace units: the rest of the dataset is unchanged.
+
+    ``context`` (default 0: off) adds up to that many training units of the ``context`` family
+    (:func:`simulator_training.concepts.context_concepts`): one word only right after one other word, described as
+    ns-dspy's statistical explainer writes it, each with ``n_top // 2`` contrast windows where the word occurs
+    after another word and the unit is quiet; from generators of their own, after the neighbour units, and left
+    out like any training unit when it is a validation unit's twin (``context_options``: further keyword
+    arguments of ``context_concepts``)."""
     if long < 0:
         raise ConfigError(f"--long must be 0 or more, got {long}")
     if whitespace < 0:
@@ -309,6 +317,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         raise ConfigError(f"--narrow must be 0 or more, got {narrow}")
     if neighbour < 0:
         raise ConfigError(f"--neighbour must be 0 or more, got {neighbour}")
+    if context < 0:
+        raise ConfigError(f"--context must be 0 or more, got {context}")
     if wordnet is not None and not hasattr(wordnet, "synsets"):
         from .wordnet import load_wordnet
 
@@ -415,6 +425,14 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         made = add_training_units(neighbour_concepts(sources, pool, neighbour, seed, **(neighbour_options or {})),
                                   11, "neighbour", 0)
         neighbour_info = {"units": made, "requested": neighbour, "family": NEIGHBOUR_FAMILY}
+    context_info = None
+    if context:
+        from .concepts import CONTEXT_FAMILY, context_concepts
+
+        made = add_training_units(context_concepts(pool, context, seed, **(context_options or {})), 13, "context",
+                                  max(1, n_top // 2))
+        context_info = {"units": made, "requested": context, "family": CONTEXT_FAMILY,
+                        "contrast_windows": max(1, n_top // 2)}
     if whitespace:
         from .whitespace import whitespace_units
 
@@ -448,6 +466,8 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["narrow"] = narrow_info
     if neighbour_info is not None:
         manifest["neighbour"] = neighbour_info
+    if context_info is not None:
+        manifest["context"] = context_info
     return _write(out, units, manifest, overwrite)
 
 
