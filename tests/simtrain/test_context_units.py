@@ -71,5 +71,12 @@ def test_build_data_adds_context_units_with_quiet_contrast_windows(tiny_pool, ti
     assert shown >= len(made) / 2  # the tiny text has no quiet occurrence for some words in its train documents
     for split in ("train", "valid"):  # every other unit is what the build without the option wrote
         assert [u for u in read_units(out, split) if u["family"] != CONTEXT_FAMILY] == read_units(plain, split)
-    assert main(["-q", "build-data", "--out", str(tmp_path / "bad"), "--context", "-1"]) == 2
-    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_refuses_context_below_zero_and_with_a_recorded_source(tmp_path, capsys):
+    assert main(["-q", "build-data", "--out", str(tmp_path / "a"), "--context", "-1"]) == 2
+    assert "--context must be 0 (off) or more" in capsys.readouterr().err
+    assert main(["-q", "build-data", "--out", str(tmp_path / "b"), "--from-store", str(tmp_path), "--context",
+                 "5"]) == 2
+    assert "--context adds synthetic units" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
