@@ -9,8 +9,8 @@ seconds; then the means ± standard errors and the paired difference NeuronScope
 ``--ablation RUN`` (the same neurons explained with ``--no-refine``), also each neuron's score without refinement,
 whether both runs started from the same raw explanation, and the paired refinement gain on valid and test.
 
-    python experiments/run_summary.py experiments/results/ns-eval-1205/run.sqlite --out experiments/results/ns-eval-1205 \
-        --ablation experiments/results/ns-eval-1205/norefine.sqlite
+    python experiments/run_summary.py experiments/results/ns-eval-1205/run.sqlite \
+        --out experiments/results/ns-eval-1205 --ablation experiments/results/ns-eval-1205/norefine.sqlite
 """
 
 from __future__ import annotations

@@ -473,14 +473,14 @@ def context_explanations(exemplars: Sequence[Exemplar], explanations: Sequence[s
 def context_pairs(exemplars: Sequence[Exemplar], explanations: Sequence[str] = (), *, most: int = 3,
                   min_count: int = 3, prior: float = 2.0) -> list[ContextPair]:
     """The (token before, token) pairs where the train activation lies furthest above what the word lists among
-    ``explanations`` (the set chosen so far) give that token: a token of the lists at its list's mean train activation, any other at the
-    mean of the tokens no list names. For each (previous token, token) pair seen at least ``min_count`` times in
-    ``exemplars`` (train windows, top and random; neither token whitespace nor holding a double quote), its mean
-    activation is shrunk towards the overall mean as :func:`ranked_tokens` shrinks a token's; a pair above the
-    overall mean is ranked by its occurrences times that excess over the token's level, largest first; one pair
-    per token, at most ``most``. Word lists name tokens, not their neighbours: this is the part of the activation
-    that the token before carries (``experiments/limits.py``'s top rung; ``experiments/context_pairs.py`` reads
-    it exactly)."""
+    ``explanations`` (the set chosen so far) give that token: a token of the lists at its list's mean train
+    activation, any other at the mean of the tokens no list names. For each (previous token, token) pair seen at
+    least ``min_count`` times in ``exemplars`` (train windows, top and random; neither token whitespace nor holding
+    a double quote), its mean activation is shrunk towards the overall mean as :func:`ranked_tokens` shrinks a
+    token's; a pair above the overall mean is ranked by its occurrences times that excess over the token's level,
+    largest first; one pair per token, at most ``most``. Word lists name tokens, not their neighbours: this is the
+    part of the activation that the token before carries (``experiments/limits.py``'s top rung;
+    ``experiments/context_pairs.py`` reads it exactly)."""
     from .list_edits import parse_word_list
 
     train_only(exemplars, "contexts are ranked on")

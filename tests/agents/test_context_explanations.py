@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from ns_dspy.agents.evidence import context_explanations
+from ns_dspy.agents.evidence import ContextPair, context_explanations, context_pairs
 from ns_dspy.build import ADDED_OPTIONS
 from ns_dspy.scoring import HeldOut
 from ns_dspy.simulators import KeywordSimulator
@@ -69,6 +69,7 @@ def test_whitespace_and_quotes_are_left_to_other_explanations():
     train = [Exemplar(tokens=t, activations=np.array([0, 0, 0, 5, 0, 3], np.float32) + rng.normal(0, 0.1, 6)
                       .astype(np.float32), split="train", kind="top") for t in tokens]
     assert context_explanations(train) == ['the word "b" only right after "a"']
+    assert context_pairs(train) == [ContextPair("a", "b", "a", "b")]  # keys and shown forms, typed
 
 
 class ContextReader(KeywordSimulator):
