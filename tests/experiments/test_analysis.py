@@ -278,3 +278,35 @@ def test_run_summary_pairs_each_neuron_with_its_run_without_refinement(runs, tmp
     with pytest.raises(SystemExit):
         summary([str(paths["refine"]), "--out", str(out), "--ablation", str(tmp_path / "missing.sqlite")])
     assert "missing.sqlite" in capsys.readouterr().err
+
+
+def test_lm_share_scores_each_final_set_without_the_modes_the_lm_wrote(tmp_path, explainer):
+    """experiments/lm_share.py: the set without its LM modes is scored on test as the runner scores a set, and the
+    table splits NeuronScope - statistical into the two parts."""
+    from lm_share import main as share
+    from lm_share import neurons
+
+    from ns_dspy.config import RunConfig, SimulatorConfig
+    from ns_dspy.scoring import HeldOut, polysemantic
+
+    store = toy_store(tmp_path / "store")
+    lm, _ = explainer
+    cfg = ExplainConfig(candidates=2, iterations=2, max_exemplars=5, cluster=ClusterConfig())
+    path = tmp_path / "run.sqlite"
+    run = RunStore(path, {"run": RunConfig(explain=cfg, simulator=SimulatorConfig("keyword")).to_dict()})
+    explain_units(NeuronScope(KeywordSimulator(), BagOfWordsEmbedder(), cfg), store, list(TRIGGERS), run, lm,
+                  progress=False)
+    run.close()
+    _, rows = neurons(path)
+    assert any(r["lm"] and len(r["lm"]) < len(r["finals"]) for r in rows)  # sets that mix LM modes and lists
+    assert share([str(path), "--store", str(store.path), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "lm_share.md").read_text()
+    for r in rows:
+        kept = [e for e in r["finals"] if e not in r["lm"]]
+        if r["lm"] and kept:
+            unit = UnitId.parse(r["unit"])
+            want = polysemantic(KeywordSimulator(), kept, HeldOut.from_store(store, unit, "test"),
+                                calibration=HeldOut.from_store(store, unit, "valid"), final_kind=cfg.test_maps).value
+            assert f"| {r['unit']} | {r['stats_test']:.3f} | {want:.3f} | {r['test']:.3f} |" in text
+    with pytest.raises(SystemExit):
+        share([str(tmp_path / "missing.sqlite"), "--store", str(store.path), "--out", str(tmp_path / "out")])
