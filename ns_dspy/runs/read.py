@@ -223,26 +223,38 @@ def summary_table(records) -> str:
     return "\n".join(lines)
 
 
+def cached_calls(record: NeuronRecord) -> int:
+    """The unit's LM calls answered from the LM cache (they spent no token): 0 when its trace has no count."""
+    try:
+        usage = record.typed_trace.lm_usage or {}
+    except TraceError:
+        return 0
+    return int(usage.get("cached_calls", 0) or 0)
+
+
 def _cost_table(records) -> list[str]:
-    """Per neuron: LM prompt / completion tokens, simulated tokens and seconds by stage (and their means)."""
+    """Per neuron: LM prompt / completion tokens, LM calls answered from the cache (a rerun's zero tokens are not a
+    free LM), simulated tokens and seconds by stage (and their means)."""
     from ..costs import STAGES
 
-    rows = [(r, c) for r in records if (c := cost_row(r)) is not None]
+    rows = [(r, c, cached_calls(r)) for r in records if (c := cost_row(r)) is not None]
     if not rows:
         return []
     short = {"hypothesis": "hyp s", "decomposition": "dec s", "clustering": "clu s", "refinement": "ref s",
              "scoring": "score s"}
-    head = f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'simulated':>10} " + " ".join(f"{short[s]:>7}" for s in STAGES)
+    head = (f"{'cost':>9} {'LM in':>8} {'LM out':>7} {'cached':>6} {'simulated':>10} "
+            + " ".join(f"{short[s]:>7}" for s in STAGES))
 
-    def line(label, c):
-        return (f"{label:>9} {c.lm_prompt_tokens:>8.0f} {c.lm_completion_tokens:>7.0f} "
+    def line(label, c, cached):
+        return (f"{label:>9} {c.lm_prompt_tokens:>8.0f} {c.lm_completion_tokens:>7.0f} {cached:>6.0f} "
                 f"{c.simulated_tokens:>10.0f} " + " ".join(f"{c.seconds[s]:>7.1f}" for s in STAGES))
 
-    out = ["", head] + [line(str(r.unit), c) for r, c in rows]
+    out = ["", head] + [line(str(r.unit), c, cached) for r, c, cached in rows]
     if len(rows) > 1:
         n = len(rows)
-        mean = Cost(**{k: sum(getattr(c, k) for _, c in rows) / n for k in ("lm_prompt_tokens", "lm_completion_tokens",
-                                                                            "simulated_tokens")},
-                    seconds={s: sum(c.seconds[s] for _, c in rows) / n for s in STAGES})
-        out.append(line("mean", mean))
+        mean = Cost(**{k: sum(getattr(c, k) for _, c, _ in rows) / n
+                       for k in ("lm_prompt_tokens", "lm_completion_tokens", "simulated_tokens")},
+                    seconds={s: sum(c.seconds[s] for _, c, _ in rows) / n for s in STAGES})
+        out.append(line("mean", mean, sum(cached for _, _, cached in rows) / n))
+    out.append("(cached: LM calls answered from the LM cache, which spent no tokens)")
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import replace
 
 import dspy
 import numpy as np
@@ -198,6 +200,15 @@ def test_every_neuron_records_its_cost_by_stage_and_the_summary_and_report_show_
     assert sum(cost["seconds"].values()) <= done.seconds + 0.5
     table = summary_table([done])
     assert "simulated" in table and f"{cost['simulated_tokens']:>10}" in table
+    # calls answered from the LM cache are counted apart: a rerun's zero tokens are not a free LM
+    trace = json.loads(json.dumps(done.trace))
+    trace["lm_usage"]["cached_calls"] = 7
+    lines = summary_table([replace(done, trace=trace)]).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["cost"])
+    assert lines[head].split()[1:6] == ["LM", "in", "LM", "out", "cached"]
+    row = lines[head + 1]
+    assert row.split()[1:5] == [str(cost["lm_prompt_tokens"]), str(cost["lm_completion_tokens"]), "7",
+                                str(cost["simulated_tokens"])]
     page = render_report(tmp_path / "run.sqlite")
     assert "data-cost" in page and f"simulated {cost['simulated_tokens']} tokens" in page
 
