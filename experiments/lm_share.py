@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_analysis import _pm, mean_se  # noqa: E402
+from run_summary import lm_finals  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
@@ -41,10 +42,8 @@ def neurons(path: Path) -> tuple[dict, list[dict]]:
         for unit, test, trace in db.execute("select unit, score_test, trace from neurons where status = 'done' "
                                             "order by finished"):
             t = json.loads(trace)
-            source = {m["explanation"]: m.get("source") or "lm" for m in t.get("clusters", [])}
-            finals = [f["explanation"] for f in t.get("finals", [])]
             out.append({"unit": unit, "test": test, "stats_test": (t.get("statistical") or {}).get("test"),
-                        "finals": finals, "lm": [e for e in finals if source.get(e, "lm") == "lm"]})
+                        "finals": [f["explanation"] for f in t.get("finals", [])], "lm": lm_finals(t)})
         return config, out
     finally:
         db.close()

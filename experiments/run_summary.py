@@ -29,6 +29,12 @@ from paper_analysis import _pm, mean_se  # noqa: E402
 from ns_dspy.atomic import atomic_write_text  # noqa: E402
 
 
+def lm_finals(trace: dict) -> list[str]:
+    """The final explanations of a stored trace that the LM wrote (its modes; the others are statistical lists)."""
+    lm = {m.get("explanation") for m in trace.get("clusters", []) if (m.get("source") or "lm") == "lm"}
+    return [f["explanation"] for f in trace.get("finals", []) if f["explanation"] in lm]
+
+
 def rows(path: Path) -> list[dict]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -38,8 +44,7 @@ def rows(path: Path) -> list[dict]:
                 "where status = 'done' order by finished"):
             t = json.loads(trace)
             stats = t.get("statistical") or {}
-            lm_modes = sum(1 for m in t.get("clusters", []) if m.get("source", "lm") == "lm"
-                           and m.get("explanation") in {f["explanation"] for f in t.get("finals", [])})
+            lm_modes = len(lm_finals(t))
             out.append({"unit": unit, "number": number, "valid": valid, "test": test, "stats_valid": stats.get("valid"),
                         "stats_test": stats.get("test"), "lm_modes": lm_modes, "lm_tokens": tokens,
                         "seconds": seconds, "raw": t.get("raw_explanation")})
