@@ -6,8 +6,9 @@ Reads a run file written by ``ns-dspy explain`` (read-only) and writes ``OUT/sum
 Number, NeuronScope's valid and test scores, the statistical explainer's valid and test scores inside the same run
 (``trace.statistical``: its own choice and calibration), how many of the final modes the LM wrote, LM tokens and
 seconds; then the means ± standard errors and the paired difference NeuronScope - statistical on test. With
-``--ablation RUN`` (the same neurons explained with ``--no-refine``), also each neuron's score without refinement,
-whether both runs started from the same raw explanation, and the paired refinement gain on valid and test.
+``--ablation [NAME=]RUN`` (the same neurons explained with one step off, e.g. ``--no-refine``, the default name
+"without refinement"), also each neuron's score in that run, whether both runs started from the same raw
+explanation, and the paired gain on valid and test; repeatable.
 
     python experiments/run_summary.py experiments/results/ns-eval-1205/run.sqlite \
         --out experiments/results/ns-eval-1205 --ablation experiments/results/ns-eval-1205/norefine.sqlite
@@ -53,22 +54,22 @@ def rows(path: Path) -> list[dict]:
         db.close()
 
 
-def refinement_gain(done: list[dict], ablation: dict[str, dict]) -> list[str]:
-    """Markdown lines: per neuron finished in both runs, its score with and without refinement and whether both
-    started from the same raw explanation (the LM's hypothesis: then refinement is all that differs), and the
-    paired gain NeuronScope - without refinement on valid and on test."""
+def ablation_gain(done: list[dict], ablation: dict[str, dict], name: str = "without refinement") -> list[str]:
+    """Markdown lines: per neuron finished in both runs, its score in the run and in the ablation run (``name``: what
+    that run went without), whether both started from the same raw explanation (the LM's hypothesis: then only the
+    ablated step differs), and the paired gain NeuronScope - ablation on valid and on test."""
     pairs = [(r, ablation[r["unit"]]) for r in done if r["unit"] in ablation]
-    lines = ["", f"## Refinement gain: NeuronScope minus the same neurons without refinement ({len(pairs)} paired)", "",
-             "| neuron | without refinement valid | without refinement test | NeuronScope valid | NeuronScope test | "
-             "same raw explanation |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["", f"## NeuronScope minus the same neurons {name} ({len(pairs)} paired)", "",
+             f"| neuron | {name} valid | {name} test | NeuronScope valid | NeuronScope test | same raw explanation |",
+             "|---|---:|---:|---:|---:|---|"]
     for r, a in pairs:
         lines.append(f"| {r['unit']} | {a['valid']:.3f} | {a['test']:.3f} | {r['valid']:.3f} | {r['test']:.3f} | "
                      f"{'yes' if r['raw'] == a['raw'] else 'no'} |")
     if pairs:
         dv = [r["valid"] - a["valid"] for r, a in pairs]
         dt = [r["test"] - a["test"] for r, a in pairs]
-        lines += ["", f"Without refinement test {_pm(*mean_se([a['test'] for _, a in pairs]))}; paired gain valid "
-                      f"{_pm(*mean_se(dv))}, test {_pm(*mean_se(dt))} ({sum(x > 1e-9 for x in dt)} up, "
+        lines += ["", f"{name[:1].upper() + name[1:]}: test {_pm(*mean_se([a['test'] for _, a in pairs]))}; paired "
+                      f"gain valid {_pm(*mean_se(dv))}, test {_pm(*mean_se(dt))} ({sum(x > 1e-9 for x in dt)} up, "
                       f"{sum(x < -1e-9 for x in dt)} down); same raw explanation in "
                       f"{sum(r['raw'] == a['raw'] for r, a in pairs)} of {len(pairs)}."]
     return lines
@@ -78,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run file written by ns-dspy explain")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--ablation", help="run file of the same neurons explained with --no-refine: adds the paired "
-                                       "refinement gain")
+    ap.add_argument("--ablation", action="append", default=[], metavar="[NAME=]RUN",
+                    help="run file of the same neurons explained with one step off, named by what it went without "
+                         "(default name: without refinement, for --no-refine); adds the paired gain; repeatable")
     args = ap.parse_args(argv)
     path = Path(args.run)
-    for p in (path, Path(args.ablation) if args.ablation else path):
+    ablations = [(name, Path(run)) if sep else ("without refinement", Path(name))
+                 for name, sep, run in (a.partition("=") for a in args.ablation)]
+    for p in [path] + [run for _, run in ablations]:
         if not p.is_file():
             ap.error(f"no such run file {p}: give the file ns-dspy explain --run wrote")
     done = rows(path)
-    ablation = {r["unit"]: r for r in rows(Path(args.ablation))} if args.ablation else None
     command = "python experiments/run_summary.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     lines = [f"# NeuronScope beside its own statistical rows ({len(done)} finished neurons)", "", f"`{command}`", "",
              "| neuron | Number | NeuronScope valid | NeuronScope test | statistical valid | statistical test | "
@@ -102,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"LM modes kept in {sum(r['lm_modes'] > 0 for r in done)} of {len(done)}; "
                       f"{sum(r['lm_tokens'] for r in done) / len(done):,.0f} LM tokens and "
                       f"{sum(r['seconds'] for r in done) / len(done):.0f} s per neuron."]
-    if ablation is not None:
-        lines += refinement_gain(done, ablation)
+    for name, run in ablations:
+        lines += ablation_gain(done, {r["unit"]: r for r in rows(run)}, name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")

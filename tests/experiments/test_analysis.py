@@ -273,7 +273,13 @@ def test_run_summary_pairs_each_neuron_with_its_run_without_refinement(runs, tmp
         row = next(line for line in text.splitlines() if line.startswith(f"| {unit} | {a.score_valid:.3f} |"))
         assert f"| {r.score_valid:.3f} | {r.score_test:.3f} |" in row
     gain = sum(refine[u].score_test - norefine[u].score_test for u in both) / len(both)
-    assert f"test {gain:.3f}" in text
+    assert f"test {gain:.3f}" in text and "NeuronScope minus the same neurons without refinement" in text
+    # a named ablation, beside the default name: each gets its own section
+    assert summary([str(paths["refine"]), "--out", str(out), "--ablation", str(paths["norefine"]),
+                    "--ablation", f"without list edits={paths['norefine']}"]) == 0
+    text = (out / "summary.md").read_text()
+    assert "the same neurons without refinement" in text and "the same neurons without list edits" in text
+    assert f"| {both[0]} | {norefine[both[0]].score_valid:.3f} |" in text.split("without list edits")[1]
     capsys.readouterr()
     with pytest.raises(SystemExit):
         summary([str(paths["refine"]), "--out", str(out), "--ablation", str(tmp_path / "missing.sqlite")])
