@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_analysis import _pm, mean_se  # noqa: E402
+from paper_analysis import _pm, mean_se, paired_text  # noqa: E402
 from stats_styles import chosen_units, neuron_arguments, valid_test_table  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
@@ -87,9 +87,8 @@ def summary(results: dict, command: str, simulator: str) -> str:
         diff = [results[u][kind]["test"] - results[u]["linear"]["test"] for u in units]
         dvalid = [results[u][kind]["valid"] - results[u]["linear"]["valid"] for u in units]
         same = sum(results[u][kind]["explanations"] == results[u]["linear"]["explanations"] for u in units)
-        lines.append(f"- paired, {kind} - linear: test {_pm(*mean_se(diff))} ({sum(d > 1e-9 for d in diff)} up, "
-                     f"{sum(d < -1e-9 for d in diff)} down), valid {_pm(*mean_se(dvalid))}; the same explanations "
-                     f"chosen for {same} of {len(units)}")
+        lines.append(f"- paired, {kind} - linear: test {paired_text(diff)}, valid {_pm(*mean_se(dvalid))}; the same "
+                     f"explanations chosen for {same} of {len(units)}")
     for final_kind, how in (("monotone", "monotone"), ("guarded", "monotone where it scores better out of fold "
                                                         "on valid (what ships)")):
         final = [results[u]["linear"].get(f"test_{final_kind}_final", results[u]["linear"]["test"])

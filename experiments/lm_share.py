@@ -14,39 +14,32 @@ simulator-checked list edits reach and what the LM's modes add. Writes ``OUT/lm_
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import sqlite3
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_analysis import _pm, mean_se  # noqa: E402
+from paper_analysis import paired_text  # noqa: E402
 from run_summary import lm_finals  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_text  # noqa: E402
 from ns_dspy.build import build_simulator  # noqa: E402
 from ns_dspy.config import SimulatorConfig  # noqa: E402
 from ns_dspy.exemplars import ExemplarStore  # noqa: E402
+from ns_dspy.runs.read import read_run, run_mode  # noqa: E402
 from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 from ns_dspy.types import parse_units  # noqa: E402
 
 
 def neurons(path: Path) -> tuple[dict, list[dict]]:
-    """The run's configuration and, per finished neuron, its final set with each member's source and its scores."""
-    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    try:
-        config = json.loads(dict(db.execute("select key, value from meta"))["config"])["run"]
-        out = []
-        for unit, test, trace in db.execute("select unit, score_test, trace from neurons where status = 'done' "
-                                            "order by finished"):
-            t = json.loads(trace)
-            out.append({"unit": unit, "test": test, "stats_test": (t.get("statistical") or {}).get("test"),
-                        "finals": [f["explanation"] for f in t.get("finals", [])], "lm": lm_finals(t)})
-        return config, out
-    finally:
-        db.close()
+    """The run's configuration (:func:`ns_dspy.runs.read.flat_config`'s shape) and, per finished neuron, its final set,
+    the members the LM wrote and its scores (:func:`ns_dspy.runs.read.read_run`, by unit)."""
+    run = read_run(path)
+    return run.config, [{"unit": str(r.unit), "test": r.score_test,
+                         "stats_test": (r.trace.get("statistical") or {}).get("test"),
+                         "finals": [f["explanation"] for f in r.trace.get("finals", [])], "lm": lm_finals(r.trace)}
+                        for r in run.done]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         ap.error(f"no such run file {path}: give the file ns-dspy explain --run wrote")
     config, rows = neurons(path)
-    if config["explain"].get("method", "neuronscope") != "neuronscope" or config["explain"].get("baseline"):
+    if run_mode(config) not in ("refine", "norefine"):
         ap.error(f"{path} is not a NeuronScope run: its sets have no LM modes to leave out")
     store = ExemplarStore.open(args.store)
-    simulator = build_simulator(SimulatorConfig(config["simulator"]["spec"], dtype=config["simulator"]["dtype"],
-                                                options=config["simulator"].get("options") or {}))
+    # run files since provenance version 2 keep the simulator's dtype and options; older ones its spec only
+    stored = (config.get("run") or {}).get("simulator") or {"spec": config["simulator"], "dtype": "auto"}
+    simulator = build_simulator(SimulatorConfig(stored["spec"], dtype=stored["dtype"],
+                                                options=stored.get("options") or {}))
     maps = config["explain"]["test_maps"]
     for r in rows:
         kept = [e for e in r["finals"] if e not in r["lm"]]
@@ -88,10 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         edits = [r["without_lm"] - r["stats_test"] for r in rows]
         lm = [r["test"] - r["without_lm"] for r in rows]
-        lines += ["", f"NeuronScope - statistical splits into the list edits {_pm(*mean_se(edits))} "
-                      f"({sum(x > 1e-9 for x in edits)} up, {sum(x < -1e-9 for x in edits)} down) and the LM's "
-                      f"modes {_pm(*mean_se(lm))} ({sum(x > 1e-9 for x in lm)} up, {sum(x < -1e-9 for x in lm)} "
-                      f"down); * the LM's modes replaced every list: the statistical row stands in "
+        lines += ["", f"NeuronScope - statistical splits into the list edits {paired_text(edits)} and the LM's "
+                      f"modes {paired_text(lm)}; * the LM's modes replaced every list: the statistical row stands in "
                       f"({sum(r['replaced'] for r in rows)} neurons)."]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

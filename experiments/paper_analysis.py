@@ -67,6 +67,12 @@ def _pm(mean: float | None, se: float | None, digits: int = 3) -> str:
     return fmt(mean, digits) + ("" if se is None else f" ± {se:.{digits}f}")
 
 
+def paired_text(diffs: Sequence[float], tol: float = 1e-9) -> str:
+    """``mean ± SE (U up, D down)`` of paired differences; a neuron is up or down when it moved by more than
+    ``tol``."""
+    return f"{_pm(*mean_se(diffs))} ({sum(x > tol for x in diffs)} up, {sum(x < -tol for x in diffs)} down)"
+
+
 def paired_rows(per: dict[str, dict], keys: Sequence[str], base: str, tol: float = 1e-3) -> list[str]:
     """Markdown rows ``| key | mean ± SE | paired - base | up / down |`` over ``per``'s neurons (``per[unit][key]``:
     a score), the first of ``keys`` being ``base``; a neuron is up or down when it moved by more than ``tol``."""

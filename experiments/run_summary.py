@@ -17,17 +17,16 @@ explanation, and the paired gain on valid and test; repeatable.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import sqlite3
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_analysis import _pm, mean_se  # noqa: E402
+from paper_analysis import _pm, mean_se, paired_text  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_text  # noqa: E402
+from ns_dspy.runs.read import read_run  # noqa: E402
 
 
 def lm_finals(trace: dict) -> list[str]:
@@ -37,21 +36,16 @@ def lm_finals(trace: dict) -> list[str]:
 
 
 def rows(path: Path) -> list[dict]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        out = []
-        for unit, number, valid, test, tokens, seconds, trace in db.execute(
-                "select unit, number, score_valid, score_test, lm_tokens, seconds, trace from neurons "
-                "where status = 'done' order by finished"):
-            t = json.loads(trace)
-            stats = t.get("statistical") or {}
-            lm_modes = len(lm_finals(t))
-            out.append({"unit": unit, "number": number, "valid": valid, "test": test, "stats_valid": stats.get("valid"),
-                        "stats_test": stats.get("test"), "lm_modes": lm_modes, "lm_tokens": tokens,
-                        "seconds": seconds, "raw": t.get("raw_explanation")})
-        return out
-    finally:
-        db.close()
+    """Per finished neuron of the run file (:func:`ns_dspy.runs.read.read_run`, by unit): its scores, its
+    statistical row's, how many final modes the LM wrote, LM tokens, seconds and the raw explanation."""
+    out = []
+    for r in read_run(path).done:
+        stats = r.trace.get("statistical") or {}
+        out.append({"unit": str(r.unit), "number": r.number, "valid": r.score_valid, "test": r.score_test,
+                    "stats_valid": stats.get("valid"), "stats_test": stats.get("test"),
+                    "lm_modes": len(lm_finals(r.trace)), "lm_tokens": r.lm_tokens, "seconds": r.seconds,
+                    "raw": r.trace.get("raw_explanation")})
+    return out
 
 
 def ablation_gain(done: list[dict], ablation: dict[str, dict], name: str = "without refinement") -> list[str]:
@@ -69,8 +63,7 @@ def ablation_gain(done: list[dict], ablation: dict[str, dict], name: str = "with
         dv = [r["valid"] - a["valid"] for r, a in pairs]
         dt = [r["test"] - a["test"] for r, a in pairs]
         lines += ["", f"{name[:1].upper() + name[1:]}: test {_pm(*mean_se([a['test'] for _, a in pairs]))}; paired "
-                      f"gain valid {_pm(*mean_se(dv))}, test {_pm(*mean_se(dt))} ({sum(x > 1e-9 for x in dt)} up, "
-                      f"{sum(x < -1e-9 for x in dt)} down); same raw explanation in "
+                      f"gain valid {_pm(*mean_se(dv))}, test {paired_text(dt)}; same raw explanation in "
                       f"{sum(r['raw'] == a['raw'] for r, a in pairs)} of {len(pairs)}."]
     return lines
 
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         d = [r["test"] - r["stats_test"] for r in done]
         lines += ["", f"NeuronScope test {_pm(*mean_se([r['test'] for r in done]))}, statistical test "
                       f"{_pm(*mean_se([r['stats_test'] for r in done]))}; paired NeuronScope - statistical "
-                      f"{_pm(*mean_se(d))} ({sum(x > 1e-9 for x in d)} up, {sum(x < -1e-9 for x in d)} down); "
+                      f"{paired_text(d)}; "
                       f"LM modes kept in {sum(r['lm_modes'] > 0 for r in done)} of {len(done)}; "
                       f"{sum(r['lm_tokens'] for r in done) / len(done):,.0f} LM tokens and "
                       f"{sum(r['seconds'] for r in done) / len(done):.0f} s per neuron."]

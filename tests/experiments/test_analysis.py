@@ -299,7 +299,10 @@ def test_lm_share_scores_each_final_set_without_the_modes_the_lm_wrote(tmp_path,
     lm, _ = explainer
     cfg = ExplainConfig(candidates=2, iterations=2, max_exemplars=5, cluster=ClusterConfig())
     path = tmp_path / "run.sqlite"
-    run = RunStore(path, {"run": RunConfig(explain=cfg, simulator=SimulatorConfig("keyword")).to_dict()})
+    from ns_dspy.build import PROVENANCE_VERSION
+
+    config = RunConfig(explain=cfg, simulator=SimulatorConfig("keyword")).to_dict(provenance=True)
+    run = RunStore(path, {"version": PROVENANCE_VERSION, "run": config, "components": {}})  # as ns-dspy explain writes
     explain_units(NeuronScope(KeywordSimulator(), BagOfWordsEmbedder(), cfg), store, list(TRIGGERS), run, lm,
                   progress=False)
     run.close()
