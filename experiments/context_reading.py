@@ -11,9 +11,8 @@ tries), each written as the product writes it. Each is simulated alone on the ne
 random) that hold its token. Per simulator, the mean prediction (0..10) at the token right after its word before
 ("in context"), at the token elsewhere ("out of context") and at every other token of those windows, the gap in -
 out, and the selectivity (in - out) / (in - other) of the means: 1 reads the condition, 0 reads the explanation as
-the token alone. The
-neuron's own activations at the same places (x 10 / their max over those windows) show what an exact reading of
-the neuron would give. Only explanations whose token occurs both in and out of context on valid are counted.
+the token alone. The neuron's own activations at the same places (x 10 / their max over those windows) show what
+an exact reading of the neuron would give. Only explanations whose token occurs both in and out of context on valid are counted.
 Writes ``OUT/context_reading.json`` and ``OUT/summary.md``; reruns reuse what a simulator already measured.
 """
 
