@@ -1,14 +1,23 @@
-"""The offline LM's prefix cache on NeuronScope's own calls: the same neurons explained with it off and on.
+"""The offline LM's prompt reuse on NeuronScope's own calls: the same neurons explained two ways.
 
-    python benchmarks/lm_prefix_cache.py --store STORE --neurons 5:1319,9:1329 [--program default|none|FILE]
-        [--iterations 2] [--candidates 2] [--max-exemplars 10]
+    python benchmarks/lm_prefix_cache.py --store STORE --neurons 5:1319,9:1329 [--compare cache|order]
+        [--program default|none|FILE] [--iterations 2] [--candidates 2] [--patience 1] [--max-exemplars 10]
 
-Two engines of the default LM (``local:qwen2.5-coder-1.5b-instruct``, llama.cpp in process, no response
-cache), one with ``prefix_cache=0`` and one with the default (:class:`ns_dspy.lms.local.PrefixCache`), explain
-each neuron in turn with the real program (in alternating order, so that drift of a shared machine reaches both);
-both engines serve the same calls, so with the same seed they must give the same answers, which is checked. Prints
-per neuron and in total the seconds spent inside the LM, the prompt tokens sent and those the cache let
-llama.cpp skip, and the ratio of LM seconds (off / on). The simulator's cache is off, so both ways simulate.
+Two engines of the default LM (``local:qwen2.5-coder-1.5b-instruct``, llama.cpp in process, no response cache)
+explain each neuron in turn with the real program, in alternating order so that drift of a shared machine reaches
+both ways:
+
+- ``--compare cache`` (default): one engine with ``prefix_cache=0``, one with the default
+  (:class:`ns_dspy.lms.local.PrefixCache`). Both serve the same calls, so with the same seed they must give the same
+  answers, which is checked.
+- ``--compare order``: both with the prefix cache; the Refinement agent's inputs in today's order (the neuron's
+  excerpts and statistics first, the history last: every refinement call of a neuron starts with the same
+  tokens) against the order before 2026-12-06 (the history first). The prompts differ, so the answers do too:
+  compare the costs per refinement call, and the valid scores as a check.
+
+Prints per neuron and in total the seconds spent inside the LM (all agents, and the Refinement agent's calls
+alone), the prompt tokens sent and those llama.cpp had to evaluate (a prompt less the prefix it reused), and the
+ratios. The simulator's cache is off, so both ways simulate.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
     parser.add_argument("--neurons", required=True, help="LAYER:INDEX units, e.g. 5:1319,9:1329")
+    parser.add_argument("--compare", choices=("cache", "order"), default="cache")
     parser.add_argument("--program", default="default", help="compiled program: default (packaged), none or FILE")
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=2)
+    parser.add_argument("--patience", type=int, default=1)
     parser.add_argument("--max-exemplars", type=int, default=10)
     args = parser.parse_args(argv)
 
@@ -31,72 +42,89 @@ def main(argv: list[str] | None = None) -> int:
     from ns_dspy.config import DEFAULT_LM, ExplainConfig, RunConfig, SimulatorConfig
     from ns_dspy.exemplars import ExemplarStore
     from ns_dspy.lms import make_lm
-    from ns_dspy.lms.local import PREFIX_CACHE_ENTRIES
+    from ns_dspy.lms.local import PREFIX_CACHE_ENTRIES, _chat_messages
+    from ns_dspy.lms.scripted import agent_of
     from ns_dspy.machine import cpu_description
     from ns_dspy.runs.runner import explain_unit
     from ns_dspy.types import parse_units
 
     store = ExemplarStore.open(args.store)
     units = parse_units(args.neurons)
-    explain = ExplainConfig(iterations=args.iterations, candidates=args.candidates, max_exemplars=args.max_exemplars,
-                            stats_modes=False, tiers=False)
+    explain = ExplainConfig(iterations=args.iterations, candidates=args.candidates, patience=args.patience,
+                            max_exemplars=args.max_exemplars, stats_modes=False, tiers=False)
     config = RunConfig(explain=explain, simulator=SimulatorConfig(cache=False), program=args.program)
-    built = build_program(config, with_lm=False)
-    print(f"CPU: {cpu_description()['model']}; LM {DEFAULT_LM}; program: {config.program_path() or 'none'}")
+    print(f"CPU: {cpu_description()['model']}; LM {DEFAULT_LM}; program: {config.program_path() or 'none'}; "
+          f"{args.iterations} iterations x {args.candidates} candidates, patience {args.patience}")
+    if args.compare == "cache":
+        names, entries = ("off", "on"), {"off": 0, "on": PREFIX_CACHE_ENTRIES}
+    else:
+        names, entries = ("history first", "history last"), dict.fromkeys(("history first", "history last"),
+                                                                          PREFIX_CACHE_ENTRIES)
     ways = {}
-    for name, entries in (("off", 0), ("on", PREFIX_CACHE_ENTRIES)):
+    for name in names:
+        built = build_program(config, with_lm=False)
+        if name == "history first":  # the Refinement agent's inputs as they were before 2026-12-06
+            refine = built.program.refinement.refine
+            field = refine.signature.input_fields["history"]
+            refine.signature = refine.signature.delete("history").prepend("history", field)
         lm = make_lm(DEFAULT_LM, temperature=config.lm.temperature, max_tokens=config.lm.max_tokens, cache=False,
-                     prefix_cache=entries)
-        engine = lm.engine
-        spent = [0.0]
-        complete = engine.complete
+                     prefix_cache=entries[name])
+        ways[name] = way = {"built": built, "lm": lm, "engine": lm.engine, "calls": []}
+        complete = lm.engine.complete
 
-        def timed(request, complete=complete, spent=spent):
-            start = time.perf_counter()
+        def timed(request, complete=complete, way=way):
+            engine, start = way["engine"], time.perf_counter()
+            before = engine.prompt_evaluated
             try:
                 return complete(request)
             finally:
-                spent[0] += time.perf_counter() - start
+                prompt = "\n".join(message["content"] for message in _chat_messages(request))
+                way["calls"].append((agent_of(prompt), time.perf_counter() - start,
+                                     engine.prompt_evaluated - before))
 
-        engine.complete = timed
-        ways[name] = {"lm": lm, "engine": engine, "spent": spent, "rows": []}
-    totals = {name: [0.0, 0, 0] for name in ways}
+        lm.engine.complete = timed
+    totals = {name: dict.fromkeys(("seconds", "refine_seconds", "refine_calls", "sent", "evaluated",
+                                   "refine_evaluated"), 0.0)
+              for name in names}
     same = True
     try:
         for i, unit in enumerate(units):
-            order = ("off", "on") if i % 2 == 0 else ("on", "off")
             answers = {}
-            for name in order:
+            for name in (names if i % 2 == 0 else names[::-1]):
                 way = ways[name]
-                before, reused_before = way["spent"][0], _reused(way["engine"])
-                record = explain_unit(built.program, store, unit, way["lm"])
-                trace = record.typed_trace
-                seconds = way["spent"][0] - before
-                reused = _reused(way["engine"]) - reused_before
-                prompt = trace.lm_usage["prompt_tokens"]
-                answers[name] = [f.explanation for f in trace.finals] if record.status == "done" else record.error
-                totals[name][0] += seconds
-                totals[name][1] += prompt
-                totals[name][2] += reused
-                print(f"{unit} {name:>3}: LM {seconds:7.1f} s, {prompt:6d} prompt tokens, {reused:6d} reused by the "
-                      f"cache; {record.status}, valid {record.score_valid}", flush=True)
-            if answers["off"] != answers["on"]:
+                first = len(way["calls"])
+                record = explain_unit(way["built"].program, store, unit, way["lm"])
+                calls = way["calls"][first:]
+                refine = [c for c in calls if c[0] == "refinement"]
+                row = {"seconds": sum(c[1] for c in calls), "refine_seconds": sum(c[1] for c in refine),
+                       "refine_calls": len(refine), "sent": record.typed_trace.lm_usage["prompt_tokens"],
+                       "evaluated": sum(c[2] for c in calls), "refine_evaluated": sum(c[2] for c in refine)}
+                for key, value in row.items():
+                    totals[name][key] += value
+                answers[name] = ([f.explanation for f in record.typed_trace.finals] if record.status == "done"
+                                 else record.error)
+                print(f"{unit} {name:>13}: LM {row['seconds']:7.1f} s ({row['refine_seconds']:6.1f} s in "
+                      f"{row['refine_calls']} refinement calls); prompt tokens {row['sent']:6d} sent, "
+                      f"{row['evaluated']:6d} evaluated ({row['refine_evaluated']:6d} by refinement); "
+                      f"{record.status}, valid {record.score_valid}", flush=True)
+            if args.compare == "cache" and answers["off"] != answers["on"]:
                 same = False
                 print(f"{unit}: the answers differ: {answers}")
     finally:
-        built.close()
         for way in ways.values():
+            way["built"].close()
             way["engine"].close()
-    off, on = totals["off"], totals["on"]
-    print(f"total over {len(units)} neurons: LM seconds off {off[0]:.1f}, on {on[0]:.1f}, ratio {off[0] / on[0]:.2f}x; "
-          f"prompt tokens {off[1]} / {on[1]}, reused by the cache {on[2]} ({on[2] / max(on[1], 1):.0%}); "
-          f"same answers: {same}")
+    a, b = (totals[name] for name in names)
+    per_call = [t["refine_seconds"] / max(t["refine_calls"], 1) for t in (a, b)]
+    tokens_per_call = [t["refine_evaluated"] / max(t["refine_calls"], 1) for t in (a, b)]
+    print(f"total over {len(units)} neurons, {names[0]} / {names[1]}: LM seconds {a['seconds']:.1f} / "
+          f"{b['seconds']:.1f} ({a['seconds'] / b['seconds']:.2f}x); prompt tokens sent {a['sent']:.0f} / "
+          f"{b['sent']:.0f}, evaluated {a['evaluated']:.0f} / {b['evaluated']:.0f}; refinement: "
+          f"{a['refine_calls']:.0f} / {b['refine_calls']:.0f} calls, {per_call[0]:.1f} / {per_call[1]:.1f} s per "
+          f"call ({per_call[0] / max(per_call[1], 1e-9):.2f}x), {tokens_per_call[0]:.0f} / {tokens_per_call[1]:.0f} "
+          f"prompt tokens evaluated per call"
+          + (f"; same answers: {same}" if args.compare == "cache" else ""))
     return 0 if same else 1
-
-
-def _reused(engine) -> int:
-    cache = getattr(engine, "_cache", None)
-    return cache.reused_tokens if cache is not None else 0
 
 
 if __name__ == "__main__":

@@ -76,9 +76,11 @@ class Refine(dspy.Signature):
 
     Return only the new explanation text: one or two sentences, no preamble, no score, no commentary."""
 
-    history: str = dspy.InputField(desc="earlier explanations with their scores, best first, some with their errors")
+    # the neuron's evidence first, the history last: every refinement call of a neuron (all its modes and
+    # iterations) then starts with the same tokens, which the local LM evaluates once and reuses (a prefix cache)
     exemplars: str = dspy.InputField(desc="excerpts with activating tokens marked, or a note that none are given")
     statistics: str = dspy.InputField(desc="token statistics of the training excerpts, or a note that none are given")
+    history: str = dspy.InputField(desc="earlier explanations with their scores, best first, some with their errors")
     explanation: str = dspy.OutputField(desc="the new explanation, nothing else")
 
 

@@ -138,6 +138,10 @@ class LlamaCppEngine:
         0: never)."""
         self.loops_stopped = 0
         """Answers this engine stopped because they looped."""
+        self.prompt_evaluated = 0
+        """Prompt tokens llama.cpp evaluated over all calls: a prompt's tokens less the prefix it reused (from the
+        previous prompt or the :class:`PrefixCache`); what prompt processing cost, as against the tokens sent."""
+        self._first_eval: int | None = None
         self._llama = None
         self._cache: PrefixCache | None = None
         self._lock = threading.Lock()
@@ -156,6 +160,7 @@ class LlamaCppEngine:
         options = _options(request)
         with self._lock:
             llama = self._load()
+            self._first_eval = None
             start = time.perf_counter()
             try:
                 out = self._answer(llama, messages, options)
@@ -166,9 +171,12 @@ class LlamaCppEngine:
                     raise ContextLengthError(f"{err} (raise n_ctx or shorten the prompt)", provider="local") from err
                 raise
             seconds = time.perf_counter() - start
+            evaluated = self._first_eval or 0
+            self.prompt_evaluated += evaluated
         usage = out.get("usage") or {}
-        log.debug("local LM: %s prompt (%d reused) + %s completion tokens in %.1f s", usage.get("prompt_tokens"),
-                  self._cache.last_reused if self._cache else 0, usage.get("completion_tokens"), seconds)
+        log.debug("local LM: %s prompt (%d evaluated, %d from the prefix cache) + %s completion tokens in %.1f s",
+                  usage.get("prompt_tokens"), evaluated, self._cache.last_reused if self._cache else 0,
+                  usage.get("completion_tokens"), seconds)
         return _response(request.model, out)
 
     def stream(self, request) -> Iterator[Any]:
@@ -226,11 +234,27 @@ class LlamaCppEngine:
                 self._llama = Llama(model_path=s.model_path,
                                     **load_kwargs(s.n_ctx, self._threads(), s.seed, s.n_gpu_layers, s.chat_format))
             self.load_seconds = time.perf_counter() - start
+            self._count_prompt_evaluation(self._llama)
             if self.prefix_cache:
                 self._cache = PrefixCache(self._llama, self.prefix_cache)
                 self._llama.set_cache(self._cache)
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama
+
+
+    def _count_prompt_evaluation(self, llama) -> None:
+        """Count the tokens of each call's first ``llama.eval``: llama-cpp-python's ``generate`` evaluates what is
+        left of the prompt after the prefix it reuses in one call, then each sampled token in a call of its own."""
+        evaluate = getattr(llama, "eval", None)
+        if evaluate is None:  # a stand-in without llama.cpp's evaluation
+            return
+
+        def counted(tokens, evaluate=evaluate):
+            if self._first_eval is None:
+                self._first_eval = len(tokens)
+            return evaluate(tokens)
+
+        llama.eval = counted
 
 
 class LoopGuard:

@@ -79,6 +79,22 @@ def test_history_reaches_the_lm_ranked_best_first(scripted):
     assert "Return only the new explanation text" in engine.prompts[0]
 
 
+def test_a_neurons_refinement_prompts_share_its_evidence_as_their_prefix(scripted):
+    """The excerpts and statistics come before the history, so the calls of every iteration (and of every mode of
+    the neuron) begin with the same text, which the local LM's prefix cache evaluates once."""
+    import os
+
+    lm, engine = scripted(proposals("house tokens", "cat or dog tokens", "dog tokens", "x", "y", "z"))
+    with dspy.context(lm=lm):
+        RefinementAgent(candidates=3, iterations=2, patience=2)(seed="cat tokens", score=Scorer(), exemplars=TRAIN)
+    first, second = engine.prompts[0], engine.prompts[3]
+    shared = os.path.commonprefix([first, second])
+    user = second.rindex("[[ ## exemplars ## ]]")  # the user message's fields (the system prompt names them too)
+    assert user < second.rindex("[[ ## statistics ## ]]") < second.rindex("[[ ## history ## ]]") < len(shared) + 40
+    assert "<<cat>>" in shared[user:] and "cat or dog tokens" not in shared[user:]
+    assert "cat or dog tokens" in second[len(shared):]
+
+
 def test_distinct_rollouts_per_candidate(scripted):
     lm, engine = scripted(proposals("a1", "a2", "a3", "a4"))
     with dspy.context(lm=lm):

@@ -404,16 +404,21 @@ def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer():
         try:
             out = [engine.complete(Request(model="local/s", system=system[a], messages=(
                 Message.user(f"Neuron {n}: summarise rule {n} for agent {a} in five words."),),
-                config=Config(max_tokens=8, temperature=temperature))).text for n in range(3) for a in "ABC"]
-            return out, engine._cache
+                config=Config(max_tokens=8, temperature=temperature))) for n in range(3) for a in "ABC"]
+            sent = sum(r.usage.input_tokens for r in out)
+            return [r.text for r in out], engine._cache, sent, engine.prompt_evaluated
         finally:
             engine.close()
 
     for temperature in (0.0, 0.9):
-        plain, none = answers(0, temperature)
-        cached, cache = answers(4, temperature)
+        plain, none, sent, evaluated_plain = answers(0, temperature)
+        cached, cache, sent_cached, evaluated = answers(4, temperature)
         assert none is None and cached == plain
         assert cache.hits == 6 and cache.reused_tokens >= 6 * 500  # each agent's ~600-token prefix, after its first
+        # what llama.cpp evaluated: without the cache nearly every prompt token (the agents alternate), with it
+        # what the cache did not hand over
+        assert sent == sent_cached and sent - 9 * 8 <= evaluated_plain <= sent
+        assert evaluated == pytest.approx(sent - cache.reused_tokens, abs=9 * 8)
 
 
 @pytest.mark.slow
