@@ -241,7 +241,6 @@ class LlamaCppEngine:
             log.info("loaded %s in %.1f s (n_ctx=%d)", Path(s.model_path).name, self.load_seconds, s.n_ctx)
         return self._llama
 
-
     def _count_prompt_evaluation(self, llama) -> None:
         """Count the tokens of each call's first ``llama.eval``: llama-cpp-python's ``generate`` evaluates what is
         left of the prompt after the prefix it reuses in one call, then each sampled token in a call of its own."""
