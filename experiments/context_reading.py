@@ -12,7 +12,8 @@ random) that hold its token. Per simulator, the mean prediction (0..10) at the t
 ("in context"), at the token elsewhere ("out of context") and at every other token of those windows, the gap in -
 out, and the selectivity (in - out) / (in - other) of the means: 1 reads the condition, 0 reads the explanation as
 the token alone. The neuron's own activations at the same places (x 10 / their max over those windows) show what
-an exact reading of the neuron would give. Only explanations whose token occurs both in and out of context on valid are counted.
+an exact reading of the neuron would give. Only explanations whose token occurs both in and out of context on
+valid are counted.
 Writes ``OUT/context_reading.json`` and ``OUT/summary.md``; reruns reuse what a simulator already measured.
 """
 

@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     store = ExemplarStore.open(args.store)
     # run files since provenance version 2 keep the simulator's dtype and options; older ones its spec only
     stored = (config.get("run") or {}).get("simulator") or {"spec": config["simulator"], "dtype": "auto"}
-    simulator = build_simulator(SimulatorConfig(stored["spec"], dtype=stored["dtype"],
-                                                options=stored.get("options") or {}))
+    simulator = build_simulator(SimulatorConfig.from_dict(stored, "simulator"))
     maps = config["explain"]["test_maps"]
     for r in rows:
         kept = [e for e in r["finals"] if e not in r["lm"]]
