@@ -58,18 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare == "cache":
         names, entries = ("off", "on"), {"off": 0, "on": PREFIX_CACHE_ENTRIES}
     else:
-        names, entries = ("history first", "history last"), dict.fromkeys(("history first", "history last"),
-                                                                          PREFIX_CACHE_ENTRIES)
+        names = ("history first", "history last")
+        entries = dict.fromkeys(names, PREFIX_CACHE_ENTRIES)
+    # one program (one simulator loaded); a way's Refinement signature is set before each of its neurons
+    built = build_program(config, with_lm=False)
+    predictor = built.program.refinement.refine
+    signatures = dict.fromkeys(names, predictor.signature)
+    if args.compare == "order":  # the Refinement agent's inputs as they were before 2026-12-06
+        field = predictor.signature.input_fields["history"]
+        signatures["history first"] = predictor.signature.delete("history").prepend("history", field)
     ways = {}
     for name in names:
-        built = build_program(config, with_lm=False)
-        if name == "history first":  # the Refinement agent's inputs as they were before 2026-12-06
-            refine = built.program.refinement.refine
-            field = refine.signature.input_fields["history"]
-            refine.signature = refine.signature.delete("history").prepend("history", field)
         lm = make_lm(DEFAULT_LM, temperature=config.lm.temperature, max_tokens=config.lm.max_tokens, cache=False,
                      prefix_cache=entries[name])
-        ways[name] = way = {"built": built, "lm": lm, "engine": lm.engine, "calls": []}
+        ways[name] = way = {"lm": lm, "engine": lm.engine, "calls": []}
         complete = lm.engine.complete
 
         def timed(request, complete=complete, way=way):
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in (names if i % 2 == 0 else names[::-1]):
                 way = ways[name]
                 first = len(way["calls"])
-                record = explain_unit(way["built"].program, store, unit, way["lm"])
+                predictor.signature = signatures[name]
+                record = explain_unit(built.program, store, unit, way["lm"])
                 calls = way["calls"][first:]
                 refine = [c for c in calls if c[0] == "refinement"]
                 row = {"seconds": sum(c[1] for c in calls), "refine_seconds": sum(c[1] for c in refine),
@@ -111,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 same = False
                 print(f"{unit}: the answers differ: {answers}")
     finally:
+        built.close()
         for way in ways.values():
-            way["built"].close()
             way["engine"].close()
     a, b = (totals[name] for name in names)
     per_call = [t["refine_seconds"] / max(t["refine_calls"], 1) for t in (a, b)]
