@@ -86,12 +86,13 @@ def open_run(path: str | Path, source, store: str | Path):
     """The run file at ``path`` for what ``source`` (a :class:`~ns_dspy.build.Built`, or Ray workers) computes on
     the exemplar store ``store``: created with its provenance, or reopened if it was made with the same (also
     as an older ns-dspy recorded it)."""
-    from .build import legacy_provenance
+    from .build import legacy_provenance, naming_forms
     from .runs import RunStore
 
     where = {"store": str(Path(store).resolve())}
     current = source.provenance(**where)
-    return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where))
+    return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where),
+                    near=naming_forms(current))
 
 
 def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, explanations: Sequence[str], *,

@@ -18,7 +18,7 @@ from typing import Any
 from .config import EmbedderConfig, LMConfig, RunConfig, SimulatorConfig
 
 __all__ = ["Built", "build_program", "check_run_config", "legacy_provenance", "build_lm", "build_simulator",
-           "build_embedder", "PROVENANCE_VERSION", "ADDED_OPTIONS"]
+           "build_embedder", "PROVENANCE_VERSION", "ADDED_OPTIONS", "naming_forms"]
 
 PROVENANCE_VERSION = 2
 """Version of :meth:`Built.provenance`; run files made before it (version 1) still resume, see
@@ -28,7 +28,7 @@ ADDED_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("explain.tiers", False), ("explain.stats_modes", False), ("explain.negative", False),
     ("explain.list_edits", False), ("explain.test_maps", "guarded"), ("explain.whitespace", False),
     ("explain.word_classes", False), ("explain.context", False), ("explain.spelling", False),
-    ("explain.concepts", False), ("explain.concepts_k", 3))
+    ("explain.concepts", False), ("explain.concepts_k", 3), ("explain.mode_stop", False))
 """Options added to the recorded run configuration since provenance version 2, oldest first: the dotted path in
 ``to_dict(provenance=True)`` and the value that does what ns-dspy did before the option existed. A run file made
 then lacks the key, and resumes when every option added since is at that value now (otherwise the refusal
@@ -126,6 +126,23 @@ def _before_added(run: dict[str, Any]) -> list[dict[str, Any]]:
             break
         current = {**current, section: {k: v for k, v in current[section].items() if k != key}}
         forms.append(current)
+    return forms
+
+
+def naming_forms(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """Forms of ``provenance`` (the current form, :meth:`Built.provenance`) against which a refused run file's
+    stored configuration is compared to name what differs (``RunStore``'s ``near``), never accepted: for each of
+    :data:`ADDED_OPTIONS`, the form without it and every later option that is at its old value. An older run file
+    then differs from one of them exactly in the options added since it was made that are not at their old value
+    now (what the user must set back to resume it), and in whatever else changed."""
+    forms = []
+    for start in range(len(ADDED_OPTIONS)):
+        run = provenance["run"]
+        for path, old in ADDED_OPTIONS[start:]:
+            section, key = path.split(".")
+            if run.get(section, {}).get(key, object()) == old:
+                run = {**run, section: {k: v for k, v in run[section].items() if k != key}}
+        forms.append({**provenance, "run": run})
     return forms
 
 

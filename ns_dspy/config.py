@@ -376,6 +376,11 @@ class ExplainConfig(_Config):
                                  "errors on valid before they join the modes: add the most missed tokens, drop the "
                                  "worst false alarms, each edit kept only if it also holds on the train windows "
                                  "(--no-list-edits: the lists as the statistical explainer chose them)")
+    mode_stop: bool = opt(True, "with refinement and --stats-modes, stop refining an LM mode after an iteration "
+                                "(not the last) whose best explanation adds nothing to the statistical word lists "
+                                "on valid (not kept in their calibrated union, or the union no higher): such a mode "
+                                "would not be kept beside the lists (--no-mode-stop: each mode runs until it "
+                                "converges or its iterations end)")
     racing: bool = opt(True, "race refinement's and the statistical explainer's candidates: score them on an "
                              "eighth, a quarter, half, then three quarters of the valid excerpts first (highest peaks "
                              "first; stages of at least 5) and drop the clear losers (--no-racing: every candidate on "

@@ -30,6 +30,7 @@ calibration of their union on valid (``calibration``), which the test score reus
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import dspy
 
@@ -50,7 +51,7 @@ from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope", "final_calibration", "refinement_racing", "statistical_racing",
+__all__ = ["ExplainConfig", "NeuronScope", "adds_to", "final_calibration", "refinement_racing", "statistical_racing",
            "with_statistical"]
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,18 @@ def with_concepts(scorer: "ValidScorer", lists: list[str], lists_score: Score, t
             if candidate[0] and candidate[1].value > best[1].value + 1e-9:
                 best = candidate
     return best
+
+
+def adds_to(scorer: "ValidScorer", lists: list[str], lists_score: Score, text: str, min_delta: float = 1e-3) -> bool:
+    """Whether ``text`` adds to the statistical set ``lists`` (scored ``lists_score``) on valid: kept in their
+    union (:meth:`~ns_dspy.agents.ValidScorer.union`: its predictions rise with the truth beside the lists') and
+    that union scoring more than ``min_delta`` above the lists alone. A mode that does not would not be kept beside
+    the lists (:func:`with_statistical`), so refining it further spends LM calls on nothing the neuron reports
+    (``ExplainConfig.mode_stop``)."""
+    if text in lists:
+        return False
+    kept, whole = scorer.union(list(lists) + [text])
+    return text in kept and whole.value > lists_score.value + min_delta
 
 
 def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
@@ -162,16 +175,25 @@ class NeuronScope(dspy.Module):
         with stage("clustering"):
             clustered = self.clustering(conditions=conditions)
         log.info("%s: %d atomic conditions in %d clusters", valid.unit, len(conditions), len(clustered.clusters))
+        valids: dict[str, float] = {}
+        if self.config.stats_modes:
+            # the statistical word lists that join the modes when that raises the neuron's valid score; with
+            # refinement first edited from their own errors on valid, each edit confirmed on the train windows
+            lists, lists_score, edits, named_texts = self._lists(train, valid, scorer, stats, valids)
+        # an LM mode is refined on while it adds to the lists: one that does not would not be kept beside them
+        keep = (partial(adds_to, scorer, lists, lists_score, min_delta=self.config.min_delta)
+                if self.config.stats_modes and self.config.refine and self.config.mode_stop else None)
         modes = []
         for k, cluster in enumerate(clustered.clusters, 1):
             mode = Mode(members=list(cluster.members), representative=cluster.representative)
             if self.config.refine:
                 with stage("refinement"):
                     refined = self.refinement(seed=cluster.representative, score=scorer, exemplars=train,
-                                              seeds=seeds)
+                                              seeds=seeds, keep=keep)
                 mode.explanation, mode.valid = refined.explanation, refined.score
                 mode.history = [Candidate(text, score) for text, score in refined.history]
                 mode.trajectory, mode.raced = list(refined.trajectory), dict(refined.raced or {})
+                mode.stopped = refined.stopped
                 log.info("%s: cluster %d/%d refined, valid %s (%s)", valid.unit, k, len(clustered.clusters),
                          " -> ".join(f"{v:.3f}" for v in refined.trajectory), refined.stopped)
             else:
@@ -180,37 +202,8 @@ class NeuronScope(dspy.Module):
         explanations = [m.explanation for m in modes]
         combined = polysemantic(self.simulator, explanations, valid, calibration=valid,
                                 preds=[scorer.score_of(e).predictions for e in explanations])
-        valids = {m.explanation: m.valid for m in modes}
+        valids.update((m.explanation, m.valid) for m in modes)
         if self.config.stats_modes:
-            # the statistical word lists join the modes when that raises the neuron's valid score; with refinement,
-            # first edited from their own errors on valid, each edit confirmed on the train windows
-            lists, lists_score, edits = list(stats.explanations), stats.score, []
-            valids.update(zip(stats.explanations, stats.valids))
-            named_texts: set[str] = set()  # a concept the LM named, as a mode: written by the LM
-            if self.concept is not None:
-                # the LM names what the listed tokens share; a concept joins or replaces the lists when that
-                # scores higher on valid
-                with stage("hypothesis"):
-                    named = self.concept(train, k=self.config.concepts_k)
-                texts = [t for c in named.concepts for t in concept_explanations(c, named.words)]
-                if named.failed:
-                    log.info("%s: %d of %d concept answers were not a short category name", valid.unit,
-                             named.failed, self.config.concepts_k)
-                lists, lists_score = with_concepts(scorer, lists, lists_score, texts)
-                named_texts = set(texts)
-                if lists != list(stats.explanations):
-                    log.info("%s: concept %s, valid %.3f -> %.3f", valid.unit, lists[-1][:60], stats.polysemantic,
-                             lists_score.value)
-                valids.update((t, scorer.score_of(t).value) for t in lists)
-            if self.config.refine and self.config.list_edits:
-                with stage("refinement"):
-                    edited = edit_lists(self.simulator, lists, valid, train)
-                if edited.edits:
-                    log.info("%s: word lists edited (%s), valid %.3f -> %.3f", valid.unit,
-                             ", ".join(e for e, _ in edited.edits), stats.polysemantic, edited.score.value)
-                    lists, lists_score = edited.explanations, edited.score
-                    edits = [stats.polysemantic] + [v for _, v in edited.edits]  # the set's valid score per edit
-                    valids.update(zip(lists, edited.valids))
             explanations, combined = with_statistical(self.simulator, valid, explanations, combined, lists,
                                                       lists_score, scorer)
             lm_texts = {m.explanation for m in modes}
@@ -224,6 +217,40 @@ class NeuronScope(dspy.Module):
                                calibration=final_calibration(self.simulator, explanations, valid, scorer,
                                                              combined.calibration, self.config.test_maps),
                                statistical_calibration=stats.calibration)
+
+    def _lists(self, train: list[Exemplar], valid: HeldOut, scorer: ValidScorer, stats: dspy.Prediction,
+               valids: dict[str, float]) -> tuple[list[str], Score, list[float], set[str]]:
+        """The statistical word lists as they join the modes: ``(lists, their valid score, the set's valid score
+        before and after each edit, the concept texts the LM named)``, each list's valid score added to ``valids``.
+        With the concept step the LM names what the listed tokens share, and a concept joins or replaces the lists
+        when that scores higher on valid; with refinement and ``list_edits`` the lists are then edited from their
+        own errors on valid, each edit confirmed on the train windows."""
+        lists, lists_score, edits = list(stats.explanations), stats.score, []
+        valids.update(zip(stats.explanations, stats.valids))
+        named_texts: set[str] = set()  # a concept the LM named, as a mode: written by the LM
+        if self.concept is not None:
+            with stage("hypothesis"):
+                named = self.concept(train, k=self.config.concepts_k)
+            texts = [t for c in named.concepts for t in concept_explanations(c, named.words)]
+            if named.failed:
+                log.info("%s: %d of %d concept answers were not a short category name", valid.unit,
+                         named.failed, self.config.concepts_k)
+            lists, lists_score = with_concepts(scorer, lists, lists_score, texts)
+            named_texts = set(texts)
+            if lists != list(stats.explanations):
+                log.info("%s: concept %s, valid %.3f -> %.3f", valid.unit, lists[-1][:60], stats.polysemantic,
+                         lists_score.value)
+            valids.update((t, scorer.score_of(t).value) for t in lists)
+        if self.config.refine and self.config.list_edits:
+            with stage("refinement"):
+                edited = edit_lists(self.simulator, lists, valid, train)
+            if edited.edits:
+                log.info("%s: word lists edited (%s), valid %.3f -> %.3f", valid.unit,
+                         ", ".join(e for e, _ in edited.edits), stats.polysemantic, edited.score.value)
+                lists, lists_score = edited.explanations, edited.score
+                edits = [stats.polysemantic] + [v for _, v in edited.edits]  # the set's valid score per edit
+                valids.update(zip(lists, edited.valids))
+        return lists, lists_score, edits, named_texts
 
     def _racing(self) -> "Racing | None":
         """Refinement's rule (:func:`refinement_racing`)."""

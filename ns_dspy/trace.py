@@ -176,7 +176,8 @@ class Mode:
     included), ``"stats"`` for one of the statistical explainer's word lists added to the modes
     (``ExplainConfig.stats_modes``; no conditions, no LM refinement; when the lists were edited from their valid
     errors, ``ExplainConfig.list_edits``, an edited list's ``trajectory`` is the set's valid score before and after
-    each edit)."""
+    each edit). ``stopped``: why the mode's refinement ended (``RefinementAgent``'s reasons: ``converged``,
+    ``no_contribution``, ...); None without refinement and in traces written before it was kept."""
 
     members: list[str] = field(default_factory=list)
     representative: str | None = None
@@ -186,6 +187,7 @@ class Mode:
     trajectory: list[float] = field(default_factory=list)
     raced: dict[str, Any] = field(default_factory=dict)
     source: str = "lm"
+    stopped: str | None = None
 
     def to_dict(self) -> dict:
         out = {"members": list(self.members), "representative": self.representative,
@@ -196,6 +198,8 @@ class Mode:
             out.update(history=[c.to_json() for c in self.history], trajectory=list(self.trajectory))
         if self.raced:
             out["raced"] = dict(self.raced)
+        if self.stopped is not None:
+            out["stopped"] = self.stopped
         return out
 
     @classmethod
@@ -207,7 +211,8 @@ class Mode:
                    history=Candidate.list_from(d, "history", where),
                    trajectory=_list_of(d, "trajectory", _num, "a number", where),
                    raced=dict(_opt(d, "raced", lambda v: isinstance(v, dict), "an object", where, {})),
-                   source=_opt(d, "source", lambda v: v in ("lm", "stats"), '"lm" or "stats"', where, "lm"))
+                   source=_opt(d, "source", lambda v: v in ("lm", "stats"), '"lm" or "stats"', where, "lm"),
+                   stopped=_opt(d, "stopped", _str, "a string or null", where))
 
 
 @dataclass

@@ -283,10 +283,13 @@ class RefinementAgent(dspy.Module):
     ``(explanation, score)``, best first, the seed included), ``trajectory`` (``[0]`` the seed's score,
     ``[t]`` the best after iteration ``t``; it never decreases and has one entry per iteration that scored
     something), ``failures`` (LM calls that failed) and ``stopped`` (why the loop ended: ``iterations``,
-    ``converged``, ``no_new_candidates`` or ``lm_failed``). An explanation already in the history (same text
-    up to case, spacing and final punctuation) is never scored again. ``seeds`` given to :meth:`forward` join
-    the history before the first iteration (e.g. the statistical explanation), so the result never scores
-    below any of them on valid.
+    ``converged``, ``no_new_candidates``, ``lm_failed`` or ``no_contribution``). An explanation already in the
+    history (same text up to case, spacing and final punctuation) is never scored again. ``seeds`` given to
+    :meth:`forward` join the history before the first iteration (e.g. the statistical explanation), so the result
+    never scores below any of them on valid. ``keep`` given to :meth:`forward` is asked after every iteration but
+    the last whether the best explanation so far is worth refining further (e.g. whether it adds anything to the
+    statistical word lists on valid: :func:`ns_dspy.program.adds_to`); when it says no, the loop stops there
+    (``no_contribution``), so at least one iteration always runs.
     """
 
     def __init__(self, *, candidates: int = 8, iterations: int = 5, patience: int = 1, min_delta: float = 1e-3,
@@ -378,7 +381,7 @@ class RefinementAgent(dspy.Module):
         return proposals, failed
 
     def forward(self, seed: str, score: ScoreFn, exemplars: Sequence[Exemplar] | None = None,
-                seeds: Sequence[str] = ()) -> dspy.Prediction:
+                seeds: Sequence[str] = (), keep: Callable[[str], bool] | None = None) -> dspy.Prediction:
         seed = clean_output(seed)
         if not seed:
             raise AgentError("no seed explanation to refine")
@@ -424,6 +427,9 @@ class RefinementAgent(dspy.Module):
             stale = 0 if trajectory[-1] > before + self.min_delta else stale + 1
             if stale >= self.patience:
                 stopped = "converged"
+                break
+            if keep is not None and iteration < self.iterations and not keep(best(history)[0]):
+                stopped = "no_contribution"
                 break
         chosen, chosen_score = best(history)
         return dspy.Prediction(explanation=chosen, score=chosen_score, history=history, trajectory=trajectory,

@@ -250,7 +250,9 @@ def _modes(trace: Trace, finals: list[Final]) -> str:
         chart = line_chart([(f"mode {k + 1}", traj)], title=f"mode {k + 1}: best valid score per iteration",
                            width=340, height=170) if len(traj) > 1 else ""
         arrow = " \u2192 "
-        steps = f'<p class="muted">trajectory: {esc(arrow.join(num(v) for v in traj))}</p>' if traj else ""
+        why = (" (stopped: it added nothing to the statistical word lists on valid)"
+               if cluster.stopped == "no_contribution" else "")
+        steps = f'<p class="muted">trajectory: {esc(arrow.join(num(v) for v in traj))}{why}</p>' if traj else ""
         edited = ", edited from its errors on valid (the trajectory: the lists' valid score per edit)" \
             if cluster.source == "stats" and len(traj) > 1 else ""
         what = (f"statistical word list (no LM){edited}, added because it raised the neuron's valid score"

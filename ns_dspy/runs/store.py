@@ -92,11 +92,12 @@ def _as_list(legacy: dict | list[dict] | None) -> list[dict]:
 class RunStore:
     """Open or create a run file. ``config`` (a JSON-able dict) is stored on creation; reopening with another
     config is refused, so one run never mixes settings; ``legacy`` is the same configuration as an older
-    ns-dspy recorded it (or a list of such forms), accepted in place of ``config`` for a run file made then. ``owner`` names this object's claims
-    (``host:pid:random``)."""
+    ns-dspy recorded it (or a list of such forms), accepted in place of ``config`` for a run file made then;
+    ``near``: more forms, never accepted, against which a refusal names what differs (the nearest of all is used).
+    ``owner`` names this object's claims (``host:pid:random``)."""
 
     def __init__(self, path: str | Path, config: dict | None = None, *,
-                 legacy: dict | list[dict] | None = None):
+                 legacy: dict | list[dict] | None = None, near: list[dict] | None = None):
         self.path = Path(path)
         self.owner = f"{socket.gethostname()}|{process_space() or '-'}|{os.getpid()}|{secrets.token_hex(4)}"
         exists = self.path.exists()
@@ -121,8 +122,10 @@ class RunStore:
             elif stored != canonical:
                 forms = [json.loads(json.dumps(old, sort_keys=True, default=str)) for old in _as_list(legacy)]
                 if stored not in forms:
-                    # named against the nearest form this ns-dspy accepts (an older run lacks the newer options)
-                    changed = min((_changed(stored, form) for form in [canonical, *forms]), key=len)
+                    # named against the nearest form (an older run lacks the newer options: ``near`` names those
+                    # that are not at their old value now)
+                    named = [json.loads(json.dumps(f, sort_keys=True, default=str)) for f in near or ()]
+                    changed = min((_changed(stored, form) for form in [canonical, *forms, *named]), key=len)
                     raise StoreError(f"run {self.path} was made with other settings ({', '.join(changed)}): "
                                      "rerun with the same options to resume, or give a new --run")
 

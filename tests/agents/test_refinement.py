@@ -112,6 +112,28 @@ def test_trajectory_is_monotone(scripted):
     assert result.trajectory[-1] == result.score == max(s for _, s in result.history)
 
 
+def test_keep_stops_a_mode_whose_best_adds_nothing_and_is_not_asked_after_the_last_iteration(scripted):
+    """``keep`` is asked after every iteration but the last with the best explanation so far; a no stops the loop
+    there (``no_contribution``), with the best kept as it is."""
+    asked = []
+
+    def keep(text):
+        asked.append(text)
+        return "dog" not in text  # e.g. the statistical lists already name dogs
+
+    lm, engine = scripted(proposals("cat or dog tokens", "house tokens", "dog tokens", "cat", "x", "y"))
+    with dspy.context(lm=lm):
+        result = RefinementAgent(candidates=2, iterations=3, patience=3)(seed="cat tokens", score=Scorer(), keep=keep)
+    assert result.stopped == "no_contribution" and asked == ["cat or dog tokens"] and len(engine.requests) == 2
+    assert result.explanation == "cat or dog tokens" and len(result.trajectory) == 2
+    # while it says yes the loop runs on; after the last iteration it is not asked
+    asked.clear()
+    lm, engine = scripted(proposals("house tokens", "home", "sat near", "rain", "dog tokens", "fell"))
+    with dspy.context(lm=lm):
+        result = RefinementAgent(candidates=2, iterations=3, patience=4)(seed="cat tokens", score=Scorer(), keep=keep)
+    assert result.stopped == "iterations" and len(engine.requests) == 6 and asked == ["cat tokens", "cat tokens"]
+
+
 def test_stops_when_no_new_candidate_comes_out(scripted):
     lm, engine = scripted(proposals("cat tokens", " CAT   tokens. ", ""))
     score = Scorer()

@@ -101,6 +101,18 @@ def test_a_unit_that_never_fires_is_drawn_by_magnitude(runs, pages):
         f"background:rgba(31,119,180,{abs(a) / scale:.2f})" for a in acts]  # blue, not invisible
 
 
+def test_a_mode_stopped_for_adding_nothing_to_the_word_lists_says_so():
+    from ns_dspy.report.page import _modes
+    from ns_dspy.trace import Candidate, Final, Mode, Trace
+
+    modes = [Mode(members=["dogs"], representative="dogs", explanation="dog tokens", valid=0.2,
+                  history=[Candidate("dog tokens", 0.2), Candidate("dogs", 0.1)], trajectory=[0.1, 0.2], stopped=why)
+             for why in ("no_contribution", "converged")]
+    page = parse(_modes(Trace(conditions=["dogs", "dogs"], labels=[0, 1], modes=modes), [Final("dog tokens", 0.2)]))
+    said = ["added nothing to the statistical word lists" in d.text() for d in page.find_all("div", class_="mode")]
+    assert said == [True, False]
+
+
 def test_modes_trajectories_and_candidates(runs, pages):
     record = read_run(runs["refine"]).by_unit()
     record = next(r for r in record.values() if r.status == "done")
@@ -125,6 +137,9 @@ def test_modes_trajectories_and_candidates(runs, pages):
             assert [td.text() for td in tr.find_all("td")][:2] == [str(rank), num(score)] and text in tr.text()
         final_rows = [tr for tr in ranked if "final" in tr.text()]
         assert final_rows and cluster["explanation"] in final_rows[0].text()
+        # a mode stopped because it added nothing to the word lists (ExplainConfig.mode_stop) says so
+        said = "stopped: it added nothing to the statistical word lists" in mode.text()
+        assert said == (cluster.get("stopped") == "no_contribution")
     # the run-level convergence chart (Figure 2a): one series per layer, the mean of the neurons' trajectories
     curves = mean_trajectories(read_run(runs["refine"]).records)
     chart = pages["refine"].find("svg")

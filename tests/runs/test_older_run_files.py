@@ -3,7 +3,7 @@ value that does what ns-dspy did then (``build.ADDED_OPTIONS``), and is refused,
 
 import pytest
 
-from ns_dspy.build import ADDED_OPTIONS, PROVENANCE_VERSION, legacy_provenance
+from ns_dspy.build import ADDED_OPTIONS, PROVENANCE_VERSION, legacy_provenance, naming_forms
 from ns_dspy.config import ExplainConfig, RunConfig, SimulatorConfig
 from ns_dspy.errors import StoreError
 from ns_dspy.runs import RunStore
@@ -25,7 +25,8 @@ def _older(config: RunConfig, since: str) -> dict:
 
 
 def _open(path, config: RunConfig) -> RunStore:
-    return RunStore(path, _provenance(config), legacy=legacy_provenance(config, _provenance(config), store="s"))
+    return RunStore(path, _provenance(config), legacy=legacy_provenance(config, _provenance(config), store="s"),
+                    near=naming_forms(_provenance(config)))
 
 
 def test_every_added_option_is_recorded():
@@ -37,7 +38,7 @@ def test_every_added_option_is_recorded():
 
 def test_a_run_made_before_an_option_resumes_when_the_option_does_what_it_did_then(tmp_path):
     at_old = RunConfig(explain=ExplainConfig(tiers=False, stats_modes=False, negative=False, list_edits=False,
-                                             whitespace=False, word_classes=False),
+                                             whitespace=False, word_classes=False, mode_stop=False),
                        simulator=SimulatorConfig("keyword"))
     for since, _ in ADDED_OPTIONS:
         path = tmp_path / f"{since}.sqlite"
@@ -47,23 +48,30 @@ def test_a_run_made_before_an_option_resumes_when_the_option_does_what_it_did_th
     # are) resumes with today's other defaults, --no-whitespace and --no-word-classes
     RunStore(tmp_path / "now.sqlite", _provenance(RunConfig())).close()
     _open(tmp_path / "now.sqlite", RunConfig()).close()
-    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False))
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False, mode_stop=False))
     RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
     _open(tmp_path / "ws.sqlite", no_whitespace).close()
 
 
 def test_a_run_made_before_an_option_is_refused_when_the_option_changes_what_it_does(tmp_path):
-    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False))
+    no_whitespace = RunConfig(explain=ExplainConfig(whitespace=False, word_classes=False, mode_stop=False))
     RunStore(tmp_path / "ws.sqlite", _older(no_whitespace, "explain.whitespace")).close()
     with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace, run\.explain\.word_classes\)"):
-        _open(tmp_path / "ws.sqlite", RunConfig())  # today's defaults name whitespace and word classes
+        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(mode_stop=False)))  # whitespace, word classes
     # with --no-word-classes, only whitespace is named: against the nearest form this ns-dspy would accept
     with pytest.raises(StoreError, match=r"other settings \(run\.explain\.whitespace\)"):
-        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(word_classes=False)))
-    # made before tiers: today's default runs tier lists, which that run never did
+        _open(tmp_path / "ws.sqlite", RunConfig(explain=ExplainConfig(word_classes=False, mode_stop=False)))
+    # made before tiers: today's defaults differ in every option added since that is not at its old value
     RunStore(tmp_path / "tiers.sqlite", _older(RunConfig(), "explain.tiers")).close()
-    with pytest.raises(StoreError, match=r"run\.explain\.tiers"):
+    with pytest.raises(StoreError, match=r"other settings \(run\.explain\.list_edits, run\.explain\.mode_stop, "
+                                         r"run\.explain\.negative, run\.explain\.stats_modes, run\.explain\.tiers, "
+                                         r"run\.explain\.whitespace, run\.explain\.word_classes\)"):
         _open(tmp_path / "tiers.sqlite", RunConfig())
+    # made before modes stopped when they add nothing to the word lists: today's default stops them
+    RunStore(tmp_path / "stop.sqlite", _older(RunConfig(), "explain.mode_stop")).close()
+    with pytest.raises(StoreError, match=r"other settings \(run\.explain\.mode_stop\)"):
+        _open(tmp_path / "stop.sqlite", RunConfig())
+    _open(tmp_path / "stop.sqlite", RunConfig(explain=ExplainConfig(mode_stop=False))).close()
     # a stored form that lacks an option but holds a later one is no form ns-dspy ever wrote
     odd = _provenance(no_whitespace)
     odd["run"]["explain"].pop("test_maps")
