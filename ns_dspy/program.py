@@ -20,10 +20,11 @@ best history entries' missed tokens and false alarms on valid (``feedback``); op
 starts with the statistical explanation too (``seed_stats``): refinement then never ends below it on valid,
 but a whole-neuron word list can then win every mode. With refinement the statistical word lists that join the
 modes (``stats_modes``) are first edited from their own errors on valid, each edit confirmed on the train windows
-(``list_edits``, :mod:`ns_dspy.agents.list_edits`). Every method's trace carries the statistical
-explanation and its valid score (``trace.statistical``; the runner adds its test score, with the calibration the
-prediction carries as ``statistical_calibration``), so each run compares itself with the no-LM row on the same
-data. Every prediction gives each explanation's own valid score (``valids``) and, for several explanations, the
+(``list_edits``, :mod:`ns_dspy.agents.list_edits`); the lists are made before the LM's modes are refined, and a
+mode whose best explanation adds nothing to them on valid stops refining there (``mode_stop``, :func:`adds_to`).
+Every method's trace carries the statistical explanation and its valid score (``trace.statistical``; the runner
+adds its test score, with the calibration the prediction carries as ``statistical_calibration``), so each run
+compares itself with the no-LM row on the same data. Every prediction gives each explanation's own valid score (``valids``) and, for several explanations, the
 calibration of their union on valid (``calibration``), which the test score reuses.
 """
 
