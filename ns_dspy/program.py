@@ -24,8 +24,9 @@ modes (``stats_modes``) are first edited from their own errors on valid, each ed
 mode whose best explanation adds nothing to them on valid stops refining there (``mode_stop``, :func:`adds_to`).
 Every method's trace carries the statistical explanation and its valid score (``trace.statistical``; the runner
 adds its test score, with the calibration the prediction carries as ``statistical_calibration``), so each run
-compares itself with the no-LM row on the same data. Every prediction gives each explanation's own valid score (``valids``) and, for several explanations, the
-calibration of their union on valid (``calibration``), which the test score reuses.
+compares itself with the no-LM row on the same data. Every prediction gives each explanation's own valid score
+(``valids``) and, for several explanations, the calibration of their union on valid (``calibration``), which the
+test score reuses.
 """
 
 from __future__ import annotations
