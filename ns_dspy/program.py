@@ -31,8 +31,8 @@ test score reuses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from functools import partial
 
 import dspy
 
@@ -53,7 +53,7 @@ from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["ExplainConfig", "NeuronScope", "adds_to", "final_calibration", "refinement_racing", "statistical_racing",
+__all__ = ["AddsTo", "ExplainConfig", "NeuronScope", "adds_to", "final_calibration", "refinement_racing", "statistical_racing",
            "with_statistical"]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,25 @@ def adds_to(scorer: "ValidScorer", lists: list[str], lists_score: Score, text: s
         return False
     kept, whole = scorer.union(list(lists) + [text])
     return text in kept and whole.value > lists_score.value + min_delta
+
+
+@dataclasses.dataclass(frozen=True)
+class AddsTo:
+    """:func:`adds_to` bound to one neuron's word lists: the ``keep`` its modes' refinement asks after each iteration
+    (``ExplainConfig.mode_stop``). ``key``: what its answers depend on besides the valid data and simulator of
+    ``scorer`` (the lists, their score, ``min_delta``), for a cache of refinement results (``ns_dspy.sweep``)."""
+
+    scorer: "ValidScorer"
+    lists: tuple[str, ...]
+    lists_score: Score
+    min_delta: float = 1e-3
+
+    def __call__(self, text: str) -> bool:
+        return adds_to(self.scorer, list(self.lists), self.lists_score, text, self.min_delta)
+
+    @property
+    def key(self) -> list:
+        return ["adds_to", list(self.lists), float(self.lists_score.value), float(self.min_delta)]
 
 
 def final_calibration(simulator: Simulator, explanations: list[str], valid: HeldOut, scorer: "ValidScorer",
@@ -183,7 +202,7 @@ class NeuronScope(dspy.Module):
             # refinement first edited from their own errors on valid, each edit confirmed on the train windows
             lists, lists_score, edits, named_texts = self._lists(train, valid, scorer, stats, valids)
         # an LM mode is refined on while it adds to the lists: one that does not would not be kept beside them
-        keep = (partial(adds_to, scorer, lists, lists_score, min_delta=self.config.min_delta)
+        keep = (AddsTo(scorer, tuple(lists), lists_score, self.config.min_delta)
                 if self.config.stats_modes and self.config.refine and self.config.mode_stop else None)
         modes = []
         for k, cluster in enumerate(clustered.clusters, 1):

@@ -132,11 +132,12 @@ class CachedDecomposition(_Cached):
 
 
 class CachedRefinement(_Cached):
-    """``(seed, score, exemplars=None, seeds=()) -> Prediction(explanation, score, history, ...)``.
+    """``(seed, score, exemplars=None, seeds=(), keep=None) -> Prediction(explanation, score, history, ...)``.
 
     The score function is opaque, so what it scores on is part of the key: ``scored_on`` names the unit's
     valid data (a digest of it) and the simulator's ``cache_key``, bound when the wrapper is built for one
-    neuron.
+    neuron. ``keep`` (the program's :class:`~ns_dspy.program.AddsTo`, which scores with the same valid scorer)
+    joins the key through its own ``key``: the word lists it asks about.
     """
 
     kind = "refinement"
@@ -145,16 +146,18 @@ class CachedRefinement(_Cached):
         super().__init__(inner, cache, ledger, lm_key)
         self.scored_on = scored_on
 
-    def __call__(self, seed: str, score, exemplars=None, seeds=()) -> dspy.Prediction:
+    def __call__(self, seed: str, score, exemplars=None, seeds=(), keep=None) -> dspy.Prediction:
         agent = self.inner
         settings = [agent.candidates, agent.iterations, agent.patience, agent.min_delta, agent.temperature,
                     agent.max_history, agent.max_exemplars, agent.feedback, agent.feedback_entries, agent.statistics,
                     agent.max_tokens, repr(getattr(score, "racing", None))]
+        if keep is not None:  # without it the key is what it was before keep existed
+            settings.append(keep.key)
         key = digest(self.kind, seed, list(seeds), exemplars_digest(exemplars), self.scored_on, settings,
                      state_digest(agent.refine), self.lm_key)
 
         def compute() -> dict[str, Any]:
-            pred = agent(seed=seed, score=score, exemplars=exemplars, seeds=seeds)
+            pred = agent(seed=seed, score=score, exemplars=exemplars, seeds=seeds, keep=keep)
             return {"explanation": pred.explanation, "score": float(pred.score),
                     "history": [[text, float(value)] for text, value in pred.history],
                     "trajectory": [float(v) for v in pred.trajectory], "failures": int(pred.failures),

@@ -87,6 +87,10 @@ def test_repeated_refinement_is_free_too(store, server, tmp_path):
     assert (again.valid, again.explanations) == (first.valid, first.explanations)
     more = evaluator.evaluate(dataclasses.replace(config, candidates=3), 0.7, neuron)
     assert more.ledger.calls > 0 and more.ledger.hits == 2  # only refinement is redone
+    # a refinement that stops modes adding nothing to the word lists (the default) is not one that does not
+    off = evaluator.evaluate(dataclasses.replace(config, mode_stop=False), 0.7, neuron)
+    assert off.ledger.hits == 2
+    assert evaluator.evaluate(dataclasses.replace(config, mode_stop=False), 0.7, neuron).ledger.calls == 0
 
 
 def test_agent_failures_are_cached_and_score_zero(store, tmp_path):
