@@ -319,3 +319,38 @@ def test_lm_share_scores_each_final_set_without_the_modes_the_lm_wrote(tmp_path,
             assert f"| {r['unit']} | {r['stats_test']:.3f} | {want:.3f} | {r['test']:.3f} |" in text
     with pytest.raises(SystemExit):
         share([str(tmp_path / "missing.sqlite"), "--store", str(store.path), "--out", str(tmp_path / "out")])
+
+
+def test_mode_stop_pairs_the_stopped_run_with_the_full_one(tmp_path, explainer):
+    """experiments/mode_stop.py: each neuron's LM calls, stopped modes and scores are the two run files' own, and
+    the totals add them up."""
+    from mode_stop import main as compare
+    from mode_stop import neuron_rows
+
+    from ns_dspy.runs.read import read_run
+
+    store = toy_store(tmp_path / "store")
+    stop, full = tmp_path / "stop.sqlite", tmp_path / "full.sqlite"
+    explain(store, stop, explainer)
+    explain(store, full, explainer, mode_stop=False)
+    rows = {path: {str(r.unit): r for r in read_run(path).done} for path in (stop, full)}
+    assert compare([str(stop), str(full), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "summary.md").read_text()
+    calls = {}
+    for path in (stop, full):
+        per = neuron_rows(path)
+        assert set(per) == set(rows[path])
+        for unit, r in rows[path].items():
+            usage = r.trace["lm_usage"]
+            assert per[unit]["calls"] == usage["calls"] + usage["cached_calls"]
+            assert (per[unit]["valid"], per[unit]["test"]) == (r.score_valid, r.score_test)
+            assert per[unit]["stopped"] == sum(c.get("stopped") == "no_contribution" for c in r.trace["clusters"])
+        calls[path] = sum(p["calls"] for p in per.values())
+    assert not any(p["stopped"] for p in neuron_rows(full).values())  # --no-mode-stop stops no mode
+    assert any(p["stopped"] for p in neuron_rows(stop).values()) and calls[stop] < calls[full]
+    assert f"LM calls: {calls[stop]} with the stop, {calls[full]} without" in text
+    for unit, r in rows[stop].items():
+        f = rows[full][unit]
+        assert f"| {r.score_valid:.3f} / {f.score_valid:.3f} | {r.score_test:.3f} / {f.score_test:.3f} |" in text
+    with pytest.raises(SystemExit, match="no run file"):
+        compare([str(stop), str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "out")])
