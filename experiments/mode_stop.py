@@ -35,7 +35,7 @@ def neuron_rows(path: Path) -> dict[str, dict]:
     out = {}
     for r in read_run(path).done:
         trace = r.typed_trace
-        usage = r.trace.get("lm_usage") or {}
+        usage = trace.lm_usage
         out[str(r.unit)] = {
             "calls": int(usage.get("calls", 0)) + int(usage.get("cached_calls", 0)),
             "stopped": sum(m.source == "lm" and m.stopped == "no_contribution" for m in trace.modes),
@@ -57,8 +57,8 @@ def summary(stop: dict[str, dict], full: dict[str, dict], command: str) -> str:
     for u in units:
         s, f = stop[u], full[u]
         lines.append(f"| {u} | {s['lm_modes']} | {s['stopped']} | {s['calls']} / {f['calls']} | "
-                     f"{s['refine_s']:.0f} / {s['refine_s'] + f['refine_s']:.0f} | {s['valid']:.3f} / {f['valid']:.3f} | "
-                     f"{s['test']:.3f} / {f['test']:.3f} |")
+                     f"{s['refine_s']:.0f} / {s['refine_s'] + f['refine_s']:.0f} | "
+                     f"{s['valid']:.3f} / {f['valid']:.3f} | {s['test']:.3f} / {f['test']:.3f} |")
     calls_stop, calls_full = sum(stop[u]["calls"] for u in units), sum(full[u]["calls"] for u in units)
     sec_stop = [stop[u]["refine_s"] for u in units]
     sec_full = [stop[u]["refine_s"] + full[u]["refine_s"] for u in units]

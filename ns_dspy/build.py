@@ -115,17 +115,29 @@ class Built:
         self.close()
 
 
+def _without_old(run: dict[str, Any], options: tuple[tuple[str, Any], ...]) -> tuple[dict[str, Any], bool]:
+    """``run`` without those of ``options`` (dotted path, old value) that are at their old value, and whether all
+    of them were (the form an ns-dspy made before the first of them recorded)."""
+    every = True
+    for path, old in options:
+        section, key = path.split(".")
+        if run.get(section, {}).get(key, object()) == old:
+            run = {**run, section: {k: v for k, v in run[section].items() if k != key}}
+        else:
+            every = False
+    return run, every
+
+
 def _before_added(run: dict[str, Any]) -> list[dict[str, Any]]:
     """``run`` (a dict with an ``explain`` key) as ns-dspy recorded it before each of :data:`ADDED_OPTIONS`
     existed, newest first: each form lacks an option and every later one, as long as those are at their old
     value in ``run``."""
-    forms, current = [], run
-    for path, old in reversed(ADDED_OPTIONS):
-        section, key = path.split(".")
-        if current.get(section, {}).get(key, object()) != old:
+    forms = []
+    for start in reversed(range(len(ADDED_OPTIONS))):
+        form, every = _without_old(run, ADDED_OPTIONS[start:])
+        if not every:
             break
-        current = {**current, section: {k: v for k, v in current[section].items() if k != key}}
-        forms.append(current)
+        forms.append(form)
     return forms
 
 
@@ -135,15 +147,8 @@ def naming_forms(provenance: dict[str, Any]) -> list[dict[str, Any]]:
     :data:`ADDED_OPTIONS`, the form without it and every later option that is at its old value. An older run file
     then differs from one of them exactly in the options added since it was made that are not at their old value
     now (what the user must set back to resume it), and in whatever else changed."""
-    forms = []
-    for start in range(len(ADDED_OPTIONS)):
-        run = provenance["run"]
-        for path, old in ADDED_OPTIONS[start:]:
-            section, key = path.split(".")
-            if run.get(section, {}).get(key, object()) == old:
-                run = {**run, section: {k: v for k, v in run[section].items() if k != key}}
-        forms.append({**provenance, "run": run})
-    return forms
+    return [{**provenance, "run": _without_old(provenance["run"], ADDED_OPTIONS[start:])[0]}
+            for start in range(len(ADDED_OPTIONS))]
 
 
 def legacy_provenance(config: RunConfig, provenance: dict[str, Any] | None = None,

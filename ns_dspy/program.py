@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import dspy
 
@@ -53,8 +54,8 @@ from .simulators.base import Simulator
 from .trace import Candidate, Mode, Statistical, Trace
 from .types import Exemplar
 
-__all__ = ["AddsTo", "ExplainConfig", "NeuronScope", "adds_to", "final_calibration", "refinement_racing", "statistical_racing",
-           "with_statistical"]
+__all__ = ["AddsTo", "ExplainConfig", "NeuronScope", "adds_to", "final_calibration", "refinement_racing",
+           "statistical_racing", "with_statistical"]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def with_concepts(scorer: "ValidScorer", lists: list[str], lists_score: Score, t
     return best
 
 
-def adds_to(scorer: "ValidScorer", lists: list[str], lists_score: Score, text: str, min_delta: float = 1e-3) -> bool:
+def adds_to(scorer: "ValidScorer", lists: Sequence[str], lists_score: Score, text: str,
+            min_delta: float = 1e-3) -> bool:
     """Whether ``text`` adds to the statistical set ``lists`` (scored ``lists_score``) on valid: kept in their
     union (:meth:`~ns_dspy.agents.ValidScorer.union`: its predictions rise with the truth beside the lists') and
     that union scoring more than ``min_delta`` above the lists alone. A mode that does not would not be kept beside
@@ -123,7 +125,7 @@ class AddsTo:
     min_delta: float = 1e-3
 
     def __call__(self, text: str) -> bool:
-        return adds_to(self.scorer, list(self.lists), self.lists_score, text, self.min_delta)
+        return adds_to(self.scorer, self.lists, self.lists_score, text, self.min_delta)
 
     @property
     def key(self) -> list:
