@@ -110,6 +110,12 @@ def optimizer_names() -> list[str]:
     return OPTIMIZERS.names()
 
 
+def _best_steps() -> type:
+    from .best_steps import BestSteps
+
+    return BestSteps
+
+
 def _mipro(options: dict, valset: list) -> dict:
     if "auto" not in options and {"num_trials", "num_candidates"} & options.keys():
         options["auto"] = None  # MIPROv2 refuses explicit trial counts next to an auto budget
@@ -132,6 +138,8 @@ register(OptimizerSpec("bootstrap-rs", lambda: dspy.BootstrapFewShotWithRandomSe
 # data_aware_proposer off: an example holds token arrays, which a dataset summary would only paste raw
 register(OptimizerSpec("mipro", lambda: dspy.MIPROv2, defaults={"auto": "light", "data_aware_proposer": False},
                        fixed=_NO_LABELS, adjust=_mipro))
+# one demonstration per agent: the best well-formed step of the compile-train traces (see best_steps.py)
+register(OptimizerSpec("best-steps", lambda: _best_steps()))
 register(OptimizerSpec("gepa", lambda: dspy.GEPA, defaults={"auto": "light"}, adjust=_gepa, feedback=True))
 
 

@@ -51,7 +51,7 @@ def test_compile_then_explain_with_the_compiled_program(store, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--optimizer", "simba"], "unknown optimizer 'simba': use one of bootstrap, bootstrap-rs, gepa, mipro"),
+    (["--optimizer", "simba"], "unknown optimizer 'simba': use one of best-steps, bootstrap, bootstrap-rs, gepa, mipro"),
     (["--optimizer", "gepa"], "gepa needs a reflection LM: pass --reflection-lm"),
     (["--optimizer", "mipro", "--opt", "num_trials"], "bad --opt 'num_trials': write KEY=VALUE"),
     (["--optimizer", "mipro", "--opt", "num_trials=3"], "mipro without auto needs both"),

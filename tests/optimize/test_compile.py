@@ -136,7 +136,7 @@ def test_every_optimizer_improves_the_program_and_round_trips(store, tmp_path, o
 
 
 @pytest.mark.parametrize("optimizer, options, reflection, message", [
-    ("simba", {}, None, "unknown optimizer 'simba': use one of bootstrap, bootstrap-rs, gepa, mipro"),
+    ("simba", {}, None, "unknown optimizer 'simba': use one of best-steps, bootstrap, bootstrap-rs, gepa, mipro"),
     ("gepa", {}, None, "gepa needs a reflection LM: pass --reflection-lm"),
     ("bootstrap", {"max_labeled_demos": 4}, None, "max_labeled_demos is fixed at 0"),
     ("bootstrap", {"num_trials": 4}, None, "bootstrap has no option 'num_trials': use one of"),
