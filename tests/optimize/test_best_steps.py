@@ -18,7 +18,8 @@ from ns_dspy.types import UnitId
 
 
 def test_in_format_well_formed_and_shown_best():
-    assert in_format('It fires on "dog." and "cat". Also on mat. And on red.') == 'It fires on "dog." and "cat". Also on mat.'
+    text = 'It fires on "dog." and "cat". Also on mat. And on red.'
+    assert in_format(text) == 'It fires on "dog." and "cat". Also on mat.'
     assert in_format("Fires on dog. Also on cat (a pet.) And more") == "Fires on dog. Also on cat (a pet.)"
     assert in_format("Fires on dog.\nAlso on cat.") == "Fires on dog." and in_format("Fires on dog and the") == ""
     assert in_format("One. Two. Three.", max_sentences=3) == "One. Two. Three."
