@@ -81,7 +81,7 @@ def test_every_packaged_program_loads_into_the_default_program_of_its_lm():
         with build_program(config, with_lm=False) as built:  # loads the state; refused on any mismatch
             state = built.program.dump_state()
         assert json.loads(path.read_text())["hypothesis.hypothesize"] == state["hypothesis.hypothesize"]
-        if manifest["optimizer"] in ("bootstrap", "bootstrap-rs"):
+        if manifest["optimizer"] in ("bootstrap", "bootstrap-rs", "best-steps"):
             # these optimizers add demos and keep the instructions: a packaged program made by one must carry
             # the agents' current instructions, else an edit to a prompt never reaches the default run
             fresh = RunConfig(lm=LMConfig(spec=lm), simulator=SimulatorConfig("keyword"), program="none")
