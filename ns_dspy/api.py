@@ -87,12 +87,23 @@ def open_run(path: str | Path, source, store: str | Path):
     the exemplar store ``store``: created with its provenance, or reopened if it was made with the same (also
     as an older ns-dspy recorded it)."""
     from .build import legacy_provenance, naming_forms
+    from .errors import StoreError
+    from .optimize.packaged import DEFAULT
     from .runs import RunStore
 
     where = {"store": str(Path(store).resolve())}
     current = source.provenance(**where)
-    return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where),
-                    near=naming_forms(current))
+    try:
+        return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where),
+                        near=naming_forms(current))
+    except StoreError as err:
+        stored = RunStore(path).meta().get("config") or {}  # read only: no config given, nothing checked
+        if (source.config.program == DEFAULT and current["run"].get("program") is not None
+                and stored.get("run", {}).get("program", "") is None):
+            # made when no compiled program shipped for this LM (or with --program none): the default is one now
+            raise StoreError(f"{err}; it was made without a compiled program and one now ships as the default for "
+                             f"{source.config.lm.spec}: add --program none to resume it") from None
+        raise
 
 
 def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, explanations: Sequence[str], *,

@@ -78,3 +78,36 @@ def test_a_run_made_before_an_option_is_refused_when_the_option_changes_what_it_
     RunStore(tmp_path / "odd.sqlite", odd).close()
     with pytest.raises(StoreError, match=r"run\.explain\.test_maps"):
         _open(tmp_path / "odd.sqlite", no_whitespace)
+
+
+def test_a_run_made_before_a_default_program_shipped_names_program_none(tmp_path):
+    """A run made when no compiled program shipped for its LM (recorded as no program) is refused once one ships as
+    the default, and the refusal says to add --program none, which resumes it."""
+    from types import SimpleNamespace
+
+    from ns_dspy.api import open_run
+
+    def source(program: str) -> SimpleNamespace:
+        config = RunConfig(simulator=SimulatorConfig("keyword"), program=program)
+        form = _provenance(config)
+        form["run"]["program"] = None if program == "none" else "/site-packages/ns_dspy/programs/lm.json"
+        if program != "none":
+            form["program_state"] = "0" * 64
+        return SimpleNamespace(config=config, provenance=lambda **where: {**form, **where})
+
+    store = tmp_path / "store"
+    open_run(tmp_path / "run.sqlite", source("none"), store).close()  # made before: no program
+    with pytest.raises(StoreError, match=r"\(program_state, run\.program\).*it was made without a compiled program "
+                                         r"and one now ships as the default for .*: add --program none to resume it"):
+        open_run(tmp_path / "run.sqlite", source("default"), store)
+    open_run(tmp_path / "run.sqlite", source("none"), store).close()  # resumes
+    # a run made with the default program and refused for another reason gets no such advice
+    open_run(tmp_path / "other.sqlite", source("default"), store).close()
+    changed = source("default")
+    changed.config = changed.config.replace(explain=dict(iterations=2))
+    form = changed.provenance()
+    form["run"]["explain"]["iterations"] = 2
+    changed.provenance = lambda **where: {**form, **where}
+    with pytest.raises(StoreError) as err:
+        open_run(tmp_path / "other.sqlite", changed, store)
+    assert "run.explain.iterations" in str(err.value) and "--program none" not in str(err.value)
