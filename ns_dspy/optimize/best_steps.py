@@ -35,7 +35,7 @@ from dspy.teleprompt import Teleprompter
 
 from ..agents.formatting import clean_output, drop_task_talk
 
-__all__ = ["BestSteps", "Step", "in_format", "well_formed", "shown_best"]
+__all__ = ["BestSteps", "Step", "in_format", "shown_best"]
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,6 @@ def in_format(text: str, max_sentences: int = 2) -> str:
     if not ends:
         return ""
     return para[:ends[min(max_sentences, len(ends)) - 1]].strip()
-
-
-def well_formed(text: str, max_sentences: int = 2) -> bool:
-    """The Refinement signature's format: one paragraph of at most ``max_sentences`` sentences (quoted tokens do
-    not end a sentence), ending at a sentence end."""
-    return bool(text.strip()) and in_format(text, max_sentences) == text.strip()
 
 
 def _fields(predictor, inputs: dict) -> dict:

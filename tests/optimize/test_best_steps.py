@@ -12,23 +12,19 @@ from trigger_words import prompt_field
 
 from ns_dspy.errors import ConfigError
 from ns_dspy.optimize import compile_program, evaluate_program, neuron_sets
-from ns_dspy.optimize.best_steps import in_format, shown_best, well_formed
+from ns_dspy.optimize.best_steps import in_format, shown_best
 from ns_dspy.scoring import SimulatorMetric
 from ns_dspy.types import UnitId
 
 
-def test_in_format_well_formed_and_shown_best():
+def test_in_format_and_shown_best():
     text = 'It fires on "dog." and "cat". Also on mat. And on red.'
     assert in_format(text) == 'It fires on "dog." and "cat". Also on mat.'
     assert in_format("Fires on dog. Also on cat (a pet.) And more") == "Fires on dog. Also on cat (a pet.)"
     assert in_format("Fires on dog.\nAlso on cat.") == "Fires on dog." and in_format("Fires on dog and the") == ""
     assert in_format("One. Two. Three.", max_sentences=3) == "One. Two. Three."
-    assert well_formed('The words "dog." and "cat" after "the".')  # a quoted full stop ends no sentence
-    assert well_formed("Fires on dog. Also on cat.")
-    assert not well_formed("Fires on dog. Also on cat. And on mat.")  # three sentences
-    assert not well_formed("Fires on dog.\nAlso on cat.")  # two paragraphs
-    assert not well_formed("Fires on dog and the")  # cut off: no sentence end
-    assert not well_formed("")
+    assert in_format('The words "dog." and "cat" after "the".') == 'The words "dog." and "cat" after "the".'
+    assert in_format("") == "" and in_format("Fires on dog. Also on cat.") == "Fires on dog. Also on cat."
     assert shown_best("1. score 0.412: the dog\n   missed: [[cat]]\n2. score -0.100: x") == 0.412
     assert shown_best("1. score -0.25: x") == -0.25 and shown_best("no history") is None
 
