@@ -97,7 +97,11 @@ def open_run(path: str | Path, source, store: str | Path):
         return RunStore(path, current, legacy=legacy_provenance(source.config, current, **where),
                         near=naming_forms(current))
     except StoreError as err:
-        stored = RunStore(path).meta().get("config") or {}  # read only: no config given, nothing checked
+        made = RunStore(path)  # no config given: nothing checked, only read
+        try:
+            stored = made.meta().get("config") or {}
+        finally:
+            made.close()
         if (source.config.program == DEFAULT and current["run"].get("program") is not None
                 and stored.get("run", {}).get("program", "") is None):
             # made when no compiled program shipped for this LM (or with --program none): the default is one now

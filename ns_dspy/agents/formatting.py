@@ -93,6 +93,17 @@ def format_exemplars(exemplars: Sequence[Exemplar], *, max_exemplars: int = 20, 
     return "\n".join(lines)
 
 
+HISTORY_DECIMALS = 3
+"""Decimals of the scores :func:`format_history` writes."""
+_HISTORY_BEST = re.compile(r"^\s*1\. score (-?\d+(?:\.\d+)?):", re.M)
+
+
+def history_best(history: str) -> float | None:
+    """The score of the best (rank 1) explanation in a history as :func:`format_history` writes it, or None."""
+    m = _HISTORY_BEST.search(history)
+    return float(m.group(1)) if m else None
+
+
 def format_history(history: Sequence[tuple[str, float]], *, limit: int | None = None,
                    notes: Callable[[int, str], Sequence[str]] | None = None) -> str:
     """Explanations with their scores, best first (ties keep their order), at most ``limit`` of them;
@@ -100,7 +111,7 @@ def format_history(history: Sequence[tuple[str, float]], *, limit: int | None = 
     ranked = sorted(history, key=lambda item: -item[1])[:limit]
     lines = []
     for k, (text, score) in enumerate(ranked, 1):
-        lines.append(f"{k}. score {score:.3f}: {' '.join(text.split())}")
+        lines.append(f"{k}. score {score:.{HISTORY_DECIMALS}f}: {' '.join(text.split())}")
         lines += [f"   {note}" for note in (notes(k, text) if notes else ())]
     return "\n".join(lines)
 

@@ -33,17 +33,17 @@ from dataclasses import dataclass
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from ..agents.formatting import clean_output, drop_task_talk
+from ..agents.formatting import HISTORY_DECIMALS, clean_output, drop_task_talk, history_best
 
-__all__ = ["BestSteps", "Step", "in_format", "shown_best"]
+__all__ = ["BestSteps", "Step", "in_format"]
 
 log = logging.getLogger(__name__)
 
 _QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|`[^`]*`")
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
-_END = re.compile(r"[.!?][\"')\]]*$")
-_PRINTED = 5e-4  # format_history prints scores to 3 decimals
-_SHOWN = re.compile(r"^\s*1\. score (-?\d+(?:\.\d+)?):", re.M)
+_STOP = r"[.!?][\"')\]]*"  # a sentence's last mark, with any closing quotes or brackets
+_SENTENCE_END = re.compile(_STOP + r"(?=\s|$)")
+_END = re.compile(_STOP + "$")
+_PRINTED = 0.5 * 10 ** -HISTORY_DECIMALS  # half the last digit format_history prints
 
 
 def _ends_sentence(text: str) -> bool:
@@ -64,13 +64,6 @@ def in_format(text: str, max_sentences: int = 2) -> str:
 
 def _fields(predictor, inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if k in predictor.signature.input_fields}
-
-
-def shown_best(history: str) -> float | None:
-    """The score of the best explanation in a history as :func:`~ns_dspy.agents.formatting.format_history`
-    writes it (rank 1 first), or None."""
-    m = _SHOWN.search(history)
-    return float(m.group(1)) if m else None
 
 
 @dataclass
@@ -124,7 +117,7 @@ class BestSteps(Teleprompter):
                 text = clean_output(outputs.get("explanation"))
                 if agent == "refinement":
                     text = drop_task_talk(text, predictor.signature.instructions)
-                    best, cut = shown_best(str(inputs.get("history", ""))), in_format(text, self.max_sentences)
+                    best, cut = history_best(str(inputs.get("history", ""))), in_format(text, self.max_sentences)
                     if not cut or best is None:
                         continue
                     score = self._score(example, cut)  # the answer as the demo shows it, scored again

@@ -12,12 +12,13 @@ from trigger_words import prompt_field
 
 from ns_dspy.errors import ConfigError
 from ns_dspy.optimize import compile_program, evaluate_program, neuron_sets
-from ns_dspy.optimize.best_steps import in_format, shown_best
+from ns_dspy.agents.formatting import format_history, history_best
+from ns_dspy.optimize.best_steps import in_format
 from ns_dspy.scoring import SimulatorMetric
 from ns_dspy.types import UnitId
 
 
-def test_in_format_and_shown_best():
+def test_in_format_and_history_best():
     text = 'It fires on "dog." and "cat". Also on mat. And on red.'
     assert in_format(text) == 'It fires on "dog." and "cat". Also on mat.'
     assert in_format("Fires on dog. Also on cat (a pet.) And more") == "Fires on dog. Also on cat (a pet.)"
@@ -25,8 +26,9 @@ def test_in_format_and_shown_best():
     assert in_format("One. Two. Three.", max_sentences=3) == "One. Two. Three."
     assert in_format('The words "dog." and "cat" after "the".') == 'The words "dog." and "cat" after "the".'
     assert in_format("") == "" and in_format("Fires on dog. Also on cat.") == "Fires on dog. Also on cat."
-    assert shown_best("1. score 0.412: the dog\n   missed: [[cat]]\n2. score -0.100: x") == 0.412
-    assert shown_best("1. score -0.25: x") == -0.25 and shown_best("no history") is None
+    assert history_best("1. score 0.412: the dog\n   missed: [[cat]]\n2. score -0.100: x") == 0.412
+    assert history_best("1. score -0.25: x") == -0.25 and history_best("no history") is None
+    assert history_best(format_history([("a", -0.3), ("b", 0.4121)])) == 0.412  # reads what format_history writes
 
 
 class Refiner:
