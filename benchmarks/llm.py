@@ -2,6 +2,7 @@
 
     python benchmarks/llm.py [--model local:qwen2.5-coder-1.5b-instruct] [--native DIR] [--prompt 231]
                              [--generate 100] [--threads 2] [--repeats 2] [--busy 2]
+                             [--batches 512,128,64 --batch-prompt 2048]
 
 Each configuration runs in its own child process (llama.cpp's OpenMP runtime reads its wait policy once, when
 the library loads) on the same GGUF, prompt and thread count, and is timed ``--repeats`` times (the best is
@@ -13,7 +14,10 @@ kept, the machine being shared):
 - ``native``: a build for this machine's own CPU (``-march=native``), when ``--native DIR`` names a folder
   holding its ``llama_cpp`` package (e.g. a ``pip wheel llama-cpp-python==0.3.36`` unpacked there);
 - the installed build again while ``--busy`` processes spin on the CPU, with OpenMP passive (ns-dspy's
-  setting) and with libgomp's default policy, which spins at barriers.
+  setting) and with libgomp's default policy, which spins at barriers;
+- with ``--batches``: the installed build evaluating a ``--batch-prompt``-token prompt in batches of each size
+  (llama.cpp's ``n_batch``; ns-dspy's is ``ns_dspy.lms.guard.PROMPT_BATCH``, since a cached prefix is reused in
+  whole batches only).
 
 Prints tokens/s per configuration and the ratios the README quotes, with this CPU's model name.
 """
@@ -35,9 +39,11 @@ args = json.loads(sys.argv[1])
 from ns_dspy.lms.guard import load_kwargs, weight_buffers
 from llama_cpp import Llama
 with weight_buffers(args["extra"]):
-    llama = Llama(model_path=args["model"], **load_kwargs(4096, args["threads"], 0, 0, None))
+    kwargs = load_kwargs(4096, args["threads"], 0, 0, None)
+    kwargs["n_batch"] = args.get("n_batch") or kwargs["n_batch"]
+    llama = Llama(model_path=args["model"], **kwargs)
 text = ("def fibonacci(n):\n    # return the n-th Fibonacci number, iteratively\n    a, b = 0, 1\n"
-        "    for _ in range(n):\n        a, b = b, a + b\n    return a\n") * 40
+        "    for _ in range(n):\n        a, b = b, a + b\n    return a\n") * 400
 tokens = llama.tokenize(text.encode())[: args["prompt"]]
 best = None
 for _ in range(args["repeats"]):
@@ -63,7 +69,7 @@ def _spin(stop_at: float) -> None:
 
 
 def run(label: str, model: str, *, extra: bool = True, path: str | None = None, policy: str | None = "PASSIVE",
-        threads: int, prompt: int, generate: int, repeats: int, busy: int = 0) -> dict:
+        threads: int, prompt: int, generate: int, repeats: int, busy: int = 0, n_batch: int = 0) -> dict:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (path, root, env.get("PYTHONPATH")) if p)
@@ -78,7 +84,7 @@ def run(label: str, model: str, *, extra: bool = True, path: str | None = None, 
             p.start()
     try:
         args = json.dumps({"model": model, "extra": extra, "threads": threads, "prompt": prompt,
-                           "generate": generate, "repeats": repeats})
+                           "generate": generate, "repeats": repeats, "n_batch": n_batch})
         out = subprocess.run([sys.executable, "-c", CHILD, args], env=env, capture_output=True, text=True,
                              timeout=1800)
     finally:
@@ -103,6 +109,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats, best kept (default: 2)")
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
                         help="spinning processes for the contention runs (0: skip them)")
+    parser.add_argument("--batches", default="", help="comma-separated prompt batch sizes to compare (default: none)")
+    parser.add_argument("--batch-prompt", type=int, default=2048, help="prompt tokens of the batch runs (2048)")
     args = parser.parse_args()
     from ns_dspy.lms.assets import resolve_lm_asset
     from ns_dspy.machine import cpu_description
@@ -120,6 +128,11 @@ def main() -> None:
         rows.append(run(f"installed, {args.busy} busy processes, passive", model, busy=args.busy, **common))
         rows.append(run(f"installed, {args.busy} busy processes, libgomp default", model, busy=args.busy,
                         policy=None, **common))
+    from ns_dspy.lms.guard import PROMPT_BATCH
+
+    for size in (int(b) for b in args.batches.split(",") if b.strip()):
+        rows.append(run(f"installed, prompt batches of {size}", model, n_batch=size,
+                        **{**common, "prompt": args.batch_prompt, "generate": 1}))
     by = {r["label"]: r for r in rows if "error" not in r}
     for r in rows:
         if "error" in r:
@@ -133,6 +146,11 @@ def main() -> None:
     if len(busy) == 2:
         print(f"under load, passive/default: prompt {busy[0]['prompt_tps'] / busy[1]['prompt_tps']:.2f}, "
               f"generate {busy[0]['gen_tps'] / busy[1]['gen_tps']:.2f}")
+    batched = {label: r for label, r in by.items() if "prompt batches" in label}
+    ours = batched.get(f"installed, prompt batches of {PROMPT_BATCH}")
+    for label, r in batched.items():
+        if ours:
+            print(f"{label}: prompt {r['prompt_tps'] / ours['prompt_tps']:.2f} x ns-dspy's ({PROMPT_BATCH})")
     if base:
         print("installed build: " + base["system_info"].strip())
     if native:

@@ -137,8 +137,6 @@ def _shared_engine(path: Path, options: dict) -> LlamaCppEngine:
 
 @_BUILDERS.register("local")
 def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
-    import dspy
-
     engine_options = {name: kw.pop(name) for name in _ENGINE_OPTIONS if name in kw}
     unknown = sorted(set(kw) - set(_LOCAL_LM_OPTIONS))
     if unknown:  # dspy.LM would take them as request parameters, which the in-process engine refuses at the first call
@@ -148,7 +146,9 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     require_llama_cpp()  # before a first use downloads a GGUF that could not run
     engine = _shared_engine(locate(), engine_options)
     engine.check()  # a library that cannot decode on this CPU is one error line now, not a crash later
-    return dspy.LM(model, engine=engine, temperature=temperature, max_tokens=max_tokens, **kw)
+    from .local_lm import LocalLM
+
+    return LocalLM(model, engine=engine, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
 # --- openai -----------------------------------------------------------------------------------------------------

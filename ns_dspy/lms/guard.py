@@ -61,10 +61,19 @@ def quiet_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+PROMPT_BATCH = 128
+"""Prompt tokens llama.cpp evaluates per batch. The engine reuses a cached prefix only in whole batches (so that
+answers do not depend on earlier calls, :func:`ns_dspy.lms.local._reuse_whole_batches`), which re-evaluates up
+to ``PROMPT_BATCH - 1`` tokens a call: 128 rather than llama-cpp-python's 512 keeps that small at about the same
+speed (`python benchmarks/llm.py --busy 0 --batches 512,128,64 --repeats 1`, Qwen2.5-Coder-1.5B Q4_K_M, a
+2,048-token prompt, 2 threads, AMD EPYC with AVX-512, 2026-12-06: 47.2 tok/s in batches of 512, 45.9 of 128,
+43.4 of 64)."""
+
+
 def load_kwargs(n_ctx: int, n_threads: int, seed: int, n_gpu_layers: int, chat_format: str | None) -> dict:
     """``llama_cpp.Llama`` arguments shared by the engine and the probe, so the probe checks what will run."""
     return {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads, "seed": seed,
-            "n_gpu_layers": n_gpu_layers, "chat_format": chat_format, "verbose": False}
+            "n_gpu_layers": n_gpu_layers, "chat_format": chat_format, "n_batch": PROMPT_BATCH, "verbose": False}
 
 
 _PARAMS_LOCK = threading.Lock()

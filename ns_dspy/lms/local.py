@@ -6,7 +6,16 @@ DSPy 3.4 lets ``dspy.LM`` delegate one attempt to an engine object (``dspy.clien
 and asks a canonical engine for one candidate per call, so ``n=3`` is three calls. :class:`LlamaCppEngine`
 renders the request with the model's own chat template (llama-cpp-python's ``create_chat_completion``) and
 reports the prompt and completion token counts in ``Response.usage``. Build one LM with
-:func:`ns_dspy.lms.make_lm` (``local:NAME`` or ``local:/path/model.gguf``) rather than by hand.
+:func:`ns_dspy.lms.make_lm` (``local:NAME`` or ``local:/path/model.gguf``) rather than by hand: it is a
+:class:`~ns_dspy.lms.local_lm.LocalLM`, which hands DSPy's ``rollout_id`` to the engine as the request's seed.
+
+**An answer is a function of its request.** Every call samples with its own seed, a hash of the engine's seed,
+the chat, the request's options (its seed included) and which of ``n`` identical draws it is
+(:func:`sample_seed`). So the same request and rollout id give the same answer whatever was asked before in the
+process: the same neuron explained alone, after others, resumed, or on another worker of a distributed run gets
+the same answers, and two runs that differ in one agent's program differ only where that agent's calls do.
+(llama-cpp-python's own default, one seed chain per model, made each answer depend on how many calls the process
+had made before, cached ones not counted.)
 
 llama-cpp-python is an optional dependency (``pip install -r requirements/local.txt`` builds it for any x86-64
 CPU), imported on first use, and only after :func:`~ns_dspy.lms.guard.check_llama_cpp` has seen a child process
@@ -15,6 +24,8 @@ load the model and decode with it: a library that would die with SIGILL becomes 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -29,7 +40,7 @@ from typing import Any
 from .assets import LMError
 from .guard import check_llama_cpp, load_kwargs, quiet_openmp, weight_buffers
 
-__all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp"]
+__all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp", "sample_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +156,7 @@ class LlamaCppEngine:
         self._llama = None
         self._cache: PrefixCache | None = None
         self._lock = threading.Lock()
+        self._draws = threading.local()
         self.load_seconds: float | None = None
 
     def __repr__(self) -> str:
@@ -158,6 +170,7 @@ class LlamaCppEngine:
         validate_request(request)
         messages = _chat_messages(request)
         options = _options(request)
+        options["seed"] = sample_seed(self.settings.seed, messages, options, self._draw(request))
         with self._lock:
             llama = self._load()
             self._first_eval = None
@@ -208,6 +221,14 @@ class LlamaCppEngine:
                                chat_format=s.chat_format)
 
     # --- internals ----------------------------------------------------------------------------------------
+    def _draw(self, request) -> int:
+        """Which draw of the same request object this call is: DSPy asks a canonical engine for ``n`` candidates
+        as ``n`` calls with one request object, one after another in the calling thread."""
+        last = getattr(self._draws, "last", None)
+        count = last[1] + 1 if last is not None and last[0] is request else 0
+        self._draws.last = (request, count)
+        return count
+
     def _answer(self, llama, messages: list[dict], options: dict) -> dict:
         """One chat completion of the loaded ``llama`` (the caller holds the lock), stopped by a
         :class:`LoopGuard` when ``loop_span`` is set and the answer loops; the repeated span is then dropped."""
@@ -235,6 +256,7 @@ class LlamaCppEngine:
                                     **load_kwargs(s.n_ctx, self._threads(), s.seed, s.n_gpu_layers, s.chat_format))
             self.load_seconds = time.perf_counter() - start
             self._count_prompt_evaluation(self._llama)
+            _reuse_whole_batches(self._llama)
             if self.prefix_cache:
                 self._cache = PrefixCache(self._llama, self.prefix_cache)
                 self._llama.set_cache(self._cache)
@@ -254,6 +276,48 @@ class LlamaCppEngine:
             return evaluate(tokens)
 
         llama.eval = counted
+
+
+def sample_seed(engine_seed: int, messages: list[dict], options: dict, draw: int = 0) -> int:
+    """The llama.cpp sampler seed of one call: a hash of the engine's seed, the chat messages, the call's options
+    (the request's own seed among them) and ``draw``, the index among ``n`` draws of one request. Below 2**31, so
+    never llama.cpp's "random seed" value."""
+    blob = json.dumps([engine_seed, messages, options, draw], sort_keys=True, default=str, ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def _reusable(shared: int, prompt: int, block: int) -> int:
+    """Of a ``shared``-token prefix of a ``prompt``-token prompt, what is reused: whole ``block``-token batches, and
+    never the prompt's last token (its logits are what the answer starts from)."""
+    shared = min(shared, prompt - 1)
+    return shared // block * block if block else shared
+
+
+def _reuse_whole_batches(llama) -> None:
+    """Make ``llama`` reuse an earlier prompt's prefix only up to a multiple of its batch size, so that every
+    prompt is evaluated in the same batches as from an empty context (``[0, b)``, ``[b, 2b)``, ...) whatever was
+    evaluated before it. llama.cpp's arithmetic depends on how the tokens are batched (a prefix reused at 700
+    tokens evaluates the rest from 700, not from 512), and on a 1.5B model sampling at temperature 0.7 that was
+    enough to change an answer from its fourth token on (the same request and seed, with and without another
+    neuron's call before it). A prefix reused this way holds the same numbers as one evaluated anew, because the
+    prompt before it was evaluated in the same whole batches; at most ``b - 1`` tokens a call are evaluated again."""
+    generate = getattr(llama, "generate", None)
+    block = getattr(llama, "n_batch", 0)
+    if generate is None or not block:  # a stand-in without llama.cpp's generation loop
+        return
+
+    def aligned(tokens, *args, **kwargs):
+        tokens = list(tokens)
+        if kwargs.get("reset", True) and llama.n_tokens > 0:
+            from llama_cpp.llama import Llama
+
+            keep = _reusable(Llama.longest_token_prefix(llama._input_ids, tokens), len(tokens), block)
+            if keep < llama.n_tokens and not (keep and llama._ctx.kv_cache_seq_rm(-1, keep, -1)):
+                keep = 0
+            llama.n_tokens = keep
+        return generate(tokens, *args, **kwargs)
+
+    llama.generate = aligned
 
 
 class LoopGuard:
@@ -360,9 +424,10 @@ class PrefixCache:
         state = self._states[key]
         current = self._llama._input_ids  # the tokens evaluated now (input_ids is the whole n_ctx buffer)
         if length > Llama.longest_token_prefix(current, tokens):  # the test llama-cpp-python makes before loading a state
+            usable = _reusable(length, len(tokens), getattr(self._llama, "n_batch", 0))
             self.hits += 1
-            self.reused_tokens += length
-            self.last_reused = length
+            self.reused_tokens += usable
+            self.last_reused = usable
         return LlamaState(input_ids=state.input_ids, scores=state.scores, n_tokens=state.n_tokens,
                           llama_state=state.llama_state, llama_state_size=state.llama_state_size,
                           seed=self._llama._seed)

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import zipfile
+from dataclasses import replace
 
 import dspy
 import pytest
@@ -216,10 +217,52 @@ def test_engine_defaults_max_tokens_and_maps_roles(scripted_engine):
     response = scripted_engine.complete(request)
     messages, options = ScriptedLlama.instances[0].calls[-1]
     assert [m["role"] for m in messages] == ["system", "system", "user", "assistant", "user"]
-    assert options == {"max_tokens": local_mod.DEFAULT_MAX_TOKENS, "seed": 3, "stop": ["END"],
-                       "repeat_penalty": 1.1}
+    seed = options.pop("seed")
+    assert options == {"max_tokens": local_mod.DEFAULT_MAX_TOKENS, "stop": ["END"], "repeat_penalty": 1.1}
     assert response.usage.input_tokens == 40 and response.usage.output_tokens == 9
     assert response.finish_reason == "stop" and "Paris" in response.text
+    assert 0 <= seed < 2 ** 31 and seed == local_mod.sample_seed(7, messages, {**options, "seed": 3})
+
+
+def _sent_seeds(engine, requests) -> list[int]:
+    for request in requests:
+        engine.complete(request)
+    return [options["seed"] for _, options in ScriptedLlama.instances[-1].calls[-len(requests):]]
+
+
+def test_each_call_is_seeded_by_its_request_not_by_the_calls_before_it(scripted_engine, tmp_path):
+    """llama.cpp's default seeds each call from the one before, so an answer depended on every call the process
+    had made; the engine seeds a call from what it asks (and the engine's seed) instead."""
+    from dspy.lm15 import Config, Message, Request
+
+    def ask(text, seed=None):
+        return Request(model="local/tiny", messages=(Message.user(text),), config=Config(temperature=0.9, seed=seed))
+
+    a, b = ask("a"), ask("b")
+    alone = _sent_seeds(scripted_engine, [ask("a")])
+    after = _sent_seeds(scripted_engine, [b, ask("b"), a])  # two other calls first; the same request again
+    assert after[2] == alone[0] and after[0] == after[1] != alone[0]
+    assert len(set(_sent_seeds(scripted_engine, [ask("a", 1), ask("a", 2), ask("a")]))) == 3  # a seed picks a sample
+    # DSPy asks for n candidates as n calls with one request object, one after another: each is another draw
+    n = _sent_seeds(scripted_engine, [c := ask("a"), c, c])
+    assert n[0] == alone[0] and len(set(n)) == 3 and _sent_seeds(scripted_engine, [d := ask("a"), d, d]) == n
+    other = LlamaCppEngine(tmp_path / "tiny.gguf", n_ctx=2048, seed=8)
+    assert _sent_seeds(other, [ask("a")]) != alone  # the engine's seed is part of it
+
+
+def test_rollout_ids_reach_the_engine_as_seeds_and_n_draws_differ(scripted_engine):
+    from ns_dspy.lms.local_lm import LocalLM
+
+    lm = LocalLM("local/tiny", engine=scripted_engine, temperature=0.7, max_tokens=32, cache=False)
+    predict = dspy.Predict("question -> answer")
+    with dspy.context(lm=lm):
+        for rollout in (None, 1, 2, 1):
+            predict(question="q", config={} if rollout is None else {"rollout_id": rollout, "temperature": 1.0})
+        predict(question="many", config={"n": 3})
+    seeds = [options["seed"] for _, options in ScriptedLlama.instances[0].calls]
+    plain, one, two, one_again, *n = seeds
+    assert len({plain, one, two}) == 3 and one_again == one
+    assert len(set(n)) == 3
 
 
 def test_json_adapter_gets_a_schema_the_engine_enforces(scripted_engine):
@@ -372,15 +415,22 @@ def test_smollm2_builds_into_a_fresh_cache_and_answers(tmp_path, monkeypatch):
     request = Request(model="local/s", messages=(Message.user("Tell me a story about a cat."),),
                       config=Config(max_tokens=16, temperature=0.9))
 
+    other = Request(model="local/s", messages=(Message.user("Name three rivers."),),
+                    config=Config(max_tokens=16, temperature=0.9))
+
     def samples(seed):
         engine = LlamaCppEngine(path, n_ctx=512, seed=seed)
-        try:
-            return [engine.complete(request).text for _ in range(2)]
+        try:  # the request alone, after another call, and three seeds of it
+            alone, _, after = (engine.complete(r).text for r in (request, other, request))
+            seeded = [engine.complete(replace(request, config=replace(request.config, seed=s))).text
+                      for s in (1, 2, 3)]
+            return alone, after, seeded
         finally:
             engine.close()
 
-    first = samples(1)
-    assert first == samples(1) and first[0] != first[1]  # a seed replays its sequence; calls within it differ
+    alone, after, seeded = samples(1)
+    assert alone == after and len(set(seeded)) > 1  # an answer is its request's, not the calls' before it
+    assert samples(1) == (alone, after, seeded) and samples(2)[0] != alone  # the engine's seed is part of it
 
     from dspy.utils.exceptions import ContextWindowExceededError
 
@@ -389,11 +439,25 @@ def test_smollm2_builds_into_a_fresh_cache_and_answers(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer():
+def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer(monkeypatch):
     """Three "agents" with long system prompts, called in turn as NeuronScope's agents are: with the prefix cache
     every call after the first of its agent evaluates only its own tail, and the answers are the same as without
-    it, greedy and sampled (a loaded state must not rewind the sampler's seed)."""
+    it, greedy and sampled (a loaded state must not rewind the sampler's seed), and the same as each request's
+    alone in a fresh engine: every prompt is evaluated from a whole batch on, as from an empty context."""
+    import llama_cpp
     from dspy.lm15 import Config, Message, Request
+
+    from ns_dspy.lms.guard import PROMPT_BATCH
+
+    starts = []
+    evaluate = llama_cpp.Llama.eval
+
+    def recorded(self, tokens):
+        if len(tokens) > 1:  # a prompt (generated tokens are evaluated one at a time)
+            starts.append(self.n_tokens)
+        return evaluate(self, tokens)
+
+    monkeypatch.setattr(llama_cpp.Llama, "eval", recorded)
 
     path = LMAsset.registry["smollm2-135m-instruct"].path()
     system = {a: f"You are agent {a}. " + " ".join(f"rule {i}: the {a} token {i * 7 % 13} follows {i}."
@@ -419,6 +483,19 @@ def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer():
         # what the cache did not hand over
         assert sent == sent_cached and sent - 9 * 8 <= evaluated_plain <= sent
         assert evaluated == pytest.approx(sent - cache.reused_tokens, abs=9 * 8)
+        assert starts and all(start % PROMPT_BATCH == 0 for start in starts)
+        starts.clear()
+    alone = []
+    for n in range(2):
+        for a in "ABC":
+            engine = LlamaCppEngine(path, n_ctx=2048, n_threads=1, seed=5)
+            try:
+                alone.append(engine.complete(Request(model="local/s", system=system[a], messages=(
+                    Message.user(f"Neuron {n}: summarise rule {n} for agent {a} in five words."),),
+                    config=Config(max_tokens=8, temperature=0.9))).text)
+            finally:
+                engine.close()
+    assert alone == cached[:6]
 
 
 @pytest.mark.slow
