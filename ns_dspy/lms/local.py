@@ -12,10 +12,11 @@ reports the prompt and completion token counts in ``Response.usage``. Build one 
 **An answer is a function of its request.** Every call samples with its own seed, a hash of the engine's seed,
 the chat, the request's options (its seed included) and which of ``n`` identical draws it is
 (:func:`sample_seed`). So the same request and rollout id give the same answer whatever was asked before in the
-process: the same neuron explained alone, after others, resumed, or on another worker of a distributed run gets
-the same answers, and two runs that differ in one agent's program differ only where that agent's calls do.
-(llama-cpp-python's own default, one seed chain per model, made each answer depend on how many calls the process
-had made before, cached ones not counted.)
+process: the same neuron explained alone, after others, resumed, or on another worker of a distributed run (on
+the same kind of CPU and build) gets the same answers, and two runs that differ in one agent's program differ only
+where that agent's calls do. (llama-cpp-python's own default, one seed chain per model, made each answer depend
+on how many calls the process had made before, cached ones not counted.) For the same reason a cached prompt
+prefix is reused in whole batches only (:func:`_reuse_whole_batches`).
 
 llama-cpp-python is an optional dependency (``pip install -r requirements/local.txt`` builds it for any x86-64
 CPU), imported on first use, and only after :func:`~ns_dspy.lms.guard.check_llama_cpp` has seen a child process
@@ -297,9 +298,9 @@ def _reuse_whole_batches(llama) -> None:
     """Make ``llama`` reuse an earlier prompt's prefix only up to a multiple of its batch size, so that every
     prompt is evaluated in the same batches as from an empty context (``[0, b)``, ``[b, 2b)``, ...) whatever was
     evaluated before it. llama.cpp's arithmetic depends on how the tokens are batched (a prefix reused at 700
-    tokens evaluates the rest from 700, not from 512), and on a 1.5B model sampling at temperature 0.7 that was
-    enough to change an answer from its fourth token on (the same request and seed, with and without another
-    neuron's call before it). A prefix reused this way holds the same numbers as one evaluated anew, because the
+    tokens evaluates the rest from 700, where an empty context's batches of 128 start at 640), and on
+    Qwen2.5-Coder-1.5B sampling at temperature 0.7 that was enough to change an answer from its fourth token on
+    (the same request and seed, with and without another neuron's call before it). A prefix reused this way holds the same numbers as one evaluated anew, because the
     prompt before it was evaluated in the same whole batches; at most ``b - 1`` tokens a call are evaluated again."""
     generate = getattr(llama, "generate", None)
     block = getattr(llama, "n_batch", 0)
