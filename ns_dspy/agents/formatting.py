@@ -134,7 +134,11 @@ def clean_output(text: object) -> str:
     return s
 
 
-_QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|'[^'\n]{1,40}'|`[^`]*`")
+_DOUBLE_QUOTED = r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|`[^`]*`"
+DOUBLE_QUOTED = re.compile(_DOUBLE_QUOTED)
+"""Spans in double quotes, curly quotes or backticks: quoted cues, whose marks end no sentence. Single quotes are
+left out, as apostrophes would open spans across sentence ends (:func:`ns_dspy.optimize.best_steps.in_format`)."""
+_QUOTED = re.compile(_DOUBLE_QUOTED + r"|'[^'\n]{1,40}'")
 _META = re.compile(r"\b(?:explanations?|(?:marked|highlighted) (?:tokens?|words?|spans?))\b|"
                    + re.escape(MARK_OPEN) + r"[^\n]{0,40}?" + re.escape(MARK_CLOSE), re.I)
 

@@ -33,13 +33,12 @@ from dataclasses import dataclass
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from ..agents.formatting import HISTORY_DECIMALS, clean_output, drop_task_talk, history_best
+from ..agents.formatting import DOUBLE_QUOTED, HISTORY_DECIMALS, clean_output, drop_task_talk, history_best
 
 __all__ = ["BestSteps", "Step", "in_format"]
 
 log = logging.getLogger(__name__)
 
-_QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|`[^`]*`")
 _STOP = r"[.!?][\"')\]]*"  # a sentence's last mark, with any closing quotes or brackets
 _SENTENCE_END = re.compile(_STOP + r"(?=\s|$)")
 _END = re.compile(_STOP + "$")
@@ -55,7 +54,7 @@ def in_format(text: str, max_sentences: int = 2) -> str:
     complete sentences (a full stop inside quotes ends none), or ``""`` when it has no complete sentence (an
     answer cut off at its output bound mid-sentence keeps the sentences before)."""
     para = text.strip().split("\n", 1)[0].strip()
-    masked = _QUOTED.sub(lambda m: '"' + "q" * (len(m.group(0)) - 2) + '"', para)
+    masked = DOUBLE_QUOTED.sub(lambda m: '"' + "q" * (len(m.group(0)) - 2) + '"', para)
     ends = [m.end() for m in _SENTENCE_END.finditer(masked)]
     if not ends:
         return ""
