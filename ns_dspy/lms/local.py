@@ -41,7 +41,8 @@ from typing import Any
 from .assets import LMError
 from .guard import check_llama_cpp, load_kwargs, quiet_openmp, weight_buffers
 
-__all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp", "sample_seed"]
+__all__ = ["LlamaCppEngine", "LlamaCppSettings", "DEFAULT_MAX_TOKENS", "require_llama_cpp", "sample_seed",
+           "text_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,13 @@ def sample_seed(engine_seed: int, messages: list[dict], options: dict, draw: int
     """The llama.cpp sampler seed of one call: a hash of the engine's seed, the chat messages, the call's options
     (the request's own seed among them) and ``draw``, the index among ``n`` draws of one request. Below 2**31, so
     never llama.cpp's "random seed" value."""
-    blob = json.dumps([engine_seed, messages, options, draw], sort_keys=True, default=str, ensure_ascii=False)
-    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
+    return text_seed(json.dumps([engine_seed, messages, options, draw], sort_keys=True, default=str,
+                                ensure_ascii=False))
+
+
+def text_seed(text: str) -> int:
+    """A seed below 2**31 (never llama.cpp's "random seed" value) that ``text`` alone determines."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def _reusable(shared: int, prompt: int, block: int) -> int:

@@ -3,9 +3,9 @@ importing the LMs imports no backend (DSPy included) until one is built."""
 
 from __future__ import annotations
 
-import hashlib
-
 import dspy
+
+from .local import text_seed
 
 __all__ = ["LocalLM"]
 
@@ -30,5 +30,4 @@ class LocalLM(dspy.LM):
         if (rollout is None or "seed" in kwargs or self.kwargs.get("seed") is not None or "request" in kwargs
                 or isinstance(prompt, Request)):  # an explicit Request carries its own config
             return kwargs
-        return {**kwargs, "seed": rollout if isinstance(rollout, int) else
-                int.from_bytes(hashlib.sha256(repr(rollout).encode()).digest()[:4], "little")}
+        return {**kwargs, "seed": rollout if isinstance(rollout, int) else text_seed(repr(rollout))}
