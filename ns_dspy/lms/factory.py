@@ -13,7 +13,10 @@ Spec kinds (``KIND:ARG``), each registered next to its builder:
     Any OpenAI-compatible chat server (vLLM, llama.cpp's server, ...), e.g.
     ``endpoint:http://127.0.0.1:8000/v1@my-model``. Sent through DSPy's litellm engine, which sends
     ``max_tokens``: DSPy's default engine sends ``max_completion_tokens``, which llama.cpp's server ignores (a
-    call then runs until the context is full). The key is ``api_key=`` or ``$OPENAI_API_KEY`` or "none".
+    call then runs until the context is full). The key is ``api_key=`` or ``$OPENAI_API_KEY`` or "none". Every
+    request carries a ``seed`` (``seed=``, default 0, hashed with DSPy's rollout id for further samples:
+    :class:`~ns_dspy.lms.local_lm.EndpointLM`), so servers that sample by seed (vLLM, llama.cpp's) answer a
+    request the same way in every run.
 
 ``openai:`` and ``endpoint:`` LMs wait at most ``timeout=`` seconds per call (default
 :data:`DEFAULT_LM_TIMEOUT_S`; litellm's own default is 6000 s) and retry transient failures (timeouts, 429,
@@ -79,7 +82,7 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
     ``n_ctx``, ``n_threads``, ``seed``, ``n_gpu_layers``, ``chat_format``, ``prefix_cache``, ``loop_span``; for
     the others: ``dspy.LM`` options such as ``cache``, ``num_retries`` (default 3), ``timeout`` (seconds per
     call, default 120; None means the default), ``hedge`` (default True: slow calls are hedged,
-    :mod:`ns_dspy.lms.retry`), ``api_key``)."""
+    :mod:`ns_dspy.lms.retry`), ``api_key``; for ``endpoint``: ``seed``, default 0)."""
     kind, sep, arg = (spec or "").partition(":")
     builder = _BUILDERS.get(kind)
     if builder is None or not sep or not arg:
@@ -176,7 +179,7 @@ def parse_endpoint(arg: str) -> tuple[str, str]:
 
 @_BUILDERS.register("endpoint")
 def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
-    from .retry import RetryingLM
+    from .local_lm import EndpointLM
 
     url, model = parse_endpoint(arg)
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY") or "none"
@@ -185,7 +188,8 @@ def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
     # by servers), so that two servers serving one model name never share cached answers
     server = hashlib.sha256(url.encode()).hexdigest()[:16]
     kw["extra_headers"] = {**(kw.get("extra_headers") or {}), "X-NS-DSPy-Server": server}
-    return RetryingLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
+    kw.setdefault("seed", 0)  # sampled by seed: reproducible on servers that honour it (vLLM, llama.cpp's)
+    return EndpointLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
                       max_tokens=max_tokens, **kw)
 
 

@@ -81,17 +81,22 @@ class LMCase:
     """Another model of this kind: its answers must never be served from this one's cache."""
     marks: dict = field(default_factory=dict)
     """test name -> pytest marks for this kind (known bugs in modules this suite may not change)."""
+    seeds: Callable[[SimpleNamespace], list] | None = None
+    """The sampling seeds its backend received, one per request so far; None: the kind sends none (make_lm's
+    docstring says which kinds seed their samples)."""
 
 
 LM_CASES = {
     "local": LMCase(lambda w: f"local:{w.gguf}", reach=lambda w: {}, known={"n_ctx": 512, "seed": 3}, unknown="refused",
-                    ignores=("timeout", "hedge"), other_model=lambda w: f"local:{w.other_gguf}"),
+                    ignores=("timeout", "hedge"), other_model=lambda w: f"local:{w.other_gguf}",
+                    seeds=lambda w: [options.get("seed") for options in StandInLlama.requests]),
     "openai": LMCase(lambda w: "openai:fake", reach=lambda w: {"api_base": w.chat_url},
                      known={"num_retries": 0, "timeout": 10}, unknown="forwarded", ignores=(),
                      other_model=lambda w: "openai:fake-2"),
     "endpoint": LMCase(lambda w: f"endpoint:{w.chat_url}@fake", reach=lambda w: {},
                        known={"num_retries": 0, "timeout": 10},
-                       unknown="forwarded", ignores=(), other_model=lambda w: f"endpoint:{w.other_chat_url}@fake"),
+                       unknown="forwarded", ignores=(), other_model=lambda w: f"endpoint:{w.other_chat_url}@fake",
+                       seeds=lambda w: [body.get("seed") for body in w.servers[0].bodies]),
 }
 
 
@@ -209,6 +214,7 @@ class StandInLlama:
     """Stands in for ``llama_cpp.Llama`` (no llama.cpp build in the fast tests): answers :data:`ANSWER`."""
 
     calls = 0
+    requests: list[dict] = []  # every call's sampling options (seed, temperature, ...), oldest first
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
@@ -218,6 +224,7 @@ class StandInLlama:
 
     def create_chat_completion(self, *, messages, **options):
         StandInLlama.calls += 1
+        StandInLlama.requests.append(dict(options))
         return {"id": "c1", "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": ANSWER}}],
                 "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49}}

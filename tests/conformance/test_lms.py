@@ -115,6 +115,26 @@ def test_copies_share_the_client_not_the_record(lm_case, lm_world):
         assert twin.faults is not lm.faults
 
 
+def test_rollouts_reach_the_backend_as_reproducible_seeds(lm_case, lm_world):
+    """DSPy's rollout id ("another sample of this request") reaches a kind that samples by seed as a seed of its
+    own: rollouts differ from each other and from the first sample, and the same rollout asked again gets the
+    same seed (with the response cache off), so every sample can be drawn again."""
+    lm = make_lm(lm_case.spec, **lm_case.reach, temperature=0.7, cache=False)
+    predict = dspy.Predict("question -> answer")
+    before = len(lm_case.case.seeds(lm_world)) if lm_case.case.seeds else 0
+    with dspy.context(lm=lm):
+        for rollout in (None, 1, 2, 1, "r-7"):
+            config = {} if rollout is None else {"rollout_id": rollout}
+            assert predict(question="Capital of France?", config=config).answer == "Paris"
+    if lm_case.case.seeds is None:
+        assert all("seed" not in body for body in lm_world.servers[0].bodies[-5:])
+        return
+    first, one, two, one_again, named = lm_case.case.seeds(lm_world)[before:]
+    assert None not in (first, one, two, named)
+    assert one == one_again
+    assert len({first, one, two, named}) == 4
+
+
 def test_importing_the_lms_imports_no_backend():
     code = ("import json, sys\nimport ns_dspy.lms\n"
             "print(json.dumps(sorted(m for m in ('torch', 'openai', 'dspy', 'litellm', 'llama_cpp') "
