@@ -306,25 +306,42 @@ def _reuse_whole_batches(llama) -> None:
     evaluated before it. llama.cpp's arithmetic depends on how the tokens are batched (a prefix reused at 700
     tokens evaluates the rest from 700, where an empty context's batches of 128 start at 640), and on
     Qwen2.5-Coder-1.5B sampling at temperature 0.7 that was enough to change an answer from its fourth token on
-    (the same request and seed, with and without another neuron's call before it). A prefix reused this way holds the same numbers as one evaluated anew, because the
-    prompt before it was evaluated in the same whole batches; at most ``b - 1`` tokens a call are evaluated again."""
+    (the same request and seed, with and without another neuron's call before it). A prefix reused this way holds
+    the same numbers as one evaluated anew, because the prompt before it was evaluated in the same whole batches;
+    at most ``b - 1`` tokens a call are evaluated again.
+
+    Only the part of the context evaluated as a prompt is reused: the tokens an answer generated were evaluated one
+    at a time, so a prompt that continues an earlier prompt and its answer verbatim (a multi-turn chat) reuses
+    the earlier prompt's whole batches and evaluates the answer's tokens again in batches. ``llama.batched`` is
+    the number of leading context tokens evaluated as a prompt; a state loaded from a :class:`PrefixCache` brings
+    its own (a state from elsewhere, none: nothing of it is reused)."""
     generate = getattr(llama, "generate", None)
     block = getattr(llama, "n_batch", 0)
     if generate is None or not block:  # a stand-in without llama.cpp's generation loop
         return
+    load_state = llama.load_state
+    llama.batched = 0
 
     def aligned(tokens, *args, **kwargs):
         tokens = list(tokens)
         if kwargs.get("reset", True) and llama.n_tokens > 0:
             from llama_cpp.llama import Llama
 
-            keep = _reusable(Llama.longest_token_prefix(llama._input_ids, tokens), len(tokens), block)
+            shared = min(Llama.longest_token_prefix(llama._input_ids, tokens), llama.batched)
+            keep = _reusable(shared, len(tokens), block)
             if keep < llama.n_tokens and not (keep and llama._ctx.kv_cache_seq_rm(-1, keep, -1)):
                 keep = 0
             llama.n_tokens = keep
+        if kwargs.get("reset", True):
+            llama.batched = len(tokens)  # evaluated from a whole batch on, in whole batches but the last
         return generate(tokens, *args, **kwargs)
 
+    def loaded(state) -> None:
+        load_state(state)
+        llama.batched = getattr(state, "batched", None) or 0
+
     llama.generate = aligned
+    llama.load_state = loaded
 
 
 class LoopGuard:
@@ -431,13 +448,17 @@ class PrefixCache:
         state = self._states[key]
         current = self._llama._input_ids  # the tokens evaluated now (input_ids is the whole n_ctx buffer)
         if length > Llama.longest_token_prefix(current, tokens):  # the test llama-cpp-python makes before loading a state
-            usable = _reusable(length, len(tokens), getattr(self._llama, "n_batch", 0))
+            batched = getattr(state, "batched", None)  # None: the engine does not align (a stand-in)
+            usable = _reusable(length if batched is None else min(length, batched), len(tokens),
+                               getattr(self._llama, "n_batch", 0))
             self.hits += 1
             self.reused_tokens += usable
             self.last_reused = usable
-        return LlamaState(input_ids=state.input_ids, scores=state.scores, n_tokens=state.n_tokens,
-                          llama_state=state.llama_state, llama_state_size=state.llama_state_size,
-                          seed=self._llama._seed)
+        loaded = LlamaState(input_ids=state.input_ids, scores=state.scores, n_tokens=state.n_tokens,
+                            llama_state=state.llama_state, llama_state_size=state.llama_state_size,
+                            seed=self._llama._seed)
+        loaded.batched = getattr(state, "batched", None)  # how much of it was evaluated as a prompt
+        return loaded
 
     def __contains__(self, tokens: Sequence[int]) -> bool:
         return self._longest(tokens)[0] is not None
@@ -454,6 +475,7 @@ class PrefixCache:
         self._states[key] = LlamaState(input_ids=state.input_ids, scores=state.scores[-1:].copy(),
                                        n_tokens=state.n_tokens, llama_state=state.llama_state,
                                        llama_state_size=state.llama_state_size, seed=state.seed)
+        self._states[key].batched = getattr(self._llama, "batched", None)  # the prompt's part (the rest: its answer)
         while len(self._states) > self.entries:
             self._states.popitem(last=False)
 

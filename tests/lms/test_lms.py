@@ -498,6 +498,90 @@ def test_the_prefix_cache_reuses_each_agents_prefix_and_changes_no_answer(monkey
     assert alone == cached[:6]
 
 
+class _GeneratingLlama:
+    """llama-cpp-python's generation loop in miniature (batches of 4): ``generate`` reuses the context's longest
+    prefix, evaluates the rest from there (recorded in ``starts``), then evaluates 3 answer tokens one by one."""
+
+    n_batch = 4
+
+    def __init__(self):
+        self.ids, self.n_tokens, self.starts = [], 0, []
+        self._ctx = type("Ctx", (), {"kv_cache_seq_rm": staticmethod(lambda seq, start, end: True)})()
+
+    @property
+    def _input_ids(self):
+        return self.ids[:self.n_tokens]
+
+    def load_state(self, state):
+        self.ids, self.n_tokens = list(state), len(state)
+
+    def generate(self, tokens, reset=True, **_):
+        from llama_cpp.llama import Llama
+
+        if reset:
+            self.n_tokens = Llama.longest_token_prefix(self._input_ids, tokens) if self.n_tokens else 0
+        self.starts.append(self.n_tokens)
+        self.ids = self.ids[:self.n_tokens] + list(tokens[self.n_tokens:])
+        self.n_tokens = len(self.ids)
+        for token in (90, 91, 92):
+            yield token
+            self.ids.append(token)  # an answer token, evaluated alone
+            self.n_tokens += 1
+
+
+def test_a_continued_chat_reuses_only_what_was_evaluated_as_a_prompt():
+    """A prompt that repeats an earlier prompt and its answer (a multi-turn chat) reuses the earlier prompt's
+    whole batches, never the answer's tokens (evaluated one at a time, so their numbers differ from a batch's);
+    a prompt that shares a prompt's prefix reuses its whole batches as before; a state of unknown origin
+    reuses nothing."""
+    llama = _GeneratingLlama()
+    local_mod._reuse_whole_batches(llama)
+    first = list(range(10))
+    assert list(llama.generate(first)) == [90, 91, 92] and llama.starts == [0]
+    list(llama.generate([*first, 90, 91, 92, 50, 51]))  # shares 13 tokens, 10 of them evaluated as the prompt
+    assert llama.starts[-1] == 8  # the whole batches of the prompt (12 before: into the answer's tokens)
+    list(llama.generate([*first, 90, 91, 92, 50, 51, 7]))  # now all 15 were a prompt: reuse 12
+    assert llama.starts[-1] == 12
+    llama.load_state([*first, 90, 91, 92])  # a state that says nothing of how it was evaluated
+    list(llama.generate([*first, 90, 91, 92, 60]))
+    assert llama.starts[-1] == 0
+    state = [*first, 90, 91, 92]
+    llama.load_state(type("State", (list,), {"batched": 10})(state))  # a PrefixCache state knows its prompt
+    list(llama.generate([*first, 90, 91, 92, 60]))
+    assert llama.starts[-1] == 8
+
+
+@pytest.mark.slow
+def test_a_continued_chat_answers_as_in_a_fresh_engine():
+    """Real SmolLM2 with the prefix cache: a second turn that repeats the first turn's answer, asked after another
+    agent's call (so its prefix comes from the cache), gets the answer it gets alone in a fresh engine."""
+    from dspy.lm15 import Config, Message, Request
+
+    path = LMAsset.registry["smollm2-135m-instruct"].path()
+    system = "You are a careful assistant. " + " ".join(f"Rule {i}: answer in at most {i + 5} words." for i in range(30))
+    config = Config(max_tokens=24, temperature=0.9)
+    ask = "Name three colours of the rainbow."
+
+    def second_turn(engine, answer: str):
+        return engine.complete(Request(model="local/s", system=system, messages=(
+            Message.user(ask), Message.assistant(answer), Message.user("Now name two more.")), config=config)).text
+
+    engine = LlamaCppEngine(path, n_ctx=2048, prefix_cache=4, n_threads=1, seed=5)
+    try:
+        answer = engine.complete(Request(model="local/s", system=system, messages=(Message.user(ask),),
+                                         config=config)).text
+        engine.complete(Request(model="local/s", system="Another agent. " * 40, messages=(Message.user("Hi"),),
+                                config=config))
+        continued = second_turn(engine, answer)
+    finally:
+        engine.close()
+    fresh = LlamaCppEngine(path, n_ctx=2048, n_threads=1, seed=5)
+    try:
+        assert continued == second_turn(fresh, answer)
+    finally:
+        fresh.close()
+
+
 @pytest.mark.slow
 def test_the_loop_guard_stops_a_looping_answer_and_changes_no_other():
     """SmolLM2 loops on a continued pattern: with the guard its answer stops early (a prefix of the answer without
