@@ -94,8 +94,8 @@ def run(label: str, model: str, *, extra: bool = True, path: str | None = None, 
         return {"label": label, "error": f"exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}"}
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["label"] = label
-    print(f"{label:<44} prompt {result['prompt_tps']:7.1f} tok/s   generate {result['gen_tps']:6.1f} tok/s",
-          flush=True)
+    rate = f"   generate {result['gen_tps']:6.1f} tok/s" if generate > 1 else ""  # one token: no rate to speak of
+    print(f"{label:<44} prompt {result['prompt_tps']:7.1f} tok/s{rate}", flush=True)
     return result
 
 
