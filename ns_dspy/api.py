@@ -17,6 +17,7 @@ from typing import Any
 from .build import build_program
 from .config import ExecutorConfig, RunConfig, SimulatorConfig
 from .errors import ConfigError
+from .paths import check_writable
 from .types import UnitId
 
 __all__ = ["ExplainResult", "explain", "default_run_path", "open_run", "score", "compile"]
@@ -63,6 +64,7 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
     for unit in units:
         exemplars.stats(unit)  # an unknown unit: one line, before anything is built
     run_path = Path(run) if run is not None else default_run_path(store, config)
+    check_writable(run_path, "--run")  # an unwritable run file: one line now, not after the models load
     if executor.executor == "ray":
         from .cluster.explain import start_workers
 
@@ -142,6 +144,7 @@ def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | 
 
     if not str(out).endswith(".json"):
         raise ConfigError(f"--out {out}: a compiled program is saved as DSPy JSON state; name it *.json")
+    check_writable(out, "--out")  # not after hours of optimisation
     if config.explain.method == "stats":
         raise ConfigError("the statistical method has no agents to compile: leave --method out")
     check_options(optimizer, options or {}, reflection_lm=reflection_lm)  # before any model is loaded

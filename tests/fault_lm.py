@@ -115,8 +115,10 @@ class FaultyExplainer:
         self._lock = threading.Lock()
 
     def draw(self, body: dict) -> str | None:
-        """The fault this request gets (None: a valid answer)."""
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        """The fault this request gets (None: a valid answer): a function of the request without its sampling
+        seed (which endpoint LMs send with every request) and of how often it was sent before."""
+        request = {k: v for k, v in body.items() if k != "seed"}
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
         with self._lock:
             n = self._seen[digest]
             self._seen[digest] += 1

@@ -490,3 +490,61 @@ def test_a_simulator_that_predicts_nan_is_one_line_not_a_traceback(store, capsys
     assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "non-finite activation" in err
+
+
+# -- outputs that could not be written: refused before anything is built, loaded or written -------------------
+@pytest.fixture
+def nothing_builds(monkeypatch):
+    """Building the program (LM, simulator, embedder) fails the test."""
+    import ns_dspy.api
+    import ns_dspy.build
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the program was built before the output path was checked")
+
+    monkeypatch.setattr(ns_dspy.api, "build_program", forbidden)
+    monkeypatch.setattr(ns_dspy.build, "build_program", forbidden)
+
+
+@pytest.mark.parametrize("command, option, directory", [
+    (["explain", "--neurons", "0:1", "--simulator", "keyword"], "--run", False),
+    (["compile", "--optimizer", "bootstrap", "--neurons", "0:1,0:4,2:7", "--simulator", "keyword"], "--out", False),
+    (["sweep", "--simulator", "keyword", "--n-trials", "1"], "--out", True),
+])
+def test_an_output_under_a_file_is_refused_before_anything_is_built(command, option, directory, store, tmp_path,
+                                                                    capsys, nothing_builds):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / ("sub" if directory else "out.json")
+    before = sorted(tmp_path.rglob("*"))
+    run_refused(capsys, [command[0], "--store", store, *command[1:], option, out], f"cannot write {option}",
+                "choose another", keep=[store, blocker])
+    assert sorted(tmp_path.rglob("*")) == before  # no run file, study, store or probe left beside them
+
+
+def test_a_record_output_that_cannot_be_written_or_exists_is_refused_before_loading(nothing_loads, tmp_path,
+                                                                                      capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    run_refused(capsys, ["record", "--layers", "1", "--out", blocker / "store"], "cannot write --out",
+                keep=[blocker])
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    run_refused(capsys, ["record", "--layers", "1", "--out", existing], "already exists", "--overwrite")
+
+
+def test_check_writable_creates_nothing_and_answers_for_real(tmp_path):
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.paths import check_writable
+
+    nested = tmp_path / "a" / "b" / "run.sqlite"
+    assert check_writable(nested, "--run") == nested
+    assert list(tmp_path.iterdir()) == []  # neither the folders nor the probe
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_writable(tmp_path, "--run")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_writable(tmp_path / "f", "--out", directory=True)
+    with pytest.raises(ConfigError, match=r"cannot write --run .*f is not a directory"):
+        check_writable(tmp_path / "f" / "run.sqlite", "--run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

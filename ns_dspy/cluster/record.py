@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..corpus import TextSource, open_corpus
-from ..errors import ConfigError, CorpusError, NsDspyError, RecordingError, StoreError
+from ..errors import ConfigError, CorpusError, NsDspyError, RecordingError
 from ..models.subject import Subject, load_subject, prefix_ids
 from ..recording.config import RecordConfig
 from ..recording.recorder import Recorder
@@ -181,9 +181,9 @@ def record_on_ray(config: RecordConfig, out: str | Path, *, overwrite: bool = Fa
     ``cpu``; e.g. ``{"num_cpus": 8}`` gives a CPU worker 8 threads)."""
     from . import connect, ray_module
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out} already exists: choose another --out or pass --overwrite")
+    from ..recording.recorder import check_output
+
+    out = check_output(out, overwrite)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be positive, got {workers}")
     if shard_chunks is not None and shard_chunks < 1:

@@ -23,6 +23,7 @@ from ..corpus import TextSource
 from ..errors import ConfigError, CorpusError, ModelError, RecordingError, StoreError
 from ..models.hookpoints import Encoder, HookSpec, decoder_layers
 from ..models.subject import Subject
+from ..paths import check_writable
 from ..types import SPLITS
 from .config import RecordConfig
 from .hooks import StopForward, capture
@@ -240,9 +241,7 @@ class Recorder:
     # -- the whole run ----------------------------------------------------------------------------------
     def record(self, source: TextSource, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> Path:
         c = self.config
-        out = Path(out)
-        if out.exists() and not overwrite:
-            raise StoreError(f"{out} already exists: choose another --out or pass --overwrite")
+        out = check_output(out, overwrite)
         partial = out.with_name(out.name + ".partial")
         fingerprint_ = self.fingerprint(source)
         state = RecordState(c, self.layers)
@@ -292,6 +291,16 @@ class Recorder:
         return path
 
 
+def check_output(out: str | Path, overwrite: bool) -> Path:
+    """The store folder ``out``: refused in one line, before anything is loaded, when it exists (without
+    ``overwrite``) or could not be written (:func:`~ns_dspy.paths.check_writable`)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out} already exists: choose another --out or pass --overwrite")
+    check_writable(out, "--out", directory=True)
+    return out
+
+
 def record(config: RecordConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
            subject: Subject | None = None, source: TextSource | None = None, executor: str = "local",
            ray_address: str | None = None, workers: int | None = None) -> Path:
@@ -318,6 +327,7 @@ def record(config: RecordConfig, out: str | Path, *, overwrite: bool = False, pr
         shape = model_shape(config.model)
         if shape is not None:
             check_units(config, shape)
+    check_output(out, overwrite)
     if executor == "ray":
         from ..cluster.record import record_on_ray
 

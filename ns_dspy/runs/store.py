@@ -103,8 +103,12 @@ class RunStore:
         exists = self.path.exists()
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a directory: give a run file, e.g. {self.path}/run.sqlite")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the run file {self.path} ({err.strerror or err}): choose another "
+                             "--run") from None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
             retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
@@ -112,6 +116,8 @@ class RunStore:
                 self._check_format()
             retry_locked(lambda: self._db.executescript(SCHEMA))
         except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "unable to open" in str(err):
+                raise StoreError(f"cannot open the run file {self.path} ({err}): choose another --run") from None
             raise StoreError(f"{self.path} is not an ns-dspy run file ({err}): choose another --run") from None
         stored = self.meta().get("config")
         if config is not None:

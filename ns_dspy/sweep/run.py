@@ -168,6 +168,9 @@ def run_sweep(config: RunConfig, sweep: SweepConfig, *, given: set[str] = frozen
     from ..lms import check_endpoint
 
     check_endpoint(config.lm.spec)
+    from ..paths import check_writable
+
+    check_writable(_out_dir(sweep), "--out", directory=True)  # the tables are written at the end: check now
     storage = open_storage(sweep.storage or str(sweep.store).rstrip("/") + ".sweep.sqlite")
     directions = ["maximize"] + (["minimize"] if sweep.tokens_objective else [])
     pruner = None if sweep.tokens_objective else _pruner(sweep, len(neurons))
