@@ -385,6 +385,22 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_outputs(args) -> None:
+    """What a command will write, refused in one line before any work (a dataset built, an adapter trained, an
+    evaluation run) when it could not be written or, without ``--overwrite``, already exists."""
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.paths import check_writable
+
+    folder = {"build-data": "--out", "train": "--out", "export": "--to"}.get(args.command)
+    if folder is not None:
+        path = Path(getattr(args, folder.removeprefix("--")))
+        if hasattr(args, "overwrite") and path.exists() and not args.overwrite:
+            raise ConfigError(f"{path} already exists: choose another folder or pass --overwrite")
+        check_writable(path, folder, directory=True)  # train resumes into its --out: it may exist
+    elif getattr(args, "out", None):  # eval, decoys, union: OUT.json, .md and .png
+        check_writable(Path(args.out).with_suffix(".json"), "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -393,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(_config_defaults(argv)).parse_args(argv)
         args.argv = argv
+        check_outputs(args)
         return args.func(args)
     except NsDspyError as err:
         print(f"error: {err}", file=sys.stderr)
