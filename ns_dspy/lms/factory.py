@@ -123,6 +123,14 @@ def _local_model(arg: str) -> tuple[Callable[[], Path], str]:
     if not path.is_file():
         raise LMError(f"no GGUF file at {path}: give an existing .gguf path or local:NAME "
                       f"({', '.join(lm_asset_names())})")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise LMError(f"cannot read {path} ({err.strerror or err}): give a readable .gguf file") from None
+    if magic != b"GGUF":  # a wrong file is the file's fault, not the library's (the guard would blame its build)
+        raise LMError(f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF'): give a model in "
+                      "llama.cpp's GGUF format, e.g. one converted with llama.cpp's convert_hf_to_gguf.py")
     stat = path.stat()
     # The id keys DSPy's response cache: two files of the same name must not share answers.
     digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]

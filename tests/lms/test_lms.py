@@ -74,6 +74,16 @@ def test_bad_specs_are_one_line_errors(spec, says):
     assert "\n" not in str(err.value)
 
 
+def test_a_file_that_is_not_gguf_is_named_as_such_not_as_a_broken_library(tmp_path):
+    """A text file named .gguf is the file's fault: the message says so (the library's load probe would blame
+    its own build) and nothing is loaded."""
+    fake = tmp_path / "model.gguf"
+    fake.write_text("garbage\n")
+    with pytest.raises(LMError, match=r"is not a GGUF model file \(it starts with b'garb'") as err:
+        make_lm(f"local:{fake}")
+    assert "\n" not in str(err.value) and "reinstall" not in str(err.value)
+
+
 def test_endpoint_url_with_credentials_is_refused_without_echoing_them():
     with pytest.raises(LMError) as err:
         make_lm(f"endpoint:http://user:{SECRET}@127.0.0.1:8000/v1@m")
