@@ -83,3 +83,26 @@ def test_a_server_without_prompt_logprobs_is_one_error_line(llama_server_without
     assert line.startswith("ns-dspy: error: the endpoint at http://127.0.0.1:") and "returns no prompt logprobs" in line
     assert "logits_all=False" in line and "--logits_all true" in line  # what the server said, and the fix
     assert seconds < 5  # refused at once, not retried as a transient server error
+
+
+def test_an_endpoint_lm_gets_each_sample_again_from_a_real_server(llama_server):
+    """The seeds an ``endpoint:`` LM sends (its own for a first sample, one per DSPy rollout id) are honoured by
+    a real server: the same rollout gives the same answer again, other rollouts other answers. A first call
+    fills the server's context with the prompt, so that every timed call evaluates the same last token alone
+    (llama.cpp's arithmetic depends on how a prompt is batched)."""
+    import dspy
+
+    from ns_dspy.lms import make_lm
+
+    lm = make_lm(f"endpoint:{llama_server.spec}", temperature=1.0, max_tokens=16, cache=False, timeout=60)
+    messages = [{"role": "user", "content": "Write one short sentence about the sea."}]
+
+    def ask(rollout=None) -> str:
+        with dspy.context(lm=lm):
+            return lm(messages=messages, **({} if rollout is None else {"rollout_id": rollout}))[0]
+
+    ask(0)  # fills the context (evaluated from an empty one: another batching than the calls below)
+    first = ask()
+    answers = {rollout: ask(rollout) for rollout in (1, 2, 3)}
+    assert ask(1) == answers[1] and ask() == first
+    assert len({first, *answers.values()}) >= 3  # sampled at temperature 1: the seeds pick other samples
