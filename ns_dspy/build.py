@@ -28,7 +28,7 @@ ADDED_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("explain.tiers", False), ("explain.stats_modes", False), ("explain.negative", False),
     ("explain.list_edits", False), ("explain.test_maps", "guarded"), ("explain.whitespace", False),
     ("explain.word_classes", False), ("explain.context", False), ("explain.spelling", False),
-    ("explain.concepts", False), ("explain.concepts_k", 3), ("explain.mode_stop", False))
+    ("explain.concepts", False), ("explain.concepts_k", 3), ("explain.mode_stop", False), ("lm.seed", None))
 """Options added to the recorded run configuration since provenance version 2, oldest first: the dotted path in
 ``to_dict(provenance=True)`` and the value that does what ns-dspy did before the option existed. A run file made
 then lacks the key, and resumes when every option added since is at that value now (otherwise the refusal
@@ -42,8 +42,9 @@ def build_lm(config: LMConfig, **extra: Any):
     from .lms import check_endpoint, make_lm
 
     check_endpoint(config.spec)
+    seed = {} if config.seed is None else {"seed": config.seed}
     return make_lm(config.spec, temperature=config.temperature, max_tokens=config.max_tokens,
-                   timeout=config.timeout, hedge=config.hedge, cache=config.cache, **extra)
+                   timeout=config.timeout, hedge=config.hedge, cache=config.cache, **seed, **extra)
 
 
 def build_simulator(config: SimulatorConfig):
@@ -121,6 +122,8 @@ def _without_old(run: dict[str, Any], options: tuple[tuple[str, Any], ...]) -> t
     every = True
     for path, old in options:
         section, key = path.split(".")
+        if not isinstance(run.get(section, {}), dict):
+            continue  # a form that records the section otherwise (version 1: the LM as its spec): never had it
         if run.get(section, {}).get(key, object()) == old:
             run = {**run, section: {k: v for k, v in run[section].items() if k != key}}
         else:
@@ -164,6 +167,8 @@ def legacy_provenance(config: RunConfig, provenance: dict[str, Any] | None = Non
         from .optimize import read_manifest
 
         out["program"] = {"path": str(program.resolve()), "state_sha256": read_manifest(program)["state_sha256"]}
+    if config.lm.seed is not None:  # version 1 recorded no LM seed: such a run file was made without one
+        return forms
     return forms + [{**form, **extra} for form in [out, *_before_added(out)]]
 
 

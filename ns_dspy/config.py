@@ -435,8 +435,14 @@ class LMConfig(_Config):
                       provenance=False)
     cache: bool = opt(True, "reuse cached LM answers for identical requests (--no-lm-cache: always call the LM)",
                       flag="--lm-cache", provenance=False)
+    seed: int | None = opt(None, "sampling seed of the LM: another seed draws other samples of every answer, e.g. "
+                                 "to measure how much a result owes to the LM's sampling (local: the engine's "
+                                 "seed; endpoint: sent with every request; openai: sent too, best effort); none: "
+                                 "the LM's default, the answers of every run before", flag="--lm-seed", metavar="N")
 
     def __post_init__(self) -> None:
+        if self.seed is not None and (isinstance(self.seed, bool) or not 0 <= self.seed < 2**31):
+            raise ConfigError(f"--lm-seed must be a whole number in [0, 2**31), got {self.seed}")
         if not 0 <= self.temperature <= 2:
             raise ConfigError(f"--temperature must be in [0, 2], got {self.temperature}")
         if self.max_tokens < 1:

@@ -15,7 +15,7 @@ Spec kinds (``KIND:ARG``), each registered next to its builder:
     ``max_tokens``: DSPy's default engine sends ``max_completion_tokens``, which llama.cpp's server ignores (a
     call then runs until the context is full). The key is ``api_key=`` or ``$OPENAI_API_KEY`` or "none". Every
     request carries a ``seed`` (``seed=``, default 0, hashed with DSPy's rollout id for further samples:
-    :class:`~ns_dspy.lms.local_lm.EndpointLM`), so servers that sample by seed (vLLM, llama.cpp's) answer a
+    :class:`~ns_dspy.lms.local_lm.SeededLM`), so servers that sample by seed (vLLM, llama.cpp's) answer a
     request the same way in every run.
 
 ``openai:`` and ``endpoint:`` LMs wait at most ``timeout=`` seconds per call (default
@@ -149,11 +149,15 @@ def _shared_engine(path: Path, options: dict) -> LlamaCppEngine:
 @_BUILDERS.register("local")
 def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     engine_options = {name: kw.pop(name) for name in _ENGINE_OPTIONS if name in kw}
+    if engine_options.get("seed", 0) is None:
+        del engine_options["seed"]  # none given: the engine's default
     unknown = sorted(set(kw) - set(_LOCAL_LM_OPTIONS))
     if unknown:  # dspy.LM would take them as request parameters, which the in-process engine refuses at the first call
         raise LMError(f"unknown local LM option(s) {', '.join(unknown)}: it takes "
                       f"{', '.join(sorted(_ENGINE_OPTIONS + _LOCAL_LM_OPTIONS))}")
     locate, model = _local_model(arg)
+    if engine_options.get("seed", 0) != 0:  # the id keys DSPy's response cache: another seed, other answers
+        model += f"-seed{engine_options['seed']}"
     require_llama_cpp()  # before a first use downloads a GGUF that could not run
     engine = _shared_engine(locate(), engine_options)
     engine.check()  # a library that cannot decode on this CPU is one error line now, not a crash later
@@ -165,12 +169,16 @@ def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
 # --- openai -----------------------------------------------------------------------------------------------------
 @_BUILDERS.register("openai")
 def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
+    from .local_lm import SeededLM
     from .retry import RetryingLM
 
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY")
     if not api_key:
         raise LMError(f"openai:{arg} needs an API key: set OPENAI_API_KEY")
-    return RetryingLM(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
+    # a seed only when asked for (OpenAI's is best effort, and some models refuse it), then hashed per rollout
+    cls = SeededLM if kw.get("seed") is not None else RetryingLM
+    kw = {k: v for k, v in kw.items() if k != "seed" or v is not None}
+    return cls(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
 # --- endpoint ---------------------------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ def parse_endpoint(arg: str) -> tuple[str, str]:
 
 @_BUILDERS.register("endpoint")
 def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
-    from .local_lm import EndpointLM
+    from .local_lm import SeededLM
 
     url, model = parse_endpoint(arg)
     api_key = kw.pop("api_key", None) or os.environ.get("OPENAI_API_KEY") or "none"
@@ -196,8 +204,9 @@ def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
     # by servers), so that two servers serving one model name never share cached answers
     server = hashlib.sha256(url.encode()).hexdigest()[:16]
     kw["extra_headers"] = {**(kw.get("extra_headers") or {}), "X-NS-DSPy-Server": server}
-    kw.setdefault("seed", 0)  # sampled by seed: reproducible on servers that honour it (vLLM, llama.cpp's)
-    return EndpointLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
+    if kw.get("seed") is None:  # sampled by seed: reproducible on servers that honour it (vLLM, llama.cpp's)
+        kw["seed"] = 0
+    return SeededLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
                       max_tokens=max_tokens, **kw)
 
 

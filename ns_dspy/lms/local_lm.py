@@ -13,7 +13,7 @@ import dspy
 from .local import text_seed
 from .retry import RetryingLM
 
-__all__ = ["LocalLM", "EndpointLM", "RolloutSeeded", "rollout_seed"]
+__all__ = ["LocalLM", "SeededLM", "RolloutSeeded", "rollout_seed"]
 
 
 def rollout_seed(base: int | None, rollout) -> int | None:
@@ -53,8 +53,9 @@ class LocalLM(RolloutSeeded, dspy.LM):
     every sample is reproducible. (The engine's own ``seed`` is an engine option, not this LM's.)"""
 
 
-class EndpointLM(RolloutSeeded, RetryingLM):
-    """The ``endpoint:`` LM (an OpenAI-compatible server such as vLLM): retried as :class:`RetryingLM`, and every
-    request carries a seed, the LM's ``seed`` option (default 0) for a first sample and a hash of it and the
-    rollout id for the others, so that a server sampling by seed answers the same request the same way in
-    every run, on every worker, cached or not."""
+class SeededLM(RolloutSeeded, RetryingLM):
+    """A network LM whose requests carry seeds: ``endpoint:`` LMs (an OpenAI-compatible server such as vLLM)
+    always, ``openai:`` LMs given a ``seed``. Retried as :class:`RetryingLM`; every request carries the LM's
+    ``seed`` option (``endpoint:``'s default 0) for a first sample and a hash of it and the rollout id for the
+    others, so that a server sampling by seed answers the same request the same way in every run, on every
+    worker, cached or not, and another seed draws other samples."""

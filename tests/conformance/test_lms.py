@@ -21,6 +21,7 @@ COMMANDS = {  # each command's options, and what it changes in the parsed LMConf
     "compile --temperature 0.3": (["compile", "--store", "s", "--optimizer", "bootstrap", "--out", "c.json",
                                    "--temperature", "0.3"], dict(cache=True)),
     "sweep": (["sweep", "--store", "s"], dict(cache=False)),
+    "explain --lm-seed 5": (["explain", "--store", "s", "--neurons", "0:0", "--lm-seed", "5"], {}),
 }
 
 
@@ -85,19 +86,25 @@ def test_every_command_builds_it(lm_case, lm_world, command):
     if "hedge" not in lm_case.case.ignores:
         assert lm.retry.hedge is config.hedge
     assert lm.cache is config.cache
+    if config.seed is not None:  # the engine's seed in process, the requests' seed over the network
+        engine = lm.engine if not isinstance(lm.engine, str) else None
+        assert (engine.settings.seed if hasattr(engine, "settings") else lm.kwargs["seed"]) == config.seed
 
 
 def test_cache_key_is_stable_and_names_what_changes_answers(lm_case, lm_world):
-    """DSPy's response cache: another build of the same spec answers from it; another temperature or another
-    model of the kind does not."""
-    def ask(spec: str, temperature: float = 0.0) -> int:
+    """DSPy's response cache: another build of the same spec answers from it; another temperature, another
+    sampling seed (``--lm-seed``) or another model of the kind does not."""
+    def ask(spec: str, temperature: float = 0.0, **kw) -> int:
         before = lm_world.calls()
-        assert _ask(make_lm(spec, **lm_case.reach, temperature=temperature, cache=True)) == "Paris"
+        assert _ask(make_lm(spec, **lm_case.reach, temperature=temperature, cache=True, **kw)) == "Paris"
         return lm_world.calls() - before
 
     assert ask(lm_case.spec) == 1
     assert ask(lm_case.spec) == 0  # a second build: the same key
+    assert ask(lm_case.spec, seed=None) == 0  # no seed given: the default's answers
     assert ask(lm_case.spec, temperature=0.5) == 1
+    assert ask(lm_case.spec, seed=7) == 1, "another seed was answered from the default seed's cache"
+    assert ask(lm_case.spec, seed=7) == 0
     assert ask(lm_case.other_spec) == 1, f"{lm_case.other_spec} was answered from {lm_case.spec}'s cache"
 
 
@@ -133,6 +140,13 @@ def test_rollouts_reach_the_backend_as_reproducible_seeds(lm_case, lm_world):
     assert None not in (first, one, two, named)
     assert one == one_again
     assert len({first, one, two, named}) == 4
+    # another LM seed (--lm-seed): other seeds for every sample, the first one included
+    lm = make_lm(lm_case.spec, **lm_case.reach, temperature=0.7, cache=False, seed=11)
+    with dspy.context(lm=lm):
+        for rollout in (None, 1):
+            predict(question="Capital of France?", config={} if rollout is None else {"rollout_id": rollout})
+    reseeded = lm_case.case.seeds(lm_world)[-2:]
+    assert not set(reseeded) & {first, one, two, named} and len(set(reseeded)) == 2
 
 
 def test_importing_the_lms_imports_no_backend():

@@ -84,6 +84,23 @@ def test_a_file_that_is_not_gguf_is_named_as_such_not_as_a_broken_library(tmp_pa
     assert "\n" not in str(err.value) and "reinstall" not in str(err.value)
 
 
+def test_openai_sends_seeds_only_when_given_one(monkeypatch):
+    """``openai:`` sends no seed by default (OpenAI's is best effort and some models refuse it); given one
+    (``--lm-seed``), every request carries it, hashed with the rollout id for further samples."""
+    with FakeChatServer(lambda body: "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]") as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        predict = dspy.Predict("question -> answer")
+        for seed in (None, 3):
+            lm = make_lm("openai:fake", api_base=server.url, temperature=0.7, cache=False, num_retries=0,
+                         **({} if seed is None else {"seed": seed}))
+            with dspy.context(lm=lm):
+                for rollout in (None, 1, 2):
+                    predict(question="Capital?", config={} if rollout is None else {"rollout_id": rollout})
+        plain, seeded = server.bodies[:3], server.bodies[3:]
+    assert all("seed" not in body for body in plain)
+    assert seeded[0]["seed"] == 3 and len({body["seed"] for body in seeded}) == 3
+
+
 def test_endpoint_url_with_credentials_is_refused_without_echoing_them():
     with pytest.raises(LMError) as err:
         make_lm(f"endpoint:http://user:{SECRET}@127.0.0.1:8000/v1@m")

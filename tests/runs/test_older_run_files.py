@@ -20,7 +20,8 @@ def _older(config: RunConfig, since: str) -> dict:
     names = [path for path, _ in ADDED_OPTIONS]
     old = _provenance(config)
     for path in names[names.index(since):]:
-        old["run"]["explain"].pop(path.split(".")[1])
+        section, key = path.split(".")
+        old["run"][section].pop(key)
     return old
 
 
@@ -111,3 +112,11 @@ def test_a_run_made_before_a_default_program_shipped_names_program_none(tmp_path
     with pytest.raises(StoreError) as err:
         open_run(tmp_path / "other.sqlite", changed, store)
     assert "run.explain.iterations" in str(err.value) and "--program none" not in str(err.value)
+
+
+def test_a_run_made_before_lm_seeds_resumes_without_one_and_is_refused_with_one(tmp_path):
+    config = RunConfig(simulator=SimulatorConfig("keyword"))
+    RunStore(tmp_path / "run.sqlite", _older(config, "lm.seed")).close()  # the LM's section has no seed
+    _open(tmp_path / "run.sqlite", config).close()  # resumes: no seed is the same answers as then
+    with pytest.raises(StoreError, match=r"other settings \(run\.lm\.seed\)"):
+        _open(tmp_path / "run.sqlite", config.replace(lm=dict(seed=3)))
