@@ -11,7 +11,7 @@ from pathlib import Path
 import dspy
 import pytest
 
-from ns_dspy.lms import check_endpoint, lm_usage, make_lm
+from ns_dspy.lms import lm_usage, make_lm
 from ns_dspy.lms.assets import LMError
 
 COMMANDS = {  # each command's options, and what it changes in the parsed LMConfig (ns_dspy/api.py, sweep/run.py)
