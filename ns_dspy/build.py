@@ -42,9 +42,8 @@ def build_lm(config: LMConfig, **extra: Any):
     from .lms import check_endpoint, make_lm
 
     check_endpoint(config.spec)
-    seed = {} if config.seed is None else {"seed": config.seed}
     return make_lm(config.spec, temperature=config.temperature, max_tokens=config.max_tokens,
-                   timeout=config.timeout, hedge=config.hedge, cache=config.cache, **seed, **extra)
+                   timeout=config.timeout, hedge=config.hedge, cache=config.cache, seed=config.seed, **extra)
 
 
 def build_simulator(config: SimulatorConfig):
@@ -122,10 +121,11 @@ def _without_old(run: dict[str, Any], options: tuple[tuple[str, Any], ...]) -> t
     every = True
     for path, old in options:
         section, key = path.split(".")
-        if not isinstance(run.get(section, {}), dict):
+        recorded = run.get(section, {})
+        if not isinstance(recorded, dict):
             continue  # a form that records the section otherwise (version 1: the LM as its spec): never had it
-        if run.get(section, {}).get(key, object()) == old:
-            run = {**run, section: {k: v for k, v in run[section].items() if k != key}}
+        if recorded.get(key, object()) == old:
+            run = {**run, section: {k: v for k, v in recorded.items() if k != key}}
         else:
             every = False
     return run, every

@@ -34,19 +34,17 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False) ->
     if path.is_file() and not os.access(path, os.W_OK):
         raise ConfigError(f"cannot write {option} {path}: it is read-only; choose another {option}")
     folder = path if directory else path.parent
-    folder = folder if str(folder) else Path(".")
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         raise ConfigError(f"cannot write {option} {path} ({folder} is not a directory): choose another {option}")
     try:
-        probe = tempfile.mkdtemp(prefix=".ns-dspy-write-check-", dir=folder)
+        probe = Path(tempfile.mkdtemp(prefix=".ns-dspy-write-check-", dir=folder))
         try:
-            Path(probe, "f").write_bytes(b"")
+            (probe / "f").write_bytes(b"")
         finally:
-            for leftover in Path(probe).glob("*"):
-                leftover.unlink()
-            os.rmdir(probe)
+            (probe / "f").unlink(missing_ok=True)
+            probe.rmdir()
     except OSError as err:
         reason = err.strerror or str(err)
         raise ConfigError(f"cannot write {option} {path} ({folder}: {reason}): choose another {option}") from None

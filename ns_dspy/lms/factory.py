@@ -101,6 +101,8 @@ def make_lm(spec: str, *, temperature: float = 0.7, max_tokens: int = 1024, **kw
 
         kw["retry"] = RetryPolicy(retries=kw.pop("num_retries", DEFAULT_LM_RETRIES), hedge=kw.pop("hedge", True))
     kw.pop("hedge", None)  # local: LMs run in process, nothing to hedge
+    if "seed" in kw and kw["seed"] is None:
+        del kw["seed"]  # no seed given: each kind's default (see the builders)
     return builder(arg, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
@@ -149,8 +151,6 @@ def _shared_engine(path: Path, options: dict) -> LlamaCppEngine:
 @_BUILDERS.register("local")
 def _build_local(arg: str, *, temperature: float, max_tokens: int, **kw):
     engine_options = {name: kw.pop(name) for name in _ENGINE_OPTIONS if name in kw}
-    if engine_options.get("seed", 0) is None:
-        del engine_options["seed"]  # none given: the engine's default
     unknown = sorted(set(kw) - set(_LOCAL_LM_OPTIONS))
     if unknown:  # dspy.LM would take them as request parameters, which the in-process engine refuses at the first call
         raise LMError(f"unknown local LM option(s) {', '.join(unknown)}: it takes "
@@ -176,8 +176,7 @@ def _build_openai(arg: str, *, temperature: float, max_tokens: int, **kw):
     if not api_key:
         raise LMError(f"openai:{arg} needs an API key: set OPENAI_API_KEY")
     # a seed only when asked for (OpenAI's is best effort, and some models refuse it), then hashed per rollout
-    cls = SeededLM if kw.get("seed") is not None else RetryingLM
-    kw = {k: v for k, v in kw.items() if k != "seed" or v is not None}
+    cls = SeededLM if "seed" in kw else RetryingLM
     return cls(f"openai/{arg}", api_key=api_key, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
@@ -204,8 +203,7 @@ def _build_endpoint(arg: str, *, temperature: float, max_tokens: int, **kw):
     # by servers), so that two servers serving one model name never share cached answers
     server = hashlib.sha256(url.encode()).hexdigest()[:16]
     kw["extra_headers"] = {**(kw.get("extra_headers") or {}), "X-NS-DSPy-Server": server}
-    if kw.get("seed") is None:  # sampled by seed: reproducible on servers that honour it (vLLM, llama.cpp's)
-        kw["seed"] = 0
+    kw.setdefault("seed", 0)  # sampled by seed: reproducible on servers that honour it (vLLM, llama.cpp's)
     return SeededLM(f"openai/{model}", api_base=url, api_key=api_key, temperature=temperature,
                       max_tokens=max_tokens, **kw)
 

@@ -324,15 +324,15 @@ def _reuse_whole_batches(llama) -> None:
 
     def aligned(tokens, *args, **kwargs):
         tokens = list(tokens)
-        if kwargs.get("reset", True) and llama.n_tokens > 0:
-            from llama_cpp.llama import Llama
-
-            shared = min(Llama.longest_token_prefix(llama._input_ids, tokens), llama.batched)
-            keep = _reusable(shared, len(tokens), block)
-            if keep < llama.n_tokens and not (keep and llama._ctx.kv_cache_seq_rm(-1, keep, -1)):
-                keep = 0
-            llama.n_tokens = keep
         if kwargs.get("reset", True):
+            if llama.n_tokens > 0:
+                from llama_cpp.llama import Llama
+
+                shared = min(Llama.longest_token_prefix(llama._input_ids, tokens), llama.batched)
+                keep = _reusable(shared, len(tokens), block)
+                if keep < llama.n_tokens and not (keep and llama._ctx.kv_cache_seq_rm(-1, keep, -1)):
+                    keep = 0
+                llama.n_tokens = keep
             llama.batched = len(tokens)  # evaluated from a whole batch on, in whole batches but the last
         return generate(tokens, *args, **kwargs)
 

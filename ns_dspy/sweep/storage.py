@@ -63,13 +63,9 @@ def _check_sqlite(path: str | None, shown: str) -> None:
     if file.is_dir():
         raise StudyError(f"storage {shown} is a directory: give a file")
     if not file.exists() or file.stat().st_size == 0:
-        from ..errors import ConfigError
         from ..paths import check_writable
 
-        try:
-            check_writable(file, "--storage")
-        except ConfigError as err:
-            raise StudyError(str(err)) from None
+        check_writable(file, "--storage")  # a new study's file: one line now, not after the first trial
         return
     try:
         con = sqlite3.connect(f"file:{file}?mode=rw", uri=True, timeout=60)
