@@ -122,15 +122,36 @@ class Candidate:
         return [cls(t, s) for t, s in _list_of(d, key, _pair, "a [text, score] pair", where)]
 
 
+def _bounds(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_num(v) for v in value) and value[0] <= value[1]
+
+
 @dataclass
 class Scores:
+    """The neuron-level scores. ``test_interval``: the 90% bootstrap interval of the test score over the test
+    windows (:func:`ns_dspy.scoring.bootstrap.interval`); ``lead_interval``: the paired interval of the test score
+    minus the statistical row's on the same windows (methods other than the statistical one). Both ``[low, high]``,
+    None in traces written before 2026-12-06."""
+
     valid: float | None = None
     test: float | None = None
+    test_interval: list[float] | None = None
+    lead_interval: list[float] | None = None
 
     @classmethod
     def from_dict(cls, d, where: str) -> "Scores":
         d = _object(d, where)
-        return cls(_opt(d, "valid", _num, "a number or null", where), _opt(d, "test", _num, "a number or null", where))
+        pair = "a [low, high] pair of numbers, low first"
+        return cls(_opt(d, "valid", _num, "a number or null", where), _opt(d, "test", _num, "a number or null", where),
+                   _opt(d, "test_interval", _bounds, pair, where), _opt(d, "lead_interval", _bounds, pair, where))
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"valid": self.valid, "test": self.test}
+        if self.test_interval is not None:
+            out["test_interval"] = list(self.test_interval)
+        if self.lead_interval is not None:
+            out["lead_interval"] = list(self.lead_interval)
+        return out
 
 
 @dataclass
@@ -329,7 +350,7 @@ class Trace:
         if self.finals:
             out["finals"] = [{"explanation": f.explanation, "valid": f.valid, "test": f.test} for f in self.finals]
         if self.polysemantic is not None:
-            out["polysemantic"] = {"valid": self.polysemantic.valid, "test": self.polysemantic.test}
+            out["polysemantic"] = self.polysemantic.to_dict()
         if self.lm_usage:
             out["lm_usage"] = dict(self.lm_usage)
         if self.cost is not None:

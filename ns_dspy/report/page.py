@@ -299,6 +299,18 @@ def _baseline(trace: Trace, finals: list[Final]) -> str:
             "</table>")
 
 
+def _interval_text(trace: Trace) -> str:
+    """`` (90% interval over the test windows [a, b]; minus the statistical row's [c, d])``, escaped; empty for
+    traces written before intervals."""
+    poly = trace.polysemantic
+    if poly is None or poly.test_interval is None:
+        return ""
+    lead = poly.lead_interval
+    lead_text = f"; minus the statistical row's [{lead[0]:.2f}, {lead[1]:.2f}]" if lead else ""
+    lo, hi = poly.test_interval
+    return esc(f" (90% interval over the test windows [{lo:.2f}, {hi:.2f}]{lead_text})")
+
+
 def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
     trace = record.typed_trace
     usage = trace.lm_usage
@@ -306,7 +318,7 @@ def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
     head = (f'<h2 id="{_anchor(record)}">Neuron {esc(record.unit)} <span class="badge">{esc(record.status)}</span>'
             "</h2>")
     facts = [f"Number {esc(record.number if record.number is not None else chr(8211))}",
-             f"score valid {num(record.score_valid)}", f"test {num(record.score_test)}",
+             f"score valid {num(record.score_valid)}", f"test {num(record.score_test)}{_interval_text(trace)}",
              f"LM tokens {esc(record.lm_tokens or 0)} ({esc(usage.get('calls', 0))} calls, "
              f"{esc(usage.get('cached_calls', 0))} cached)", f"{esc(f'{record.seconds or 0:.0f}')} s"]
     parts = [head, f'<p class="muted">{" &middot; ".join(facts)}</p>']

@@ -188,7 +188,8 @@ def read_run(path: str | Path) -> RunData:
 def summary_table(records) -> str:
     """The summary a command prints: per unit status, Number, scores, LM tokens, seconds and the best
     explanation; failures by kind; means with the statistical row beside them; and the cost table."""
-    lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'LM tok':>8} {'sec':>6}  explanation"]
+    lines = [f"{'unit':>9} {'status':<7} {'Number':>6} {'valid':>7} {'test':>7} {'test 90%':>14} {'LM tok':>8} "
+             f"{'sec':>6}  explanation"]
     for r in records:
         if r.status == "done":
             trace = r.typed_trace
@@ -197,9 +198,10 @@ def summary_table(records) -> str:
             if trace.method == "stats" and trace.statistical is not None:
                 text = trace.statistical.explanation  # its tiers together (``A | B``): one explanation
             lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
+                         f"{_bounds(trace.polysemantic and trace.polysemantic.test_interval):>14} "
                          f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
         else:
-            lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {r.lm_tokens or 0:>8} "
+            lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {'':>14} {r.lm_tokens or 0:>8} "
                          f"{r.seconds or 0:>6.0f}  {r.error}")
     kinds = Counter(r.typed_trace.failure or "other" for r in records if r.status != "done")
     if kinds:
@@ -219,8 +221,19 @@ def summary_table(records) -> str:
         if stats and any(r.typed_trace.method != "stats" for r in done):
             lines.append(f"statistical explainer (no LM) on the same {len(done)} units: "
                          f"valid {mean([s.valid for s in stats]):.3f}, test {mean([s.test for s in stats]):.3f}")
+            leads = [p.lead_interval for r in done if (p := r.typed_trace.polysemantic) and p.lead_interval]
+            if leads:
+                lines.append(f"test score minus the statistical row's, 90% interval over each unit's test windows: "
+                             f"above 0 on {sum(lo > 0 for lo, _ in leads)}, below 0 on "
+                             f"{sum(hi < 0 for _, hi in leads)}, 0 inside on "
+                             f"{sum(lo <= 0 <= hi for lo, hi in leads)} of {len(leads)} units")
     lines += _cost_table(records)
     return "\n".join(lines)
+
+
+def _bounds(pair) -> str:
+    """``[low, high]`` of an interval at two decimals, blank for none (run files from before intervals)."""
+    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else ""
 
 
 def cached_calls(record: NeuronRecord) -> int:

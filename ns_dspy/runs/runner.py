@@ -41,7 +41,7 @@ from ..errors import ConfigError, NsDspyError
 from ..exemplars import ExemplarStore
 from ..lms import lm_usage
 from ..program import NeuronScope
-from ..scoring import HeldOut, polysemantic, report
+from ..scoring import HeldOut, Score, bootstrap, polysemantic, report
 from ..simulators.base import LockedSimulator
 from ..trace import Cost, Final, Scores, Shown, Trace
 from ..types import Exemplar, UnitId
@@ -85,6 +85,15 @@ def explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *
     return record
 
 
+def _interval(tested: Score, test: HeldOut, beside: Score | None = None) -> list[float]:
+    """The 90% bootstrap interval over the test windows of ``tested``'s score, or of its lead over ``beside`` on
+    the same windows (:mod:`ns_dspy.scoring.bootstrap`), as ``[low, high]``."""
+    trues, kinds = [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]
+    if beside is None:
+        return bootstrap.interval(tested.predictions, trues, kinds).to_list()
+    return bootstrap.difference_interval(tested.predictions, beside.predictions, trues, kinds).to_list()
+
+
 def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, *, attempt: int,
                   budget_s: float | None) -> tuple[NeuronRecord, Trace]:
     """The unit's record (its ``trace`` still empty) and its :class:`~ns_dspy.trace.Trace`."""
@@ -109,14 +118,18 @@ def _explain_unit(program: NeuronScope, store: ExemplarStore, unit: UnitId, lm, 
         single = program.config.baseline or program.config.method == "stats"
         # test scores of several explanations reuse the calibration the program fitted on valid (else: fitted here)
         maps = program.config.test_maps
-        poly_test = polysemantic(program.simulator, pred.explanations, test,
-                                 calibration=pred.get("calibration") or valid, final_kind=maps).value
+        tested = polysemantic(program.simulator, pred.explanations, test,
+                              calibration=pred.get("calibration") or valid, final_kind=maps)
+        poly_test = tested.value
+        trace.polysemantic = Scores(pred.polysemantic, poly_test, test_interval=_interval(tested, test))
         if trace.statistical is not None:  # the no-LM row beside every method, on the same test data
-            trace.statistical.test = (poly_test if program.config.method == "stats" else
-                                      polysemantic(program.simulator, trace.statistical.explanations, test,
-                                                   calibration=pred.get("statistical_calibration") or valid,
-                                                   final_kind=maps).value)
-        trace.polysemantic = Scores(pred.polysemantic, poly_test)
+            if program.config.method == "stats":
+                trace.statistical.test = poly_test
+            else:
+                row = polysemantic(program.simulator, trace.statistical.explanations, test,
+                                   calibration=pred.get("statistical_calibration") or valid, final_kind=maps)
+                trace.statistical.test = row.value
+                trace.polysemantic.lead_interval = _interval(tested, test, beside=row)
         trace.lm_usage = usage = lm_usage(unit_lm)
         tokens, cost = usage["prompt_tokens"] + usage["completion_tokens"], usage["cost"]
         return NeuronRecord(unit, "done", None, len(pred.explanations), pred.polysemantic, poly_test,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from .bootstrap import moments, r_of as _r, stratified_weights as _weights
 
 __all__ = ["Racing", "stage_order", "beat_probability", "moments", "informative"]
 
@@ -106,45 +107,12 @@ def stage_order(kinds: Sequence[str], seed: int = 0, peaks: Sequence[float] | No
     return [i for _, _, i in sorted(keyed)]
 
 
-def moments(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> np.ndarray:
-    """Per exemplar ``[n, sum p, sum t, sum p^2, sum t^2, sum p t]`` (float64, shape ``(len, 6)``); predictions
-    and truth are each divided by a common scale first, which leaves r unchanged."""
-    scale_t = max((float(np.abs(t).max()) for t in trues if np.size(t)), default=1.0) or 1.0
-    rows = []
-    for p, t in zip(preds, trues):
-        p = np.asarray(p, dtype=np.float64) / 10.0
-        t = np.asarray(t, dtype=np.float64) / scale_t
-        rows.append([p.size, p.sum(), t.sum(), p @ p, t @ t, p @ t])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
-
-
 def informative(m: np.ndarray) -> bool:
     """Whether predictions with these :func:`moments` vary at all over the exemplars: an explanation that predicts
     the same value on every token of a stage (its cue occurs in none of them) says nothing there and cannot be
     judged on it."""
     n, sp, _, spp, _, _ = m.sum(axis=0)
     return bool(spp - sp * sp / n > 1e-9 * n)
-
-
-def _r(m: np.ndarray) -> np.ndarray:
-    """Pearson r from summed moments (last axis of size 6); 0 where either side is constant."""
-    n, sp, st, spp, stt, spt = np.moveaxis(m, -1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vp = spp - sp * sp / n
-        vt = stt - st * st / n
-        cov = spt - sp * st / n
-        r = cov / np.sqrt(vp * vt)
-    ok = (vp > 1e-12 * n) & (vt > 1e-12 * n)
-    return np.where(ok, np.clip(np.nan_to_num(r), -1.0, 1.0), 0.0)
-
-
-def _weights(kinds: Sequence[str], resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap weights ``(resamples, len(kinds))``: each kind resampled with replacement within itself."""
-    w = np.zeros((resamples, len(kinds)))
-    for kind in dict.fromkeys(kinds):
-        idx = np.flatnonzero(np.asarray(kinds) == kind)
-        w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=resamples)
-    return w
 
 
 def beat_probability(candidate: np.ndarray, leaders: Sequence[np.ndarray], kinds: Sequence[str], *,

@@ -263,3 +263,36 @@ def test_statistical_word_lists_join_the_modes_only_when_they_raise_the_valid_sc
     valid, test = HeldOut.from_store(store, UnitId(0, 1), "valid"), HeldOut.from_store(store, UnitId(0, 1), "test")
     assert polysemantic(KeywordSimulator(), finals, test, calibration=valid).value == pytest.approx(merged.score_test,
                                                                                                     abs=1e-12)
+
+
+def test_every_test_score_carries_its_interval_over_the_test_windows_and_its_lead_over_the_statistical_row(tmp_path):
+    """The runner stores, beside the neuron's test score, the bootstrap interval of that very score (recomputed
+    here from the same finals and calibration) and the paired interval of its lead over the statistical row;
+    the summary and the report show them."""
+    from ns_dspy.report import render_report
+    from ns_dspy.runs.read import summary_table
+    from ns_dspy.scoring import bootstrap
+
+    store = _store(tmp_path)
+    lm, _ = scripted_lm([responder] * 100)
+    unit = UnitId(0, 1)
+    done = explain_units(_program(), store, [unit], RunStore(tmp_path / "run.sqlite", {}), lm, progress=False)[0]
+    poly = done.trace["polysemantic"]
+    low, high = poly["test_interval"]
+    assert low <= done.score_test <= high
+    test, valid = HeldOut.from_store(store, unit, "test"), HeldOut.from_store(store, unit, "valid")
+    trues, kinds = [ex.activations for ex in test.exemplars], [ex.kind for ex in test.exemplars]
+    mine = polysemantic(KeywordSimulator(), [f["explanation"] for f in done.trace["finals"]], test, calibration=valid)
+    assert poly["test_interval"] == bootstrap.interval(mine.predictions, trues, kinds).to_list()
+    row = done.trace["statistical"]
+    theirs = polysemantic(KeywordSimulator(), row.get("explanations", [row["explanation"]]), test, calibration=valid)
+    lead = bootstrap.difference_interval(mine.predictions, theirs.predictions, trues, kinds)
+    assert poly["lead_interval"] == lead.to_list() and done.score_test - row["test"] in lead
+    table = summary_table([done])
+    assert f"[{low:.2f}, {high:.2f}]" in table and "test 90%" in table.splitlines()[0]
+    assert "minus the statistical row's, 90% interval" in table and "of 1 units" in table
+    assert f"90% interval over the test windows [{low:.2f}, {high:.2f}]" in render_report(tmp_path / "run.sqlite")
+    # the statistical method has no lead over itself
+    stats = explain_units(_program(method="stats"), store, [unit], RunStore(tmp_path / "s.sqlite", {}), None,
+                          progress=False)[0]
+    assert stats.trace["polysemantic"]["test_interval"] and "lead_interval" not in stats.trace["polysemantic"]
