@@ -1,4 +1,4 @@
-"""HTML building blocks: escaping, numbers, a token heat map and an inline SVG line chart.
+"""HTML building blocks: escaping, numbers, a token heat map, an inline SVG line chart and an interval chart.
 
 Every piece of text that comes from a corpus, an LM or a run file goes through :func:`esc` (``html.escape``
 with ``quote=True``), in element content and in attribute values alike; the functions here never build
@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Sequence
 
-__all__ = ["esc", "num", "heat_tokens", "line_chart", "PALETTE"]
+__all__ = ["esc", "num", "heat_tokens", "line_chart", "interval_chart", "PALETTE"]
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -109,5 +109,48 @@ def line_chart(series: Sequence[tuple[str, Sequence[float | None]]], *, x_label:
             ly = top + 12 + 16 * k
             out.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{color}"/>'
                        f'<text x="{left + pw + 25}" y="{ly + 1}" class="tick">{esc(name[:16])}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def interval_chart(rows: Sequence[tuple[str, float, tuple[float, float], float | None]], *, width: int = 560,
+                   title: str = "", x_label: str = "test score") -> str:
+    """An inline SVG chart of scores with their intervals, one line per ``(label, score, (low, high), other)``:
+    the interval as a bar, the score as a dot, ``other`` (a reference on the same data, e.g. the statistical row;
+    None: none) as a hollow diamond. Each mark has a ``<title>`` tooltip. Returns ``""`` without rows."""
+    if not rows:
+        return ""
+    values = [v for _, s, (lo, hi), o in rows for v in (s, lo, hi, o) if v is not None and math.isfinite(v)]
+    lo_all, hi_all = min(values + [0.0]), max(values + [0.0])
+    pad = (hi_all - lo_all) * 0.05 or 0.05
+    lo_all, hi_all = lo_all - pad, hi_all + pad
+    left, right, top, bottom, line = 70, 14, 24 if title else 10, 36, 16
+    height = top + bottom + line * len(rows)
+    pw = width - left - right
+    sx = (lambda v: left + pw * (v - lo_all) / (hi_all - lo_all))
+    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title or x_label)}">']
+    if title:
+        out.append(f'<text x="{left}" y="15" class="ct">{esc(title)}</text>')
+    bottom_y = top + line * len(rows)
+    for t in _ticks(lo_all, hi_all):
+        x = sx(t)
+        cls = "axis" if abs(t) < 1e-12 else "grid"
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom_y}" class="{cls}"/>'
+                   f'<text x="{x:.1f}" y="{bottom_y + 14}" class="tick" text-anchor="middle">{t:g}</text>')
+    out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 4}" class="lab" text-anchor="middle">{esc(x_label)}</text>')
+    for k, (label, score, (lo, hi), other) in enumerate(rows):
+        y = top + line * k + line / 2
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{esc(label)}</text>'
+                   f'<line x1="{sx(lo):.1f}" x2="{sx(hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{PALETTE[0]}" '
+                   f'stroke-width="3" stroke-opacity="0.45"><title>{esc(f"{label}: 90% interval [{lo:.3f}, {hi:.3f}]")}'
+                   f'</title></line>'
+                   f'<circle cx="{sx(score):.1f}" cy="{y:.1f}" r="4" fill="{PALETTE[0]}">'
+                   f'<title>{esc(f"{label}: {x_label} {score:.3f}")}</title></circle>')
+        if other is not None and math.isfinite(other):
+            x = sx(other)
+            diamond = f"M{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} L{x - 5:.1f},{y:.1f} Z"
+            out.append(f'<path d="{diamond}" fill="none" stroke="{PALETTE[1]}" stroke-width="1.5">'
+                       f'<title>{esc(f"{label}: reference {other:.3f}")}</title></path>')
     out.append("</svg>")
     return "".join(out)

@@ -18,7 +18,7 @@ from ..runs import NeuronRecord
 from ..runs.read import RunData, cost_row, statistical_rows
 from ..trace import Final, Mode, Scores, Trace
 from .data import best_final, mean_trajectories, neuron_trajectory
-from .html import PALETTE, esc, heat_tokens, line_chart, num
+from .html import PALETTE, esc, heat_tokens, interval_chart, line_chart, num
 
 __all__ = ["render_page"]
 
@@ -167,6 +167,30 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
         out.append(f'<tr data-unit="{esc(r.unit)}" data-search="{_search(r)}">{tds}</tr>')
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _scores_chart(records: list[NeuronRecord], stats_mode: bool) -> str:
+    """Each done neuron's test score with its 90% interval over the test windows, and the statistical row's test
+    score on the same windows (methods other than the statistical one); empty when no trace has an interval."""
+    rows = []
+    for r in records:
+        if r.status != "done":
+            continue
+        trace = r.typed_trace
+        poly = trace.polysemantic
+        if poly is None or poly.test_interval is None or r.score_test is None:
+            continue
+        other = None if stats_mode or trace.statistical is None else trace.statistical.test
+        rows.append((str(r.unit), r.score_test, tuple(poly.test_interval), other))
+    if not rows:
+        return ""
+    what = "" if stats_mode else (", the statistical explainer's test score on the same windows as a hollow "
+                                  "diamond (whether the neuron's score beats it is judged by the paired interval "
+                                  "of the difference, in the neuron's section: far narrower than this bar)")
+    return ('<h3>Test scores and how far they could move</h3><p class="muted">Per neuron, the test score (dot) and '
+            "its 90% bootstrap interval over the test windows (bar: the windows resampled within top and random)"
+            f"{esc(what)}. The interval covers which windows were held out, not the simulator's or the LM's "
+            f'randomness.</p><div data-chart="scores">{interval_chart(rows, width=640)}</div>')
 
 
 def _layer_chart(records: list[NeuronRecord]) -> str:
@@ -347,7 +371,8 @@ def render_page(run: RunData, *, records: list[NeuronRecord] | None = None, exem
     """The report of ``run`` (or of ``records``, a subset of it) as one HTML document."""
     records = run.records if records is None else records
     trajectories = [r for r in records if neuron_trajectory(r)]
-    body = [_header(run), _summary(run, records), _layer_chart(trajectories) if trajectories else "",
+    body = [_header(run), _summary(run, records), _scores_chart(records, run.mode == "stats"),
+            _layer_chart(trajectories) if trajectories else "",
             "".join(_neuron(r, exemplars) for r in records)]
     if not records:
         body.append('<p class="muted">This run holds no neuron yet.</p>')

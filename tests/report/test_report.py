@@ -149,7 +149,9 @@ def test_modes_trajectories_and_candidates(runs, pages):
 
 
 def test_ablation_and_baseline_pages(runs, pages):
-    assert not pages["norefine"].find_all("table", class_="hist") and not pages["norefine"].find_all("svg")
+    norefine = pages["norefine"]  # no refinement: no history tables and no trajectory charts, only the scores chart
+    assert not norefine.find_all("table", class_="hist")
+    assert norefine.find_all("svg") == norefine.find("div", data_chart="scores").find_all("svg")
     base = read_run(runs["baseline"])
     record = next(r for r in base.records if r.status == "done")
     table = pages["baseline"].find("section", data_unit=str(record.unit)).find("table", class_="hist")
@@ -205,3 +207,38 @@ def test_unknown_neuron_and_bad_out(runs, tmp_path, capsys):
     with pytest.raises(StoreError, match="not an ns-dspy run file"):
         write_report(tmp_path / "r.html", tmp_path / "x.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_scores_chart_draws_each_test_score_its_interval_and_the_statistical_row(runs, pages):
+    """One dot, bar and diamond per done neuron, at the run file's own numbers (read from the marks' tooltips),
+    each score drawn inside its bar; no chart for traces written before intervals."""
+    import json
+    import re
+    from dataclasses import replace
+
+    from ns_dspy.report.page import _scores_chart
+
+    run = read_run(runs["refine"])
+    done = run.done
+    chart = pages["refine"].find("div", data_chart="scores")
+    dots, bars, diamonds = chart.find_all("circle"), chart.find_all("line"), chart.find_all("path")
+    assert len(dots) == len(diamonds) == len(done)
+    for dot, diamond, record in zip(dots, diamonds, done):
+        poly, row = record.trace["polysemantic"], record.trace["statistical"]
+        assert dot.text() == f"{record.unit}: test score {record.score_test:.3f}"
+        assert diamond.text() == f"{record.unit}: reference {row['test']:.3f}"
+        bar = next(b for b in bars if b.text().startswith(f"{record.unit}: 90% interval"))
+        low, high = poly["test_interval"]
+        assert bar.text() == f"{record.unit}: 90% interval [{low:.3f}, {high:.3f}]"
+        x = [float(bar.attrs["x1"]), float(dot.attrs["cx"]), float(bar.attrs["x2"])]
+        assert x == sorted(x)  # the score drawn inside its interval
+    scale = [float(re.sub("[^0-9.]", "", d.attrs["cx"])) for d in dots]
+    scores = [r.score_test for r in done]
+    # positions follow the scores (one linear axis for all neurons)
+    assert sorted(range(len(done)), key=scale.__getitem__) == sorted(range(len(done)), key=scores.__getitem__)
+    before = []
+    for record in done:  # as written before intervals
+        trace = json.loads(json.dumps(record.trace))
+        del trace["polysemantic"]["test_interval"]
+        before.append(replace(record, trace=trace))
+    assert _scores_chart(before, stats_mode=False) == ""
