@@ -130,6 +130,41 @@ def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, exp
         sim.close()
 
 
+def compare(run_a: str | Path, run_b: str | Path, *, store: str | Path | None = None,
+            simulator: str | None = None) -> str:
+    """Run files ``run_a`` and ``run_b`` compared neuron by neuron on the same test windows
+    (:mod:`ns_dspy.runs.compare`): the table ``ns-dspy compare`` prints. ``store`` and ``simulator`` default to
+    what both runs used; runs that used different ones need them given. Everything is checked before the
+    simulator loads."""
+    from .build import build_simulator
+    from .config import SimulatorConfig
+    from .exemplars import ExemplarStore
+    from .runs.compare import compare_runs, compare_table
+    from .runs.read import read_run
+
+    runs = [read_run(run_a), read_run(run_b)]
+    for what, given in (("store", store), ("simulator", simulator)):
+        used = [run.config.get(what) for run in runs]
+        if given is None and (used[0] != used[1] or used[0] is None):
+            why = (f"used different {what}s ({used[0]} and {used[1]})" if used[0] != used[1] else
+                   f"do not record their {what}")
+            raise ConfigError(f"{runs[0].path} and {runs[1].path} {why}: give --{what} to compare them on one")
+    sim_config = SimulatorConfig(simulator or runs[0].config["simulator"])
+    exemplars = ExemplarStore.open(store or runs[0].config["store"])
+    held = {layer: set(exemplars.units(layer)) for layer in exemplars.layers}
+    for run in runs:
+        for record in run.done:
+            if record.unit not in held.get(record.unit.layer, ()):
+                raise ConfigError(f"unit {record.unit} of {run.path} is not in the store {exemplars.path}: give the "
+                                  "--store the runs explained")
+    sim = build_simulator(sim_config)
+    try:
+        pairs, skipped = compare_runs(*runs, exemplars, sim)
+    finally:
+        sim.close()
+    return compare_table(pairs, str(runs[0].path), str(runs[1].path), skipped) + f"\nsimulator {sim_config.spec}"
+
+
 def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | Path,
             units: Sequence[UnitId | str] | None = None, n_neurons: int = 12,
             fractions: Sequence[float] = (0.5, 0.25, 0.25), seed: int = 0, options: dict[str, Any] | None = None,

@@ -184,6 +184,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import api
+
+    print(api.compare(args.run_a, args.run_b, store=args.store, simulator=args.simulator))
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import SweepConfig, run_sweep
 
@@ -324,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", default=None, help="only these LAYER:INDEX units (default: all)")
     p.add_argument("--exemplars", type=int, default=0, help="exemplars shown per neuron (default: 0 = all)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("compare", help="compare two run files neuron by neuron, with the interval of each difference",
+                       description="Score both runs' final explanations of every neuron done in both on the same "
+                                   "test windows and print, per neuron, the difference A - B with its 90%% bootstrap "
+                                   "interval over the windows, then the mean difference and on how many neurons A "
+                                   "is above B beyond the interval, below it or undecided.")
+    p.add_argument("run_a", help="run file A (written by ns-dspy explain)")
+    p.add_argument("run_b", help="run file B, of the same neurons (another method, option or seed)")
+    p.add_argument("--store", default=None, help="the exemplar store (default: the one both runs explained)")
+    p.add_argument("--simulator", default=None, help="simulator spec (default: the one both runs used)")
+    p.set_defaults(func=_cmd_compare)
 
     from .sweep import SweepConfig
 
