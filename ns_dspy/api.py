@@ -131,17 +131,22 @@ def score(simulator: SimulatorConfig, store: str | Path, unit: UnitId | str, exp
 
 
 def compare(run_a: str | Path, run_b: str | Path, *, store: str | Path | None = None,
-            simulator: str | None = None) -> str:
+            simulator: str | None = None, html: str | Path | None = None) -> str:
     """Run files ``run_a`` and ``run_b`` compared neuron by neuron on the same test windows
-    (:mod:`ns_dspy.runs.compare`): the table ``ns-dspy compare`` prints. ``store`` and ``simulator`` default to
-    what both runs used; runs that used different ones need them given. Everything is checked before the
-    simulator loads."""
+    (:mod:`ns_dspy.runs.compare`): the table ``ns-dspy compare`` prints; with ``html``, also that page written
+    (:mod:`ns_dspy.report.compare`). ``store`` and ``simulator`` default to what both runs used; runs that used
+    different ones need them given. Everything is checked before the simulator loads."""
+    from .atomic import atomic_write_text
     from .build import build_simulator
     from .config import SimulatorConfig
     from .exemplars import ExemplarStore
+    from .paths import check_writable
+    from .report.compare import render_compare
     from .runs.compare import compare_runs, compare_table
     from .runs.read import read_run
 
+    if html is not None:
+        check_writable(html, "--html")
     runs = [read_run(run_a), read_run(run_b)]
     for what, given in (("store", store), ("simulator", simulator)):
         used = [run.config.get(what) for run in runs]
@@ -162,7 +167,10 @@ def compare(run_a: str | Path, run_b: str | Path, *, store: str | Path | None = 
         pairs, skipped = compare_runs(*runs, exemplars, sim)
     finally:
         sim.close()
-    return compare_table(pairs, str(runs[0].path), str(runs[1].path), skipped) + f"\nsimulator {sim_config.spec}"
+    names = str(runs[0].path), str(runs[1].path)
+    if html is not None:
+        atomic_write_text(html, render_compare(pairs, *names, skipped, sim_config.spec))
+    return compare_table(pairs, *names, skipped) + f"\nsimulator {sim_config.spec}"
 
 
 def compile(config: RunConfig, store: str | Path, *, optimizer: str, out: str | Path,

@@ -187,7 +187,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import api
 
-    print(api.compare(args.run_a, args.run_b, store=args.store, simulator=args.simulator))
+    print(api.compare(args.run_a, args.run_b, store=args.store, simulator=args.simulator, html=args.html))
+    if args.html:
+        print(f"comparison written to {args.html}")
     return 0
 
 
@@ -341,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_b", help="run file B, of the same neurons (another method, option or seed)")
     p.add_argument("--store", default=None, help="the exemplar store (default: the one both runs explained)")
     p.add_argument("--simulator", default=None, help="simulator spec (default: the one both runs used)")
+    p.add_argument("--html", default=None, help="also write the comparison as a self-contained HTML page here")
     p.set_defaults(func=_cmd_compare)
 
     from .sweep import SweepConfig

@@ -22,7 +22,7 @@ from ..scoring.bootstrap import Interval
 from ..types import UnitId
 from .read import RunData
 
-__all__ = ["Pair", "compare_runs", "compare_table"]
+__all__ = ["Pair", "compare_runs", "compare_table", "summary_lines"]
 
 
 @dataclass(frozen=True)
@@ -65,24 +65,29 @@ def compare_runs(a: RunData, b: RunData, store, simulator) -> tuple[list[Pair], 
     return pairs, skipped
 
 
-def compare_table(pairs: Sequence[Pair], name_a: str, name_b: str, skipped: Sequence[UnitId] = ()) -> str:
-    """The per-neuron table and the summary lines ``ns-dspy compare`` prints."""
-    width = 7
-    lines = [f"A = {name_a}, B = {name_b}; test scores on the same windows, A - B with its 90% interval over them",
-             f"{'unit':>9} {'A':>{width}} {'B':>{width}} {'A - B':>7} {'90% interval':>16}  verdict"]
-    for p in pairs:
-        lines.append(f"{str(p.unit):>9} {p.a:>{width}.3f} {p.b:>{width}.3f} {p.a - p.b:>+7.3f} "
-                     f"{f'[{p.interval.low:+.3f}, {p.interval.high:+.3f}]':>16}  {p.verdict}")
+def summary_lines(pairs: Sequence[Pair], skipped: Sequence[UnitId] = ()) -> list[str]:
+    """The mean scores and difference with its standard error over neurons, the count of neurons above, below
+    and undecided, and the neurons of one run only."""
     diffs = [p.a - p.b for p in pairs]
     n = len(diffs)
     mean = sum(diffs) / n
     se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else float("nan")
     verdicts = [p.verdict for p in pairs]
-    lines.append(f"mean over {n} neurons: A {sum(p.a for p in pairs) / n:.3f}, B {sum(p.b for p in pairs) / n:.3f}, "
-                 f"A - B {mean:+.3f} ± {se:.3f} (standard error over neurons)")
-    lines.append(f"A above B beyond the interval on {verdicts.count('above')}, below on {verdicts.count('below')}, "
-                 f"undecided on {verdicts.count('undecided')} of {n} neurons")
+    lines = [f"mean over {n} neurons: A {sum(p.a for p in pairs) / n:.3f}, B {sum(p.b for p in pairs) / n:.3f}, "
+             f"A - B {mean:+.3f} ± {se:.3f} (standard error over neurons)",
+             f"A above B beyond the interval on {verdicts.count('above')}, below on {verdicts.count('below')}, "
+             f"undecided on {verdicts.count('undecided')} of {n} neurons"]
     if skipped:
         shown = ", ".join(map(str, skipped[:8])) + (", ..." if len(skipped) > 8 else "")
         lines.append(f"not compared ({len(skipped)}, done in one run only): {shown}")
-    return "\n".join(lines)
+    return lines
+
+
+def compare_table(pairs: Sequence[Pair], name_a: str, name_b: str, skipped: Sequence[UnitId] = ()) -> str:
+    """The per-neuron table and the summary lines ``ns-dspy compare`` prints."""
+    lines = [f"A = {name_a}, B = {name_b}; test scores on the same windows, A - B with its 90% interval over them",
+             f"{'unit':>9} {'A':>7} {'B':>7} {'A - B':>7} {'90% interval':>16}  verdict"]
+    for p in pairs:
+        lines.append(f"{str(p.unit):>9} {p.a:>7.3f} {p.b:>7.3f} {p.a - p.b:>+7.3f} "
+                     f"{f'[{p.interval.low:+.3f}, {p.interval.high:+.3f}]':>16}  {p.verdict}")
+    return "\n".join(lines + summary_lines(pairs, skipped))

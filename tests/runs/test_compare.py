@@ -70,3 +70,4 @@ def test_the_command_prints_the_table_and_refuses_mistakes_in_one_line(world, ca
     assert not (tmp_path / "nope.sqlite").exists()
     assert main(argv[:3] + ["--store", str(tmp_path), "--simulator", "keyword"]) == 2
     assert "store" in capsys.readouterr().err
+
