@@ -18,9 +18,8 @@ would choose with probability about ``1 - s * delta`` by the bootstraps' own est
 dependent comparisons, so loose; not an exact bound: the peak-first stages are not random samples). What was
 measured instead is in the README (``benchmarks/refine_cost.py``).
 
-The pooled Pearson r of the score is not a sum over exemplars, but its sufficient statistics are: each exemplar
-contributes (n, sum p, sum t, sum p^2, sum t^2, sum p t), so a bootstrap resample is a weighted sum of those rows,
-and thousands of resamples cost a matrix product.
+The bootstraps resample per-exemplar moment rows (:mod:`ns_dspy.scoring.bootstrap`, which the reported intervals
+share), so thousands of resamples cost a matrix product.
 """
 
 from __future__ import annotations
