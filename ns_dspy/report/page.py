@@ -149,8 +149,8 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
                'test. Number: the count of semantic modes (clusters). Click a column to sort.</p>')
     out.append('<p><input id="filter" type="search" placeholder="filter neurons by unit, status or text"></p>')
     out.append('<table id="summary"><thead><tr><th>unit</th><th>status</th><th>Number</th><th>valid</th>'
-               '<th>test</th><th>LM tokens</th><th>sec</th><th>best explanation (by valid) or error</th></tr></thead>'
-               '<tbody>')
+               '<th>test</th><th>test 90%</th><th>LM tokens</th><th>sec</th><th>best explanation (by valid) or error'
+               '</th></tr></thead><tbody>')
     for r in records:
         best = best_final(r)
         text = (best.explanation if best else "") if r.status == "done" else (r.error or "")
@@ -158,6 +158,7 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
                  ("status", esc(r.status), "", r.status),
                  ("number", esc(r.number if r.number is not None else "\u2013"), "n", r.number),
                  ("valid", num(r.score_valid), "n", r.score_valid), ("test", num(r.score_test), "n", r.score_test),
+                 ("interval", esc(_bounds(r)), "n", (_bounds_of(r) or [None])[0]),
                  ("tokens", esc(r.lm_tokens or 0), "n", r.lm_tokens or 0),
                  ("seconds", esc(f"{r.seconds or 0:.0f}"), "n", r.seconds or 0),
                  ("text", f'<div class="clamp" title="{esc(text)}">{esc(text)}</div>', "err" if r.status != "done"
@@ -167,6 +168,19 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
         out.append(f'<tr data-unit="{esc(r.unit)}" data-search="{_search(r)}">{tds}</tr>')
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _bounds_of(record: NeuronRecord) -> list[float] | None:
+    """The record's test interval ``[low, high]``, None for failed units and traces from before intervals."""
+    if record.status != "done":
+        return None
+    poly = record.typed_trace.polysemantic
+    return poly.test_interval if poly is not None else None
+
+
+def _bounds(record: NeuronRecord) -> str:
+    pair = _bounds_of(record)
+    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else ""
 
 
 def _scores_chart(records: list[NeuronRecord], stats_mode: bool) -> str:

@@ -48,6 +48,9 @@ def test_summary_and_final_scores_are_the_run_files_numbers(runs, pages):
             cell = {td.attrs["data-col"]: td.text() for td in row.find_all("td")}
             assert cell["status"] == record.status
             assert cell["valid"] == num(record.score_valid) and cell["test"] == num(record.score_test)
+            poly = record.trace.get("polysemantic") or {}
+            interval = poly.get("test_interval") if record.status == "done" else None
+            assert cell["interval"] == (f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
             assert cell["number"] == (str(record.number) if record.number is not None else "\u2013")
             if record.status != "done":
                 assert cell["text"] == record.error
