@@ -41,10 +41,11 @@ def rows(path: Path) -> list[dict]:
     out = []
     for r in read_run(path).done:
         stats = r.trace.get("statistical") or {}
+        poly = r.trace.get("polysemantic") or {}
         out.append({"unit": str(r.unit), "number": r.number, "valid": r.score_valid, "test": r.score_test,
                     "stats_valid": stats.get("valid"), "stats_test": stats.get("test"),
                     "lm_modes": len(lm_finals(r.trace)), "lm_tokens": r.lm_tokens, "seconds": r.seconds,
-                    "raw": r.trace.get("raw_explanation")})
+                    "raw": r.trace.get("raw_explanation"), "lead_interval": poly.get("lead_interval")})
     return out
 
 
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"LM modes kept in {sum(r['lm_modes'] > 0 for r in done)} of {len(done)}; "
                       f"{sum(r['lm_tokens'] for r in done) / len(done):,.0f} LM tokens and "
                       f"{sum(r['seconds'] for r in done) / len(done):.0f} s per neuron."]
+        leads = [r["lead_interval"] for r in done if r["lead_interval"]]
+        if leads:  # run files written since the runner stores intervals
+            lines.append(f"NeuronScope - statistical beyond its 90% interval over the neuron's test windows: above 0 "
+                         f"on {sum(lo > 0 for lo, _ in leads)}, below 0 on {sum(hi < 0 for _, hi in leads)}, "
+                         f"undecided on {sum(lo <= 0 <= hi for lo, hi in leads)} of {len(leads)} neurons.")
     for name, run in ablations:
         lines += ablation_gain(done, {r["unit"]: r for r in rows(run)}, name)
     out = Path(args.out)

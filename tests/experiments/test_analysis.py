@@ -274,6 +274,9 @@ def test_run_summary_pairs_each_neuron_with_its_run_without_refinement(runs, tmp
         assert f"| {r.score_valid:.3f} | {r.score_test:.3f} |" in row
     gain = sum(refine[u].score_test - norefine[u].score_test for u in both) / len(both)
     assert f"test {gain:.3f}" in text and "NeuronScope minus the same neurons without refinement" in text
+    leads = [r.trace["polysemantic"]["lead_interval"] for r in refine.values()]  # the runner stores them
+    assert (f"above 0 on {sum(lo > 0 for lo, _ in leads)}, below 0 on {sum(hi < 0 for _, hi in leads)}, "
+            f"undecided on {sum(lo <= 0 <= hi for lo, hi in leads)} of {len(leads)} neurons") in text
     # a named ablation, beside the default name: each gets its own section
     assert summary([str(paths["refine"]), "--out", str(out), "--ablation", str(paths["norefine"]),
                     "--ablation", f"without list edits={paths['norefine']}"]) == 0
