@@ -27,6 +27,7 @@ from paper_analysis import _pm, mean_se, paired_text  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_text  # noqa: E402
 from ns_dspy.runs.read import read_run  # noqa: E402
+from ns_dspy.scoring.bootstrap import sides  # noqa: E402
 
 
 def lm_finals(trace: dict) -> list[str]:
@@ -101,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{sum(r['seconds'] for r in done) / len(done):.0f} s per neuron."]
         leads = [r["lead_interval"] for r in done if r["lead_interval"]]
         if leads:  # run files written since the runner stores intervals
+            counts = sides(leads)
             lines.append(f"NeuronScope - statistical beyond its 90% interval over the neuron's test windows: above 0 "
-                         f"on {sum(lo > 0 for lo, _ in leads)}, below 0 on {sum(hi < 0 for _, hi in leads)}, "
-                         f"undecided on {sum(lo <= 0 <= hi for lo, hi in leads)} of {len(leads)} neurons.")
+                         f"on {counts['above']}, below 0 on {counts['below']}, undecided on {counts['undecided']} of "
+                         f"{len(leads)} neurons.")
     for name, run in ablations:
         lines += ablation_gain(done, {r["unit"]: r for r in rows(run)}, name)
     out = Path(args.out)

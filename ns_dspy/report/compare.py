@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..runs.compare import Pair, summary_lines
 from ..types import UnitId
 from .html import esc, interval_chart, num
-from .page import CSS
+from .page import document
 
 __all__ = ["render_compare"]
 
@@ -39,8 +39,4 @@ def render_compare(pairs: Sequence[Pair], name_a: str, name_b: str, skipped: Seq
             + f'<div data-chart="differences">{chart}</div>'
             + '<table id="compare"><thead><tr><th>unit</th><th>A</th><th>B</th><th>A - B</th><th>90% interval</th>'
               f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(f'ns-dspy compare: {name_a} vs {name_b}')}</title><style>{CSS}</style></head><body>"
-            + body + "</body></html>\n")
+    return document(f"ns-dspy compare: {name_a} vs {name_b}", body, csp=CSP)

@@ -16,11 +16,12 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..runs import NeuronRecord
 from ..runs.read import RunData, cost_row, statistical_rows
+from ..scoring.bootstrap import bounds_text
 from ..trace import Final, Mode, Scores, Trace
 from .data import best_final, mean_trajectories, neuron_trajectory
 from .html import PALETTE, esc, heat_tokens, interval_chart, line_chart, num
 
-__all__ = ["render_page"]
+__all__ = ["render_page", "document"]
 
 MODE_TITLES = {"refine": "NeuronScope (with refinement)", "norefine": "NeuronScope without refinement (ablation)",
                "baseline": "single-pass baseline (best of k hypotheses on valid)",
@@ -154,11 +155,12 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
     for r in records:
         best = best_final(r)
         text = (best.explanation if best else "") if r.status == "done" else (r.error or "")
+        interval = _test_interval(r)
         cells = [("unit", f'<a href="#{_anchor(r)}">{esc(r.unit)}</a>', "", r.unit.layer * 1e6 + r.unit.index),
                  ("status", esc(r.status), "", r.status),
                  ("number", esc(r.number if r.number is not None else "\u2013"), "n", r.number),
                  ("valid", num(r.score_valid), "n", r.score_valid), ("test", num(r.score_test), "n", r.score_test),
-                 ("interval", esc(_bounds(r)), "n", (_bounds_of(r) or [None])[0]),
+                 ("interval", esc(bounds_text(interval)), "n", interval[0] if interval else None),
                  ("tokens", esc(r.lm_tokens or 0), "n", r.lm_tokens or 0),
                  ("seconds", esc(f"{r.seconds or 0:.0f}"), "n", r.seconds or 0),
                  ("text", f'<div class="clamp" title="{esc(text)}">{esc(text)}</div>', "err" if r.status != "done"
@@ -170,17 +172,12 @@ def _summary(run: RunData, records: list[NeuronRecord]) -> str:
     return "".join(out)
 
 
-def _bounds_of(record: NeuronRecord) -> list[float] | None:
+def _test_interval(record: NeuronRecord) -> list[float] | None:
     """The record's test interval ``[low, high]``, None for failed units and traces from before intervals."""
     if record.status != "done":
         return None
     poly = record.typed_trace.polysemantic
     return poly.test_interval if poly is not None else None
-
-
-def _bounds(record: NeuronRecord) -> str:
-    pair = _bounds_of(record)
-    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else ""
 
 
 def _scores_chart(records: list[NeuronRecord], stats_mode: bool) -> str:
@@ -343,10 +340,8 @@ def _interval_text(trace: Trace) -> str:
     poly = trace.polysemantic
     if poly is None or poly.test_interval is None:
         return ""
-    lead = poly.lead_interval
-    lead_text = f"; minus the statistical row's [{lead[0]:.2f}, {lead[1]:.2f}]" if lead else ""
-    lo, hi = poly.test_interval
-    return esc(f" (90% interval over the test windows [{lo:.2f}, {hi:.2f}]{lead_text})")
+    lead = f"; minus the statistical row's {bounds_text(poly.lead_interval)}" if poly.lead_interval else ""
+    return esc(f" (90% interval over the test windows {bounds_text(poly.test_interval)}{lead})")
 
 
 def _neuron(record: NeuronRecord, exemplars: int | None) -> str:
@@ -391,8 +386,14 @@ def render_page(run: RunData, *, records: list[NeuronRecord] | None = None, exem
     if not records:
         body.append('<p class="muted">This run holds no neuron yet.</p>')
     title = f"ns-dspy report: {run.path.name} ({MODE_TITLES.get(run.mode, run.mode)})"
+    return document(title, "".join(body), csp=CSP, script=SCRIPT)
+
+
+def document(title: str, body: str, *, csp: str, script: str = "") -> str:
+    """A self-contained page: ``body`` (markup already escaped) under the report's styles, its
+    Content-Security-Policy ``csp`` and, when given, one inline ``script`` (which ``csp`` must allow)."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+            f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-            + "".join(body) + f"<script>{SCRIPT}</script></body></html>\n")
+            + body + (f"<script>{script}</script>" if script else "") + "</body></html>\n")

@@ -37,7 +37,7 @@ class Pair:
     @property
     def verdict(self) -> str:
         """``above`` (A higher beyond the interval), ``below`` or ``undecided`` (0 inside it)."""
-        return "above" if self.interval.low > 0 else "below" if self.interval.high < 0 else "undecided"
+        return self.interval.side
 
 
 def _finals(record) -> list[str]:
@@ -72,11 +72,11 @@ def summary_lines(pairs: Sequence[Pair], skipped: Sequence[UnitId] = ()) -> list
     n = len(diffs)
     mean = sum(diffs) / n
     se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else float("nan")
-    verdicts = [p.verdict for p in pairs]
+    counts = bootstrap.sides([(p.interval.low, p.interval.high) for p in pairs])
     lines = [f"mean over {n} neurons: A {sum(p.a for p in pairs) / n:.3f}, B {sum(p.b for p in pairs) / n:.3f}, "
              f"A - B {mean:+.3f} ± {se:.3f} (standard error over neurons)",
-             f"A above B beyond the interval on {verdicts.count('above')}, below on {verdicts.count('below')}, "
-             f"undecided on {verdicts.count('undecided')} of {n} neurons"]
+             f"A above B beyond the interval on {counts['above']}, below on {counts['below']}, "
+             f"undecided on {counts['undecided']} of {n} neurons"]
     if skipped:
         shown = ", ".join(map(str, skipped[:8])) + (", ..." if len(skipped) > 8 else "")
         lines.append(f"not compared ({len(skipped)}, done in one run only): {shown}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..scoring.bootstrap import bounds_text, sides
 from ..trace import Cost, Statistical, TraceError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
@@ -198,7 +199,7 @@ def summary_table(records) -> str:
             if trace.method == "stats" and trace.statistical is not None:
                 text = trace.statistical.explanation  # its tiers together (``A | B``): one explanation
             lines.append(f"{str(r.unit):>9} {r.status:<7} {r.number:>6} {r.score_valid:>7.3f} {r.score_test:>7.3f} "
-                         f"{_bounds(trace.polysemantic and trace.polysemantic.test_interval):>14} "
+                         f"{bounds_text(trace.polysemantic and trace.polysemantic.test_interval):>14} "
                          f"{r.lm_tokens or 0:>8} {r.seconds or 0:>6.0f}  {text[:90]}")
         else:
             lines.append(f"{str(r.unit):>9} {r.status:<7} {'':>6} {'':>7} {'':>7} {'':>14} {r.lm_tokens or 0:>8} "
@@ -223,17 +224,12 @@ def summary_table(records) -> str:
                          f"valid {mean([s.valid for s in stats]):.3f}, test {mean([s.test for s in stats]):.3f}")
             leads = [p.lead_interval for r in done if (p := r.typed_trace.polysemantic) and p.lead_interval]
             if leads:
+                counts = sides(leads)
                 lines.append(f"test score minus the statistical row's, 90% interval over each unit's test windows: "
-                             f"above 0 on {sum(lo > 0 for lo, _ in leads)}, below 0 on "
-                             f"{sum(hi < 0 for _, hi in leads)}, 0 inside on "
-                             f"{sum(lo <= 0 <= hi for lo, hi in leads)} of {len(leads)} units")
+                             f"above 0 on {counts['above']}, below 0 on {counts['below']}, 0 inside on "
+                             f"{counts['undecided']} of {len(leads)} units")
     lines += _cost_table(records)
     return "\n".join(lines)
-
-
-def _bounds(pair) -> str:
-    """``[low, high]`` of an interval at two decimals, blank for none (run files from before intervals)."""
-    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else ""
 
 
 def cached_calls(record: NeuronRecord) -> int:

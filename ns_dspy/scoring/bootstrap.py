@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "moments", "r_of", "stratified_weights", "interval", "difference_interval", "LEVEL"]
+__all__ = ["Interval", "moments", "r_of", "stratified_weights", "interval", "difference_interval", "side", "sides",
+           "bounds_text", "LEVEL"]
 
 #: the level of the intervals the product reports
 LEVEL = 0.9
@@ -56,8 +57,33 @@ class Interval:
     def to_list(self) -> list[float]:
         return [round(self.low, 4), round(self.high, 4)]
 
+    @property
+    def side(self) -> str:
+        """Of a difference's interval: :func:`side`."""
+        return side(self.low, self.high)
+
     def __str__(self) -> str:
         return f"[{self.low:.2f}, {self.high:.2f}]"
+
+
+def side(low: float, high: float) -> str:
+    """Where 0 lies from a difference's interval ``[low, high]``: ``above`` (the difference is above 0 beyond the
+    interval), ``below``, or ``undecided`` (0 inside it)."""
+    return "above" if low > 0 else "below" if high < 0 else "undecided"
+
+
+def sides(pairs: Sequence[Sequence[float]]) -> dict[str, int]:
+    """How many of the intervals ``[low, high]`` are above, below and undecided (:func:`side`), all three keys."""
+    counts = {"above": 0, "below": 0, "undecided": 0}
+    for low, high in pairs:
+        counts[side(low, high)] += 1
+    return counts
+
+
+def bounds_text(pair: Sequence[float] | None) -> str:
+    """A stored interval ``[low, high]`` as shown everywhere (``[0.21, 0.48]``); empty for none (run files from
+    before intervals)."""
+    return str(Interval(*pair)) if pair else ""
 
 
 def moments(preds: Sequence[np.ndarray], trues: Sequence[np.ndarray]) -> np.ndarray:
