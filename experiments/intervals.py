@@ -24,6 +24,7 @@ from ns_dspy.atomic import atomic_write_json, atomic_write_text
 from ns_dspy.build import build_simulator
 from ns_dspy.config import SimulatorConfig
 from ns_dspy.exemplars import ExemplarStore
+from ns_dspy.runs.compare import compare_runs
 from ns_dspy.runs.read import read_run
 from ns_dspy.scoring import HeldOut, bootstrap, polysemantic
 
@@ -37,10 +38,6 @@ def statistical(trace: dict) -> list[str]:
     return list(row.get("explanations") or [row.get("explanation", "")])
 
 
-def verdict(pair: list[float]) -> str:
-    return "above" if pair[0] > 0 else "below" if pair[1] < 0 else "undecided"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run file written by ns-dspy explain")
@@ -49,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", action="append", default=[], metavar="NAME=RUN")
     args = ap.parse_args(argv)
     run = read_run(args.run)
-    ablations = {}
-    for spec in args.ablation:
-        name, _, path = spec.rpartition("=")
-        ablations[name or "ablation"] = read_run(path).by_unit()
     store = ExemplarStore.open(args.store)
     simulator = build_simulator(SimulatorConfig(run.config["simulator"]))
+    ablations = {}  # each neuron done in both: the run minus the ablation, as ns-dspy compare scores it
+    for spec in args.ablation:
+        name, _, path = spec.rpartition("=")
+        pairs, _ = compare_runs(run, read_run(path), store, simulator)
+        ablations[name or "ablation"] = {p.unit: p for p in pairs}
     maps = (run.config.get("explain") or {}).get("test_maps")
     rows = []
     for record in run.done:
@@ -71,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                "lead_interval": bootstrap.difference_interval(mine.predictions, theirs.predictions, trues,
                                                               kinds).to_list(), "ablations": {}}
         for name, by in ablations.items():
-            other = by.get(unit)
-            if other is None or other.status != "done":
-                continue
-            theirs = scored(finals(other.trace))
-            row["ablations"][name] = {"test": theirs.value, "interval": bootstrap.difference_interval(
-                mine.predictions, theirs.predictions, trues, kinds).to_list()}
+            if unit in by:
+                row["ablations"][name] = {"test": by[unit].b, "interval": by[unit].interval.to_list()}
         rows.append(row)
         print(f"{unit}: test {mine.value:.3f} {row['test_interval']}, lead {row['lead_interval']}", flush=True)
     command = "python experiments/intervals.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -105,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, pairs in [("lead over the statistical row", [r["lead_interval"] for r in rows])] + [
             (f"minus {name}", [r["ablations"][name]["interval"] for r in rows if name in r["ablations"]])
             for name in ablations]:
-        counts = {v: sum(verdict(p) == v for p in pairs) for v in ("above", "below", "undecided")}
+        counts = bootstrap.sides(pairs)
         lines.append(f"- {label}: above 0 on {counts['above']}, below 0 on {counts['below']}, 0 inside the "
                      f"interval on {counts['undecided']} of {len(pairs)} neurons.")
     out = Path(args.out)
