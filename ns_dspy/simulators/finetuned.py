@@ -37,8 +37,8 @@ from ..types import Exemplar
 from .align import align_to_tokenizer
 from .base import Simulator, positive
 from .finetuned_adapter import ADAPTER_FILE, HEAD_FILE, read_adapter_manifest, resolve_adapter, tokenizer_fingerprint
-from .finetuned_format import (FORMAT_VERSION, BinHead, build_input, expected_bins, forward_bins, model_hidden_size,
-                               pad_batch, transformer_body)
+from .finetuned_format import (FORMAT_VERSION, BinHead, build_input, expected_bins, forward_bins, keep_layers,
+                               model_hidden_size, pad_batch, transformer_body)
 
 __all__ = ["FinetunedSimulator"]
 
@@ -154,6 +154,8 @@ class FinetunedSimulator(Simulator):
         trained_on = manifest.get("base_model", "?")
         target = resolve_dtype(dtype, device or default_device())
         subject = load_subject(base_model or trained_on, dtype="float32" if merge else target, device=device)
+        if manifest.get("layers"):  # trained on the base's first layers only (simulator_training --layers)
+            keep_layers(subject.model, int(manifest["layers"]))
         if tokenizer_fingerprint(subject.tokenizer) != manifest.get("tokenizer"):
             if base_model:
                 raise ModelError(f"base model {base_model!r} has another tokenizer than {trained_on!r}, which "

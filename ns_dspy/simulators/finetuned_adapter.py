@@ -6,7 +6,8 @@ An adapter folder written by :func:`save_adapter` holds (safetensors and JSON on
 
 * ``adapter_model.safetensors``, ``adapter_config.json``: the peft LoRA adapter;
 * ``bin_head.safetensors``: the bin head's ``weight`` (11, hidden) and ``bias`` (11,);
-* ``ns_dspy_simulator.json``: the manifest (format, version, base model name, tokenizer fingerprint, bins).
+* ``ns_dspy_simulator.json``: the manifest (format, version, base model name, tokenizer fingerprint, bins; and
+  ``layers`` when the adapter was trained on the base's first layers only).
 """
 
 from __future__ import annotations
@@ -111,4 +112,8 @@ def read_adapter_manifest(folder: Path) -> dict:
     for name in (ADAPTER_FILE, "adapter_config.json", HEAD_FILE):
         if not (folder / name).is_file():
             raise ConfigError(f"{folder} lacks {name}: write the folder again with save_adapter")
+    layers = manifest.get("layers")
+    if layers is not None and (type(layers) is not int or layers < 1):
+        raise ConfigError(f"{path}: layers must be a positive whole number (the base's decoder layers the adapter "
+                          f"was trained on), not {layers!r}: write the folder again with save_adapter")
     return manifest

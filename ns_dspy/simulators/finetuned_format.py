@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from .base import BINS
 
 __all__ = ["FORMAT_VERSION", "BIN_WORDS", "format_explanation", "build_input", "pad_batch", "transformer_body",
-           "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
+           "keep_layers", "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
 
 FORMAT_VERSION = 1
 """Version of the input format and folder layout; an adapter saved with another version is refused."""
@@ -71,6 +71,24 @@ def transformer_body(model: torch.nn.Module) -> torch.nn.Module:
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return getattr(model, "base_model", model)
+
+
+def keep_layers(model: torch.nn.Module, n: int) -> None:
+    """Keep only the first ``n`` decoder layers of a causal LM, in place: the final norm then reads layer ``n``'s
+    output. A larger base cut to a few layers costs what a smaller model does (``simulator_training``'s
+    ``--layers``; an adapter trained so records it and is loaded the same way). Refused in one line for a model
+    without a decoder-layer list (Llama, Qwen, Gemma, Mistral have one) or an ``n`` outside 1..its layers."""
+    body = transformer_body(model)
+    layers = getattr(body, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ConfigError(f"cannot keep {n} layers of a {type(body).__name__}: it has no decoder-layer list "
+                          "(use a Llama-, Qwen- or Gemma-style model, or all its layers)")
+    if not 1 <= n <= len(layers):
+        raise ConfigError(f"cannot keep {n} layers: the model has {len(layers)} decoder layers")
+    body.layers = layers[:n]
+    body.config.num_hidden_layers = n
+    if isinstance(getattr(body.config, "layer_types", None), list):
+        body.config.layer_types = body.config.layer_types[:n]
 
 
 def model_hidden_size(model: torch.nn.Module) -> int:

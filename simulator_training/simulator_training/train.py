@@ -33,7 +33,7 @@ from ns_dspy.config import opt
 from ns_dspy.errors import ConfigError
 from ns_dspy.simulators.align import align_to_tokenizer
 from ns_dspy.simulators.finetuned_adapter import save_adapter, tokenizer_fingerprint
-from ns_dspy.simulators.finetuned_format import BinHead, build_input, forward_bins, pad_batch
+from ns_dspy.simulators.finetuned_format import BinHead, build_input, forward_bins, keep_layers, pad_batch
 
 from .data import read_manifest, read_units
 
@@ -64,6 +64,8 @@ class TrainConfig:
     max_tokens: int = opt(192, "longest input (explanation + exemplar) in tokens; longer exemplars are cut")
     checkpoint_every: int = opt(50, "steps between checkpoints")
     seed: int = opt(0, "seed of the batches and the initialisation")
+    layers: int = opt(0, "keep only the base model's first N decoder layers (0: all): a larger base at the cost "
+                         "of a smaller one; the adapter records N and is loaded the same way")
     init: str = opt("", "start from an adapter (a folder written by train/export, or a shipped name such as "
                         "gemma-3-270m) instead of fresh LoRA weights and bin head: its base, rank and targets must "
                         "match; the optimizer starts fresh")
@@ -72,6 +74,8 @@ class TrainConfig:
         for name in ("rank", "steps", "batch_size", "checkpoint_every", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.layers < 0:
+            raise ConfigError("--layers must be 0 (all) or a number of layers to keep")
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
             raise ConfigError(f"--dtype must be auto, bfloat16, float16 or float32, not {self.dtype!r}")
         if not 0 <= self.dropout < 1:
@@ -80,7 +84,7 @@ class TrainConfig:
     def fingerprint(self) -> dict:
         """What must not change when a run resumes (the number of steps may)."""
         return {k: v for k, v in asdict(self).items()
-                if k not in ("steps", "checkpoint_every") and not (k == "init" and not v)}
+                if k not in ("steps", "checkpoint_every") and not (k in ("init", "layers") and not v)}
 
 
 def bin_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
@@ -163,7 +167,10 @@ def load_base(config: TrainConfig, device: str | None = None):
     from ns_dspy.models.subject import load_subject
 
     if not config.load_in_4bit:
-        return load_subject(config.base_model, dtype=config.dtype, device=device)
+        subject = load_subject(config.base_model, dtype=config.dtype, device=device)
+        if config.layers:
+            keep_layers(subject.model, config.layers)
+        return subject
     if not torch.cuda.is_available():
         raise ConfigError("--load-in-4bit needs a CUDA GPU (bitsandbytes); drop it on this machine")
     try:
@@ -185,6 +192,8 @@ def load_base(config: TrainConfig, device: str | None = None):
         model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quant, device_map={"": 0})
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load {config.base_model!r} in 4-bit: {str(err).splitlines()[0]}") from None
+    if config.layers:
+        keep_layers(model, config.layers)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     return Subject(name=config.base_model, model=model, tokenizer=tokenizer, prefix_ids=prefix_ids(tokenizer))
 
@@ -316,6 +325,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     extra = {"training": {**asdict(config), "steps_done": state["step"], "seconds": round(state["seconds"], 1),
                           "data": _data_key(data_manifest), "final_loss_ema": round(ema or 0.0, 4),
                           **({"init_from": state["init"]} if config.init else {})}}
+    if config.layers:
+        extra["layers"] = config.layers
     return save_adapter(model, head, out / "adapter", base_model=config.base_model, tokenizer=tokenizer,
                         extra=extra, overwrite=True)
 
@@ -336,9 +347,9 @@ def _init_from(config: TrainConfig, model, head: BinHead) -> dict:
     manifest = read_adapter_manifest(folder)
     lora = json.loads((folder / "adapter_config.json").read_text())
     theirs = {"base_model": manifest.get("base_model"), "rank": lora.get("r"), "alpha": lora.get("lora_alpha"),
-              "targets": sorted(lora.get("target_modules") or [])}
+              "targets": sorted(lora.get("target_modules") or []), "layers": int(manifest.get("layers") or 0)}
     ours = {"base_model": config.base_model, "rank": config.rank, "alpha": config.alpha,
-            "targets": sorted(t.strip() for t in config.targets.split(",") if t.strip())}
+            "targets": sorted(t.strip() for t in config.targets.split(",") if t.strip()), "layers": config.layers}
     diff = [f"{k} {theirs[k]!r} (ours {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
     if diff:
         raise ConfigError(f"--init {config.init}: the adapter has {', '.join(diff)}: train with its settings")
