@@ -9,9 +9,11 @@ store (``--store``, by default ``experiments/work/quality/store`` when it exists
 length; they carry gemma-3-270m's token ids), else of the default corpus. For each backend it prints:
 
 1. **simulated exemplar tokens/s** (E x N x window: every token of every pair, whatever else the backend runs)
-   against a **plain body forward of the base model** (loaded on its own, no adapter) over the same tokens:
-   each exemplar as ``<bos>`` + its ids, E times, in batches of ``--batch-size``; and their ratio (target
-   >= 0.8 for the default);
+   against a **plain body forward of the base model** (loaded on its own, no adapter; a finetuned adapter's own
+   base, cut to the layers it was trained on) over the same tokens: each exemplar as ``<bos>`` + its ids in that
+   model's tokens, E times, in batches of ``--batch-size``; and their ratio (target >= 0.8 for the default);
+   an ``--adapter`` other than the default is also timed against the default simulator in the same rounds
+   (``ratio simulate/default``: issue 16 asks a new default to simulate within 20% of the old one's speed);
 2. the **speed-up over the naive loop** and the **largest difference** between the two predictions:
    * finetuned: the naive loop is the path before the fast one: the LoRA unmerged (peft) and every pair's whole
      input (explanation prefix + exemplar) run, in right-padded batches of the same size; all pairs;
@@ -36,9 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ns_dspy.config import DEFAULT_SIMULATOR
 from ns_dspy.machine import cpu_description
 from ns_dspy.models import load_subject
 from ns_dspy.models.subject import default_device, resolve_dtype
+from ns_dspy.simulators.finetuned_format import keep_layers, pad_batch
 from ns_dspy.types import Exemplar
 
 EXPLANATIONS = [
@@ -98,6 +102,9 @@ def rounds(n: int, named: dict) -> dict[str, tuple[float, object]]:
     return best
 
 
+DEFAULT_ADAPTER = DEFAULT_SIMULATOR.split(":", 1)[1]
+
+
 def max_diff(preds, ref, pairs) -> float:
     """Largest |preds[i][j] - ref[k]| over ``pairs[k] = (i, j)``."""
     return max((float(np.abs(preds[i][j] - r).max()) for (i, j), r in zip(pairs, ref) if len(r)), default=0.0)
@@ -106,7 +113,8 @@ def max_diff(preds, ref, pairs) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="finetuned,prompted,keyword")
-    ap.add_argument("--adapter", default="gemma-3-270m", help="finetuned:ADAPTER (default: the shipped one)")
+    ap.add_argument("--adapter", default=DEFAULT_ADAPTER, help="finetuned:ADAPTER (default: the shipped one); another "
+                    "adapter is also timed against the default simulator in the same rounds")
     ap.add_argument("--model", default="gemma-3-270m", help="base model of the prompted backend")
     ap.add_argument("--explanations", type=int, default=4, help=f"at most {len(EXPLANATIONS)}")
     ap.add_argument("--exemplars", type=int, default=48)
@@ -131,16 +139,18 @@ def main() -> None:
     print(f"text: {source}; {len(explanations)} explanations x {len(exemplars)} exemplars of {args.window} tokens; "
           f"batch {args.batch_size}; best of {args.rounds} interleaved rounds")
 
-    def plain_forward(subject, exs, repeat: int):
-        """``<bos>`` + ids of each exemplar, ``repeat`` times, in batches; the exemplar tokens it covers."""
-        rows = [subject.prefix_ids + list(ex.token_ids) for ex in exs] * repeat
-        batches = [torch.tensor(rows[i:i + args.batch_size], device=subject.device)
+    def plain_forward(subject, exs, repeat: int, ids_of=lambda ex: list(ex.token_ids)):
+        """``<bos>`` + ids of each exemplar (``ids_of``: in the subject's tokenizer), ``repeat`` times, in batches
+        (right-padded where the lengths differ); the exemplar tokens it covers."""
+        rows = [subject.prefix_ids + ids_of(ex) for ex in exs] * repeat
+        pad = next((i for i in (subject.tokenizer.pad_token_id, subject.tokenizer.eos_token_id) if i is not None), 0)
+        batches = [pad_batch(rows[i:i + args.batch_size], pad, subject.device)
                    for i in range(0, len(rows), args.batch_size)]
 
         def run():
             with torch.inference_mode():
-                for b in batches:
-                    subject.body(input_ids=b, use_cache=False)
+                for ids, mask in batches:
+                    subject.body(input_ids=ids, attention_mask=mask, use_cache=False)
         return run
 
     for backend in backends:
@@ -155,19 +165,36 @@ def main() -> None:
             naive.reuse_prefix = False
             n_tok = len(explanations) * sum(len(ex.tokens) for ex in exemplars)
             all_pairs = [(i, j) for i in range(len(explanations)) for j in range(len(exemplars))]
-            plain = plain_forward(base, exemplars, len(explanations))
-            plain_forward(base, exemplars[:2], 1)(), fast.simulate(explanations[:1], exemplars[:2])
+            # the plain forward is of the adapter's own base (cut to its layers), over the exemplars in its tokens
+            own, layers = fast.manifest.get("base_model"), fast.manifest.get("layers")
+            body = base if own == args.model and not layers else load_subject(own, dtype=dtype, device=device)
+            if layers:
+                keep_layers(body.model, layers)
+            plain = plain_forward(body, exemplars, len(explanations), lambda ex: list(fast._align(ex)[0]))
+            timed = {"plain": plain, "simulate": lambda: fast.simulate(explanations, exemplars),
+                     "naive": lambda: naive.simulate(explanations, exemplars)}
+            default = None
+            if args.adapter != DEFAULT_ADAPTER:  # another adapter: also against the default, in the same rounds
+                default = FinetunedSimulator.from_pretrained(DEFAULT_ADAPTER, dtype=args.dtype, device=args.device,
+                                                             batch_size=args.batch_size)
+                default.simulate(explanations[:1], exemplars[:2])
+                timed["default"] = lambda: default.simulate(explanations, exemplars)
+            plain(), fast.simulate(explanations[:1], exemplars[:2])
             naive.simulate(explanations[:1], exemplars[:2])  # warm-up
-            best = rounds(args.rounds, {"plain": plain,
-                                        "simulate": lambda: fast.simulate(explanations, exemplars),
-                                        "naive": lambda: naive.simulate(explanations, exemplars)})
+            best = rounds(args.rounds, timed)
             (tp, _), (ts, preds), (tn, ref) = best["plain"], best["simulate"], best["naive"]
+            cut = f", its first {layers} layers" if layers else ""
             print(f"finetuned:{args.adapter} (default; LoRA merged, prefix KV reused, batched by length)  "
                   f"cache key {fast.cache_key}")
-            print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s; base model, "
-                  f"{n_tok // args.window} rows of 1+{args.window})")
+            print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s; base model {own}{cut}, "
+                  f"{n_tok // args.window} rows of 1+{args.window} in its tokens)")
             print(f"  simulate           : {n_tok / ts:8.0f} exemplar tok/s  ({ts:.1f} s)")
             print(f"  ratio simulate/plain = {tp / ts:.3f}  (target >= 0.8)")
+            if default is not None:
+                td = best["default"][0]
+                print(f"  default simulator  : {n_tok / td:8.0f} exemplar tok/s  ({td:.1f} s; "
+                      f"finetuned:{DEFAULT_ADAPTER}); ratio simulate/default = {td / ts:.3f}")
+                del default
             print(f"  naive loop         : {n_tok / tn:8.0f} exemplar tok/s  ({tn:.1f} s; LoRA unmerged, whole "
                   f"inputs); speed-up {tn / ts:.2f}x")
             print(f"  max |simulate - naive| over all {len(explanations) * len(exemplars)} pairs = "
