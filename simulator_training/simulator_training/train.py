@@ -67,8 +67,8 @@ class TrainConfig:
     layers: int = opt(0, "keep only the base model's first N decoder layers (0: all): a larger base at the cost "
                          "of a smaller one; the adapter records N and is loaded the same way")
     init: str = opt("", "start from an adapter (a folder written by train/export, or a shipped name such as "
-                        "gemma-3-270m) instead of fresh LoRA weights and bin head: its base, rank, targets and layers must "
-                        "match; the optimizer starts fresh")
+                        "gemma-3-270m) instead of fresh LoRA weights and bin head: its base, rank, targets and layers "
+                        "must match; the optimizer starts fresh")
 
     def __post_init__(self) -> None:
         for name in ("rank", "steps", "batch_size", "checkpoint_every", "max_tokens"):
