@@ -42,7 +42,8 @@ from ns_dspy.config import DEFAULT_SIMULATOR
 from ns_dspy.machine import cpu_description
 from ns_dspy.models import load_subject
 from ns_dspy.models.subject import default_device, resolve_dtype
-from ns_dspy.simulators.finetuned_format import keep_layers, pad_batch
+from ns_dspy.simulators.align import align_to_tokenizer
+from ns_dspy.simulators.finetuned_format import keep_layers, pad_batch, pad_id
 from ns_dspy.types import Exemplar
 
 EXPLANATIONS = [
@@ -143,8 +144,7 @@ def main() -> None:
         """``<bos>`` + ids of each exemplar (``ids_of``: in the subject's tokenizer), ``repeat`` times, in batches
         (right-padded where the lengths differ); the exemplar tokens it covers."""
         rows = [subject.prefix_ids + ids_of(ex) for ex in exs] * repeat
-        pad = next((i for i in (subject.tokenizer.pad_token_id, subject.tokenizer.eos_token_id) if i is not None), 0)
-        batches = [pad_batch(rows[i:i + args.batch_size], pad, subject.device)
+        batches = [pad_batch(rows[i:i + args.batch_size], pad_id(subject.tokenizer), subject.device)
                    for i in range(0, len(rows), args.batch_size)]
 
         def run():
@@ -170,7 +170,8 @@ def main() -> None:
             body = base if own == args.model and not layers else load_subject(own, dtype=dtype, device=device)
             if layers:
                 keep_layers(body.model, layers)
-            plain = plain_forward(body, exemplars, len(explanations), lambda ex: list(fast._align(ex)[0]))
+            plain = plain_forward(body, exemplars, len(explanations),
+                                  lambda ex: list(align_to_tokenizer(body.tokenizer, ex.tokens, ex.token_ids)[0]))
             timed = {"plain": plain, "simulate": lambda: fast.simulate(explanations, exemplars),
                      "naive": lambda: naive.simulate(explanations, exemplars)}
             default = None
@@ -187,7 +188,7 @@ def main() -> None:
             print(f"finetuned:{args.adapter} (default; LoRA merged, prefix KV reused, batched by length)  "
                   f"cache key {fast.cache_key}")
             print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s; base model {own}{cut}, "
-                  f"{n_tok // args.window} rows of 1+{args.window} in its tokens)")
+                  f"{n_tok // args.window} rows: the tokenizer's prefix + an exemplar in its tokens)")
             print(f"  simulate           : {n_tok / ts:8.0f} exemplar tok/s  ({ts:.1f} s)")
             print(f"  ratio simulate/plain = {tp / ts:.3f}  (target >= 0.8)")
             if default is not None:

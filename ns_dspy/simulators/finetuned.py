@@ -38,7 +38,7 @@ from .align import align_to_tokenizer
 from .base import Simulator, positive
 from .finetuned_adapter import ADAPTER_FILE, HEAD_FILE, read_adapter_manifest, resolve_adapter, tokenizer_fingerprint
 from .finetuned_format import (FORMAT_VERSION, BinHead, build_input, expected_bins, forward_bins, keep_layers,
-                               model_hidden_size, pad_batch, transformer_body)
+                               model_hidden_size, pad_batch, pad_id, transformer_body)
 
 __all__ = ["FinetunedSimulator"]
 
@@ -114,7 +114,7 @@ class FinetunedSimulator(Simulator):
         self.manifest, self.batch_size = dict(manifest), batch_size
         self.device = next(model.parameters()).device
         self.bin_head = bin_head.to(self.device).eval()
-        self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+        self.pad_id = pad_id(tokenizer)
         self.reuse_prefix = True
         """Run each explanation's prefix once and reuse its KV cache (False: whole inputs, as in training)."""
         digest = weights_digest or _memory_digest(model, self.bin_head)
@@ -155,7 +155,7 @@ class FinetunedSimulator(Simulator):
         target = resolve_dtype(dtype, device or default_device())
         subject = load_subject(base_model or trained_on, dtype="float32" if merge else target, device=device)
         if manifest.get("layers"):  # trained on the base's first layers only (simulator_training --layers)
-            keep_layers(subject.model, int(manifest["layers"]))
+            keep_layers(subject.model, manifest["layers"])
         if tokenizer_fingerprint(subject.tokenizer) != manifest.get("tokenizer"):
             if base_model:
                 raise ModelError(f"base model {base_model!r} has another tokenizer than {trained_on!r}, which "

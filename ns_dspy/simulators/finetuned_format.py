@@ -24,8 +24,8 @@ import torch
 from ..errors import ConfigError
 from .base import BINS
 
-__all__ = ["FORMAT_VERSION", "BIN_WORDS", "format_explanation", "build_input", "pad_batch", "transformer_body",
-           "keep_layers", "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
+__all__ = ["FORMAT_VERSION", "BIN_WORDS", "format_explanation", "build_input", "pad_id", "pad_batch",
+           "transformer_body", "keep_layers", "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
 
 FORMAT_VERSION = 1
 """Version of the input format and folder layout; an adapter saved with another version is refused."""
@@ -53,6 +53,12 @@ def build_input(tokenizer_encode: Callable[[str], list[int]], prefix_ids: Sequen
     """
     head = list(prefix_ids) + list(tokenizer_encode(format_explanation(explanation)))
     return head + list(token_ids), list(range(len(head), len(head) + len(token_ids)))
+
+
+def pad_id(tokenizer) -> int:
+    """The id that pads a batch for ``tokenizer``: its pad token, else its end-of-sequence token, else 0 (padded
+    positions are masked, so only its being a valid id matters)."""
+    return next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
 
 
 def pad_batch(inputs: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,8 @@ from ns_dspy.config import opt
 from ns_dspy.errors import ConfigError
 from ns_dspy.simulators.align import align_to_tokenizer
 from ns_dspy.simulators.finetuned_adapter import save_adapter, tokenizer_fingerprint
-from ns_dspy.simulators.finetuned_format import BinHead, build_input, forward_bins, keep_layers, pad_batch
+from ns_dspy.simulators.finetuned_format import (BinHead, build_input, forward_bins, keep_layers, pad_batch,
+                                                 pad_id)
 
 from .data import read_manifest, read_units
 
@@ -261,7 +262,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     optim = torch.optim.AdamW([{"params": lora_params, "lr": config.lr},
                                {"params": list(head.parameters()), "lr": config.head_lr}], weight_decay=0.0)
     batcher = Batcher(units, tokenizer, subject.prefix_ids, max_tokens=config.max_tokens, seed=config.seed)
-    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    pad = pad_id(tokenizer)
 
     ckpt = out / "checkpoint"
     state = {"step": 0, "seconds": 0.0, "config": config.fingerprint(), "data": _data_key(data_manifest)}
@@ -294,7 +295,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
         step = state["step"]
         for group, base_lr in zip(optim.param_groups, (config.lr, config.head_lr)):
             group["lr"] = base_lr * _lr_factor(step, config)
-        ids, attn, targets, mask = collate(batcher.batch(step, config.batch_size), pad_id, dev)
+        ids, attn, targets, mask = collate(batcher.batch(step, config.batch_size), pad, dev)
         with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=autocast):
             logits = forward_bins(model, head, ids, attn)
         loss = bin_loss(logits, targets, mask, config.positive_weight)
