@@ -2,6 +2,7 @@
 
     python benchmarks/simulate.py [--backends finetuned,prompted,keyword] [--explanations 4] [--exemplars 48]
                                   [--window 64] [--batch-size 16] [--rounds 3] [--store PATH] [--dtype auto]
+                                  [--adapter ADAPTER] [--quantize none|int8]
 
 Simulates E explanations x N exemplars of ``--window`` tokens in one ``simulate`` call per backend, the default
 (``finetuned:gemma-3-270m``) first. The exemplars are windows of real text: the first N windows of an exemplar
@@ -14,7 +15,10 @@ length; they carry gemma-3-270m's token ids), else of the default corpus. For ea
    model's tokens, E times, in batches of ``--batch-size``; and their ratio (target >= 0.8 for the default);
    an ``--adapter`` other than the default is also timed against the default simulator in the same rounds
    (``ratio simulate/default``: issue 16 asks a new default to simulate within 20% of the old one's speed);
-2. the **speed-up over the naive loop** and the **largest difference** between the two predictions:
+   ``--quantize int8`` runs the adapter's simulator in int8 (``FinetunedSimulator``'s ``quantize`` option) and
+   times the default as shipped beside it; the plain forward stays float;
+2. the **speed-up over the naive loop** and the **largest and mean difference** between the two predictions
+   (with ``--quantize int8``, what int8 changes):
    * finetuned: the naive loop is the path before the fast one: the LoRA unmerged (peft) and every pair's whole
      input (explanation prefix + exemplar) run, in right-padded batches of the same size; all pairs;
    * prompted: one full-model forward (full-vocabulary logits) per pair over its whole prompt, on the first
@@ -111,6 +115,12 @@ def max_diff(preds, ref, pairs) -> float:
     return max((float(np.abs(preds[i][j] - r).max()) for (i, j), r in zip(pairs, ref) if len(r)), default=0.0)
 
 
+def mean_diff(preds, ref, pairs) -> float:
+    """Mean |preds[i][j] - ref[k]| over every token of ``pairs[k] = (i, j)``."""
+    diffs = [np.abs(preds[i][j] - r) for (i, j), r in zip(pairs, ref) if len(r)]
+    return float(np.concatenate(diffs).mean()) if diffs else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="finetuned,prompted,keyword")
@@ -127,6 +137,9 @@ def main() -> None:
     ap.add_argument("--store", default=None)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--quantize", default="none", choices=("none", "int8"),
+                    help="run the adapter's simulator with this finetuned option (int8: CPU, float32); then the "
+                         "default simulator as shipped (no quantize) is timed beside it too")
     args = ap.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
@@ -159,7 +172,7 @@ def main() -> None:
             from ns_dspy.simulators.finetuned import FinetunedSimulator
 
             fast = FinetunedSimulator.from_pretrained(args.adapter, dtype=args.dtype, device=args.device,
-                                                      batch_size=args.batch_size)
+                                                      batch_size=args.batch_size, quantize=args.quantize)
             naive = FinetunedSimulator.from_pretrained(args.adapter, dtype=args.dtype, device=args.device,
                                                        batch_size=args.batch_size, merge=False)
             naive.reuse_prefix = False
@@ -175,7 +188,7 @@ def main() -> None:
             timed = {"plain": plain, "simulate": lambda: fast.simulate(explanations, exemplars),
                      "naive": lambda: naive.simulate(explanations, exemplars)}
             default = None
-            if args.adapter != DEFAULT_ADAPTER:  # another adapter: also against the default, in the same rounds
+            if args.adapter != DEFAULT_ADAPTER or args.quantize != "none":  # also the default as shipped
                 default = FinetunedSimulator.from_pretrained(DEFAULT_ADAPTER, dtype=args.dtype, device=args.device,
                                                              batch_size=args.batch_size)
                 default.simulate(explanations[:1], exemplars[:2])
@@ -198,8 +211,10 @@ def main() -> None:
                 del default
             print(f"  naive loop         : {n_tok / tn:8.0f} exemplar tok/s  ({tn:.1f} s; LoRA unmerged, whole "
                   f"inputs); speed-up {tn / ts:.2f}x")
+            flat = [x for row in ref for x in row]
             print(f"  max |simulate - naive| over all {len(explanations) * len(exemplars)} pairs = "
-                  f"{max_diff(preds, [x for row in ref for x in row], all_pairs):.2e} (0..10 scale, {dtype})")
+                  f"{max_diff(preds, flat, all_pairs):.2e} (0..10 scale, {dtype}); mean "
+                  f"{mean_diff(preds, flat, all_pairs):.2e}{'; simulate in int8' if args.quantize == 'int8' else ''}")
             del fast, naive
         elif backend == "prompted":
             from ns_dspy.simulators.bins import expected_value

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from .base import BINS
 
 __all__ = ["FORMAT_VERSION", "BIN_WORDS", "format_explanation", "build_input", "pad_id", "pad_batch",
-           "transformer_body", "keep_layers", "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
+           "transformer_body", "keep_layers", "quantize_int8", "is_int8", "model_hidden_size", "forward_bins", "expected_bins", "BinHead"]
 
 FORMAT_VERSION = 1
 """Version of the input format and folder layout; an adapter saved with another version is refused."""
@@ -95,6 +95,39 @@ def keep_layers(model: torch.nn.Module, n: int) -> None:
     body.config.num_hidden_layers = n
     if isinstance(getattr(body.config, "layer_types", None), list):
         body.config.layer_types = body.config.layer_types[:n]
+
+
+INT8_KEPT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2")
+"""Linear layers :func:`quantize_int8` leaves in float: the MLP's output projections, whose inputs carry the
+few very large activations that one int8 scale per row cannot hold (measured on Qwen2.5-Coder-0.5B: quantizing
+them too moved predictions by 0.28 of 10 on average against 0.10 without them)."""
+
+
+def quantize_int8(model: torch.nn.Module) -> int:
+    """Run the decoder layers' linear layers in int8 on CPU, in place: weights quantized per output channel,
+    activations per row at run time (torch's dynamic quantization, fbgemm/oneDNN kernels of any x86-64 CPU with
+    AVX2), except the MLP output projections (:data:`INT8_KEPT`), the embeddings and the output layer. Returns
+    how many layers were quantized. Only for a merged float32 model on CPU: the caller checks that."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    body = transformer_body(model)
+    names = {name: per_channel_dynamic_qconfig for name, module in body.named_modules()
+             if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in INT8_KEPT}
+    if not names:
+        raise ConfigError(f"a {type(body).__name__} has no linear layers to run in int8: drop quantize=int8")
+    with warnings.catch_warnings():  # torch.ao's notice that eager quantization moves to torchao
+        warnings.simplefilter("ignore")
+        quantize_dynamic(body, names, dtype=torch.qint8, inplace=True)
+    return len(names)
+
+
+def is_int8(model: torch.nn.Module) -> bool:
+    """Whether :func:`quantize_int8` ran on ``model``."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return any(isinstance(m, DynamicLinear) for m in model.modules())
 
 
 def model_hidden_size(model: torch.nn.Module) -> int:

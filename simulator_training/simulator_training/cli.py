@@ -130,18 +130,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _simulators(args, *, cache: bool):
+    """``(label, SimulatorConfig)`` of ``--simulator`` (with its ``--simulator-opt`` options, which its label
+    names: ``finetuned:A quantize=int8``) and of each ``--baseline`` (defaults), all with ``--dtype``/``--device``."""
+    from ns_dspy.config import SimulatorConfig, parse_key_values
+
+    options = parse_key_values(args.simulator_opt or [], "--simulator-opt")
+    label = " ".join([args.simulator] + [f"{k}={v}" for k, v in options.items()])
+    yield label, SimulatorConfig(args.simulator, dtype=args.dtype, device=args.device, options=options, cache=cache)
+    for spec in args.baseline or []:
+        yield spec, SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=cache)
+
+
 def cmd_eval(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
     from ns_dspy.build import build_simulator
-    from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
     from .evaluate import evaluate, markdown, plot, summarise, restyle
 
     units = restyle(read_units(args.data, args.split), args.style, args.data)
     results, rows = {}, {}
-    for spec in [args.simulator] + list(args.baseline or []):
-        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
+    for spec, config in _simulators(args, cache=False):
+        simulator = build_simulator(config)
         rows[spec] = evaluate(simulator, units, seed=args.seed, max_units=args.max_units, progress=not args.quiet)
         results[spec] = summarise(rows[spec])
     table = markdown(results)
@@ -160,15 +171,14 @@ def cmd_eval(args) -> int:
 def cmd_decoys(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
     from ns_dspy.build import build_simulator
-    from ns_dspy.config import SimulatorConfig
 
     from .data import read_units
     from .evaluate import evaluate_decoys, markdown_decoys, plot_decoys, summarise_decoys, restyle
 
     units = restyle(read_units(args.data, args.split), args.style, args.data)
     results, rows = {}, {}
-    for spec in [args.simulator] + list(args.baseline or []):  # the same units and decoys for every spec
-        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=False))
+    for spec, config in _simulators(args, cache=False):  # the same units and decoys for every spec
+        simulator = build_simulator(config)
         rows[spec] = evaluate_decoys(simulator, units, seed=args.seed, max_units=args.max_units,
                                      progress=not args.quiet)
         results[spec] = summarise_decoys(rows[spec])
@@ -189,7 +199,6 @@ def cmd_decoys(args) -> int:
 def cmd_union(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
     from ns_dspy.build import build_simulator
-    from ns_dspy.config import SimulatorConfig
     from ns_dspy.errors import ConfigError
 
     from .data import read_units
@@ -200,8 +209,8 @@ def cmd_union(args) -> int:
         raise ConfigError(f"{args.data} has no two-concept {args.split} units: the union evaluation needs "
                           "synthetic data from build-data")
     results, rows = {}, {}
-    for spec in [args.simulator] + list(args.baseline or []):  # the same units and explanations for every spec
-        simulator = build_simulator(SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=args.cache))
+    for spec, config in _simulators(args, cache=args.cache):  # the same units and explanations for every spec
+        simulator = build_simulator(config)
         rows[spec] = evaluate_union(simulator, units, seed=args.seed, max_units=args.max_units,
                                     progress=not args.quiet)
         if not rows[spec]:
@@ -347,6 +356,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
 
     def eval_options(p):
         p.add_argument("--simulator", required=True, help="a simulator spec, e.g. finetuned:RUN/adapter")
+        p.add_argument("--simulator-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of --simulator's backend, e.g. quantize=int8 (finetuned; repeatable)")
         p.add_argument("--baseline", action="append", help="another spec to compare on the same data (repeatable)")
         p.add_argument("--data", required=True, help="dataset folder from build-data")
         p.add_argument("--split", default="valid", choices=("train", "valid"))

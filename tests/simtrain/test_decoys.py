@@ -165,3 +165,23 @@ def test_cli_writes_decoys(tmp_path):
     assert len(report["units"]["keyword"]) == 3 and all("decoys" in r for r in report["units"]["keyword"])
     assert (tmp_path / "decoys.md").read_text().startswith("| family |")
     assert (tmp_path / "decoys.png").stat().st_size > 0
+
+
+def test_cli_passes_simulator_options(tmp_path, tiny_llama):
+    """``--simulator-opt`` reaches the simulator and names it in the results; an option the backend does not take
+    is one line and exit 2, with nothing written."""
+    from tiny_adapters import random_adapter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"format": DATA_FORMAT, "version": DATA_VERSION}))
+    (data / "valid.jsonl").write_text("".join(json.dumps(u) + "\n" for u in UNITS))
+    folder = random_adapter(tiny_llama, tmp_path / "sim", ["q_proj", "v_proj"], seed=1)
+    assert main(["-q", "decoys", "--simulator", f"finetuned:{folder}", "--simulator-opt", "quantize=int8",
+                 "--dtype", "float32", "--device", "cpu", "--data", str(data), "--max-units", "2",
+                 "--out", str(tmp_path / "decoys")]) == 0
+    report = json.loads((tmp_path / "decoys.json").read_text())
+    assert set(report["summary"]) == {f"finetuned:{folder} quantize=int8"}
+    assert main(["-q", "eval", "--simulator", "keyword", "--simulator-opt", "quantize=int8", "--data", str(data),
+                 "--out", str(tmp_path / "eval")]) == 2
+    assert not list(tmp_path.glob("eval*"))
