@@ -26,7 +26,7 @@ import socket
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,15 @@ class NeuronRecord:
     lm_cost: float | None
     seconds: float | None
     trace: dict[str, Any]  # the stored JSON document; read it through typed_trace
+    _typed: tuple[dict, Trace] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def typed_trace(self) -> Trace:
-        """``trace`` read as a :class:`~ns_dspy.trace.Trace` (:class:`~ns_dspy.trace.TraceError` when malformed)."""
-        return Trace.from_dict(self.trace)
+        """``trace`` read as a :class:`~ns_dspy.trace.Trace` (:class:`~ns_dspy.trace.TraceError` when malformed),
+        parsed once per document: a ``trace`` assigned anew is parsed again (one edited in place is not)."""
+        if self._typed is None or self._typed[0] is not self.trace:
+            self._typed = (self.trace, Trace.from_dict(self.trace))
+        return self._typed[1]
 
 
 def _changed(was: Any, now: Any, prefix: str = "") -> list[str]:

@@ -68,3 +68,17 @@ def test_a_tiered_statistical_row_round_trips_and_shows_older_readers_one_line()
     assert Trace.from_dict(t.to_dict()).statistical == t.statistical
     with pytest.raises(TraceError, match=r'"statistical"."explanations"\[1\] must be a string'):
         Trace.from_dict({"statistical": {"explanations": ["a", 3]}})
+
+
+def test_a_records_typed_trace_is_parsed_once_per_document(monkeypatch):
+    from ns_dspy.runs.store import NeuronRecord
+    from ns_dspy.types import UnitId
+
+    parsed = []
+    original = Trace.from_dict
+    monkeypatch.setattr(Trace, "from_dict", classmethod(lambda cls, d: parsed.append(d) or original(d)))
+    record = NeuronRecord(UnitId(0, 1), "done", None, 1, 0.5, 0.4, 0.3, 10, None, 1.0, trace=dict(V1))
+    first = record.typed_trace
+    assert record.typed_trace is first and len(parsed) == 1  # read many times, parsed once
+    record.trace = {**V1, "unit": "0:2"}  # a new document (as the runner assigns one) is read anew
+    assert record.typed_trace.unit == "0:2" and len(parsed) == 2
