@@ -12,7 +12,8 @@ simulator that reads real neurons' word lists better raises it. The first simula
 paired differences. A spec ending in ``+whitespace`` runs the explainer with ``--whitespace`` (it may add an
 explanation of line breaks or indentation) with the simulator before it, ``+classes`` with ``--word-classes`` (an
 explanation of a word class: plural nouns, forms of be), both with ``+whitespace+classes``; ``+context`` with
-``--context`` (a token right after another), ``+spelling`` with ``--spelling`` (a spelling class). Development
+``--context`` (a token right after another), ``+spelling`` with ``--spelling`` (a spelling class); ``+int8`` runs
+the simulator with ``quantize=int8`` (fine-tuned simulators on CPU). Development
 neurons unless ``--evaluation`` (named neurons, measured once a choice was made on development ones). Writes
 ``OUT/simulators.json`` (resumable: finished pairs are kept) and ``OUT/summary.md``.
 """
@@ -41,6 +42,8 @@ from ns_dspy.scoring import HeldOut, polysemantic  # noqa: E402
 
 #: options a spec may add after ``+``: the ``ExplainConfig`` field each turns on (all off otherwise)
 OPTIONS = {"whitespace": "whitespace", "classes": "word_classes", "context": "context", "spelling": "spelling"}
+#: ... and the simulator options: ``+int8`` runs a fine-tuned simulator with ``quantize=int8`` (CPU, float32)
+SIMULATOR_OPTIONS = {"int8": {"quantize": "int8"}}
 
 
 def one(simulator, store, unit, **options: bool) -> dict:
@@ -88,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python experiments/simulator_real.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     parsed = [(spec, spec.split("+")[0], set(spec.split("+")[1:])) for spec in specs]  # (spec, simulator, options)
     for spec, _, options in parsed:
-        if options - set(OPTIONS):
-            ap.error(f"--simulators {spec}: the options after + are {' and '.join(OPTIONS)}")
+        if options - set(OPTIONS) - set(SIMULATOR_OPTIONS):
+            ap.error(f"--simulators {spec}: the options after + are {', '.join([*OPTIONS, *SIMULATOR_OPTIONS])}")
     for spec, simulator_spec, options in parsed:  # one simulator loaded at a time
-        simulator = build_simulator(SimulatorConfig(simulator_spec))
+        simulator = build_simulator(SimulatorConfig(simulator_spec, options={
+            k: v for o in sorted(options & set(SIMULATOR_OPTIONS)) for k, v in SIMULATOR_OPTIONS[o].items()}))
+        options = options & set(OPTIONS)
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:

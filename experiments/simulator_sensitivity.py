@@ -59,7 +59,8 @@ def main() -> None:
     ap.add_argument("store")
     ap.add_argument("--units", default="")
     ap.add_argument("--n", type=int, default=6, help="units picked by peak z-score when --units is not given")
-    ap.add_argument("--simulators", default="keyword,prompted:gemma-3-270m")
+    ap.add_argument("--simulators", default="keyword,prompted:gemma-3-270m",
+                    help="comma list of specs; SPEC+int8 runs a fine-tuned one with quantize=int8")
     ap.add_argument("--split", default="valid", choices=("valid", "test"), help="held-out split scored")
     args = ap.parse_args()
     store = ExemplarStore.open(args.store)
@@ -79,7 +80,10 @@ def main() -> None:
     print(f"{'unit':>8}  {'simulator':<24} {'matched':>8} {'mismatched':>10}  explanation")
     summary = {}
     for spec in args.simulators.split(","):
-        sim = build_simulator(SimulatorConfig(spec))
+        name, _, suffix = spec.partition("+")  # finetuned:A+int8: with quantize=int8
+        if suffix not in ("", "int8"):
+            ap.error(f"--simulators {spec}: the only option after + is int8")
+        sim = build_simulator(SimulatorConfig(name, options={"quantize": "int8"} if suffix else {}))
         diffs = []
         for u in units:
             by = {s.explanation: s.value for s in score(sim, [explanations[u], rotated[u]], held[u])}
