@@ -198,7 +198,8 @@ def main() -> None:
             best = rounds(args.rounds, timed)
             (tp, _), (ts, preds), (tn, ref) = best["plain"], best["simulate"], best["naive"]
             cut = f", its first {layers} layers" if layers else ""
-            print(f"finetuned:{args.adapter} (default; LoRA merged, prefix KV reused, batched by length)  "
+            which = "default; " if args.adapter == DEFAULT_ADAPTER else ""
+            print(f"finetuned:{args.adapter} ({which}LoRA merged, prefix KV reused, batched by length)  "
                   f"cache key {fast.cache_key}")
             print(f"  plain body forward : {n_tok / tp:8.0f} exemplar tok/s  ({tp:.1f} s; base model {own}{cut}, "
                   f"{n_tok // args.window} rows: the tokenizer's prefix + an exemplar in its tokens)")
