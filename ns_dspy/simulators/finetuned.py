@@ -154,7 +154,7 @@ class FinetunedSimulator(Simulator):
         peft model (adapter layers beside the frozen base), as in training.
 
         ``quantize="int8"`` then runs the merged model's decoder linear layers in int8 on CPU
-        (:func:`~.finetuned_format.quantize_int8`; activations stay float32): about 2-3x faster there, and
+        (:func:`~.finetuned_format.quantize_int8`; activations stay float32): ~1.8-2.3x faster than float32, and
         approximate, by how much depends on the base (measured in the README: close on Qwen2.5-Coder-0.5B, too
         far on gemma-3-270m), so measure an adapter with it before relying on it. CPU and float32 only.
         """
