@@ -46,6 +46,14 @@ OPTIONS = {"whitespace": "whitespace", "classes": "word_classes", "context": "co
 SIMULATOR_OPTIONS = {"int8": {"quantize": "int8"}}
 
 
+def simulator_config(spec: str, suffixes: set[str]) -> SimulatorConfig:
+    """The configuration of simulator ``spec`` with the :data:`SIMULATOR_OPTIONS` named in ``suffixes``."""
+    options: dict = {}
+    for name in sorted(suffixes & set(SIMULATOR_OPTIONS)):
+        options.update(SIMULATOR_OPTIONS[name])
+    return SimulatorConfig(spec, options=options)
+
+
 def one(simulator, store, unit, **options: bool) -> dict:
     """The statistical explainer's choice with ``simulator`` and its valid and test scores."""
     train = store.train_exemplars(unit)
@@ -94,13 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         if options - set(OPTIONS) - set(SIMULATOR_OPTIONS):
             ap.error(f"--simulators {spec}: the options after + are {', '.join([*OPTIONS, *SIMULATOR_OPTIONS])}")
     for spec, simulator_spec, options in parsed:  # one simulator loaded at a time
-        simulator = build_simulator(SimulatorConfig(simulator_spec, options={
-            k: v for o in sorted(options & set(SIMULATOR_OPTIONS)) for k, v in SIMULATOR_OPTIONS[o].items()}))
-        options = options & set(OPTIONS)
+        simulator = build_simulator(simulator_config(simulator_spec, options))
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:
-                have[spec] = one(simulator, store, unit, **{OPTIONS[o]: True for o in options})
+                have[spec] = one(simulator, store, unit, **{OPTIONS[o]: True for o in options & set(OPTIONS)})
                 atomic_write_json(path, {"command": command, "simulators": specs, "neurons": results})
             print(f"[{spec} {i}/{len(units)}] {unit}: valid {have[spec]['valid']:.3f} test {have[spec]['test']:.3f} "
                   f"({have[spec]['seconds']} s)", flush=True)

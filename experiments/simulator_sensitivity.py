@@ -29,9 +29,9 @@ from ns_dspy.agents.evidence import token_key, word_list
 from ns_dspy.scoring import HeldOut, score
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.build import build_simulator
-from ns_dspy.config import SimulatorConfig
 from ns_dspy.types import UnitId, parse_units
 from quality import lookup_score  # experiments/quality.py, beside this script
+from simulator_real import SIMULATOR_OPTIONS, simulator_config  # the same SPEC+int8 as there
 
 
 def peak_words(store: ExemplarStore, unit: UnitId, n: int = 3) -> list[str]:
@@ -80,10 +80,10 @@ def main() -> None:
     print(f"{'unit':>8}  {'simulator':<24} {'matched':>8} {'mismatched':>10}  explanation")
     summary = {}
     for spec in args.simulators.split(","):
-        name, _, suffix = spec.partition("+")  # finetuned:A+int8: with quantize=int8
-        if suffix not in ("", "int8"):
-            ap.error(f"--simulators {spec}: the only option after + is int8")
-        sim = build_simulator(SimulatorConfig(name, options={"quantize": "int8"} if suffix else {}))
+        name, *suffixes = spec.split("+")  # finetuned:A+int8: with quantize=int8
+        if set(suffixes) - set(SIMULATOR_OPTIONS):
+            ap.error(f"--simulators {spec}: the options after + are {', '.join(SIMULATOR_OPTIONS)}")
+        sim = build_simulator(simulator_config(name, set(suffixes)))
         diffs = []
         for u in units:
             by = {s.explanation: s.value for s in score(sim, [explanations[u], rotated[u]], held[u])}

@@ -166,13 +166,14 @@ class FinetunedSimulator(Simulator):
         manifest = read_adapter_manifest(folder)
         trained_on = manifest.get("base_model", "?")
         FinetunedOptions(batch_size=batch_size, merge=merge, quantize=quantize)  # refuse bad combinations first
+        where = device or default_device()
         if quantize == "int8":
-            if (device or default_device()) != "cpu":
-                raise ConfigError(f"quantize=int8 runs on CPU only, not {device or default_device()}: drop it there")
+            if where != "cpu":
+                raise ConfigError(f"quantize=int8 runs on CPU only, not {where}: drop it there")
             if dtype not in ("auto", "float32"):
                 raise ConfigError(f"quantize=int8 keeps activations in float32, not {dtype}: use --dtype float32")
             dtype = "float32"
-        target = resolve_dtype(dtype, device or default_device())
+        target = resolve_dtype(dtype, where)
         subject = load_subject(base_model or trained_on, dtype="float32" if merge else target, device=device)
         if manifest.get("layers"):  # trained on the base's first layers only (simulator_training --layers)
             keep_layers(subject.model, manifest["layers"])

@@ -103,11 +103,11 @@ INT8_KEPT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2")
 few very large activations (LLM.int8's outlier features) that one int8 scale per row cannot hold."""
 
 
-def quantize_int8(model: torch.nn.Module) -> int:
+def quantize_int8(model: torch.nn.Module) -> None:
     """Run the decoder layers' linear layers in int8 on CPU, in place: weights quantized per output channel,
     activations per row at run time (torch's dynamic quantization, fbgemm/oneDNN kernels of any x86-64 CPU with
-    AVX2), except the MLP output projections (:data:`INT8_KEPT`), the embeddings and the output layer. Returns
-    how many layers were quantized. Only for a merged float32 model on CPU: the caller checks that."""
+    AVX2), except the MLP output projections (:data:`INT8_KEPT`), the embeddings and the output layer. Only for a
+    merged float32 model on CPU: the caller checks that."""
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -120,7 +120,6 @@ def quantize_int8(model: torch.nn.Module) -> int:
     with warnings.catch_warnings():  # torch.ao's notice that eager quantization moves to torchao
         warnings.simplefilter("ignore")
         quantize_dynamic(body, names, dtype=torch.qint8, inplace=True)
-    return len(names)
 
 
 def is_int8(model: torch.nn.Module) -> bool:
