@@ -1,7 +1,9 @@
 """Token statistics over the whole train split of the recording, not only over the unit's train windows.
 
-    python experiments/corpus_tokens.py lookup 1:2010,3:1545,...,5:819 > experiments/results/corpus-tokens-dev/lookup.txt
-    python experiments/corpus_tokens.py explain 1:2010,3:1545,...,11:815 experiments/results/corpus-tokens-dev/explain.json
+    python experiments/corpus_tokens.py lookup 1:2010,3:1545,...,5:819 \
+        > experiments/results/corpus-tokens-dev/lookup.txt
+    python experiments/corpus_tokens.py explain 1:2010,3:1545,...,11:815 \
+        experiments/results/corpus-tokens-dev/explain.json
 
 The explainer sees a unit's 40 top and 20 random train windows (3,840 tokens); the recording's train split has
 about 26,000. Every train-split window is run through gemma-3-270m again (the recording's own hookpoint code; the
@@ -87,8 +89,9 @@ def lookup(neurons: list[tuple[int, int]]) -> None:
         preds = {"windows": [window_mean.get(i, window_mu) for i in test_ids],
                  "corpus": [corpus_mean.get(i, corpus_mu) for i in test_ids]}
         for k in (2, 8, 32):
-            preds[f"blend k={k}"] = [(window_mean.get(i, 0.0) * window_count.get(i, 0) + k * corpus_mean.get(i, corpus_mu))
-                                     / (window_count.get(i, 0) + k) for i in test_ids]
+            preds[f"blend k={k}"] = [(window_mean.get(i, 0.0) * window_count.get(i, 0)
+                                      + k * corpus_mean.get(i, corpus_mu)) / (window_count.get(i, 0) + k)
+                                     for i in test_ids]
         row = {"unit": f"{layer}:{n}", "check": round(check(STORE, (layer, n), train, acts[layer, n]), 4)}
         row.update({name: round(float(np.corrcoef(np.asarray(p), truth)[0, 1]), 4) for name, p in preds.items()})
         row["unseen in windows"] = round(float(np.mean([i not in window_mean for i in test_ids])), 3)
