@@ -102,9 +102,11 @@ def _browser(binary: str, args: list[str], timeout: float) -> subprocess.Complet
 
 def screenshot(binary: str, page: Path, png: Path, *, size: tuple[int, int] = (1280, 1600),
                timeout: float = 180) -> Path:
-    """Render ``page`` headless into ``png`` (``size`` = window width, height)."""
-    _browser(binary, [f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.resolve().as_uri()],
-             timeout)
+    """Render ``page`` headless into ``png`` (``size`` = window width, height). Every compositor stage (raster
+    included) runs before the frame is drawn: without it a loaded machine once got a screenshot whose last line
+    of text was not yet painted."""
+    _browser(binary, [f"--window-size={size[0]},{size[1]}", "--run-all-compositor-stages-before-draw",
+                      f"--screenshot={png}", page.resolve().as_uri()], timeout)
     return png
 
 
