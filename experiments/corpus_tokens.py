@@ -119,17 +119,8 @@ def blended_ranking(strings: list[str], ids: np.ndarray, acts: np.ndarray):
     def ranked(exemplars, *, prior=2.0, most=40, lowest=False):
         if lowest:
             return ev.ranked_tokens(exemplars, prior=prior, most=most, lowest=True)
-        exemplars = [ex for ex in exemplars if ex.tokens]
-        a = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars])
-        total: dict[str, float] = {}
-        count: dict[str, int] = {}
-        shown: dict[str, str] = {}
-        for k, v, t in zip((ev.token_key(t) for ex in exemplars for t in ex.tokens), a,
-                           (t for ex in exemplars for t in ex.tokens)):
-            total[k], count[k] = total.get(k, 0.0) + float(v), count.get(k, 0) + 1
-            shown.setdefault(k, ev._show(t))
-        n_all, sum_all, var = len(a), float(a.sum()), float(a.var())
-        mu = sum_all / n_all
+        acts, total, count, shown = ev.token_totals(exemplars)
+        mu = float(acts.mean())
         value = {}
         for k, c in corpus_count.items():
             if k.strip() and c >= 2:
@@ -137,15 +128,8 @@ def blended_ranking(strings: list[str], ids: np.ndarray, acts: np.ndarray):
                 value[k] = (total.get(k, 0.0) + BLEND * corpus) / (count.get(k, 0) + BLEND)
         value.update({k: (total[k] + prior * mu) / (count[k] + prior)
                       for k in total if k.strip() and k not in value and count[k] >= 2})
-        out, n1, s1 = [], 0, 0.0
-        for k in sorted(value, key=lambda k: (-value[k], k))[:most]:
-            n1, s1 = n1 + count.get(k, 0), s1 + total.get(k, 0.0)
-            if n1 >= n_all:
-                break
-            r = 0.0 if n1 == 0 else ((s1 / n1 - (sum_all - s1) / (n_all - n1)) * np.sqrt(n1 * (n_all - n1))
-                                     / n_all / np.sqrt(var))
-            out.append(ev.RankedToken(k, shown.get(k, shown_of.get(k, k)), round(float(r), 6)))
-        return out
+        order = sorted(value, key=lambda k: (-value[k], k))[:most]
+        return ev.ranked_rows(order, acts, total, count, {**shown_of, **shown})
     return ranked
 
 

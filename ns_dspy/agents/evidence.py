@@ -41,7 +41,7 @@ __all__ = ["TokenRow", "Evidence", "token_evidence", "statistical_explanations",
            "RankedToken", "ranked_tokens", "tiered_explanations", "negative_explanations", "TIER_FIRSTS",
            "TIER_COUNTS", "TIER_LONGEST", "TIER_TOKENS", "NEGATIVE_SIZES", "tier_tokens", "WHITESPACE",
            "whitespace_explanations", "word_class_explanations", "spelling_explanations", "context_explanations",
-           "context_text", "context_pairs", "ContextPair", "train_only"]
+           "context_text", "context_pairs", "ContextPair", "train_only", "token_totals", "ranked_rows"]
 
 SCALE = 10.0
 
@@ -238,9 +238,24 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
     zero, so that "(negative)" is true of them: a unit that never goes negative has none, and the tokens where
     it is merely quiet are not named as if it were pushed down there."""
     train_only(exemplars, "tokens are ranked on")
+    acts, total, count, shown = token_totals(exemplars)
+    if not len(acts) or acts.var() <= 0:
+        return []
+    mu = float(acts.sum()) / len(acts)
+    shrunk = {k: (total[k] + prior * mu) / (count[k] + prior) for k in total if k.strip() and count[k] >= 2}
+    if lowest:
+        order = sorted((k for k in shrunk if shrunk[k] < min(mu, 0.0)), key=lambda k: (shrunk[k], k))
+    else:
+        order = sorted(shrunk, key=lambda k: (-shrunk[k], k))
+    return ranked_rows(order[:most], acts, total, count, shown)
+
+
+def token_totals(exemplars: Sequence[Exemplar]) -> tuple[np.ndarray, dict[str, float], dict[str, int], dict[str, str]]:
+    """Over the tokens of ``exemplars`` (those with tokens): their activations, and per grouping key
+    (:func:`token_key`) the sum of its activations, its count and its first spelling as shown in explanations."""
     exemplars = [ex for ex in exemplars if ex.tokens]
     if not exemplars:
-        return []
+        return np.zeros(0), {}, {}, {}
     acts = np.concatenate([np.asarray(ex.activations, np.float64) for ex in exemplars])
     total: dict[str, float] = {}
     count: dict[str, int] = {}
@@ -253,23 +268,24 @@ def ranked_tokens(exemplars: Sequence[Exemplar], *, prior: float = 2.0, most: in
             count[k] = count.get(k, 0) + 1
             shown.setdefault(k, _show(tok))
             at += 1
+    return acts, total, count, shown
+
+
+def ranked_rows(order: Sequence[str], acts: np.ndarray, total: dict[str, float], count: dict[str, int],
+                shown: dict[str, str]) -> list[RankedToken]:
+    """:class:`RankedToken` rows for the keys of ``order`` (:func:`token_totals`' sums and counts), each with the
+    train correlation of the indicator of the list up to it; stops before a list that would cover every token. A
+    key absent from the exemplars adds no token (its row repeats the correlation before it, 0 at the start)."""
     n_all, sum_all, var = len(acts), float(acts.sum()), float(acts.var())
-    if var <= 0:
-        return []
-    mu = sum_all / n_all
-    shrunk = {k: (total[k] + prior * mu) / (count[k] + prior) for k in total if k.strip() and count[k] >= 2}
-    if lowest:
-        order = sorted((k for k in shrunk if shrunk[k] < min(mu, 0.0)), key=lambda k: (shrunk[k], k))
-    else:
-        order = sorted(shrunk, key=lambda k: (-shrunk[k], k))
     out: list[RankedToken] = []
     n1, s1 = 0, 0.0
-    for k in order[:most]:
-        n1, s1 = n1 + count[k], s1 + total[k]
+    for k in order:
+        n1, s1 = n1 + count.get(k, 0), s1 + total.get(k, 0.0)
         if n1 >= n_all:
             break
-        r = (s1 / n1 - (sum_all - s1) / (n_all - n1)) * np.sqrt(n1 * (n_all - n1)) / n_all / np.sqrt(var)
-        out.append(RankedToken(k, shown[k], round(float(r), 6)))
+        r = 0.0 if n1 == 0 else ((s1 / n1 - (sum_all - s1) / (n_all - n1)) * np.sqrt(n1 * (n_all - n1))
+                                 / n_all / np.sqrt(var))
+        out.append(RankedToken(k, shown.get(k, k), round(float(r), 6)))
     return out
 
 
