@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--simulators {spec}: the options after + are {', '.join([*OPTIONS, *SIMULATOR_OPTIONS])}")
     for spec, simulator_spec, options in parsed:  # one simulator loaded at a time
         simulator = build_simulator(simulator_config(simulator_spec, options))
+        explainer = {OPTIONS[o]: True for o in options & set(OPTIONS)}
         for i, unit in enumerate(units, 1):
             have = results.setdefault(str(unit), {})
             if spec not in have:
-                have[spec] = one(simulator, store, unit, **{OPTIONS[o]: True for o in options & set(OPTIONS)})
+                have[spec] = one(simulator, store, unit, **explainer)
                 atomic_write_json(path, {"command": command, "simulators": specs, "neurons": results})
             print(f"[{spec} {i}/{len(units)}] {unit}: valid {have[spec]['valid']:.3f} test {have[spec]['test']:.3f} "
                   f"({have[spec]['seconds']} s)", flush=True)
