@@ -54,10 +54,9 @@ def test_chromium_renders_the_page(rendered):
     assert pixels.std() > 20  # not a blank or uniform page
     colours = {tuple(p) for p in pixels.reshape(-1, 3)[::7]}
     assert len(colours) > 50  # text, tables and charts, not a flat error page
-    # the heat map's orange (255,127,14) at full intensity is on screen: the strongest tokens of the first exemplars,
-    # ~320 pixels each; at least three of them, not all five that fit the screenshot (whether its last line is in it)
+    # the heat map's orange (255,127,14) at full intensity is on screen: the strongest token of the first exemplar
     orange = (np.abs(pixels - np.array([255, 127, 14])).sum(axis=2) < 30).sum()
-    assert orange > 900
+    assert orange > 1500
 
 
 def test_injected_markup_stays_text_in_the_browser(rendered):
