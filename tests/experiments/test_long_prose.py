@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from long_prose import FORMS, main
 
 from tests.runs.test_runner import _store
