@@ -23,7 +23,6 @@ test with maps fitted on the arm's own valid windows. Writes ``OUT/valid_size.js
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -109,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             f" -> {row[a]['test_after']:.3f}" for a in ARMS) + f" ({time.time() - t0:.0f} s)", flush=True)
         atomic_write_json(out / "valid_size.json", {"command": command, "simulator": args.simulator,
                                                     "neurons": rows, "summary": summarise(rows)})
-    summary = summarise(rows)
-    atomic_write_json(out / "valid_size.json", {"command": command, "simulator": args.simulator, "neurons": rows,
-                                                "summary": summary})
+    summary = summarise(rows)  # valid_size.json holds it already: the loop writes the file after every neuron
     atomic_write_text(out / "summary.md", render(command, args.simulator, rows, summary))
     print(render(command, args.simulator, rows, summary))
     return 0
