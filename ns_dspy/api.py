@@ -54,6 +54,7 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
     where the units are explained - this process (``concurrency`` threads, the default) or Ray workers
     (:mod:`ns_dspy.cluster.explain`; this process still writes the run file)."""
     from .exemplars import ExemplarStore
+    from .runs.read import check_run_file
     from .runs.runner import explain_units
 
     executor = executor or ExecutorConfig()
@@ -65,22 +66,29 @@ def explain(config: RunConfig, store: str | Path, units: Sequence[UnitId | str],
         exemplars.stats(unit)  # an unknown unit: one line, before anything is built
     run_path = Path(run) if run is not None else default_run_path(store, config)
     check_writable(run_path, "--run")  # an unwritable run file: one line now, not after the models load
+    check_run_file(run_path)  # nor a file of another kind
     if executor.executor == "ray":
         from .cluster.explain import start_workers
 
         workers = start_workers(config, store, executor)
         try:
             run_store = open_run(run_path, workers, store)
-            records = explain_units(None, exemplars, units, run_store, None, concurrency=workers.slots,
-                                    progress=progress, neuron_budget_s=neuron_budget_s, workers=workers)
+            try:
+                records = explain_units(None, exemplars, units, run_store, None, concurrency=workers.slots,
+                                        progress=progress, neuron_budget_s=neuron_budget_s, workers=workers)
+            finally:
+                run_store.close()
         finally:
             workers.close()
         return ExplainResult(records, run_store.path)
     built = build_program(config)  # a bad LM, simulator, embedder or program: no run file
     with built:
         run_store = open_run(run_path, built, store)
-        records = explain_units(built.program, exemplars, units, run_store, built.lm, concurrency=concurrency,
-                                progress=progress, neuron_budget_s=neuron_budget_s)
+        try:
+            records = explain_units(built.program, exemplars, units, run_store, built.lm, concurrency=concurrency,
+                                    progress=progress, neuron_budget_s=neuron_budget_s)
+        finally:
+            run_store.close()  # the last connection: sqlite folds its journal back, no -wal/-shm stay beside it
     return ExplainResult(records, run_store.path)
 
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ExecutorConfig, add_options, add_run_options, explicit, from_options, load_run_config, parse_key_values
+from .config import (ExecutorConfig, OneLineParser, add_options, add_run_options, explicit, from_options,
+                     load_run_config, parse_key_values)
 from .errors import NsDspyError
 
 __all__ = ["main", "build_parser"]
@@ -18,13 +19,24 @@ log = logging.getLogger("ns_dspy")
 
 
 def _positive_int(text: str) -> int:
-    """argparse ``type=`` of counts that must be at least 1 (argparse turns the error into a usage line, exit 2)."""
+    """argparse ``type=`` of counts that must be at least 1 (the parser turns the error into one line, exit 2)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give a positive integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not positive: give an integer of at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse ``type=`` of counts that may be 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give 0 or more") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 or more")
     return value
 
 
@@ -221,8 +233,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .recording import RecordConfig
 
-    parser = argparse.ArgumentParser(prog="ns-dspy", description=__doc__.splitlines()[0].split(": ", 1)[-1]
-                                     + " NeuronScope: explain language-model neurons.")
+    parser = OneLineParser(prog="ns-dspy", description="NeuronScope: explain language-model neurons. Record a model's "
+                           "activations, explain neurons (resumable), report, compare, compile the agent programs "
+                           "and sweep their settings.")
     parser.add_argument("--version", action="version", version=f"ns-dspy {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -277,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("explanation", help="the explanation to score")
     p.add_argument("--split", default="test", choices=["valid", "test"], help="held-out split (default: test)")
     p.add_argument("--kinds", default="top,random", help="exemplar kinds pooled (default: top,random)")
-    p.add_argument("--table", type=int, default=2, help="exemplars shown token by token (default: 2)")
+    p.add_argument("--table", type=_count, default=2, help="exemplars shown token by token (default: 2)")
     add_run_options(p, ("simulator",))
     p.set_defaults(func=_cmd_score)
 
@@ -336,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="compare two run files neuron by neuron, with the interval of each difference",
                        description="Score both runs' final explanations of every neuron done in both on the same "
-                                   "test windows and print, per neuron, the difference A - B with its 90%% bootstrap "
+                                   "test windows and print, per neuron, the difference A - B with its 90% bootstrap "
                                    "interval over the windows, then the mean difference and on how many neurons A "
                                    "is above B beyond the interval, below it or undecided.")
     p.add_argument("run_a", help="run file A (written by ns-dspy explain)")
@@ -387,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):  # also transformers' weight-loading bars (read when it is first imported)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "filelock", "LiteLLM"):

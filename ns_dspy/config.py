@@ -135,6 +135,14 @@ class _KeyValues(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose every mistake is one line, ``PROG: error: MESSAGE (see PROG --help)``, and exit 2,
+    without argparse's usage block. Its subparsers are of the same class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), prefix: str = "") -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (types and defaults from the field). Nested dataclass
     fields add their own fields' options. With ``prefix`` the options' ``dest`` is ``PREFIX.FIELD`` (see
@@ -431,7 +439,7 @@ class LMConfig(_Config):
                                 flag="--lm-timeout", metavar="SECONDS", provenance=False)
     hedge: bool = opt(True, "hedge slow openai:/endpoint: LM calls: a call without an answer for 2x the 90th "
                             "percentile of recent answer times, at least 1 s, is sent once more and the first "
-                            "answer wins; at most 10%% of calls (--no-lm-hedge: never)", flag="--lm-hedge",
+                            "answer wins; at most 10% of calls (--no-lm-hedge: never)", flag="--lm-hedge",
                       provenance=False)
     cache: bool = opt(True, "reuse cached LM answers for identical requests (--no-lm-cache: always call the LM)",
                       flag="--lm-cache", provenance=False)
@@ -471,6 +479,10 @@ class SimulatorConfig(_Config):
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise ConfigError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.device:
+            from .models.subject import check_device
+
+            check_device(self.device)
 
     def build_options(self) -> dict[str, Any]:
         """The keyword options :func:`~ns_dspy.simulators.build_simulator` takes for this configuration."""

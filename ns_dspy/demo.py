@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .exemplars import ExemplarStore
 from .recording import RecordConfig, record
 from .show import render_exemplar
@@ -39,11 +40,18 @@ def peaked_units(store: ExemplarStore, n: int) -> list[UnitId]:
 
 def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations: int = 2, candidates: int = 2,
              explain: bool = True, progress: bool = True) -> int:
+    from .config import ExplainConfig, RunConfig
+
+    if units < 1:
+        raise ConfigError(f"--units must be at least 1, got {units}")
+    # every option is checked before anything is recorded or written
+    config = RunConfig(explain=ExplainConfig(iterations=iterations, candidates=candidates, max_exemplars=10))
+    record_config = RecordConfig(layers=layers, tokens=tokens)
     store_path = out / "store"
     if (store_path / "manifest.json").exists():
         log.info("reusing the recording in %s", store_path)
     else:
-        record(RecordConfig(layers=layers, tokens=tokens), store_path, progress=progress)
+        record(record_config, store_path, progress=progress)
     store = ExemplarStore.open(store_path)
     m = store.manifest
     print(f"{store.describe()}\nrecorded {m['tokens_recorded']:,} tokens at {m['tokens_per_second']:,} tok/s; corpus: "
@@ -59,11 +67,9 @@ def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations:
     if not explain:
         return 0
     from .api import explain as explain_units
-    from .config import ExplainConfig, RunConfig
     from .runs.read import summary_table
 
     print(f"\nexplaining {len(chosen)} neurons ({iterations} refinement iterations x {candidates} candidates)")
-    config = RunConfig(explain=ExplainConfig(iterations=iterations, candidates=candidates, max_exemplars=10))
     result = explain_units(config, store_path, chosen, run=out / "run.sqlite", progress=progress)
     print(summary_table(result.records))
     print(f"run stored in {result.run_path}")

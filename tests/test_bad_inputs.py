@@ -252,7 +252,9 @@ def test_counts_must_be_positive(argv, option, store, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    line = err.strip().splitlines()[-1]  # argparse: the usage, then one error line
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no usage block
+    line = lines[0]
     assert f"error: argument {option}" in line and ("positive" in line or "whole number" in line), line
     assert snapshot(store) == before
     assert not list(store.parent.glob("*.sqlite"))  # explain made no run file
@@ -473,12 +475,14 @@ def test_a_huge_neuron_range_is_refused_before_anything_is_built(capsys):
     assert len(err.strip().splitlines()) == 1 and "below 4294967296" in err
 
 
-def test_a_simulator_that_predicts_nan_is_one_line_not_a_traceback(store, capsys, monkeypatch):
+def test_a_simulator_that_predicts_nan_is_one_line_not_a_traceback(store, tmp_path, capsys, monkeypatch):
+    """... and its broken predictions are not cached: the fixed simulator's score is computed afresh."""
     import numpy as np
 
     from ns_dspy.cli import main
     from ns_dspy.simulators.keyword import KeywordSimulator
 
+    monkeypatch.setenv("NS_DSPY_CACHE", str(tmp_path / "cache"))
     real = KeywordSimulator.simulate
 
     def broken(self, explanations, exemplars):
@@ -490,6 +494,25 @@ def test_a_simulator_that_predicts_nan_is_one_line_not_a_traceback(store, capsys
     assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "non-finite activation" in err
+    monkeypatch.setattr(KeywordSimulator, "simulate", real)
+    assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword"]) == 0  # not replayed
+    assert capsys.readouterr().out.startswith("unit 0:1, test: score ")
+
+
+def test_the_simulation_cache_never_serves_a_non_finite_prediction(tmp_path):
+    import sqlite3
+
+    from ns_dspy.simulators.cache import SimulationCache
+
+    cache = SimulationCache(tmp_path / "sim.sqlite")
+    good, bad = np.arange(4, dtype=np.float32), np.array([1, np.nan, 2, 3], np.float32)
+    cache.put_many({"good": good, "bad": bad, "inf": np.array([np.inf], np.float32)})
+    assert len(cache) == 1 and list(cache.get_many(["good", "bad", "inf"])) == ["good"]
+    with sqlite3.connect(tmp_path / "sim.sqlite") as db:  # a broken row an older version stored
+        db.execute("INSERT INTO predictions VALUES (?, ?)", ("old", bad.tobytes()))
+    db.close()
+    assert list(cache.get_many(["good", "old"])) == ["good"]  # a miss: simulated again
+    cache.close()
 
 
 # -- outputs that could not be written: refused before anything is built, loaded or written -------------------
@@ -548,3 +571,78 @@ def test_check_writable_creates_nothing_and_answers_for_real(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot write --run .*f is not a directory"):
         check_writable(tmp_path / "f" / "run.sqlite", "--run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+# -- devices this machine does not have, and other options checked before any work -------------------------
+@pytest.mark.parametrize("command, needle", [
+    (["record", "--layers", "1", "--device", "bogus", "--out", "OUT"], "--device 'bogus' is not a device"),
+    (["record", "--layers", "1", "--device", "cuda:7", "--out", "OUT"], "--device cuda:7"),
+    (["explain", "--store", "S", "--neurons", "0:1", "--device", "gpu0", "--run", "OUT"], "is not a device"),
+    (["score", "S", "0:1", "the word cat", "--device", "tpu"], "--device"),
+    (["demo", "--units", "-1", "--out", "OUT"], "--units must be at least 1"),
+    (["demo", "--iterations", "0", "--out", "OUT"], "--iterations must be at least 1"),
+])
+def test_bad_devices_and_demo_counts_are_refused_before_anything_loads(command, needle, store, tmp_path, capsys,
+                                                                       nothing_loads, nothing_builds):
+    import torch
+
+    if "cuda:7" in command and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "out"
+    run_refused(capsys, [store if a == "S" else out if a == "OUT" else a for a in command], needle, keep=[store])
+    assert not out.exists()
+
+
+@pytest.fixture
+def stats_run(store, tmp_path, capsys) -> Path:
+    """A real run file of the statistical explainer (no LM) with the keyword simulator."""
+    run = tmp_path / "stats.sqlite"
+    assert main(["explain", "--store", str(store), "--neurons", "0:1,0:4", "--method", "stats", "--simulator",
+                 "keyword", "--run", str(run), "-q"]) == 0
+    capsys.readouterr()
+    return run
+
+
+def test_explain_refuses_a_run_file_of_another_kind_before_building(store, tmp_path, capsys, nothing_builds):
+    other = tmp_path / "notes.sqlite"
+    other.write_text("my notes, not a database")
+    run_refused(capsys, ["explain", "--store", store, "--neurons", "0:1", "--run", other], str(other),
+                "is not an ns-dspy run file", "choose another --run", keep=[store, other])
+
+
+def test_reading_a_run_leaves_no_journal_files_beside_it(stats_run, tmp_path, capsys):
+    def journals():
+        return sorted(p.name for p in stats_run.parent.glob(stats_run.name + "-*"))
+
+    assert journals() == []
+    before = snapshot(stats_run)
+    assert main(["report", str(stats_run), "--out", str(tmp_path / "report.html")]) == 0
+    assert journals() == [] and snapshot(stats_run) == before
+    assert main(["compare", str(stats_run), str(stats_run), "--simulator", "keyword"]) == 0
+    assert journals() == [] and snapshot(stats_run) == before
+
+
+def test_a_file_given_as_a_store_is_named_as_a_file(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    run_refused(capsys, ["units", afile], f"{afile} is a file, not an exemplar store", keep=[afile])
+
+
+def test_score_table_count_may_be_zero_not_negative(store, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword", "--table", "-3"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--table: -3 is negative" in lines[0], lines
+    assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword", "--table", "0"]) == 0
+
+
+def test_training_data_from_a_file_that_is_no_run_names_its_option(tmp_path, capsys):
+    from simulator_training.cli import main as train_main
+
+    other = tmp_path / "notes.sqlite"
+    other.write_text("not a database")
+    assert train_main(["build-data", "--out", str(tmp_path / "data"), "--from-run", str(other)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "choose another --from-run" in lines[0], lines
+    assert not (tmp_path / "data").exists()

@@ -152,6 +152,8 @@ class ExemplarStore:
     @classmethod
     def open(cls, path: str | Path) -> "ExemplarStore":
         path = Path(path)
+        if path.is_file():
+            raise StoreError(f"{path} is a file, not an exemplar store: give the folder ns-dspy record --out wrote")
         if not path.is_dir():
             raise StoreError(f"no exemplar store at {path}: record one with `ns-dspy record --out {path}`")
         mpath = path / "manifest.json"

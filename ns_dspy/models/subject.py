@@ -13,7 +13,8 @@ from ..errors import ConfigError, ModelError
 from ..machine import cpu_description
 from .offline import offline_names, resolve_offline
 
-__all__ = ["Subject", "load_subject", "parse_dtype", "resolve_dtype", "fast_bf16", "default_device", "prefix_ids"]
+__all__ = ["Subject", "load_subject", "parse_dtype", "resolve_dtype", "fast_bf16", "default_device", "check_device",
+           "prefix_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,28 @@ def parse_dtype(name: str) -> torch.dtype:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(name: str | None, option: str = "--device") -> None:
+    """A one-line :class:`ConfigError` unless ``name`` (None or "" for the default) is a device this machine has:
+    ``cpu``, ``cuda`` or ``cuda:N`` with that GPU present, or ``mps`` where torch offers it."""
+    if not name:
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{option} {name}: this machine's torch sees no CUDA GPU: use cpu or leave it out")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{option} {name}: there are {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{option} {name}: MPS is not available here: use cpu or leave it out")
+    elif device.type != "cpu":
+        raise ConfigError(f"{option} {name!r}: ns-dspy runs models on cpu, cuda or mps only")
 
 
 @dataclass

@@ -92,6 +92,10 @@ class RecordConfig:
         if self.checkpoint_every <= 0:
             raise ConfigError("--checkpoint-every must be positive")
         self.units(n_layers=None)  # syntax errors surface now, before any model is loaded
+        if self.device:
+            from ..models.subject import check_device
+
+            check_device(self.device)
 
     @property
     def fractions(self) -> tuple[float, ...]:

@@ -8,6 +8,7 @@ opens the file read-only and refuses anything that is not an ns-dspy run with a 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from ..trace import Cost, Statistical, TraceError
 from ..types import UnitId
 from .store import FORMAT, NeuronRecord
 
-__all__ = ["RunData", "cost_row", "flat_config", "read_run", "run_mode", "statistical_row", "statistical_rows", "summary_table"]
+__all__ = ["RunData", "check_run_file", "cost_row", "flat_config", "read_run", "run_mode", "statistical_row", "statistical_rows", "summary_table"]
 
 
 @dataclass
@@ -136,6 +137,48 @@ def _column_problem(row: tuple) -> str | None:
     return None
 
 
+def _connect_for_reading(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the run file at ``path``. Read-write where the file is writable: closing the
+    last connection then checkpoints and removes the ``-wal`` and ``-shm`` files of the run's WAL journal, where a
+    read-only connection would leave them beside the user's file; read-only where it is not writable."""
+    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=60)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open run file {path}: {err}") from None
+
+
+def _run_meta(db: sqlite3.Connection, path: Path) -> dict:
+    """The meta table of an ns-dspy run file; :class:`StoreError` for another kind of file (sqlite errors are
+    the caller's to name)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"meta", "neurons"} <= tables:
+        raise StoreError(f"{path} is not an ns-dspy run file (no meta and neurons tables)")
+    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"{path} is not an ns-dspy run file (format {meta.get('format')!r})")
+    return meta
+
+
+def check_run_file(path: str | Path, option: str = "--run") -> None:
+    """Refuse in one line, before any model loads, an existing file at ``path`` that is not an ns-dspy run file
+    (a missing one is fine: it will be created). Reads only; leaves no journal files behind."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    db = _connect_for_reading(path)
+    try:
+        _run_meta(db, path)
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path} is not an ns-dspy run file ({err}): choose another {option}") from None
+    except (ValueError, TypeError) as err:
+        raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err}): choose another {option}") from None
+    except StoreError as err:
+        raise StoreError(f"{err}: choose another {option}") from None
+    finally:
+        db.close()
+
+
 def read_run(path: str | Path) -> RunData:
     """Every row of the run file at ``path``; :class:`StoreError` for a missing, foreign or corrupt file."""
     path = Path(path)
@@ -144,17 +187,9 @@ def read_run(path: str | Path) -> RunData:
                          f"(default STORE.explain.sqlite)")
     if not path.is_file():
         raise StoreError(f"no run file at {path}: give the .sqlite file ns-dspy explain wrote (its --run)")
+    db = _connect_for_reading(path)
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as err:
-        raise StoreError(f"cannot open run file {path}: {err}") from None
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "neurons"} <= tables:
-            raise StoreError(f"{path} is not an ns-dspy run file (no meta and neurons tables)")
-        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        if meta.get("format") != FORMAT:
-            raise StoreError(f"{path} is not an ns-dspy run file (format {meta.get('format')!r})")
+        meta = _run_meta(db, path)
         rows = db.execute("SELECT layer, idx, status, error, number, score_valid, score_test, baseline_test, "
                           "lm_tokens, lm_cost, seconds, trace FROM neurons ORDER BY layer, idx").fetchall()
     except sqlite3.DatabaseError as err:

@@ -51,10 +51,16 @@ class SimulationCache:
                 chunk = list(keys[start:start + 500])
                 rows = self._db.execute(f"SELECT key, value FROM predictions WHERE key IN ({','.join('?' * len(chunk))})",
                                         chunk).fetchall()
-                out.update((k, np.frombuffer(v, dtype=np.float32).copy()) for k, v in rows)
+                for k, v in rows:
+                    value = np.frombuffer(v, dtype=np.float32).copy()
+                    if np.isfinite(value).all():  # a broken prediction (from before put_many refused them) is a miss
+                        out[k] = value
         return out
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
+        """Store ``items``, except predictions with a NaN or infinity: a broken simulation is never replayed (the
+        caller's scoring refuses it, and a fixed simulator then simulates those pairs again)."""
+        items = {k: v for k, v in items.items() if np.isfinite(v).all()}
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?)",
                                  [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])

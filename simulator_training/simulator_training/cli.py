@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from ns_dspy.config import add_options, from_options
+from ns_dspy.config import OneLineParser, add_options, from_options
 from ns_dspy.errors import NsDspyError
 
 from .evaluate import STYLES
@@ -121,8 +122,11 @@ def cmd_build_data(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ns_dspy.models.subject import check_device
+
     from .train import train
 
+    check_device(args.device)
     config = from_options(TrainConfig, args)
     out = train(config, args.data, args.out, device=args.device, progress=not args.quiet,
                 max_minutes=args.max_minutes)
@@ -279,7 +283,7 @@ def _config_defaults(argv: list[str]) -> dict:
 
 
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ns-dspy-train-simulator", description=__doc__)
+    parser = OneLineParser(prog="ns-dspy-train-simulator", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -420,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(_config_defaults(argv)).parse_args(argv)
         args.argv = argv
+        if args.quiet:  # also transformers' weight-loading bars (read when it is first imported)
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         check_outputs(args)
         return args.func(args)
     except NsDspyError as err:

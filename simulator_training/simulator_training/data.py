@@ -479,9 +479,11 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
     exemplar store recorded in the run's configuration."""
     from ns_dspy.exemplars import ExemplarStore
     from ns_dspy.runs import RunStore
+    from ns_dspy.runs.read import check_run_file
 
     if not Path(run_path).is_file():
         raise ConfigError(f"run store {run_path} does not exist: give the RUN.sqlite that ns-dspy explain wrote")
+    check_run_file(run_path, "--from-run")
     run = RunStore(run_path)
     meta = run.meta()
     store_path = store_path or (meta.get("config") or {}).get("store") or meta.get("store")
