@@ -104,6 +104,9 @@ def neuron_sets(store, units: Sequence[UnitId] | None = None, *, n_neurons: int 
             skipped.append(str(unit))
         else:
             examples.append(example)
+    if wanted is not None and len(examples) < wanted:
+        log.warning("--n-neurons %d: the store has only %d usable units (with activation); compiling on those",
+                    wanted, len(examples))
     n_train, n_val, _ = split_sizes(len(examples), fractions)
     rng.shuffle(examples)
     sets = NeuronSets(train=examples[:n_train], val=examples[n_train:n_train + n_val],

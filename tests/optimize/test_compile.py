@@ -37,6 +37,10 @@ def test_neuron_sets_are_disjoint_seeded_and_skip_silent_units(store, caplog):
     assert all(e.test.split == "test" and "test" not in e.inputs() for e in sets.test)
     drawn = neuron_sets(store, n_neurons=4, seed=1)
     assert sum(len(s) for s in (drawn.train, drawn.val, drawn.test)) == 4 and "0:6" not in drawn.ids()["test"]
+    assert "only" not in caplog.text
+    everything = neuron_sets(store, n_neurons=99, seed=1)  # more than the store has: all 6 usable, said aloud
+    assert sum(len(s) for s in (everything.train, everything.val, everything.test)) == 6
+    assert "--n-neurons 99: the store has only 6 usable units" in caplog.text
 
 
 def test_split_sizes_and_option_parsing():
