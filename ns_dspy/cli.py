@@ -18,26 +18,25 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("ns_dspy")
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=`` of counts that must be at least 1 (the parser turns the error into one line, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive: give an integer of at least 1")
-    return value
+def _int_at_least(minimum: int):
+    """argparse ``type=`` of whole numbers of at least ``minimum`` (the parser turns the error into one line)."""
+    wanted = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give {wanted}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is {'not positive' if minimum == 1 else 'too small'}: "
+                                             f"give {wanted}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    """argparse ``type=`` of counts that may be 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give 0 or more") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 or more")
-    return value
+_positive_int = _int_at_least(1)  # counts that must be at least 1
+_count = _int_at_least(0)  # counts that may be 0
 
 
 def _cmd_record(args: argparse.Namespace) -> int:

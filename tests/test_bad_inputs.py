@@ -633,7 +633,7 @@ def test_score_table_count_may_be_zero_not_negative(store, capsys):
         main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword", "--table", "-3"])
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "--table: -3 is negative" in lines[0], lines
+    assert len(lines) == 1 and "--table: -3 is too small: give an integer of at least 0" in lines[0], lines
     assert main(["score", str(store), "0:1", "the word cat", "--simulator", "keyword", "--table", "0"]) == 0
 
 
