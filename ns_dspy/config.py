@@ -482,7 +482,7 @@ class SimulatorConfig(_Config):
         if self.device:
             from .models.subject import check_device
 
-            check_device(self.device)
+            check_device(self.device, present=False)  # the name; presence where it loads
 
     def build_options(self) -> dict[str, Any]:
         """The keyword options :func:`~ns_dspy.simulators.build_simulator` takes for this configuration."""

@@ -574,9 +574,23 @@ def test_check_writable_creates_nothing_and_answers_for_real(tmp_path):
 
 
 # -- devices this machine does not have, and other options checked before any work -------------------------
+def test_a_gpu_this_machine_lacks_is_refused_before_the_model_is_read(tmp_path, capsys, monkeypatch):
+    """Configurations check a device's name only (a CPU Ray head configures GPU workers); the machine that loads
+    the model refuses a GPU it lacks in one line, before reading weights or writing the store."""
+    import torch
+
+    import ns_dspy.models.subject as subject
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    monkeypatch.setattr(subject, "resolve_offline", lambda name: pytest.fail("the model was looked up"))
+    out = tmp_path / "out"
+    run_refused(capsys, ["record", "--layers", "1", "--device", "cuda:7", "--out", out], "--device cuda:7")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command, needle", [
     (["record", "--layers", "1", "--device", "bogus", "--out", "OUT"], "--device 'bogus' is not a device"),
-    (["record", "--layers", "1", "--device", "cuda:7", "--out", "OUT"], "--device cuda:7"),
     (["explain", "--store", "S", "--neurons", "0:1", "--device", "gpu0", "--run", "OUT"], "is not a device"),
     (["score", "S", "0:1", "the word cat", "--device", "tpu"], "--device"),
     (["demo", "--units", "-1", "--out", "OUT"], "--units must be at least 1"),
@@ -584,10 +598,6 @@ def test_check_writable_creates_nothing_and_answers_for_real(tmp_path):
 ])
 def test_bad_devices_and_demo_counts_are_refused_before_anything_loads(command, needle, store, tmp_path, capsys,
                                                                        nothing_loads, nothing_builds):
-    import torch
-
-    if "cuda:7" in command and torch.cuda.device_count() > 7:
-        pytest.skip("this machine has a cuda:7")
     out = tmp_path / "out"
     run_refused(capsys, [store if a == "S" else out if a == "OUT" else a for a in command], needle, keep=[store])
     assert not out.exists()

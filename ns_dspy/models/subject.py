@@ -53,26 +53,29 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def check_device(name: str | None, option: str = "--device") -> None:
-    """A one-line :class:`ConfigError` unless ``name`` (None or "" for the default) is a device this machine has:
-    ``cpu``, ``cuda`` or ``cuda:N`` with that GPU present, or ``mps`` where torch offers it."""
+def check_device(name: str | None, option: str = "--device", *, present: bool = True) -> None:
+    """A one-line :class:`ConfigError` unless ``name`` (None or "" for the default) is a device ns-dspy runs models
+    on: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. ``present``: also one that this machine has (that GPU, MPS).
+    Configurations check the name only (``present=False``): a Ray head without a GPU configures GPU workers;
+    :func:`load_subject` checks presence where the model loads, before any weight is read."""
     if not name:
         return
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise ConfigError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{option} {name!r}: ns-dspy runs models on cpu, cuda or mps only")
+    if not present:
+        return
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             raise ConfigError(f"{option} {name}: this machine's torch sees no CUDA GPU: use cpu or leave it out")
         if device.index is not None and device.index >= count:
             raise ConfigError(f"{option} {name}: there are {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"{option} {name}: MPS is not available here: use cpu or leave it out")
-    elif device.type != "cpu":
-        raise ConfigError(f"{option} {name!r}: ns-dspy runs models on cpu, cuda or mps only")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{option} {name}: MPS is not available here: use cpu or leave it out")
 
 
 @dataclass
@@ -129,6 +132,7 @@ def load_subject(name: str, *, dtype: str = "auto", device: str | None = None) -
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_device(device)  # a GPU this machine lacks: one line, before anything is read
     device = device or default_device()
     torch_dtype = parse_dtype(resolve_dtype(dtype, device))
     local = resolve_offline(name)

@@ -95,7 +95,7 @@ class RecordConfig:
         if self.device:
             from ..models.subject import check_device
 
-            check_device(self.device)
+            check_device(self.device, present=False)  # the name; presence where it loads
 
     @property
     def fractions(self) -> tuple[float, ...]:
