@@ -135,13 +135,13 @@ class _KeyValues(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
-
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose every mistake is one line, ``PROG: error: MESSAGE (see PROG --help)``, and exit 2,
     without argparse's usage block. Its subparsers are of the same class."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), prefix: str = "") -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (types and defaults from the field). Nested dataclass

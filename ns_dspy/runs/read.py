@@ -148,16 +148,27 @@ def _connect_for_reading(path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open run file {path}: {err}") from None
 
 
-def _run_meta(db: sqlite3.Connection, path: Path) -> dict:
-    """The meta table of an ns-dspy run file; :class:`StoreError` for another kind of file (sqlite errors are
-    the caller's to name)."""
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not {"meta", "neurons"} <= tables:
-        raise StoreError(f"{path} is not an ns-dspy run file (no meta and neurons tables)")
-    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    if meta.get("format") != FORMAT:
-        raise StoreError(f"{path} is not an ns-dspy run file (format {meta.get('format')!r})")
-    return meta
+def _open_run(path: Path) -> tuple[sqlite3.Connection, dict]:
+    """A reading connection to the run file at ``path`` and its meta table; :class:`StoreError` (the connection
+    closed) for a file of another kind or a corrupt meta table."""
+    db = _connect_for_reading(path)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "neurons"} <= tables:
+            raise StoreError(f"{path} is not an ns-dspy run file (no meta and neurons tables)")
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{path} is not an ns-dspy run file (format {meta.get('format')!r})")
+        return db, meta
+    except StoreError:
+        db.close()
+        raise
+    except sqlite3.DatabaseError as err:
+        db.close()
+        raise StoreError(f"{path} is not an ns-dspy run file ({err})") from None
+    except (ValueError, TypeError) as err:  # ValueError: JSONDecodeError, or an integer of over 4300 digits
+        db.close()
+        raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err})") from None
 
 
 def check_run_file(path: str | Path, option: str = "--run") -> None:
@@ -166,17 +177,11 @@ def check_run_file(path: str | Path, option: str = "--run") -> None:
     path = Path(path)
     if not path.is_file():
         return
-    db = _connect_for_reading(path)
     try:
-        _run_meta(db, path)
-    except sqlite3.DatabaseError as err:
-        raise StoreError(f"{path} is not an ns-dspy run file ({err}): choose another {option}") from None
-    except (ValueError, TypeError) as err:
-        raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err}): choose another {option}") from None
+        db, _ = _open_run(path)
     except StoreError as err:
         raise StoreError(f"{err}: choose another {option}") from None
-    finally:
-        db.close()
+    db.close()
 
 
 def read_run(path: str | Path) -> RunData:
@@ -187,15 +192,12 @@ def read_run(path: str | Path) -> RunData:
                          f"(default STORE.explain.sqlite)")
     if not path.is_file():
         raise StoreError(f"no run file at {path}: give the .sqlite file ns-dspy explain wrote (its --run)")
-    db = _connect_for_reading(path)
+    db, meta = _open_run(path)
     try:
-        meta = _run_meta(db, path)
         rows = db.execute("SELECT layer, idx, status, error, number, score_valid, score_test, baseline_test, "
                           "lm_tokens, lm_cost, seconds, trace FROM neurons ORDER BY layer, idx").fetchall()
     except sqlite3.DatabaseError as err:
         raise StoreError(f"{path} is not an ns-dspy run file ({err})") from None
-    except (ValueError, TypeError) as err:  # ValueError: JSONDecodeError, or an integer of over 4300 digits
-        raise StoreError(f"{path} is corrupt: its meta table is not JSON ({err})") from None
     finally:
         db.close()
     config = meta.get("config") or {}

@@ -122,11 +122,8 @@ def cmd_build_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ns_dspy.models.subject import check_device
-
     from .train import train
 
-    check_device(args.device)
     config = from_options(TrainConfig, args)
     out = train(config, args.data, args.out, device=args.device, progress=not args.quiet,
                 max_minutes=args.max_minutes)

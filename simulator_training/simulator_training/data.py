@@ -477,22 +477,24 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
                    valid_share: float = 0.2, seed: int = 0, overwrite: bool = False) -> Path:
     """A dataset from an ``ns-dspy explain`` run (see the module docstring). ``store_path`` defaults to the
     exemplar store recorded in the run's configuration."""
+    from ns_dspy.errors import StoreError
     from ns_dspy.exemplars import ExemplarStore
-    from ns_dspy.runs import RunStore
-    from ns_dspy.runs.read import check_run_file
+    from ns_dspy.runs.read import read_run
 
     if not Path(run_path).is_file():
         raise ConfigError(f"run store {run_path} does not exist: give the RUN.sqlite that ns-dspy explain wrote")
-    check_run_file(run_path, "--from-run")
-    run = RunStore(run_path)
-    meta = run.meta()
+    try:
+        run = read_run(run_path)  # read only: the run file is neither written nor locked
+    except StoreError as err:
+        raise StoreError(f"{err}: choose another --from-run") from None
+    meta = run.meta
     store_path = store_path or (meta.get("config") or {}).get("store") or meta.get("store")
     if not store_path:
         raise ConfigError(f"{run_path} does not name its exemplar store: pass --store")
     store = ExemplarStore.open(store_path)
     units: dict[str, list[dict]] = {s: [] for s in SPLITS}
     tokenizer_name = _model_name(store)
-    for rec in run.records():
+    for rec in run.records:
         if rec.status != "done":
             continue
         finals = [f.explanation for f in rec.typed_trace.finals if f.explanation]

@@ -231,6 +231,9 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from ns_dspy.models.subject import check_device
+
+    check_device(device)  # before the data is read (the 4-bit path does not go through load_subject)
     out = Path(out)
     data_manifest = read_manifest(data)
     units = read_units(data, "train")

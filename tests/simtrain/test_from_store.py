@@ -96,3 +96,22 @@ def test_cli_reads_exclusions_from_names_and_neuron_files(store, tmp_path, capsy
                  "--lists", "3"]) == 2
     assert "does not combine with --from-store" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_build_data_from_a_run_reads_the_run_without_writing_it(store, tmp_path, capsys):
+    """``--from-run``: the finished units' final explanations x their held-out exemplars; the run file is read
+    only (not written, no journal files left beside it)."""
+    import hashlib
+
+    from ns_dspy.cli import main as ns_main
+
+    run = tmp_path / "stats.sqlite"
+    assert ns_main(["explain", "--store", str(store.path), "--neurons", "0:0,0:1", "--method", "stats", "--simulator",
+                    "keyword", "--run", str(run), "-q"]) == 0
+    before = hashlib.sha256(run.read_bytes()).hexdigest()
+    assert main(["-q", "build-data", "--out", str(tmp_path / "data"), "--from-run", str(run)]) == 0
+    units = _units(tmp_path / "data")
+    assert set(units) == {"0:0", "0:1"} and all(u["family"] == "recorded" and u["explanations"]
+                                               for u in units.values())
+    assert read_manifest(tmp_path / "data")["source"] == "run"
+    assert hashlib.sha256(run.read_bytes()).hexdigest() == before and not list(tmp_path.glob("stats.sqlite-*"))
