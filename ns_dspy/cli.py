@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (ExecutorConfig, OneLineParser, add_options, add_run_options, explicit, from_options,
-                     load_run_config, parse_key_values)
+from .config import (ExecutorConfig, OneLineParser, add_options, add_run_options, configure_logging, explicit,
+                     from_options, load_run_config, parse_key_values)
 from .errors import NsDspyError
 
 __all__ = ["main", "build_parser"]
@@ -401,10 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "quiet", False):  # also transformers' weight-loading bars (read when it is first imported)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "LiteLLM"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     try:
         return args.func(args)
     except NsDspyError as err:

@@ -37,7 +37,7 @@ from .errors import ConfigError, json_kind
 
 __all__ = ["opt", "add_options", "from_options", "track_explicit", "explicit", "parse_key_values",
            "ClusterConfig", "ExplainConfig", "ExecutorConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig", "RunConfig",
-           "add_run_options", "load_run_config", "read_mapping", "read_config_file", "write_config_file",
+           "add_run_options", "load_run_config", "configure_logging", "read_mapping", "read_config_file", "write_config_file",
            "DEFAULT_LM", "DEFAULT_SIMULATOR", "DEFAULT_EMBEDDER", "DEFAULT_TEMPERATURE", "FORMAT", "VERSION"]
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+
+
+def configure_logging(verbose: bool = False, ours: tuple[str, ...] = ("ns_dspy", "simulator_training")) -> None:
+    """The command lines' logging: one stderr line per record, ``LEVEL logger: message``; our loggers (``ours``)
+    from INFO, everything else's (sentence-transformers, httpx, LiteLLM, ...) from WARNING only, so a run's
+    terminal shows its own progress, not each library's loading chatter. ``verbose``: every logger from DEBUG.
+    Does nothing where the root logger already has a handler (an embedding application, pytest)."""
+    import sys
+
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.split(".", 1)[0] in ours)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), prefix: str = "") -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (types and defaults from the field). Nested dataclass

@@ -3,7 +3,8 @@
 1. Record every MLP neuron of a few layers of gemma-3-270m over the default corpus.
 2. Pick the units with the sharpest peaks (highest (max - mean) / std): they have a recognisable trigger.
 3. Explain them with NeuronScope on the offline stack (Qwen2.5-Coder-1.5B-Instruct in process, the MiniLM
-   embedder, the default simulator) with small settings, and print the summary table.
+   embedder, the default simulator) with small settings, print the summary table and write the run's HTML report
+   (``report.html`` in the output directory).
 
 Finished work in the output directory (the recording, each explained neuron) is reused, so a second run
 starts where the first stopped.
@@ -23,7 +24,7 @@ from .recording import RecordConfig, record
 from .show import render_exemplar
 from .types import UnitId
 
-__all__ = ["run_demo", "peaked_units"]
+__all__ = ["run_demo", "peaked_units", "conclude"]
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,20 @@ def run_demo(out: Path, *, tokens: int, layers: str, units: int = 2, iterations:
     if not explain:
         return 0
     from .api import explain as explain_units
-    from .runs.read import summary_table
 
     print(f"\nexplaining {len(chosen)} neurons ({iterations} refinement iterations x {candidates} candidates)")
-    result = explain_units(config, store_path, chosen, run=out / "run.sqlite", progress=progress)
+    return conclude(explain_units(config, store_path, chosen, run=out / "run.sqlite", progress=progress), out)
+
+
+def conclude(result, out: Path) -> int:
+    """Print the summary table of the demo's run (an :class:`~ns_dspy.api.ExplainResult`) and write its HTML
+    report to ``out/report.html``; 0 if a neuron was explained."""
+    from .report import write_report
+    from .runs.read import summary_table
+
     print(summary_table(result.records))
     print(f"run stored in {result.run_path}")
+    if result.records:
+        page = write_report(result.run_path, out / "report.html")
+        print(f"report (exemplars as heat maps, each mode's refinement and candidates): {page}")
     return 0 if result.done else 1

@@ -93,3 +93,23 @@ def test_score_prints_score_and_token_table(tiny_llama, text_corpus, tmp_path, c
     assert capsys.readouterr().out == first
     assert main(["score", str(store), "1:5", "x", "--simulator", "warp:9"]) == 2
     assert "unknown simulator 'warp:9'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_command_line_logging_shows_our_progress_not_library_chatter(verbose):
+    """In a fresh process (as the commands run): our INFO lines and everyone's warnings reach stderr; another
+    library's INFO (sentence-transformers announcing its device, say) only with -v."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from ns_dspy.config import configure_logging; "
+            f"configure_logging({verbose}); "
+            "logging.getLogger('ns_dspy.program').info('ours'); "
+            "logging.getLogger('simulator_training.train').info('trainer'); "
+            "logging.getLogger('sentence_transformers.base.model').info('chatter'); "
+            "logging.getLogger('httpx').warning('theirs'); "
+            "logging.getLogger('ns_dspy.build').debug('detail')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "INFO ns_dspy.program: ours" in err and "INFO simulator_training.train: trainer" in err
+    assert "WARNING httpx: theirs" in err
+    assert ("chatter" in err) == verbose and ("DEBUG ns_dspy.build: detail" in err) == verbose

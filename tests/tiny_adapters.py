@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from ns_dspy.models.subject import load_subject
-from ns_dspy.simulators.finetuned_adapter import save_adapter
+from ns_dspy.simulators.finetuned_adapter import peft_quietly, save_adapter
 from ns_dspy.simulators.finetuned_format import BinHead
 
 __all__ = ["perturbed_lora", "bin_head", "random_adapter"]
@@ -20,7 +20,8 @@ def perturbed_lora(base, targets: Sequence[str], seed: int = 0):
     from peft import LoraConfig, get_peft_model
 
     subject = load_subject(str(base), dtype="float32", device="cpu")
-    model = get_peft_model(subject.model, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
+    with peft_quietly():
+        model = get_peft_model(subject.model, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

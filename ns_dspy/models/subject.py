@@ -14,7 +14,7 @@ from ..machine import cpu_description
 from .offline import offline_names, resolve_offline
 
 __all__ = ["Subject", "load_subject", "parse_dtype", "resolve_dtype", "fast_bf16", "default_device", "check_device",
-           "prefix_ids"]
+           "prefix_ids", "kv_cache_keyword"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,16 @@ def check_device(name: str | None, option: str = "--device", *, present: bool = 
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{option} {name}: MPS is not available here: use cpu or leave it out")
 
+
+
+def kv_cache_keyword(body: torch.nn.Module) -> str | None:
+    """The keyword under which ``body.forward`` takes a KV cache to read and extend: ``cache`` (transformers 5.2x
+    on), ``past_key_values`` (before; a deprecated alias since, removed in 5.40), or None for a model without
+    one. The simulators pass their prefix caches by this name, so one code runs on either transformers."""
+    import inspect
+
+    params = inspect.signature(body.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
 
 @dataclass
 class Subject:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +35,8 @@ from ..errors import ConfigError, ModelError
 from ..types import Exemplar
 from .align import align_to_tokenizer
 from .base import Simulator, positive
-from .finetuned_adapter import ADAPTER_FILE, HEAD_FILE, read_adapter_manifest, resolve_adapter, tokenizer_fingerprint
+from .finetuned_adapter import (ADAPTER_FILE, HEAD_FILE, peft_quietly, read_adapter_manifest, resolve_adapter,
+                                tokenizer_fingerprint)
 from .finetuned_format import (FORMAT_VERSION, BinHead, build_input, expected_bins, forward_bins, is_int8,
                                keep_layers, model_hidden_size, pad_batch, pad_id, quantize_int8, transformer_body)
 
@@ -130,9 +130,10 @@ class FinetunedSimulator(Simulator):
         int8 = "/int8" if is_int8(model) else ""  # other values: int8 rounds weights and activations
         self._cache_key = (f"{self.kind}/v{FORMAT_VERSION}/{self.manifest.get('base_model', '?')}/"
                            f"{digest[:16]}/{dtype}{merged}{int8}")
+        from ..models.subject import kv_cache_keyword
+
         body = transformer_body(model)
-        params = inspect.signature(body.forward).parameters
-        self._cache_arg = next((a for a in ("cache", "past_key_values") if a in params), None)
+        self._cache_arg = kv_cache_keyword(body)
         self._text_config = body.config
         self._aligned: dict = {}
         self._warned_plain = False
@@ -188,7 +189,8 @@ class FinetunedSimulator(Simulator):
             raise ModelError(f"adapter {folder} was trained on a model of hidden size {head.weight.shape[1]}, "
                              f"not {base_model or trained_on!r}: load it with the base model it was trained on")
         try:
-            model = PeftModel.from_pretrained(subject.model, str(folder))
+            with peft_quietly():
+                model = PeftModel.from_pretrained(subject.model, str(folder))
         except (ValueError, KeyError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot apply adapter {folder} to {subject.name!r}: {first}") from None

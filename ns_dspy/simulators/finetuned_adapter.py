@@ -12,8 +12,10 @@ An adapter folder written by :func:`save_adapter` holds (safetensors and JSON on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ from ..errors import ConfigError
 from .finetuned_format import FORMAT_VERSION, BinHead
 
 __all__ = ["FORMAT_NAME", "MANIFEST", "ADAPTER_FILE", "HEAD_FILE", "SHIPPED_DIR", "tokenizer_fingerprint",
-           "save_adapter", "shipped_adapters", "resolve_adapter", "read_adapter_manifest"]
+           "peft_quietly", "save_adapter", "shipped_adapters", "resolve_adapter", "read_adapter_manifest"]
 
 FORMAT_NAME = "ns-dspy-finetuned-simulator"
 MANIFEST = "ns_dspy_simulator.json"
@@ -35,6 +37,16 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "trained"
 
 _FINGERPRINT_IDS = 5000
 _FINGERPRINT_PROBE = "Neuron 7 fires on cats."
+
+
+@contextlib.contextmanager
+def peft_quietly():
+    """Wrap peft's model wrapping (``get_peft_model``, ``PeftModel.from_pretrained``): peft reads
+    ``is_gradient_checkpointing``, an alias transformers 5.x deprecates with a FutureWarning on every access, which
+    would reach the user's terminal on every simulator load. That one warning only; every other stays."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def tokenizer_fingerprint(tokenizer) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
-from ..models.subject import Subject, load_subject
+from ..models.subject import Subject, kv_cache_keyword, load_subject
 from ..types import Exemplar
 from .base import Simulator, positive
 from .bins import bin_token_ids, expected_value
@@ -90,6 +90,10 @@ class PromptedSimulator(Simulator):
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
         self._warned_long = False
+        self._cache_arg = kv_cache_keyword(subject.body)
+        if self._cache_arg is None:
+            raise ModelError(f"{self.name} takes no KV cache: a prompted simulator reads every text after one "
+                             "cached prompt; use a causal LM with one")
 
     @property
     def cache_key(self) -> str:
@@ -144,7 +148,8 @@ class PromptedSimulator(Simulator):
 
     def _prefix_cache(self, prefix: list[int]):
         ids = torch.tensor([prefix], dtype=torch.long, device=self.subject.device)
-        return self.subject.body(input_ids=ids, use_cache=True).past_key_values
+        out = self.subject.body(input_ids=ids, use_cache=True)
+        return next(out[name] for name in ("cache", "past_key_values") if name in out)  # by transformers' version
 
     def _read_chunk(self, prefix_cache, n_prefix: int, bodies: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
         """Expected value at every slot of each body, reading them after the cached prefix."""
@@ -159,8 +164,8 @@ class PromptedSimulator(Simulator):
             mask[b, :n_prefix + len(body)] = 1
         cache = copy.deepcopy(prefix_cache)  # the forward appends to the cache it is given
         cache.batch_repeat_interleave(len(bodies))
-        hidden = self.subject.body(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
-                                   use_cache=True).last_hidden_state
+        hidden = self.subject.body(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
+                                   **{self._cache_arg: cache}).last_hidden_state
         rows = torch.tensor([b for b, (_, slots) in enumerate(bodies) for _ in slots], dtype=torch.long)
         cols = torch.tensor([s for _, slots in bodies for s in slots], dtype=torch.long)
         states = hidden[rows.to(device), cols.to(device)].float()               # (slots, hidden)

@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ns_dspy.config import OneLineParser, add_options, from_options
+from ns_dspy.config import OneLineParser, add_options, configure_logging, from_options
 from ns_dspy.errors import NsDspyError
 
 from .evaluate import STYLES
@@ -415,9 +415,7 @@ def check_outputs(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     try:
         args = build_parser(_config_defaults(argv)).parse_args(argv)
         args.argv = argv

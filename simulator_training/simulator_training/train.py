@@ -32,7 +32,7 @@ from ns_dspy.atomic import atomic_dir, atomic_write_json
 from ns_dspy.config import opt
 from ns_dspy.errors import ConfigError
 from ns_dspy.simulators.align import align_to_tokenizer
-from ns_dspy.simulators.finetuned_adapter import save_adapter, tokenizer_fingerprint
+from ns_dspy.simulators.finetuned_adapter import peft_quietly, save_adapter, tokenizer_fingerprint
 from ns_dspy.simulators.finetuned_format import (BinHead, build_input, forward_bins, keep_layers, pad_batch,
                                                  pad_id)
 
@@ -251,7 +251,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, *, device: str
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, bias="none",
                       target_modules=[t.strip() for t in config.targets.split(",") if t.strip()])
     try:
-        model = get_peft_model(model, lora)
+        with peft_quietly():
+            model = get_peft_model(model, lora)
     except ValueError as err:
         raise ConfigError(f"cannot put LoRA on {config.targets!r} of {config.base_model}: "
                           f"{str(err).splitlines()[0]}") from None

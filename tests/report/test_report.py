@@ -184,6 +184,21 @@ def test_cli_writes_the_report_atomically_and_filters(runs, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary file left behind
 
 
+
+def test_demo_ends_with_its_table_and_report(runs, tmp_path, capsys):
+    """``ns-dspy demo`` prints its run's summary table and writes that run's report beside it."""
+    from ns_dspy.api import ExplainResult
+    from ns_dspy.demo import conclude
+
+    data = read_run(runs["refine"])
+    assert conclude(ExplainResult(data.records, data.path), tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert str(tmp_path / "report.html") in printed and str(data.path) in printed
+    page = parse((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert sorted(s.attrs["data-unit"] for s in page.find_all("section")) == sorted(str(r.unit) for r in data.records)
+    assert conclude(ExplainResult([], data.path), tmp_path / "none") == 1  # nothing explained: no report, exit 1
+    assert not (tmp_path / "none").exists()
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.sqlite", "no run file at"),
     (lambda d: d, "is a directory"),

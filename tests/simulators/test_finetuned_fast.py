@@ -9,6 +9,7 @@ than prefix + exemplar so the sliding masks matter.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -103,8 +104,11 @@ def test_fast_path_matches_the_naive_loop(base, request, tmp_path, monkeypatch):
     monkeypatch.setattr(FinetunedSimulator, "_simulate_full",
                         lambda self, heads, texts, jobs, *out: (plain_jobs.extend(jobs),
                                                                 original(self, heads, texts, jobs, *out)))
-    got = fast.simulate(EXPLANATIONS, exemplars)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = fast.simulate(EXPLANATIONS, exemplars)
     assert plain_jobs == []  # every pair went through the prefix cache
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
     assert _max_diff(got, expected, exemplars) <= TOLERANCE
     assert not np.allclose(got[0][0], got[1][0], atol=1e-2)  # the explanation still matters
     np.testing.assert_allclose(got[0][2][0], got[0][-1][0], atol=TOLERANCE)  # both read just before the text
@@ -142,3 +146,15 @@ def test_in_memory_peft_model_is_not_merged(tiny_llama, tmp_path):
     assert hasattr(sim.model, "peft_config") and any("lora_" in n for n, _ in sim.model.named_parameters())
     sim.reuse_prefix = False
     assert _max_diff(got, sim.simulate(EXPLANATIONS[:2], exemplars), exemplars) <= TOLERANCE
+
+
+def test_loading_an_adapter_warns_nothing(tiny_llama, tmp_path):
+    """Loading an adapter raises no warning of its own: peft reads transformers' deprecated
+    ``is_gradient_checkpointing`` on every load (a FutureWarning on transformers 5.x), which would reach every
+    ``ns-dspy explain``/``score`` terminal; the simulator silences that one only."""
+    folder = _adapter(tiny_llama, tmp_path / "sim", seed=6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FinetunedSimulator.from_pretrained(folder, dtype="float32", device="cpu")
+        FinetunedSimulator.from_pretrained(folder, dtype="float32", device="cpu", merge=False)
+    assert [str(w.message) for w in caught if "checkpointing" in str(w.message)] == []

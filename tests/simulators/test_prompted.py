@@ -8,6 +8,8 @@ the bin-row shortcut at once.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +87,11 @@ def test_matches_naive_full_forward(model, request):
     subject = load_subject(str(request.getfixturevalue(model)), dtype="float32", device="cpu")
     sim = PromptedSimulator(subject, batch_size=3)
     exemplars = _exemplars(subject)
-    preds = sim.simulate(EXPLANATIONS, exemplars)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        preds = sim.simulate(EXPLANATIONS, exemplars)
+    # the cache goes in under the keyword this transformers takes (`cache`, not the deprecated `past_key_values`)
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
     assert len(preds) == len(EXPLANATIONS) and all(len(row) == len(exemplars) for row in preds)
     for explanation, row in zip(EXPLANATIONS, preds):
         for exemplar, got in zip(exemplars, row):
