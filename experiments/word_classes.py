@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                          + " | ".join(cells) + " |")
         for i, spec in enumerate(specs):
             rs = [row["r"] for row in result["simulators"][spec].values() if row["r"] is not None]
-            lines.append(f"\n{i + 1}: `{spec}`: mean r over {len(rs)} classes {np.mean(rs):.3f}")
+            mean = f"{np.mean(rs):.3f}" if rs else "- (no class has an r: constant predictions, or no token in or out of it)"
+            lines.append(f"\n{i + 1}: `{spec}`: mean r over {len(rs)} classes {mean}")
     atomic_write_json(out / "word_classes.json", result)
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
