@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                          + " | ".join(cells) + " |")
         for i, spec in enumerate(specs):
             rs = [row["r"] for row in result["simulators"][spec].values() if row["r"] is not None]
-            mean = f"{np.mean(rs):.3f}" if rs else "- (no class has an r: constant predictions, or no token in or out of it)"
+            mean = f"{np.mean(rs):.3f}" if rs else "- (no class has an r: constant predictions, or no token in/out)"
             lines.append(f"\n{i + 1}: `{spec}`: mean r over {len(rs)} classes {mean}")
     atomic_write_json(out / "word_classes.json", result)
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")

@@ -36,9 +36,10 @@ from typing import Any, TypeVar
 from .errors import ConfigError, json_kind
 
 __all__ = ["opt", "add_options", "from_options", "track_explicit", "explicit", "parse_key_values",
-           "ClusterConfig", "ExplainConfig", "ExecutorConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig", "RunConfig",
-           "add_run_options", "load_run_config", "configure_logging", "read_mapping", "read_config_file", "write_config_file",
-           "DEFAULT_LM", "DEFAULT_SIMULATOR", "DEFAULT_EMBEDDER", "DEFAULT_TEMPERATURE", "FORMAT", "VERSION"]
+           "ClusterConfig", "ExplainConfig", "ExecutorConfig", "LMConfig", "SimulatorConfig", "EmbedderConfig",
+           "RunConfig", "add_run_options", "load_run_config", "configure_logging", "read_mapping", "read_config_file",
+           "write_config_file", "DEFAULT_LM", "DEFAULT_SIMULATOR", "DEFAULT_EMBEDDER", "DEFAULT_TEMPERATURE", "FORMAT",
+           "VERSION"]
 
 log = logging.getLogger(__name__)
 
