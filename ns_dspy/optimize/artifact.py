@@ -123,8 +123,12 @@ def load_compiled(path: str | Path, program):
     other = {k: v for k, v in manifest.get("explain_config", {}).items()
              if k not in STRUCTURAL_KEYS and v != program.config.to_dict().get(k)}
     if other:
-        log.info("%s was compiled with other settings (%s); they do not change the program's structure", path.name,
-                 ", ".join(f"{k}={v}" for k, v in sorted(other.items())))
+        from .packaged import PROGRAMS_DIR
+
+        # a program that ships was compiled once, on its manifest's settings: no news for the user of a default run
+        shipped = path.resolve().parent == PROGRAMS_DIR
+        log.log(logging.DEBUG if shipped else logging.INFO, "%s was compiled with other settings (%s); they do not "
+                "change the program's structure", path.name, ", ".join(f"{k}={v}" for k, v in sorted(other.items())))
     program.load(str(path))
     log.info("loaded %s (compiled with %s)", path, manifest.get("optimizer", "?"))
     return program
