@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "run_checks", "format_checks"]
+__all__ = ["Check", "run_checks", "format_checks", "build_hint"]
 
 _STATUS = ("ok", "warn", "fail")
 
@@ -150,6 +150,28 @@ def check_llama_cpp(lm: str | None) -> Iterator[Check]:
     yield Check("ok", "llama.cpp decode", f"{gguf.name} decodes on this CPU in a child process"
                 + (f" ({speed:g} prompt tok/s in the check)" if speed else "")
                 + (f"; built with {features}" if features else ""))
+    from .machine import cpu_description
+
+    hint = build_hint(set(cpu_description()["flags"]), features)
+    if hint is not None:
+        yield hint
+
+
+def build_hint(cpu_flags: set[str], features: str) -> Check | None:
+    """A note when this CPU has AVX-512 but the installed llama.cpp (the README's portable build, AVX2 at most)
+    was built without it: a build for this CPU evaluates prompts faster (the explainer LM's main cost), measured
+    with ``benchmarks/llm.py --native``. None when there is nothing to gain or nothing is known."""
+    have = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16") if f in cpu_flags]
+    if not features or "avx512f" not in cpu_flags or "AVX512" in features.split():
+        return None
+    return Check("warn", "llama.cpp speed",
+                 f"this CPU has AVX-512 ({' '.join(have)}) and the installed llama.cpp uses none of it (it is built "
+                 "for any x86-64 CPU with AVX2): a build for an AVX-512 CPU evaluated prompts 1.4x faster on an AMD "
+                 "EPYC and ~2x on an AMX Xeon (the portability issue's figures), generation the same "
+                 "(benchmarks/llm.py --native; README)",
+                 "optional, for this machine only: pip install --force-reinstall --no-deps --no-cache-dir "
+                 "llama-cpp-python==0.3.36 (a -march=native build; never copy it to another CPU; the decode "
+                 "check guards it: an AMX CPU runs it with llama.cpp's extra weight buffers off)")
 
 
 def _features(system_info: str) -> str:

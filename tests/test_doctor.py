@@ -44,3 +44,15 @@ def test_doctor_fails_on_a_dead_endpoint_with_its_fix(tmp_path, monkeypatch, cap
 def test_format_marks_failures_and_fixes():
     text = format_checks([Check("ok", "a", "fine"), Check("fail", "b", "broken", "do this")])
     assert "FAIL b: broken\n     fix: do this" in text and text.endswith("1 failed, 0 warnings, 1 ok")
+
+
+def test_a_faster_llama_cpp_build_is_suggested_only_where_the_cpu_has_more_than_the_build():
+    from ns_dspy.doctor import build_hint
+
+    portable = "AVX AVX2 F16C FMA BMI2 LLAMAFILE OPENMP REPACK"
+    hint = build_hint({"avx2", "fma", "f16c", "avx512f", "avx512_vnni"}, portable)
+    assert hint is not None and hint.status == "warn" and "avx512f avx512_vnni" in hint.detail
+    assert "--no-cache-dir llama-cpp-python==" in hint.fix  # pip would reuse the cached portable wheel otherwise
+    assert build_hint({"avx2", "fma", "f16c"}, portable) is None  # nothing more in this CPU
+    assert build_hint({"avx2", "avx512f"}, portable + " AVX512 AVX512_VNNI") is None  # already built for it
+    assert build_hint({"avx2", "avx512f"}, "") is None  # the build's features unknown: say nothing
