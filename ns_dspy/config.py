@@ -144,7 +144,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-
 def configure_logging(verbose: bool = False, ours: tuple[str, ...] = ("ns_dspy", "simulator_training")) -> None:
     """The command lines' logging: one stderr line per record, ``LEVEL logger: message``; our loggers (``ours``)
     from INFO, everything else's (sentence-transformers, httpx, LiteLLM, ...) from WARNING only, so a run's
@@ -161,6 +160,7 @@ def configure_logging(verbose: bool = False, ours: tuple[str, ...] = ("ns_dspy",
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.split(".", 1)[0] in ours)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
 
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), prefix: str = "") -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (types and defaults from the field). Nested dataclass

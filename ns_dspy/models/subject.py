@@ -78,7 +78,6 @@ def check_device(name: str | None, option: str = "--device", *, present: bool = 
         raise ConfigError(f"{option} {name}: MPS is not available here: use cpu or leave it out")
 
 
-
 def kv_cache_keyword(body: torch.nn.Module) -> str | None:
     """The keyword under which ``body.forward`` takes a KV cache to read and extend: ``cache`` (transformers 5.2x
     on), ``past_key_values`` (before; a deprecated alias since, removed in 5.40), or None for a model without
@@ -87,6 +86,7 @@ def kv_cache_keyword(body: torch.nn.Module) -> str | None:
 
     params = inspect.signature(body.forward).parameters
     return next((name for name in ("cache", "past_key_values") if name in params), None)
+
 
 @dataclass
 class Subject:

@@ -179,7 +179,6 @@ def test_loading_into_another_configuration_is_refused(compiled_path):
     load_compiled(compiled_path, toy_program(iterations=3))  # not structural: loads
 
 
-
 def test_other_settings_are_news_for_a_users_program_not_for_a_shipped_one(compiled_path, tmp_path, caplog,
                                                                            monkeypatch):
     import logging
@@ -200,6 +199,7 @@ def test_other_settings_are_news_for_a_users_program_not_for_a_shipped_one(compi
     load_compiled(shipped / "c.json", toy_program(iterations=3))
     said = [r for r in caplog.records if "compiled with other settings (iterations=" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.DEBUG]
+
 
 def test_loading_refuses_a_missing_or_foreign_file(compiled_path, tmp_path):
     with pytest.raises(ConfigError, match="no compiled program at"):

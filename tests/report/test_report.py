@@ -184,7 +184,6 @@ def test_cli_writes_the_report_atomically_and_filters(runs, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary file left behind
 
 
-
 def test_demo_ends_with_its_table_and_report(runs, tmp_path, capsys):
     """``ns-dspy demo`` prints its run's summary table and writes that run's report beside it."""
     from ns_dspy.api import ExplainResult
@@ -198,6 +197,7 @@ def test_demo_ends_with_its_table_and_report(runs, tmp_path, capsys):
     assert sorted(s.attrs["data-unit"] for s in page.find_all("section")) == sorted(str(r.unit) for r in data.records)
     assert conclude(ExplainResult([], data.path), tmp_path / "none") == 1  # nothing explained: no report, exit 1
     assert not (tmp_path / "none").exists()
+
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.sqlite", "no run file at"),
