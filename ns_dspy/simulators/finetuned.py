@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
+from ..models.subject import default_device, kv_cache_keyword, load_subject, parse_dtype, resolve_dtype
 from ..types import Exemplar
 from .align import align_to_tokenizer
 from .base import Simulator, positive
@@ -130,8 +131,6 @@ class FinetunedSimulator(Simulator):
         int8 = "/int8" if is_int8(model) else ""  # other values: int8 rounds weights and activations
         self._cache_key = (f"{self.kind}/v{FORMAT_VERSION}/{self.manifest.get('base_model', '?')}/"
                            f"{digest[:16]}/{dtype}{merged}{int8}")
-        from ..models.subject import kv_cache_keyword
-
         body = transformer_body(model)
         self._cache_arg = kv_cache_keyword(body)
         self._text_config = body.config
@@ -160,8 +159,6 @@ class FinetunedSimulator(Simulator):
         far on gemma-3-270m), so measure an adapter with it before relying on it. CPU and float32 only.
         """
         from peft import PeftModel
-
-        from ..models.subject import default_device, parse_dtype, load_subject, resolve_dtype
 
         folder = resolve_adapter(adapter_dir)
         manifest = read_adapter_manifest(folder)

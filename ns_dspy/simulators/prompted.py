@@ -147,9 +147,12 @@ class PromptedSimulator(Simulator):
             self._warned_long = True
 
     def _prefix_cache(self, prefix: list[int]):
+        from transformers import DynamicCache
+
         ids = torch.tensor([prefix], dtype=torch.long, device=self.subject.device)
-        out = self.subject.body(input_ids=ids, use_cache=True)
-        return next(out[name] for name in ("cache", "past_key_values") if name in out)  # by transformers' version
+        cache = DynamicCache(config=self.subject.body.config)  # filled in place, as the forward would make it
+        self.subject.body(input_ids=ids, use_cache=True, **{self._cache_arg: cache})
+        return cache
 
     def _read_chunk(self, prefix_cache, n_prefix: int, bodies: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
         """Expected value at every slot of each body, reading them after the cached prefix."""
