@@ -40,6 +40,7 @@ from paper_analysis import analyze  # noqa: E402
 from paper_config import MODES, ExperimentConfig, load_config  # noqa: E402
 
 from ns_dspy.atomic import atomic_write_json  # noqa: E402
+from ns_dspy.config import OUR_LOGGERS, configure_logging  # noqa: E402
 from ns_dspy.errors import ConfigError, NsDspyError, StoreError  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
@@ -268,10 +269,7 @@ def main(argv: list[str] | None = None, *, lm=None, embedder=None) -> int:
 
             add_options(p.add_argument_group("where the units are explained"), ExecutorConfig)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "LiteLLM"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(ours=(*OUR_LOGGERS, "paper", "paper_analysis"), timestamps=True)
     try:
         cfg = load_config(args.config)
         work, results = _paths(cfg, args.work, args.results)

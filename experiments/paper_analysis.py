@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ns_dspy.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ns_dspy.config import OUR_LOGGERS, configure_logging
 from ns_dspy.errors import ConfigError, NsDspyError
 from ns_dspy.report.data import mean_trajectories, neuron_trajectory
 from ns_dspy.report.html import PALETTE
@@ -530,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure2b-neuron", default="", help="LAYER:INDEX for Figure 2b (default: most modes)")
     ap.add_argument("--table3-rows", type=int, default=8, help="neurons in the Markdown Table 3")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(ours=(*OUR_LOGGERS, "paper_analysis"))
     command = shlex.join(["python", "experiments/paper_analysis.py", *(argv if argv is not None else sys.argv[1:])])
     try:
         analyze({m: getattr(args, m) for m in METHODS}, args.out, model=args.model, command=command,

@@ -79,6 +79,7 @@ from paper_analysis import _pm, mean_se  # noqa: E402
 
 from ns_dspy.agents.evidence import NEGATIVE_SIZES, TIER_TOKENS, ranked_tokens, token_key, word_list  # noqa: E402
 from ns_dspy.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from ns_dspy.config import OUR_LOGGERS, configure_logging  # noqa: E402
 from ns_dspy.types import UnitId, parse_units  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"quality.py: {made} does not exist: run without --plot-only first")
         plot_quality(json.loads(made.read_text()), made.with_name("quality.png"), _plot_title(Path(args.store)))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(ours=(*OUR_LOGGERS, "quality"))
     command = "python experiments/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     from ns_dspy.build import build_program

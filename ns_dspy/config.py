@@ -144,10 +144,15 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def configure_logging(verbose: bool = False, ours: tuple[str, ...] = ("ns_dspy", "simulator_training")) -> None:
+OUR_LOGGERS = ("ns_dspy", "simulator_training")
+"""The packages whose INFO records a command line shows (:func:`configure_logging`)."""
+
+
+def configure_logging(verbose: bool = False, ours: tuple[str, ...] = OUR_LOGGERS, *, timestamps: bool = False) -> None:
     """The command lines' logging: one stderr line per record, ``LEVEL logger: message``; our loggers (``ours``)
     from INFO, everything else's (sentence-transformers, httpx, LiteLLM, ...) from WARNING only, so a run's
     terminal shows its own progress, not each library's loading chatter. ``verbose``: every logger from DEBUG.
+    ``timestamps``: each line starts with the time (``HH:MM:SS``), for the long experiment drivers.
     Does nothing where the root logger already has a handler (an embedding application, pytest)."""
     import sys
 
@@ -155,7 +160,8 @@ def configure_logging(verbose: bool = False, ours: tuple[str, ...] = ("ns_dspy",
     if root.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    line = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter("%(asctime)s " + line if timestamps else line, datefmt="%H:%M:%S"))
     if not verbose:
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.split(".", 1)[0] in ours)
     root.addHandler(handler)

@@ -113,3 +113,21 @@ def test_command_line_logging_shows_our_progress_not_library_chatter(verbose):
     assert "INFO ns_dspy.program: ours" in err and "INFO simulator_training.train: trainer" in err
     assert "WARNING httpx: theirs" in err
     assert ("chatter" in err) == verbose and ("DEBUG ns_dspy.build: detail" in err) == verbose
+
+
+def test_experiment_drivers_log_their_own_lines_with_the_time_and_no_library_chatter():
+    """experiments/paper.py and the other drivers log through the same configure_logging: their own logger
+    (``paper``) and ours at INFO, each line prefixed with HH:MM:SS; another library's INFO not at all."""
+    import re
+    import subprocess
+    import sys
+
+    code = ("import logging; from ns_dspy.config import OUR_LOGGERS, configure_logging; "
+            "configure_logging(ours=(*OUR_LOGGERS, 'paper'), timestamps=True); "
+            "logging.getLogger('paper').info('step'); logging.getLogger('ns_dspy.program').info('ours'); "
+            "logging.getLogger('sentence_transformers.base.model').info('chatter')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    lines = err.splitlines()
+    assert [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in lines] == ["INFO paper: step",
+                                                                         "INFO ns_dspy.program: ours"]
+    assert all(re.match(r"^\d\d:\d\d:\d\d INFO ", line) for line in lines)
