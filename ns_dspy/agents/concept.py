@@ -24,7 +24,7 @@ from dspy.utils.exceptions import AdapterParseError
 from ..types import Exemplar
 from .evidence import quoted, ranked_tokens, token_key, train_only
 from .formatting import clean_output
-from .reliability import check_budget
+from .reliability import bounded_answer, check_budget
 from .signatures import NameConcept
 
 __all__ = ["ConceptAgent", "concept_explanations", "clean_concept"]
@@ -96,7 +96,8 @@ class ConceptAgent(dspy.Module):
                 config = {"rollout_id": rollout, "max_tokens": self.max_tokens,
                           **({"temperature": self.temperature} if rollout else {})}
                 try:
-                    name = clean_concept(self.name(words=text, config=config).concept)
+                    with bounded_answer("concepts", self.max_tokens):
+                        name = clean_concept(self.name(words=text, config=config).concept)
                 except AdapterParseError:
                     name = ""
                 if not name:

@@ -21,7 +21,7 @@ from dspy.utils.exceptions import AdapterParseError
 from ..parsing import PARSE_LOCK
 from .errors import AgentError
 from .formatting import clean_output, leaked_instructions
-from .reliability import UnusableAnswer, check_budget, fresh_rollout
+from .reliability import UnusableAnswer, bounded_answer, check_budget, fresh_rollout
 from .signatures import Decompose
 
 __all__ = ["DecompositionAgent", "parse_conditions", "normalise_condition", "MAX_CONDITIONS"]
@@ -220,7 +220,8 @@ class DecompositionAgent(dspy.Module):
                        {"rollout_id": fresh_rollout(), "temperature": self.retry_temperature,
                         "max_tokens": self.max_tokens}):
             check_budget("decomposition")
-            conditions, problem = self._attempt(explanation, config)
+            with bounded_answer("decomposition", self.max_tokens):
+                conditions, problem = self._attempt(explanation, config)
             if conditions:
                 return dspy.Prediction(conditions=conditions)
             log.info("decomposition attempt failed: %s", problem)

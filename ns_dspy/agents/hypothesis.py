@@ -11,7 +11,7 @@ from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
 from .formatting import clean_output, format_exemplars
-from .reliability import UnusableAnswer, check_budget, fresh_rollout
+from .reliability import UnusableAnswer, bounded_answer, check_budget, fresh_rollout
 from .signatures import Hypothesize
 
 __all__ = ["HypothesisAgent"]
@@ -70,7 +70,8 @@ class HypothesisAgent(dspy.Module):
         for call in (first, fresh):
             check_budget("hypothesis")
             try:
-                result = self.hypothesize(exemplars=text, statistics=table, config=call)
+                with bounded_answer("hypothesis", call.get("max_tokens")):
+                    result = self.hypothesize(exemplars=text, statistics=table, config=call)
             except AdapterParseError as err:
                 problems.append(f"answer could not be parsed ({err.adapter_name})")
                 continue

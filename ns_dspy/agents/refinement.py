@@ -25,7 +25,7 @@ from ..types import Exemplar
 from .errors import AgentError
 from .evidence import token_evidence
 from .formatting import clean_output, drop_task_talk, format_exemplars, format_history, leaked_instructions
-from .reliability import check_budget, fresh_rollout
+from .reliability import bounded_answer, check_budget, fresh_rollout
 from .signatures import Refine
 
 if TYPE_CHECKING:  # ns_dspy.simulators imports torch: keep it out of `import ns_dspy.agents`
@@ -357,9 +357,10 @@ class RefinementAgent(dspy.Module):
         for k, rollout, temperature in calls:
             check_budget("refinement")
             try:
-                answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
-                                     config={"rollout_id": rollout, "temperature": temperature,
-                                             "max_tokens": self.max_tokens})
+                with bounded_answer("refinement", self.max_tokens):
+                    answer = self.refine(history=shown, exemplars=evidence, statistics=statistics,
+                                         config={"rollout_id": rollout, "temperature": temperature,
+                                                 "max_tokens": self.max_tokens})
                 raw = clean_output(answer.explanation)
                 instructions = self.refine.signature.instructions  # what the LM read (a compiled program's own)
                 text = drop_task_talk(raw, instructions)

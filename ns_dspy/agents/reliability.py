@@ -12,19 +12,31 @@ that was usable) is still served from the cache.
 neuron a wall-clock budget; every agent calls :func:`check_budget` before each LM call and stops the neuron
 with :class:`OverBudget` once it is spent. The check is cooperative: an LM call in flight is bounded by the
 LM's own timeout, not interrupted.
+
+**Bounded answers.** Each agent bounds its answer (``max_tokens``: a paragraph, a list of short conditions, a
+sentence or two) so that a small LM looping on a list stops early. An answer cut there is expected, so DSPy's
+warning for it ("LM response was truncated; increase max_tokens ...") would give the wrong advice: inside
+:func:`bounded_answer` it becomes one INFO line naming the agent and its bound. DSPy's warnings for every other call
+(a user's own program in the same process) pass unchanged.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dspy
 
 from ..errors import NsDspyError
 from .errors import AgentError
 
-__all__ = ["UnusableAnswer", "OverBudget", "check_budget", "fresh_rollout", "current_attempt",
+__all__ = ["UnusableAnswer", "OverBudget", "check_budget", "bounded_answer", "fresh_rollout", "current_attempt",
            "ATTEMPT_KEY", "BUDGET_KEY"]
+
+log = logging.getLogger(__name__)
 
 ATTEMPT_KEY = "ns_dspy_attempt"
 """``dspy.context`` key: which run of this neuron this is (0 the first; the runner sets it)."""
@@ -64,3 +76,37 @@ def check_budget(stage: str, ahead_s: float = 0.0) -> None:
     budget = dspy.settings.get(BUDGET_KEY)
     if budget is not None and time.monotonic() + ahead_s > budget[0]:
         raise OverBudget(f"over its time budget ({budget[1]:g} s): stopped before the {stage} LM call")
+
+
+TRUNCATED = "LM response was truncated"
+"""How DSPy's warning for an answer cut at ``max_tokens`` begins (``dspy.clients.lm``)."""
+_BOUND: contextvars.ContextVar[tuple[str, int | None] | None] = contextvars.ContextVar("ns_dspy_bound", default=None)
+
+
+class _BoundedAnswers(logging.Filter):
+    """On DSPy's LM logger: its truncation warning, for a call made inside :func:`bounded_answer`, is replaced by one
+    INFO line of ours; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        bound = _BOUND.get()
+        if bound is None or not str(record.msg).startswith(TRUNCATED):
+            return True
+        stage, max_tokens = bound
+        log.info("%s: the LM's answer reached the agent's bound (%s tokens) and was cut there", stage,
+                 max_tokens if max_tokens is not None else "the LM's")
+        return False
+
+
+_FILTER = _BoundedAnswers()
+
+
+@contextmanager
+def bounded_answer(stage: str, max_tokens: int | None) -> Iterator[None]:
+    """An agent's LM call (the block) whose answer the agent bounds at ``max_tokens``: an answer cut there is
+    logged as such at INFO instead of DSPy's warning (see the module docstring)."""
+    logging.getLogger("dspy.clients.lm").addFilter(_FILTER)  # once: a filter already there is not added again
+    token = _BOUND.set((stage, max_tokens))
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
