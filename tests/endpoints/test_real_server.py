@@ -95,11 +95,11 @@ def test_an_endpoint_lm_gets_each_sample_again_from_a_real_server(llama_server):
     from ns_dspy.lms import make_lm
 
     lm = make_lm(f"endpoint:{llama_server.spec}", temperature=1.0, max_tokens=16, cache=False, timeout=60)
-    messages = [{"role": "user", "content": "Write one short sentence about the sea."}]
+    prompt = "Write one short sentence about the sea."  # lm(prompt): DSPy 3.4 deprecates lm(messages=[dicts])
 
     def ask(rollout=None) -> str:
         with dspy.context(lm=lm):
-            return lm(messages=messages, **({} if rollout is None else {"rollout_id": rollout}))[0]
+            return lm(prompt, **({} if rollout is None else {"rollout_id": rollout}))[0]
 
     ask(0)  # fills the context (evaluated from an empty one: another batching than the calls below)
     first = ask()

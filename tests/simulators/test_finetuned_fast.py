@@ -17,6 +17,7 @@ import torch
 
 from ns_dspy.models.subject import load_subject
 from ns_dspy.simulators.finetuned import FinetunedSimulator
+from ns_dspy.simulators.finetuned_adapter import peft_quietly
 from ns_dspy.simulators.finetuned_format import BinHead, format_explanation
 from ns_dspy.types import Exemplar
 from tiny_adapters import random_adapter
@@ -138,7 +139,8 @@ def test_in_memory_peft_model_is_not_merged(tiny_llama, tmp_path):
 
     folder = _adapter(tiny_llama, tmp_path / "sim", seed=5)
     subject = load_subject(str(tiny_llama), dtype="float32", device="cpu")
-    model = PeftModel.from_pretrained(subject.model, str(folder))
+    with peft_quietly():
+        model = PeftModel.from_pretrained(subject.model, str(folder))
     head = BinHead.load(folder / "bin_head.safetensors")
     sim = FinetunedSimulator(model, subject.tokenizer, subject.prefix_ids, head, {"base_model": "x"}, batch_size=2)
     exemplars = _exemplars(subject.tokenizer)
