@@ -10,7 +10,7 @@ import logging
 import dspy
 import numpy as np
 import pytest
-from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.lm15 import Response, Usage
 
 from ns_dspy.agents import DecompositionAgent, HypothesisAgent
 from ns_dspy.lms.scripted import ScriptedEngine, chat_answer
