@@ -1,5 +1,5 @@
-"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | train | eval | decoys | union |
-export."""
+"""``ns-dspy-train-simulator`` (or ``python -m simulator_training``): build-data | paraphrase | train | eval |
+decoys | union | export."""
 
 from __future__ import annotations
 
@@ -143,6 +143,55 @@ def _simulators(args, *, cache: bool):
         yield spec, SimulatorConfig(spec, dtype=args.dtype, device=args.device, cache=cache)
 
 
+def _warn_template_wording(args, units: list[dict], rows: dict) -> None:
+    """With ``--style paraphrase``, one line when some evaluated explanations had no rewording (they were read
+    in their template wording, so the figures mix the two)."""
+    if args.style != "paraphrase" or not rows:
+        return
+    from .evaluate import template_rows
+
+    first = next(iter(rows.values()))
+    plain = template_rows(units, first)
+    if plain:
+        log.warning("%d of %d evaluated units were read in their template wording (no paraphrase of the "
+                    "explanation evaluated, e.g. %s): paraphrase these units to compare the styles on the same "
+                    "units", len(plain), len(first), plain[0])
+
+
+def cmd_paraphrase(args) -> int:
+    from ns_dspy.errors import ConfigError
+    from ns_dspy.lms.factory import make_lm
+
+    from .data import read_manifest, read_units, write_units
+    from .paraphrase import paraphrase_units, select_units
+
+    manifest = read_manifest(args.data)
+    splits = {s: read_units(args.data, s) for s in ("train", "valid")}
+    chosen = select_units(splits[args.split], max_units=args.max_units, seed=args.seed,
+                          families=args.families.split(",") if args.families else None)
+    if not chosen:
+        raise ConfigError(f"no {args.split} units to paraphrase in {args.data}")
+    lm = make_lm(args.lm, temperature=args.temperature, max_tokens=160, cache=False, seed=args.seed)
+    journal = Path(args.journal) if args.journal else Path(f"{Path(args.out)}.paraphrases.jsonl")
+
+    def ask(prompt: str, draw: int) -> str:
+        answers = lm(prompt, rollout_id=draw) if draw else lm(prompt)
+        return answers[0] if answers else ""
+
+    found, summary = paraphrase_units(chosen, ask, lm_name=args.lm, journal=journal, per_unit=args.per_unit,
+                                      seed=args.seed, progress=not args.quiet)
+    for unit in splits[args.split]:
+        if unit["unit"] in found:
+            old = unit.get("paraphrases") or [None] * len(unit["explanations"])
+            unit["paraphrases"] = [new or prev for new, prev in zip(found[unit["unit"]], old)]
+    runs = list(manifest.get("paraphrased", [])) + [{**summary, "split": args.split, "per_unit": args.per_unit,
+                                                    "max_units": args.max_units, "families": args.families}]
+    write_units(args.out, splits, {**manifest, "paraphrased": runs}, overwrite=args.overwrite)
+    print(f"{summary['kept']} of {summary['texts']} explanations of {summary['units']} {args.split} units "
+          f"reworded ({summary['asked_now']} asked now); wrote {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from ns_dspy.atomic import atomic_write_json, atomic_write_text
     from ns_dspy.build import build_simulator
@@ -156,6 +205,7 @@ def cmd_eval(args) -> int:
         simulator = build_simulator(config)
         rows[spec] = evaluate(simulator, units, seed=args.seed, max_units=args.max_units, progress=not args.quiet)
         results[spec] = summarise(rows[spec])
+    _warn_template_wording(args, units, rows)
     table = markdown(results)
     print(table)
     if args.out:
@@ -183,6 +233,7 @@ def cmd_decoys(args) -> int:
         rows[spec] = evaluate_decoys(simulator, units, seed=args.seed, max_units=args.max_units,
                                      progress=not args.quiet)
         results[spec] = summarise_decoys(rows[spec])
+    _warn_template_wording(args, units, rows)
     table = markdown_decoys(results)
     print(table)
     if args.out:
@@ -344,6 +395,25 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_build_data)
 
+    p = sub.add_parser("paraphrase", help="a copy of a dataset with units' explanations reworded by an LM "
+                                          "(eval/decoys --style paraphrase read them; train draws from them)")
+    p.add_argument("--data", required=True, help="dataset folder from build-data")
+    p.add_argument("--out", required=True, help="dataset folder to write (the same units, with paraphrases)")
+    p.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct",
+                   help="an ns-dspy LM spec (default: the offline LM, local:qwen2.5-coder-1.5b-instruct)")
+    p.add_argument("--split", default="valid", choices=("train", "valid"), help="which split's units to reword")
+    p.add_argument("--max-units", type=int, help="reword a seeded, family-balanced sample of units (the units "
+                                                 "eval --max-units N --seed S reads)")
+    p.add_argument("--families", help="only these unit families (comma-separated)")
+    p.add_argument("--per-unit", type=int, metavar="K",
+                   help="reword K of each unit's explanations (a seeded choice; default: all of them)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--journal", help="where answers are kept as they come, so a rerun resumes (default: "
+                                     "OUT.paraphrases.jsonl)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_paraphrase)
+
     p = sub.add_parser("train", help="LoRA fine-tuning; rerun the same command to resume from the checkpoint")
     p.add_argument("--data", required=True, help="dataset folder from build-data")
     p.add_argument("--out", required=True, help="run folder (checkpoint/, adapter/, train_log.jsonl)")
@@ -368,7 +438,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         p.add_argument("--device")
         p.add_argument("--out", help="write OUT.json (per unit), OUT.md (table) and OUT.png (chart)")
         p.add_argument("--style", default="short", choices=STYLES,
-                       help="which explanations to read: the short ones, or the long ones of build-data --long")
+                       help="which explanations to read: the short ones, the long ones of build-data --long, or the "
+                            "paraphrase command's LM rewordings")
 
     p = sub.add_parser("eval", help="score a simulator on validation units: correct vs shuffled explanations")
     eval_options(p)
@@ -403,7 +474,7 @@ def check_outputs(args) -> None:
     from ns_dspy.errors import ConfigError
     from ns_dspy.paths import check_writable
 
-    folder = {"build-data": "--out", "train": "--out", "export": "--to"}.get(args.command)
+    folder = {"build-data": "--out", "paraphrase": "--out", "train": "--out", "export": "--to"}.get(args.command)
     if folder is not None:
         path = Path(getattr(args, folder.removeprefix("--")))
         if hasattr(args, "overwrite") and path.exists() and not args.overwrite:

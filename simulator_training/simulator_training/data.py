@@ -100,7 +100,7 @@ def read_units(folder: str | Path, split: str) -> list[dict]:
     return units
 
 
-def _write(out: str | Path, units: dict[str, list[dict]], manifest: dict, overwrite: bool) -> Path:
+def write_units(out: str | Path, units: dict[str, list[dict]], manifest: dict, overwrite: bool) -> Path:
     counts = {s: dict(sorted(Counter(u["family"] for u in units[s]).items())) for s in SPLITS}
     manifest = {"format": DATA_FORMAT, "version": DATA_VERSION, **manifest, "units": counts,
                 "exemplars": {s: sum(len(u["exemplars"]) for u in units[s]) for s in SPLITS}}
@@ -468,7 +468,7 @@ def build_synthetic(out: str | Path, tokenizer, *, tokenizer_name: str, pool: Po
         manifest["neighbour"] = neighbour_info
     if context_info is not None:
         manifest["context"] = context_info
-    return _write(out, units, manifest, overwrite)
+    return write_units(out, units, manifest, overwrite)
 
 
 # ----------------------------------------------------------------------------------------- real runs
@@ -512,7 +512,7 @@ def from_run_store(out: str | Path, run_path: str | Path, *, store_path: str | P
         raise ConfigError(f"{run_path} has no finished unit with explanations: run ns-dspy explain first")
     manifest = {"source": "run", "run": str(Path(run_path).resolve()), "store": str(Path(store_path).resolve()),
                 "tokenizer_name": tokenizer_name, "seed": seed, "valid_share": valid_share}
-    return _write(out, units, manifest, overwrite)
+    return write_units(out, units, manifest, overwrite)
 
 
 def _model_name(store) -> str | None:
@@ -584,7 +584,7 @@ def from_exemplar_store(out: str | Path, store_path: str | Path, *, n_units: int
     manifest = {"source": "store", "store": str(Path(store_path).resolve()), "tokenizer_name": tokenizer_name,
                 "seed": seed, "valid_share": valid_share, "list_sizes": list(sizes), "skipped": skipped,
                 "excluded": sorted(exclude)}
-    return _write(out, units, manifest, overwrite)
+    return write_units(out, units, manifest, overwrite)
 
 
 def merge(out: str | Path, folders: list[str | Path], *, overwrite: bool = False) -> Path:
@@ -600,5 +600,5 @@ def merge(out: str | Path, folders: list[str | Path], *, overwrite: bool = False
                     unit = {**unit, "unit": f"{Path(folder).name}/{unit['unit']}"}
                 seen.add(unit["unit"])
                 units[split].append(unit)
-    return _write(out, units, {"source": "merged", "parts": sources}, overwrite)
+    return write_units(out, units, {"source": "merged", "parts": sources}, overwrite)
 

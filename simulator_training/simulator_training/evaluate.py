@@ -41,29 +41,50 @@ from .prose import token_stats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STYLES", "restyle", "evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
+__all__ = ["STYLES", "restyle", "template_rows", "evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
            "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys", "UNION_METHODS", "components",
            "halves", "union_units", "evaluate_union", "summarise_union", "markdown_union", "plot_union"]
 
 
-STYLES = ("short", "long")
-"""Which of a unit's explanations an evaluation reads: ``explanations``, or ``long_explanations``
-(``build-data --long``, :mod:`simulator_training.prose`)."""
+STYLES = ("short", "long", "paraphrase")
+"""Which of a unit's explanations an evaluation reads: ``explanations``, ``long_explanations``
+(``build-data --long``, :mod:`simulator_training.prose`) or ``paraphrases`` (the ``paraphrase`` command,
+:mod:`simulator_training.paraphrase`)."""
 
 
 def restyle(units: list[dict], style: str, data="the dataset") -> list[dict]:
     """``units`` reading the explanations of ``style``: for ``long``, each unit's ``long_explanations`` in
     place of its short ones (the units and exemplars are the same, so the two styles compare on the same
-    tokens). A dataset built without ``--long`` is refused in one line."""
+    tokens); for ``paraphrase``, each explanation's LM rewording where it has one, index for index, so an
+    evaluation with the same seed reads the same units and the same explanations reworded (each unit records
+    which of its explanations were: ``reworded``). A dataset without the style's explanations is refused in
+    one line."""
     if style not in STYLES:
         raise ConfigError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if style == "short":
         return units
+    if style == "paraphrase":
+        if not any(any(u.get("paraphrases") or []) for u in units):
+            raise ConfigError(f"{data}: no unit has paraphrases: write them with ns-dspy-train-simulator "
+                              "paraphrase --data DATA --out NEW")
+        out = []
+        for u in units:
+            texts = u.get("paraphrases") or [None] * len(u["explanations"])
+            out.append({**u, "explanations": [p or e for p, e in zip(texts, u["explanations"])],
+                        "reworded": [p is not None for p in texts]})
+        return out
     lacking = [u["unit"] for u in units if not u.get("long_explanations")]
     if lacking:
         raise ConfigError(f"{data}: {len(lacking)} of {len(units)} units have no long explanations (e.g. "
                           f"{lacking[0]}): rebuild it with build-data --long N")
     return [{**u, "explanations": list(u["long_explanations"])} for u in units]
+
+
+def template_rows(units: list[dict], rows: list[dict]) -> list[str]:
+    """The units of ``rows`` (an evaluation of ``restyle(..., "paraphrase")`` units) whose evaluated explanation
+    was read in its template wording, having no rewording."""
+    reworded = {u["unit"]: {e for e, r in zip(u["explanations"], u.get("reworded", [])) if r} for u in units}
+    return [r["unit"] for r in rows if r["explanation"] not in reworded.get(r["unit"], set())]
 
 
 def _exemplars(unit: dict) -> list[Exemplar]:

@@ -147,7 +147,9 @@ class Batcher:
             u = int(family[rng.integers(len(family))])
             unit = self.units[u]
             e = int(rng.integers(len(unit["exemplars"])))
-            texts = unit["explanations"] + unit.get("long_explanations", [])  # build-data --long adds the latter
+            # build-data --long adds long explanations, the paraphrase command LM rewordings
+            texts = unit["explanations"] + unit.get("long_explanations", []) + [
+                p for p in unit.get("paraphrases") or [] if p]
             explanation = texts[int(rng.integers(len(texts)))]
             out.append(self.example(u, e, explanation))
         return out
