@@ -165,6 +165,9 @@ def cmd_paraphrase(args) -> int:
     from .data import read_manifest, read_units, write_units
     from .paraphrase import paraphrase_units, select_units
 
+    for name in ("max_units", "per_unit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     manifest = read_manifest(args.data)
     splits = {s: read_units(args.data, s) for s in ("train", "valid")}
     chosen = select_units(splits[args.split], max_units=args.max_units, seed=args.seed,
@@ -407,10 +410,10 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--families", help="only these unit families (comma-separated)")
     p.add_argument("--per-unit", type=int, metavar="K",
                    help="reword K of each unit's explanations (a seeded choice; default: all of them)")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, default=0.5, help="the LM's sampling temperature (default 0.5)")
     p.add_argument("--journal", help="where answers are kept as they come, so a rerun resumes (default: "
                                      "OUT.paraphrases.jsonl)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample of units and of the LM's sampling")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_paraphrase)
 

@@ -107,6 +107,8 @@ def test_the_command_writes_the_same_dataset_with_paraphrases_and_eval_reads_the
     assert main(["-q", "paraphrase", "--data", str(data), "--out", str(out), "--lm", "nope:x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown LM spec") and len(err.splitlines()) == 1 and not out.exists()
+    assert main(["-q", "paraphrase", "--data", str(data), "--out", str(out), "--per-unit", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --per-unit must be at least 1" and not out.exists()
     with FakeChatServer(answer, model="toy") as server:
         argv = ["-q", "paraphrase", "--data", str(data), "--out", str(out), "--lm", f"endpoint:{server.url}@toy",
                 "--max-units", "4"]
