@@ -1,6 +1,6 @@
 """The same explanations read in two wordings: a unit's template description and its LM rewording.
 
-    python experiments/reworded.py --data DATA --paraphrase P.json --short S.json [--out OUT.md]
+    python experiments/reworded.py --data DATA --paraphrase P.json --short S.json [--simulator SPEC] [--out OUT.md]
 
 ``P.json`` and ``S.json`` are ``ns-dspy-train-simulator eval`` (or ``decoys``) outputs of one simulator on the
 same dataset folder with the same ``--seed`` and ``--max-units``, read with ``--style paraphrase`` and ``--style
@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _rows(path: Path) -> tuple[dict, list[dict]]:
+def _rows(path: Path, simulator: str | None = None) -> tuple[dict, list[dict]]:
     data = json.loads(path.read_text())
-    (rows,) = data["units"].values() if len(data["units"]) == 1 else (None,)
-    if rows is None:
-        sys.exit(f"error: {path} holds {len(data['units'])} simulators: give a file of one")
-    return data, rows
+    specs = list(data["units"])
+    if simulator is not None:
+        specs = [s for s in specs if s == simulator]
+    if len(specs) != 1:
+        sys.exit(f"error: {path} holds the simulators {', '.join(data['units'])}: name one with --simulator")
+    return data, data["units"][specs[0]]
 
 
 def _reworded(data_dir: Path) -> dict[str, set[str]]:
@@ -42,9 +44,9 @@ def _reworded(data_dir: Path) -> dict[str, set[str]]:
     return out
 
 
-def compare(data_dir: Path, para: Path, short: Path) -> str:
-    pmeta, prows = _rows(para)
-    smeta, srows = _rows(short)
+def compare(data_dir: Path, para: Path, short: Path, simulator: str | None = None) -> str:
+    pmeta, prows = _rows(para, simulator)
+    smeta, srows = _rows(short, simulator)
     if pmeta.get("style") != "paraphrase" or smeta.get("style", "short") != "short":
         sys.exit("error: give the --style paraphrase file as --paraphrase and the --style short one as --short")
     if pmeta.get("seed") != smeta.get("seed"):
@@ -101,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="the dataset folder both files evaluated")
     parser.add_argument("--paraphrase", required=True, type=Path, help="eval/decoys JSON read with --style paraphrase")
     parser.add_argument("--short", required=True, type=Path, help="the same evaluation with --style short")
+    parser.add_argument("--simulator", help="the simulator spec to read, where a file holds several (--baseline)")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     args = parser.parse_args(argv)
     for path in (args.paraphrase, args.short, args.data / "valid.jsonl"):
         if not path.exists():
             sys.exit(f"error: {path} does not exist")
-    text = compare(args.data, args.paraphrase, args.short)
+    text = compare(args.data, args.paraphrase, args.short, args.simulator)
     print(text, end="")
     if args.out:
         from ns_dspy.atomic import atomic_write_text

@@ -52,6 +52,14 @@ def test_pairs_the_reworded_units_only(data, tmp_path, capsys):
     moved = [line for line in text.splitlines() if line.startswith("| word:")]
     assert len(moved) == 1 and "word:dog" in moved[0] and "a pet's name" in moved[0]
 
+    # a file of several simulators needs --simulator
+    short = json.loads((tmp_path / "short.json").read_text())
+    both = {**short, "units": {**short["units"], "other": short["units"]["keyword"]}}
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    with pytest.raises(SystemExit, match="holds the simulators keyword, other: name one with --simulator"):
+        compare(data, tmp_path / "paraphrase.json", tmp_path / "both.json")
+    assert compare(data, tmp_path / "paraphrase.json", tmp_path / "both.json", "keyword") == text.replace(
+        "short.json)", "both.json)")
     # another seed, or the styles swapped, is refused in one line
     short = json.loads((tmp_path / "short.json").read_text())
     (tmp_path / "seed1.json").write_text(json.dumps({**short, "seed": 1}))
