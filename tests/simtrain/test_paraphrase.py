@@ -17,7 +17,6 @@ from simulator_training.cli import main
 from simulator_training.data import build_synthetic, read_units
 from simulator_training.evaluate import evaluate, restyle, template_rows
 from simulator_training.paraphrase import PROMPT, clean_answer, paraphrase_units, select_units
-from simulator_training.train import Batcher
 
 
 @pytest.mark.parametrize("original, answer, kept", [
@@ -141,20 +140,11 @@ def test_the_command_writes_the_same_dataset_with_paraphrases_and_eval_reads_the
         restyle(plain, "paraphrase")
 
 
-def test_training_draws_paraphrases_too(data, tmp_path, tiny_tokenizer):
+def test_training_draws_paraphrases_too(data, drawn_explanations):
     units = read_units(data, "train")
     for u in units:
         u["paraphrases"] = [f"reworded {i} of {u['unit']}" if i == 0 else None for i in range(len(u["explanations"]))]
-    seen = []
-
-    class Recording(Batcher):
-        def example(self, u, e, explanation):
-            seen.append(explanation)
-            return super().example(u, e, explanation)
-
-    batcher = Recording(units, tiny_tokenizer, [], max_tokens=64, seed=0)
-    for step in range(30):
-        batcher.batch(step, 8)
+    seen = drawn_explanations(units)
     reworded = {u["paraphrases"][0] for u in units}
     assert None not in seen and any(t in reworded for t in seen)
     assert set(seen) <= reworded | {t for u in units for t in u["explanations"]}

@@ -18,7 +18,7 @@ from simulator_training.cli import main
 from simulator_training.data import build_synthetic, read_units
 from simulator_training.evaluate import evaluate, restyle
 from simulator_training.prose import examples_and_exceptions, long_explanations
-from simulator_training.train import Batcher, TrainConfig, train
+from simulator_training.train import TrainConfig, train
 
 
 def _ex(tokens, acts):
@@ -102,19 +102,10 @@ def test_eval_reads_the_long_style_on_the_same_tokens(both, capsys):
     assert err.startswith("error:") and "--long" in err and len(err.splitlines()) == 1
 
 
-def test_training_draws_long_explanations_too(both, tiny_tokenizer):
+def test_training_draws_long_explanations_too(both, drawn_explanations):
     _, long = both
     units = read_units(long, "train")
-    seen = []
-
-    class Recording(Batcher):
-        def example(self, u, e, explanation):
-            seen.append(explanation)
-            return super().example(u, e, explanation)
-
-    batcher = Recording(units, tiny_tokenizer, [], max_tokens=64, seed=0)
-    for step in range(30):
-        batcher.batch(step, 8)
+    seen = drawn_explanations(units)
     longs = {t for u in units for t in u["long_explanations"]}
     shorts = {t for u in units for t in u["explanations"]}
     assert set(seen) <= longs | shorts
