@@ -159,8 +159,11 @@ def _warn_template_wording(args, units: list[dict], rows: dict) -> None:
 
 
 def cmd_paraphrase(args) -> int:
+    from ns_dspy.build import build_lm
+    from ns_dspy.config import LMConfig
     from ns_dspy.errors import ConfigError
-    from ns_dspy.lms.factory import make_lm
+    from ns_dspy.lms.assets import LMError
+    from ns_dspy.urls import public_url
 
     from .data import read_manifest, read_units, write_units
     from .paraphrase import paraphrase_units, select_units
@@ -174,11 +177,16 @@ def cmd_paraphrase(args) -> int:
                           families=args.families.split(",") if args.families else None)
     if not chosen:
         raise ConfigError(f"no {args.split} units to paraphrase in {args.data}")
-    lm = make_lm(args.lm, temperature=args.temperature, max_tokens=160, cache=False, seed=args.seed)
+    lm = build_lm(LMConfig(spec=args.lm, temperature=args.temperature, max_tokens=160, cache=False, seed=args.seed))
     journal = Path(args.journal) if args.journal else Path(f"{Path(args.out)}.paraphrases.jsonl")
 
     def ask(prompt: str, draw: int) -> str:
-        answers = lm(prompt, rollout_id=draw) if draw else lm(prompt)
+        try:
+            answers = lm(prompt, rollout_id=draw) if draw else lm(prompt)
+        except Exception as err:  # the LM's own failure (a server gone mid-run): one line, the journal kept
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise LMError(f"the LM {public_url(args.lm)} failed ({reason}); the answers so far are kept in "
+                          f"{journal}: rerun the same command to go on") from None
         return answers[0] if answers else ""
 
     found, summary = paraphrase_units(chosen, ask, lm_name=args.lm, journal=journal, per_unit=args.per_unit,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
-import logging
 import os
 import random
 import re
@@ -43,8 +42,6 @@ from tqdm.auto import tqdm
 from ns_dspy.errors import ConfigError
 
 __all__ = ["PROMPT", "PROMPT_VERSION", "clean_answer", "paraphrase_units", "select_units"]
-
-log = logging.getLogger(__name__)
 
 PROMPT_VERSION = 2
 PROMPT = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -138,6 +139,39 @@ def test_the_command_writes_the_same_dataset_with_paraphrases_and_eval_reads_the
     assert set(template_rows(styled, whole)) == {u["unit"] for u in plain} - chosen
     with pytest.raises(ConfigError, match="paraphrase --data"):
         restyle(plain, "paraphrase")
+
+
+def test_an_lm_that_is_down_or_fails_mid_run_is_one_line_and_the_answers_so_far_are_kept(data, tmp_path, capsys):
+    out = tmp_path / "para"
+    with FakeChatServer(lambda body: "x") as gone:
+        url = gone.url
+    argv = ["-q", "paraphrase", "--data", str(data), "--out", str(out), "--max-units", "4"]
+    assert main(argv + ["--lm", f"endpoint:{url}@toy"]) == 2  # nothing answers: refused before any call
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no server at") and len(err.splitlines()) == 1
+    assert not out.exists() and not Path(f"{out}.paraphrases.jsonl").exists()
+
+    answered, failing = [], [True]
+
+    def answer(body):  # the server answers five requests, then fails every one until it is fixed
+        answered.append(1)
+        if failing[0] and len(answered) > 5:
+            return 400, {"error": {"message": "model unloaded", "type": "invalid_request_error"}}
+        return _reword(body["messages"][-1]["content"])
+
+    journal = Path(f"{out}.paraphrases.jsonl")
+    with FakeChatServer(answer, model="toy") as server:
+        spec = f"endpoint:{server.url}@toy"
+        assert main(argv + ["--lm", spec]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "failed (" in err and "rerun the same command" in err, err
+        assert not out.exists() and len(journal.read_text().splitlines()) == 5  # the finished answers are kept
+        failing[0] = False
+        calls = server.calls
+        assert main(argv + ["--lm", spec]) == 0
+        texts = sum(len(u["explanations"]) for u in select_units(read_units(data, "valid"), max_units=4, seed=0))
+        assert server.calls - calls == texts - 5  # the rerun asks only what was not answered
+    assert len(journal.read_text().splitlines()) == texts
 
 
 def test_training_draws_paraphrases_too(data, drawn_explanations):
