@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator_training.paraphrase import reworded
+
 
 def _rows(path: Path, simulator: str | None = None) -> tuple[dict, list[dict]]:
     data = json.loads(path.read_text())
@@ -40,7 +42,7 @@ def _reworded(data_dir: Path) -> dict[str, set[str]]:
         if path.exists():
             for line in path.open(encoding="utf-8"):
                 unit = json.loads(line)
-                out[unit["unit"]] = {p for p in unit.get("paraphrases") or [] if p}
+                out[unit["unit"]] = set(reworded(unit))
     return out
 
 

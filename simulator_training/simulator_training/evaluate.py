@@ -37,6 +37,7 @@ from ns_dspy.errors import ConfigError
 from ns_dspy.scoring.correlation import pooled
 from ns_dspy.types import Exemplar
 
+from .paraphrase import reworded
 from .prose import token_stats
 
 log = logging.getLogger(__name__)
@@ -56,23 +57,18 @@ def restyle(units: list[dict], style: str, data="the dataset") -> list[dict]:
     """``units`` reading the explanations of ``style``: for ``long``, each unit's ``long_explanations`` in
     place of its short ones (the units and exemplars are the same, so the two styles compare on the same
     tokens); for ``paraphrase``, each explanation's LM rewording where it has one, index for index, so an
-    evaluation with the same seed reads the same units and the same explanations reworded (each unit records
-    which of its explanations were: ``reworded``). A dataset without the style's explanations is refused in
-    one line."""
+    evaluation with the same seed reads the same units and the same explanations reworded. A dataset without
+    the style's explanations is refused in one line."""
     if style not in STYLES:
         raise ConfigError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if style == "short":
         return units
     if style == "paraphrase":
-        if not any(any(u.get("paraphrases") or []) for u in units):
+        if not any(reworded(u) for u in units):
             raise ConfigError(f"{data}: no unit has paraphrases: write them with ns-dspy-train-simulator "
                               "paraphrase --data DATA --out NEW")
-        out = []
-        for u in units:
-            texts = u.get("paraphrases") or [None] * len(u["explanations"])
-            out.append({**u, "explanations": [p or e for p, e in zip(texts, u["explanations"])],
-                        "reworded": [p is not None for p in texts]})
-        return out
+        return [{**u, "explanations": [p or e for p, e in zip(u["paraphrases"], u["explanations"])]}
+                if u.get("paraphrases") else u for u in units]
     lacking = [u["unit"] for u in units if not u.get("long_explanations")]
     if lacking:
         raise ConfigError(f"{data}: {len(lacking)} of {len(units)} units have no long explanations (e.g. "
@@ -83,8 +79,8 @@ def restyle(units: list[dict], style: str, data="the dataset") -> list[dict]:
 def template_rows(units: list[dict], rows: list[dict]) -> list[str]:
     """The units of ``rows`` (an evaluation of ``restyle(..., "paraphrase")`` units) whose evaluated explanation
     was read in its template wording, having no rewording."""
-    reworded = {u["unit"]: {e for e, r in zip(u["explanations"], u.get("reworded", [])) if r} for u in units}
-    return [r["unit"] for r in rows if r["explanation"] not in reworded.get(r["unit"], set())]
+    kept = {u["unit"]: set(reworded(u)) for u in units}
+    return [r["unit"] for r in rows if r["explanation"] not in kept.get(r["unit"], set())]
 
 
 def _exemplars(unit: dict) -> list[Exemplar]:

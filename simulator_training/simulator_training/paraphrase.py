@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ns_dspy.errors import ConfigError
 
-__all__ = ["PROMPT", "PROMPT_VERSION", "clean_answer", "paraphrase_units", "select_units"]
+__all__ = ["PROMPT", "PROMPT_VERSION", "clean_answer", "paraphrase_units", "reworded", "select_units"]
 
 PROMPT_VERSION = 2
 PROMPT = (
@@ -65,6 +65,11 @@ _BACK_REFERENCE = re.compile(r"\b(specified|listed|given|mentioned|above|these|f
                              r"(words?|tokens?|terms?|phrases?)\b|\b(words?|tokens?|terms?|phrases?)\s+(listed|given|"
                              r"mentioned|specified|provided|quoted)(\s+(above|below|here|there))?\b", re.I)
 _LABEL = re.compile(r"^\s*(new wording|rewritten description|description|answer)\s*:\s*", re.I)
+
+
+def reworded(unit: dict) -> list[str]:
+    """The unit's kept rewordings (its ``paraphrases`` that are not None), in the order of its explanations."""
+    return [p for p in unit.get("paraphrases") or [] if p]
 
 
 def _quoted(text: str) -> set[str]:
@@ -142,9 +147,9 @@ def paraphrase_units(units: list[dict], ask: Callable[[str, int], str], *, lm_na
         for n, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
-                kept = row["paraphrase"]
-                if kept is None or clean_answer(kept, row["description"]) == kept:
-                    done[row["key"]] = kept  # an answer the current rules refuse is asked again
+                answer = row["paraphrase"]
+                if answer is None or clean_answer(answer, row["description"]) == answer:
+                    done[row["key"]] = answer  # an answer the current rules refuse is asked again
             except (json.JSONDecodeError, KeyError, TypeError):
                 if n < len(lines):  # only the last line may be cut (a run stopped while writing it)
                     raise ConfigError(f"{journal}:{n} is not a paraphrase record: delete the journal to ask "

@@ -37,6 +37,7 @@ from ns_dspy.simulators.finetuned_format import (BinHead, build_input, forward_b
                                                  pad_id)
 
 from .data import read_manifest, read_units
+from .paraphrase import reworded
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,7 @@ class Batcher:
             unit = self.units[u]
             e = int(rng.integers(len(unit["exemplars"])))
             # build-data --long adds long explanations, the paraphrase command LM rewordings
-            texts = unit["explanations"] + unit.get("long_explanations", []) + [
-                p for p in unit.get("paraphrases") or [] if p]
+            texts = unit["explanations"] + unit.get("long_explanations", []) + reworded(unit)
             explanation = texts[int(rng.integers(len(texts)))]
             out.append(self.example(u, e, explanation))
         return out
