@@ -197,13 +197,13 @@ def _candidates(sets: list[WordList], current: Score, valid: HeldOut, n: int,
     misplaced = [(k, to) for k, to in misplaced if to != home[k]][:n]
     edits = [(f"move {shown[k]!r} to list {to + 1}", move(k, to)) for k, to in misplaced]
 
-    def both(keys: list[str]) -> str:  # "'a' + 'b'": an edit of several tokens names them all
+    def named(keys: list[str]) -> str:  # "'a' + 'b'": an edit of several tokens names them all
         return " + ".join(repr(shown[k]) for k in keys)
 
     edits += [(f"add {shown[k]!r}", add([k])) for k in missed] + \
-        ([(f"add {both(missed)}", add(missed))] if len(missed) > 1 else [])
+        ([(f"add {named(missed)}", add(missed))] if len(missed) > 1 else [])
     edits += [(f"drop {shown[k]!r}", drop({k})) for k in false] + \
-        ([(f"drop {both(false)}", drop(set(false)))] if len(false) > 1 else [])
+        ([(f"drop {named(false)}", drop(set(false)))] if len(false) > 1 else [])
     return [(name, s) for name, s in edits if any(not negative for negative, _ in s)]
 
 
