@@ -42,9 +42,10 @@ from .prose import token_stats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STYLES", "restyle", "template_rows", "evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES", "Decoys", "decoys", "decoy_sets",
-           "evaluate_decoys", "summarise_decoys", "markdown_decoys", "plot_decoys", "UNION_METHODS", "components",
-           "halves", "union_units", "evaluate_union", "summarise_union", "markdown_union", "plot_union"]
+__all__ = ["STYLES", "restyle", "template_rows", "evaluate", "summarise", "markdown", "plot", "DECOY_FAMILIES",
+           "Decoys", "decoys", "decoy_sets", "evaluate_decoys", "wilson", "summarise_decoys", "markdown_decoys",
+           "plot_decoys", "UNION_METHODS", "components", "halves", "union_units", "evaluate_union", "summarise_union",
+           "markdown_union", "plot_union"]
 
 
 STYLES = ("short", "long", "paraphrase")
@@ -147,14 +148,19 @@ def summarise(rows: list[dict]) -> dict:
         r = np.array([x["r"] for x in sub], dtype=float)
         s = np.array([x["r_shuffled"] for x in sub], dtype=float)
         return {"units": len(sub), "r": round(float(r.mean()), 4) if len(sub) else None,
+                "r_se": round(float(r.std(ddof=1) / np.sqrt(len(r))), 4) if len(sub) > 1 else None,
                 "r_shuffled": round(float(s.mean()), 4) if len(sub) else None,
                 "r_min": round(float(r.min()), 4) if len(sub) else None}
     families = sorted({x["family"] for x in rows})
     out = {"families": {f: stats([x for x in rows if x["family"] == f]) for f in families}}
     out["single"] = stats([x for x in rows if x["family"] != "two-concept"])
     singles = [v for f, v in out["families"].items() if f != "two-concept"]
+    # the mean of k family means: its standard error is sqrt(sum of the families' squared errors) / k
+    se = [v["r_se"] for v in singles]
     out["balanced"] = {"units": sum(v["units"] for v in singles),  # one vote per single-concept family
                        "r": round(float(np.mean([v["r"] for v in singles])), 4) if singles else None,
+                       "r_se": round(float(np.sqrt(np.sum(np.square(se)))) / len(se), 4)
+                       if singles and None not in se else None,
                        "r_shuffled": round(float(np.mean([v["r_shuffled"] for v in singles])), 4) if singles else None,
                        "r_min": min((v["r_min"] for v in singles), default=None)}
     out["two-concept"] = stats([x for x in rows if x["family"] == "two-concept"])
@@ -163,7 +169,8 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def markdown(results: dict[str, dict]) -> str:
-    """A table: one column pair (correct / shuffled) per evaluated simulator, one row per family."""
+    """A table: one column pair (correct ± its standard error over units / shuffled) per evaluated simulator,
+    one row per family."""
     names = list(results)
     rows = sorted({f for r in results.values() for f in r["families"]})
     head = "| family | units | " + " | ".join(f"{n}: r | {n}: shuffled" for n in names) + " |"
@@ -171,10 +178,14 @@ def markdown(results: dict[str, dict]) -> str:
     lines = [head, sep]
 
     def cell(s):
-        return f"{s['r']:.3f} | {s['r_shuffled']:.3f}" if s and s.get("r") is not None else "- | -"
+        if not s or s.get("r") is None:
+            return "- | -"
+        se = f" ± {s['r_se']:.3f}" if s.get("r_se") is not None else ""
+        return f"{s['r']:.3f}{se} | {s['r_shuffled']:.3f}"
     for f in rows:
         first = results[names[0]]["families"].get(f, {})
-        lines.append(f"| {f} | {first.get('units', 0)} | " + " | ".join(cell(results[n]["families"].get(f)) for n in names) + " |")
+        cells = " | ".join(cell(results[n]["families"].get(f)) for n in names)
+        lines.append(f"| {f} | {first.get('units', 0)} | {cells} |")
     for key in ("single", "balanced", "two-concept", "all"):
         first = results[names[0]][key]
         lines.append(f"| **{key}** | {first['units']} | " + " | ".join(cell(results[n][key]) for n in names) + " |")
@@ -304,7 +315,8 @@ def decoys(unit: dict, units: list[dict], rng: random.Random, *, explanation: st
     return Decoys(truth, out, {f: skipped[f] for f in DECOY_FAMILIES if f in skipped})
 
 
-def decoy_sets(units: list[dict], *, seed: int = 0, max_units: int | None = None, **options) -> list[tuple[dict, Decoys]]:
+def decoy_sets(units: list[dict], *, seed: int = 0, max_units: int | None = None,
+               **options) -> list[tuple[dict, Decoys]]:
     """The evaluated units (the seeded, family-balanced sample :func:`evaluate` takes) and their decoys.
 
     Each unit's decoys come from a generator seeded by ``seed`` and the unit's name, so they do not depend on
@@ -356,6 +368,17 @@ def evaluate_decoys(simulator, units: list[dict], *, seed: int = 0, max_units: i
     return rows
 
 
+def wilson(wins: int, n: int, z: float = 1.645) -> tuple[float, float]:
+    """The Wilson score interval of a share ``wins / n`` (``z`` 1.645: 90%); (0, 1) for ``n`` = 0. Unlike the
+    normal approximation it stays inside [0, 1] and is not empty at 0 or n wins, which small families reach."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = wins / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
 def summarise_decoys(rows: list[dict]) -> dict:
     """Win rate (truth ranked first) and mean rank of the truth, per unit family, over the single-concept
     units, the family-balanced mean and all units; and per decoy family the share of units where the truth
@@ -363,8 +386,11 @@ def summarise_decoys(rows: list[dict]) -> dict:
     def stats(sub):
         sub = [x for x in sub if x["win"] is not None]
         if not sub:
-            return {"units": 0, "win": None, "rank": None, "candidates": None, "r": None}
+            return {"units": 0, "win": None, "win_low": None, "win_high": None, "rank": None, "candidates": None,
+                    "r": None}
+        low, high = wilson(sum(bool(x["win"]) for x in sub), len(sub))
         return {"units": len(sub), "win": round(float(np.mean([x["win"] for x in sub])), 4),
+                "win_low": round(low, 4), "win_high": round(high, 4),
                 "rank": round(float(np.mean([x["rank"] for x in sub])), 3),
                 "candidates": round(float(np.mean([1 + len(x["decoys"]) for x in sub])), 2),
                 "r": round(float(np.mean([x["r"] for x in sub])), 4)}
@@ -393,22 +419,28 @@ def summarise_decoys(rows: list[dict]) -> dict:
 
 
 def markdown_decoys(results: dict[str, dict]) -> str:
-    """Two tables: win rate and mean rank of the truth per unit family, and per decoy family the share of
-    units where the truth beats it, the decoy's mean score and, over its word-list decoys, how far the simulated
-    score lies above the list read exactly (:func:`exact_reading`), one column group per simulator."""
+    """Two tables: win rate (with its 90% Wilson interval, :func:`wilson`) and mean rank of the truth per unit
+    family, and per decoy family the share of units where the truth beats it, the decoy's mean score and, over
+    its word-list decoys, how far the simulated score lies above the list read exactly (:func:`exact_reading`),
+    one column group per simulator."""
     names = list(results)
 
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
-    lines = ["| family | units | candidates | " + " | ".join(f"{n}: win | {n}: rank" for n in names) + " |",
-             "|---|---:|---:|" + "---:|---:|" * len(names)]
+
+    def interval(s):
+        return "-" if s.get("win_low") is None else f"{100 * s['win_low']:.0f}-{100 * s['win_high']:.0f}%"
+    columns = " | ".join(f"{n}: win | {n}: 90% interval | {n}: rank" for n in names)
+    lines = ["| family | units | candidates | " + columns + " |",
+             "|---|---:|---:|" + "---:|---:|---:|" * len(names)]
     for key in sorted({f for r in results.values() for f in r["families"]}) + ["single", "balanced", "all"]:
-        first = results[names[0]]["families"].get(key) if key not in ("single", "balanced", "all") else results[names[0]][key]
-        label = f"**{key}**" if key in ("single", "balanced", "all") else key
+        overall = key in ("single", "balanced", "all")
+        first = results[names[0]][key] if overall else results[names[0]]["families"].get(key)
+        label = f"**{key}**" if overall else key
         cells = []
         for n in names:
-            s = results[n][key] if key in ("single", "balanced", "all") else results[n]["families"].get(key, {})
-            cells.append(f"{fmt(s.get('win'), '.0%')} | {fmt(s.get('rank'), '.2f')}")
+            s = results[n][key] if overall else results[n]["families"].get(key, {})
+            cells.append(f"{fmt(s.get('win'), '.0%')} | {interval(s)} | {fmt(s.get('rank'), '.2f')}")
         lines.append(f"| {label} | {first['units']} | {fmt(first['candidates'], '.1f')} | " + " | ".join(cells) + " |")
     lines += ["", "| decoy | units | skipped | " + " | ".join(
         f"{n}: truth beats | {n}: decoy r | {n}: lists above exact" for n in names) + " |",
@@ -539,7 +571,7 @@ def evaluate_union(simulator, units: list[dict], *, seed: int = 0, max_units: in
 
     rows = []
     for unit, parts, texts in tqdm(union_units(units, seed=seed, max_units=max_units), desc="union",
-                            disable=not progress, unit="unit"):
+                                   disable=not progress, unit="unit"):
         exemplars = _exemplars(unit)
         preds = simulator.simulate(texts, exemplars)
         first, second = halves(exemplars)

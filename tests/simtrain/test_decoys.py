@@ -15,7 +15,7 @@ from ns_dspy.simulators import build_simulator
 from simulator_training.cli import main
 from simulator_training.data import DATA_FORMAT, DATA_VERSION
 from simulator_training.evaluate import (DECOY_FAMILIES, _exemplars, decoy_sets, decoys, evaluate_decoys,
-                                         exact_reading, markdown_decoys, summarise_decoys)
+                                         exact_reading, markdown_decoys, summarise_decoys, wilson)
 
 
 def _unit(name, family, explanation, texts):
@@ -109,9 +109,18 @@ def test_keyword_simulator_wins_on_words_and_loses_on_context():
                                                  "over_exact": pytest.approx(0.0, abs=1e-4)}
     assert summary["all"]["units"] == len(UNITS) and summary["no_decoys"] == 0
     assert summary["all"]["win"] == pytest.approx(sum(r["win"] for r in rows.values()) / len(UNITS), abs=1e-4)
+    assert (summary["families"]["syntax"]["win_low"], summary["families"]["word"]["win_high"]) == (0.0, 1.0)
     table = markdown_decoys({"keyword": summary, "again": summary})
-    assert "| syntax | 1 | 5.0 | 0% | " in table and "| context_free | 1 | 6 | 0% |" in table
+    assert "| syntax | 1 | 5.0 | 0% | 0-73% | " in table and "| context_free | 1 | 6 | 0% |" in table
     assert "**balanced**" in table and "again: truth beats" in table
+
+
+def test_wilson_interval():
+    assert wilson(0, 10, z=1.96) == pytest.approx((0.0, 1.96 ** 2 / (10 + 1.96 ** 2)))  # 0 wins: z^2 / (n + z^2)
+    low, high = wilson(14, 34)
+    assert low < 14 / 34 < high and (low, high) == pytest.approx(tuple(1 - x for x in wilson(20, 34)[::-1]))
+    assert wilson(140, 340)[1] - wilson(140, 340)[0] < high - low  # ten times the units: a narrower interval
+    assert wilson(0, 0) == (0.0, 1.0)
 
 
 def test_exact_reading_of_a_word_list():
