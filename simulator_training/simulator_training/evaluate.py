@@ -159,7 +159,7 @@ def summarise(rows: list[dict]) -> dict:
     se = [v["r_se"] for v in singles]
     out["balanced"] = {"units": sum(v["units"] for v in singles),  # one vote per single-concept family
                        "r": round(float(np.mean([v["r"] for v in singles])), 4) if singles else None,
-                       "r_se": round(float(np.sqrt(np.sum(np.square(se)))) / len(se), 4)
+                       "r_se": round(float(np.sqrt(np.sum(np.square(se))) / len(se)), 4)
                        if singles and None not in se else None,
                        "r_shuffled": round(float(np.mean([v["r_shuffled"] for v in singles])), 4) if singles else None,
                        "r_min": min((v["r_min"] for v in singles), default=None)}

@@ -120,6 +120,8 @@ def test_evaluate_scores_correct_against_shuffled(data):
     assert summary["balanced"]["r"] == pytest.approx(np.mean(singles), abs=1e-3)
     r = np.array([x["r"] for x in rows if x["family"] == "word"])
     assert word["r_se"] == pytest.approx(r.std(ddof=1) / np.sqrt(len(r)), abs=1e-4)
+    errors = [v["r_se"] for f, v in summary["families"].items() if f != "two-concept"]
+    assert summary["balanced"]["r_se"] == pytest.approx(np.sqrt(np.sum(np.square(errors))) / len(errors), abs=1e-4)
     table = markdown({"keyword": summary})
     assert "| word |" in table and "**all**" in table and "**balanced**" in table
     assert f"{word['r']:.3f} ± {word['r_se']:.3f} | {word['r_shuffled']:.3f}" in table
