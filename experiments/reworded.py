@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator_training.data import SPLITS, read_units
 from simulator_training.paraphrase import reworded
 
 
@@ -36,14 +37,8 @@ def _rows(path: Path, simulator: str | None = None) -> tuple[dict, list[dict]]:
 
 
 def _reworded(data_dir: Path) -> dict[str, set[str]]:
-    out = {}
-    for split in ("valid", "train"):
-        path = data_dir / f"{split}.jsonl"
-        if path.exists():
-            for line in path.open(encoding="utf-8"):
-                unit = json.loads(line)
-                out[unit["unit"]] = set(reworded(unit))
-    return out
+    return {unit["unit"]: set(reworded(unit)) for split in SPLITS if (data_dir / f"{split}.jsonl").exists()
+            for unit in read_units(data_dir, split)}
 
 
 def compare(data_dir: Path, para: Path, short: Path, simulator: str | None = None) -> str:
