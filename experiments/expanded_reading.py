@@ -43,7 +43,9 @@ PROMPTS = {
     "words": ("Description: {e}\n\nWrite 12 common English words that this description covers, the most typical "
               "first. Answer with the words only, separated by commas."),
 }
-"""Prompt name -> prompt (``{e}``: the explanation), written once before any measurement, not tuned on the units."""
+"""Prompt name -> prompt (``{e}``: the explanation). ``neuron`` was written first; ``words`` after reading some of
+its answers, which spoke of language models ("Assetses of any kind" -> "language", "text", "model"). Neither was
+changed after that."""
 
 N_WORDS = 12
 
