@@ -78,9 +78,11 @@ def _save(path: Path, state: dict) -> None:
 
 
 def run(units: list[dict], simulator, ask, out: Path, *, families: set[str], max_units: int | None = None,
-        progress: bool = True) -> dict:
-    """Simulate every selected unit in the three readings; ``ask(prompt) -> str`` is the LM. Resumes from ``out``."""
-    state = json.loads(out.read_text()) if out.exists() else {"expansions": {p: {} for p in PROMPTS}, "rows": []}
+        settings: dict | None = None, progress: bool = True) -> dict:
+    """Simulate every selected unit in the three readings; ``ask(prompt) -> str`` is the LM. Resumes from ``out``,
+    which records ``settings`` (what made it: a resume under others is refused by :func:`main`)."""
+    fresh = {"settings": settings, "expansions": {p: {} for p in PROMPTS}, "rows": []}
+    state = json.loads(out.read_text()) if out.exists() else fresh
     done = {r["unit"] for r in state["rows"]}
     sets = [(u, d) for u, d in decoy_sets(units, seed=0) if u["family"] in families][:max_units]
     for i, (unit, d) in enumerate(sets):
@@ -147,6 +149,11 @@ def main(argv=None) -> int:
         sys.exit(f"error: no valid.jsonl in {args.data}: give a folder written by ns-dspy-train-simulator build-data")
     if args.out.suffix != ".json":
         sys.exit(f"error: --out must end in .json, got {args.out}")
+    settings = {"data": str(args.data), "families": args.families, "max_units": args.max_units,
+                "simulator": args.simulator, "lm": args.lm, "dtype": args.dtype}
+    if args.out.exists() and json.loads(args.out.read_text()).get("settings") != settings:
+        sys.exit(f"error: {args.out} was made with other settings ({json.loads(args.out.read_text()).get('settings')}):"
+                 " rerun with those, or give another --out")
     units = read_units(args.data, "valid")
     families = set(args.families.split(","))
     if not any(u["family"] in families for u in units):
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
     simulator = build_simulator(args.simulator, **options)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = run(units, simulator, lambda p: lm(messages=[{"role": "user", "content": p}])[0], args.out,
-                families=families, max_units=args.max_units)
+                families=families, max_units=args.max_units, settings=settings)
     text = summary(state, f"Explanations expanded by {args.lm} into member words, read by {args.simulator} "
                           f"({args.data.name}, valid, families {args.families})")
     args.out.with_suffix(".md").write_text(text)

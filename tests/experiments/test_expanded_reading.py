@@ -81,3 +81,6 @@ def test_main_refuses_bad_data_before_writing(tmp_path, capsys):
     with pytest.raises(SystemExit, match="must end in .json"):
         main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.md")])
     assert not (tmp_path / "o.json").exists()
+    (tmp_path / "o.json").write_text(json.dumps({"settings": {"data": "elsewhere"}, "expansions": {}, "rows": []}))
+    with pytest.raises(SystemExit, match="was made with other settings"):
+        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.json")])
