@@ -132,6 +132,17 @@ def summary(state: dict, title: str) -> str:
                   for row in rows if "over_narrow" in row["readings"][name]["r_decoys"]]
         lines.append(f"| {name} | {len(rows)} | {m:.3f} ± {se or 0:.3f} | {paired} | {sum(wins)}/{len(wins)} "
                      f"({lo:.0%}-{hi:.0%}) | {sum(narrow)}/{len(narrow)} |")
+    families = sorted({row["family"] for row in rows})
+    if len(families) > 1:
+        lines += ["", "| family | units | " + " | ".join(f"{n}: r" for n in names) + " | "
+                  + " | ".join(f"{n}: truth first" for n in names) + " |",
+                  "|---|---:|" + "---:|" * (2 * len(names))]
+        for family in families:
+            sub = [row for row in rows if row["family"] == family]
+            r = [f"{mean_se([row['readings'][n]['r'] for row in sub])[0]:.3f}" for n in names]
+            wins = [[row["readings"][n]["win"] for row in sub if row["readings"][n]["win"] is not None] for n in names]
+            lines.append(f"| {family} | {len(sub)} | " + " | ".join(r) + " | "
+                         + " | ".join(f"{sum(w)}/{len(w)}" for w in wins) + " |")
     return "\n".join(lines) + "\n"
 
 

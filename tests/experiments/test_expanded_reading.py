@@ -70,6 +70,10 @@ def test_run_expands_descriptions_not_word_lists_and_resumes(tmp_path):
     assert run(UNITS, simulator, refuse, out, families={"wordnet"}, progress=False)["rows"] == state["rows"]
     text = summary(state, "t")
     assert "| plain | 2 |" in text and "| words | 2 |" in text
+    assert "| family |" not in text  # one family: no table per family
+    state["rows"][1]["family"] = "syntax"
+    text = summary(state, "t")
+    assert "| syntax | 1 | " in text and "| wordnet | 1 | " in text
 
 
 def test_main_refuses_bad_data_before_writing(tmp_path, capsys):
