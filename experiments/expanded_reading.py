@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -34,6 +33,7 @@ from simulator_training.data import read_units
 from simulator_training.evaluate import _exemplars, decoy_sets, wilson
 
 from ns_dspy.agents.list_edits import parse_word_list
+from ns_dspy.atomic import atomic_write_json, atomic_write_text
 from ns_dspy.scoring import pooled
 
 PROMPTS = {
@@ -71,12 +71,6 @@ def expanded(text: str, words: list[str]) -> str:
     return f"{text.strip().rstrip('.')}, for example {tail}."
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
-
-
 def run(units: list[dict], simulator, ask, out: Path, *, families: set[str], max_units: int | None = None,
         settings: dict | None = None, progress: bool = True) -> dict:
     """Simulate every selected unit in the three readings; ``ask(prompt) -> str`` is the LM. Resumes from ``out``,
@@ -108,7 +102,7 @@ def run(units: list[dict], simulator, ask, out: Path, *, families: set[str], max
             row["readings"][name] = {"texts": readings[name], "r": s[0], "r_decoys": dict(zip(d.decoys, s[1:])),
                                      "win": all(s[0] > x for x in s[1:]) if len(s) > 1 else None}
         state["rows"].append(row)
-        _save(out, state)
+        atomic_write_json(out, state)
         if progress:
             print(f"[{i + 1}/{len(sets)}] {unit['unit']} {time.time() - t0:.0f} s: "
                   + ", ".join(f"{n} {v['r']:.3f}" for n, v in row["readings"].items()), file=sys.stderr, flush=True)
@@ -117,7 +111,7 @@ def run(units: list[dict], simulator, ask, out: Path, *, families: set[str], max
 
 def summary(state: dict, title: str) -> str:
     rows = state["rows"]
-    names = list(rows[0]["readings"]) if rows else []
+    names = ["plain", *PROMPTS] if rows else []
     lines = [f"# {title}", "",
              "| reading | units | truth r (mean ± SE) | paired - plain | truth first (90% interval) | "
              "truth beats the single most active word |", "|---|---:|---:|---:|---:|---:|"]
@@ -162,9 +156,10 @@ def main(argv=None) -> int:
         sys.exit(f"error: --out must end in .json, got {args.out}")
     settings = {"data": str(args.data), "families": args.families, "max_units": args.max_units,
                 "simulator": args.simulator, "lm": args.lm, "dtype": args.dtype}
-    if args.out.exists() and json.loads(args.out.read_text()).get("settings") != settings:
-        sys.exit(f"error: {args.out} was made with other settings ({json.loads(args.out.read_text()).get('settings')}):"
-                 " rerun with those, or give another --out")
+    made_with = json.loads(args.out.read_text()).get("settings") if args.out.exists() else settings
+    if made_with != settings:
+        sys.exit(f"error: {args.out} was made with other settings ({made_with}): rerun with those, "
+                 "or give another --out")
     units = read_units(args.data, "valid")
     families = set(args.families.split(","))
     if not any(u["family"] in families for u in units):
@@ -181,7 +176,7 @@ def main(argv=None) -> int:
                 families=families, max_units=args.max_units, settings=settings)
     text = summary(state, f"Explanations expanded by {args.lm} into member words, read by {args.simulator} "
                           f"({args.data.name}, valid, families {args.families})")
-    args.out.with_suffix(".md").write_text(text)
+    atomic_write_text(args.out.with_suffix(".md"), text)
     print(text)
     return 0
 
