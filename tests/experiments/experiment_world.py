@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -56,3 +57,44 @@ class MarkReader:
         marked = [m.strip() for m in re.findall(r"<<(.*?)>>", prompt) if m.strip()]
         top = [w for w, _ in sorted(((w, marked.count(w)) for w in set(marked)), key=lambda t: (-t[1], t[0]))][:3]
         return {"explanation": "tokens " + ", ".join(f"'{w}'" for w in top or ["x"])}
+
+
+def category_unit(name: str, members: list[str], explanations: list[str]) -> dict:
+    """A synthetic ``wordnet`` unit of ``simulator_training``'s shape: four exemplars, ``members`` active at 10."""
+    texts = [[" the", " rock", " sat", " by", " a", " stone", " wall"],
+             [" a", " big", " stone", " fell", " on", " the", " rock"],
+             [" no", " match", " here", " at", " all", " in", " it"],
+             [" the", " wall", " by", " the", " road", " was", " old"]]
+    exemplars = [{"tokens": t, "token_ids": list(range(len(t))), "kind": "top" if k < 2 else "random",
+                  "targets": [10.0 if tok.strip() in members else 0.0 for tok in t]} for k, t in enumerate(texts)]
+    return {"unit": name, "family": "wordnet", "explanations": explanations, "exemplars": exemplars}
+
+
+CATEGORY_UNITS = [category_unit("wordnet:natural_object", ["rock", "stone"], ["words for kinds of natural object"]),
+                  category_unit("wordnet:structure", ["wall", "road"], ["words for kinds of structure"])]
+"""Two such units: natural objects (rock, stone) and structures (wall, road)."""
+
+
+def check_unit_cli_refusals(main, tmp_path) -> Path:
+    """The refusals shared by the experiments that read a ``build-data`` folder into ``--out OUT.json``: no data,
+    a family the data lacks, an ``--out`` not ending in .json, a results file made with other settings; each one
+    line before anything is written. Returns the data folder (``CATEGORY_UNITS`` as its valid split)."""
+    import json
+
+    import pytest
+
+    from simulator_training.data import write_units
+
+    with pytest.raises(SystemExit, match="no valid.jsonl"):
+        main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")])
+    data = tmp_path / "d"
+    write_units(data, {"train": CATEGORY_UNITS[:1], "valid": CATEGORY_UNITS}, {"source": "test"}, overwrite=False)
+    with pytest.raises(SystemExit, match="no unit of the families code"):
+        main(["--data", str(data), "--out", str(tmp_path / "o.json"), "--families", "code"])
+    with pytest.raises(SystemExit, match="must end in .json"):
+        main(["--data", str(data), "--out", str(tmp_path / "o.md")])
+    assert not (tmp_path / "o.json").exists()
+    (tmp_path / "o.json").write_text(json.dumps({"settings": {"data": "elsewhere"}, "rows": []}))
+    with pytest.raises(SystemExit, match="was made with other settings"):
+        main(["--data", str(data), "--out", str(tmp_path / "o.json")])
+    return data

@@ -7,22 +7,11 @@ import json
 import pytest
 
 from expanded_reading import PROMPTS, expanded, is_word_list, main, parse_words, run, summary
+from experiment_world import CATEGORY_UNITS, check_unit_cli_refusals
 from ns_dspy.simulators.base import build_simulator
-from simulator_training.data import write_units
 
 
-def _unit(name: str, members: list[str], explanations: list[str]) -> dict:
-    texts = [[" the", " rock", " sat", " by", " a", " stone", " wall"],
-             [" a", " big", " stone", " fell", " on", " the", " rock"],
-             [" no", " match", " here", " at", " all", " in", " it"],
-             [" the", " wall", " by", " the", " road", " was", " old"]]
-    exemplars = [{"tokens": t, "token_ids": list(range(len(t))), "kind": "top" if k < 2 else "random",
-                  "targets": [10.0 if tok.strip() in members else 0.0 for tok in t]} for k, t in enumerate(texts)]
-    return {"unit": name, "family": "wordnet", "explanations": explanations, "exemplars": exemplars}
-
-
-UNITS = [_unit("wordnet:natural_object", ["rock", "stone"], ["words for kinds of natural object"]),
-         _unit("wordnet:structure", ["wall", "road"], ["words for kinds of structure"])]
+UNITS = CATEGORY_UNITS
 
 
 def test_parse_words_and_expanded():
@@ -76,15 +65,5 @@ def test_run_expands_descriptions_not_word_lists_and_resumes(tmp_path):
     assert "| syntax | 1 | " in text and "| wordnet | 1 | " in text
 
 
-def test_main_refuses_bad_data_before_writing(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="no valid.jsonl"):
-        main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")])
-    write_units(tmp_path / "d", {"train": UNITS[:1], "valid": UNITS}, {"source": "test"}, overwrite=False)
-    with pytest.raises(SystemExit, match="no unit of the families code"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.json"), "--families", "code"])
-    with pytest.raises(SystemExit, match="must end in .json"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.md")])
-    assert not (tmp_path / "o.json").exists()
-    (tmp_path / "o.json").write_text(json.dumps({"settings": {"data": "elsewhere"}, "expansions": {}, "rows": []}))
-    with pytest.raises(SystemExit, match="was made with other settings"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.json")])
+def test_main_refuses_bad_data_before_writing(tmp_path):
+    check_unit_cli_refusals(main, tmp_path)

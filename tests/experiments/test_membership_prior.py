@@ -9,23 +9,12 @@ import pytest
 import torch
 
 from membership_prior import ALPHAS, Prior, main, prior_reading, run, summary, truth_only_wins, word_of
+from experiment_world import CATEGORY_UNITS, check_unit_cli_refusals
 from ns_dspy.simulators.base import build_simulator
 from ns_dspy.types import Exemplar
-from simulator_training.data import write_units
 
 
-def _unit(name: str, members: list[str], explanations: list[str]) -> dict:
-    texts = [[" the", " rock", " sat", " by", " a", " stone", " wall"],
-             [" a", " big", " stone", " fell", " on", " the", " rock"],
-             [" no", " match", " here", " at", " all", " in", " it"],
-             [" the", " wall", " by", " the", " road", " was", " old"]]
-    exemplars = [{"tokens": t, "token_ids": list(range(len(t))), "kind": "top" if k < 2 else "random",
-                  "targets": [10.0 if tok.strip() in members else 0.0 for tok in t]} for k, t in enumerate(texts)]
-    return {"unit": name, "family": "wordnet", "explanations": explanations, "exemplars": exemplars}
-
-
-UNITS = [_unit("wordnet:natural_object", ["rock", "stone"], ["words for kinds of natural object"]),
-         _unit("wordnet:structure", ["wall", "road"], ["words for kinds of structure"])]
+UNITS = CATEGORY_UNITS
 KNOWN = {"natural object": {"rock": 3.0, "stone": 2.5, "wall": 0.5}, "structure": {"wall": 3.0, "road": 2.0}}
 
 
@@ -97,17 +86,7 @@ def test_prior_matches_a_plain_forward(tiny_llama):
 
 
 def test_main_refuses_bad_input_before_writing(tmp_path):
-    with pytest.raises(SystemExit, match="no valid.jsonl"):
-        main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")])
-    write_units(tmp_path / "d", {"train": UNITS[:1], "valid": UNITS}, {"source": "test"}, overwrite=False)
-    with pytest.raises(SystemExit, match="no unit of the families code"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.json"), "--families", "code"])
-    with pytest.raises(SystemExit, match="must end in .json"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.md")])
-    assert not (tmp_path / "o.json").exists()
-    (tmp_path / "o.json").write_text(json.dumps({"settings": {"data": "elsewhere"}, "rows": []}))
-    with pytest.raises(SystemExit, match="was made with other settings"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o.json")])
+    data = check_unit_cli_refusals(main, tmp_path)
     with pytest.raises(SystemExit, match="not an offline model"):
-        main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "p.json"), "--prior-model", "nonesuch"])
+        main(["--data", str(data), "--out", str(tmp_path / "p.json"), "--prior-model", "nonesuch"])
     assert not (tmp_path / "p.json").exists()
