@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from paper_analysis import mean_se, paired_text
-from simulator_training.data import read_units
 from simulator_training.evaluate import _exemplars, decoy_sets, wilson
+from unit_trials import trial_simulator, trial_units
 
 from ns_dspy.agents.list_edits import parse_word_list
 from ns_dspy.atomic import atomic_write_json, atomic_write_text
@@ -150,27 +150,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lm", default="local:qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args(argv)
-    if not (args.data / "valid.jsonl").is_file():
-        sys.exit(f"error: no valid.jsonl in {args.data}: give a folder written by ns-dspy-train-simulator build-data")
-    if args.out.suffix != ".json":
-        sys.exit(f"error: --out must end in .json, got {args.out}")
     settings = {"data": str(args.data), "families": args.families, "max_units": args.max_units,
                 "simulator": args.simulator, "lm": args.lm, "dtype": args.dtype}
-    made_with = json.loads(args.out.read_text()).get("settings") if args.out.exists() else settings
-    if made_with != settings:
-        sys.exit(f"error: {args.out} was made with other settings ({made_with}): rerun with those, "
-                 "or give another --out")
-    units = read_units(args.data, "valid")
-    families = set(args.families.split(","))
-    if not any(u["family"] in families for u in units):
-        sys.exit(f"error: no unit of the families {args.families} in {args.data}: name families the data holds, "
-                 f"e.g. {', '.join(sorted({u['family'] for u in units}))}")
+    units, families = trial_units(args.data, "valid", args.out, args.families, settings)
     from ns_dspy.lms.factory import make_lm
-    from ns_dspy.simulators.base import build_simulator
 
     lm = make_lm(args.lm, temperature=0.0, max_tokens=90)
-    options = {"dtype": args.dtype} if args.simulator.startswith("finetuned") else {}
-    simulator = build_simulator(args.simulator, **options)
+    simulator = trial_simulator(args.simulator, args.dtype)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = run(units, simulator, lambda p: lm(messages=[{"role": "user", "content": p}])[0], args.out,
                 families=families, max_units=args.max_units, settings=settings)

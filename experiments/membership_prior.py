@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from paper_analysis import mean_se, paired_text
-from simulator_training.data import read_units
 from simulator_training.evaluate import _exemplars, decoy_sets, wilson
+from unit_trials import trial_simulator, trial_units
 
 from ns_dspy.atomic import atomic_write_json, atomic_write_text
 from ns_dspy.scoring import pooled
@@ -68,12 +68,12 @@ class Prior:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ns_dspy.models.offline import resolve_offline
+        from ns_dspy.models.offline import offline_names, resolve_offline
 
         path = Path(name) if Path(name).is_dir() else resolve_offline(name)
         if path is None:
-            sys.exit(f"error: --prior-model {name} is not an offline model: name one of gemma-3-270m, "
-                     "qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct")
+            sys.exit(f"error: --prior-model {name} is not an offline model or a folder: name one of "
+                     f"{', '.join(offline_names())}")
         self.torch, self.batch = torch, batch
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -172,25 +172,27 @@ def _npz(keep: Path, unit: str) -> Path:
     return keep / f"{unit.replace(':', '_').replace('/', '_')}.npz"
 
 
-def truth_only_wins(rows: list[dict], keep: Path, a: float) -> tuple[int, int]:
-    """A diagnostic, not a reading: units where the truth read with the blend ``a`` beats every decoy read by the
-    simulator alone (how far the prior lifts the truth before it lifts the decoys too), over the units whose
-    readings ``keep`` holds."""
-    wins = n = 0
-    for row in rows:
-        if not _npz(keep, row["unit"]).exists():
-            continue
-        z = np.load(_npz(keep, row["unit"]))
+def kept_readings(rows: list[dict], keep: Path) -> list:
+    """The per-token readings ``keep`` holds for ``rows``' units, each loaded once (units without any left out)."""
+    return [np.load(_npz(keep, row["unit"])) for row in rows if _npz(keep, row["unit"]).exists()]
+
+
+def truth_only_wins(readings: list, a: float) -> tuple[int, int]:
+    """A diagnostic, not a reading: of the units whose ``readings`` are given, those where the truth read with the
+    blend ``a`` beats every decoy read by the simulator alone (how far the prior lifts the truth before it lifts
+    the decoys too)."""
+    wins = 0
+    for z in readings:
         true = z["true"]
         truth = pooled([(1 - a) * z["sim"][0] + a * z["prior"][0]], [true]).r
         wins += all(truth > pooled([z["sim"][k]], [true]).r for k in range(1, len(z["sim"])))
-        n += 1
-    return wins, n
+    return wins, len(readings)
 
 
 def summary(state: dict, title: str, keep: Path | None = None) -> str:
     rows = state["rows"]
-    diag = keep is not None and any(_npz(keep, row["unit"]).exists() for row in rows)
+    readings = kept_readings(rows, keep) if keep is not None else []
+    diag = bool(readings)
     lines = [f"# {title}", "",
              "| blend a (0: simulator alone; 1: prior alone) | units | truth r (mean ± SE) | paired - simulator | "
              "truth first (90% interval) | truth beats the single most active word |"
@@ -205,7 +207,7 @@ def summary(state: dict, title: str, keep: Path | None = None) -> str:
         lo, hi = wilson(sum(wins), len(wins))
         narrow = [row["blends"][a]["r"] > row["blends"][a]["r_decoys"]["over_narrow"]
                   for row in rows if "over_narrow" in row["blends"][a]["r_decoys"]]
-        extra = " {}/{} |".format(*truth_only_wins(rows, keep, float(a))) if diag else ""
+        extra = " {}/{} |".format(*truth_only_wins(readings, float(a))) if diag else ""
         lines.append(f"| {a} | {len(rows)} | {m:.3f} ± {se or 0:.3f} | {paired} | {sum(wins)}/{len(wins)} "
                      f"({lo:.0%}-{hi:.0%}) | {sum(narrow)}/{len(narrow)} |" + extra)
     families = sorted({row["family"] for row in rows})
@@ -234,27 +236,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--keep", type=Path, default=None, help="a folder for each unit's per-token readings (.npz)")
     args = ap.parse_args(argv)
-    if not (args.data / f"{args.split}.jsonl").is_file():
-        sys.exit(f"error: no {args.split}.jsonl in {args.data}: give a folder written by ns-dspy-train-simulator "
-                 "build-data")
-    if args.out.suffix != ".json":
-        sys.exit(f"error: --out must end in .json, got {args.out}")
     settings = {"data": str(args.data), "split": args.split, "families": args.families, "max_units": args.max_units,
                 "simulator": args.simulator, "prior_model": args.prior_model, "dtype": args.dtype}
-    made_with = json.loads(args.out.read_text()).get("settings") if args.out.exists() else settings
-    if made_with != settings:
-        sys.exit(f"error: {args.out} was made with other settings ({made_with}): rerun with those, "
-                 "or give another --out")
-    units = read_units(args.data, args.split)
-    families = set(args.families.split(","))
-    if not any(u["family"] in families for u in units):
-        sys.exit(f"error: no unit of the families {args.families} in {args.data}: name families the data holds, "
-                 f"e.g. {', '.join(sorted({u['family'] for u in units}))}")
-    from ns_dspy.simulators.base import build_simulator
-
+    units, families = trial_units(args.data, args.split, args.out, args.families, settings)
     prior = Prior(args.prior_model)
-    options = {"dtype": args.dtype} if args.simulator.startswith("finetuned") else {}
-    simulator = build_simulator(args.simulator, **options)
+    simulator = trial_simulator(args.simulator, args.dtype)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = run(units, simulator, prior.pmi, args.out, families=families, max_units=args.max_units,
                 settings=settings, keep=args.keep)

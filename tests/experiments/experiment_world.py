@@ -1,12 +1,16 @@
-"""A scripted explainer that reads the marks in its prompt, and a deterministic bag-of-words embedder."""
+"""A scripted explainer that reads the marks in its prompt, a deterministic bag-of-words embedder, and toy units
+with the command-line refusals shared by the trials on ``simulator_training``'s units."""
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
+from simulator_training.data import write_units
 
 from ns_dspy.agents import Embedder
 from ns_dspy.lms.scripted import agent_of
@@ -79,12 +83,6 @@ def check_unit_cli_refusals(main, tmp_path) -> Path:
     """The refusals shared by the experiments that read a ``build-data`` folder into ``--out OUT.json``: no data,
     a family the data lacks, an ``--out`` not ending in .json, a results file made with other settings; each one
     line before anything is written. Returns the data folder (``CATEGORY_UNITS`` as its valid split)."""
-    import json
-
-    import pytest
-
-    from simulator_training.data import write_units
-
     with pytest.raises(SystemExit, match="no valid.jsonl"):
         main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")])
     data = tmp_path / "d"

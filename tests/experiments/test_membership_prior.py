@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from membership_prior import ALPHAS, Prior, main, prior_reading, run, summary, truth_only_wins, word_of
+from membership_prior import (ALPHAS, Prior, kept_readings, main, prior_reading, run, summary, truth_only_wins,
+                              word_of)
 from experiment_world import CATEGORY_UNITS, check_unit_cli_refusals
 from ns_dspy.simulators.base import build_simulator
 from ns_dspy.types import Exemplar
@@ -62,8 +63,9 @@ def test_run_blends_and_resumes(tmp_path):
     assert "diagnostic" not in text
     # with the kept readings: the diagnostic (the blend on the truth only) equals the blend's wins at a = 0, and
     # the prior alone on the truth beats the decoys as the keyword simulator reads them in both units
-    assert truth_only_wins(state["rows"], keep, 0.0) == (sum(r["blends"]["0.0"]["win"] for r in state["rows"]), 2)
-    assert truth_only_wins(state["rows"], keep, 1.0) == (2, 2)
+    readings = kept_readings(state["rows"], keep)
+    assert truth_only_wins(readings, 0.0) == (sum(r["blends"]["0.0"]["win"] for r in state["rows"]), 2)
+    assert truth_only_wins(readings, 1.0) == (2, 2)
     lines = summary(state, "t", keep=keep).splitlines()
     assert "diagnostic" in lines[2] and lines[-1].startswith("| 1.0 | 2 |") and lines[-1].endswith(" 2/2 |")
 
