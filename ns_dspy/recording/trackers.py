@@ -84,8 +84,8 @@ the CPU. Then each update finds every unit's best ``k`` of its slots and the bat
 (:func:`keep_best`: one ``topk``, sorts, gathers and scatters of ``min(k, batch)`` windows per unit) instead of
 finding the few units and slots that change (``nonzero``: the host waits for the device), and a recorder updates
 every layer's trackers of a split as one (:class:`TopKGroup`). On a GPU each such wait also holds back the
-forward's next kernels; an H200 spent ~75 ms a batch on them (README, GPU figures). On the CPU a read costs nothing
-and the compiled loops (:mod:`.fastpath`) are faster. The selection is the same either way
+forward's next kernels; an H200 spent ~75 ms a batch on them (benchmarks/README.md, GPU figures). On the CPU a
+read costs nothing and the compiled loops (:mod:`.fastpath`) are faster. The selection is the same either way
 (tests/recording/test_trackers.py). The random sample's choices are always worked out on the host
 (:class:`Reservoir` keeps a host copy of its keys)."""
 
@@ -297,8 +297,8 @@ def _still_held(held: list[tuple], views: list[tuple]) -> bool:
 class TopKGroup:
     """Top-k trackers of the same ``k`` (one split of every recorded layer) updated as one tracker over all their
     units, by :func:`keep_best`: a GPU then runs one update per batch instead of one per layer, and its host,
-    which launches the kernels, is what recording waits on there (README, GPU figures). The trackers hold views
-    of the group's tensors, updated in place; a tracker whose tensors were replaced since (a merge) is read
+    which launches the kernels, is what recording waits on there (benchmarks/README.md, GPU figures). The trackers
+    hold views of the group's tensors, updated in place; a tracker whose tensors were replaced since (a merge) is read
     again. The selection is the same as updating each tracker alone: a unit's best ``k`` depend on its own slots
     and scores only."""
 

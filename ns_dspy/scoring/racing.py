@@ -16,7 +16,7 @@ of the candidates and the reference (the incumbent best explanation, already sco
 ``s`` stages before the full set, the explanation chosen is within ``epsilon`` of the one exhaustive scoring
 would choose with probability about ``1 - s * delta`` by the bootstraps' own estimate (a Bonferroni sum over
 dependent comparisons, so loose; not an exact bound: the peak-first stages are not random samples). What was
-measured instead is in the README (``benchmarks/refine_cost.py``).
+measured instead is in ``benchmarks/README.md`` (``benchmarks/refine_cost.py``).
 
 The bootstraps resample per-exemplar moment rows (:mod:`ns_dspy.scoring.bootstrap`, which the reported intervals
 share), so thousands of resamples cost a matrix product.

@@ -155,7 +155,7 @@ class FinetunedSimulator(Simulator):
 
         ``quantize="int8"`` then runs the merged model's decoder linear layers in int8 on CPU
         (:func:`~.finetuned_format.quantize_int8`; activations stay float32): ~1.8-2.3x faster than float32, and
-        approximate, by how much depends on the base (measured in the README: close on Qwen2.5-Coder-0.5B, too
+        approximate, by how much depends on the base (measured in benchmarks/README.md: close on Qwen2.5-Coder-0.5B, too
         far on gemma-3-270m), so measure an adapter with it before relying on it. CPU and float32 only.
         """
         from peft import PeftModel

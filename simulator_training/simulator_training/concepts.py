@@ -845,8 +845,8 @@ def context_concepts(pool: Pool, n_units: int, seed: int = 0, min_count: int = 1
     that show it. One unit per word, at most ``per_before`` per word before.
 
     A simulator trained without them read ``the word "to" only right after "up"`` on real neurons as every "to"
-    (mean prediction 9.75 on "up to" against 9.02 on the other "to"s; README of ns-dspy, "Context, spelling classes
-    and named concepts")."""
+    (mean prediction 9.75 on "up to" against 9.02 on the other "to"s; ns-dspy's experiments/README.md, "Context,
+    spelling classes and named concepts")."""
     from ns_dspy.agents.evidence import context_text
 
     n_lower = len(pool.lowers)
