@@ -8,6 +8,7 @@ spaces dropped, spaces made ``-``, repeats numbered ``-1``, ``-2``."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,9 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")  # code spans keep theirs: ` goes
 
 
-def anchors(path: Path) -> set[str]:
+@cache
+def anchors(path: Path) -> frozenset[str]:
+    """The anchors of a Markdown file's headings, read once per file however many links point into it."""
     seen: dict[str, int] = {}
     out = set()
     for _, line in _outside_fences(path.read_text(encoding="utf-8")):
@@ -49,7 +52,7 @@ def anchors(path: Path) -> set[str]:
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.add(base if n == 0 else f"{base}-{n}")
-    return out
+    return frozenset(out)
 
 
 def links(path: Path) -> list[tuple[int, str]]:
